@@ -1,0 +1,1 @@
+"""explorer: channel-pruning design-space exploration with analytic cost and roofline models."""

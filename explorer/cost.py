@@ -1,0 +1,257 @@
+"""Analytic cost rules: one pure function per op kind, from the spec alone.
+
+Conventions (declared in `explorer.conventions`): FLOPs = FLOPS_PER_MAC x MACs for conv and
+dense; every other arithmetic op (bias adds, batch-norm, activations, pooling, residual adds)
+is counted in `elementwise_flops`, with the per-element costs below, which are the counts
+XLA's cost analysis reports for the same ops (transcendentals such as exp are not FLOPs).
+Feature maps are multiplied by the batch; weights are read once per batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from explorer.conventions import BYTES_PER_ELEMENT, FLOPS_PER_MAC, MAC_CONVENTIONS, TRAFFIC_MODELS
+from explorer.spec import (
+    Act,
+    Add,
+    AvgPool,
+    BatchNorm,
+    Concat,
+    Conv,
+    Dense,
+    Flatten,
+    GlobalAvgPool,
+    MaxPool,
+    Node,
+    Op,
+    padding_amounts,
+    pair,
+)
+
+ACT_FLOPS_PER_ELEMENT: Final[dict[str, int]] = {
+    "relu": 1,  # max(x, 0)
+    "relu6": 1,  # one clamp
+    "sigmoid": 3,  # negate, add 1, divide (+1 transcendental exp, not a FLOP)
+    "silu": 4,  # sigmoid, then multiply (+1 transcendental)
+}
+BN_FLOPS_PER_ELEMENT: Final[int] = 3  # subtract mean, multiply by folded scale, add shift
+BN_FLOPS_PER_CHANNEL: Final[int] = 2  # fold: var + eps, gamma x rsqrt(.) (+1 transcendental)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Counts:
+    """Additive counts for one layer or a whole model (totals are sums of layers).
+
+    `flops` = FLOPS_PER_MAC x `macs` (conv/dense); `elementwise_flops` = all other arithmetic.
+    Bytes are already multiplied by the dtype's item size. `bytes` is the memory traffic under
+    the chosen traffic model; `time_s` is the roofline time (zero before a platform is applied).
+    """
+
+    macs: int = 0
+    flops: int = 0
+    elementwise_flops: int = 0
+    params: int = 0
+    weight_bytes: int = 0
+    input_bytes: int = 0
+    output_bytes: int = 0
+    bytes: int = 0
+    time_s: float = 0.0
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(Counts)})
+
+    def __radd__(self, other: int) -> Counts:  # sum() starts from 0
+        if other == 0:
+            return Counts() + self
+        return NotImplemented
+
+    def counts(self) -> Counts:
+        """Only the additive part (drops any subclass fields)."""
+        return Counts(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Counts)})
+
+    @property
+    def total_flops(self) -> int:
+        """All arithmetic: FLOPs of the MACs plus elementwise FLOPs (what the roofline charges)."""
+        return self.flops + self.elementwise_flops
+
+    @property
+    def intensity(self) -> float:
+        """Arithmetic intensity in FLOP/byte: total_flops / bytes (0 where nothing moves)."""
+        return self.total_flops / self.bytes if self.bytes else 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Context:
+    """What a rule needs besides the node: batch, item size and MAC convention."""
+
+    batch: int = 1
+    itemsize: int = 4
+    convention: str = "dense"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Work:
+    """What a rule returns. `moves` says which tensors the op really reads/writes:
+    'all' (a normal op), 'inplace' (writes over its input: its output adds no new memory
+    under the `seed` model) or 'view' (a reshape: moves nothing)."""
+
+    macs: int = 0
+    elementwise_flops: int = 0
+    params: int = 0
+    moves: str = "all"
+
+
+Rule = Callable[[Op, Node, Context], Work]
+RULES: dict[type[Op], Rule] = {}
+
+
+def rule(*kinds: type[Op]) -> Callable[[Rule], Rule]:
+    def register(fn: Rule) -> Rule:
+        for kind in kinds:
+            RULES[kind] = fn
+        return fn
+
+    return register
+
+
+def _elements(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)
+
+
+def valid_taps(op: Op, size: int, kernel: int, stride: int, padding: object, axis: int) -> int:
+    """Sum over output positions along one axis of the kernel taps that land inside the input."""
+    low, _, out = padding_amounts(op, size, kernel, stride, padding, axis)  # type: ignore[arg-type]
+    total = 0
+    for o in range(out):
+        start = o * stride - low
+        total += min(start + kernel, size) - max(start, 0)
+    return total
+
+
+@rule(Conv)
+def conv_rule(op: Conv, node: Node, ctx: Context) -> Work:
+    """MACs = Ho Wo Kh Kw Cin/groups Cout (dense) or only in-bounds taps (exact); +1 FLOP per
+    output for a bias."""
+    h, w, cin = node.input_shapes[0]
+    oh, ow, cout = node.output_shape
+    groups, _ = op.channels(cin)
+    kh, kw = pair(op.kernel)
+    if ctx.convention == "exact":
+        taps = valid_taps(op, h, kh, op.stride, op.padding, 0) * valid_taps(op, w, kw, op.stride, op.padding, 1)
+    else:
+        taps = oh * kh * ow * kw
+    per_tap = cin // groups * cout
+    params = kh * kw * cin // groups * cout + (cout if op.bias else 0)
+    bias_flops = _elements(node.output_shape) if op.bias else 0
+    return Work(macs=taps * per_tap * ctx.batch, elementwise_flops=bias_flops * ctx.batch, params=params)
+
+
+@rule(Dense)
+def dense_rule(op: Dense, node: Node, ctx: Context) -> Work:
+    """MACs = in x out; +1 FLOP per output for a bias."""
+    (n_in,) = node.input_shapes[0]
+    return Work(
+        macs=n_in * op.out * ctx.batch,
+        elementwise_flops=(op.out if op.bias else 0) * ctx.batch,
+        params=n_in * op.out + (op.out if op.bias else 0),
+    )
+
+
+@rule(BatchNorm)
+def bn_rule(op: BatchNorm, node: Node, ctx: Context) -> Work:
+    """Inference batch-norm: 2 learned params per channel (running statistics are buffers)."""
+    c = node.output_shape[-1]
+    return Work(
+        elementwise_flops=BN_FLOPS_PER_ELEMENT * _elements(node.output_shape) * ctx.batch + BN_FLOPS_PER_CHANNEL * c,
+        params=2 * c,
+    )
+
+
+@rule(Act)
+def act_rule(op: Act, node: Node, ctx: Context) -> Work:
+    """A fixed cost per element; run in place."""
+    return Work(
+        elementwise_flops=ACT_FLOPS_PER_ELEMENT[op.fn] * _elements(node.output_shape) * ctx.batch, moves="inplace"
+    )
+
+
+@rule(MaxPool)
+def maxpool_rule(op: MaxPool, node: Node, ctx: Context) -> Work:
+    """k*k - 1 comparisons per output."""
+    kh, kw = pair(op.kernel)
+    return Work(elementwise_flops=(kh * kw - 1) * _elements(node.output_shape) * ctx.batch)
+
+
+@rule(AvgPool)
+def avgpool_rule(op: AvgPool, node: Node, ctx: Context) -> Work:
+    """k*k - 1 adds and one divide per output."""
+    kh, kw = pair(op.kernel)
+    return Work(elementwise_flops=kh * kw * _elements(node.output_shape) * ctx.batch)
+
+
+@rule(GlobalAvgPool)
+def gap_rule(op: GlobalAvgPool, node: Node, ctx: Context) -> Work:
+    """One add per input element (the divide folds into it)."""
+    return Work(elementwise_flops=_elements(node.input_shapes[0]) * ctx.batch)
+
+
+@rule(Add)
+def add_rule(op: Add, node: Node, ctx: Context) -> Work:
+    """n - 1 adds per output element for n inputs."""
+    return Work(elementwise_flops=(len(node.inputs) - 1) * _elements(node.output_shape) * ctx.batch)
+
+
+@rule(Concat)
+def concat_rule(op: Concat, node: Node, ctx: Context) -> Work:
+    """No arithmetic: a copy of its inputs into one buffer."""
+    return Work()
+
+
+@rule(Flatten)
+def flatten_rule(op: Flatten, node: Node, ctx: Context) -> Work:
+    """No arithmetic and no traffic: a reshape is a view."""
+    return Work(moves="view")
+
+
+def layer_counts(node: Node, ctx: Context, traffic: str) -> Counts:
+    """Counts of one primitive node: the rule's work plus bytes under `traffic`."""
+    try:
+        fn = RULES[type(node.op)]
+    except KeyError:
+        known = ", ".join(k.kind for k in RULES)
+        raise ValueError(f"no cost rule for op kind {node.op.kind!r}; rules exist for: {known}") from None
+    work = fn(node.op, node, ctx)
+    weight_bytes = work.params * ctx.itemsize
+    input_bytes = sum(_elements(s) for s in node.input_shapes) * ctx.batch * ctx.itemsize
+    output_bytes = _elements(node.output_shape) * ctx.batch * ctx.itemsize
+    if work.moves == "view":
+        input_bytes = output_bytes = 0
+    if traffic == "seed":
+        moved = weight_bytes + (0 if work.moves == "inplace" else output_bytes)
+    elif traffic == "rw":
+        moved = weight_bytes + input_bytes + output_bytes
+    else:
+        raise ValueError(f"traffic={traffic!r} is not known; use one of: {', '.join(TRAFFIC_MODELS)}")
+    return Counts(
+        macs=work.macs,
+        flops=FLOPS_PER_MAC * work.macs,
+        elementwise_flops=work.elementwise_flops,
+        params=work.params,
+        weight_bytes=weight_bytes,
+        input_bytes=input_bytes,
+        output_bytes=output_bytes,
+        bytes=moved,
+    )
+
+
+def make_context(*, batch: int, dtype: str, convention: str) -> Context:
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch={batch!r} must be an integer >= 1")
+    if convention not in MAC_CONVENTIONS:
+        raise ValueError(f"convention={convention!r} is not known; use one of: {', '.join(MAC_CONVENTIONS)}")
+    return Context(batch=batch, itemsize=BYTES_PER_ELEMENT[dtype], convention=convention)

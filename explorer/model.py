@@ -1,0 +1,157 @@
+"""A real `flax.nnx` model (NHWC) built from the same spec the cost model reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from explorer.spec import (
+    INPUT,
+    Act,
+    Add,
+    Arch,
+    AvgPool,
+    BatchNorm,
+    Concat,
+    Conv,
+    Dense,
+    Flatten,
+    GlobalAvgPool,
+    MaxPool,
+    Node,
+    Op,
+    Padding,
+    Pool,
+    padding_amounts,
+    pair,
+)
+
+ACTIVATION_FNS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": jax.nn.relu,
+    "relu6": jax.nn.relu6,
+    "sigmoid": jax.nn.sigmoid,
+    "silu": jax.nn.silu,
+}
+
+
+def _conv_padding(padding: Padding) -> str | list[tuple[int, int]]:
+    if padding in ("same", "valid"):
+        return str(padding).upper()
+    ph, pw = pair(padding)  # type: ignore[arg-type]
+    return [(ph, ph), (pw, pw)]
+
+
+def _pool_padding(node: Node) -> list[tuple[int, int]]:
+    op = node.op
+    assert isinstance(op, Pool)
+    h, w, _ = node.input_shapes[0]
+    kh, kw = pair(op.kernel)
+    stride = int(op.stride or kh)
+    rows = padding_amounts(op, h, kh, stride, op.padding, 0, op.ceil_mode)
+    cols = padding_amounts(op, w, kw, stride, op.padding, 1, op.ceil_mode)
+    return [rows[:2], cols[:2]]
+
+
+def _make_layer(node: Node, rngs: nnx.Rngs, param_dtype: Any) -> nnx.Module | None:
+    op = node.op
+    if isinstance(op, Conv):
+        cin = node.input_shapes[0][-1]
+        groups, cout = op.channels(cin)
+        return nnx.Conv(
+            cin,
+            cout,
+            kernel_size=pair(op.kernel),
+            strides=op.stride,
+            padding=_conv_padding(op.padding),
+            feature_group_count=groups,
+            use_bias=op.bias,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
+    if isinstance(op, Dense):
+        return nnx.Linear(node.input_shapes[0][0], op.out, use_bias=op.bias, param_dtype=param_dtype, rngs=rngs)
+    if isinstance(op, BatchNorm):
+        return nnx.BatchNorm(
+            node.output_shape[-1], use_running_average=True, epsilon=op.eps, param_dtype=param_dtype, rngs=rngs
+        )
+    return None
+
+
+def _apply(node: Node, layer: nnx.Module | None, xs: Sequence[jax.Array]) -> jax.Array:
+    op: Op = node.op
+    if layer is not None:
+        return layer(xs[0])
+    if isinstance(op, Act):
+        return ACTIVATION_FNS[op.fn](xs[0])
+    if isinstance(op, MaxPool):
+        return nnx.max_pool(xs[0], pair(op.kernel), (op.stride, op.stride), _pool_padding(node))
+    if isinstance(op, AvgPool):
+        return nnx.avg_pool(
+            xs[0], pair(op.kernel), (op.stride, op.stride), _pool_padding(node), count_include_pad=False
+        )
+    if isinstance(op, GlobalAvgPool):
+        return xs[0].mean(axis=(1, 2))
+    if isinstance(op, Add):
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+    if isinstance(op, Concat):
+        return jnp.concatenate(list(xs), axis=-1)
+    if isinstance(op, Flatten):
+        return xs[0].reshape(xs[0].shape[0], -1)
+    raise ValueError(f"no Flax builder for op kind {op.kind!r}")
+
+
+class Network(nnx.Module):
+    """The network of an `Arch`: one submodule per op with weights, walked in spec order."""
+
+    def __init__(self, arch: Arch, *, rngs: nnx.Rngs, param_dtype: Any = jnp.float32) -> None:
+        self.arch = arch
+        layers = {}
+        for node in arch.nodes:
+            layer = _make_layer(node, rngs, param_dtype)
+            if layer is not None:
+                layers[node.op.name] = layer
+        self.layers = nnx.Dict(layers)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """x: (batch, h, w, c) -> (batch, ...) in NHWC."""
+        if tuple(x.shape[1:]) != self.arch.input_shape:
+            raise ValueError(f"input shape {tuple(x.shape)} does not match the spec's (batch, {self.arch.input_shape})")
+        env: dict[str, jax.Array] = {INPUT: x}
+        for node in self.arch.nodes:
+            name = node.op.name
+            env[name] = _apply(node, self.layers.get(name, None), [env[n] for n in node.inputs])
+        return env[self.arch.nodes[-1].op.name]
+
+
+def build_model(arch: Arch, *, rngs: nnx.Rngs | None = None, param_dtype: Any = jnp.float32) -> Network:
+    """Build the Flax model of `arch` (weights initialised from `rngs`, default seed 0)."""
+    return Network(arch, rngs=rngs if rngs is not None else nnx.Rngs(0), param_dtype=param_dtype)
+
+
+def abstract_model(arch: Arch, param_dtype: Any = jnp.float32) -> Network:
+    """The model with shapes only (no weights allocated): for counting and compiling."""
+    return nnx.eval_shape(lambda: Network(arch, rngs=nnx.Rngs(0), param_dtype=param_dtype))
+
+
+def param_count(model: nnx.Module) -> int:
+    """Number of trainable parameters (nnx.Param leaves; batch-norm statistics excluded)."""
+    return sum(int(leaf.size) for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def xla_cost(arch: Arch, batch: int = 1, dtype: Any = jnp.float32) -> dict[str, float]:
+    """XLA's own cost analysis of the jitted forward pass (compiled, so bytes are post-fusion).
+
+    Returns XLA's dict: "flops" (padding-exact, elementwise ops included), "bytes accessed", ...
+    """
+    model = abstract_model(arch, param_dtype=dtype)
+    graph, state = nnx.split(model)
+    x = jax.ShapeDtypeStruct((batch, *arch.input_shape), dtype)
+    compiled = jax.jit(lambda st, inp: nnx.merge(graph, st)(inp)).lower(state, x).compile()
+    return dict(compiled.cost_analysis())

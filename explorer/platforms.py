@@ -1,0 +1,157 @@
+"""Hardware platforms: peak FLOP/s per dtype, memory bandwidth, and where the numbers come from."""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from explorer.conventions import BYTES_PER_ELEMENT, canonical_dtype
+
+CATALOG_PATH = Path(__file__).with_name("platforms.toml")
+DEFAULT_PLATFORM = "v100"
+
+TERA = 1e12
+GIGA = 1e9
+
+
+class PlatformError(ValueError):
+    """An unknown platform, a dtype a platform lacks, or a malformed platform file."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Platform:
+    """A roofline: compute roofs per dtype and one memory-bandwidth slope."""
+
+    key: str
+    name: str
+    peak_flops_per_s: Mapping[str, float]
+    bandwidth_bytes_per_s: float
+    memory_bytes: float | None = None
+    source: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Free-form provenance (e.g. how and when a calibration measured it)."""
+
+    def peak(self, dtype: str) -> float:
+        """Peak FLOP/s for `dtype`; raises PlatformError listing the dtypes this platform has."""
+        name = canonical_dtype(dtype)
+        if name not in self.peak_flops_per_s:
+            have = ", ".join(self.peak_flops_per_s)
+            raise PlatformError(f"platform {self.key!r} has no {name} peak (it has: {have}); choose --dtype from those")
+        return self.peak_flops_per_s[name]
+
+    def ridge_flops_per_byte(self, dtype: str) -> float:
+        """Arithmetic intensity (FLOP/byte) where the bandwidth slope meets the compute roof."""
+        return self.peak(dtype) / self.bandwidth_bytes_per_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "name": self.name,
+            "peak_flops_per_s": dict(self.peak_flops_per_s),
+            "bandwidth_bytes_per_s": self.bandwidth_bytes_per_s,
+            "memory_bytes": self.memory_bytes,
+            "source": self.source,
+            **({"extra": dict(self.extra)} if self.extra else {}),
+        }
+
+
+def _number(where: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise PlatformError(f"{where}: {key}={value!r} must be a positive number")
+    return float(value)
+
+
+def platform_from_table(key: str, table: Mapping[str, Any], where: str) -> Platform:
+    """Parse one catalog table (units in the key names: TFLOP/s, GB/s, GB)."""
+    where = f"{where} [{key}]"
+    known = {"name", "peak_tflop_per_s", "bandwidth_gb_per_s", "memory_gb", "source", "extra"}
+    unknown = set(table) - known
+    if unknown:
+        raise PlatformError(f"{where}: unknown key(s) {sorted(unknown)}; a platform has: {', '.join(sorted(known))}")
+    for required in ("peak_tflop_per_s", "bandwidth_gb_per_s"):
+        if required not in table:
+            raise PlatformError(f"{where}: missing {required!r}")
+    peaks = table["peak_tflop_per_s"]
+    if not isinstance(peaks, Mapping) or not peaks:
+        raise PlatformError(f"{where}: peak_tflop_per_s must be a table of dtype = TFLOP/s, e.g. {{ float32 = 15.7 }}")
+    peak_flops: dict[str, float] = {}
+    for dtype, value in peaks.items():
+        if dtype not in BYTES_PER_ELEMENT:
+            raise PlatformError(
+                f"{where}: peak_tflop_per_s has unknown dtype {dtype!r}; use {', '.join(BYTES_PER_ELEMENT)}"
+            )
+        peak_flops[dtype] = _number(where, f"peak_tflop_per_s.{dtype}", value) * TERA
+    memory = table.get("memory_gb")
+    return Platform(
+        key=key,
+        name=str(table.get("name", key)),
+        peak_flops_per_s=MappingProxyType(peak_flops),
+        bandwidth_bytes_per_s=_number(where, "bandwidth_gb_per_s", table["bandwidth_gb_per_s"]) * GIGA,
+        memory_bytes=None if memory is None else _number(where, "memory_gb", memory) * GIGA,
+        source=str(table.get("source", "")),
+        extra=MappingProxyType(dict(table.get("extra", {}))),
+    )
+
+
+def load_platform_file(path: Path) -> dict[str, Platform]:
+    """Every platform in a TOML file of the catalog's schema."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise PlatformError(f"platform file {path}: cannot be read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PlatformError(f"platform file {path}: not valid TOML ({exc})") from None
+    if not data:
+        raise PlatformError(f"platform file {path}: no platform tables in it")
+    platforms = {}
+    for key, table in data.items():
+        if not isinstance(table, Mapping):
+            raise PlatformError(f"platform file {path}: {key!r} must be a [table], not a value")
+        platforms[key] = platform_from_table(key, table, str(path))
+    return platforms
+
+
+@cache
+def catalog() -> Mapping[str, Platform]:
+    """The built-in platforms, keyed by short name."""
+    return MappingProxyType(load_platform_file(CATALOG_PATH))
+
+
+def get_platform(name: str | Platform) -> Platform:
+    """A catalog key (e.g. 'v100') or a TOML file path; errors list the known keys."""
+    if isinstance(name, Platform):
+        return name
+    known = catalog()
+    if name in known:
+        return known[name]
+    path = Path(name)
+    if path.suffix == ".toml" or path.exists():
+        if not path.exists():
+            raise PlatformError(f"--platform {name!r}: no such file")
+        found = load_platform_file(path)
+        return next(iter(found.values()))
+    match = difflib.get_close_matches(name, list(known), n=1)
+    hint = f" (did you mean {match[0]!r}?)" if match else ""
+    raise PlatformError(f"--platform {name!r} is not known{hint}; known: {', '.join(known)}; or give a .toml file")
+
+
+def custom_platform(
+    *, peak_flops_per_s: float, bandwidth_bytes_per_s: float, dtype: str = "float32", name: str = "custom"
+) -> Platform:
+    """A one-dtype platform from two numbers (the `--peak`/`--bandwidth` flags)."""
+    for what, value in (("peak", peak_flops_per_s), ("bandwidth", bandwidth_bytes_per_s)):
+        if not value > 0:
+            raise PlatformError(f"--{what} {value!r} must be positive")
+    return Platform(
+        key=name,
+        name=name,
+        peak_flops_per_s=MappingProxyType({canonical_dtype(dtype): float(peak_flops_per_s)}),
+        bandwidth_bytes_per_s=float(bandwidth_bytes_per_s),
+        source="given on the command line",
+    )

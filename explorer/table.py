@@ -1,0 +1,90 @@
+"""Plain-text tables of an analysis, for the terminal and Markdown."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from explorer.conventions import FLOPS_PER_MAC, TRAFFIC_MODELS
+from explorer.platforms import Platform
+from explorer.roofline import Analysis
+from explorer.units import si
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    return "x".join(str(v) for v in shape)
+
+
+def render(rows: list[list[str]], header: list[str], right: set[int]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
+LAYER_HEADER = ["layer", "op", "output", "MACs", "FLOPs", "elem FLOPs", "params", "bytes", "FLOP/B", "bound", "time %"]
+
+
+def layer_table(result: Analysis) -> str:
+    """One row per primitive layer plus a total row; time % is the share of the roofline latency."""
+    rows = []
+    for layer in result.layers:
+        share = layer.time_s / result.latency_s * 100 if result.latency_s else 0.0
+        rows.append(
+            [
+                layer.name,
+                layer.kind,
+                shape_text(layer.output_shape),
+                si(layer.macs),
+                si(layer.flops),
+                si(layer.elementwise_flops),
+                si(layer.params),
+                si(layer.bytes, "B"),
+                f"{layer.intensity:.1f}" if layer.bytes else "-",
+                layer.bound,
+                f"{share:.1f}",
+            ]
+        )
+    rows.append(
+        [
+            "TOTAL",
+            "",
+            shape_text(result.layers[-1].output_shape),
+            si(result.macs),
+            si(result.flops),
+            si(result.elementwise_flops),
+            si(result.params),
+            si(result.bytes, "B"),
+            f"{result.intensity:.1f}",
+            "",
+            "100.0",
+        ]
+    )
+    return render(rows, LAYER_HEADER, right={3, 4, 5, 6, 7, 8, 10})
+
+
+def summary(result: Analysis, platform: Platform) -> str:
+    """Header and totals: platform roofs, counts with units, roofline latency and throughput."""
+    point = result.model_roofline
+    b = result.batch
+    lines = [
+        f"{result.arch} on {platform.name} [{platform.key}], {result.dtype}, batch {b}, traffic '{result.traffic}' "
+        f"({TRAFFIC_MODELS[result.traffic]}), MAC convention '{result.convention}'",
+        f"  platform: peak {si(result.peak_flops_per_s, 'FLOP/s')}, bandwidth {si(result.bandwidth_bytes_per_s, 'B/s')}, "
+        f"ridge {result.ridge_flops_per_byte:.1f} FLOP/B  (source: {platform.source or 'not given'})",
+        f"  MACs {si(result.macs)} ({si(result.macs / b)} per sample); FLOPs = {FLOPS_PER_MAC} x MACs = {si(result.flops)}; "
+        f"elementwise FLOPs {si(result.elementwise_flops)}",
+        f"  params {si(result.params)} ({si(result.weight_bytes, 'B')}); memory traffic {si(result.bytes, 'B')} "
+        f"({si(result.bytes / b, 'B')} per sample); intensity {result.intensity:.1f} FLOP/B",
+        f"  roofline, per layer: latency {si(result.latency_s, 's')} per batch, {result.images_per_s:,.0f} images/s, "
+        f"attainable {si(result.attainable_flops_per_s, 'FLOP/s')} "
+        f"({result.attainable_flops_per_s / result.peak_flops_per_s:.0%} of peak); "
+        f"{result.memory_bound_share:.0%} of the time in memory-bound layers",
+        f"  roofline, whole model (classic): {point.bound}-bound, attainable {si(point.attainable_flops_per_s, 'FLOP/s')}, "
+        f"latency {si(point.time_s, 's')}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,44 @@
+"""Parsing and printing of quantities with SI prefixes: '2GFLOPs', '1 GMACs', '5M', '900GB/s'."""
+
+from __future__ import annotations
+
+import math
+import re
+
+SI_PREFIXES: dict[str, float] = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
+
+_QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKMGTP]?)\s*([A-Za-z/]*)\s*$")
+
+
+def parse_quantity(text: str, units: dict[str, float], what: str) -> tuple[float, str]:
+    """Parse '2GFLOPs' into (2e9 x units['FLOPs'], 'FLOPs').
+
+    `units` maps accepted unit spellings (case-insensitive) to a factor into the base unit;
+    the empty string is the unit assumed when none is written. Raises ValueError with a
+    message naming `what`, the value and the accepted forms.
+    """
+    examples = ", ".join(f"'2{u}'" if u else "'2e9'" for u in list(units)[:4])
+    match = _QUANTITY.match(str(text))
+    if not match:
+        raise ValueError(f"{what}={text!r} is not a quantity; write e.g. {examples}")
+    number, prefix, unit = match.groups()
+    lookup = {u.lower(): (u, f) for u, f in units.items()}
+    if unit.lower() not in lookup and (prefix + unit).lower() in lookup:
+        prefix, unit = "", prefix + unit  # '2 MACs': the M belongs to the unit
+    if unit.lower() not in lookup:
+        raise ValueError(f"{what}={text!r}: unit {unit!r} is not understood; write e.g. {examples}")
+    name, factor = lookup[unit.lower()]
+    value = float(number) * SI_PREFIXES[prefix] * factor
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{what}={text!r} must be a positive, finite quantity")
+    return value, name
+
+
+def si(value: float, unit: str = "", digits: int = 3) -> str:
+    """Format with an SI prefix: si(1.81e9, 'MACs') == '1.81 GMACs'."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g} {unit}".strip()
+    exponent = min(max(math.floor(math.log10(abs(value)) / 3), -4), 5)
+    prefix = {-4: "p", -3: "n", -2: "u", -1: "m", 0: "", 1: "k", 2: "M", 3: "G", 4: "T", 5: "P"}[exponent]
+    scaled = value / 10 ** (3 * exponent)
+    return f"{scaled:.{digits}g} {prefix}{unit}".strip()

@@ -1,0 +1,61 @@
+"""Shared helpers: small specs built in code, and XLA as an independent oracle."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from explorer.spec import Arch, Op
+
+
+def single(op: Op, input_shape: tuple[int, ...] = (14, 14, 8)) -> Arch:
+    """An arch of one op, for per-rule checks."""
+    return Arch(name=op.name, input_shape=input_shape, ops=(op,))  # type: ignore[arg-type]
+
+
+def xla_primitive_flops(arch: Arch, primitives: tuple[str, ...] = ("conv_general_dilated", "dot_general")) -> int:
+    """XLA's FLOPs for just the conv/dense primitives of the built model.
+
+    Traces the real Flax forward pass, and for every conv or dot primitive in its jaxpr asks
+    XLA's compiled cost analysis for that primitive alone, with the traced shapes and params.
+    """
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from explorer.model import abstract_model
+
+    graph, state = nnx.split(abstract_model(arch))
+    x = jax.ShapeDtypeStruct((1, *arch.input_shape), jnp.float32)
+    closed = jax.make_jaxpr(lambda st, inp: nnx.merge(graph, st)(inp))(state, x)
+
+    def eqns(jaxpr: Any) -> Iterator[Any]:
+        for eqn in jaxpr.eqns:
+            for value in eqn.params.values():
+                inner = getattr(value, "jaxpr", value)
+                if hasattr(inner, "eqns"):
+                    yield from eqns(inner)
+            yield eqn
+
+    total = 0
+    for eqn in eqns(closed.jaxpr):
+        if eqn.primitive.name not in primitives:
+            continue
+        args = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in eqn.invars]
+        fn = jax.jit(lambda *a, eqn=eqn: eqn.primitive.bind(*a, **eqn.params))
+        total += int(fn.lower(*args).compile().cost_analysis()["flops"])
+    return total
+
+
+@pytest.fixture(scope="session")
+def base_archs() -> dict[str, Arch]:
+    from explorer.archs import base_names, load_arch
+
+    return {name: load_arch(name) for name in base_names()}

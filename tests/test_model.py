@@ -1,0 +1,43 @@
+"""The Flax model built from a spec: parameter counts equal the analytic ones; it runs."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import pytest
+from flax import nnx
+
+from explorer.model import abstract_model, build_model, param_count
+from explorer.roofline import analyze
+from explorer.spec import Arch
+
+
+def test_every_base_architecture_param_count_equals_analytic(base_archs: dict[str, Arch]) -> None:
+    for name, arch in base_archs.items():
+        assert param_count(abstract_model(arch)) == analyze(arch).params, name
+
+
+@pytest.mark.parametrize("name", ["tiny", "resnet18"])
+def test_forward_pass_output_shape(name: str, base_archs: dict[str, Arch]) -> None:
+    arch = base_archs[name]
+    graph, state = nnx.split(build_model(arch, rngs=nnx.Rngs(1)))
+    y = jax.jit(lambda st, x: nnx.merge(graph, st)(x))(state, jnp.ones((2, *arch.input_shape)))
+    assert y.shape == (2, *arch.output_shape)
+    assert bool(jnp.isfinite(y).all())
+
+
+def test_intermediate_shapes_match_the_spec(base_archs: dict[str, Arch]) -> None:
+    arch = base_archs["googlenet"]
+    for cut in ("maxpool1", "maxpool2", "inception3b.concat", "maxpool4", "inception5b.concat"):
+        index = next(i for i, op in enumerate(arch.ops) if op.name == cut)
+        prefix = Arch(name="prefix", input_shape=arch.input_shape, ops=arch.ops[: index + 1])
+        graph, state = nnx.split(abstract_model(prefix))
+        x = jax.ShapeDtypeStruct((1, *arch.input_shape), jnp.float32)
+        out = jax.eval_shape(lambda st, inp, g=graph: nnx.merge(g, st)(inp), state, x)
+        assert out.shape[1:] == prefix.output_shape, cut
+
+
+def test_wrong_input_shape_is_refused(base_archs: dict[str, Arch]) -> None:
+    model = build_model(base_archs["tiny"])
+    with pytest.raises(ValueError, match="does not match"):
+        model(jnp.ones((1, 16, 16, 3)))

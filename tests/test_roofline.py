@@ -1,0 +1,79 @@
+"""Roofline numbers derived by hand from the platform table."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import single
+from explorer.platforms import catalog, get_platform
+from explorer.roofline import analyze, roof
+from explorer.spec import Conv, Dense
+
+
+def test_v100_ridge_points() -> None:
+    v100 = get_platform("v100")
+    assert v100.ridge_flops_per_byte("float32") == pytest.approx(15.7e12 / 900e9)  # 17.4
+    assert v100.ridge_flops_per_byte("fp16") == pytest.approx(125e12 / 900e9)  # 139
+
+
+def test_roof_memory_and_compute_sides() -> None:
+    peak, bw = 15.7e12, 900e9
+    low = roof(1e6, 1e6, peak, bw)  # 1 FLOP/B, far below the ridge
+    assert low.bound == "memory"
+    assert low.attainable_flops_per_s == pytest.approx(1.0 * bw)
+    assert low.time_s == pytest.approx(1e6 / bw)
+    high = roof(1e9, 1e6, peak, bw)  # 1000 FLOP/B
+    assert high.bound == "compute"
+    assert high.attainable_flops_per_s == peak
+    assert high.time_s == pytest.approx(1e9 / peak)
+
+
+def test_layer_times_sum_to_latency_and_throughput() -> None:
+    arch = single(Conv(name="c", out=64, kernel=3, bias=False), (56, 56, 64))
+    r = analyze(arch, "v100", traffic="rw")
+    flops = 2 * 56 * 56 * 9 * 64 * 64
+    nbytes = 4 * (9 * 64 * 64 + 2 * 56 * 56 * 64)
+    intensity = flops / nbytes
+    assert r.layers[0].intensity == pytest.approx(intensity)
+    assert r.layers[0].attainable_flops_per_s == pytest.approx(min(15.7e12, intensity * 900e9))
+    assert r.latency_s == pytest.approx(max(flops / 15.7e12, nbytes / 900e9))
+    assert r.attainable_flops_per_s == pytest.approx(flops / r.latency_s)
+    assert r.images_per_s == pytest.approx(1 / r.latency_s)
+
+
+def test_per_layer_roofline_is_never_faster_than_the_whole_model_one(base_archs) -> None:
+    for arch in base_archs.values():
+        r = analyze(arch, "v100")
+        assert r.latency_s >= r.model_roofline.time_s * (1 - 1e-12)
+
+
+def test_fc_layer_memory_bound_at_batch_1_compute_bound_at_256() -> None:
+    fc = single(Dense(name="fc", out=4096), (4096,))
+    assert analyze(fc, "v100", batch=1).layers[0].bound == "memory"
+    assert analyze(fc, "v100", batch=256).layers[0].bound == "compute"
+
+
+def test_catalog_entries_have_sources_and_positive_numbers() -> None:
+    required = {
+        "v100",
+        "v100-pcie",
+        "t4",
+        "a100",
+        "a100-80g",
+        "l4",
+        "h100",
+        "h100-pcie",
+        "h200",
+        "rtx4090",
+        "gtx1080ti",
+        "tpu-v4",
+        "tpu-v5e",
+        "apple-m2",
+        "xeon-8380",
+        "jetson-nano",
+    }
+    assert required <= set(catalog())
+    for p in catalog().values():
+        assert p.source and p.bandwidth_bytes_per_s > 0 and p.peak_flops_per_s
+        assert all(v > 0 for v in p.peak_flops_per_s.values())
+    assert get_platform("h100").peak("bf16") == 989e12

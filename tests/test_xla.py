@@ -1,0 +1,105 @@
+"""The analytic counts against XLA's own cost analysis of the jitted Flax model.
+
+XLA counts multiply-adds only where an input tap is real (not padding), so the `exact`
+convention is the one to compare. Compiled (post-fusion) bytes are used.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import single, xla_primitive_flops
+from explorer.model import xla_cost
+from explorer.roofline import analyze
+from explorer.spec import Act, Arch, BatchNorm, Conv, Dense
+
+CONVS = {
+    "3x3 same s1 bias": Conv(name="c", out=16, kernel=3, padding="same"),
+    "3x3 same s2": Conv(name="c", out=16, kernel=3, stride=2, padding="same", bias=False),
+    "3x3 valid s1": Conv(name="c", out=16, kernel=3, padding="valid", bias=False),
+    "5x5 explicit p2 s2": Conv(name="c", out=12, kernel=5, stride=2, padding=2, bias=False),
+    "7x7 explicit p3 s2 bias": Conv(name="c", out=8, kernel=7, stride=2, padding=3),
+    "1x1": Conv(name="c", out=32, kernel=1, padding=0, bias=False),
+    "1x1 s2 bias": Conv(name="c", out=32, kernel=1, stride=2, padding=0),
+    "grouped 4": Conv(name="c", out=16, kernel=3, padding=1, groups=4, bias=False),
+    "depthwise same s2": Conv(name="c", kernel=3, stride=2, padding="same", groups=0, bias=False),
+    "depthwise x2 multiplier": Conv(name="c", out=16, kernel=3, padding=1, groups=0),
+    "rect 1x3": Conv(name="c", out=8, kernel=(1, 3), padding=(0, 1), bias=False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONVS))
+def test_conv_exact_flops_equal_xla(case: str) -> None:
+    arch = single(CONVS[case], (15, 15, 8))
+    xla = xla_cost(arch)
+    ours = analyze(arch, convention="exact")
+    assert ours.total_flops == xla["flops"]  # conv FLOPs + 1 per output for a bias
+
+
+def test_same_padding_exact_differs_from_dense_as_measured() -> None:
+    # The measured reference: 56x56, 3x3 SAME, 64 -> 128 is 451,477,504 FLOPs in XLA vs 462,422,016 dense.
+    arch = single(Conv(name="c", out=128, kernel=3, padding="same", bias=False), (56, 56, 64))
+    assert analyze(arch, convention="exact").flops == 451_477_504 == xla_cost(arch)["flops"]
+    assert analyze(arch, convention="dense").flops == 462_422_016
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_dense_flops_equal_xla(bias: bool) -> None:
+    arch = single(Dense(name="fc", out=100, bias=bias), (300,))
+    assert analyze(arch, convention="exact").total_flops == xla_cost(arch)["flops"]
+
+
+@pytest.mark.parametrize("case", ["3x3 same s2", "5x5 explicit p2 s2", "1x1", "grouped 4", "depthwise same s2"])
+def test_bias_free_conv_rw_bytes_equal_xla(case: str) -> None:
+    # One unfused layer reads its input and weights and writes its output once.
+    arch = single(CONVS[case], (15, 15, 8))
+    assert analyze(arch, traffic="rw").bytes == xla_cost(arch)["bytes accessed"]
+
+
+@pytest.mark.parametrize("fn", ["relu", "relu6"])
+def test_activation_rw_bytes_equal_xla(fn: str) -> None:
+    arch = single(Act(name="r", fn=fn), (12, 12, 16))
+    assert analyze(arch, traffic="rw").bytes == xla_cost(arch)["bytes accessed"]
+
+
+def test_dense_rw_bytes_equal_xla_at_batch_8() -> None:
+    # At batch 1 XLA's CPU matrix-vector path reports ~3% more bytes (69,376 vs 66,816 here);
+    # as a matrix-matrix product the count is input + weights + output exactly.
+    arch = single(Dense(name="fc", out=64, bias=False), (256,))
+    assert analyze(arch, traffic="rw", batch=8).bytes == xla_cost(arch, batch=8)["bytes accessed"]
+
+
+@pytest.mark.parametrize("fn", ["relu", "relu6", "sigmoid", "silu"])
+def test_activation_flops_equal_xla(fn: str) -> None:
+    arch = single(Act(name="a", fn=fn), (6, 6, 5))
+    assert analyze(arch).total_flops == xla_cost(arch)["flops"]
+
+
+def test_batchnorm_flops_equal_xla() -> None:
+    arch = single(BatchNorm(name="bn"), (9, 9, 16))
+    assert analyze(arch).total_flops == xla_cost(arch)["flops"]
+
+
+@pytest.mark.parametrize("name", ["tiny", "resnet18"])
+def test_whole_model_conv_dense_flops_equal_xla(name: str, base_archs: dict[str, Arch]) -> None:
+    arch = base_archs[name]
+    ours = analyze(arch, convention="exact")
+    conv_dense = sum(layer.flops for layer in ours.layers)
+    assert conv_dense == xla_primitive_flops(arch)
+
+
+@pytest.mark.parametrize(("name", "rel"), [("tiny", 0.0), ("resnet18", 1e-3), ("mobilenet_v2", 1e-3)])
+def test_whole_model_total_flops_match_xla(name: str, rel: float, base_archs: dict[str, Arch]) -> None:
+    """All arithmetic, elementwise included, against the whole compiled model.
+
+    tiny matches exactly. In resnet18 and mobilenet_v2 XLA reports ~0.05% more: where a
+    batch-norm feeds a residual add, XLA fuses them and recomputes the per-channel scale
+    (var + eps, rsqrt, x gamma) for every element instead of once per channel (+5 FLOPs per
+    element of those maps, which we checked op by op). That is fusion bookkeeping, not work
+    the network has to do, so the analytic count keeps the per-channel cost.
+    """
+    arch = base_archs[name]
+    ours = analyze(arch, convention="exact").total_flops
+    xla = xla_cost(arch)["flops"]
+    assert xla == pytest.approx(ours, rel=rel, abs=0)
+    assert xla >= ours
