@@ -134,6 +134,168 @@ def cmd_spaces(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_keep(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.replace(",", "-").split("-"))
+    except ValueError:
+        raise UsageError(f"--keep {text!r}: write LOW-HIGH keep ratios of the base width, e.g. 0.5-1.0") from None
+    if not 0 < low <= high:
+        raise UsageError(f"--keep {text!r}: need 0 < LOW <= HIGH, e.g. 0.5-1.0")
+    return low, high
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    import optuna
+
+    from explorer import search as S
+    from explorer.space import load_space
+    from explorer.table import render
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.budget is None:
+        raise UsageError("--budget is required: FLOPs per sample, e.g. --budget 2GFLOPs (or 1GMACs, 500MFLOPs, 2e9)")
+    budget_flops, reading = S.parse_budget(args.budget)
+    params_budget = S.parse_params(args.params) if args.params else None
+    if not 0 <= args.floor <= 1:
+        raise UsageError(f"--floor {args.floor} must be between 0 and 1 (a share of the FLOPs budget)")
+    if args.trials < 1:
+        raise UsageError(f"--trials {args.trials} must be >= 1")
+    if args.sampler not in S.SAMPLERS:
+        raise UsageError(f"--sampler {args.sampler!r} is not known; use one of: {', '.join(S.SAMPLERS)}")
+    objective = S.parse_objective(args.objective)
+    platform = platform_from_args(args)
+    dtype = canonical_dtype(args.dtype)
+    space = load_space(
+        args.space,
+        keep=parse_keep(args.keep) if args.keep else None,
+        align=args.align,
+        bottlenecks=not args.no_bottlenecks,
+    )
+    keep = space.keep
+    settings = S.Settings(
+        space=args.space,
+        platform=platform.key,
+        dtype=dtype,
+        batch=args.batch,
+        traffic=args.traffic,
+        budget_flops=budget_flops,
+        floor=args.floor,
+        params=params_budget,
+        objective=objective,
+        sampler=args.sampler,
+        seed=args.seed,
+        keep=keep,
+        align=space.align,
+        bottlenecks=not args.no_bottlenecks,
+    )
+    scorer = S.Scorer(settings, platform, S.Budget(flops=budget_flops, floor_flops=0.0))
+    min_flops, max_flops = S.min_max_flops(space, scorer)
+    if budget_flops < min_flops:
+        raise UsageError(
+            f"--budget {args.budget!r} ({si(budget_flops, 'FLOPs')}) is below the smallest network the space can express "
+            f"({si(min_flops, 'FLOPs')} at keep {keep[0]}); raise --budget or lower --keep"
+        )
+    cap = min(budget_flops, max_flops)
+    budget = S.Budget(flops=budget_flops, floor_flops=args.floor * cap, params=params_budget)
+    if params_budget is not None:
+        smallest = min(scorer.analyze(space.smallest(b)).params for b in (False, True))
+        if params_budget < smallest:
+            raise UsageError(
+                f"--params {args.params!r} ({si(params_budget)}) is below the smallest network of the space "
+                f"({si(smallest)} params); raise --params or lower --keep"
+            )
+    out = Path(
+        args.out or f"runs/{Path(args.space).stem}-{platform.key}-{dtype}-b{args.batch}-{args.budget.replace(' ', '')}"
+    )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".write-test").touch()
+        (out / ".write-test").unlink()
+    except OSError as exc:
+        raise UsageError(f"--out {str(out)!r} is not writable ({exc.strerror}); choose another folder") from None
+    storage_url = args.storage or f"sqlite:///{out / 'study.db'}"
+
+    print(
+        f"explore: {space.name} ({len(space.groups)} widths, {len(space.bottlenecks)} optional bottlenecks, "
+        f"{space.size():.3g} architectures) on {platform.name} [{platform.key}], {dtype}, batch {args.batch}"
+    )
+    print(
+        f"  budget: {reading}; floor {args.floor:.0%} -> FLOPs in [{si(budget.floor_flops)}, {si(budget_flops)}]"
+        + (f"; params <= {si(params_budget)}" if params_budget else "")
+    )
+    if budget_flops > max_flops:
+        print(
+            f"  note: the budget is above the largest network of the space ({si(max_flops, 'FLOPs')}); searching anyway"
+        )
+    print(
+        f"  objective: {', '.join(f'{S.OBJECTIVES[o][0]} {o}' for o in objective)}; sampler {args.sampler}, seed {args.seed}, "
+        f"{args.trials} trials; storage {storage_url}, study {args.study!r}"
+    )
+    try:
+        result = S.run_search(
+            space,
+            settings,
+            platform,
+            budget,
+            trials=args.trials,
+            timeout_s=args.timeout,
+            storage=S.open_storage(storage_url),
+            study_name=args.study,
+            out=out,
+            stream=sys.stdout,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\nexplore: interrupted; completed trials are kept in {storage_url} (study {args.study!r}). "
+            "Run the same command again to resume.",
+            file=sys.stderr,
+        )
+        return 130
+
+    rows = []
+    for label, scored in (
+        ("best (searched)", result.best),
+        ("base network", result.base),
+        (
+            f"uniform x{result.uniform_multiplier:.3f}" if result.uniform_multiplier else "uniform (none feasible)",
+            result.uniform,
+        ),
+    ):
+        if scored is None:
+            rows.append([label, "-", "-", "-", "-", "-", "-", "-", "no"])
+            continue
+        r = scored.result
+        rows.append(
+            [
+                label,
+                si(r.flops / r.batch),
+                si(r.macs / r.batch),
+                si(r.params),
+                si(r.bytes / r.batch, "B"),
+                f"{r.intensity:.1f}",
+                si(r.attainable_flops_per_s, "FLOP/s"),
+                si(r.latency_s, "s"),
+                "yes" if scored.feasible else "no",
+            ]
+        )
+    print()
+    print(
+        render(
+            rows,
+            ["", "FLOPs", "MACs", "params", "bytes", "FLOP/B", "attainable", "latency", "feasible"],
+            {1, 2, 3, 4, 5, 6, 7},
+        )
+    )
+    if result.best is not None and result.uniform is not None:
+        gain = result.best.values[0] / result.uniform.values[0] - 1
+        print(f"\n  per-layer search vs best uniform width: {gain:+.1%} {objective[0]}")
+    if result.best is None:
+        print("\n  no feasible architecture found; widen --keep, raise --budget/--params or lower --floor")
+    print(f"\n  wrote {out}/best_arch.json, summary.json, trials.csv  ({result.wall_s:.1f} s)")
+    print(f"  check: explore score {out}/best_arch.json --platform {platform.key} --dtype {dtype} --batch {args.batch}")
+    return 0 if result.best is not None else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="explore",
@@ -141,6 +303,37 @@ def build_parser() -> argparse.ArgumentParser:
         "Without a subcommand, runs `search`.",
     )
     sub = parser.add_subparsers(dest="command")
+
+    search = sub.add_parser("search", help="search channel widths under budgets (the default subcommand)")
+    search.add_argument(
+        "--space", default="resnet18", help="base architecture or space file (default resnet18 at 224x224)"
+    )
+    search.add_argument(
+        "--budget", help="FLOPs per sample: 2GFLOPs, '2 GFLOPs', 2e9, 500MFLOPs, or 1GMACs (= 2 GFLOPs)"
+    )
+    search.add_argument("--params", help="parameter budget, e.g. 5M")
+    search.add_argument("--floor", type=float, default=0.9, help="keep FLOPs >= FLOOR x budget (default 0.9)")
+    search.add_argument(
+        "--keep", default="0.5-1.0", help="keep-ratio range of every width vs the base (default 0.5-1.0)"
+    )
+    search.add_argument("--align", type=int, default=None, help="channel step (default 8, or the space file's)")
+    search.add_argument("--no-bottlenecks", action="store_true", help="forbid the optional 1x1 bottlenecks")
+    add_platform_args(search)
+    search.add_argument(
+        "--objective",
+        default="throughput",
+        help="throughput | latency | images | params | flops, or two: throughput,params",
+    )
+    search.add_argument("--sampler", default="tpe", help="tpe (default), random, nsga2, cmaes, gp")
+    search.add_argument(
+        "--trials", type=int, default=300, help="total trials in the study, earlier runs included (default 300)"
+    )
+    search.add_argument("--timeout", type=float, help="stop this run after so many seconds")
+    search.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    search.add_argument("--out", help="run folder (default runs/SPACE-PLATFORM-DTYPE-bBATCH-BUDGET)")
+    search.add_argument("--storage", help="Optuna storage URL (default sqlite:///OUT/study.db) or a .log journal file")
+    search.add_argument("--study", default="explore", help="study name (default explore); the same name resumes")
+    search.set_defaults(func=cmd_search)
 
     score = sub.add_parser("score", help="per-layer counts and roofline of one architecture")
     score.add_argument("arch", help="a base architecture name (see `explore spaces`) or a spec .json file")
@@ -170,6 +363,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("explore: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head`
+        sys.stderr.close()
+        return 0
     except (ValueError, OSError) as exc:
         print(f"explore: error: {one_line(exc)}", file=sys.stderr)
         return 2

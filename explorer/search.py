@@ -1,0 +1,510 @@
+"""Optuna search over a space's widths and bottlenecks under FLOPs and parameter budgets.
+
+The objective is thin: `suggest(trial, space) -> Arch`, then `score(arch)`; the budgets are
+pure checks on the score, given to Optuna with `Trial.set_constraint` (feasible when <= 0),
+so infeasible trials are recorded as such.
+
+Objectives (any one, or two comma-separated for a Pareto front):
+  throughput  maximise attainable FLOP/s = model FLOPs / roofline latency (default)
+  latency     minimise roofline latency of one batch (s)
+  images      maximise images/s (= batch / latency; with fixed FLOPs, same ranking as latency)
+  params      minimise parameters
+  flops       minimise FLOPs (2 x MACs)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from explorer.conventions import FLOPS_PER_MAC
+from explorer.platforms import Platform
+from explorer.roofline import Analysis, analyze
+from explorer.space import Space
+from explorer.spec import Arch, dump_arch
+from explorer.units import parse_quantity, si
+
+OBJECTIVES: dict[str, tuple[str, Callable[[Analysis], float], str]] = {
+    # name: (direction, value of an analysis, unit)
+    "throughput": ("maximize", lambda r: r.attainable_flops_per_s, "FLOP/s"),
+    "latency": ("minimize", lambda r: r.latency_s, "s"),
+    "images": ("maximize", lambda r: r.images_per_s, "images/s"),
+    "params": ("minimize", lambda r: float(r.params), ""),
+    "flops": ("minimize", lambda r: float(r.flops), "FLOPs"),
+}
+
+SAMPLERS = ("tpe", "random", "nsga2", "cmaes", "gp")
+DEFAULT_TRIALS = 300
+DEFAULT_FLOOR = 0.9
+FLOP_UNITS = {"": 1.0, "FLOPs": 1.0, "FLOP": 1.0, "MACs": float(FLOPS_PER_MAC), "MAC": float(FLOPS_PER_MAC)}
+PARAM_UNITS = {"": 1.0, "params": 1.0, "param": 1.0}
+
+
+class SearchError(ValueError):
+    """Search settings that cannot work; printed as one line."""
+
+
+def parse_budget(text: str) -> tuple[float, str]:
+    """FLOPs per sample and how the text was read: '2GFLOPs', '2 GFLOPs', '2e9', '1GMACs' (= 2 GFLOPs)."""
+    value, unit = parse_quantity(text, FLOP_UNITS, "--budget")
+    if unit.startswith("MAC"):
+        return (
+            value,
+            f"{text.strip()} = {si(value / FLOPS_PER_MAC, 'MACs')} x {FLOPS_PER_MAC} = {si(value, 'FLOPs')} per sample",
+        )
+    return value, f"{text.strip()} = {si(value, 'FLOPs')} per sample ({si(value / FLOPS_PER_MAC, 'MACs')})"
+
+
+def parse_params(text: str) -> float:
+    return parse_quantity(text, PARAM_UNITS, "--params")[0]
+
+
+def parse_objective(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not 1 <= len(names) <= 2 or any(n not in OBJECTIVES for n in names) or len(set(names)) != len(names):
+        raise SearchError(
+            f"--objective {text!r}: give one or two of {', '.join(OBJECTIVES)}, e.g. throughput or throughput,params"
+        )
+    return names
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Budget:
+    """Per-sample FLOPs cap and floor, and a parameter cap."""
+
+    flops: float
+    floor_flops: float
+    params: float | None = None
+
+    def violations(self, result: Analysis) -> dict[str, float]:
+        """Constraint values, feasible when all <= 0, scaled to be comparable (fractions)."""
+        flops = result.flops / result.batch
+        out = {"flops": (flops - self.flops) / self.flops, "floor": (self.floor_flops - flops) / self.flops}
+        if self.params is not None:
+            out["params"] = (result.params - self.params) / self.params
+        return out
+
+    def feasible(self, result: Analysis) -> bool:
+        return all(v <= 0 for v in self.violations(result).values())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything that defines a search; a study reused with other settings is refused."""
+
+    space: str
+    platform: str
+    dtype: str
+    batch: int
+    traffic: str
+    budget_flops: float
+    floor: float
+    params: float | None
+    objective: tuple[str, ...]
+    sampler: str
+    seed: int
+    keep: tuple[float, float]
+    align: int
+    bottlenecks: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+
+def suggest(trial: optuna.Trial, space: Space) -> Arch:
+    """Sample one architecture of `space`."""
+    widths = {g.key: trial.suggest_int(f"w:{g.key}", g.low, g.high, step=g.step) for g in space.groups}
+    bottlenecks: dict[str, int | None] = {}
+    for slot in space.bottlenecks:
+        if trial.suggest_categorical(f"b:{slot.op}", [False, True]):
+            bottlenecks[slot.op] = trial.suggest_int(f"r:{slot.op}", slot.low, slot.high, step=slot.step)
+    return space.apply(widths, bottlenecks, name=f"{space.arch.name}-trial{trial.number}")
+
+
+def arch_from_params(space: Space, params: Mapping[str, Any], name: str) -> Arch:
+    """Rebuild a trial's architecture from its Optuna params."""
+    widths = {g.key: int(params[f"w:{g.key}"]) for g in space.groups if f"w:{g.key}" in params}
+    bottlenecks = {s.op: int(params[f"r:{s.op}"]) for s in space.bottlenecks if params.get(f"b:{s.op}")}
+    return space.apply(widths, bottlenecks, name=name)
+
+
+def make_sampler(name: str, seed: int, n_objectives: int) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        # multivariate: much faster than the default independent mode with two objectives
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=20)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if name == "cmaes":
+        if n_objectives > 1:
+            raise SearchError("--sampler cmaes supports one objective only; use tpe or nsga2 for two")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "gp":
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise SearchError(
+                "--sampler gp needs PyTorch (pip install torch); use tpe, random, nsga2 or cmaes"
+            ) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.GPSampler(seed=seed)
+    raise SearchError(f"--sampler {name!r} is not known; use one of: {', '.join(SAMPLERS)}")
+
+
+@dataclass(slots=True)
+class Scored:
+    """One evaluated architecture."""
+
+    arch: Arch
+    result: Analysis
+    feasible: bool
+    values: tuple[float, ...]
+    number: int = -1
+
+
+@dataclass(slots=True)
+class SearchResult:
+    """What a search produced, with the comparison rows users see."""
+
+    settings: Settings
+    study: optuna.Study
+    best: Scored | None
+    base: Scored
+    uniform: Scored | None
+    uniform_multiplier: float | None
+    pareto: list[Scored] = field(default_factory=list)
+    out: Path | None = None
+    wall_s: float = 0.0
+
+
+class Scorer:
+    """Scores architectures of one space on one platform; pure apart from its settings."""
+
+    def __init__(self, settings: Settings, platform: Platform, budget: Budget) -> None:
+        self.settings = settings
+        self.platform = platform
+        self.budget = budget
+
+    def analyze(self, arch: Arch) -> Analysis:
+        s = self.settings
+        return analyze(arch, self.platform, s.dtype, s.batch, s.traffic)
+
+    def score(self, arch: Arch, number: int = -1) -> Scored:
+        result = self.analyze(arch)
+        values = tuple(OBJECTIVES[name][1](result) for name in self.settings.objective)
+        return Scored(arch, result, self.budget.feasible(result), values, number)
+
+    def better(self, a: Scored, b: Scored | None) -> bool:
+        """a beats b on the first objective (feasible first)."""
+        if b is None:
+            return True
+        if a.feasible != b.feasible:
+            return a.feasible
+        direction = OBJECTIVES[self.settings.objective[0]][0]
+        return a.values[0] > b.values[0] if direction == "maximize" else a.values[0] < b.values[0]
+
+
+def metrics(scored: Scored) -> dict[str, Any]:
+    """The numbers of one architecture per sample (batch-level latency too), JSON-ready."""
+    r = scored.result
+    return {
+        "flops": r.flops / r.batch,
+        "macs": r.macs / r.batch,
+        "params": r.params,
+        "bytes": r.bytes / r.batch,
+        "intensity": r.intensity,
+        "attainable_flops_per_s": r.attainable_flops_per_s,
+        "latency_s": r.latency_s,
+        "images_per_s": r.images_per_s,
+        "memory_bound_share": r.memory_bound_share,
+        "feasible": scored.feasible,
+    }
+
+
+def best_uniform(space: Space, scorer: Scorer, steps: int = 400) -> tuple[Scored | None, float | None]:
+    """The best architecture with one width multiplier for every layer, meeting the budgets."""
+    best: Scored | None = None
+    best_m: float | None = None
+    seen: set[tuple[int, ...]] = set()
+    low = min(g.low / g.base for g in space.groups) if space.groups else 1.0
+    high = max(g.high / g.base for g in space.groups) if space.groups else 1.0
+    for i in range(steps + 1):
+        m = low + (high - low) * i / steps
+        arch = space.uniform(m)
+        key = tuple(op.out for op in arch.ops if hasattr(op, "out") and op.out is not None)  # type: ignore[attr-defined]
+        if key in seen:
+            continue
+        seen.add(key)
+        scored = scorer.score(arch)
+        if scored.feasible and scorer.better(scored, best):
+            best, best_m = scored, m
+    return best, best_m
+
+
+class Progress:
+    """A callback printing one line every `every_s` seconds and at the end."""
+
+    def __init__(self, total: int, scorer: Scorer, stream: Any, every_s: float = 2.0) -> None:
+        self.total = total
+        self.scorer = scorer
+        self.stream = stream
+        self.every_s = every_s
+        self.last = 0.0
+        self.start = time.monotonic()
+        self.done = 0
+        self.feasible = 0
+        self.best: float | None = None
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.done += 1
+        if trial.state == optuna.trial.TrialState.COMPLETE and _feasible(trial):
+            self.feasible += 1
+            value = trial.values[0]
+            direction = OBJECTIVES[self.scorer.settings.objective[0]][0]
+            if self.best is None or (value > self.best if direction == "maximize" else value < self.best):
+                self.best = value
+        now = time.monotonic()
+        if now - self.last >= self.every_s or self.done == self.total:
+            self.last = now
+            name = self.scorer.settings.objective[0]
+            best = si(self.best, OBJECTIVES[name][2]) if self.best is not None else "none feasible yet"
+            rate = self.done / max(now - self.start, 1e-9)
+            print(
+                f"  trial {len(study.trials)} ({self.done}/{self.total} this run, {rate:.0f}/s): "
+                f"{self.feasible} feasible, best {name} {best}",
+                file=self.stream,
+                flush=True,
+            )
+
+
+def run_search(
+    space: Space,
+    settings: Settings,
+    platform: Platform,
+    budget: Budget,
+    *,
+    trials: int = DEFAULT_TRIALS,
+    timeout_s: float | None = None,
+    storage: str | optuna.storages.BaseStorage | None = None,
+    study_name: str = "explore",
+    out: Path | None = None,
+    stream: Any = sys.stderr,
+) -> SearchResult:
+    """Run (or resume) a study until it holds `trials` finished trials, then summarise it.
+
+    Args:
+        trials: total finished trials wanted in the study, earlier runs included.
+        timeout_s: stop this run after this many seconds (completed trials are kept).
+        storage: an Optuna storage or URL; None keeps the study in memory.
+        out: run folder for best_arch.json, summary.json and trials.csv (None: write nothing).
+    """
+    start = time.monotonic()
+    scorer = Scorer(settings, platform, budget)
+    directions = [OBJECTIVES[name][0] for name in settings.objective]
+    sampler = make_sampler(settings.sampler, settings.seed, len(directions))
+    study = optuna.create_study(
+        storage=storage, study_name=study_name, sampler=sampler, directions=directions, load_if_exists=True
+    )
+    stored = study.user_attrs.get("settings")
+    if stored is None:
+        study.set_user_attr("settings", settings.to_json())
+    elif stored != settings.to_json():
+        diff = {k: (stored.get(k), v) for k, v in settings.to_json().items() if stored.get(k) != v}
+        changes = ", ".join(f"{k}: stored {a!r}, asked {b!r}" for k, (a, b) in diff.items())
+        raise SearchError(
+            f"--study {study_name!r} exists with different settings ({changes}); use another --study or --out"
+        )
+
+    def objective(trial: optuna.Trial) -> tuple[float, ...] | float:
+        arch = suggest(trial, space)
+        scored = scorer.score(arch, trial.number)
+        for key, value in budget.violations(scored.result).items():
+            trial.set_constraint(key, value)
+        trial.set_user_attr("metrics", metrics(scored))  # one write: storage round trips dominate
+        return scored.values if len(scored.values) > 1 else scored.values[0]
+
+    finished = sum(1 for t in study.trials if t.state.is_finished())
+    remaining = max(0, trials - finished)
+    if finished:
+        print(f"  resuming study {study_name!r}: {finished} trials done, {remaining} to go", file=stream)
+    if remaining:
+        progress = Progress(remaining, scorer, stream)
+        study.optimize(objective, n_trials=remaining, timeout=timeout_s, callbacks=[progress], gc_after_trial=False)
+
+    base = scorer.score(space.arch)
+    uniform, multiplier = best_uniform(space, scorer)
+    best, pareto = _best_and_front(study, space, scorer)
+    result = SearchResult(settings, study, best, base, uniform, multiplier, pareto, out, time.monotonic() - start)
+    if out is not None:
+        write_run(result, budget, platform)
+    return result
+
+
+def _best_and_front(study: optuna.Study, space: Space, scorer: Scorer) -> tuple[Scored | None, list[Scored]]:
+    feasible = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and _feasible(t)]
+    if not feasible:
+        return None, []
+    sign = [1 if OBJECTIVES[n][0] == "maximize" else -1 for n in scorer.settings.objective]
+    best_trial = max(feasible, key=lambda t: (sign[0] * t.values[0], -t.number))
+    best = scorer.score(arch_from_params(space, best_trial.params, f"{space.arch.name}-best"), best_trial.number)
+    front = []
+    if len(sign) > 1:
+        points = [(tuple(s * v for s, v in zip(sign, t.values, strict=True)), t) for t in feasible]
+        for p, t in points:
+            if not any(_dominates(q, p) for q, _ in points):
+                front.append(scorer.score(arch_from_params(space, t.params, f"pareto{t.number}"), t.number))
+    return best, front
+
+
+def _feasible(trial: optuna.trial.FrozenTrial) -> bool:
+    return bool(trial.user_attrs.get("metrics", {}).get("feasible"))
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage for `url`. SQLite gets write-ahead logging with synchronous=NORMAL:
+    a commit survives the process being killed, and trials are stored about twice as fast."""
+    if url.startswith("sqlite:"):
+        from sqlalchemy import event
+
+        storage = optuna.storages.RDBStorage(url)
+        engine = storage.engine
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(connection: Any, _record: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        engine.dispose()
+        return storage
+    if url.endswith((".log", ".journal")) and "://" not in url:
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(url))
+    return optuna.storages.RDBStorage(url)
+
+
+def _dominates(a: Iterable[float], b: Iterable[float]) -> bool:
+    """a dominates b when maximising every coordinate."""
+    pairs = list(zip(a, b, strict=True))
+    return all(x >= y for x, y in pairs) and any(x > y for x, y in pairs)
+
+
+def write_run(result: SearchResult, budget: Budget, platform: Platform) -> None:
+    """best_arch.json (a spec), summary.json and trials.csv in the run folder, overwritten."""
+    out = result.out
+    assert out is not None
+    if result.best is not None:
+        dump_arch(result.best.arch, out / "best_arch.json")
+    summary = {
+        "settings": result.settings.to_json(),
+        "budgets": {
+            "flops_per_sample": budget.flops,
+            "floor_flops_per_sample": budget.floor_flops,
+            "params": budget.params,
+        },
+        "flops_per_mac": FLOPS_PER_MAC,
+        "platform": platform.to_dict(),
+        "trials": _trial_counts(result.study),
+        "best": _row(result.best, with_arch=True),
+        "base": _row(result.base),
+        "uniform": _row(result.uniform) | {"multiplier": result.uniform_multiplier},
+        "pareto": [_row(p) for p in result.pareto],
+        "wall_s": result.wall_s,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_trials_csv(result.study, out / "trials.csv")
+
+
+def _row(scored: Scored | None, with_arch: bool = False) -> dict[str, Any]:
+    if scored is None:
+        return {}
+    row: dict[str, Any] = {"trial": scored.number, "values": list(scored.values), **metrics(scored)}
+    if with_arch:
+        row["widths"] = {op.name: op.out for op in scored.arch.ops if getattr(op, "out", None) is not None}
+        row["bottlenecks"] = {op.name: op.bottleneck for op in scored.arch.ops if getattr(op, "bottleneck", None)}
+    return row
+
+
+def _trial_counts(study: optuna.Study) -> dict[str, int]:
+    states = [t.state for t in study.trials]
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    return {
+        "total": len(states),
+        "complete": len(complete),
+        "feasible": sum(1 for t in complete if _feasible(t)),
+        "infeasible": sum(1 for t in complete if not _feasible(t)),
+        "failed": sum(1 for s in states if s == optuna.trial.TrialState.FAIL),
+    }
+
+
+def write_trials_csv(study: optuna.Study, path: Path) -> None:
+    trials = study.trials
+    metric_keys = [
+        "flops",
+        "macs",
+        "params",
+        "bytes",
+        "intensity",
+        "attainable_flops_per_s",
+        "latency_s",
+        "images_per_s",
+    ]
+    param_keys = sorted({k for t in trials for k in t.params})
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            [
+                "number",
+                "state",
+                "feasible",
+                *[f"value{i}" for i in range(len(study.directions))],
+                *metric_keys,
+                *param_keys,
+            ]
+        )
+        for t in trials:
+            values = list(t.values) if t.values else [""] * len(study.directions)
+            writer.writerow(
+                [
+                    t.number,
+                    t.state.name,
+                    t.user_attrs.get("metrics", {}).get("feasible", ""),
+                    *values,
+                    *[t.user_attrs.get("metrics", {}).get(k, "") for k in metric_keys],
+                    *[t.params.get(k, "") for k in param_keys],
+                ]
+            )
+
+
+def min_max_flops(space: Space, scorer: Scorer) -> tuple[float, float]:
+    """Smallest and largest per-sample FLOPs the space can express.
+
+    A bottleneck changes only its own conv's cost, so the smallest network takes every width
+    at its low end and each bottleneck exactly where it saves FLOPs.
+    """
+    batch = scorer.settings.batch
+    plain = scorer.analyze(space.smallest(False))
+    saving = 0
+    if space.bottlenecks:
+        layers = {layer.name: layer.flops for layer in scorer.analyze(space.smallest(True)).layers}
+        without = {layer.name: layer.flops for layer in plain.layers}
+        for slot in space.bottlenecks:
+            saving += max(0, without[slot.op] - layers[slot.op] - layers[f"{slot.op}.reduce"])
+    return (plain.flops - saving) / batch, scorer.analyze(space.largest()).flops / batch

@@ -1,0 +1,339 @@
+"""Search spaces: which widths of a base architecture may change, how, and which convs may
+get an optional 1x1 bottleneck.
+
+Width ties are derived from the graph, never hand-listed: the inputs of a residual `add`
+must have equal channels, and channels flow unchanged through batch-norm, activations,
+pooling and depthwise convs, so every conv whose output reaches the same add shares one
+width variable (a ResNet stage is one variable). Concat sums its branches' widths.
+
+A space file (`search_spaces/NAME.space.toml`) names its base architecture and overrides
+the defaults below; every key is optional except `arch`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from explorer.archs import base_names, load_arch, spaces_dir
+from explorer.spec import Arch, Conv, Dense, SpecError
+
+DEFAULT_KEEP = (0.5, 1.0)
+"""Keep ratio of each width relative to the base (pruning practice: keep at least half)."""
+DEFAULT_ALIGN = 8
+"""Channel step: tensor cores and vector units want multiples of 8."""
+DEFAULT_REDUCTION = (0.25, 0.5)
+"""Width of an inserted 1x1 bottleneck, as a ratio of the conv's base input channels."""
+DEFAULT_BOTTLENECK_MIN_IN = 64
+"""'auto' bottlenecks: only KxK dense convs with at least this many base input channels."""
+
+
+class SpaceError(ValueError):
+    """A space file or option that cannot define a search space."""
+
+
+@dataclass(frozen=True, slots=True)
+class WidthGroup:
+    """One searchable width shared by the ops in `members` (tied by residual adds)."""
+
+    key: str
+    members: tuple[str, ...]
+    base: int
+    low: int
+    high: int
+    step: int
+
+    def choices(self) -> range:
+        return range(self.low, self.high + 1, self.step)
+
+
+@dataclass(frozen=True, slots=True)
+class BottleneckSlot:
+    """A KxK conv that may get a 1x1 reduction to `low`..`high` channels."""
+
+    op: str
+    base_in: int
+    low: int
+    high: int
+    step: int
+
+    def choices(self) -> range:
+        return range(self.low, self.high + 1, self.step)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Space:
+    """A base architecture and its searchable widths and bottlenecks."""
+
+    name: str
+    arch: Arch
+    groups: tuple[WidthGroup, ...]
+    bottlenecks: tuple[BottleneckSlot, ...]
+    keep: tuple[float, float]
+    align: int
+    source: str = ""
+    fixed: tuple[str, ...] = field(default=())
+
+    def apply(self, widths: Mapping[str, int], bottlenecks: Mapping[str, int | None], name: str | None = None) -> Arch:
+        """The base arch with each group's width and each slot's bottleneck (None: no bottleneck)."""
+        changes: dict[str, dict[str, Any]] = {}
+        for group in self.groups:
+            width = widths.get(group.key, group.base)
+            for op in group.members:
+                changes.setdefault(op, {})["out"] = width
+        for slot in self.bottlenecks:
+            changes.setdefault(slot.op, {})["bottleneck"] = bottlenecks.get(slot.op)
+        return self.arch.replace_ops(changes, name=name or f"{self.arch.name}-searched")
+
+    def uniform(self, multiplier: float) -> Arch:
+        """Every searchable width = align(multiplier x base), no bottlenecks."""
+        widths = {g.key: max(g.step, round(multiplier * g.base / g.step) * g.step) for g in self.groups}
+        return self.apply(widths, {}, name=f"{self.arch.name}-x{multiplier:.3f}")
+
+    def smallest(self, with_bottlenecks: bool) -> Arch:
+        widths = {g.key: g.low for g in self.groups}
+        return self.apply(widths, {s.op: s.low for s in self.bottlenecks} if with_bottlenecks else {}, "smallest")
+
+    def largest(self) -> Arch:
+        return self.apply({g.key: g.high for g in self.groups}, {}, "largest")
+
+    def size(self) -> int:
+        """Number of distinct architectures in the space."""
+        n = math.prod(len(g.choices()) for g in self.groups)
+        return n * math.prod(1 + len(s.choices()) for s in self.bottlenecks)
+
+    def describe(self) -> str:
+        lines = [f"space {self.name}: base {self.arch.name}, keep {self.keep[0]}-{self.keep[1]}, align {self.align}"]
+        for g in self.groups:
+            tied = f" (tied: {', '.join(g.members)})" if len(g.members) > 1 else ""
+            lines.append(f"  width {g.key}: base {g.base}, {g.low}..{g.high} step {g.step}{tied}")
+        for s in self.bottlenecks:
+            lines.append(f"  bottleneck before {s.op}: none or {s.low}..{s.high} step {s.step}")
+        lines.append(f"  {self.size():.3g} architectures")
+        return "\n".join(lines)
+
+
+def _searchable(arch: Arch, fixed: tuple[str, ...]) -> list[str]:
+    """Ops whose `out` is a free width: convs with an explicit out (not depthwise) and dense
+    layers, except the last op (the classifier) and `fixed` patterns."""
+    last = arch.ops[-1].name
+    names = []
+    for op in arch.ops:
+        if op.name == last or any(fnmatch.fnmatchcase(op.name, p) for p in fixed):
+            continue
+        if (isinstance(op, Conv) and op.groups != 0) or isinstance(op, Dense):
+            names.append(op.name)
+    return names
+
+
+def width_ties(arch: Arch, searchable: list[str]) -> list[list[str]]:
+    """Groups of searchable ops that must share one width (union-find over residual adds)."""
+    parent = {name: name for name in searchable}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    source: dict[str, str | None] = {}  # tensor -> the width variable that sets its channels
+    pinned: set[str] = set()
+    for node in arch.nodes:
+        op = node.op
+        name = op.name
+        if name in parent:
+            source[name] = name
+        elif isinstance(op, Conv) and op.groups == 0:
+            source[name] = source.get(node.inputs[0])  # depthwise: channels follow the input
+        elif op.kind in ("bn", "act", "maxpool", "avgpool", "gap", "flatten"):
+            source[name] = source.get(node.inputs[0])
+        elif op.kind == "add":
+            inputs = [source.get(i) for i in node.inputs]
+            known = [v for v in inputs if v is not None]
+            for other in known[1:]:
+                parent[find(other)] = find(known[0])
+            if len(known) < len(inputs):
+                pinned.update(known)  # summed with a fixed-width tensor: these widths cannot move
+            source[name] = known[0] if known and len(known) == len(inputs) else None
+        else:
+            source[name] = None  # concat, the reduce conv of a bottleneck, ...
+    pinned_roots = {find(p) for p in pinned}
+    groups: dict[str, list[str]] = {}
+    for name in searchable:
+        if find(name) not in pinned_roots:
+            groups.setdefault(find(name), []).append(name)
+    return list(groups.values())
+
+
+def _range(base: int, keep: tuple[float, float], step: int) -> tuple[int, int]:
+    low = max(step, math.ceil(keep[0] * base / step) * step)
+    high = max(low, math.floor(keep[1] * base / step) * step)
+    return low, high
+
+
+def build_space(
+    arch: Arch,
+    *,
+    name: str | None = None,
+    keep: tuple[float, float] = DEFAULT_KEEP,
+    align: int = DEFAULT_ALIGN,
+    bottleneck: str | list[str] = "auto",
+    reduction: tuple[float, float] = DEFAULT_REDUCTION,
+    bottleneck_min_in: int = DEFAULT_BOTTLENECK_MIN_IN,
+    fixed: tuple[str, ...] = (),
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    source: str = "",
+) -> Space:
+    """Derive the space of `arch`. `overrides` maps op-name glob patterns to {"keep": [lo, hi]}
+    or {"channels": [lo, hi]} (absolute)."""
+    if not (0 < keep[0] <= keep[1]):
+        raise SpaceError(f"--keep {keep[0]}-{keep[1]}: need 0 < low <= high, e.g. 0.5-1.0")
+    if isinstance(align, bool) or not isinstance(align, int) or align < 1:
+        raise SpaceError(f"--align {align!r} must be an integer >= 1")
+    groups_in_arch = {op.groups for op in arch.ops if isinstance(op, Conv) and op.groups > 1}
+    step = math.lcm(align, *groups_in_arch) if groups_in_arch else align
+    groups = []
+    for members in width_ties(arch, _searchable(arch, fixed)):
+        base = int(arch.op(members[0]).out)  # type: ignore[attr-defined]
+        if len({arch.op(m).out for m in members}) != 1:  # type: ignore[attr-defined]
+            raise SpaceError(f"space of {arch.name}: tied ops {members} have different base widths")
+        low, high = _range(base, keep, step)
+        for pattern, rule in (overrides or {}).items():
+            if any(fnmatch.fnmatchcase(m, pattern) for m in members):
+                if "channels" in rule:
+                    low, high = (max(step, (int(v) // step) * step) for v in rule["channels"])
+                if "keep" in rule:
+                    low, high = _range(base, tuple(rule["keep"]), step)  # type: ignore[arg-type]
+        groups.append(WidthGroup(key=members[0], members=tuple(members), base=base, low=low, high=high, step=step))
+    slots = []
+    if bottleneck:
+        in_channels = {node.op.name: node.input_shapes[0][-1] for node in arch.nodes if isinstance(node.op, Conv)}
+        for op in arch.ops:
+            if not isinstance(op, Conv) or op.bottleneck is not None:
+                continue
+            allowed = (
+                any(fnmatch.fnmatchcase(op.name, p) for p in bottleneck)
+                if isinstance(bottleneck, list)
+                else max(*_kernel(op)) > 1 and op.groups == 1 and in_channels[op.name] >= bottleneck_min_in
+            )
+            if allowed:
+                low, high = _range(in_channels[op.name], reduction, step)
+                slots.append(BottleneckSlot(op=op.name, base_in=in_channels[op.name], low=low, high=high, step=step))
+    return Space(
+        name=name or arch.name,
+        arch=arch,
+        groups=tuple(groups),
+        bottlenecks=tuple(slots),
+        keep=keep,
+        align=align,
+        source=source,
+        fixed=fixed,
+    )
+
+
+def _kernel(op: Conv) -> tuple[int, int]:
+    k = op.kernel
+    return (k, k) if isinstance(k, int) else (k[0], k[1])
+
+
+SPACE_KEYS = {"arch", "source", "keep", "align", "fixed", "bottleneck", "widths"}
+BOTTLENECK_KEYS = {"allow", "reduction", "min_in_channels"}
+
+
+def load_space(
+    name_or_path: str, *, keep: tuple[float, float] | None = None, align: int | None = None, bottlenecks: bool = True
+) -> Space:
+    """A space by name (`search_spaces/NAME.space.toml`, else the bare base architecture with
+    defaults) or by .toml path. `keep`, `align` and `bottlenecks=False` override the file."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        candidate = spaces_dir() / f"{name_or_path}.space.toml"
+        if candidate.exists():
+            path = candidate
+        elif name_or_path in base_names():
+            return build_space(
+                load_arch(name_or_path),
+                keep=keep or DEFAULT_KEEP,
+                align=align or DEFAULT_ALIGN,
+                bottleneck="auto" if bottlenecks else [],
+            )
+        else:
+            known = sorted({p.name.split(".")[0] for p in spaces_dir().glob("*.json")})
+            raise SpaceError(f"--space {name_or_path!r} is not known; known: {', '.join(known)}; or give a .toml file")
+    where = str(path.name)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise SpaceError(f"space file {path}: cannot be read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpaceError(f"space file {where}: not valid TOML ({exc})") from None
+    unknown = set(data) - SPACE_KEYS
+    if unknown:
+        raise SpaceError(f"space file {where}: unknown key(s) {sorted(unknown)}; keys: {', '.join(sorted(SPACE_KEYS))}")
+    if "arch" not in data:
+        raise SpaceError(f"space file {where}: missing key 'arch' (a base architecture name or spec file)")
+    arch_ref = str(data["arch"])
+    arch_path = path.parent / arch_ref
+    try:
+        arch = load_arch(arch_path if arch_path.suffix == ".json" and arch_path.exists() else arch_ref)
+    except SpecError as exc:
+        raise SpaceError(f"space file {where}: key 'arch': {exc}") from None
+    b = data.get("bottleneck", {})
+    if not isinstance(b, Mapping) or set(b) - BOTTLENECK_KEYS:
+        raise SpaceError(
+            f"space file {where}: key 'bottleneck' must be a table with keys {', '.join(sorted(BOTTLENECK_KEYS))}"
+        )
+    allow = b.get("allow", "auto")
+    if not (allow == "auto" or (isinstance(allow, list) and all(isinstance(a, str) for a in allow))):
+        raise SpaceError(
+            f"space file {where}: key 'bottleneck.allow'={allow!r} must be \"auto\" or a list of op-name patterns"
+        )
+    widths = data.get("widths", {})
+    if not isinstance(widths, Mapping):
+        raise SpaceError(f"space file {where}: key 'widths' must be a table of op-name patterns")
+    for pattern, rule in widths.items():
+        if not isinstance(rule, Mapping) or not rule or set(rule) - {"keep", "channels"}:
+            raise SpaceError(
+                f"space file {where}: key 'widths.\"{pattern}\"' must set keep = [lo, hi] or channels = [lo, hi]"
+            )
+        for key, value in rule.items():
+            _pair_of_numbers(where, f'widths."{pattern}".{key}', value)
+    file_keep = _pair_of_numbers(where, "keep", data.get("keep", list(DEFAULT_KEEP)))
+    reduction = _pair_of_numbers(where, "bottleneck.reduction", b.get("reduction", list(DEFAULT_REDUCTION)))
+    file_align = data.get("align", DEFAULT_ALIGN)
+    if isinstance(file_align, bool) or not isinstance(file_align, int) or file_align < 1:
+        raise SpaceError(f"space file {where}: key 'align'={file_align!r} must be an integer >= 1")
+    fixed = data.get("fixed", [])
+    if not isinstance(fixed, list) or not all(isinstance(f, str) for f in fixed):
+        raise SpaceError(f"space file {where}: key 'fixed' must be a list of op-name patterns")
+    try:
+        return build_space(
+            arch,
+            name=path.name.split(".")[0],
+            keep=keep or file_keep,
+            align=align or file_align,
+            bottleneck=(allow if bottlenecks else []),
+            reduction=reduction,
+            bottleneck_min_in=int(b.get("min_in_channels", DEFAULT_BOTTLENECK_MIN_IN)),
+            fixed=tuple(fixed),
+            overrides=widths,
+            source=str(data.get("source", "")),
+        )
+    except SpaceError as exc:
+        raise SpaceError(f"space file {where}: {exc}") from None
+
+
+def _pair_of_numbers(where: str, key: str, value: Any) -> tuple[float, float]:
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value)
+        or value[0] > value[1]
+    ):
+        raise SpaceError(f"space file {where}: key '{key}'={value!r} must be [low, high] with 0 < low <= high")
+    return (float(value[0]), float(value[1]))

@@ -1,0 +1,206 @@
+"""The search: budgets, constraints, reproducibility, optimality on an enumerable space."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+
+from explorer.archs import load_arch
+from explorer.cli import main
+from explorer.platforms import get_platform
+from explorer.roofline import analyze
+from explorer.search import Budget, Scorer, SearchError, Settings, parse_budget, parse_params, run_search
+from explorer.space import Space, load_space
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def settings_for(space: Space, **changes: object) -> Settings:
+    base = {
+        "space": space.name,
+        "platform": "v100",
+        "dtype": "float32",
+        "batch": 1,
+        "traffic": "seed",
+        "budget_flops": 2e9,
+        "floor": 0.9,
+        "params": None,
+        "objective": ("throughput",),
+        "sampler": "tpe",
+        "seed": 0,
+        "keep": space.keep,
+        "align": space.align,
+        "bottlenecks": True,
+    }
+    return Settings(**(base | changes))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "flops"),
+    [
+        ("2GFLOPs", 2e9),
+        ("2 GFLOPs", 2e9),
+        ("2e9", 2e9),
+        ("500MFLOPs", 5e8),
+        ("1GMACs", 2e9),
+        ("1 GMACs", 2e9),
+        ("750 MMACs", 1.5e9),
+    ],
+)
+def test_budget_strings(text: str, flops: float) -> None:
+    assert parse_budget(text)[0] == pytest.approx(flops)
+
+
+def test_budget_reading_states_the_mac_conversion() -> None:
+    assert parse_budget("1GMACs")[1] == "1GMACs = 1 GMACs x 2 = 2 GFLOPs per sample"
+    assert parse_params("5M") == 5e6
+
+
+@pytest.mark.parametrize("text", ["", "two", "-2GFLOPs", "0", "2GB", "2 GFLOPS/s"])
+def test_bad_budget_strings(text: str) -> None:
+    with pytest.raises(ValueError, match="--budget"):
+        parse_budget(text)
+
+
+def test_residual_adds_tie_widths() -> None:
+    space = load_space("resnet18")
+    groups = {g.key: set(g.members) for g in space.groups}
+    assert groups["conv1"] == {"conv1", "layer1.0.conv2", "layer1.1.conv2"}
+    assert groups["layer2.0.conv2"] == {"layer2.0.conv2", "layer2.0.downsample", "layer2.1.conv2"}
+    assert "fc" not in {m for g in space.groups for m in g.members}  # the classifier stays
+    arch = space.apply({"conv1": 40, "layer2.0.conv2": 96}, {"layer3.1.conv1": 64})
+    assert arch.op("layer1.1.conv2").out == 40  # type: ignore[attr-defined]
+    assert analyze(arch).layers  # every tied add still type-checks
+
+
+def test_concat_branches_stay_free_and_depthwise_follows() -> None:
+    g = load_space("googlenet")
+    assert all(len(group.members) == 1 for group in g.groups)
+    m = load_space("mobilenet_v2")
+    assert not any(".dw" in member for group in m.groups for member in group.members)
+
+
+def enumerate_best(space: Space, scorer: Scorer) -> float:
+    best = 0.0
+    for widths in itertools.product(*(g.choices() for g in space.groups)):
+        scored = scorer.score(space.apply(dict(zip((g.key for g in space.groups), widths, strict=True)), {}))
+        if scored.feasible:
+            best = max(best, scored.values[0])
+    return best
+
+
+def test_default_search_finds_the_exact_optimum_of_an_enumerable_space() -> None:
+    space = load_space("tiny")  # 4,160 architectures
+    assert space.size() == 4160
+    budget_flops = 3e6
+    settings = settings_for(space, budget_flops=budget_flops, platform="t4", dtype="float16")
+    budget = Budget(flops=budget_flops, floor_flops=0.9 * budget_flops)
+    scorer = Scorer(settings, get_platform("t4"), budget)
+    optimum = enumerate_best(space, scorer)
+    result = run_search(space, settings, get_platform("t4"), budget)  # default trial count
+    assert result.best is not None
+    assert result.best.values[0] >= 0.99 * optimum
+
+
+def test_search_beats_the_best_uniform_multiplier_on_v100_fp16() -> None:
+    """ResNet-18, 2 GFLOPs, V100 tensor cores: per-layer widths and bottlenecks beat one multiplier."""
+    space = load_space("resnet18")
+    settings = settings_for(space, dtype="float16")
+    budget = Budget(flops=2e9, floor_flops=1.8e9)
+    result = run_search(space, settings, get_platform("v100"), budget, trials=200)
+    assert result.best is not None and result.uniform is not None
+    assert result.best.feasible and result.uniform.feasible
+    assert result.best.result.flops <= 2e9
+    assert result.best.values[0] > 1.05 * result.uniform.values[0]
+
+
+def test_same_seed_same_best() -> None:
+    space = load_space("resnet18")
+    budget = Budget(flops=2e9, floor_flops=1.8e9)
+    runs = [run_search(space, settings_for(space), get_platform("v100"), budget, trials=40) for _ in range(2)]
+    assert runs[0].best is not None
+    assert runs[0].best.arch.ops == runs[1].best.arch.ops  # type: ignore[union-attr]
+
+
+def test_infeasible_trials_are_recorded_as_such() -> None:
+    space = load_space("resnet18")
+    budget = Budget(flops=2e9, floor_flops=1.8e9, params=5e6)
+    result = run_search(space, settings_for(space, params=5e6), get_platform("v100"), budget, trials=40)
+    complete = result.study.trials
+    assert len(complete) == 40
+    for t in complete:
+        constraints = {k: v for k, v in t.system_attrs.items() if k.startswith("constraints")}
+        m = t.user_attrs["metrics"]
+        assert m["feasible"] == (m["flops"] <= 2e9 and m["flops"] >= 1.8e9 and m["params"] <= 5e6)
+        assert len(constraints) == 3
+    if result.best is not None:
+        assert result.best.result.params <= 5e6
+
+
+def test_study_with_other_settings_is_refused(tmp_path: Path) -> None:
+    space = load_space("tiny")
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    budget = Budget(flops=3e6, floor_flops=0)
+    run_search(space, settings_for(space, budget_flops=3e6), get_platform("v100"), budget, trials=3, storage=storage)
+    with pytest.raises(SearchError, match="exists with different settings"):
+        run_search(
+            space, settings_for(space, budget_flops=4e6), get_platform("v100"), budget, trials=3, storage=storage
+        )
+
+
+def test_main_command_writes_a_spec_that_scores_the_same(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["--platform", "v100", "--budget", "2GFLOPs", "--trials", "60", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "best (searched)" in printed and "uniform x" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    best = summary["best"]
+    assert best["flops"] <= 2e9
+    rescored = analyze(load_arch(out / "best_arch.json"), "v100")
+    assert rescored.flops == best["flops"]
+    assert rescored.params == best["params"]
+    assert rescored.latency_s == pytest.approx(best["latency_s"])
+    assert rescored.attainable_flops_per_s == pytest.approx(best["attainable_flops_per_s"])
+    lines = (out / "trials.csv").read_text().splitlines()
+    assert len(lines) == 61
+    # the same command resumes: the study already holds its 60 trials
+    assert main(["--platform", "v100", "--budget", "2GFLOPs", "--trials", "60", "--out", str(out)]) == 0
+    assert "60 trials done, 0 to go" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--budget", "1e8"], "is below the smallest network the space can express"),
+        (["--budget", "2GFLOPs", "--params", "1M"], "is below the smallest network of the space"),
+        (["--budget", "2GFLOPs", "--sampler", "annealing"], "--sampler 'annealing' is not known"),
+        (["--budget", "2GFLOPs", "--space", "resnet99"], "--space 'resnet99' is not known"),
+        (["--budget", "0"], "--budget='0' must be a positive"),
+        (["--budget", "2GFLOPs", "--objective", "speed"], "--objective 'speed'"),
+        (["--budget", "2GFLOPs", "--keep", "0.9-0.5"], "--keep '0.9-0.5'"),
+        (["--platform", "v100"], "--budget is required"),
+        (["--budget", "2GFLOPs", "--out", "/proc/none/run"], "is not writable"),
+    ],
+)
+def test_search_errors_are_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_space_file_errors_name_file_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "bad.space.toml"
+    path.write_text('arch = "tiny"\nkeep = [1.0, 0.5]\n')
+    with pytest.raises(ValueError, match=r"space file bad.space.toml: key 'keep'=\[1.0, 0.5\]"):
+        load_space(str(path))
+    path.write_text('arch = "tiny"\nwidth = {}\n')
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['width'\]"):
+        load_space(str(path))
+    path.write_text('arch = "nope"\n')
+    with pytest.raises(ValueError, match="key 'arch'"):
+        load_space(str(path))
