@@ -344,7 +344,10 @@ def run_search(
         print(f"  resuming study {study_name!r}: {finished} trials done, {remaining} to go", file=stream)
     if remaining:
         progress = Progress(remaining, scorer, stream)
-        study.optimize(objective, n_trials=remaining, timeout=timeout_s, callbacks=[progress], gc_after_trial=False)
+        with warnings.catch_warnings():
+            # CMA-ES cannot use constraints; infeasible trials are still recorded and never chosen as best
+            warnings.filterwarnings("ignore", message="Constraints have been set", category=UserWarning)
+            study.optimize(objective, n_trials=remaining, timeout=timeout_s, callbacks=[progress], gc_after_trial=False)
 
     base = scorer.score(space.arch)
     uniform, multiplier = best_uniform(space, scorer)

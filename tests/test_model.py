@@ -41,3 +41,14 @@ def test_wrong_input_shape_is_refused(base_archs: dict[str, Arch]) -> None:
     model = build_model(base_archs["tiny"])
     with pytest.raises(ValueError, match="does not match"):
         model(jnp.ones((1, 16, 16, 3)))
+
+
+def test_public_api_names() -> None:
+    import explorer
+
+    arch = explorer.load_arch("tiny")
+    result = explorer.analyze(arch, platform="v100", dtype="float32", batch=1, traffic="seed")
+    model = explorer.build_model(arch, rngs=nnx.Rngs(0))
+    assert param_count(model) == result.params
+    for key in ("macs", "flops", "params", "bytes", "intensity", "attainable_flops_per_s", "latency_s"):
+        assert getattr(result, key) > 0

@@ -204,3 +204,29 @@ def test_space_file_errors_name_file_and_key(tmp_path: Path) -> None:
     path.write_text('arch = "nope"\n')
     with pytest.raises(ValueError, match="key 'arch'"):
         load_space(str(path))
+
+
+def test_two_objectives_store_the_pareto_front() -> None:
+    space = load_space("resnet18")
+    settings = settings_for(space, objective=("throughput", "params"), sampler="nsga2")
+    budget = Budget(flops=2e9, floor_flops=1.8e9)
+    result = run_search(space, settings, get_platform("v100"), budget, trials=60)
+    feasible = [t for t in result.study.trials if t.user_attrs["metrics"]["feasible"]]
+    points = {t.number: (t.values[0], -t.values[1]) for t in feasible}  # both maximised
+
+    def dominated(p: tuple[float, float]) -> bool:
+        return any(q[0] >= p[0] and q[1] >= p[1] and q != p for q in points.values())
+
+    expected = {n for n, p in points.items() if not dominated(p)}
+    assert {s.number for s in result.pareto} == expected
+    assert expected
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "nsga2", "cmaes"])
+def test_every_sampler_runs_and_keeps_the_budget(sampler: str) -> None:
+    space = load_space("resnet18")
+    budget = Budget(flops=2e9, floor_flops=1.8e9)
+    result = run_search(space, settings_for(space, sampler=sampler), get_platform("v100"), budget, trials=30)
+    assert len(result.study.trials) == 30
+    if result.best is not None:
+        assert 1.8e9 <= result.best.result.flops <= 2e9
