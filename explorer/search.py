@@ -342,6 +342,12 @@ def run_search(
     remaining = max(0, trials - finished)
     if finished:
         print(f"  resuming study {study_name!r}: {finished} trials done, {remaining} to go", file=stream)
+    stale = sum(1 for t in study.trials if t.state == optuna.trial.TrialState.RUNNING)
+    if stale:
+        print(
+            f"  note: {stale} trial(s) marked running (an interrupted run, or other workers) are not counted",
+            file=stream,
+        )
     if remaining:
         progress = Progress(remaining, scorer, stream)
         with warnings.catch_warnings():

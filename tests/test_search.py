@@ -230,3 +230,43 @@ def test_every_sampler_runs_and_keeps_the_budget(sampler: str) -> None:
     assert len(result.study.trials) == 30
     if result.best is not None:
         assert 1.8e9 <= result.best.result.flops <= 2e9
+
+
+def test_sigkill_mid_search_keeps_completed_trials_and_resumes(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "explorer.cli", "--budget", "2GFLOPs", "--trials", "2000", "--out", str(out)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"sqlite:///{out / 'study.db'}"
+    done: list[optuna.trial.FrozenTrial] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(done) < 25:
+        time.sleep(0.5)
+        try:
+            study = optuna.load_study(study_name="explore", storage=url)
+            done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        except Exception:  # the database may not exist yet
+            continue
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(done) >= 25
+    kept = [
+        t
+        for t in optuna.load_study(study_name="explore", storage=url).trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+    ]
+    assert {t.number for t in done} <= {t.number for t in kept}
+    assert all("metrics" in t.user_attrs for t in kept)
+    finished = len(kept)  # the trial running at the kill stays RUNNING and is not counted
+    resumed = subprocess.run(
+        [*argv[:-4], "--trials", str(finished + 5), "--out", str(out)], capture_output=True, text=True, check=False
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{finished} trials done, 5 to go" in resumed.stdout
+    after = optuna.load_study(study_name="explore", storage=url).trials
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in after) == finished + 5
