@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -12,6 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 from explorer.conventions import BYTES_PER_ELEMENT, canonical_dtype
+from explorer.files import read_toml
 
 CATALOG_PATH = Path(__file__).with_name("platforms.toml")
 DEFAULT_PLATFORM = "v100"
@@ -101,12 +101,7 @@ def platform_from_table(key: str, table: Mapping[str, Any], where: str) -> Platf
 
 def load_platform_file(path: Path) -> dict[str, Platform]:
     """Every platform in a TOML file of the catalog's schema."""
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise PlatformError(f"platform file {path}: cannot be read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise PlatformError(f"platform file {path}: not valid TOML ({exc})") from None
+    data = read_toml(path, "platform file", PlatformError)
     if not data:
         raise PlatformError(f"platform file {path}: no platform tables in it")
     platforms = {}

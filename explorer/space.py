@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from explorer.archs import base_names, load_arch, spaces_dir
+from explorer.files import read_toml
 from explorer.spec import Arch, Conv, Dense, SpecError
 
 DEFAULT_KEEP = (0.5, 1.0)
@@ -266,12 +266,7 @@ def load_space(
             known = sorted({p.name.split(".")[0] for p in spaces_dir().glob("*.json")})
             raise SpaceError(f"--space {name_or_path!r} is not known; known: {', '.join(known)}; or give a .toml file")
     where = str(path.name)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise SpaceError(f"space file {path}: cannot be read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SpaceError(f"space file {where}: not valid TOML ({exc})") from None
+    data = read_toml(path, "space file", SpaceError)
     unknown = set(data) - SPACE_KEYS
     if unknown:
         raise SpaceError(f"space file {where}: unknown key(s) {sorted(unknown)}; keys: {', '.join(sorted(SPACE_KEYS))}")

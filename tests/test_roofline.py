@@ -77,3 +77,19 @@ def test_catalog_entries_have_sources_and_positive_numbers() -> None:
         assert p.source and p.bandwidth_bytes_per_s > 0 and p.peak_flops_per_s
         assert all(v > 0 for v in p.peak_flops_per_s.values())
     assert get_platform("h100").peak("bf16") == 989e12
+
+
+def test_platform_file_and_its_errors(tmp_path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(
+        '[mine]\nname = "My GPU"\npeak_tflop_per_s = { float32 = 10.0 }\nbandwidth_gb_per_s = 500\nsource = "spec sheet"\n'
+    )
+    mine = get_platform(str(path))
+    assert (mine.key, mine.peak("fp32"), mine.bandwidth_bytes_per_s) == ("mine", 10e12, 500e9)
+    assert analyze(single(Dense(name="fc", out=8), (8,)), str(path)).peak_flops_per_s == 10e12
+    path.write_text("[mine]\npeak_tflop_per_s = { float32 = -1 }\nbandwidth_gb_per_s = 500\n")
+    with pytest.raises(ValueError, match=r"\[mine\]: peak_tflop_per_s.float32=-1 must be a positive number"):
+        get_platform(str(path))
+    path.write_text("[mine]\npeak_tflop_per_s = { fp64 = 1 }\nbandwidth_gb_per_s = 500\n")
+    with pytest.raises(ValueError, match="unknown dtype 'fp64'"):
+        get_platform(str(path))
