@@ -63,7 +63,7 @@ def test_activation_rw_bytes_equal_xla(fn: str) -> None:
 
 
 def test_dense_rw_bytes_equal_xla_at_batch_8() -> None:
-    # At batch 1 XLA's CPU matrix-vector path reports ~3% more bytes (69,376 vs 66,816 here);
+    # At batch 1 XLA's CPU matrix-vector path reports 3.8% more bytes (69,376 vs 66,816 here);
     # as a matrix-matrix product the count is input + weights + output exactly.
     arch = single(Dense(name="fc", out=64, bias=False), (256,))
     assert analyze(arch, traffic="rw", batch=8).bytes == xla_cost(arch, batch=8)["bytes accessed"]
