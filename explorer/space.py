@@ -21,7 +21,7 @@ from typing import Any
 
 from explorer.archs import base_names, load_arch, spaces_dir
 from explorer.files import read_toml
-from explorer.spec import Arch, Conv, Dense, SpecError
+from explorer.spec import Arch, Conv, Dense, SpecError, pair
 
 DEFAULT_KEEP = (0.5, 1.0)
 """Keep ratio of each width relative to the base (pruning practice: keep at least half)."""
@@ -219,7 +219,7 @@ def build_space(
             allowed = (
                 any(fnmatch.fnmatchcase(op.name, p) for p in bottleneck)
                 if isinstance(bottleneck, list)
-                else max(*_kernel(op)) > 1 and op.groups == 1 and in_channels[op.name] >= bottleneck_min_in
+                else max(pair(op.kernel)) > 1 and op.groups == 1 and in_channels[op.name] >= bottleneck_min_in
             )
             if allowed:
                 low, high = _range(in_channels[op.name], reduction, step)
@@ -234,11 +234,6 @@ def build_space(
         source=source,
         fixed=fixed,
     )
-
-
-def _kernel(op: Conv) -> tuple[int, int]:
-    k = op.kernel
-    return (k, k) if isinstance(k, int) else (k[0], k[1])
 
 
 SPACE_KEYS = {"arch", "source", "keep", "align", "fixed", "bottleneck", "widths"}
