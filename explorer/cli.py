@@ -264,17 +264,17 @@ def cmd_search(args: argparse.Namespace) -> int:
         if scored is None:
             rows.append([label, "-", "-", "-", "-", "-", "-", "-", "no"])
             continue
-        r = scored.result
+        m = S.metrics(scored)  # per-sample numbers, as summary.json holds them
         rows.append(
             [
                 label,
-                si(r.flops / r.batch),
-                si(r.macs / r.batch),
-                si(r.params),
-                si(r.bytes / r.batch, "B"),
-                f"{r.intensity:.1f}",
-                si(r.attainable_flops_per_s, "FLOP/s"),
-                si(r.latency_s, "s"),
+                si(m["flops"]),
+                si(m["macs"]),
+                si(m["params"]),
+                si(m["bytes"], "B"),
+                f"{m['intensity']:.1f}",
+                si(m["attainable_flops_per_s"], "FLOP/s"),
+                si(m["latency_s"], "s"),
                 "yes" if scored.feasible else "no",
             ]
         )

@@ -42,6 +42,12 @@ OBJECTIVES: dict[str, tuple[str, Callable[[Analysis], float], str]] = {
     "flops": ("minimize", lambda r: float(r.flops), "FLOPs"),
 }
 
+
+def sign(objective: str) -> int:
+    """+1 for objectives to maximise, -1 for those to minimise: `sign x value` is always maximised."""
+    return 1 if OBJECTIVES[objective][0] == "maximize" else -1
+
+
 SAMPLERS = ("tpe", "random", "nsga2", "cmaes", "gp")
 DEFAULT_TRIALS = 300
 DEFAULT_FLOOR = 0.9
@@ -215,8 +221,8 @@ class Scorer:
             return True
         if a.feasible != b.feasible:
             return a.feasible
-        direction = OBJECTIVES[self.settings.objective[0]][0]
-        return a.values[0] > b.values[0] if direction == "maximize" else a.values[0] < b.values[0]
+        s = sign(self.settings.objective[0])
+        return s * a.values[0] > s * b.values[0]
 
 
 def metrics(scored: Scored) -> dict[str, Any]:
@@ -275,8 +281,8 @@ class Progress:
         if trial.state == optuna.trial.TrialState.COMPLETE and _feasible(trial):
             self.feasible += 1
             value = trial.values[0]
-            direction = OBJECTIVES[self.scorer.settings.objective[0]][0]
-            if self.best is None or (value > self.best if direction == "maximize" else value < self.best):
+            s = sign(self.scorer.settings.objective[0])
+            if self.best is None or s * value > s * self.best:
                 self.best = value
         now = time.monotonic()
         if now - self.last >= self.every_s or self.done == self.total:
@@ -368,12 +374,12 @@ def _best_and_front(study: optuna.Study, space: Space, scorer: Scorer) -> tuple[
     feasible = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and _feasible(t)]
     if not feasible:
         return None, []
-    sign = [1 if OBJECTIVES[n][0] == "maximize" else -1 for n in scorer.settings.objective]
-    best_trial = max(feasible, key=lambda t: (sign[0] * t.values[0], -t.number))
+    signs = [sign(n) for n in scorer.settings.objective]
+    best_trial = max(feasible, key=lambda t: (signs[0] * t.values[0], -t.number))
     best = scorer.score(arch_from_params(space, best_trial.params, f"{space.arch.name}-best"), best_trial.number)
     front = []
-    if len(sign) > 1:
-        points = [(tuple(s * v for s, v in zip(sign, t.values, strict=True)), t) for t in feasible]
+    if len(signs) > 1:
+        points = [(tuple(s * v for s, v in zip(signs, t.values, strict=True)), t) for t in feasible]
         for p, t in points:
             if not any(_dominates(q, p) for q, _ in points):
                 front.append(scorer.score(arch_from_params(space, t.params, f"pareto{t.number}"), t.number))
