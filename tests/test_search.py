@@ -235,6 +235,7 @@ def test_every_sampler_runs_and_keeps_the_budget(sampler: str) -> None:
 def test_sigkill_mid_search_keeps_completed_trials_and_resumes(tmp_path: Path) -> None:
     import os
     import signal
+    import sqlite3
     import subprocess
     import sys
     import time
@@ -243,15 +244,17 @@ def test_sigkill_mid_search_keeps_completed_trials_and_resumes(tmp_path: Path) -
     argv = [sys.executable, "-m", "explorer.cli", "--budget", "2GFLOPs", "--trials", "2000", "--out", str(out)]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"sqlite:///{out / 'study.db'}"
-    done: list[optuna.trial.FrozenTrial] = []
+    done: list[int] = []
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(done) < 25:
+    while time.monotonic() < deadline and len(done) < 25 and proc.poll() is None:
         time.sleep(0.5)
+        # read the database directly: opening it through Optuna here could race the worker's schema creation
         try:
-            study = optuna.load_study(study_name="explore", storage=url)
-            done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        except Exception:  # the database may not exist yet
+            with sqlite3.connect(f"file:{out / 'study.db'}?mode=ro", uri=True) as db:
+                done = [n for (n,) in db.execute("SELECT number FROM trials WHERE state = 'COMPLETE'")]
+        except sqlite3.OperationalError:  # not created yet
             continue
+    assert proc.poll() is None, "the search exited before it was killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert len(done) >= 25
@@ -260,7 +263,7 @@ def test_sigkill_mid_search_keeps_completed_trials_and_resumes(tmp_path: Path) -
         for t in optuna.load_study(study_name="explore", storage=url).trials
         if t.state == optuna.trial.TrialState.COMPLETE
     ]
-    assert {t.number for t in done} <= {t.number for t in kept}
+    assert set(done) <= {t.number for t in kept}
     assert all("metrics" in t.user_attrs for t in kept)
     finished = len(kept)  # the trial running at the kill stays RUNNING and is not counted
     resumed = subprocess.run(
