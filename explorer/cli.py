@@ -2,6 +2,7 @@
 
 explore --platform v100 --budget 2GFLOPs     # search (the default subcommand)
 explore score resnet18 --platform t4 --dtype fp16
+explore report runs/NAME                      # rewrite a run's HTML/Markdown report
 explore platforms | explore spaces
 """
 
@@ -77,6 +78,12 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(layer_table(result))
         print()
     print(summary(result, platform))
+    if args.report:
+        from explorer.report import score_report, write_report
+
+        out = writable(args.report, "--report")
+        write_report(*score_report(result, platform), out)
+        print(f"report: {out / 'report.html'} (and report.md, figures/)")
     if args.json:
         path = Path(args.json)
         try:
@@ -84,6 +91,55 @@ def cmd_score(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"--json {args.json!r}: cannot write ({exc.strerror}); choose a writable path") from None
         print(f"wrote {path}")
+    return 0
+
+
+def writable(folder: str | Path, flag: str) -> Path:
+    """`folder`, created if needed; a UsageError naming `flag` when it cannot be written."""
+    out = Path(folder)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".write-test").touch()
+        (out / ".write-test").unlink()
+    except OSError as exc:
+        raise UsageError(f"{flag} {str(out)!r} is not writable ({exc.strerror}); choose another folder") from None
+    return out
+
+
+def write_search_report(result: Any, out: Path) -> Path:
+    from explorer.report import search_report, write_report
+
+    write_report(*search_report(result), out)
+    return out / "report.html"
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import optuna
+
+    from explorer.search import load_result
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.run_dir is None and args.storage is None:
+        raise UsageError("give a run folder (explore report runs/NAME) or --storage URL [--study NAME]")
+    study = args.study
+    if args.storage is not None:
+        storage = args.storage
+    else:
+        run = Path(args.run_dir)
+        db = run / "study.db"
+        summary = run / "summary.json"
+        if not db.exists():
+            raise UsageError(
+                f"run folder {str(run)!r} has no study.db; give the folder a search wrote, or --storage URL --study NAME"
+            )
+        storage = f"sqlite:///{db}"
+        if study is None and summary.exists():
+            study = json.loads(summary.read_text()).get("study")
+    out = writable(args.out or args.run_dir or f"runs/report-{study or 'study'}", "--out")
+    result = load_result(storage, study)
+    result.out = out
+    path = write_search_report(result, out)
+    print(f"report: {path} (and report.md, figures/) from {storage}, study {result.study.study_name!r}")
     return 0
 
 
@@ -148,6 +204,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     import optuna
 
     from explorer import search as S
+    from explorer.report import COMPARISON_HEADER, comparison_rows
     from explorer.space import load_space
     from explorer.table import render
 
@@ -195,8 +252,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             f"--budget {args.budget!r} ({si(budget_flops, 'FLOPs')}) is below the smallest network the space can express "
             f"({si(min_flops, 'FLOPs')} at keep {keep[0]}); raise --budget or lower --keep"
         )
-    cap = min(budget_flops, max_flops)
-    budget = S.Budget(flops=budget_flops, floor_flops=args.floor * cap, params=params_budget)
+    budget = S.derive_budget(space, settings, platform)
     if params_budget is not None:
         smallest = min(scorer.analyze(space.smallest(b)).params for b in (False, True))
         if params_budget < smallest:
@@ -207,12 +263,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     out = Path(
         args.out or f"runs/{Path(args.space).stem}-{platform.key}-{dtype}-b{args.batch}-{args.budget.replace(' ', '')}"
     )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / ".write-test").touch()
-        (out / ".write-test").unlink()
-    except OSError as exc:
-        raise UsageError(f"--out {str(out)!r} is not writable ({exc.strerror}); choose another folder") from None
+    writable(out, "--out")
     storage_url = args.storage or f"sqlite:///{out / 'study.db'}"
 
     print(
@@ -239,7 +290,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             budget,
             trials=args.trials,
             timeout_s=args.timeout,
-            storage=S.open_storage(storage_url),
+            storage=storage_url,
             study_name=args.study,
             out=out,
             stream=sys.stdout,
@@ -252,46 +303,16 @@ def cmd_search(args: argparse.Namespace) -> int:
         )
         return 130
 
-    rows = []
-    for label, scored in (
-        ("best (searched)", result.best),
-        ("base network", result.base),
-        (
-            f"uniform x{result.uniform_multiplier:.3f}" if result.uniform_multiplier else "uniform (none feasible)",
-            result.uniform,
-        ),
-    ):
-        if scored is None:
-            rows.append([label, "-", "-", "-", "-", "-", "-", "-", "no"])
-            continue
-        m = S.metrics(scored)  # per-sample numbers, as summary.json holds them
-        rows.append(
-            [
-                label,
-                si(m["flops"]),
-                si(m["macs"]),
-                si(m["params"]),
-                si(m["bytes"], "B"),
-                f"{m['intensity']:.1f}",
-                si(m["attainable_flops_per_s"], "FLOP/s"),
-                si(m["latency_s"], "s"),
-                "yes" if scored.feasible else "no",
-            ]
-        )
     print()
-    print(
-        render(
-            rows,
-            ["", "FLOPs", "MACs", "params", "bytes", "FLOP/B", "attainable", "latency", "feasible"],
-            {1, 2, 3, 4, 5, 6, 7},
-        )
-    )
+    print(render(comparison_rows(result), list(COMPARISON_HEADER), set(range(1, 10))))
     if result.best is not None and result.uniform is not None:
         gain = result.best.values[0] / result.uniform.values[0] - 1
         print(f"\n  per-layer search vs best uniform width: {gain:+.1%} {objective[0]}")
     if result.best is None:
         print("\n  no feasible architecture found; widen --keep, raise --budget/--params or lower --floor")
     print(f"\n  wrote {out}/best_arch.json, summary.json, trials.csv  ({result.wall_s:.1f} s)")
+    if not args.no_report:
+        print(f"  report: {write_search_report(result, out)}")
     print(f"  check: explore score {out}/best_arch.json --platform {platform.key} --dtype {dtype} --batch {args.batch}")
     return 0 if result.best is not None else 1
 
@@ -333,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--out", help="run folder (default runs/SPACE-PLATFORM-DTYPE-bBATCH-BUDGET)")
     search.add_argument("--storage", help="Optuna storage URL (default sqlite:///OUT/study.db) or a .log journal file")
     search.add_argument("--study", default="explore", help="study name (default explore); the same name resumes")
+    search.add_argument("--no-report", action="store_true", help="skip report.html / report.md (see `explore report`)")
     search.set_defaults(func=cmd_search)
 
     score = sub.add_parser("score", help="per-layer counts and roofline of one architecture")
@@ -340,11 +362,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_platform_args(score)
     score.add_argument("--json", help="also write the analysis as JSON to this path ('-': JSON only, to stdout)")
     score.add_argument("--quiet", action="store_true", help="totals only, no per-layer table")
+    score.add_argument("--report", metavar="DIR", help="also write report.html, report.md and a roofline chart to DIR")
     score.set_defaults(func=cmd_score)
 
     plats = sub.add_parser("platforms", help="list the platform catalog")
     plats.add_argument("--sources", action="store_true", help="print each entry's source")
     plats.set_defaults(func=cmd_platforms)
+
+    report = sub.add_parser("report", help="(re)write the HTML/Markdown report of a search run or study")
+    report.add_argument("run_dir", nargs="?", help="a run folder written by `explore search` (holds study.db)")
+    report.add_argument("--storage", help="an Optuna storage URL (or .log journal file) instead of a run folder")
+    report.add_argument("--study", help="study name (default: the run's, or the storage's only study)")
+    report.add_argument("--out", help="folder for report.html, report.md, figures/ (default: the run folder)")
+    report.set_defaults(func=cmd_report)
 
     spaces = sub.add_parser("spaces", help="list the base architectures / search spaces")
     spaces.set_defaults(func=cmd_spaces)

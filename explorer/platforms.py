@@ -61,6 +61,19 @@ class Platform:
         }
 
 
+def platform_from_dict(data: Mapping[str, Any]) -> Platform:
+    """The inverse of `Platform.to_dict` (a platform stored with a run)."""
+    return Platform(
+        key=str(data["key"]),
+        name=str(data["name"]),
+        peak_flops_per_s=MappingProxyType({k: float(v) for k, v in data["peak_flops_per_s"].items()}),
+        bandwidth_bytes_per_s=float(data["bandwidth_bytes_per_s"]),
+        memory_bytes=None if data.get("memory_bytes") is None else float(data["memory_bytes"]),
+        source=str(data.get("source", "")),
+        extra=MappingProxyType(dict(data.get("extra", {}))),
+    )
+
+
 def _number(where: str, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise PlatformError(f"{where}: {key}={value!r} must be a positive number")

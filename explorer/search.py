@@ -20,14 +20,14 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import optuna
 
 from explorer.conventions import FLOPS_PER_MAC
-from explorer.platforms import Platform
+from explorer.platforms import Platform, get_platform, platform_from_dict
 from explorer.roofline import Analysis, analyze
 from explorer.space import Space
 from explorer.spec import Arch, dump_arch
@@ -125,6 +125,14 @@ class Settings:
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Settings:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["objective"] = tuple(values["objective"])
+        values["keep"] = tuple(values["keep"])
+        return cls(**values)
+
 
 def suggest(trial: optuna.Trial, space: Space) -> Arch:
     """Sample one architecture of `space`."""
@@ -188,6 +196,9 @@ class SearchResult:
     """What a search produced, with the comparison rows users see."""
 
     settings: Settings
+    space: Space
+    platform: Platform
+    budget: Budget
     study: optuna.Study
     best: Scored | None
     base: Scored
@@ -196,6 +207,7 @@ class SearchResult:
     pareto: list[Scored] = field(default_factory=list)
     out: Path | None = None
     wall_s: float = 0.0
+    storage_url: str | None = None
 
 
 class Scorer:
@@ -316,10 +328,13 @@ def run_search(
     Args:
         trials: total finished trials wanted in the study, earlier runs included.
         timeout_s: stop this run after this many seconds (completed trials are kept).
-        storage: an Optuna storage or URL; None keeps the study in memory.
+        storage: an Optuna storage, or a URL / journal file for `open_storage`; None keeps the study in memory.
         out: run folder for best_arch.json, summary.json and trials.csv (None: write nothing).
     """
     start = time.monotonic()
+    url = storage if isinstance(storage, str) else None
+    if isinstance(storage, str):
+        storage = open_storage(storage)
     scorer = Scorer(settings, platform, budget)
     directions = [OBJECTIVES[name][0] for name in settings.objective]
     sampler = make_sampler(settings.sampler, settings.seed, len(directions))
@@ -329,6 +344,8 @@ def run_search(
     stored = study.user_attrs.get("settings")
     if stored is None:
         study.set_user_attr("settings", settings.to_json())
+        study.set_user_attr("platform", platform.to_dict())
+        study.set_user_attr("budget", asdict(budget))
     elif stored != settings.to_json():
         diff = {k: (stored.get(k), v) for k, v in settings.to_json().items() if stored.get(k) != v}
         changes = ", ".join(f"{k}: stored {a!r}, asked {b!r}" for k, (a, b) in diff.items())
@@ -361,13 +378,76 @@ def run_search(
             warnings.filterwarnings("ignore", message="Constraints have been set", category=UserWarning)
             study.optimize(objective, n_trials=remaining, timeout=timeout_s, callbacks=[progress], gc_after_trial=False)
 
+    result = summarise(study, space, scorer, out=out, wall_s=time.monotonic() - start)
+    result.storage_url = url
+    if out is not None:
+        write_run(result)
+    return result
+
+
+def summarise(
+    study: optuna.Study, space: Space, scorer: Scorer, *, out: Path | None = None, wall_s: float = 0.0
+) -> SearchResult:
+    """The best trial, the Pareto front, the base network and the best uniform width of a study."""
     base = scorer.score(space.arch)
     uniform, multiplier = best_uniform(space, scorer)
     best, pareto = _best_and_front(study, space, scorer)
-    result = SearchResult(settings, study, best, base, uniform, multiplier, pareto, out, time.monotonic() - start)
-    if out is not None:
-        write_run(result, budget, platform)
+    return SearchResult(
+        scorer.settings,
+        space,
+        scorer.platform,
+        scorer.budget,
+        study,
+        best,
+        base,
+        uniform,
+        multiplier,
+        pareto,
+        out,
+        wall_s,
+    )
+
+
+def derive_budget(space: Space, settings: Settings, platform: Platform) -> Budget:
+    """The budgets of `settings`: the floor is a share of min(FLOPs budget, the space's largest FLOPs)."""
+    scorer = Scorer(settings, platform, Budget(flops=settings.budget_flops, floor_flops=0.0))
+    cap = min(settings.budget_flops, min_max_flops(space, scorer)[1])
+    return Budget(flops=settings.budget_flops, floor_flops=settings.floor * cap, params=settings.params)
+
+
+def load_result(storage: str | optuna.storages.BaseStorage, study_name: str | None = None) -> SearchResult:
+    """Summarise a stored study without searching: settings, platform and budgets come from the study."""
+    from explorer.space import load_space
+
+    url = storage if isinstance(storage, str) else None
+    if isinstance(storage, str):
+        storage = open_storage(storage)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    if study_name is None:
+        if len(names) != 1:
+            found = ", ".join(names) or "none"
+            raise SearchError(f"--study is needed: the storage holds {len(names)} studies ({found}); name one")
+        study_name = names[0]
+    if study_name not in names:
+        raise SearchError(f"--study {study_name!r} is not in the storage; it holds: {', '.join(names) or 'none'}")
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    attrs = study.user_attrs
+    if "settings" not in attrs:
+        raise SearchError(f"--study {study_name!r} was not made by `explore search` (it has no settings)")
+    settings = Settings.from_json(attrs["settings"])
+    platform = platform_from_dict(attrs["platform"]) if "platform" in attrs else get_platform(settings.platform)
+    space = load_space(settings.space, keep=settings.keep, align=settings.align, bottlenecks=settings.bottlenecks)
+    budget = Budget(**attrs["budget"]) if "budget" in attrs else derive_budget(space, settings, platform)
+    result = summarise(study, space, Scorer(settings, platform, budget), wall_s=study_wall_s(study))
+    result.storage_url = url
     return result
+
+
+def study_wall_s(study: optuna.Study) -> float:
+    """Seconds from the first trial's start to the last trial's end (0 with no finished trial)."""
+    starts = [t.datetime_start for t in study.trials if t.datetime_start]
+    ends = [t.datetime_complete for t in study.trials if t.datetime_complete]
+    return (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
 
 
 def _best_and_front(study: optuna.Study, space: Space, scorer: Scorer) -> tuple[Scored | None, list[Scored]]:
@@ -421,10 +501,11 @@ def _dominates(a: Iterable[float], b: Iterable[float]) -> bool:
     return all(x >= y for x, y in pairs) and any(x > y for x, y in pairs)
 
 
-def write_run(result: SearchResult, budget: Budget, platform: Platform) -> None:
+def write_run(result: SearchResult) -> None:
     """best_arch.json (a spec), summary.json and trials.csv in the run folder, overwritten."""
     out = result.out
     assert out is not None
+    budget, platform = result.budget, result.platform
     if result.best is not None:
         dump_arch(result.best.arch, out / "best_arch.json")
     summary = {
@@ -442,6 +523,8 @@ def write_run(result: SearchResult, budget: Budget, platform: Platform) -> None:
         "uniform": _row(result.uniform) | {"multiplier": result.uniform_multiplier},
         "pareto": [_row(p) for p in result.pareto],
         "wall_s": result.wall_s,
+        "storage": result.storage_url,
+        "study": result.study.study_name,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     write_trials_csv(result.study, out / "trials.csv")

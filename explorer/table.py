@@ -27,9 +27,10 @@ def render(rows: list[list[str]], header: list[str], right: set[int]) -> str:
 
 
 LAYER_HEADER = ["layer", "op", "output", "MACs", "FLOPs", "elem FLOPs", "params", "bytes", "FLOP/B", "bound", "time %"]
+LAYER_RIGHT = {3, 4, 5, 6, 7, 8, 10}
 
 
-def layer_table(result: Analysis) -> str:
+def layer_rows(result: Analysis) -> list[list[str]]:
     """One row per primitive layer plus a total row; time % is the share of the roofline latency."""
     rows = []
     for layer in result.layers:
@@ -64,7 +65,11 @@ def layer_table(result: Analysis) -> str:
             "100.0",
         ]
     )
-    return render(rows, LAYER_HEADER, right={3, 4, 5, 6, 7, 8, 10})
+    return rows
+
+
+def layer_table(result: Analysis) -> str:
+    return render(layer_rows(result), LAYER_HEADER, right=LAYER_RIGHT)
 
 
 def summary(result: Analysis, platform: Platform) -> str:

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from explorer.search import Settings
+from explorer.space import Space
 from explorer.spec import Arch, Op
 
 
@@ -59,3 +61,23 @@ def base_archs() -> dict[str, Arch]:
     from explorer.archs import base_names, load_arch
 
     return {name: load_arch(name) for name in base_names()}
+
+
+def settings_for(space: Space, **changes: object) -> Settings:
+    base = {
+        "space": space.name,
+        "platform": "v100",
+        "dtype": "float32",
+        "batch": 1,
+        "traffic": "seed",
+        "budget_flops": 2e9,
+        "floor": 0.9,
+        "params": None,
+        "objective": ("throughput",),
+        "sampler": "tpe",
+        "seed": 0,
+        "keep": space.keep,
+        "align": space.align,
+        "bottlenecks": True,
+    }
+    return Settings(**(base | changes))  # type: ignore[arg-type]

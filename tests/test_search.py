@@ -9,34 +9,15 @@ from pathlib import Path
 import optuna
 import pytest
 
+from conftest import settings_for
 from explorer.archs import load_arch
 from explorer.cli import main
 from explorer.platforms import get_platform
 from explorer.roofline import analyze
-from explorer.search import Budget, Scorer, SearchError, Settings, parse_budget, parse_params, run_search
+from explorer.search import Budget, Scorer, SearchError, parse_budget, parse_params, run_search
 from explorer.space import Space, load_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def settings_for(space: Space, **changes: object) -> Settings:
-    base = {
-        "space": space.name,
-        "platform": "v100",
-        "dtype": "float32",
-        "batch": 1,
-        "traffic": "seed",
-        "budget_flops": 2e9,
-        "floor": 0.9,
-        "params": None,
-        "objective": ("throughput",),
-        "sampler": "tpe",
-        "seed": 0,
-        "keep": space.keep,
-        "align": space.align,
-        "bottlenecks": True,
-    }
-    return Settings(**(base | changes))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -154,7 +135,7 @@ def test_study_with_other_settings_is_refused(tmp_path: Path) -> None:
 
 def test_main_command_writes_a_spec_that_scores_the_same(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    assert main(["--platform", "v100", "--budget", "2GFLOPs", "--trials", "60", "--out", str(out)]) == 0
+    assert main(["--platform", "v100", "--budget", "2GFLOPs", "--trials", "60", "--out", str(out), "--no-report"]) == 0
     printed = capsys.readouterr().out
     assert "best (searched)" in printed and "uniform x" in printed
     summary = json.loads((out / "summary.json").read_text())
@@ -168,7 +149,7 @@ def test_main_command_writes_a_spec_that_scores_the_same(tmp_path: Path, capsys:
     lines = (out / "trials.csv").read_text().splitlines()
     assert len(lines) == 61
     # the same command resumes: the study already holds its 60 trials
-    assert main(["--platform", "v100", "--budget", "2GFLOPs", "--trials", "60", "--out", str(out)]) == 0
+    assert main(["--platform", "v100", "--budget", "2GFLOPs", "--trials", "60", "--out", str(out), "--no-report"]) == 0
     assert "60 trials done, 0 to go" in capsys.readouterr().out
 
 

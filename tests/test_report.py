@@ -1,0 +1,233 @@
+"""Reports: the info objects hold the analyzer's and the study's numbers; every figure renders;
+`explore report` rewrites a run's report cleanly; the HTML loads in a real browser."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import pytest
+
+from explorer import figures as F
+from explorer.archs import load_arch
+from explorer.cli import main
+from explorer.platforms import get_platform
+from explorer.report import score_report, search_report, write_report
+from explorer.roofline import analyze
+from explorer.search import SearchError, SearchResult, load_result
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FIGURE_STEMS = {"roofline", "pareto", "channels", "progress", "importance"}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The main command (40 trials), which writes the report as part of the run."""
+    out = tmp_path_factory.mktemp("run")
+    assert main(["--platform", "v100", "--budget", "2GFLOPs", "--trials", "40", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def result(run_dir: Path) -> SearchResult:
+    return load_result(f"sqlite:///{run_dir / 'study.db'}")
+
+
+def trials_csv(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "trials.csv").open() as f:
+        return [row for row in csv.DictReader(f) if row["state"] == "COMPLETE"]
+
+
+def brute_force_front(rows: list[dict[str, str]], x: str, y: str, sx: int, sy: int) -> set[int]:
+    """Feasible trials that no other feasible trial dominates (sx, sy: +1 maximise, -1 minimise)."""
+    points = [(int(r["number"]), sx * float(r[x]), sy * float(r[y])) for r in rows if r["feasible"] == "True"]
+    return {n for n, a, b in points if not any(c >= a and d >= b and (c > a or d > b) for _, c, d in points)}
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "sx", "sy"),
+    [("flops", "attainable_flops_per_s", -1, 1), ("params", "latency_s", -1, -1), ("bytes", "images_per_s", -1, 1)],
+)
+def test_pareto_front_equals_brute_force_over_trials_csv(
+    run_dir: Path, result: SearchResult, x: str, y: str, sx: int, sy: int
+) -> None:
+    rows = trials_csv(run_dir)
+    info = F.pareto_info(result, x, y)
+    assert len(info.points) == len(rows)
+    assert sum(p.feasible for p in info.points) == sum(r["feasible"] == "True" for r in rows)
+    expected = brute_force_front(rows, x, y, sx, sy)
+    assert expected and set(info.front) == expected
+
+
+def test_pareto_marks_and_budget_lines(result: SearchResult) -> None:
+    info = F.pareto_info(result, "flops", "attainable_flops_per_s")
+    assert dict(info.x_limits) == {"FLOPs budget": 2e9, "floor": result.budget.floor_flops}
+    marks = {m.label.split(" x")[0]: m for m in info.marks}
+    assert result.best is not None
+    assert marks["best"].x == result.best.result.flops and marks["best"].y == result.best.result.attainable_flops_per_s
+    assert marks["base network"].x == analyze(load_arch("resnet18"), "v100").flops
+    assert "uniform" in marks
+
+
+def test_roofline_points_are_the_analyzers_layers(result: SearchResult) -> None:
+    assert result.best is not None
+    best = result.best.result
+    info = F.roofline_info(best, [("base", result.base.result)])
+    by_name = {layer.name: layer for layer in best.layers}
+    assert len(info.layers) + len(info.skipped) == len(best.layers)
+    for point in info.layers:
+        layer = by_name[point.label]
+        assert point.intensity_flops_per_byte == layer.intensity
+        assert point.attainable_flops_per_s == layer.attainable_flops_per_s
+        assert point.bound == layer.bound
+        assert point.attainable_flops_per_s <= info.peak_flops_per_s
+    assert all(by_name[name].bytes == 0 or by_name[name].total_flops == 0 for name in info.skipped)
+    assert info.ridge_flops_per_byte == pytest.approx(15.7e12 / 900e9)
+    best_point, base_point = info.models
+    assert best_point.attainable_flops_per_s == best.attainable_flops_per_s
+    assert best_point.intensity_flops_per_byte == best.total_flops / best.bytes
+    assert base_point.total_flops == result.base.result.total_flops
+
+
+def test_channel_profile_matches_the_written_best_spec(run_dir: Path, result: SearchResult) -> None:
+    info = F.channel_info(result)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    base = {op.name: op.out for op in load_arch("resnet18").ops if getattr(op, "out", None)}
+    assert [r.op for r in info.rows] == list(base)
+    assert {r.op: r.base for r in info.rows} == base
+    assert {r.op: r.searched for r in info.rows} == summary["best"]["widths"]
+    assert {r.op: r.bottleneck for r in info.rows if r.bottleneck} == summary["best"]["bottlenecks"]
+    assert not next(r for r in info.rows if r.op == "fc").searchable
+
+
+def test_progress_best_so_far_ends_at_the_best(result: SearchResult) -> None:
+    info = F.progress_info(result)
+    assert info.maximize and info.objective == "throughput"
+    values = [v for _, v in info.best_so_far]
+    assert values == sorted(values)
+    assert result.best is not None and values[-1] == result.best.values[0]
+    assert len(info.points) == len(trials_csv_numbers(result))
+
+
+def trials_csv_numbers(result: SearchResult) -> list[int]:
+    return [t.number for t in result.study.trials if t.state.name == "COMPLETE"]
+
+
+def test_importances_rank_searched_parameters(result: SearchResult) -> None:
+    info = F.importance_info(result.study, "throughput")
+    assert info is not None
+    names = {n for t in result.study.trials for n in t.params}
+    assert {n for n, _ in info.importances} <= names
+    assert all(0 <= v <= 1 for _, v in info.importances)
+    assert [v for _, v in info.importances] == sorted((v for _, v in info.importances), reverse=True)
+
+
+def test_run_writes_every_figure_embedded_and_linked(run_dir: Path) -> None:
+    page = (run_dir / "report.html").read_text()
+    markdown = (run_dir / "report.md").read_text()
+    figures = run_dir / "figures"
+    assert {p.stem for p in figures.glob("*.png")} == FIGURE_STEMS
+    assert {p.stem for p in figures.glob("*.svg")} == FIGURE_STEMS
+    for png in figures.glob("*.png"):
+        assert png.read_bytes().startswith(PNG_MAGIC) and png.stat().st_size > 10_000
+    for svg in figures.glob("*.svg"):
+        assert ET.parse(svg).getroot().tag.endswith("svg")
+    assert page.count('src="data:image/png;base64,') == len(FIGURE_STEMS)
+    assert 'src="figures/' not in page  # self-contained
+    for link in re.findall(r"\]\((figures/[^)]+)\)", markdown):
+        assert (run_dir / link).exists(), link
+    for text in ("FLOPs = 2 x MACs", "ridge point", "17.4 FLOP/byte", "trials", "40 total", "best (searched)", "TOTAL"):
+        assert text in page and text in markdown
+
+
+def test_report_command_rewrites_cleanly(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = (run_dir / "report.md").read_text()
+    (run_dir / "figures" / "stale.png").write_bytes(b"old")
+    assert main(["report", str(run_dir)]) == 0
+    assert "report:" in capsys.readouterr().out
+    after = (run_dir / "report.md").read_text()
+    assert not (run_dir / "figures" / "stale.png").exists()
+    # only the wall-time line may differ (the run measured its own time; the report reads the trials')
+    diff = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True) if a != b]
+    assert all("wall time" in a for a, _ in diff)
+
+
+def test_report_from_storage_url_into_another_folder(run_dir: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{run_dir / 'study.db'}"
+    assert main(["report", "--storage", url, "--study", "explore", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "report.html").exists() and (tmp_path / "figures" / "pareto.png").exists()
+    with pytest.raises(SearchError, match="'nope' is not in the storage; it holds: explore"):
+        load_result(url, "nope")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["report"], "give a run folder"),
+        (["report", "no/such/run"], "has no study.db"),
+    ],
+)
+def test_report_errors_are_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_score_report_profiles_one_architecture(tmp_path: Path) -> None:
+    assert (
+        main(["score", "mobilenet_v2", "--platform", "t4", "--dtype", "fp16", "--report", str(tmp_path), "--quiet"])
+        == 0
+    )
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 1
+    result = analyze(load_arch("mobilenet_v2"), "t4", "float16")
+    assert page.count("<tr") == len(result.layers) + 2  # header + layers + total
+    assert (tmp_path / "figures" / "roofline.svg").exists()
+
+
+def test_rendering_leaves_no_global_matplotlib_state(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    rc = dict(matplotlib.rcParams)
+    write_report(*score_report(analyze(load_arch("tiny"), "v100"), get_platform("v100")), tmp_path)
+    assert plt.get_fignums() == []
+    assert dict(matplotlib.rcParams) == rc
+
+
+def test_report_without_a_feasible_architecture(tmp_path: Path) -> None:
+    """A study where nothing met the budgets still reports (base network, trials, progress)."""
+    assert main(
+        ["--space", "tiny", "--budget", "4.5MFLOPs", "--floor", "0.99", "--trials", "5", "--out", str(tmp_path)]
+    ) in (0, 1)
+    result = load_result(f"sqlite:///{tmp_path / 'study.db'}")
+    blocks, makers = search_report(result)
+    paths = write_report(blocks, makers, tmp_path / "again")
+    assert (tmp_path / "again" / "report.html") in paths
+
+
+def load_browser_check() -> Any:
+    spec = importlib.util.spec_from_file_location("check_report_browser", ROOT / "scripts" / "check_report_browser.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_html_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:
+    browser = load_browser_check()
+    if browser.chromium() is None:
+        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
+    result = browser.check(run_dir / "report.html", tmp_path / "shot.png")
+    assert result.images_total == len(FIGURE_STEMS) and result.ok, result
+    # the check can fail: a page with a broken image is caught
+    broken = tmp_path / "broken.html"
+    broken.write_text((run_dir / "report.html").read_text().replace("data:image/png;base64,", "missing.png#", 1))
+    bad = browser.check(broken, tmp_path / "bad.png")
+    assert bad.images_loaded == bad.images_total - 1 and not bad.ok
