@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -200,6 +202,32 @@ def parse_keep(text: str) -> tuple[float, float]:
     return low, high
 
 
+_SIGNAL = {"name": "SIGINT"}
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    _SIGNAL["name"] = "SIGTERM"
+    raise KeyboardInterrupt
+
+
+def interrupted_by() -> str:
+    return "terminated (SIGTERM)" if _SIGNAL["name"] == "SIGTERM" else "interrupted"
+
+
+def study_counts(url: str, study: str) -> str:
+    """'N complete, M failed' of a stored study, or why it cannot be read."""
+    try:
+        import optuna
+
+        trials = optuna.load_study(study_name=study, storage=url).get_trials(deepcopy=False)
+    except Exception as exc:
+        return f"could not read it back ({type(exc).__name__})"
+    states = [t.state.name.lower() for t in trials]
+    return (
+        ", ".join(f"{states.count(s)} {s}" for s in ("complete", "fail", "running") if states.count(s)) or "no trials"
+    )
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     import optuna
 
@@ -217,6 +245,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError(f"--floor {args.floor} must be between 0 and 1 (a share of the FLOPs budget)")
     if args.trials < 1:
         raise UsageError(f"--trials {args.trials} must be >= 1")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs} must be >= 1 (worker processes on this machine)")
+    if args.worker < 0:
+        raise UsageError(f"--worker {args.worker} must be >= 0 (an index that offsets the sampler seed)")
     if args.sampler not in S.SAMPLERS:
         raise UsageError(f"--sampler {args.sampler!r} is not known; use one of: {', '.join(S.SAMPLERS)}")
     objective = S.parse_objective(args.objective)
@@ -294,14 +326,16 @@ def cmd_search(args: argparse.Namespace) -> int:
             study_name=args.study,
             out=out,
             stream=sys.stdout,
+            jobs=args.jobs,
+            worker=args.worker,
         )
     except KeyboardInterrupt:
         print(
-            f"\nexplore: interrupted; completed trials are kept in {storage_url} (study {args.study!r}). "
-            "Run the same command again to resume.",
+            f"\nexplore: {interrupted_by()}; completed trials are kept in {storage_url} (study {args.study!r}): "
+            f"{study_counts(storage_url, args.study)}. Run the same command again to resume.",
             file=sys.stderr,
         )
-        return 130
+        return 143 if _SIGNAL["name"] == "SIGTERM" else 130
 
     print()
     print(render(comparison_rows(result), list(COMPARISON_HEADER), set(range(1, 10))))
@@ -354,6 +388,15 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--out", help="run folder (default runs/SPACE-PLATFORM-DTYPE-bBATCH-BUDGET)")
     search.add_argument("--storage", help="Optuna storage URL (default sqlite:///OUT/study.db) or a .log journal file")
     search.add_argument("--study", default="explore", help="study name (default explore); the same name resumes")
+    search.add_argument(
+        "--jobs", type=int, default=1, help="worker processes on this machine sharing the study (default 1)"
+    )
+    search.add_argument(
+        "--worker",
+        type=int,
+        default=0,
+        help="index of this process among workers started separately on one storage (offsets the seed; default 0)",
+    )
     search.add_argument("--no-report", action="store_true", help="skip report.html / report.md (see `explore report`)")
     search.set_defaults(func=cmd_search)
 
@@ -388,17 +431,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help")):
         argv = ["search", *argv]
     args = parser.parse_args(argv)
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if on_main else None  # a polite kill stops like Ctrl-C
+    _SIGNAL["name"] = "SIGINT"
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
-        print("explore: interrupted", file=sys.stderr)
-        return 130
+        print(f"explore: {interrupted_by()}", file=sys.stderr)
+        return 143 if _SIGNAL["name"] == "SIGTERM" else 130
     except BrokenPipeError:  # output piped into `head`
         sys.stderr.close()
         return 0
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:
         print(f"explore: error: {one_line(exc)}", file=sys.stderr)
         return 2
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def one_line(exc: BaseException) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -75,8 +76,8 @@ def platform_from_dict(data: Mapping[str, Any]) -> Platform:
 
 
 def _number(where: str, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise PlatformError(f"{where}: {key}={value!r} must be a positive number")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise PlatformError(f"{where}: {key}={value!r} must be a positive, finite number")
     return float(value)
 
 

@@ -15,11 +15,15 @@ Objectives (any one, or two comma-separated for a Pareto front):
 from __future__ import annotations
 
 import csv
+import datetime
 import json
+import os
+import socket
 import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,7 @@ from explorer.conventions import FLOPS_PER_MAC
 from explorer.platforms import Platform, get_platform, platform_from_dict
 from explorer.roofline import Analysis, analyze
 from explorer.space import Space
-from explorer.spec import Arch, dump_arch
+from explorer.spec import Arch, bottleneck_names, dump_arch
 from explorer.units import parse_quantity, si
 
 OBJECTIVES: dict[str, tuple[str, Callable[[Analysis], float], str]] = {
@@ -322,67 +326,194 @@ def run_search(
     study_name: str = "explore",
     out: Path | None = None,
     stream: Any = sys.stderr,
+    jobs: int = 1,
+    worker: int = 0,
 ) -> SearchResult:
-    """Run (or resume) a study until it holds `trials` finished trials, then summarise it.
+    """Run (or resume) a study until it holds `trials` trials, then summarise it.
 
     Args:
         trials: total finished trials wanted in the study, earlier runs included.
         timeout_s: stop this run after this many seconds (completed trials are kept).
         storage: an Optuna storage, or a URL / journal file for `open_storage`; None keeps the study in memory.
         out: run folder for best_arch.json, summary.json and trials.csv (None: write nothing).
+        jobs: worker processes on this machine (more than 1 needs a storage given by URL or file).
+        worker: this process's index among workers started elsewhere; offsets the sampler seed.
     """
     start = time.monotonic()
     url = storage if isinstance(storage, str) else None
-    if isinstance(storage, str):
-        storage = open_storage(storage)
     scorer = Scorer(settings, platform, budget)
     directions = [OBJECTIVES[name][0] for name in settings.objective]
-    sampler = make_sampler(settings.sampler, settings.seed, len(directions))
-    study = optuna.create_study(
-        storage=storage, study_name=study_name, sampler=sampler, directions=directions, load_if_exists=True
-    )
-    stored = study.user_attrs.get("settings")
-    if stored is None:
-        study.set_user_attr("settings", settings.to_json())
-        study.set_user_attr("platform", platform.to_dict())
-        study.set_user_attr("budget", asdict(budget))
-    elif stored != settings.to_json():
+    sampler = make_sampler(settings.sampler, settings.seed + worker, len(directions))
+    with claim_lock(url):  # workers starting together must not race to create the schema and study
+        if isinstance(storage, str):
+            storage = open_storage(storage)
+        study = optuna.create_study(
+            storage=storage, study_name=study_name, sampler=sampler, directions=directions, load_if_exists=True
+        )
+        stored = study.user_attrs.get("settings")
+        if stored is None:
+            study.set_user_attr("settings", settings.to_json())
+            study.set_user_attr("platform", platform.to_dict())
+            study.set_user_attr("budget", asdict(budget))
+    if stored is not None and stored != settings.to_json():
         diff = {k: (stored.get(k), v) for k, v in settings.to_json().items() if stored.get(k) != v}
         changes = ", ".join(f"{k}: stored {a!r}, asked {b!r}" for k, (a, b) in diff.items())
         raise SearchError(
             f"--study {study_name!r} exists with different settings ({changes}); use another --study or --out"
         )
 
-    def objective(trial: optuna.Trial) -> tuple[float, ...] | float:
-        arch = suggest(trial, space)
-        scored = scorer.score(arch, trial.number)
-        for key, value in budget.violations(scored.result).items():
-            trial.set_constraint(key, value)
-        trial.set_user_attr("metrics", metrics(scored))  # one write: storage round trips dominate
-        return scored.values if len(scored.values) > 1 else scored.values[0]
-
+    failed = fail_stale(study)
+    if failed:
+        print(f"  marked {failed} trial(s) of dead workers as failed (they count as finished)", file=stream)
     finished = sum(1 for t in study.trials if t.state.is_finished())
     remaining = max(0, trials - finished)
     if finished:
         print(f"  resuming study {study_name!r}: {finished} trials done, {remaining} to go", file=stream)
-    stale = sum(1 for t in study.trials if t.state == optuna.trial.TrialState.RUNNING)
-    if stale:
-        print(
-            f"  note: {stale} trial(s) marked running (an interrupted run, or other workers) are not counted",
-            file=stream,
-        )
-    if remaining:
+    if remaining and jobs > 1:
+        if url is None:
+            raise SearchError(f"--jobs {jobs} needs a storage every worker can open (an SQLite or journal file, a URL)")
+        from explorer.parallel import run_workers
+
+        run_workers(url, study_name, trials, jobs, timeout_s=timeout_s, stream=stream)
+    elif remaining:
         progress = Progress(remaining, scorer, stream)
-        with warnings.catch_warnings():
-            # CMA-ES cannot use constraints; infeasible trials are still recorded and never chosen as best
-            warnings.filterwarnings("ignore", message="Constraints have been set", category=UserWarning)
-            study.optimize(objective, n_trials=remaining, timeout=timeout_s, callbacks=[progress], gc_after_trial=False)
+        work(study, make_objective(space, scorer), trials, lock=claim_lock(url), timeout_s=timeout_s, callback=progress)
 
     result = summarise(study, space, scorer, out=out, wall_s=time.monotonic() - start)
     result.storage_url = url
     if out is not None:
         write_run(result)
     return result
+
+
+STALE_AFTER_S = 3600.0
+"""A running trial of a worker on another host counts as abandoned after this long (trials take milliseconds)."""
+
+
+def make_objective(space: Space, scorer: Scorer) -> Callable[[optuna.Trial], tuple[float, ...] | float]:
+    """The thin objective: suggest an architecture, score it, set the budget constraints."""
+
+    def objective(trial: optuna.Trial) -> tuple[float, ...] | float:
+        arch = suggest(trial, space)
+        scored = scorer.score(arch, trial.number)
+        for key, value in scorer.budget.violations(scored.result).items():
+            trial.set_constraint(key, value)
+        trial.set_user_attr("metrics", metrics(scored))  # one write: storage round trips dominate
+        return scored.values if len(scored.values) > 1 else scored.values[0]
+
+    return objective
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def work(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], tuple[float, ...] | float],
+    target: int,
+    *,
+    lock: AbstractContextManager[Any],
+    timeout_s: float | None = None,
+    callback: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+) -> int:
+    """Run trials until the study holds `target` trials (any state, other workers' included).
+
+    Claiming is "count, then create" under `lock`, so workers sharing the lock never overshoot.
+    A trial whose objective raises is stored as failed (with the error) and the work goes on; an
+    interrupt (Ctrl-C, SIGTERM) fails the running trial and propagates. Completed trials are
+    committed one by one, so nothing finished is lost. Returns the trials this worker ran.
+    """
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    done = 0
+    me = worker_id()
+    with warnings.catch_warnings():
+        # CMA-ES cannot use constraints; infeasible trials are still recorded and never chosen as best
+        warnings.filterwarnings("ignore", message="Constraints have been set", category=UserWarning)
+        while deadline is None or time.monotonic() < deadline:
+            with lock:
+                if len(study.get_trials(deepcopy=False)) >= target:
+                    break
+                trial = study.ask()
+            trial.set_user_attr("worker", me)
+            try:
+                values = objective(trial)
+            except Exception as exc:  # a bad trial must not lose the study: record it and go on
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+                frozen = study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            except BaseException:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                raise
+            else:
+                frozen = study.tell(trial, values)
+            done += 1
+            if callback is not None:
+                callback(study, frozen)
+    return done
+
+
+def claim_lock(url: str | None) -> AbstractContextManager[Any]:
+    """A lock that workers on this machine share: a file beside an SQLite or journal storage."""
+    path = storage_file(url)
+    return FileLock(path.with_name(path.name + ".claim-lock")) if path is not None else nullcontext()
+
+
+def storage_file(url: str | None) -> Path | None:
+    if url is None:
+        return None
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///"))
+    if url.endswith((".log", ".journal")) and "://" not in url:
+        return Path(url)
+    return None
+
+
+class FileLock:
+    """An exclusive `flock` on a file, held for the `with` block (re-entrant use is not needed)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle: Any = None
+
+    def __enter__(self) -> FileLock:
+        import fcntl
+
+        self.handle = self.path.open("a")
+        fcntl.flock(self.handle, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import fcntl
+
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+def fail_stale(study: optuna.Study) -> int:
+    """Mark failed the running trials whose worker is gone: a dead process on this host, or any
+    worker after STALE_AFTER_S. Returns how many."""
+    host = socket.gethostname()
+    now = datetime.datetime.now()
+    failed = 0
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        worker = str(t.user_attrs.get("worker", ""))
+        where, _, pid = worker.rpartition(":")
+        dead = where == host and pid.isdigit() and not _alive(int(pid))
+        old = t.datetime_start is not None and (now - t.datetime_start).total_seconds() > STALE_AFTER_S
+        if dead or old:
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            failed += 1
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def summarise(
@@ -417,8 +548,6 @@ def derive_budget(space: Space, settings: Settings, platform: Platform) -> Budge
 
 def load_result(storage: str | optuna.storages.BaseStorage, study_name: str | None = None) -> SearchResult:
     """Summarise a stored study without searching: settings, platform and budgets come from the study."""
-    from explorer.space import load_space
-
     url = storage if isinstance(storage, str) else None
     if isinstance(storage, str):
         storage = open_storage(storage)
@@ -431,16 +560,24 @@ def load_result(storage: str | optuna.storages.BaseStorage, study_name: str | No
     if study_name not in names:
         raise SearchError(f"--study {study_name!r} is not in the storage; it holds: {', '.join(names) or 'none'}")
     study = optuna.load_study(study_name=study_name, storage=storage)
-    attrs = study.user_attrs
-    if "settings" not in attrs:
+    if "settings" not in study.user_attrs:
         raise SearchError(f"--study {study_name!r} was not made by `explore search` (it has no settings)")
+    settings, platform, space, budget = stored_context(study)
+    result = summarise(study, space, Scorer(settings, platform, budget), wall_s=study_wall_s(study))
+    result.storage_url = url
+    return result
+
+
+def stored_context(study: optuna.Study) -> tuple[Settings, Platform, Space, Budget]:
+    """Settings, platform, space and budgets as a study made by `run_search` stores them."""
+    from explorer.space import load_space
+
+    attrs = study.user_attrs
     settings = Settings.from_json(attrs["settings"])
     platform = platform_from_dict(attrs["platform"]) if "platform" in attrs else get_platform(settings.platform)
     space = load_space(settings.space, keep=settings.keep, align=settings.align, bottlenecks=settings.bottlenecks)
     budget = Budget(**attrs["budget"]) if "budget" in attrs else derive_budget(space, settings, platform)
-    result = summarise(study, space, Scorer(settings, platform, budget), wall_s=study_wall_s(study))
-    result.storage_url = url
-    return result
+    return settings, platform, space, budget
 
 
 def study_wall_s(study: optuna.Study) -> float:
@@ -604,5 +741,5 @@ def min_max_flops(space: Space, scorer: Scorer) -> tuple[float, float]:
         layers = {layer.name: layer.flops for layer in scorer.analyze(space.smallest(True)).layers}
         without = {layer.name: layer.flops for layer in plain.layers}
         for slot in space.bottlenecks:
-            saving += max(0, without[slot.op] - layers[slot.op] - layers[f"{slot.op}.reduce"])
+            saving += max(0, without[slot.op] - layers[slot.op] - layers[bottleneck_names(slot.op)[0]])
     return (plain.flops - saving) / batch, scorer.analyze(space.largest()).flops / batch

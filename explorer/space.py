@@ -210,6 +210,21 @@ def build_space(
                 if "keep" in rule:
                     low, high = _range(base, tuple(rule["keep"]), step)  # type: ignore[arg-type]
         groups.append(WidthGroup(key=members[0], members=tuple(members), base=base, low=low, high=high, step=step))
+    searchable_names = [m for g in groups for m in g.members]
+    for pattern in overrides or {}:
+        if not any(fnmatch.fnmatchcase(m, pattern) for m in searchable_names):
+            raise SpaceError(
+                f"widths pattern {pattern!r} matches no searchable op of {arch.name} "
+                f"(they are named like {searchable_names[0]!r}); fix the pattern"
+            )
+    if isinstance(bottleneck, list):
+        convs = [op.name for op in arch.ops if isinstance(op, Conv)]
+        for pattern in bottleneck:
+            if not any(fnmatch.fnmatchcase(c, pattern) for c in convs):
+                raise SpaceError(
+                    f"bottleneck.allow pattern {pattern!r} matches no conv of {arch.name} "
+                    f"(they are named like {convs[0]!r}); fix the pattern"
+                )
     slots = []
     if bottleneck:
         in_channels = {node.op.name: node.input_shapes[0][-1] for node in arch.nodes if isinstance(node.op, Conv)}

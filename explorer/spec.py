@@ -422,11 +422,17 @@ class Arch:
         }
 
 
+def bottleneck_names(op_name: str) -> tuple[str, str]:
+    """Names of the 1x1 conv and the ReLU that a bottleneck inserts before conv `op_name`."""
+    return f"{op_name}.bottleneck", f"{op_name}.bottleneck_act"
+
+
 def _expand(op: Op, inputs: tuple[str, ...]) -> Iterator[tuple[Op, tuple[str, ...]]]:
     """Primitive ops of `op`: a conv with a bottleneck becomes 1x1 reduce conv, ReLU, conv."""
     if isinstance(op, Conv) and op.bottleneck is not None:
-        reduce = Conv(name=f"{op.name}.reduce", out=op.bottleneck, kernel=1, stride=1, padding=0, bias=op.bias)
-        act = Act(name=f"{op.name}.reduce_act", fn="relu")
+        conv_name, act_name = bottleneck_names(op.name)
+        reduce = Conv(name=conv_name, out=op.bottleneck, kernel=1, stride=1, padding=0, bias=op.bias)
+        act = Act(name=act_name, fn="relu")
         yield reduce, inputs
         yield act, (reduce.name,)
         yield dataclasses.replace(op, bottleneck=None, inputs=(act.name,)), (act.name,)
@@ -455,6 +461,10 @@ def _build_nodes(arch: Arch) -> list[Node]:
                     f"use an earlier op{hint}",
                 )
         for prim, prim_inputs in _expand(op, inputs):
+            if prim.name in shapes:
+                raise _err(
+                    op, "name", prim.name, "is used twice (by an op and a bottleneck it inserts)", "rename the op"
+                )
             in_shapes = tuple(shapes[n] for n in prim_inputs)
             out = prim.out_shape(in_shapes)
             shapes[prim.name] = out

@@ -100,7 +100,7 @@ def branchy() -> Arch:
 def test_bottleneck_expands_to_reduce_relu_conv() -> None:
     result = analyze(branchy())
     names = [layer.name for layer in result.layers]
-    assert names[1:4] == ["b.reduce", "b.reduce_act", "b"]
+    assert names[1:4] == ["b.bottleneck", "b.bottleneck_act", "b"]
     reduce, _, conv = result.layers[1:4]
     assert reduce.macs == 8 * 8 * 4 * 2 and conv.macs == 8 * 8 * 9 * 2 * 6
     # Inception's point: the 1x1 reduction cuts the KxK conv's cost.

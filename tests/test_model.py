@@ -52,3 +52,31 @@ def test_public_api_names() -> None:
     assert param_count(model) == result.params
     for key in ("macs", "flops", "params", "bytes", "intensity", "attainable_flops_per_s", "latency_s"):
         assert getattr(result, key) > 0
+
+
+def test_searched_architectures_with_bottlenecks_build_with_the_analytic_param_count() -> None:
+    """Every slot on, random widths: googlenet's inserted 1x1s sit beside its own '.reduce' convs."""
+    from explorer.batch import BatchScorer
+    from explorer.space import load_space
+
+    for name in ("googlenet", "resnet50", "vgg16"):
+        space = load_space(name)
+        scorer = BatchScorer(space, check=0)
+        widths, reductions = scorer.random(2, seed=3, bottleneck_share=1.0)
+        for w, r in zip(widths, reductions, strict=True):
+            arch = space.apply(
+                {g.key: int(v) for g, v in zip(space.groups, w, strict=True)},
+                {s.op: int(v) for s, v in zip(space.bottlenecks, r, strict=True)},
+            )
+            assert param_count(abstract_model(arch)) == analyze(arch).params, name
+
+
+def test_an_op_name_that_a_bottleneck_would_reuse_is_refused() -> None:
+    from explorer.spec import Conv, SpecError
+
+    with pytest.raises(SpecError, match=r"'c.bottleneck' is used twice \(by an op and a bottleneck it inserts\)"):
+        Arch(
+            name="t",
+            input_shape=(8, 8, 3),
+            ops=(Conv(name="c.bottleneck", out=4), Conv(name="c", out=4, bottleneck=2)),
+        )

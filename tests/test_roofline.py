@@ -88,7 +88,7 @@ def test_platform_file_and_its_errors(tmp_path) -> None:
     assert (mine.key, mine.peak("fp32"), mine.bandwidth_bytes_per_s) == ("mine", 10e12, 500e9)
     assert analyze(single(Dense(name="fc", out=8), (8,)), str(path)).peak_flops_per_s == 10e12
     path.write_text("[mine]\npeak_tflop_per_s = { float32 = -1 }\nbandwidth_gb_per_s = 500\n")
-    with pytest.raises(ValueError, match=r"\[mine\]: peak_tflop_per_s.float32=-1 must be a positive number"):
+    with pytest.raises(ValueError, match=r"\[mine\]: peak_tflop_per_s.float32=-1 must be a positive, finite number"):
         get_platform(str(path))
     path.write_text("[mine]\npeak_tflop_per_s = { fp64 = 1 }\nbandwidth_gb_per_s = 500\n")
     with pytest.raises(ValueError, match="unknown dtype 'fp64'"):

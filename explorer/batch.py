@@ -1,0 +1,277 @@
+"""Scoring many architectures of one space at once, with NumPy.
+
+Within a space every layer's counts (MACs, FLOPs, element-wise FLOPs, parameters, bytes) are
+polynomials of degree <= 2 in the width variables: a conv costs K^2 Ho Wo Cin Cout / groups, where
+Cin and Cout are sums of width variables (concat) or fixed; batch-norm, activations and pooling are
+linear in their channels. `BatchScorer` identifies these polynomials from the scalar cost model
+(`explorer.roofline.analyze`, the reference) by finite differences on the width lattice, checks
+them against it on random candidates, and then scores N candidates with one matrix product. The
+roofline (per-layer max of compute and memory time) is applied to the batched counts, as
+`analyze` does.
+
+A bottleneck slot changes which layers exist, so two polynomial models are identified: every
+slot off, and every slot on (the reduction width is a variable too); each candidate takes, layer
+by layer, the model its slots select.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from explorer.platforms import Platform, get_platform
+from explorer.roofline import Analysis, analyze
+from explorer.space import Space
+from explorer.spec import bottleneck_names
+
+QUANTITIES = ("macs", "flops", "elementwise_flops", "params", "bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchScores:
+    """Per-candidate totals (whole batch, as `Analysis`), each an array of shape (N,)."""
+
+    macs: np.ndarray
+    flops: np.ndarray
+    elementwise_flops: np.ndarray
+    params: np.ndarray
+    bytes: np.ndarray
+    latency_s: np.ndarray
+    memory_time_s: np.ndarray
+    """Time spent in memory-bound layers."""
+    batch: int
+
+    @property
+    def total_flops(self) -> np.ndarray:
+        return self.flops + self.elementwise_flops
+
+    @property
+    def attainable_flops_per_s(self) -> np.ndarray:
+        return self.total_flops / self.latency_s
+
+    @property
+    def images_per_s(self) -> np.ndarray:
+        return self.batch / self.latency_s
+
+    @property
+    def intensity(self) -> np.ndarray:
+        return self.total_flops / self.bytes
+
+    @property
+    def memory_bound_share(self) -> np.ndarray:
+        return self.memory_time_s / self.latency_s
+
+    def __len__(self) -> int:
+        return len(self.latency_s)
+
+
+@dataclass(frozen=True, slots=True)
+class _Poly:
+    """Counts of every layer as sum_t coef[t] * x[i_t] * x[j_t], x in lattice units (x[V] = 1)."""
+
+    layers: tuple[str, ...]
+    i: np.ndarray
+    j: np.ndarray
+    coef: np.ndarray  # (terms, layers, quantities)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """x: (N, V) lattice offsets -> (N, layers, quantities)."""
+        ones = np.ones((len(x), 1))
+        xx = np.hstack([x.astype(np.float64), ones])
+        products = xx[:, self.i] * xx[:, self.j]
+        terms, layers, quantities = self.coef.shape
+        return (products @ self.coef.reshape(terms, layers * quantities)).reshape(len(x), layers, quantities)
+
+
+class BatchScorer:
+    """Scores width vectors of `space` in bulk; agrees exactly with `analyze` (checked on creation)."""
+
+    def __init__(
+        self,
+        space: Space,
+        platform: str | Platform = "v100",
+        dtype: str = "float32",
+        batch: int = 1,
+        traffic: str = "seed",
+        convention: str = "dense",
+        *,
+        check: int = 16,
+    ) -> None:
+        self.space = space
+        self.platform = get_platform(platform)
+        self.dtype, self.batch, self.traffic, self.convention = dtype, batch, traffic, convention
+        self.peak = self.platform.peak(dtype)
+        self.bandwidth = self.platform.bandwidth_bytes_per_s
+        self.groups = space.groups
+        self.slots = space.bottlenecks
+        self._off = self._identify(with_bottlenecks=False)
+        self._on = self._identify(with_bottlenecks=True) if self.slots else self._off
+        self.layers = self._on.layers
+        off_index = {name: k for k, name in enumerate(self._off.layers)}
+        self._off_of_on = np.array([off_index.get(name, -1) for name in self.layers])
+        # which slot (if any) decides each layer of the "on" model
+        slot_of = {}
+        for k, s in enumerate(self.slots):
+            for name in (s.op, *bottleneck_names(s.op)):
+                slot_of[name] = k
+        self._owner = np.array([slot_of.get(name, -1) for name in self.layers])
+        if check:
+            self.check(check)
+
+    # -------------------------------------------------------------- candidates
+
+    def _analyze(self, widths: Sequence[int], reductions: Sequence[int]) -> Analysis:
+        arch = self.space.apply(
+            {g.key: int(w) for g, w in zip(self.groups, widths, strict=True)},
+            {s.op: int(r) for s, r in zip(self.slots, reductions, strict=True) if r},
+        )
+        return analyze(arch, self.platform, self.dtype, self.batch, self.traffic, self.convention)
+
+    def random(self, n: int, seed: int = 0, bottleneck_share: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+        """n random candidates: widths (n, G) uniform on each group's choices; reductions (n, S),
+        0 (no bottleneck) or a width, each slot on with probability `bottleneck_share`."""
+        rng = np.random.default_rng(seed)
+        widths = np.stack([rng.choice(np.array(g.choices()), n) for g in self.groups], axis=1).reshape(n, -1)
+        reductions = np.zeros((n, len(self.slots)), dtype=np.int64)
+        for k, s in enumerate(self.slots):
+            on = rng.random(n) < bottleneck_share
+            reductions[:, k] = np.where(on, rng.choice(np.array(s.choices()), n), 0)
+        return widths.astype(np.int64), reductions
+
+    def uniform(self, multipliers: Sequence[float]) -> np.ndarray:
+        """Widths (n, G) of `Space.uniform(m)` for each multiplier (no bottlenecks)."""
+        return np.array(
+            [[max(g.step, round(m * g.base / g.step) * g.step) for g in self.groups] for m in multipliers],
+            dtype=np.int64,
+        ).reshape(len(multipliers), len(self.groups))
+
+    # -------------------------------------------------------------- identification
+
+    def _probe(self, x: np.ndarray, with_bottlenecks: bool) -> tuple[tuple[str, ...], np.ndarray]:
+        g = len(self.groups)
+        widths = [grp.low + int(v) * grp.step for grp, v in zip(self.groups, x[:g], strict=True)]
+        reductions = (
+            [s.low + int(v) * s.step for s, v in zip(self.slots, x[g:], strict=True)]
+            if with_bottlenecks
+            else [0] * len(self.slots)
+        )
+        result = self._analyze(widths, reductions)
+        names = tuple(layer.name for layer in result.layers)
+        values = np.array([[float(getattr(layer, q)) for q in QUANTITIES] for layer in result.layers])
+        return names, values
+
+    def _identify(self, with_bottlenecks: bool) -> _Poly:
+        sizes = [len(g.choices()) for g in self.groups]
+        if with_bottlenecks:
+            sizes += [len(s.choices()) for s in self.slots]
+        v = len(sizes)
+        zero = np.zeros(v, dtype=np.int64)
+
+        def at(*steps: tuple[int, int]) -> np.ndarray:
+            x = zero.copy()
+            for var, k in steps:
+                x[var] += k
+            names, values = self._probe(x, with_bottlenecks)
+            if names != layers:
+                raise RuntimeError(f"layer list changed while probing {self.space.name}")
+            return values
+
+        layers, f0 = self._probe(zero, with_bottlenecks)
+        one = [at((i, 1)) if sizes[i] > 1 else f0 for i in range(v)]
+        two = [at((i, 2)) if sizes[i] > 2 else None for i in range(v)]
+        terms: list[tuple[int, int, np.ndarray]] = [(v, v, f0)]
+        depends = np.zeros((v, len(layers)), dtype=bool)
+        for i in range(v):
+            d1 = one[i] - f0
+            square = (two[i] - f0 - 2 * d1) / 2 if two[i] is not None else np.zeros_like(f0)
+            terms += [(i, v, d1 - square), (i, i, square)]
+            depends[i] = np.any(d1 != 0, axis=1) | (np.any(two[i] != f0, axis=1) if two[i] is not None else False)
+        pairs = sorted({(a, b) for col in depends.T for a, b in itertools.combinations(np.flatnonzero(col), 2)})
+        for a, b in pairs:
+            terms.append((int(a), int(b), at((a, 1), (b, 1)) - one[a] - one[b] + f0))
+        return _Poly(
+            layers,
+            np.array([t[0] for t in terms]),
+            np.array([t[1] for t in terms]),
+            np.stack([t[2] for t in terms]),
+        )
+
+    # -------------------------------------------------------------- scoring
+
+    def counts(self, widths: np.ndarray, reductions: np.ndarray | None = None) -> np.ndarray:
+        """Per-layer counts (N, layers, quantities) for candidates; layers as `self.layers`."""
+        widths = np.asarray(widths, dtype=np.int64).reshape(-1, len(self.groups))
+        n = len(widths)
+        if reductions is None:
+            reductions = np.zeros((n, len(self.slots)), dtype=np.int64)
+        reductions = np.asarray(reductions, dtype=np.int64).reshape(n, len(self.slots))
+        self._validate(widths, reductions)
+        xw = (widths - [g.low for g in self.groups]) // np.array([g.step for g in self.groups] or [1])
+        off = self._off(xw)
+        if self._off_of_on.min() < 0 or len(self._off.layers) != len(self.layers):
+            off = np.where(self._off_of_on[None, :, None] >= 0, off[:, self._off_of_on.clip(0), :], 0.0)
+        if not self.slots:
+            return off
+        lows = np.array([s.low for s in self.slots])
+        steps = np.array([s.step for s in self.slots])
+        xr = (np.where(reductions > 0, reductions, lows) - lows) // steps
+        on = self._on(np.hstack([xw, xr]))
+        use_on = np.zeros((n, len(self.layers)), dtype=bool)
+        owned = self._owner >= 0
+        use_on[:, owned] = reductions[:, self._owner[owned]] > 0
+        return np.where(use_on[:, :, None], on, off)
+
+    def score(self, widths: np.ndarray, reductions: np.ndarray | None = None, chunk: int = 4096) -> BatchScores:
+        """Totals and roofline of every candidate (rows of `widths`, and of `reductions`: 0 = none)."""
+        widths = np.asarray(widths, dtype=np.int64).reshape(-1, len(self.groups))
+        parts = []
+        for start in range(0, len(widths), chunk):
+            red = None if reductions is None else np.asarray(reductions)[start : start + chunk]
+            parts.append(self._score(self.counts(widths[start : start + chunk], red)))
+        return BatchScores(*(np.concatenate([p[k] for p in parts]) for k in range(7)), batch=self.batch)  # type: ignore[arg-type]
+
+    def _score(self, c: np.ndarray) -> tuple[np.ndarray, ...]:
+        q = {name: c[:, :, k] for k, name in enumerate(QUANTITIES)}
+        compute_s = (q["flops"] + q["elementwise_flops"]) / self.peak
+        memory_s = q["bytes"] / self.bandwidth
+        time_s = np.maximum(compute_s, memory_s)
+        memory_bound = (memory_s > compute_s) & (time_s > 0)
+        totals = [q[name].sum(axis=1) for name in QUANTITIES]
+        return (*totals, time_s.sum(axis=1), np.where(memory_bound, time_s, 0.0).sum(axis=1))
+
+    def _validate(self, widths: np.ndarray, reductions: np.ndarray) -> None:
+        for k, g in enumerate(self.groups):
+            bad = (widths[:, k] < g.low) | (widths[:, k] > g.high) | ((widths[:, k] - g.low) % g.step != 0)
+            if bad.any():
+                value = int(widths[bad.argmax(), k])
+                raise ValueError(
+                    f"width {g.key}={value} is not a choice of space {self.space.name} "
+                    f"({g.low}..{g.high} step {g.step})"
+                )
+        for k, s in enumerate(self.slots):
+            r = reductions[:, k]
+            bad = (r != 0) & ((r < s.low) | (r > s.high) | ((r - s.low) % s.step != 0))
+            if bad.any():
+                raise ValueError(
+                    f"bottleneck {s.op}={int(r[bad.argmax()])} is not a choice of space {self.space.name} "
+                    f"(0 for none, or {s.low}..{s.high} step {s.step})"
+                )
+
+    def check(self, n: int, seed: int = 1) -> None:
+        """Compare `n` random candidates (and the smallest and largest) with `analyze`; raise on a mismatch."""
+        widths, reductions = self.random(n, seed)
+        widths = np.vstack([widths, [g.low for g in self.groups], [g.high for g in self.groups]])
+        reductions = np.vstack([reductions, [s.low for s in self.slots], [0] * len(self.slots)]).astype(np.int64)
+        batched = self.score(widths, reductions)
+        for k in range(len(widths)):
+            ref = self._analyze(widths[k], reductions[k])
+            for name in (*QUANTITIES, "latency_s"):
+                got, want = float(getattr(batched, name)[k]), float(getattr(ref, name))
+                if abs(got - want) > 1e-9 * max(1.0, abs(want)):
+                    raise RuntimeError(
+                        f"batch scoring of space {self.space.name} disagrees with analyze on {name}: "
+                        f"{got} vs {want} (widths {widths[k].tolist()}, bottlenecks {reductions[k].tolist()})"
+                    )

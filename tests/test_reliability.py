@@ -1,0 +1,293 @@
+"""Scale and reliability: batch scoring equals the scalar model; studies survive signals and
+bad trials; several workers share one study and stop at exactly the requested total;
+property tests of the cost model's invariants."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import settings_for
+from explorer.batch import QUANTITIES, BatchScorer
+from explorer.platforms import get_platform
+from explorer.roofline import analyze
+from explorer.search import Budget, Scorer, make_objective, run_search, work
+from explorer.space import load_space
+from explorer.spec import Act, Arch, AvgPool, BatchNorm, Conv, MaxPool, SpecError
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+EXPLORE = [sys.executable, "-m", "explorer.cli"]
+
+
+# ---------------------------------------------------------------- batch scoring
+
+
+@pytest.mark.parametrize(
+    ("name", "dtype", "batch", "traffic"),
+    [
+        ("resnet18", "float32", 1, "seed"),
+        ("googlenet", "float16", 8, "rw"),
+        ("mobilenet_v2", "float32", 32, "seed"),
+        ("vgg16", "bfloat16", 1, "rw"),
+    ],
+)
+def test_batch_scores_equal_analyze(name: str, dtype: str, batch: int, traffic: str) -> None:
+    scorer = BatchScorer(load_space(name), "a100", dtype, batch, traffic, check=0)
+    widths, reductions = scorer.random(40, seed=7)
+    scores = scorer.score(widths, reductions)
+    for k in range(len(widths)):
+        ref = scorer._analyze(widths[k], reductions[k])
+        for q in QUANTITIES:
+            assert getattr(scores, q)[k] == getattr(ref, q), (k, q)
+        assert scores.latency_s[k] == pytest.approx(ref.latency_s, rel=1e-12)
+        assert scores.memory_bound_share[k] == pytest.approx(ref.memory_bound_share, rel=1e-9, abs=1e-15)
+        assert scores.attainable_flops_per_s[k] == pytest.approx(ref.attainable_flops_per_s, rel=1e-12)
+
+
+def test_batch_exhaustive_optimum_of_tiny_matches_scalar_enumeration() -> None:
+    space = load_space("tiny")
+    grid = (
+        np.array(np.meshgrid(*[np.array(g.choices()) for g in space.groups], indexing="ij"))
+        .reshape(len(space.groups), -1)
+        .T
+    )
+    assert len(grid) == space.size()
+    scores = BatchScorer(space, "v100").score(grid)
+    flops = scores.flops / scores.batch
+    feasible = (flops <= 3e6) & (flops >= 2.7e6)
+    best = int(np.flatnonzero(feasible)[np.argmax(scores.attainable_flops_per_s[feasible])])
+    scalar = [
+        analyze(space.apply(dict(zip([g.key for g in space.groups], map(int, w), strict=True)), {}), "v100")
+        for w in grid
+    ]
+    scalar_best = max((r for r in scalar if 2.7e6 <= r.flops <= 3e6), key=lambda r: r.attainable_flops_per_s)
+    assert scores.attainable_flops_per_s[best] == pytest.approx(scalar_best.attainable_flops_per_s, rel=1e-12)
+
+
+# ---------------------------------------------------------------- bad trials, signals, workers
+
+
+def test_a_failing_trial_is_recorded_and_the_study_goes_on() -> None:
+    space = load_space("tiny")
+    settings = settings_for(space, budget_flops=3e6)
+    scorer = Scorer(settings, get_platform("v100"), Budget(flops=3e6, floor_flops=0.0))
+    study = optuna.create_study(direction="maximize")
+    good = make_objective(space, scorer)
+
+    def flaky(trial: optuna.Trial) -> float:
+        if trial.number % 4 == 1:
+            raise ValueError("bad trial")
+        return good(trial)  # type: ignore[return-value]
+
+    assert work(study, flaky, 12, lock=__import__("contextlib").nullcontext()) == 12
+    states = Counter(t.state.name for t in study.trials)
+    assert states == {"COMPLETE": 9, "FAIL": 3}
+    assert all(t.user_attrs["error"] == "ValueError: bad trial" for t in study.trials if t.state.name == "FAIL")
+
+
+def _complete_count(db: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+            return con.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "said"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated (SIGTERM)")]
+)
+def test_interrupt_keeps_completed_trials_and_says_how_to_resume(
+    tmp_path: Path, signum: int, code: int, said: str
+) -> None:
+    out = tmp_path / "run"
+    argv = [*EXPLORE, "--budget", "2GFLOPs", "--trials", "3000", "--out", str(out), "--no-report"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while _complete_count(out / "study.db") < 15 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert said in err and "Run the same command again to resume" in err and "complete" in err
+    url = f"sqlite:///{out / 'study.db'}"
+    trials = optuna.load_study(study_name="explore", storage=url).trials
+    assert not [t for t in trials if t.state.name == "RUNNING"]  # the running trial was failed, not left hanging
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len(complete) >= 15
+    best_before = max(t.values[0] for t in complete if t.user_attrs["metrics"]["feasible"])
+    resumed = subprocess.run(
+        [*argv[:-5], "--trials", str(len(trials)), "--out", str(out), "--no-report"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert f"{len(trials)} trials done, 0 to go" in resumed.stdout
+    summary = __import__("json").loads((out / "summary.json").read_text())
+    assert summary["best"]["attainable_flops_per_s"] == pytest.approx(best_before)
+
+
+def test_three_separate_workers_on_one_sqlite_study_stop_at_the_total(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    procs = [
+        subprocess.Popen(
+            [*EXPLORE, "--budget", "2GFLOPs", "--trials", "60", "--out", str(out), "--worker", str(k), "--no-report"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(3)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    trials = optuna.load_study(study_name="explore", storage=f"sqlite:///{out / 'study.db'}").trials
+    assert len(trials) == 60
+    assert sorted(t.number for t in trials) == list(range(60))
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    assert len({t.user_attrs["worker"] for t in trials}) >= 2
+    params = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(params)) >= 55  # distinct seeds per worker: the random start-up trials differ
+
+
+def test_jobs_on_a_journal_file_stop_at_the_total(tmp_path: Path) -> None:
+    space = load_space("tiny")
+    journal = str(tmp_path / "study.log")
+    with open(os.devnull, "w") as quiet:
+        result = run_search(
+            space,
+            settings_for(space, budget_flops=3e6),
+            get_platform("v100"),
+            Budget(flops=3e6, floor_flops=2.7e6),
+            trials=45,
+            storage=journal,
+            jobs=3,
+            stream=quiet,
+        )
+    trials = result.study.trials
+    assert len(trials) == 45 and all(t.state.name == "COMPLETE" for t in trials)
+    assert len({t.user_attrs["worker"] for t in trials}) >= 2
+    assert result.best is not None
+
+
+# ---------------------------------------------------------------- properties
+
+
+SPACES = ["resnet18", "mobilenet_v2", "googlenet", "tiny"]
+
+
+@st.composite
+def candidate(draw: st.DrawFn) -> tuple[str, dict[str, int], dict[str, int], str, int]:
+    name = draw(st.sampled_from(SPACES))
+    space = load_space(name)
+    widths = {g.key: draw(st.sampled_from(list(g.choices()))) for g in space.groups}
+    bottlenecks = {s.op: draw(st.sampled_from(list(s.choices()))) for s in space.bottlenecks if draw(st.booleans())}
+    key = draw(
+        st.sampled_from([g.key for g in space.groups] + [s.op for s in space.bottlenecks if s.op in bottlenecks])
+    )
+    return name, widths, bottlenecks, key, draw(st.sampled_from([1, 4, 64]))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(candidate(), st.sampled_from(["seed", "rw"]))
+def test_narrowing_any_layer_never_raises_flops_params_or_bytes(
+    c: tuple[str, dict[str, int], dict[str, int], str, int], traffic: str
+) -> None:
+    name, widths, bottlenecks, key, batch = c
+    space = load_space(name)
+    lattice = {g.key: (g.low, g.high, g.step) for g in space.groups} | {
+        s.op: (s.low, s.high, s.step) for s in space.bottlenecks
+    }
+    low, high, step = lattice[key]
+    table = widths if key in widths else bottlenecks
+    if table[key] == low:
+        if low + step > high:
+            return  # a single-choice width cannot be narrowed
+        table[key] = low + step
+    narrower = dict(table) | {key: table[key] - step}
+    wide = analyze(space.apply(widths, bottlenecks), "v100", batch=batch, traffic=traffic)
+    if key in widths:
+        narrow = analyze(space.apply(narrower, bottlenecks), "v100", batch=batch, traffic=traffic)
+    else:
+        narrow = analyze(space.apply(widths, narrower), "v100", batch=batch, traffic=traffic)
+    for q in ("macs", "flops", "elementwise_flops", "params", "weight_bytes", "bytes"):
+        assert getattr(narrow, q) <= getattr(wide, q), q
+    assert narrow.latency_s <= wide.latency_s * (1 + 1e-12)
+
+
+@st.composite
+def sequential_arch(draw: st.DrawFn) -> Arch:
+    size = draw(st.integers(1, 64))
+    ops: list[object] = []
+    for i in range(draw(st.integers(1, 8))):
+        kind = draw(st.sampled_from(["conv", "conv", "bn", "act", "maxpool", "avgpool"]))
+        if kind == "conv":
+            ops.append(
+                Conv(
+                    name=f"c{i}",
+                    out=draw(st.integers(1, 96)),
+                    kernel=draw(st.integers(1, 7)),
+                    stride=draw(st.integers(1, 4)),
+                    padding=draw(st.sampled_from(["same", "valid", 0, 1, 2, 3])),
+                    groups=draw(st.sampled_from([1, 1, 0])),
+                    bias=draw(st.booleans()),
+                    bottleneck=draw(st.sampled_from([None, None, 8])),
+                )
+            )
+        elif kind == "bn":
+            ops.append(BatchNorm(name=f"b{i}"))
+        elif kind == "act":
+            ops.append(Act(name=f"a{i}", fn=draw(st.sampled_from(["relu", "relu6", "sigmoid", "silu"]))))
+        elif kind == "maxpool":
+            ops.append(MaxPool(name=f"m{i}", kernel=draw(st.integers(1, 3)), stride=draw(st.integers(1, 3))))
+        else:
+            ops.append(AvgPool(name=f"p{i}", kernel=draw(st.integers(1, 3)), stride=draw(st.integers(1, 3))))
+    try:
+        return Arch(name="h", input_shape=(size, size, draw(st.integers(1, 16))), ops=tuple(ops))  # type: ignore[arg-type]
+    except SpecError:
+        from hypothesis import assume
+
+        assume(False)
+        raise
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    sequential_arch(),
+    st.sampled_from(["v100", "t4", "jetson-nano"]),
+    st.sampled_from([1, 3, 128]),
+    st.sampled_from(["seed", "rw"]),
+    st.sampled_from(["dense", "exact"]),
+)
+def test_analyzer_numbers_are_finite_non_negative_and_add_up(
+    arch: Arch, platform: str, batch: int, traffic: str, convention: str
+) -> None:
+    r = analyze(arch, platform, "float32", batch, traffic, convention)
+    numbers = {
+        **{q: getattr(r, q) for q in (*QUANTITIES, "weight_bytes", "input_bytes", "output_bytes")},
+        "latency_s": r.latency_s,
+        "attainable": r.attainable_flops_per_s,
+        "intensity": r.intensity,
+        "memory_bound_share": r.memory_bound_share,
+    }
+    for key, value in numbers.items():
+        assert math.isfinite(value) and value >= 0, (key, value)
+    for q in (*QUANTITIES, "weight_bytes", "input_bytes", "output_bytes"):
+        assert getattr(r, q) == sum(getattr(layer, q) for layer in r.layers), q
+    assert r.latency_s == pytest.approx(sum(layer.time_s for layer in r.layers))
+    assert r.attainable_flops_per_s <= r.peak_flops_per_s * (1 + 1e-12)
+    assert 0 <= r.memory_bound_share <= 1 + 1e-12
+    assert r.flops == 2 * r.macs
