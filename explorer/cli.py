@@ -3,6 +3,7 @@
 explore --platform v100 --budget 2GFLOPs     # search (the default subcommand)
 explore score resnet18 --platform t4 --dtype fp16
 explore report runs/NAME                      # rewrite a run's HTML/Markdown report
+explore ablate bottlenecks                    # a grid of variants, compared (explore ablate --list)
 explore platforms | explore spaces
 """
 
@@ -143,6 +144,51 @@ def cmd_report(args: argparse.Namespace) -> int:
     path = write_search_report(result, out)
     print(f"report: {path} (and report.md, figures/) from {storage}, study {result.study.study_name!r}")
     return 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from explorer import ablate as A
+
+    if args.list or args.name is None:
+        for ablation in A.catalog().values():
+            print(A.describe(ablation))
+        if args.name is None and not args.list:
+            print("\nexplore ablate NAME (or FILE.toml) runs one; the schema is in explorer/ablations.toml")
+        return 0
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs} must be >= 1 (processes running cells)")
+    ablation = A.get_ablation(args.name)
+    overrides = A.parse_overrides(args.set or [])
+    for cell in ablation.cells(overrides):  # fail before any work on a cell that cannot run
+        platform = get_platform(cell["platform"])
+        platform.peak(cell["dtype"])
+    out = writable(args.out or f"runs/ablate-{Path(args.name).stem}", "--out")
+    try:
+        result = A.run_ablation(ablation, out, jobs=args.jobs, overrides=overrides, stream=sys.stdout)
+    except KeyboardInterrupt:
+        print(
+            f"\nexplore: interrupted; finished cells are kept in {out}/cells. Run the same command again to resume.",
+            file=sys.stderr,
+        )
+        return 130
+    header, rows = A.table_rows(result)
+    from explorer.table import render
+
+    print()
+    print(render(rows, header, set(range(len(ablation.factors), len(header)))))
+    if result.edf:
+        print(f"\n  design spaces compared by {result.edf['factor']} ({result.edf['metric']}):")
+        for c in result.edf["curves"]:
+            if c["samples"]:
+                print(
+                    f"    {c['label']}: {c['samples']} feasible samples, median {si(c['p50'], result.edf['unit'])}, "
+                    f"p90 {si(c['p90'], result.edf['unit'])}, max {si(c['max'], result.edf['unit'])}"
+                )
+            else:
+                print(f"    {c['label']}: no feasible sample in {c['drawn']:,} draws")
+    A.write_outputs(result, out)
+    print(f"\n  wrote {out}/report.html, report.md, ablation.csv, ablation.json  ({result.wall_s:.1f} s)")
+    return 1 if result.errors else 0
 
 
 def cmd_platforms(args: argparse.Namespace) -> int:
@@ -418,6 +464,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--study", help="study name (default: the run's, or the storage's only study)")
     report.add_argument("--out", help="folder for report.html, report.md, figures/ (default: the run folder)")
     report.set_defaults(func=cmd_report)
+
+    ablate = sub.add_parser("ablate", help="run a grid of variants and compare them (see `explore ablate --list`)")
+    ablate.add_argument("name", nargs="?", help="a built-in ablation (see --list) or an ablation .toml file")
+    ablate.add_argument("--list", action="store_true", help="list the built-in ablations")
+    ablate.add_argument("--out", help="folder for the report and the stored cells (default runs/ablate-NAME)")
+    ablate.add_argument("--jobs", type=int, default=2, help="processes running cells (default 2)")
+    ablate.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a setting in every cell, e.g. --set trials=50"
+    )
+    ablate.set_defaults(func=cmd_ablate)
 
     spaces = sub.add_parser("spaces", help="list the base architectures / search spaces")
     spaces.set_defaults(func=cmd_spaces)

@@ -22,8 +22,8 @@ import socket
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -388,6 +388,8 @@ def run_search(
 
 STALE_AFTER_S = 3600.0
 """A running trial of a worker on another host counts as abandoned after this long (trials take milliseconds)."""
+ORPHAN_AFTER_S = 60.0
+"""A running trial that no worker has claimed (interrupted between creation and claim) after this long."""
 
 
 def make_objective(space: Space, scorer: Scorer) -> Callable[[optuna.Trial], tuple[float, ...] | float]:
@@ -431,25 +433,60 @@ def work(
         # CMA-ES cannot use constraints; infeasible trials are still recorded and never chosen as best
         warnings.filterwarnings("ignore", message="Constraints have been set", category=UserWarning)
         while deadline is None or time.monotonic() < deadline:
-            with lock:
-                if len(study.get_trials(deepcopy=False)) >= target:
-                    break
-                trial = study.ask()
-            trial.set_user_attr("worker", me)
+            trial: optuna.Trial | None = None
             try:
+                with lock, signals_deferred():  # an interrupt lands after `trial` is known, never inside ask()
+                    if len(study.get_trials(deepcopy=False)) >= target:
+                        break
+                    trial = study.ask()
+                trial.set_user_attr("worker", me)
                 values = objective(trial)
             except Exception as exc:  # a bad trial must not lose the study: record it and go on
-                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-                frozen = study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            except BaseException:
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                if trial is None:
+                    raise
+                with signals_deferred():
+                    trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+                    frozen = study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            except BaseException:  # Ctrl-C, SIGTERM: fail the running trial, then stop
+                if trial is not None:
+                    with signals_deferred():
+                        study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 raise
             else:
-                frozen = study.tell(trial, values)
+                with signals_deferred():  # a commit is never cut in half
+                    frozen = study.tell(trial, values)
             done += 1
             if callback is not None:
                 callback(study, frozen)
     return done
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then act on them as their handlers would.
+
+    Python runs signal handlers in the main thread, so swapping in a handler that only notes the
+    signal defers it exactly; elsewhere (other threads) this does nothing.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, _frame: pending.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if pending:
+            handler = previous[signal.Signals(pending[0])]
+            if callable(handler):
+                handler(pending[0], None)  # default SIGINT handler or the CLI's SIGTERM one: they raise
+            raise KeyboardInterrupt
 
 
 def claim_lock(url: str | None) -> AbstractContextManager[Any]:
@@ -499,8 +536,10 @@ def fail_stale(study: optuna.Study) -> int:
         worker = str(t.user_attrs.get("worker", ""))
         where, _, pid = worker.rpartition(":")
         dead = where == host and pid.isdigit() and not _alive(int(pid))
-        old = t.datetime_start is not None and (now - t.datetime_start).total_seconds() > STALE_AFTER_S
-        if dead or old:
+        age_s = (now - t.datetime_start).total_seconds() if t.datetime_start is not None else 0.0
+        # a worker names itself on a trial milliseconds after creating it; a nameless one a minute old was cut off
+        orphan = not worker and age_s > ORPHAN_AFTER_S
+        if dead or orphan or age_s > STALE_AFTER_S:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
             failed += 1
     return failed

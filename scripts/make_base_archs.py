@@ -317,8 +317,21 @@ def tiny() -> None:
     )
 
 
+def inception_5x5() -> None:
+    """The classic 1x1-reduction lesson: a 5x5 conv to 32 channels on a 28x28x192 map, with and
+    without a 1x1 reduction to 16 channels first (Szegedy et al. 2015, inception 3a's 5x5 branch)."""
+    source = (
+        "Szegedy et al. 2015 (Inception v1), inception (3a) 5x5 branch: 28x28x192 input, 5x5 conv to 32 channels, "
+        "SAME padding, no bias. The _reduced variant puts the paper's 1x1 reduction to 16 channels (+ ReLU) first."
+    )
+    for name, bottleneck in (("inception_5x5", None), ("inception_5x5_reduced", 16)):
+        n = Net()
+        n.conv("conv5x5", 32, 5, 1, "same", bias=False, bottleneck=bottleneck)
+        write(name, source, [28, 28, 192], n)
+
+
 if __name__ == "__main__":
-    for make in (alexnet, vgg16, mobilenet_v1, mobilenet_v2, googlenet, tiny):
+    for make in (alexnet, vgg16, mobilenet_v1, mobilenet_v2, googlenet, tiny, inception_5x5):
         make()
     resnet("resnet18", [2, 2, 2, 2], bottleneck=False)
     resnet("resnet50", [3, 4, 6, 3], bottleneck=True)
