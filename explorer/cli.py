@@ -191,6 +191,61 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return 1 if result.errors else 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from explorer.calibrate import calibrate, nearest_catalog_entry, platform_toml
+
+    dtypes = [canonical_dtype(d) for d in args.dtypes.split(",") if d.strip()]
+    if args.batch < 1:
+        raise UsageError(f"--batch {args.batch} must be >= 1")
+    out = Path(args.out)
+    if out.suffix != ".toml":
+        raise UsageError(f"--out {args.out!r}: a platform file ends in .toml, e.g. --out measured.toml")
+    writable(out.parent if str(out.parent) else ".", "--out")
+    print(f"explore calibrate: {'quick' if args.quick else 'full'} measurement of this machine (JAX default backend)")
+    cal = calibrate(dtypes, quick=args.quick, efficiency=not args.no_efficiency, batch=args.batch, stream=sys.stdout)
+    out.write_text(platform_toml(cal, args.key))
+    platform = cal.platform(args.key)
+    dtype = "float32" if "float32" in platform.peak_flops_per_s else dtypes[0]
+    near, _ = nearest_catalog_entry(platform, dtype) if dtype in ("float32",) else (None, 0)
+    ridge = platform.ridge_flops_per_byte(dtype)
+    print(
+        f"\n  measured: peak {si(platform.peak(dtype), 'FLOP/s')} {dtype}, bandwidth "
+        f"{si(platform.bandwidth_bytes_per_s, 'B/s')}, ridge {ridge:.1f} FLOP/byte"
+    )
+    if near is not None:
+        print(
+            f"  nearest catalog entry: {near.key} ({near.name}): peak {si(near.peak(dtype), 'FLOP/s')}, bandwidth "
+            f"{si(near.bandwidth_bytes_per_s, 'B/s')}, ridge {near.ridge_flops_per_byte(dtype):.1f} FLOP/byte"
+        )
+    print(f"  wrote {out}; use it with --platform {out}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from explorer.validate import DEFAULT_BASES, choose_archs, validate, write_outputs
+
+    platform = get_platform(args.platform)
+    platform.peak("float32")
+    if args.n < 0 or args.repeats < 1 or args.batch < 1:
+        raise UsageError("--n must be >= 0, --repeats and --batch >= 1")
+    bases = [b for b in args.bases.split(",") if b] if args.bases is not None else list(DEFAULT_BASES)
+    archs = choose_archs(args.space, args.n, args.seed, bases, keep=parse_keep(args.keep))
+    if len(archs) < 3:
+        raise UsageError("validation needs at least 3 architectures (raise --n or add --bases)")
+    out = writable(args.out, "--out")
+    print(f"explore validate: {len(archs)} architectures on {platform.name} [{platform.key}], batch {args.batch}")
+    v = validate(archs, platform, batch=args.batch, repeats=args.repeats, traffic=args.traffic, stream=sys.stdout)
+    write_outputs(v, out)
+    for name, s in (("roofline", v.roofline), ("calibrated", v.calibrated), ("FLOPs alone", v.flops)):
+        if s is not None:
+            print(
+                f"  {name:<11} Spearman {s.spearman:.3f}, Kendall {s.kendall:.3f}, median predicted/measured "
+                f"{s.median_ratio:.2f}, median |error| {s.median_abs_error:.0%}"
+            )
+    print(f"  wrote {out}/report.html, report.md, validation.csv, validation.json  ({v.wall_s:.0f} s)")
+    return 0
+
+
 def cmd_platforms(args: argparse.Namespace) -> int:
     from explorer.table import render
 
@@ -474,6 +529,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", metavar="KEY=VALUE", help="override a setting in every cell, e.g. --set trials=50"
     )
     ablate.set_defaults(func=cmd_ablate)
+
+    cal = sub.add_parser("calibrate", help="measure this machine's peak FLOP/s and bandwidth into a platform file")
+    cal.add_argument("--out", default="measured.toml", help="platform file to write (default measured.toml)")
+    cal.add_argument("--key", default="measured", help="the platform's key in the file (default measured)")
+    cal.add_argument("--dtypes", default="float32,bfloat16", help="dtypes to measure (default float32,bfloat16)")
+    cal.add_argument("--quick", action="store_true", help="small sizes and few repeats (seconds; less accurate)")
+    cal.add_argument("--no-efficiency", action="store_true", help="skip the per-layer-kind efficiency measurement")
+    cal.add_argument("--batch", type=int, default=1, help="batch for the per-kind efficiency layers (default 1)")
+    cal.set_defaults(func=cmd_calibrate)
+
+    val = sub.add_parser("validate", help="measured vs predicted latency of real Flax models on this machine")
+    val.add_argument("--platform", default="measured.toml", help="platform file or key (default measured.toml)")
+    val.add_argument("--space", default="resnet18", help="space whose random variants are measured (default resnet18)")
+    val.add_argument("--n", type=int, default=30, help="random variants of the space (default 30)")
+    val.add_argument("--keep", default="0.25-1.0", help="keep-ratio range of the variants (default 0.25-1.0)")
+    val.add_argument(
+        "--bases",
+        help=f"comma-separated base networks to add (default {','.join(('resnet18', 'mobilenet_v2', '...'))})",
+    )
+    val.add_argument("--batch", type=int, default=1, help="batch (default 1)")
+    val.add_argument("--repeats", type=int, default=10, help="timed runs per model (default 10)")
+    val.add_argument("--traffic", default="rw", choices=list(TRAFFIC_MODELS), help="memory-traffic model (default rw)")
+    val.add_argument("--seed", type=int, default=0, help="seed of the random variants (default 0)")
+    val.add_argument("--out", default="runs/validate", help="report folder (default runs/validate)")
+    val.set_defaults(func=cmd_validate)
 
     spaces = sub.add_parser("spaces", help="list the base architectures / search spaces")
     spaces.set_defaults(func=cmd_spaces)

@@ -663,3 +663,58 @@ def draw_edf(info: EdfInfo, ax: Axes) -> None:
     ax.set_ylim(0, 1.02)
     ax.set_title("design-space EDF: random feasible architectures of each space")
     ax.legend(fontsize=8)
+
+
+# ---------------------------------------------------------------- validation
+
+
+class ValidationSeries(NamedTuple):
+    label: str
+    points: tuple[tuple[str, float, float], ...]
+    """(architecture, measured s, predicted s)."""
+
+
+class ValidationInfo(NamedTuple):
+    title: str
+    series: tuple[ValidationSeries, ...]
+
+
+def validation_info(v: Any) -> ValidationInfo:
+    series = [
+        ValidationSeries(
+            f"roofline, {group}", tuple((r.label, r.measured_s, r.predicted_s) for r in v.rows if r.group == group)
+        )
+        for group in dict.fromkeys(r.group for r in v.rows)
+    ]
+    spearman = f"Spearman: roofline {v.roofline.spearman:.2f}, FLOPs alone {v.flops.spearman:.2f}"
+    if v.calibrated:
+        series.append(
+            ValidationSeries(
+                "calibrated (per-kind efficiency), all", tuple((r.label, r.measured_s, r.calibrated_s) for r in v.rows)
+            )
+        )
+        spearman += f", calibrated {v.calibrated.spearman:.2f}"
+    return ValidationInfo(f"{v.platform.key} on {v.device}, batch {v.batch}\n{spearman}", tuple(series))
+
+
+def draw_validation(info: ValidationInfo, ax: Axes) -> None:
+    from matplotlib.ticker import EngFormatter, NullFormatter
+
+    values = [x for s in info.series for _, m, p in s.points for x in (m, p)]
+    low, high = min(values) / 1.5, max(values) * 1.5
+    ax.plot([low, high], [low, high], color="black", lw=1, label="y = x")
+    for marker, s in zip(("o", "s", "^", "D"), info.series, strict=False):
+        ax.scatter(
+            [m for _, m, _ in s.points], [p for _, _, p in s.points], marker=marker, s=22, alpha=0.75, label=s.label
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(low, high)
+    ax.set_ylim(low, high)
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(EngFormatter(unit="s"))
+        axis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("measured forward latency (s)")
+    ax.set_ylabel("predicted latency (s)")
+    ax.set_title(info.title, fontsize=9)
+    ax.legend(fontsize=7)

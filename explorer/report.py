@@ -321,9 +321,9 @@ def to_markdown(blocks: Sequence[Block]) -> str:
             lines += [f"- **{k}**: {v}" for k, v in block.items] + [""]
         elif isinstance(block, Table):
             lines += [
-                "| " + " | ".join(block.header) + " |",
+                "| " + " | ".join(_md_cell(c) for c in block.header) + " |",
                 "|" + "|".join("---:" if i in block.right else "---" for i in range(len(block.header))) + "|",
-                *("| " + " | ".join(row) + " |" for row in block.rows),
+                *("| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows),
                 "",
             ]
         elif isinstance(block, Picture):
@@ -334,6 +334,10 @@ def to_markdown(blocks: Sequence[Block]) -> str:
                 "",
             ]
     return "\n".join(lines)
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
 CSS = """

@@ -1,0 +1,188 @@
+"""Measuring this machine with JAX on its default backend: matmul FLOP/s, memory bandwidth,
+per-kind layer throughput, and the forward latency of a built Flax model.
+
+Every timing is the median of repeated runs after warm-up, with `block_until_ready`. Bandwidth
+reuses its buffers (donated arguments): a kernel writing into fresh memory measures page faults,
+not bandwidth (about 4-5 GB/s instead of 28-35 GB/s on a 2-core cloud CPU).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from explorer.conventions import BYTES_PER_ELEMENT
+from explorer.spec import Arch, Conv, Dense, GlobalAvgPool, Op, Pool
+
+
+def median_time_s(run: Callable[[], Any], repeats: int, warmup: int = 2) -> float:
+    """Median wall time of `run()` (which must block until its result is ready)."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def device_name() -> str:
+    """What JAX runs on: the accelerator's kind, or the CPU model and core count."""
+    import os
+    import platform
+
+    import jax
+
+    d = jax.devices()[0]
+    if d.platform != "cpu":
+        return f"{d.platform}: {getattr(d, 'device_kind', '') or d}"
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"cpu: {model}, {os.cpu_count()} cores"
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    what: str
+    size: str
+    seconds: float
+    rate: float
+    """FLOP/s or bytes/s."""
+
+
+def matmul_flops_per_s(dtype: str, sizes: Sequence[int], repeats: int) -> list[Sample]:
+    """Sustained FLOP/s of an n x n x n matmul (2 n^3 FLOPs) for each n."""
+    import jax
+    import jax.numpy as jnp
+
+    out = []
+    for n in sizes:
+        key = jax.random.PRNGKey(n)
+        a = jax.random.normal(key, (n, n), jnp.float32).astype(dtype)
+        b = jax.random.normal(jax.random.fold_in(key, 1), (n, n), jnp.float32).astype(dtype)
+        f = jax.jit(jnp.matmul)
+        seconds = median_time_s(lambda f=f, a=a, b=b: f(a, b).block_until_ready(), repeats)
+        out.append(Sample("matmul", f"{n}x{n}x{n}", seconds, 2 * n**3 / seconds))
+    return out
+
+
+def bandwidth_bytes_per_s(megabytes: int, repeats: int) -> list[Sample]:
+    """Streaming kernels over arrays of `megabytes` each, in place (donated buffers):
+    scale (read 1, write 1 array) and add (read 2, write 1)."""
+    import jax
+    import jax.numpy as jnp
+
+    n = megabytes * 2**20 // 4
+    x = jnp.ones((n,), jnp.float32)
+    y = jnp.full((n,), 2.0, jnp.float32)
+    scale = jax.jit(lambda v: v * 1.0000001, donate_argnums=0)
+    add = jax.jit(lambda v, w: v + w, donate_argnums=0)
+    state = {"x": x}
+
+    def run_scale() -> None:
+        state["x"] = scale(state["x"])
+        state["x"].block_until_ready()
+
+    def run_add() -> None:
+        state["x"] = add(state["x"], y)
+        state["x"].block_until_ready()
+
+    size = 4 * n
+    return [
+        Sample("scale (read + write)", f"{megabytes} MB", s := median_time_s(run_scale, repeats), 2 * size / s),
+        Sample("add (2 reads + write)", f"{megabytes} MB", s2 := median_time_s(run_add, repeats), 3 * size / s2),
+    ]
+
+
+def forward_latency_s(arch: Arch, batch: int, repeats: int, dtype: str = "float32") -> tuple[float, float]:
+    """(median forward latency, compile seconds) of the jitted Flax model of `arch`.
+
+    Weights are filled from the abstract model's shapes (their values do not change the time),
+    which avoids initialising large networks.
+    """
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from explorer.model import abstract_model
+
+    graph, state = nnx.split(abstract_model(arch, param_dtype=jnp.dtype(dtype)))
+    state = jax.tree.map(lambda s: jnp.full(s.shape, 0.01, s.dtype), state)
+    x = jnp.ones((batch, *arch.input_shape), jnp.dtype(dtype))
+    start = time.perf_counter()
+    forward = jax.jit(lambda st, inp: nnx.merge(graph, st)(inp)).lower(state, x).compile()
+    compile_s = time.perf_counter() - start
+    return median_time_s(lambda: forward(state, x).block_until_ready(), repeats), compile_s
+
+
+# ---------------------------------------------------------------- per-kind efficiency
+
+LAYER_CLASSES = ("conv", "conv1x1", "depthwise", "dense", "pool", "elementwise")
+
+
+def layer_class(op: Op, in_channels: int | None = None) -> str:
+    """The efficiency class of a primitive op."""
+    if isinstance(op, Conv):
+        if op.groups == 0 or (in_channels is not None and op.groups == in_channels and op.groups > 1):
+            return "depthwise"
+        kernel = op.kernel if isinstance(op.kernel, int) else max(op.kernel)
+        return "conv1x1" if kernel == 1 else "conv"
+    if isinstance(op, Dense):
+        return "dense"
+    if isinstance(op, Pool | GlobalAvgPool):
+        return "pool"
+    return "elementwise"
+
+
+# Representative single layers per class (input shape, op fields): typical ImageNet-CNN shapes.
+MICRO: dict[str, list[tuple[tuple[int, ...], dict[str, Any]]]] = {
+    "conv": [
+        ((56, 56, 64), {"kind": "conv", "out": 64, "kernel": 3, "bias": False}),
+        ((28, 28, 128), {"kind": "conv", "out": 128, "kernel": 3, "bias": False}),
+        ((14, 14, 256), {"kind": "conv", "out": 256, "kernel": 3, "bias": False}),
+        ((7, 7, 512), {"kind": "conv", "out": 512, "kernel": 3, "bias": False}),
+    ],
+    "conv1x1": [
+        ((56, 56, 64), {"kind": "conv", "out": 256, "kernel": 1, "bias": False}),
+        ((28, 28, 144), {"kind": "conv", "out": 32, "kernel": 1, "bias": False}),
+        ((14, 14, 384), {"kind": "conv", "out": 96, "kernel": 1, "bias": False}),
+    ],
+    "depthwise": [
+        ((112, 112, 32), {"kind": "conv", "out": 32, "kernel": 3, "groups": 0, "bias": False}),
+        ((28, 28, 144), {"kind": "conv", "out": 144, "kernel": 3, "groups": 0, "bias": False}),
+        ((14, 14, 384), {"kind": "conv", "out": 384, "kernel": 3, "groups": 0, "bias": False}),
+    ],
+    "dense": [
+        ((2048,), {"kind": "dense", "out": 1000}),
+        ((4096,), {"kind": "dense", "out": 4096}),
+    ],
+    "pool": [
+        ((112, 112, 64), {"kind": "maxpool", "kernel": 3, "stride": 2, "padding": 1}),
+        ((7, 7, 512), {"kind": "gap"}),
+    ],
+    "elementwise": [
+        ((56, 56, 64), {"kind": "bn"}),
+        ((28, 28, 128), {"kind": "act", "fn": "relu"}),
+    ],
+}
+
+
+def micro_arch(cls: str, index: int) -> Arch:
+    from explorer.spec import arch_from_dict
+
+    shape, fields = MICRO[cls][index]
+    return arch_from_dict(
+        {"name": f"{cls}{index}", "input": list(shape), "ops": [{"name": "layer", **fields}]}, f"micro {cls}"
+    )
+
+
+def bytes_per_element(dtype: str) -> int:
+    return BYTES_PER_ELEMENT[dtype]

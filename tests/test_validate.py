@@ -1,0 +1,110 @@
+"""Calibration and validation: the statistics, the platform file and the report formats, on tiny
+models (measurements themselves are benchmarks: `explore calibrate`, `explore validate`)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from explorer.archs import load_arch
+from explorer.calibrate import calibrated_latency_s, class_times_s, efficiency_of, nearest_catalog_entry
+from explorer.cli import main
+from explorer.measure import layer_class
+from explorer.platforms import get_platform
+from explorer.roofline import analyze
+from explorer.spec import Act, BatchNorm, Conv, Dense, GlobalAvgPool, MaxPool
+from explorer.validate import Row, kind_factors, rank_stats
+
+
+def test_rank_statistics_against_hand_values() -> None:
+    same = rank_stats([1, 2, 3, 4], [10, 20, 30, 40])
+    assert same.spearman == pytest.approx(1) and same.kendall == pytest.approx(1)
+    assert same.median_ratio == pytest.approx(0.1) and same.median_abs_error == pytest.approx(0.9)
+    reverse = rank_stats([4, 3, 2, 1], [10, 20, 30, 40])
+    assert reverse.spearman == pytest.approx(-1) and reverse.kendall == pytest.approx(-1)
+    # one swapped pair of 4: d^2 sum = 2 -> Spearman 1 - 6*2/(4*15) = 0.8; Kendall (5 - 1)/6 = 2/3
+    swap = rank_stats([1, 3, 2, 4], [1, 2, 3, 4])
+    assert swap.spearman == pytest.approx(0.8) and swap.kendall == pytest.approx(2 / 3)
+    exact = rank_stats([2.0, 4.0, 6.0], [1.0, 4.0, 8.0])  # ratios 2, 1, 0.75
+    assert exact.median_ratio == 1.0 and exact.median_abs_error == pytest.approx(0.25)
+
+
+def test_kind_factors_recover_a_known_mix() -> None:
+    """Measured = 2 x conv time + 0.5 x depthwise time: the fit returns those factors."""
+    rows = []
+    for conv, dw in [(1.0, 0.1), (2.0, 0.5), (0.5, 1.0), (3.0, 0.2), (1.5, 1.5)]:
+        rows.append(Row("a", "g", 1.0, 1, conv + dw, None, 2 * conv + 0.5 * dw, 0.0, {"conv": conv, "depthwise": dw}))
+    factors = kind_factors(rows)
+    assert factors["conv"] == pytest.approx(2.0) and factors["depthwise"] == pytest.approx(0.5)
+
+
+def test_layer_classes() -> None:
+    assert layer_class(Conv(name="c", out=8, kernel=3)) == "conv"
+    assert layer_class(Conv(name="c", out=8, kernel=1)) == "conv1x1"
+    assert layer_class(Conv(name="c", out=8, kernel=3, groups=0)) == "depthwise"
+    assert layer_class(Conv(name="c", out=8, kernel=3, groups=8), in_channels=8) == "depthwise"
+    assert layer_class(Conv(name="c", out=8, kernel=3, groups=2), in_channels=8) == "conv"
+    assert layer_class(Dense(name="d", out=8)) == "dense"
+    assert layer_class(MaxPool(name="p", kernel=2)) == layer_class(GlobalAvgPool(name="g")) == "pool"
+    assert layer_class(BatchNorm(name="b")) == layer_class(Act(name="a", fn="relu")) == "elementwise"
+
+
+def test_calibrated_latency_divides_each_kind_by_its_efficiency_and_leaves_analyze_alone() -> None:
+    arch = load_arch("mobilenet_v2")
+    result = analyze(arch, "t4")
+    times = class_times_s(result, arch)
+    assert sum(times.values()) == pytest.approx(result.latency_s)
+    assert times["depthwise"] > 0 and times["conv1x1"] > 0
+    efficiency = {"depthwise": 0.25, "conv1x1": 0.5}
+    expected = sum(t / efficiency.get(k, 1.0) for k, t in times.items())
+    assert calibrated_latency_s(result, arch, efficiency) == pytest.approx(expected)
+    assert calibrated_latency_s(result, arch, {}) == pytest.approx(result.latency_s)
+    assert analyze(arch, "t4").latency_s == result.latency_s
+
+
+def test_quick_calibration_writes_a_platform_file_the_catalog_accepts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "here.toml"
+    assert main(["calibrate", "--quick", "--dtypes", "float32", "--out", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "nearest catalog entry:" in printed and "ridge" in printed
+    platform = get_platform(str(path))
+    assert platform.key == "measured" and "measured by `explore calibrate`" in platform.source
+    peak, bandwidth = platform.peak("float32"), platform.bandwidth_bytes_per_s
+    assert 1e9 < peak < 1e15 and 1e9 < bandwidth < 1e13
+    efficiency = efficiency_of(platform)
+    assert set(efficiency) == {"conv", "conv1x1", "depthwise", "dense", "pool", "elementwise"}
+    assert all(0 < v < 10 for v in efficiency.values())
+    near, distance = nearest_catalog_entry(platform)
+    assert near.key in {"jetson-nano", "xeon-8380", "apple-m2", "gtx1080ti", "t4"} and math.isfinite(distance)
+    # the file is usable right away
+    assert main(["score", "tiny", "--platform", str(path), "--quiet"]) == 0
+
+
+def test_validate_on_tiny_models_writes_its_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "val"
+    argv = ["validate", "--platform", "xeon-8380", "--space", "tiny", "--n", "4", "--bases", "tiny"]
+    assert main([*argv, "--repeats", "2", "--out", str(out)]) == 0
+    assert "Spearman" in capsys.readouterr().out
+    data = json.loads((out / "validation.json").read_text())
+    assert len(data["rows"]) == 5 and data["calibrated"] is None  # a catalog platform has no efficiency
+    for row in data["rows"]:
+        assert row["measured_s"] > 0 and row["predicted_s"] > 0
+        assert row["ratio"] == pytest.approx(row["predicted_s"] / row["measured_s"])
+        arch = load_arch("tiny") if row["label"] == "tiny" else None
+        if arch is not None:
+            assert row["predicted_s"] == pytest.approx(analyze(arch, "xeon-8380", traffic="rw").latency_s)
+    assert -1 <= data["roofline"]["spearman"] <= 1 and data["roofline"]["n"] == 5
+    assert (out / "validation.csv").read_text().splitlines()[0].startswith("label,group,flops,params,measured_s")
+    assert (out / "figures" / "validation.png").exists()
+    assert "Where predictions miss, per layer kind" in (out / "report.md").read_text()
+
+
+def test_validate_needs_enough_architectures(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    argv = ["validate", "--platform", "v100", "--n", "1", "--bases", "", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert "at least 3 architectures" in capsys.readouterr().err
