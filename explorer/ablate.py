@@ -187,16 +187,42 @@ def cell_key(cell: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------- running cells
 
 
+def cell_search(cell: Mapping[str, Any], platform: Any) -> tuple[Any, Any, Any]:
+    """The space, search settings and budgets of a (non-fixed) cell."""
+    from explorer import search as S
+    from explorer.cli import parse_keep
+    from explorer.space import load_space
+
+    space = load_space(
+        cell["space"], keep=parse_keep(cell["keep"]), align=cell["align"], bottlenecks=bool(cell["bottlenecks"])
+    )
+    settings = S.Settings(
+        space=cell["space"],
+        platform=platform.key,
+        dtype=cell["dtype"],
+        batch=cell["batch"],
+        traffic=cell["traffic"],
+        budget_flops=S.parse_budget(cell["budget"])[0],
+        floor=cell["floor"],
+        params=S.parse_params(cell["params"]) if cell["params"] else None,
+        objective=("throughput",),
+        sampler=cell["sampler"] or "tpe",
+        seed=cell["seed"] or 0,
+        keep=space.keep,
+        align=space.align,
+        bottlenecks=bool(cell["bottlenecks"]),
+    )
+    return space, settings, S.derive_budget(space, settings, platform)
+
+
 def run_cell(cell: Mapping[str, Any], folder: str) -> dict[str, Any]:
     """Score or search one cell; returns its row (and writes it to FOLDER/KEY.json)."""
     import optuna
 
     from explorer import search as S
     from explorer.archs import load_arch
-    from explorer.cli import parse_keep
     from explorer.platforms import get_platform
     from explorer.roofline import analyze
-    from explorer.space import load_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     start = time.monotonic()
@@ -208,27 +234,7 @@ def run_cell(cell: Mapping[str, Any], folder: str) -> dict[str, Any]:
         row = S.metrics(S.Scored(arch, result, True, ()))
         row["widths"] = {}
     else:
-        space = load_space(
-            cell["space"], keep=parse_keep(cell["keep"]), align=cell["align"], bottlenecks=bool(cell["bottlenecks"])
-        )
-        budget_flops, _ = S.parse_budget(cell["budget"])
-        settings = S.Settings(
-            space=cell["space"],
-            platform=platform.key,
-            dtype=cell["dtype"],
-            batch=cell["batch"],
-            traffic=cell["traffic"],
-            budget_flops=budget_flops,
-            floor=cell["floor"],
-            params=S.parse_params(cell["params"]) if cell["params"] else None,
-            objective=("throughput",),
-            sampler=cell["sampler"] or "tpe",
-            seed=cell["seed"] or 0,
-            keep=space.keep,
-            align=space.align,
-            bottlenecks=bool(cell["bottlenecks"]),
-        )
-        budget = S.derive_budget(space, settings, platform)
+        space, settings, budget = cell_search(cell, platform)
         scorer = S.Scorer(settings, platform, budget)
         if cell["method"] == "base":
             scored: S.Scored | None = scorer.score(space.arch)
@@ -336,10 +342,8 @@ def cell_label(cell: Mapping[str, Any], ablation: Ablation) -> str:
 
 def design_space_edf(ablation: Ablation, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Random feasible architectures for each value of the EDF factor, with the metric of each."""
-    from explorer import search as S
     from explorer.batch import BatchScorer
-    from explorer.cli import parse_keep
-    from explorer.space import load_space
+    from explorer.platforms import get_platform
 
     spec = dict(ablation.edf or {})
     factor, n = spec["factor"], int(spec.get("samples", 1000))
@@ -347,28 +351,8 @@ def design_space_edf(ablation: Ablation, overrides: Mapping[str, Any] | None = N
     curves = []
     for value in ablation.factors[factor]:
         cell = normalise(dict(ablation.reference_cell(overrides)) | {factor: value, "method": "searched"})
-        space = load_space(
-            cell["space"], keep=parse_keep(cell["keep"]), align=cell["align"], bottlenecks=bool(cell["bottlenecks"])
-        )
+        space, _, budget = cell_search(cell, get_platform(cell["platform"]))
         scorer = BatchScorer(space, cell["platform"], cell["dtype"], cell["batch"], cell["traffic"])
-        budget_flops, _ = S.parse_budget(cell["budget"])
-        settings = S.Settings(
-            space=cell["space"],
-            platform=scorer.platform.key,
-            dtype=cell["dtype"],
-            batch=cell["batch"],
-            traffic=cell["traffic"],
-            budget_flops=budget_flops,
-            floor=cell["floor"],
-            params=S.parse_params(cell["params"]) if cell["params"] else None,
-            objective=("throughput",),
-            sampler="tpe",
-            seed=0,
-            keep=space.keep,
-            align=space.align,
-            bottlenecks=bool(cell["bottlenecks"]),
-        )
-        budget = S.derive_budget(space, settings, scorer.platform)
         _, _, scores, drawn, found = sample_feasible(scorer, budget, n)
         sample = getattr(scores, metric)
         curves.append(

@@ -226,8 +226,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     platform = get_platform(args.platform)
     platform.peak("float32")
-    if args.n < 0 or args.repeats < 1 or args.batch < 1:
-        raise UsageError("--n must be >= 0, --repeats and --batch >= 1")
+    for flag, value, least in (("--n", args.n, 0), ("--repeats", args.repeats, 1), ("--batch", args.batch, 1)):
+        if value < least:
+            raise UsageError(f"{flag} {value} must be >= {least}")
     bases = [b for b in args.bases.split(",") if b] if args.bases is not None else list(DEFAULT_BASES)
     archs = choose_archs(args.space, args.n, args.seed, bases, keep=parse_keep(args.keep))
     if len(archs) < 3:

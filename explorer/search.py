@@ -482,11 +482,12 @@ def signals_deferred() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        if pending:
-            handler = previous[signal.Signals(pending[0])]
+        for signum in pending:
+            handler = previous[signal.Signals(signum)]
             if callable(handler):
-                handler(pending[0], None)  # default SIGINT handler or the CLI's SIGTERM one: they raise
-            raise KeyboardInterrupt
+                handler(signum, None)  # Python's SIGINT handler and the CLI's SIGTERM one raise KeyboardInterrupt
+            elif handler == signal.SIG_DFL:
+                raise KeyboardInterrupt
 
 
 def claim_lock(url: str | None) -> AbstractContextManager[Any]:
