@@ -582,6 +582,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as exc:
         print(f"explore: error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except ImportError as exc:  # e.g. a database driver for --storage
+        print(
+            f"explore: error: {one_line(exc)}; install it (for PostgreSQL: pip install 'psycopg[binary]')",
+            file=sys.stderr,
+        )
+        return 2
     finally:
         if on_main:
             signal.signal(signal.SIGTERM, previous)

@@ -37,7 +37,7 @@ def worker_main(url: str, study_name: str, target: int, index: int, timeout_s: f
     study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
     scorer = S.Scorer(settings, platform, budget)
     try:
-        S.work(study, S.make_objective(space, scorer), target, lock=S.claim_lock(url), timeout_s=timeout_s)
+        S.work(study, S.make_objective(space, scorer), target, lock=S.claim_lock(url, study_name), timeout_s=timeout_s)
     except KeyboardInterrupt:
         sys.exit(130)
 

@@ -344,7 +344,7 @@ def run_search(
     scorer = Scorer(settings, platform, budget)
     directions = [OBJECTIVES[name][0] for name in settings.objective]
     sampler = make_sampler(settings.sampler, settings.seed + worker, len(directions))
-    with claim_lock(url):  # workers starting together must not race to create the schema and study
+    with claim_lock(url, study_name):  # workers starting together must not race to create the schema and study
         if isinstance(storage, str):
             storage = open_storage(storage)
         study = optuna.create_study(
@@ -377,7 +377,8 @@ def run_search(
         run_workers(url, study_name, trials, jobs, timeout_s=timeout_s, stream=stream)
     elif remaining:
         progress = Progress(remaining, scorer, stream)
-        work(study, make_objective(space, scorer), trials, lock=claim_lock(url), timeout_s=timeout_s, callback=progress)
+        lock = claim_lock(url, study_name)
+        work(study, make_objective(space, scorer), trials, lock=lock, timeout_s=timeout_s, callback=progress)
 
     result = summarise(study, space, scorer, out=out, wall_s=time.monotonic() - start)
     result.storage_url = url
@@ -490,10 +491,53 @@ def signals_deferred() -> Iterator[None]:
                 raise KeyboardInterrupt
 
 
-def claim_lock(url: str | None) -> AbstractContextManager[Any]:
-    """A lock that workers on this machine share: a file beside an SQLite or journal storage."""
+def claim_lock(url: str | None, study_name: str = "explore") -> AbstractContextManager[Any]:
+    """The lock under which workers claim trials: a file beside an SQLite or journal storage (workers
+    on one machine), a session advisory lock in a PostgreSQL or MySQL storage (workers anywhere)."""
     path = storage_file(url)
-    return FileLock(path.with_name(path.name + ".claim-lock")) if path is not None else nullcontext()
+    if path is not None:
+        return FileLock(path.with_name(path.name + ".claim-lock"))
+    if url is not None and url.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "mysql"):
+        return DatabaseLock(url, f"explore-claim:{study_name}")
+    return nullcontext()
+
+
+class DatabaseLock:
+    """A named advisory lock of the storage's database server (pg_advisory_lock, MySQL GET_LOCK),
+    held on one connection for the `with` block; it is released if the worker dies."""
+
+    def __init__(self, url: str, name: str) -> None:
+        import hashlib
+
+        from sqlalchemy import create_engine
+
+        self.engine = create_engine(url, pool_size=1, max_overflow=0)
+        self.postgres = url.startswith("postgresql")
+        self.key = int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big", signed=True)
+        self.name = name[:64]
+        self.connection: Any = None
+
+    def __enter__(self) -> DatabaseLock:
+        from sqlalchemy import text
+
+        self.connection = self.engine.connect()
+        if self.postgres:
+            self.connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
+        else:
+            self.connection.execute(text("SELECT GET_LOCK(:n, -1)"), {"n": self.name})
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from sqlalchemy import text
+
+        try:
+            if self.postgres:
+                self.connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+            else:
+                self.connection.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": self.name})
+            self.connection.commit()
+        finally:
+            self.connection.close()
 
 
 def storage_file(url: str | None) -> Path | None:

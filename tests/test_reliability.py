@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -291,3 +292,87 @@ def test_analyzer_numbers_are_finite_non_negative_and_add_up(
     assert r.attainable_flops_per_s <= r.peak_flops_per_s * (1 + 1e-12)
     assert 0 <= r.memory_bound_share <= 1 + 1e-12
     assert r.flops == 2 * r.macs
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server (Debian's `postgresql` package) on a free local port."""
+    import shutil
+    import socket
+    import tempfile
+
+    pytest.importorskip("psycopg2", reason="psycopg2-binary is not installed (.ci/run installs it)")
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (.ci/run installs Debian's postgresql)")
+    root = Path(tempfile.mkdtemp(prefix="explore-pg-"))
+    root.chmod(0o755)
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # the server refuses to run as root
+        shutil.chown(root, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = root / "data"
+    run = lambda *argv: subprocess.run([*as_user, *argv], check=True, capture_output=True, timeout=120)  # noqa: E731
+    run(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
+    run(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start")
+    try:
+        import psycopg2
+
+        con = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
+        con.autocommit = True
+        con.cursor().execute("CREATE DATABASE explore")
+        con.close()
+        yield f"postgresql://postgres@127.0.0.1:{port}/explore"
+    finally:
+        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_three_workers_on_postgresql_stop_at_the_total(postgres_url: str, tmp_path: Path) -> None:
+    """Workers that share no file system claim trials under the database's advisory lock."""
+    procs = [
+        subprocess.Popen(
+            [
+                *EXPLORE,
+                "--space",
+                "tiny",
+                "--budget",
+                "3MFLOPs",
+                "--trials",
+                "45",
+                "--storage",
+                postgres_url,
+                "--study",
+                "pg",
+                "--worker",
+                str(k),
+                "--out",
+                str(tmp_path / f"w{k}"),
+                "--no-report",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(3)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    storage = optuna.storages.RDBStorage(postgres_url)
+    try:
+        trials = optuna.load_study(study_name="pg", storage=storage).trials
+    finally:
+        storage.engine.dispose()  # before the server stops
+    assert len(trials) == 45 and all(t.state.name == "COMPLETE" for t in trials)
+    assert sorted(t.number for t in trials) == list(range(45))
+    assert len({t.user_attrs["worker"] for t in trials}) >= 2
