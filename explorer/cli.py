@@ -235,9 +235,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
         raise UsageError("validation needs at least 3 architectures (raise --n or add --bases)")
     out = writable(args.out, "--out")
     print(f"explore validate: {len(archs)} architectures on {platform.name} [{platform.key}], batch {args.batch}")
-    v = validate(archs, platform, batch=args.batch, repeats=args.repeats, traffic=args.traffic, stream=sys.stdout)
+    v = validate(
+        archs,
+        platform,
+        batch=args.batch,
+        repeats=args.repeats,
+        traffic=args.traffic,
+        per_layer=args.per_layer,
+        stream=sys.stdout,
+    )
     write_outputs(v, out)
-    for name, s in (("roofline", v.roofline), ("calibrated", v.calibrated), ("FLOPs alone", v.flops)):
+    for name, s in (
+        ("roofline", v.roofline),
+        ("calibrated", v.calibrated),
+        ("FLOPs alone", v.flops),
+        ("layers alone", v.layers),
+    ):
         if s is not None:
             print(
                 f"  {name:<11} Spearman {s.spearman:.3f}, Kendall {s.kendall:.3f}, median predicted/measured "
@@ -553,6 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--repeats", type=int, default=10, help="timed runs per model (default 10)")
     val.add_argument("--traffic", default="rw", choices=list(TRAFFIC_MODELS), help="memory-traffic model (default rw)")
     val.add_argument("--seed", type=int, default=0, help="seed of the random variants (default 0)")
+    val.add_argument(
+        "--per-layer", action="store_true", help="also time every conv/dense layer alone and compare their sum"
+    )
     val.add_argument("--out", default="runs/validate", help="report folder (default runs/validate)")
     val.set_defaults(func=cmd_validate)
 

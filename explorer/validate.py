@@ -27,7 +27,7 @@ from explorer.calibrate import calibrated_latency_s, class_times_s, efficiency_o
 from explorer.measure import LAYER_CLASSES, device_name, forward_latency_s
 from explorer.platforms import Platform
 from explorer.roofline import analyze
-from explorer.spec import Arch
+from explorer.spec import Arch, Conv, Dense
 from explorer.units import si
 
 DEFAULT_BASES = ("resnet18", "mobilenet_v2", "mobilenet_v1", "googlenet", "alexnet")
@@ -44,6 +44,8 @@ class Row:
     measured_s: float
     compile_s: float
     class_s: dict[str, float] = field(default_factory=dict)
+    layers_s: float | None = None
+    """Sum of the measured times of the model's conv and dense layers, each run alone."""
 
     @property
     def ratio(self) -> float:
@@ -79,6 +81,8 @@ class Validation:
     kind_factors: dict[str, float]
     """Non-negative least squares: measured ~ sum_k factor_k x predicted time of kind k."""
     wall_s: float
+    layers: Stats | None = None
+    """The sum of isolated conv/dense layer times as the prediction (a measurement, not a model)."""
 
 
 def rank_stats(predicted: Sequence[float], measured: Sequence[float]) -> Stats:
@@ -129,6 +133,27 @@ def choose_archs(
     return out
 
 
+def isolated_layers_s(arch: Arch, batch: int, repeats: int, cache: dict[Any, float], dtype: str = "float32") -> float:
+    """Sum of the median times of the conv and dense layers of `arch`, each compiled and run alone
+    (distinct shapes measured once, in `cache`). Element-wise layers are left out: XLA fuses them."""
+    import dataclasses
+
+    total = 0.0
+    for node in arch.nodes:
+        if not isinstance(node.op, Conv | Dense):
+            continue
+        changes: dict[str, Any] = {"name": "layer", "inputs": None}
+        if isinstance(node.op, Conv):
+            changes["bottleneck"] = None
+        op = dataclasses.replace(node.op, **changes)
+        key = (node.input_shapes[0], op)
+        if key not in cache:
+            single = Arch(name="layer", input_shape=node.input_shapes[0], ops=(op,))
+            cache[key] = forward_latency_s(single, batch, repeats, dtype)[0]
+        total += cache[key]
+    return total
+
+
 def validate(
     archs: Sequence[tuple[str, str, Arch]],
     platform: Platform,
@@ -137,10 +162,14 @@ def validate(
     repeats: int = 10,
     traffic: str = "rw",
     dtype: str = "float32",
+    per_layer: bool = False,
     stream: Any = sys.stderr,
 ) -> Validation:
+    """Measure and predict every architecture. `per_layer` also times each conv/dense layer alone
+    and reports their sum, to tell a per-shape kernel effect from a roofline effect."""
     start = time.monotonic()
     efficiency = efficiency_of(platform)
+    cache: dict[Any, float] = {}
     rows = []
     for i, (label, group, arch) in enumerate(archs):
         result = analyze(arch, platform, dtype, batch, traffic)
@@ -155,6 +184,7 @@ def validate(
             measured_s=measured,
             compile_s=compile_s,
             class_s=class_times_s(result, arch),
+            layers_s=isolated_layers_s(arch, batch, max(3, repeats // 2), cache, dtype) if per_layer else None,
         )
         rows.append(row)
         print(
@@ -177,6 +207,7 @@ def validate(
         flops=rank_stats([r.flops * batch / peak for r in rows], measured),
         kind_factors=kind_factors(rows),
         wall_s=time.monotonic() - start,
+        layers=rank_stats([r.layers_s for r in rows], measured) if per_layer else None,  # type: ignore[misc]
     )
 
 
@@ -195,6 +226,7 @@ def write_outputs(v: Validation, out: Path) -> list[Path]:
         "calibrated": asdict(v.calibrated) if v.calibrated else None,
         "flops_only": asdict(v.flops),
         "kind_factors": v.kind_factors,
+        "isolated_layers": asdict(v.layers) if v.layers else None,
         "rows": [asdict(r) | {"ratio": r.ratio, "calibrated_ratio": r.calibrated_ratio} for r in v.rows],
         "wall_s": v.wall_s,
     }
@@ -202,12 +234,17 @@ def write_outputs(v: Validation, out: Path) -> list[Path]:
     header = ["architecture", "group", "FLOPs/sample", "params", "measured", "roofline", "roofline / measured"]
     if v.calibrated:
         header += ["calibrated", "calibrated / measured"]
-    lines = [",".join(["label", "group", "flops", "params", "measured_s", "predicted_s", "calibrated_s", "compile_s"])]
+    lines = [
+        ",".join(
+            ["label", "group", "flops", "params", "measured_s", "predicted_s", "calibrated_s", "layers_s", "compile_s"]
+        )
+    ]
     rows = []
     for r in v.rows:
         lines.append(
             f"{r.label},{r.group},{r.flops:.0f},{r.params},{r.measured_s:.6g},{r.predicted_s:.6g},"
-            f"{'' if r.calibrated_s is None else f'{r.calibrated_s:.6g}'},{r.compile_s:.3g}"
+            f"{'' if r.calibrated_s is None else f'{r.calibrated_s:.6g}'},"
+            f"{'' if r.layers_s is None else f'{r.layers_s:.6g}'},{r.compile_s:.3g}"
         )
         row = [
             r.label,
@@ -237,6 +274,8 @@ def write_outputs(v: Validation, out: Path) -> list[Path]:
     if v.calibrated:
         stat_rows.append(stat_row("roofline x per-kind efficiency (calibrated)", v.calibrated))
     stat_rows.append(stat_row("FLOPs alone (FLOPs / peak)", v.flops))
+    if v.layers:
+        stat_rows.append(stat_row("sum of conv/dense layers timed alone (measured, not a model)", v.layers))
     eff = efficiency_of(v.platform)
     kinds = [
         (

@@ -40,6 +40,7 @@ def main() -> int:
             "0.125-1.0",
             "--repeats",
             "10",
+            "--per-layer",
             "--out",
             str(out),
         ]

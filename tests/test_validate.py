@@ -87,7 +87,7 @@ def test_quick_calibration_writes_a_platform_file_the_catalog_accepts(
 
 def test_validate_on_tiny_models_writes_its_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "val"
-    argv = ["validate", "--platform", "xeon-8380", "--space", "tiny", "--n", "4", "--bases", "tiny"]
+    argv = ["validate", "--platform", "xeon-8380", "--space", "tiny", "--n", "4", "--bases", "tiny", "--per-layer"]
     assert main([*argv, "--repeats", "2", "--out", str(out)]) == 0
     assert "Spearman" in capsys.readouterr().out
     data = json.loads((out / "validation.json").read_text())
@@ -99,6 +99,7 @@ def test_validate_on_tiny_models_writes_its_tables(tmp_path: Path, capsys: pytes
         if arch is not None:
             assert row["predicted_s"] == pytest.approx(analyze(arch, "xeon-8380", traffic="rw").latency_s)
     assert -1 <= data["roofline"]["spearman"] <= 1 and data["roofline"]["n"] == 5
+    assert data["isolated_layers"]["n"] == 5 and all(row["layers_s"] > 0 for row in data["rows"])
     assert (out / "validation.csv").read_text().splitlines()[0].startswith("label,group,flops,params,measured_s")
     assert (out / "figures" / "validation.png").exists()
     assert "Where predictions miss, per layer kind" in (out / "report.md").read_text()
