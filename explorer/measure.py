@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from explorer.conventions import BYTES_PER_ELEMENT
 from explorer.spec import Arch, Conv, Dense, GlobalAvgPool, Op, Pool
 
 
@@ -182,7 +181,3 @@ def micro_arch(cls: str, index: int) -> Arch:
     return arch_from_dict(
         {"name": f"{cls}{index}", "input": list(shape), "ops": [{"name": "layer", **fields}]}, f"micro {cls}"
     )
-
-
-def bytes_per_element(dtype: str) -> int:
-    return BYTES_PER_ELEMENT[dtype]
