@@ -190,8 +190,7 @@ def cell_key(cell: Mapping[str, Any]) -> str:
 def cell_search(cell: Mapping[str, Any], platform: Any) -> tuple[Any, Any, Any]:
     """The space, search settings and budgets of a (non-fixed) cell."""
     from explorer import search as S
-    from explorer.cli import parse_keep
-    from explorer.space import load_space
+    from explorer.space import load_space, parse_keep
 
     space = load_space(
         cell["space"], keep=parse_keep(cell["keep"]), align=cell["align"], bottlenecks=bool(cell["bottlenecks"])
@@ -403,42 +402,23 @@ def sample_feasible(
 
 
 def table_rows(result: AblationResult) -> tuple[list[str], list[list[str]]]:
+    from explorer.report import METRIC_HEADER, metric_cells
+
     factors = list(result.ablation.factors)
     ref = result.rows[result.reference] if result.rows else {}
-    header = [
-        *factors,
-        "FLOPs/sample",
-        "MACs/sample",
-        "params",
-        "bytes/sample",
-        "FLOP/B",
-        "attainable FLOP/s",
-        "latency/batch",
-        "images/s",
-        "memory-bound time",
-        "vs ref: FLOP/s",
-        "vs ref: images/s",
-    ]
+    header = [*factors, *METRIC_HEADER, "vs ref: FLOP/s", "vs ref: images/s"]
     rows = []
     for r in result.rows:
         cells = [str(r["cell"][f]) for f in factors]
         if "attainable_flops_per_s" not in r:
-            rows.append([*cells, *["-"] * 9, "none feasible", "-"])
+            rows.append([*cells, *["-"] * len(METRIC_HEADER), "none feasible", "-"])
             continue
         mark = " (ref)" if r is ref else ""
         rows.append(
             [
                 *cells[:-1],
                 cells[-1] + mark,
-                si(r["flops"]),
-                si(r["macs"]),
-                si(r["params"]),
-                si(r["bytes"], "B"),
-                f"{r['intensity']:.1f}",
-                si(r["attainable_flops_per_s"], "FLOP/s"),
-                si(r["latency_s"], "s"),
-                f"{r['images_per_s']:,.0f}",
-                f"{r['memory_bound_share']:.0%}",
+                *metric_cells(r),
                 _change(r, ref, "attainable_flops_per_s"),
                 _change(r, ref, "images_per_s"),
             ]

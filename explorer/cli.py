@@ -230,6 +230,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if value < least:
             raise UsageError(f"{flag} {value} must be >= {least}")
     bases = [b for b in args.bases.split(",") if b] if args.bases is not None else list(DEFAULT_BASES)
+    from explorer.space import parse_keep
+
     archs = choose_archs(args.space, args.n, args.seed, bases, keep=parse_keep(args.keep))
     if len(archs) < 3:
         raise UsageError("validation needs at least 3 architectures (raise --n or add --bases)")
@@ -307,16 +309,6 @@ def cmd_spaces(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_keep(text: str) -> tuple[float, float]:
-    try:
-        low, high = (float(v) for v in text.replace(",", "-").split("-"))
-    except ValueError:
-        raise UsageError(f"--keep {text!r}: write LOW-HIGH keep ratios of the base width, e.g. 0.5-1.0") from None
-    if not 0 < low <= high:
-        raise UsageError(f"--keep {text!r}: need 0 < LOW <= HIGH, e.g. 0.5-1.0")
-    return low, high
-
-
 _SIGNAL = {"name": "SIGINT"}
 
 
@@ -348,7 +340,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     from explorer import search as S
     from explorer.report import COMPARISON_HEADER, comparison_rows
-    from explorer.space import load_space
+    from explorer.space import load_space, parse_keep
     from explorer.table import render
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

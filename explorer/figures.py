@@ -106,18 +106,25 @@ def roofline_info(result: Analysis, others: Sequence[tuple[str, Analysis]] = (),
     )
 
 
+def _draw_roofs(
+    ax: Axes, intensities: Sequence[float], roofs: Sequence[tuple[float, float, dict[str, Any]]]
+) -> tuple[float, float]:
+    """Draw each (peak FLOP/s, bandwidth B/s, line style) roof over a log span 4x wider than
+    `intensities` on both sides; returns that span (for the x limits)."""
+    low, high = min(intensities) / 4, max(intensities) * 4
+    grid = [low * (high / low) ** (i / 200) for i in range(201)]
+    for peak, bandwidth, style in roofs:
+        ax.plot(grid, [min(peak, x * bandwidth) for x in grid], **style)
+    return low, high
+
+
 def draw_roofline(info: RooflineInfo, ax: Axes) -> None:
     from matplotlib.ticker import EngFormatter, NullFormatter
 
     xs = [info.ridge_flops_per_byte] + [p.intensity_flops_per_byte for p in (*info.layers, *info.models)]
-    low, high = min(xs) / 4, max(xs) * 4
-    grid = [low * (high / low) ** (i / 200) for i in range(201)]
-    ax.plot(
-        grid,
-        [min(info.peak_flops_per_s, x * info.bandwidth_bytes_per_s) for x in grid],
-        color="black",
-        lw=1.5,
-        label=f"roof: peak {info.peak_flops_per_s / 1e12:.3g} TFLOP/s, {info.bandwidth_bytes_per_s / 1e9:.3g} GB/s",
+    label = f"roof: peak {info.peak_flops_per_s / 1e12:.3g} TFLOP/s, {info.bandwidth_bytes_per_s / 1e9:.3g} GB/s"
+    low, high = _draw_roofs(
+        ax, xs, [(info.peak_flops_per_s, info.bandwidth_bytes_per_s, {"color": "black", "lw": 1.5, "label": label})]
     )
     ax.axvline(info.ridge_flops_per_byte, color="gray", ls=":", lw=1)
     ax.annotate(
@@ -385,7 +392,7 @@ class ProgressInfo(NamedTuple):
 def progress_info(result: SearchResult) -> ProgressInfo:
     import optuna
 
-    from explorer.search import OBJECTIVES, sign
+    from explorer.search import OBJECTIVES, is_feasible, sign
 
     name = result.settings.objective[0]
     s = sign(name)
@@ -393,7 +400,7 @@ def progress_info(result: SearchResult) -> ProgressInfo:
     for t in sorted(result.study.trials, key=lambda t: t.number):
         if t.state != optuna.trial.TrialState.COMPLETE:
             continue
-        feasible = bool(t.user_attrs.get("metrics", {}).get("feasible"))
+        feasible = is_feasible(t)
         value = float(t.values[0])
         points.append(TrialPoint(t.number, float(t.number), value, feasible))
         if feasible and (best is None or s * value > s * best):
@@ -607,17 +614,11 @@ def draw_cells_roofline(info: CellsRooflineInfo, ax: Axes) -> None:
     xs = [p.intensity_flops_per_byte for p in info.points] + [
         r.peak_flops_per_s / r.bandwidth_bytes_per_s for r in info.roofs
     ]
-    low, high = min(xs) / 4, max(xs) * 4
-    grid = [low * (high / low) ** (i / 200) for i in range(201)]
     colors = [f"C{i}" for i in range(10)]
-    for k, roof in enumerate(info.roofs):
-        ax.plot(
-            grid,
-            [min(roof.peak_flops_per_s, x * roof.bandwidth_bytes_per_s) for x in grid],
-            color=colors[k % 10],
-            lw=1.2,
-            label=f"roof {roof.label}",
-        )
+    styles = [{"color": colors[k % 10], "lw": 1.2, "label": f"roof {roof.label}"} for k, roof in enumerate(info.roofs)]
+    low, high = _draw_roofs(
+        ax, xs, [(r.peak_flops_per_s, r.bandwidth_bytes_per_s, s) for r, s in zip(info.roofs, styles, strict=True)]
+    )
     labels: dict[tuple[float, float, int], list[str]] = {}
     for point, owner in zip(info.points, info.roof_of_point, strict=True):
         labels.setdefault((point.intensity_flops_per_byte, point.attainable_flops_per_s, owner), []).append(point.label)

@@ -46,7 +46,7 @@ def run_workers(
     url: str, study_name: str, target: int, jobs: int, *, timeout_s: float | None = None, stream: Any = sys.stderr
 ) -> None:
     """Start `jobs` worker processes and wait for them, printing progress every 2 s."""
-    from explorer.search import _feasible, open_storage
+    from explorer.search import is_feasible, open_storage
 
     ctx = multiprocessing.get_context("spawn")
     procs = [
@@ -67,7 +67,7 @@ def run_workers(
                 running = sum(1 for t in trials if t.state == optuna.trial.TrialState.RUNNING)
                 print(
                     f"  {len(trials)}/{target} trials ({len(complete)} complete, "
-                    f"{sum(1 for t in complete if _feasible(t))} feasible, {running} running) "
+                    f"{sum(1 for t in complete if is_feasible(t))} feasible, {running} running) "
                     f"with {sum(p.is_alive() for p in procs)} workers, {time.monotonic() - start:.0f} s",
                     file=stream,
                     flush=True,

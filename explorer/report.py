@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -63,8 +63,7 @@ Block = Heading | Text | Items | Table | Picture
 # ---------------------------------------------------------------- tables and header
 
 
-COMPARISON_HEADER = (
-    "",
+METRIC_HEADER = (
     "FLOPs/sample",
     "MACs/sample",
     "params",
@@ -74,8 +73,23 @@ COMPARISON_HEADER = (
     "latency/batch",
     "images/s",
     "memory-bound time",
-    "feasible",
 )
+COMPARISON_HEADER = ("", *METRIC_HEADER, "feasible")
+
+
+def metric_cells(m: Mapping[str, Any]) -> list[str]:
+    """The METRIC_HEADER columns of one architecture's `search.metrics()` (per sample; latency per batch)."""
+    return [
+        si(m["flops"]),
+        si(m["macs"]),
+        si(m["params"]),
+        si(m["bytes"], "B"),
+        f"{m['intensity']:.1f}",
+        si(m["attainable_flops_per_s"], "FLOP/s"),
+        si(m["latency_s"], "s"),
+        f"{m['images_per_s']:,.0f}",
+        f"{m['memory_bound_share']:.0%}",
+    ]
 
 
 def comparison_rows(result: SearchResult) -> list[list[str]]:
@@ -93,22 +107,7 @@ def comparison_rows(result: SearchResult) -> list[list[str]]:
         if scored is None:
             rows.append([label] + ["-"] * (len(COMPARISON_HEADER) - 2) + ["no"])
             continue
-        m = metrics(scored)
-        rows.append(
-            [
-                label,
-                si(m["flops"]),
-                si(m["macs"]),
-                si(m["params"]),
-                si(m["bytes"], "B"),
-                f"{m['intensity']:.1f}",
-                si(m["attainable_flops_per_s"], "FLOP/s"),
-                si(m["latency_s"], "s"),
-                f"{m['images_per_s']:,.0f}",
-                f"{m['memory_bound_share']:.0%}",
-                "yes" if scored.feasible else "no",
-            ]
-        )
+        rows.append([label, *metric_cells(metrics(scored)), "yes" if scored.feasible else "no"])
     return rows
 
 
@@ -147,31 +146,15 @@ def analysis_items(result: Analysis) -> list[tuple[str, str]]:
     ]
 
 
-def trial_counts(result: SearchResult) -> dict[str, int]:
-    import optuna
-
-    states = [t.state for t in result.study.trials]
-    complete = [t for t in result.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    feasible = sum(1 for t in complete if t.user_attrs.get("metrics", {}).get("feasible"))
-    return {
-        "total": len(states),
-        "complete": len(complete),
-        "feasible": feasible,
-        "infeasible": len(complete) - feasible,
-        "failed": sum(1 for s in states if s == optuna.trial.TrialState.FAIL),
-        "running or stale": sum(1 for s in states if s == optuna.trial.TrialState.RUNNING),
-    }
-
-
 def search_items(result: SearchResult) -> list[tuple[str, str]]:
-    from explorer.search import OBJECTIVES
+    from explorer.search import OBJECTIVES, trial_counts
 
     s, b, space = result.settings, result.budget, result.space
     budget = f"FLOPs <= {si(b.flops, 'FLOPs')} per sample ({si(b.flops / FLOPS_PER_MAC, 'MACs')})"
     budget += f", floor >= {si(b.floor_flops, 'FLOPs')} ({s.floor:.0%} of min(budget, largest in space))"
     if b.params is not None:
         budget += f"; params <= {si(b.params)}"
-    counts = trial_counts(result)
+    counts = trial_counts(result.study)
     return [
         (
             "space",
@@ -182,7 +165,7 @@ def search_items(result: SearchResult) -> list[tuple[str, str]]:
         ("budgets", budget),
         ("objective", ", ".join(f"{OBJECTIVES[o][0]} {o}" for o in s.objective)),
         ("sampler", f"{s.sampler}, seed {s.seed}"),
-        ("trials", ", ".join(f"{v} {k}" for k, v in counts.items())),
+        ("trials", ", ".join(f"{v} {'running or stale' if k == 'running' else k}" for k, v in counts.items())),
         ("search wall time", f"{result.wall_s:.1f} s"),
         ("storage", f"{result.storage_url or 'in memory'}, study {result.study.study_name!r}"),
     ]

@@ -294,7 +294,7 @@ class Progress:
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self.done += 1
-        if trial.state == optuna.trial.TrialState.COMPLETE and _feasible(trial):
+        if trial.state == optuna.trial.TrialState.COMPLETE and is_feasible(trial):
             self.feasible += 1
             value = trial.values[0]
             s = sign(self.scorer.settings.objective[0])
@@ -672,7 +672,7 @@ def study_wall_s(study: optuna.Study) -> float:
 
 
 def _best_and_front(study: optuna.Study, space: Space, scorer: Scorer) -> tuple[Scored | None, list[Scored]]:
-    feasible = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and _feasible(t)]
+    feasible = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and is_feasible(t)]
     if not feasible:
         return None, []
     signs = [sign(n) for n in scorer.settings.objective]
@@ -687,7 +687,8 @@ def _best_and_front(study: optuna.Study, space: Space, scorer: Scorer) -> tuple[
     return best, front
 
 
-def _feasible(trial: optuna.trial.FrozenTrial) -> bool:
+def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a trial's stored metrics met every budget."""
     return bool(trial.user_attrs.get("metrics", {}).get("feasible"))
 
 
@@ -738,7 +739,7 @@ def write_run(result: SearchResult) -> None:
         },
         "flops_per_mac": FLOPS_PER_MAC,
         "platform": platform.to_dict(),
-        "trials": _trial_counts(result.study),
+        "trials": trial_counts(result.study),
         "best": _row(result.best, with_arch=True),
         "base": _row(result.base),
         "uniform": _row(result.uniform) | {"multiplier": result.uniform_multiplier},
@@ -761,15 +762,18 @@ def _row(scored: Scored | None, with_arch: bool = False) -> dict[str, Any]:
     return row
 
 
-def _trial_counts(study: optuna.Study) -> dict[str, int]:
+def trial_counts(study: optuna.Study) -> dict[str, int]:
+    """Trials by outcome: total, complete (feasible / infeasible), failed, and still running (or stale)."""
     states = [t.state for t in study.trials]
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    feasible = sum(1 for t in complete if is_feasible(t))
     return {
         "total": len(states),
         "complete": len(complete),
-        "feasible": sum(1 for t in complete if _feasible(t)),
-        "infeasible": sum(1 for t in complete if not _feasible(t)),
+        "feasible": feasible,
+        "infeasible": len(complete) - feasible,
         "failed": sum(1 for s in states if s == optuna.trial.TrialState.FAIL),
+        "running": sum(1 for s in states if s == optuna.trial.TrialState.RUNNING),
     }
 
 

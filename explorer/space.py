@@ -251,6 +251,17 @@ def build_space(
     )
 
 
+def parse_keep(text: str) -> tuple[float, float]:
+    """'0.5-1.0' (or '0.5,1.0') -> (0.5, 1.0): the keep-ratio range of every width vs the base."""
+    try:
+        low, high = (float(v) for v in text.replace(",", "-").split("-"))
+    except ValueError:
+        raise SpaceError(f"--keep {text!r}: write LOW-HIGH keep ratios of the base width, e.g. 0.5-1.0") from None
+    if not 0 < low <= high:
+        raise SpaceError(f"--keep {text!r}: need 0 < LOW <= HIGH, e.g. 0.5-1.0")
+    return low, high
+
+
 SPACE_KEYS = {"arch", "source", "keep", "align", "fixed", "bottleneck", "widths"}
 BOTTLENECK_KEYS = {"allow", "reduction", "min_in_channels"}
 
