@@ -344,7 +344,8 @@ def run_search(
     scorer = Scorer(settings, platform, budget)
     directions = [OBJECTIVES[name][0] for name in settings.objective]
     sampler = make_sampler(settings.sampler, settings.seed + worker, len(directions))
-    with claim_lock(url, study_name):  # workers starting together must not race to create the schema and study
+    lock = claim_lock(url, study_name)
+    with lock:  # workers starting together must not race to create the schema and study
         if isinstance(storage, str):
             storage = open_storage(storage)
         study = optuna.create_study(
@@ -355,14 +356,15 @@ def run_search(
             study.set_user_attr("settings", settings.to_json())
             study.set_user_attr("platform", platform.to_dict())
             study.set_user_attr("budget", asdict(budget))
-    if stored is not None and stored != settings.to_json():
-        diff = {k: (stored.get(k), v) for k, v in settings.to_json().items() if stored.get(k) != v}
-        changes = ", ".join(f"{k}: stored {a!r}, asked {b!r}" for k, (a, b) in diff.items())
-        raise SearchError(
-            f"--study {study_name!r} exists with different settings ({changes}); use another --study or --out"
-        )
+        elif stored != settings.to_json():
+            diff = {k: (stored.get(k), v) for k, v in settings.to_json().items() if stored.get(k) != v}
+            changes = ", ".join(f"{k}: stored {a!r}, asked {b!r}" for k, (a, b) in diff.items())
+            raise SearchError(
+                f"--study {study_name!r} exists with different settings ({changes}); use another --study or --out"
+            )
+        # under the claim lock every live worker has named its trials, so a nameless running one is an orphan
+        failed = fail_stale(study, claimed=not isinstance(lock, nullcontext))
 
-    failed = fail_stale(study)
     if failed:
         print(f"  marked {failed} trial(s) of dead workers as failed (they count as finished)", file=stream)
     finished = sum(1 for t in study.trials if t.state.is_finished())
@@ -377,7 +379,6 @@ def run_search(
         run_workers(url, study_name, trials, jobs, timeout_s=timeout_s, stream=stream)
     elif remaining:
         progress = Progress(remaining, scorer, stream)
-        lock = claim_lock(url, study_name)
         work(study, make_objective(space, scorer), trials, lock=lock, timeout_s=timeout_s, callback=progress)
 
     result = summarise(study, space, scorer, out=out, wall_s=time.monotonic() - start)
@@ -440,7 +441,7 @@ def work(
                     if len(study.get_trials(deepcopy=False)) >= target:
                         break
                     trial = study.ask()
-                trial.set_user_attr("worker", me)
+                    trial.set_user_attr("worker", me)  # named before the lock is released (see fail_stale)
                 values = objective(trial)
             except Exception as exc:  # a bad trial must not lose the study: record it and go on
                 if trial is None:
@@ -571,9 +572,11 @@ class FileLock:
         self.handle.close()
 
 
-def fail_stale(study: optuna.Study) -> int:
+def fail_stale(study: optuna.Study, claimed: bool = False) -> int:
     """Mark failed the running trials whose worker is gone: a dead process on this host, or any
-    worker after STALE_AFTER_S. Returns how many."""
+    worker after STALE_AFTER_S. A trial without a worker's name was cut off between creation and
+    naming: with `claimed` (the caller holds the claim lock, under which workers name their trials)
+    it is an orphan at once, otherwise after ORPHAN_AFTER_S. Returns how many."""
     host = socket.gethostname()
     now = datetime.datetime.now()
     failed = 0
@@ -582,8 +585,7 @@ def fail_stale(study: optuna.Study) -> int:
         where, _, pid = worker.rpartition(":")
         dead = where == host and pid.isdigit() and not _alive(int(pid))
         age_s = (now - t.datetime_start).total_seconds() if t.datetime_start is not None else 0.0
-        # a worker names itself on a trial milliseconds after creating it; a nameless one a minute old was cut off
-        orphan = not worker and age_s > ORPHAN_AFTER_S
+        orphan = not worker and (claimed or age_s > ORPHAN_AFTER_S)
         if dead or orphan or age_s > STALE_AFTER_S:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
             failed += 1

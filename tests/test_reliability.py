@@ -376,3 +376,21 @@ def test_three_workers_on_postgresql_stop_at_the_total(postgres_url: str, tmp_pa
     assert len(trials) == 45 and all(t.state.name == "COMPLETE" for t in trials)
     assert sorted(t.number for t in trials) == list(range(45))
     assert len({t.user_attrs["worker"] for t in trials}) >= 2
+
+
+def test_stale_trials_are_failed_by_who_ran_them(tmp_path: Path) -> None:
+    """A trial killed between creation and naming has no worker: an orphan at once under the claim
+    lock, only after a minute without it. A named trial fails when its process is gone."""
+    from explorer.search import fail_stale, worker_id
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", study_name="s")
+    nameless = study.ask()
+    assert fail_stale(study) == 0  # young and nameless: maybe a live worker about to name it
+    assert fail_stale(study, claimed=True) == 1
+    mine = study.ask()
+    mine.set_user_attr("worker", worker_id())  # this live process
+    gone = study.ask()
+    gone.set_user_attr("worker", worker_id().rsplit(":", 1)[0] + ":999999999")  # no such pid
+    assert fail_stale(study, claimed=True) == 1
+    states = {t.number: t.state.name for t in study.trials}
+    assert states == {nameless.number: "FAIL", mine.number: "RUNNING", gone.number: "FAIL"}
