@@ -52,5 +52,5 @@ def canonical_dtype(dtype: str) -> str:
     name = DTYPE_ALIASES.get(dtype.lower(), dtype.lower())
     if name not in BYTES_PER_ELEMENT:
         known = ", ".join(BYTES_PER_ELEMENT)
-        raise ValueError(f"dtype {dtype!r} is not known; use one of: {known}")
+        raise ValueError(f"dtype={dtype!r} is not known; use one of: {known}")
     return name

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +35,9 @@ ACTIVATION_FNS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu6": jax.nn.relu6,
     "sigmoid": jax.nn.sigmoid,
     "silu": jax.nn.silu,
+    "tanh": jnp.tanh,
 }
+"""The function of each activation of `explorer.spec.ACTIVATIONS`."""
 
 
 def _conv_padding(padding: Padding) -> str | list[tuple[int, int]]:
@@ -56,55 +58,110 @@ def _pool_padding(node: Node) -> list[tuple[int, int]]:
     return [rows[:2], cols[:2]]
 
 
-def _make_layer(node: Node, rngs: nnx.Rngs, param_dtype: Any) -> nnx.Module | None:
-    op = node.op
-    if isinstance(op, Conv):
-        cin = node.input_shapes[0][-1]
-        groups, cout = op.channels(cin)
-        return nnx.Conv(
-            cin,
-            cout,
-            kernel_size=pair(op.kernel),
-            strides=op.stride,
-            padding=_conv_padding(op.padding),
-            feature_group_count=groups,
-            use_bias=op.bias,
-            param_dtype=param_dtype,
-            rngs=rngs,
-        )
-    if isinstance(op, Dense):
-        return nnx.Linear(node.input_shapes[0][0], op.out, use_bias=op.bias, param_dtype=param_dtype, rngs=rngs)
-    if isinstance(op, BatchNorm):
-        return nnx.BatchNorm(
-            node.output_shape[-1], use_running_average=True, epsilon=op.eps, param_dtype=param_dtype, rngs=rngs
-        )
+Layer = nnx.Module | None
+
+
+class Builder(NamedTuple):
+    """How one op kind becomes Flax: `make` the module holding its weights (None: no weights), `apply` it."""
+
+    make: Callable[[Node, nnx.Rngs, Any], Layer]
+    apply: Callable[[Node, Layer, Sequence[jax.Array]], jax.Array]
+
+
+def _no_weights(node: Node, rngs: nnx.Rngs, param_dtype: Any) -> Layer:
     return None
 
 
-def _apply(node: Node, layer: nnx.Module | None, xs: Sequence[jax.Array]) -> jax.Array:
-    op: Op = node.op
-    if layer is not None:
-        return layer(xs[0])
-    if isinstance(op, Act):
-        return ACTIVATION_FNS[op.fn](xs[0])
-    if isinstance(op, MaxPool):
-        return nnx.max_pool(xs[0], pair(op.kernel), (op.stride, op.stride), _pool_padding(node))
-    if isinstance(op, AvgPool):
-        return nnx.avg_pool(
-            xs[0], pair(op.kernel), (op.stride, op.stride), _pool_padding(node), count_include_pad=False
-        )
-    if isinstance(op, GlobalAvgPool):
-        return xs[0].mean(axis=(1, 2))
-    if isinstance(op, Add):
-        out = xs[0]
-        for x in xs[1:]:
-            out = out + x
-        return out
-    if isinstance(op, Concat):
-        return jnp.concatenate(list(xs), axis=-1)
-    if isinstance(op, Flatten):
-        return xs[0].reshape(xs[0].shape[0], -1)
-    raise ValueError(f"no Flax builder for op kind {op.kind!r}")
+def _call(node: Node, layer: Layer, xs: Sequence[jax.Array]) -> jax.Array:
+    assert layer is not None
+    return layer(xs[0])
+
+
+def _make_conv(node: Node, rngs: nnx.Rngs, param_dtype: Any) -> Layer:
+    op = node.op
+    assert isinstance(op, Conv)
+    cin = node.input_shapes[0][-1]
+    groups, cout = op.channels(cin)
+    return nnx.Conv(
+        cin,
+        cout,
+        kernel_size=pair(op.kernel),
+        strides=op.stride,
+        padding=_conv_padding(op.padding),
+        feature_group_count=groups,
+        use_bias=op.bias,
+        param_dtype=param_dtype,
+        rngs=rngs,
+    )
+
+
+def _make_dense(node: Node, rngs: nnx.Rngs, param_dtype: Any) -> Layer:
+    op = node.op
+    assert isinstance(op, Dense)
+    return nnx.Linear(node.input_shapes[0][0], op.out, use_bias=op.bias, param_dtype=param_dtype, rngs=rngs)
+
+
+def _make_bn(node: Node, rngs: nnx.Rngs, param_dtype: Any) -> Layer:
+    op = node.op
+    assert isinstance(op, BatchNorm)
+    return nnx.BatchNorm(
+        node.output_shape[-1], use_running_average=True, epsilon=op.eps, param_dtype=param_dtype, rngs=rngs
+    )
+
+
+def _act(node: Node, layer: Layer, xs: Sequence[jax.Array]) -> jax.Array:
+    op = node.op
+    assert isinstance(op, Act)
+    try:
+        fn = ACTIVATION_FNS[op.fn]
+    except KeyError:
+        raise ValueError(
+            f"op {op.name!r} (act): fn={op.fn!r} has no Flax builder; builders exist for: {', '.join(ACTIVATION_FNS)}"
+        ) from None
+    return fn(xs[0])
+
+
+def _max_pool(node: Node, layer: Layer, xs: Sequence[jax.Array]) -> jax.Array:
+    op = node.op
+    assert isinstance(op, MaxPool)
+    return nnx.max_pool(xs[0], pair(op.kernel), (op.stride, op.stride), _pool_padding(node))
+
+
+def _avg_pool(node: Node, layer: Layer, xs: Sequence[jax.Array]) -> jax.Array:
+    op = node.op
+    assert isinstance(op, AvgPool)
+    return nnx.avg_pool(xs[0], pair(op.kernel), (op.stride, op.stride), _pool_padding(node), count_include_pad=False)
+
+
+def _add(node: Node, layer: Layer, xs: Sequence[jax.Array]) -> jax.Array:
+    out = xs[0]
+    for x in xs[1:]:
+        out = out + x
+    return out
+
+
+BUILDERS: dict[type[Op], Builder] = {
+    Conv: Builder(_make_conv, _call),
+    Dense: Builder(_make_dense, _call),
+    BatchNorm: Builder(_make_bn, _call),
+    Act: Builder(_no_weights, _act),
+    MaxPool: Builder(_no_weights, _max_pool),
+    AvgPool: Builder(_no_weights, _avg_pool),
+    GlobalAvgPool: Builder(_no_weights, lambda node, layer, xs: xs[0].mean(axis=(1, 2))),
+    Add: Builder(_no_weights, _add),
+    Concat: Builder(_no_weights, lambda node, layer, xs: jnp.concatenate(list(xs), axis=-1)),
+    Flatten: Builder(_no_weights, lambda node, layer, xs: xs[0].reshape(xs[0].shape[0], -1)),
+}
+"""The Flax builder of each op kind, keyed by op class."""
+
+
+def builder(op: Op) -> Builder:
+    try:
+        return BUILDERS[type(op)]
+    except KeyError:
+        raise ValueError(
+            f"no Flax builder for op kind {op.kind!r}; builders exist for: {', '.join(k.kind for k in BUILDERS)}"
+        ) from None
 
 
 class Network(nnx.Module):
@@ -114,7 +171,7 @@ class Network(nnx.Module):
         self.arch = arch
         layers = {}
         for node in arch.nodes:
-            layer = _make_layer(node, rngs, param_dtype)
+            layer = builder(node.op).make(node, rngs, param_dtype)
             if layer is not None:
                 layers[node.op.name] = layer
         self.layers = nnx.Dict(layers)
@@ -126,7 +183,7 @@ class Network(nnx.Module):
         env: dict[str, jax.Array] = {INPUT: x}
         for node in self.arch.nodes:
             name = node.op.name
-            env[name] = _apply(node, self.layers.get(name, None), [env[n] for n in node.inputs])
+            env[name] = builder(node.op).apply(node, self.layers.get(name, None), [env[n] for n in node.inputs])
         return env[self.arch.nodes[-1].op.name]
 
 

@@ -14,14 +14,31 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from explorer.archs import base_names, load_arch, spaces_dir
 from explorer.files import read_toml
-from explorer.spec import Arch, Conv, Dense, SpecError, pair
+from explorer.spec import (
+    Act,
+    Add,
+    Arch,
+    AvgPool,
+    BatchNorm,
+    Concat,
+    Conv,
+    Dense,
+    Flatten,
+    GlobalAvgPool,
+    MaxPool,
+    Op,
+    SpecError,
+    base_names,
+    load_arch,
+    pair,
+    spaces_dir,
+)
 
 DEFAULT_KEEP = (0.5, 1.0)
 """Keep ratio of each width relative to the base (pruning practice: keep at least half)."""
@@ -77,7 +94,6 @@ class Space:
     keep: tuple[float, float]
     align: int
     source: str = ""
-    fixed: tuple[str, ...] = field(default=())
 
     def apply(self, widths: Mapping[str, int], bottlenecks: Mapping[str, int | None], name: str | None = None) -> Arch:
         """The base arch with each group's width and each slot's bottleneck (None: no bottleneck)."""
@@ -118,15 +134,50 @@ class Space:
         return "\n".join(lines)
 
 
+ChannelBehaviour = Literal["sets", "follows", "ties", "concatenates"]
+"""How an op's output channels relate to its inputs': set by its own `out` (a width variable when
+searchable), equal to its first input's, equal to all its inputs' (which must then share one
+width), or the sum of its inputs' (never a variable of its own)."""
+
+
+def _conv_channels(op: Op) -> ChannelBehaviour:
+    assert isinstance(op, Conv)
+    return "follows" if op.groups == 0 else "sets"  # a depthwise conv keeps its input's channels
+
+
+CHANNELS: dict[type[Op], Callable[[Op], ChannelBehaviour]] = {
+    Conv: _conv_channels,
+    Dense: lambda op: "sets",
+    BatchNorm: lambda op: "follows",
+    Act: lambda op: "follows",
+    MaxPool: lambda op: "follows",
+    AvgPool: lambda op: "follows",
+    GlobalAvgPool: lambda op: "follows",
+    Flatten: lambda op: "follows",
+    Add: lambda op: "ties",
+    Concat: lambda op: "concatenates",
+}
+"""The channel behaviour of each op kind for width ties, keyed by op class."""
+
+
+def channel_behaviour(op: Op) -> ChannelBehaviour:
+    try:
+        return CHANNELS[type(op)](op)
+    except KeyError:
+        raise SpaceError(
+            f"op kind {op.kind!r} has no channel behaviour; behaviours exist for: {', '.join(k.kind for k in CHANNELS)}"
+        ) from None
+
+
 def _searchable(arch: Arch, fixed: tuple[str, ...]) -> list[str]:
-    """Ops whose `out` is a free width: convs with an explicit out (not depthwise) and dense
-    layers, except the last op (the classifier) and `fixed` patterns."""
+    """Ops whose `out` is a free width: ops that set their channels (convs with an explicit out,
+    not depthwise; dense layers), except the last op (the classifier) and `fixed` patterns."""
     last = arch.ops[-1].name
     names = []
     for op in arch.ops:
         if op.name == last or any(fnmatch.fnmatchcase(op.name, p) for p in fixed):
             continue
-        if (isinstance(op, Conv) and op.groups != 0) or isinstance(op, Dense):
+        if channel_behaviour(op) == "sets":
             names.append(op.name)
     return names
 
@@ -146,13 +197,12 @@ def width_ties(arch: Arch, searchable: list[str]) -> list[list[str]]:
     for node in arch.nodes:
         op = node.op
         name = op.name
+        behaviour = channel_behaviour(op)
         if name in parent:
             source[name] = name
-        elif isinstance(op, Conv) and op.groups == 0:
-            source[name] = source.get(node.inputs[0])  # depthwise: channels follow the input
-        elif op.kind in ("bn", "act", "maxpool", "avgpool", "gap", "flatten"):
+        elif behaviour == "follows":
             source[name] = source.get(node.inputs[0])
-        elif op.kind == "add":
+        elif behaviour == "ties":
             inputs = [source.get(i) for i in node.inputs]
             known = [v for v in inputs if v is not None]
             for other in known[1:]:
@@ -161,7 +211,7 @@ def width_ties(arch: Arch, searchable: list[str]) -> list[list[str]]:
                 pinned.update(known)  # summed with a fixed-width tensor: these widths cannot move
             source[name] = known[0] if known and len(known) == len(inputs) else None
         else:
-            source[name] = None  # concat, the reduce conv of a bottleneck, ...
+            source[name] = None  # concat, a fixed or classifier layer, the reduce conv of a bottleneck
     pinned_roots = {find(p) for p in pinned}
     groups: dict[str, list[str]] = {}
     for name in searchable:
@@ -192,9 +242,9 @@ def build_space(
     """Derive the space of `arch`. `overrides` maps op-name glob patterns to {"keep": [lo, hi]}
     or {"channels": [lo, hi]} (absolute)."""
     if not (0 < keep[0] <= keep[1]):
-        raise SpaceError(f"--keep {keep[0]}-{keep[1]}: need 0 < low <= high, e.g. 0.5-1.0")
+        raise SpaceError(f"keep={keep!r}: need 0 < low <= high, e.g. (0.5, 1.0)")
     if isinstance(align, bool) or not isinstance(align, int) or align < 1:
-        raise SpaceError(f"--align {align!r} must be an integer >= 1")
+        raise SpaceError(f"align={align!r} must be an integer >= 1")
     groups_in_arch = {op.groups for op in arch.ops if isinstance(op, Conv) and op.groups > 1}
     step = math.lcm(align, *groups_in_arch) if groups_in_arch else align
     groups = []
@@ -247,7 +297,6 @@ def build_space(
         keep=keep,
         align=align,
         source=source,
-        fixed=fixed,
     )
 
 
@@ -256,9 +305,9 @@ def parse_keep(text: str) -> tuple[float, float]:
     try:
         low, high = (float(v) for v in text.replace(",", "-").split("-"))
     except ValueError:
-        raise SpaceError(f"--keep {text!r}: write LOW-HIGH keep ratios of the base width, e.g. 0.5-1.0") from None
+        raise SpaceError(f"keep={text!r}: write LOW-HIGH keep ratios of the base width, e.g. 0.5-1.0") from None
     if not 0 < low <= high:
-        raise SpaceError(f"--keep {text!r}: need 0 < LOW <= HIGH, e.g. 0.5-1.0")
+        raise SpaceError(f"keep={text!r}: need 0 < LOW <= HIGH, e.g. 0.5-1.0")
     return low, high
 
 
@@ -285,7 +334,7 @@ def load_space(
             )
         else:
             known = sorted({p.name.split(".")[0] for p in spaces_dir().glob("*.json")})
-            raise SpaceError(f"--space {name_or_path!r} is not known; known: {', '.join(known)}; or give a .toml file")
+            raise SpaceError(f"space={name_or_path!r} is not known; known: {', '.join(known)}; or give a .toml file")
     where = str(path.name)
     data = read_toml(path, "space file", SpaceError)
     unknown = set(data) - SPACE_KEYS

@@ -17,9 +17,7 @@ from pathlib import Path
 
 import optuna
 
-from explorer.platforms import get_platform
-from explorer.search import Budget, Settings, open_storage, run_search
-from explorer.space import load_space
+from explorer.search import Settings, plan_search, run_search
 
 TRIALS = 300
 OUT = Path(__file__).resolve().parent.parent / "reports" / "bench_samplers.md"
@@ -27,32 +25,15 @@ OUT = Path(__file__).resolve().parent.parent / "reports" / "bench_samplers.md"
 
 def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = load_space("resnet18")
-    v100 = get_platform("v100")
-    budget = Budget(flops=2e9, floor_flops=1.8e9)
     rows = []
     for sampler in ("tpe", "random", "nsga2", "cmaes"):  # gp needs PyTorch
         for where in ("sqlite", "memory"):
-            settings = Settings(
-                space="resnet18",
-                platform="v100",
-                dtype="float16",
-                batch=1,
-                traffic="seed",
-                budget_flops=2e9,
-                floor=0.9,
-                params=None,
-                objective=("throughput",),
-                sampler=sampler,
-                seed=0,
-                keep=space.keep,
-                align=space.align,
-                bottlenecks=True,
-            )
+            settings = Settings(dtype="float16", sampler=sampler, trials=TRIALS)
             with tempfile.TemporaryDirectory() as tmp:
-                storage = open_storage(f"sqlite:///{tmp}/study.db") if where == "sqlite" else None
+                storage = f"sqlite:///{tmp}/study.db" if where == "sqlite" else None
+                plan = plan_search("resnet18", "v100", 2e9, settings=settings, storage=storage, files=False)
                 start = time.monotonic()
-                result = run_search(space, settings, v100, budget, trials=TRIALS, storage=storage, stream=io.StringIO())
+                result = run_search(plan, stream=io.StringIO())
                 search_s = time.monotonic() - start
                 trials = result.study.trials
                 t0 = trials[0].datetime_start

@@ -23,8 +23,8 @@ from pathlib import Path
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 
-from explorer.batch import BatchScorer
-from explorer.roofline import analyze
+from explorer.cost.roofline import analyze
+from explorer.search.batch import BatchScorer
 from explorer.space import load_space
 
 ROOT = Path(__file__).resolve().parents[1]

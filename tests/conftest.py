@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from explorer.search import Settings
+from explorer.search import SearchPlan, Settings, plan_search
 from explorer.space import Space
 from explorer.spec import Arch, Op
 
@@ -58,26 +58,19 @@ def xla_primitive_flops(arch: Arch, primitives: tuple[str, ...] = ("conv_general
 
 @pytest.fixture(scope="session")
 def base_archs() -> dict[str, Arch]:
-    from explorer.archs import base_names, load_arch
+    from explorer.spec import base_names, load_arch
 
     return {name: load_arch(name) for name in base_names()}
 
 
-def settings_for(space: Space, **changes: object) -> Settings:
-    base = {
-        "space": space.name,
-        "platform": "v100",
-        "dtype": "float32",
-        "batch": 1,
-        "traffic": "seed",
-        "budget_flops": 2e9,
-        "floor": 0.9,
-        "params": None,
-        "objective": ("throughput",),
-        "sampler": "tpe",
-        "seed": 0,
-        "keep": space.keep,
-        "align": space.align,
-        "bottlenecks": True,
-    }
-    return Settings(**(base | changes))  # type: ignore[arg-type]
+def plan_for(
+    space: Space | str,
+    budget: float = 2e9,
+    platform: str = "v100",
+    params: float | None = None,
+    *,
+    storage: str | None = None,
+    **settings: Any,
+) -> SearchPlan:
+    """A search plan kept in memory (or in `storage`), through the one entry point every search uses."""
+    return plan_search(space, platform, budget, params, Settings(**settings), storage=storage, files=False)

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from explorer import ablate as A
-from explorer.archs import load_arch
-from explorer.batch import BatchScorer
+from explorer.ablate.run import sample_feasible
 from explorer.cli import main
-from explorer.roofline import analyze
+from explorer.cost.roofline import analyze
 from explorer.search import Budget
+from explorer.search.batch import BatchScorer
 from explorer.space import load_space
+from explorer.spec import load_arch
 
 H = W = 28
 CIN, COUT, REDUCE, K = 192, 32, 16, 5
@@ -110,7 +111,7 @@ def test_design_space_samples_meet_the_budget_and_score_like_analyze() -> None:
     space = load_space("resnet18")
     scorer = BatchScorer(space, "v100", "float16", check=0)
     budget = Budget(flops=2e9, floor_flops=1.8e9, params=8e6)
-    widths, reductions, scores, drawn, found = A.sample_feasible(scorer, budget, 300)
+    widths, reductions, scores, drawn, found = sample_feasible(scorer, budget, 300)
     assert len(widths) == 300 and drawn >= found >= 300
     assert np.all(scores.flops <= 2e9) and np.all(scores.flops >= 1.8e9) and np.all(scores.params <= 8e6)
     assert (reductions > 0).any()  # the space's bottlenecks are sampled too

@@ -19,22 +19,22 @@ PLATFORM = "[x]\npeak_tflop_per_s = { float32 = %s }\nbandwidth_gb_per_s = 900\n
 # (case, files to write, argv, text the one-line error must contain)
 CLI_CASES: list[tuple[str, dict[str, str], list[str], str]] = [
     # command-line values
-    ("budget unit", {}, ["--budget", "2GGFLOPs"], "--budget='2GGFLOPs': unit 'GFLOPs' is not understood"),
-    ("budget not a number", {}, ["--budget", "lots"], "--budget='lots' is not a quantity"),
-    ("budget zero", {}, ["--budget", "0"], "--budget='0' must be a positive, finite quantity"),
-    ("budget huge", {}, ["--budget", "1e400"], "--budget='1e400' must be a positive, finite quantity"),
+    ("budget unit", {}, ["--budget", "2GGFLOPs"], "--budget '2GGFLOPs': unit 'GFLOPs' is not understood"),
+    ("budget not a number", {}, ["--budget", "lots"], "--budget 'lots' is not a quantity"),
+    ("budget zero", {}, ["--budget", "0"], "--budget '0' must be a positive, finite quantity"),
+    ("budget huge", {}, ["--budget", "1e400"], "--budget '1e400' must be a positive, finite quantity"),
     ("budget below space", {}, ["--budget", "1MFLOPs"], "is below the smallest network the space can express"),
-    ("batch zero", {}, ["--budget", "2GFLOPs", "--batch", "0"], "--batch 0 must be >= 1"),
-    ("trials zero", {}, ["--budget", "2GFLOPs", "--trials", "0"], "--trials 0 must be >= 1"),
-    ("jobs zero", {}, ["--budget", "2GFLOPs", "--jobs", "0"], "--jobs 0 must be >= 1"),
+    ("batch zero", {}, ["--budget", "2GFLOPs", "--batch", "0"], "--batch 0 must be an integer >= 1"),
+    ("trials zero", {}, ["--budget", "2GFLOPs", "--trials", "0"], "--trials 0 must be an integer >= 1"),
+    ("jobs zero", {}, ["--budget", "2GFLOPs", "--jobs", "0"], "--jobs 0 must be an integer >= 1"),
     ("floor above 1", {}, ["--budget", "2GFLOPs", "--floor", "1.5"], "--floor 1.5 must be between 0 and 1"),
     ("keep reversed", {}, ["--budget", "2GFLOPs", "--keep", "0.9-0.5"], "--keep '0.9-0.5': need 0 < LOW <= HIGH"),
-    ("params unit", {}, ["--budget", "2GFLOPs", "--params", "5Mbytes"], "--params='5Mbytes': unit"),
+    ("params unit", {}, ["--budget", "2GFLOPs", "--params", "5Mbytes"], "--params '5Mbytes': unit"),
     ("unknown dtype", {}, ["score", "tiny", "--dtype", "fp64"], "dtype 'fp64' is not known; use one of"),
     ("unknown platform", {}, ["score", "tiny", "--platform", "v1000"], "(did you mean 'v100'?)"),
     ("dtype the platform lacks", {}, ["score", "tiny", "--platform", "t4", "--dtype", "tf32"], "has no tf32 peak"),
     ("peak without bandwidth", {}, ["score", "tiny", "--peak", "10T"], "--peak and --bandwidth go together"),
-    ("negative peak", {}, ["score", "tiny", "--peak=-5T", "--bandwidth", "1GB/s"], "--peak='-5T' is not a quantity"),
+    ("negative peak", {}, ["score", "tiny", "--peak=-5T", "--bandwidth", "1GB/s"], "--peak '-5T' is not a quantity"),
     ("unknown space", {}, ["--budget", "2GFLOPs", "--space", "resnet99"], "--space 'resnet99' is not known"),
     ("missing spec file", {}, ["score", "nothere.json"], "ARCH 'nothere.json': no such file"),
     ("report folder without study", {}, ["report", "."], "has no study.db"),
@@ -157,8 +157,8 @@ def test_cli_rejects_bad_input_in_one_line(
 
 def _api_cases() -> list[tuple[str, Callable[[], object], str]]:
     from explorer import analyze, get_platform, load_arch, load_space
-    from explorer.batch import BatchScorer
     from explorer.search import load_result
+    from explorer.search.batch import BatchScorer
     from explorer.spec import Arch, Conv
 
     tiny = load_arch("tiny")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from explorer.archs import load_arch
 from explorer.cli import main
-from explorer.roofline import analyze
+from explorer.cost.roofline import analyze
+from explorer.spec import load_arch
 
 
 def test_score_prints_layers_and_totals(capsys: pytest.CaptureFixture[str]) -> None:
@@ -53,8 +53,8 @@ def test_listings(capsys: pytest.CaptureFixture[str]) -> None:
         (["score", "resnet18", "--dtype", "fp8"], "dtype 'fp8' is not known"),
         (["score", "nope"], "ARCH 'nope' is not a known architecture"),
         (["score", "tiny", "--peak", "10T"], "--peak and --bandwidth go together"),
-        (["score", "tiny", "--peak", "ten", "--bandwidth", "1G"], "--peak='ten' is not a quantity"),
-        (["score", "tiny", "--batch", "0"], "--batch 0 must be >= 1"),
+        (["score", "tiny", "--peak", "ten", "--bandwidth", "1G"], "--peak 'ten' is not a quantity"),
+        (["score", "tiny", "--batch", "0"], "--batch 0 must be an integer >= 1"),
     ],
 )
 def test_errors_are_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

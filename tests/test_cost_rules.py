@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from conftest import single
-from explorer.cost import Counts
-from explorer.roofline import analyze
+from explorer.cost.roofline import analyze
+from explorer.cost.rules import Counts
 from explorer.spec import Act, Add, Arch, AvgPool, BatchNorm, Concat, Conv, Dense, Flatten, GlobalAvgPool, MaxPool
 
 

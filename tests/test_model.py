@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
+from explorer.cost.roofline import analyze
 from explorer.model import abstract_model, build_model, param_count
-from explorer.roofline import analyze
 from explorer.spec import Arch
 
 
@@ -56,7 +56,7 @@ def test_public_api_names() -> None:
 
 def test_searched_architectures_with_bottlenecks_build_with_the_analytic_param_count() -> None:
     """Every slot on, random widths: googlenet's inserted 1x1s sit beside its own '.reduce' convs."""
-    from explorer.batch import BatchScorer
+    from explorer.search.batch import BatchScorer
     from explorer.space import load_space
 
     for name in ("googlenet", "resnet50", "vgg16"):

@@ -21,11 +21,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import settings_for
-from explorer.batch import QUANTITIES, BatchScorer
-from explorer.platforms import get_platform
-from explorer.roofline import analyze
-from explorer.search import Budget, Scorer, make_objective, run_search, work
+from conftest import plan_for
+from explorer.cost.roofline import analyze
+from explorer.search import make_objective, run_search, work
+from explorer.search.batch import QUANTITIES, BatchScorer
 from explorer.space import load_space
 from explorer.spec import Act, Arch, AvgPool, BatchNorm, Conv, MaxPool, SpecError
 
@@ -83,8 +82,7 @@ def test_batch_exhaustive_optimum_of_tiny_matches_scalar_enumeration() -> None:
 
 def test_a_failing_trial_is_recorded_and_the_study_goes_on() -> None:
     space = load_space("tiny")
-    settings = settings_for(space, budget_flops=3e6)
-    scorer = Scorer(settings, get_platform("v100"), Budget(flops=3e6, floor_flops=0.0))
+    scorer = plan_for(space, 3e6).scorer()
     study = optuna.create_study(direction="maximize")
     good = make_objective(space, scorer)
 
@@ -168,16 +166,7 @@ def test_jobs_on_a_journal_file_stop_at_the_total(tmp_path: Path) -> None:
     space = load_space("tiny")
     journal = str(tmp_path / "study.log")
     with open(os.devnull, "w") as quiet:
-        result = run_search(
-            space,
-            settings_for(space, budget_flops=3e6),
-            get_platform("v100"),
-            Budget(flops=3e6, floor_flops=2.7e6),
-            trials=45,
-            storage=journal,
-            jobs=3,
-            stream=quiet,
-        )
+        result = run_search(plan_for(space, 3e6, storage=journal, trials=45, jobs=3), stream=quiet)
     trials = result.study.trials
     assert len(trials) == 45 and all(t.state.name == "COMPLETE" for t in trials)
     assert len({t.user_attrs["worker"] for t in trials}) >= 2

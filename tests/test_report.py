@@ -14,13 +14,14 @@ from typing import Any
 import matplotlib
 import pytest
 
-from explorer import figures as F
-from explorer.archs import load_arch
 from explorer.cli import main
-from explorer.platforms import get_platform
+from explorer.cost.platforms import get_platform
+from explorer.cost.roofline import analyze
+from explorer.report import figures as F
 from explorer.report import score_report, search_report, write_report
-from explorer.roofline import analyze
+from explorer.report import search_figures as SF
 from explorer.search import SearchError, SearchResult, load_result
+from explorer.spec import load_arch
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -59,7 +60,7 @@ def test_pareto_front_equals_brute_force_over_trials_csv(
     run_dir: Path, result: SearchResult, x: str, y: str, sx: int, sy: int
 ) -> None:
     rows = trials_csv(run_dir)
-    info = F.pareto_info(result, x, y)
+    info = SF.pareto_info(result, x, y)
     assert len(info.points) == len(rows)
     assert sum(p.feasible for p in info.points) == sum(r["feasible"] == "True" for r in rows)
     expected = brute_force_front(rows, x, y, sx, sy)
@@ -67,7 +68,7 @@ def test_pareto_front_equals_brute_force_over_trials_csv(
 
 
 def test_pareto_marks_and_budget_lines(result: SearchResult) -> None:
-    info = F.pareto_info(result, "flops", "attainable_flops_per_s")
+    info = SF.pareto_info(result, "flops", "attainable_flops_per_s")
     assert dict(info.x_limits) == {"FLOPs budget": 2e9, "floor": result.budget.floor_flops}
     marks = {m.label.split(" x")[0]: m for m in info.marks}
     assert result.best is not None
@@ -97,7 +98,7 @@ def test_roofline_points_are_the_analyzers_layers(result: SearchResult) -> None:
 
 
 def test_channel_profile_matches_the_written_best_spec(run_dir: Path, result: SearchResult) -> None:
-    info = F.channel_info(result)
+    info = SF.channel_info(result)
     summary = json.loads((run_dir / "summary.json").read_text())
     base = {op.name: op.out for op in load_arch("resnet18").ops if getattr(op, "out", None)}
     assert [r.op for r in info.rows] == list(base)
@@ -108,7 +109,7 @@ def test_channel_profile_matches_the_written_best_spec(run_dir: Path, result: Se
 
 
 def test_progress_best_so_far_ends_at_the_best(result: SearchResult) -> None:
-    info = F.progress_info(result)
+    info = SF.progress_info(result)
     assert info.maximize and info.objective == "throughput"
     values = [v for _, v in info.best_so_far]
     assert values == sorted(values)
@@ -121,7 +122,7 @@ def trials_csv_numbers(result: SearchResult) -> list[int]:
 
 
 def test_importances_rank_searched_parameters(result: SearchResult) -> None:
-    info = F.importance_info(result.study, "throughput")
+    info = SF.importance_info(result.study, "throughput")
     assert info is not None
     names = {n for t in result.study.trials for n in t.params}
     assert {n for n, _ in info.importances} <= names

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import single
-from explorer.platforms import catalog, get_platform
-from explorer.roofline import analyze, roof
+from explorer.cost.platforms import catalog, get_platform
+from explorer.cost.roofline import analyze, roof
 from explorer.spec import Conv, Dense
 
 

@@ -9,13 +9,12 @@ from pathlib import Path
 import optuna
 import pytest
 
-from conftest import settings_for
-from explorer.archs import load_arch
+from conftest import plan_for
 from explorer.cli import main
-from explorer.platforms import get_platform
-from explorer.roofline import analyze
+from explorer.cost.roofline import analyze
 from explorer.search import Budget, Scorer, SearchError, parse_budget, parse_params, run_search
 from explorer.space import Space, load_space
+from explorer.spec import load_arch
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -43,7 +42,7 @@ def test_budget_reading_states_the_mac_conversion() -> None:
 
 @pytest.mark.parametrize("text", ["", "two", "-2GFLOPs", "0", "2GB", "2 GFLOPS/s"])
 def test_bad_budget_strings(text: str) -> None:
-    with pytest.raises(ValueError, match="--budget"):
+    with pytest.raises(ValueError, match="budget="):
         parse_budget(text)
 
 
@@ -78,11 +77,10 @@ def test_default_search_finds_the_exact_optimum_of_an_enumerable_space() -> None
     space = load_space("tiny")  # 4,160 architectures
     assert space.size() == 4160
     budget_flops = 3e6
-    settings = settings_for(space, budget_flops=budget_flops, platform="t4", dtype="float16")
-    budget = Budget(flops=budget_flops, floor_flops=0.9 * budget_flops)
-    scorer = Scorer(settings, get_platform("t4"), budget)
-    optimum = enumerate_best(space, scorer)
-    result = run_search(space, settings, get_platform("t4"), budget)  # default trial count
+    plan = plan_for(space, budget_flops, "t4", dtype="float16")
+    assert plan.budget == Budget(flops=budget_flops, floor_flops=0.9 * budget_flops)
+    optimum = enumerate_best(space, plan.scorer())
+    result = run_search(plan)  # default trial count
     assert result.best is not None
     assert result.best.values[0] >= 0.99 * optimum
 
@@ -90,9 +88,7 @@ def test_default_search_finds_the_exact_optimum_of_an_enumerable_space() -> None
 def test_search_beats_the_best_uniform_multiplier_on_v100_fp16() -> None:
     """ResNet-18, 2 GFLOPs, V100 tensor cores: per-layer widths and bottlenecks beat one multiplier."""
     space = load_space("resnet18")
-    settings = settings_for(space, dtype="float16")
-    budget = Budget(flops=2e9, floor_flops=1.8e9)
-    result = run_search(space, settings, get_platform("v100"), budget, trials=200)
+    result = run_search(plan_for(space, dtype="float16", trials=200))
     assert result.best is not None and result.uniform is not None
     assert result.best.feasible and result.uniform.feasible
     assert result.best.result.flops <= 2e9
@@ -101,16 +97,16 @@ def test_search_beats_the_best_uniform_multiplier_on_v100_fp16() -> None:
 
 def test_same_seed_same_best() -> None:
     space = load_space("resnet18")
-    budget = Budget(flops=2e9, floor_flops=1.8e9)
-    runs = [run_search(space, settings_for(space), get_platform("v100"), budget, trials=40) for _ in range(2)]
+    runs = [run_search(plan_for(space, trials=40)) for _ in range(2)]
     assert runs[0].best is not None
     assert runs[0].best.arch.ops == runs[1].best.arch.ops  # type: ignore[union-attr]
 
 
 def test_infeasible_trials_are_recorded_as_such() -> None:
     space = load_space("resnet18")
-    budget = Budget(flops=2e9, floor_flops=1.8e9, params=5e6)
-    result = run_search(space, settings_for(space, params=5e6), get_platform("v100"), budget, trials=40)
+    plan = plan_for(space, params=5e6, trials=40)
+    assert plan.budget == Budget(flops=2e9, floor_flops=1.8e9, params=5e6)
+    result = run_search(plan)
     complete = result.study.trials
     assert len(complete) == 40
     for t in complete:
@@ -125,12 +121,9 @@ def test_infeasible_trials_are_recorded_as_such() -> None:
 def test_study_with_other_settings_is_refused(tmp_path: Path) -> None:
     space = load_space("tiny")
     storage = f"sqlite:///{tmp_path / 's.db'}"
-    budget = Budget(flops=3e6, floor_flops=0)
-    run_search(space, settings_for(space, budget_flops=3e6), get_platform("v100"), budget, trials=3, storage=storage)
+    run_search(plan_for(space, 3e6, trials=3, storage=storage))
     with pytest.raises(SearchError, match="exists with different settings"):
-        run_search(
-            space, settings_for(space, budget_flops=4e6), get_platform("v100"), budget, trials=3, storage=storage
-        )
+        run_search(plan_for(space, 4e6, trials=3, storage=storage))
 
 
 def test_main_command_writes_a_spec_that_scores_the_same(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -160,7 +153,7 @@ def test_main_command_writes_a_spec_that_scores_the_same(tmp_path: Path, capsys:
         (["--budget", "2GFLOPs", "--params", "1M"], "is below the smallest network of the space"),
         (["--budget", "2GFLOPs", "--sampler", "annealing"], "--sampler 'annealing' is not known"),
         (["--budget", "2GFLOPs", "--space", "resnet99"], "--space 'resnet99' is not known"),
-        (["--budget", "0"], "--budget='0' must be a positive"),
+        (["--budget", "0"], "--budget '0' must be a positive"),
         (["--budget", "2GFLOPs", "--objective", "speed"], "--objective 'speed'"),
         (["--budget", "2GFLOPs", "--keep", "0.9-0.5"], "--keep '0.9-0.5'"),
         (["--platform", "v100"], "--budget is required"),
@@ -189,9 +182,7 @@ def test_space_file_errors_name_file_and_key(tmp_path: Path) -> None:
 
 def test_two_objectives_store_the_pareto_front() -> None:
     space = load_space("resnet18")
-    settings = settings_for(space, objective=("throughput", "params"), sampler="nsga2")
-    budget = Budget(flops=2e9, floor_flops=1.8e9)
-    result = run_search(space, settings, get_platform("v100"), budget, trials=60)
+    result = run_search(plan_for(space, objective=("throughput", "params"), sampler="nsga2", trials=60))
     feasible = [t for t in result.study.trials if t.user_attrs["metrics"]["feasible"]]
     points = {t.number: (t.values[0], -t.values[1]) for t in feasible}  # both maximised
 
@@ -206,8 +197,7 @@ def test_two_objectives_store_the_pareto_front() -> None:
 @pytest.mark.parametrize("sampler", ["tpe", "random", "nsga2", "cmaes"])
 def test_every_sampler_runs_and_keeps_the_budget(sampler: str) -> None:
     space = load_space("resnet18")
-    budget = Budget(flops=2e9, floor_flops=1.8e9)
-    result = run_search(space, settings_for(space, sampler=sampler), get_platform("v100"), budget, trials=30)
+    result = run_search(plan_for(space, sampler=sampler, trials=30))
     assert len(result.study.trials) == 30
     if result.best is not None:
         assert 1.8e9 <= result.best.result.flops <= 2e9

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from explorer.archs import load_arch
-from explorer.spec import Add, Arch, Concat, Conv, Dense, GlobalAvgPool, SpecError, arch_from_dict, dump_arch
+from explorer.spec import Add, Arch, Concat, Conv, Dense, GlobalAvgPool, SpecError, arch_from_dict, dump_arch, load_arch
 
 
 def test_output_size_formula() -> None:

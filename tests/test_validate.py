@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from explorer.archs import load_arch
-from explorer.calibrate import calibrated_latency_s, class_times_s, efficiency_of, nearest_catalog_entry
 from explorer.cli import main
-from explorer.measure import layer_class
-from explorer.platforms import get_platform
-from explorer.roofline import analyze
-from explorer.spec import Act, BatchNorm, Conv, Dense, GlobalAvgPool, MaxPool
-from explorer.validate import Row, kind_factors, rank_stats
+from explorer.cost.platforms import get_platform
+from explorer.cost.roofline import analyze
+from explorer.measure.calibrate import calibrated_latency_s, class_times_s, efficiency_of, nearest_catalog_entry
+from explorer.cost.rules import layer_class
+from explorer.measure.validate import Row, kind_factors, rank_stats
+from explorer.spec import Act, BatchNorm, Conv, Dense, GlobalAvgPool, MaxPool, load_arch
 
 
 def test_rank_statistics_against_hand_values() -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import single, xla_primitive_flops
+from explorer.cost.roofline import analyze
 from explorer.model import xla_cost
-from explorer.roofline import analyze
 from explorer.spec import Act, Arch, BatchNorm, Conv, Dense
 
 CONVS = {

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from explorer.conventions import FLOPS_PER_MAC, TRAFFIC_MODELS, canonical_dtype
-from explorer.cost import Counts, layer_counts, make_context
-from explorer.platforms import Platform, get_platform
+from explorer.cost.platforms import Platform, get_platform
+from explorer.cost.rules import Counts, layer_counts, make_context
 from explorer.spec import Arch, Shape
 
 Bound = Literal["compute", "memory", "none"]

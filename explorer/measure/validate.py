@@ -12,21 +12,19 @@ roofline (labelled "calibrated").
 
 from __future__ import annotations
 
-import json
-import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from explorer.calibrate import calibrated_latency_s, class_times_s, efficiency_of
-from explorer.measure import LAYER_CLASSES, device_name, forward_latency_s
-from explorer.platforms import Platform
-from explorer.roofline import analyze
+from explorer.cost.platforms import Platform
+from explorer.cost.roofline import analyze
+from explorer.cost.rules import LAYER_CLASSES
+from explorer.measure.calibrate import calibrated_latency_s, class_times_s, efficiency_of
+from explorer.measure.timing import device_name, forward_latency_s
 from explorer.spec import Arch, Conv, Dense
 from explorer.units import si
 
@@ -114,9 +112,9 @@ def choose_archs(
     space_name: str, n: int, seed: int, bases: Sequence[str], keep: tuple[float, float] = (0.25, 1.0)
 ) -> list[tuple[str, str, Arch]]:
     """`n` random variants of a space (widths in `keep`, bottlenecks on with probability 0.3) and base networks."""
-    from explorer.archs import load_arch
-    from explorer.batch import BatchScorer
+    from explorer.search.batch import BatchScorer
     from explorer.space import load_space
+    from explorer.spec import load_arch
 
     space = load_space(space_name, keep=keep)
     scorer = BatchScorer(space, check=0)
@@ -209,135 +207,3 @@ def validate(
         wall_s=time.monotonic() - start,
         layers=rank_stats([r.layers_s for r in rows], measured) if per_layer else None,  # type: ignore[misc]
     )
-
-
-def write_outputs(v: Validation, out: Path) -> list[Path]:
-    from explorer import figures as F
-    from explorer.report import Heading, Items, Picture, Table, Text, write_report
-
-    out.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "platform": v.platform.to_dict(),
-        "device": v.device,
-        "batch": v.batch,
-        "traffic": v.traffic,
-        "repeats": v.repeats,
-        "roofline": asdict(v.roofline),
-        "calibrated": asdict(v.calibrated) if v.calibrated else None,
-        "flops_only": asdict(v.flops),
-        "kind_factors": v.kind_factors,
-        "isolated_layers": asdict(v.layers) if v.layers else None,
-        "rows": [asdict(r) | {"ratio": r.ratio, "calibrated_ratio": r.calibrated_ratio} for r in v.rows],
-        "wall_s": v.wall_s,
-    }
-    (out / "validation.json").write_text(json.dumps(payload, indent=1) + "\n")
-    header = ["architecture", "group", "FLOPs/sample", "params", "measured", "roofline", "roofline / measured"]
-    if v.calibrated:
-        header += ["calibrated", "calibrated / measured"]
-    lines = [
-        ",".join(
-            ["label", "group", "flops", "params", "measured_s", "predicted_s", "calibrated_s", "layers_s", "compile_s"]
-        )
-    ]
-    rows = []
-    for r in v.rows:
-        lines.append(
-            f"{r.label},{r.group},{r.flops:.0f},{r.params},{r.measured_s:.6g},{r.predicted_s:.6g},"
-            f"{'' if r.calibrated_s is None else f'{r.calibrated_s:.6g}'},"
-            f"{'' if r.layers_s is None else f'{r.layers_s:.6g}'},{r.compile_s:.3g}"
-        )
-        row = [
-            r.label,
-            r.group,
-            si(r.flops),
-            si(r.params),
-            si(r.measured_s, "s"),
-            si(r.predicted_s, "s"),
-            f"{r.ratio:.2f}",
-        ]
-        if v.calibrated:
-            row += [si(r.calibrated_s or 0, "s"), f"{r.calibrated_ratio:.2f}"]
-        rows.append(row)
-    (out / "validation.csv").write_text("\n".join(lines) + "\n")
-
-    def stat_row(name: str, s: Stats) -> tuple[str, ...]:
-        return (
-            name,
-            str(s.n),
-            f"{s.spearman:.3f}",
-            f"{s.kendall:.3f}",
-            f"{s.median_ratio:.2f}",
-            f"{s.median_abs_error:.0%}",
-        )
-
-    stat_rows = [stat_row("roofline (analytic)", v.roofline)]
-    if v.calibrated:
-        stat_rows.append(stat_row("roofline x per-kind efficiency (calibrated)", v.calibrated))
-    stat_rows.append(stat_row("FLOPs alone (FLOPs / peak)", v.flops))
-    if v.layers:
-        stat_rows.append(stat_row("sum of conv/dense layers timed alone (measured, not a model)", v.layers))
-    eff = efficiency_of(v.platform)
-    kinds = [
-        (
-            k,
-            f"{eff[k]:.3f}" if k in eff else "-",
-            f"{v.kind_factors[k]:.2f}" if k in v.kind_factors else "-",
-            f"{statistics.median(r.class_s.get(k, 0) / r.predicted_s for r in v.rows):.0%}",
-        )
-        for k in LAYER_CLASSES
-    ]
-    blocks: list[Any] = [
-        Heading(f"Validation on {v.device}: predicted vs measured forward latency"),
-        Items(
-            (
-                (
-                    "platform",
-                    f"{v.platform.name} [{v.platform.key}]: peak {si(v.platform.peak('float32'), 'FLOP/s')} "
-                    f"float32, bandwidth {si(v.platform.bandwidth_bytes_per_s, 'B/s')}, "
-                    f"ridge {v.platform.ridge_flops_per_byte('float32'):.1f} FLOP/byte",
-                ),
-                ("source", v.platform.source or "-"),
-                ("set", f"{len(v.rows)} architectures: " + ", ".join(sorted({r.group for r in v.rows}))),
-                (
-                    "measurement",
-                    f"jitted Flax forward pass, batch {v.batch}, median of {v.repeats} runs after "
-                    "2 warm-up runs, block_until_ready",
-                ),
-                (
-                    "prediction",
-                    f"roofline latency (sum of per-layer max(FLOPs / peak, bytes / bandwidth)), traffic '{v.traffic}'",
-                ),
-                ("wall time", f"{v.wall_s:.0f} s"),
-            )
-        ),
-        Heading("How well the predictions rank and size the set"),
-        Table(
-            (
-                "prediction",
-                "n",
-                "Spearman",
-                "Kendall tau",
-                "median predicted / measured",
-                "median |predicted / measured - 1|",
-            ),
-            tuple(stat_rows),
-            frozenset(range(1, 6)),
-        ),
-        Picture("validation", "Predicted vs measured latency per architecture (log-log); the line is y = x."),
-        Heading("Where predictions miss, per layer kind"),
-        Text(
-            "Efficiency: roofline-predicted / measured time of single layers of that kind (from calibration). "
-            "NNLS factor: measured latency fitted as the sum over kinds of factor x predicted time of that kind; "
-            "a factor above 1 means that kind runs slower than the roofline says, near 0 that it hides in others "
-            "(fusion). Share: median share of predicted time."
-        ),
-        Table(
-            ("layer kind", "efficiency (calibration)", "NNLS factor (this set)", "share of predicted time"),
-            tuple(kinds),
-            frozenset({1, 2, 3}),
-        ),
-        Heading("Per architecture"),
-        Table(tuple(header), tuple(map(tuple, rows)), frozenset(range(2, len(header)))),
-    ]
-    makers = {"validation": lambda: F.render(F.draw_validation, [F.validation_info(v)], (7, 6))}
-    return [out / "validation.json", out / "validation.csv", *write_report(blocks, makers, out)]

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from explorer.platforms import Platform, get_platform
-from explorer.roofline import Analysis, analyze
+from explorer.cost.platforms import Platform, get_platform
+from explorer.cost.roofline import Analysis, analyze
 from explorer.space import Space
 from explorer.spec import bottleneck_names
 

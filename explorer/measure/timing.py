@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from explorer.spec import Arch, Conv, Dense, GlobalAvgPool, Op, Pool
+from explorer.spec import Arch
 
 
 def median_time_s(run: Callable[[], Any], repeats: int, warmup: int = 2) -> float:
@@ -123,23 +123,6 @@ def forward_latency_s(arch: Arch, batch: int, repeats: int, dtype: str = "float3
 
 
 # ---------------------------------------------------------------- per-kind efficiency
-
-LAYER_CLASSES = ("conv", "conv1x1", "depthwise", "dense", "pool", "elementwise")
-
-
-def layer_class(op: Op, in_channels: int | None = None) -> str:
-    """The efficiency class of a primitive op."""
-    if isinstance(op, Conv):
-        if op.groups == 0 or (in_channels is not None and op.groups == in_channels and op.groups > 1):
-            return "depthwise"
-        kernel = op.kernel if isinstance(op.kernel, int) else max(op.kernel)
-        return "conv1x1" if kernel == 1 else "conv"
-    if isinstance(op, Dense):
-        return "dense"
-    if isinstance(op, Pool | GlobalAvgPool):
-        return "pool"
-    return "elementwise"
-
 
 # Representative single layers per class (input shape, op fields): typical ImageNet-CNN shapes.
 MICRO: dict[str, list[tuple[tuple[int, ...], dict[str, Any]]]] = {

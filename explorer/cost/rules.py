@@ -38,7 +38,9 @@ ACT_FLOPS_PER_ELEMENT: Final[dict[str, int]] = {
     "relu6": 1,  # one clamp
     "sigmoid": 3,  # negate, add 1, divide (+1 transcendental exp, not a FLOP)
     "silu": 4,  # sigmoid, then multiply (+1 transcendental)
+    "tanh": 0,  # one transcendental and no FLOP, as XLA counts it
 }
+"""Per-element FLOPs of each activation of `explorer.spec.ACTIVATIONS` (XLA's counts)."""
 BN_FLOPS_PER_ELEMENT: Final[int] = 3  # subtract mean, multiply by folded scale, add shift
 BN_FLOPS_PER_CHANNEL: Final[int] = 2  # fold: var + eps, gamma x rsqrt(.) (+1 transcendental)
 
@@ -174,10 +176,14 @@ def bn_rule(op: BatchNorm, node: Node, ctx: Context) -> Work:
 
 @rule(Act)
 def act_rule(op: Act, node: Node, ctx: Context) -> Work:
-    """A fixed cost per element; run in place."""
-    return Work(
-        elementwise_flops=ACT_FLOPS_PER_ELEMENT[op.fn] * _elements(node.output_shape) * ctx.batch, moves="inplace"
-    )
+    """A fixed cost per element (ACT_FLOPS_PER_ELEMENT); run in place."""
+    try:
+        per_element = ACT_FLOPS_PER_ELEMENT[op.fn]
+    except KeyError:
+        raise ValueError(
+            f"op {op.name!r} (act): fn={op.fn!r} has no cost rule; rules exist for: {', '.join(ACT_FLOPS_PER_ELEMENT)}"
+        ) from None
+    return Work(elementwise_flops=per_element * _elements(node.output_shape) * ctx.batch, moves="inplace")
 
 
 @rule(MaxPool)
@@ -216,6 +222,45 @@ def concat_rule(op: Concat, node: Node, ctx: Context) -> Work:
 def flatten_rule(op: Flatten, node: Node, ctx: Context) -> Work:
     """No arithmetic and no traffic: a reshape is a view."""
     return Work(moves="view")
+
+
+# ---------------------------------------------------------------- efficiency classes
+
+LAYER_CLASSES = ("conv", "conv1x1", "depthwise", "dense", "pool", "elementwise")
+"""Kinds of kernel whose efficiency (share of the roofline reached) is measured and corrected apart."""
+
+
+def _conv_class(op: Op, in_channels: int | None) -> str:
+    assert isinstance(op, Conv)
+    if op.groups == 0 or (in_channels is not None and op.groups == in_channels and op.groups > 1):
+        return "depthwise"
+    return "conv1x1" if max(pair(op.kernel)) == 1 else "conv"
+
+
+EFFICIENCY_CLASS: dict[type[Op], Callable[[Op, int | None], str]] = {
+    Conv: _conv_class,
+    Dense: lambda op, cin: "dense",
+    MaxPool: lambda op, cin: "pool",
+    AvgPool: lambda op, cin: "pool",
+    GlobalAvgPool: lambda op, cin: "pool",
+    BatchNorm: lambda op, cin: "elementwise",
+    Act: lambda op, cin: "elementwise",
+    Add: lambda op, cin: "elementwise",
+    Concat: lambda op, cin: "elementwise",  # a copy: bandwidth-bound like element-wise ops
+    Flatten: lambda op, cin: "elementwise",  # a view: no time of its own
+}
+"""The efficiency class of each op kind (one of LAYER_CLASSES), keyed by op class."""
+
+
+def layer_class(op: Op, in_channels: int | None = None) -> str:
+    """The efficiency class of a primitive op (`in_channels` tells a grouped conv that is depthwise)."""
+    try:
+        return EFFICIENCY_CLASS[type(op)](op, in_channels)
+    except KeyError:
+        raise ValueError(
+            f"op kind {op.kind!r} has no efficiency class; classes exist for: "
+            f"{', '.join(k.kind for k in EFFICIENCY_CLASS)}"
+        ) from None
 
 
 def layer_counts(node: Node, ctx: Context, traffic: str) -> Counts:

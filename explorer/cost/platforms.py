@@ -43,7 +43,7 @@ class Platform:
         name = canonical_dtype(dtype)
         if name not in self.peak_flops_per_s:
             have = ", ".join(self.peak_flops_per_s)
-            raise PlatformError(f"platform {self.key!r} has no {name} peak (it has: {have}); choose --dtype from those")
+            raise PlatformError(f"platform {self.key!r} has no {name} peak (it has: {have}); choose `dtype` from those")
         return self.peak_flops_per_s[name]
 
     def ridge_flops_per_byte(self, dtype: str) -> float:
@@ -142,21 +142,21 @@ def get_platform(name: str | Platform) -> Platform:
     path = Path(name)
     if path.suffix == ".toml" or path.exists():
         if not path.exists():
-            raise PlatformError(f"--platform {name!r}: no such file")
+            raise PlatformError(f"platform={name!r}: no such file")
         found = load_platform_file(path)
         return next(iter(found.values()))
     match = difflib.get_close_matches(name, list(known), n=1)
     hint = f" (did you mean {match[0]!r}?)" if match else ""
-    raise PlatformError(f"--platform {name!r} is not known{hint}; known: {', '.join(known)}; or give a .toml file")
+    raise PlatformError(f"platform={name!r} is not known{hint}; known: {', '.join(known)}; or give a .toml file")
 
 
 def custom_platform(
     *, peak_flops_per_s: float, bandwidth_bytes_per_s: float, dtype: str = "float32", name: str = "custom"
 ) -> Platform:
     """A one-dtype platform from two numbers (the `--peak`/`--bandwidth` flags)."""
-    for what, value in (("peak", peak_flops_per_s), ("bandwidth", bandwidth_bytes_per_s)):
+    for what, value in (("peak_flops_per_s", peak_flops_per_s), ("bandwidth_bytes_per_s", bandwidth_bytes_per_s)):
         if not value > 0:
-            raise PlatformError(f"--{what} {value!r} must be positive")
+            raise PlatformError(f"{what}={value!r} must be positive")
     return Platform(
         key=name,
         name=name,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from explorer.conventions import FLOPS_PER_MAC, TRAFFIC_MODELS
-from explorer.platforms import Platform
-from explorer.roofline import Analysis
+from explorer.cost.platforms import Platform
+from explorer.cost.roofline import Analysis
 from explorer.units import si
 
 

@@ -19,19 +19,18 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from explorer.measure import (
-    LAYER_CLASSES,
+from explorer.cost.platforms import Platform, catalog
+from explorer.cost.roofline import Analysis, analyze
+from explorer.cost.rules import LAYER_CLASSES, layer_class
+from explorer.measure.timing import (
     MICRO,
     Sample,
     bandwidth_bytes_per_s,
     device_name,
     forward_latency_s,
-    layer_class,
     matmul_flops_per_s,
     micro_arch,
 )
-from explorer.platforms import Platform, catalog
-from explorer.roofline import Analysis, analyze
 from explorer.units import si
 
 FULL = {"sizes": (1024, 2048, 4096), "bandwidth_mb": 512, "repeats": 7}
@@ -46,8 +45,6 @@ class Calibration:
     matmul: dict[str, list[Sample]]
     bandwidth: list[Sample]
     efficiency: dict[str, float] = field(default_factory=dict)
-    efficiency_samples: list[tuple[str, str, float, float]] = field(default_factory=list)
-    """(class, layer, predicted s, measured s)."""
 
     @property
     def peak_flops_per_s(self) -> dict[str, float]:
@@ -102,16 +99,10 @@ def calibrate(
                 arch = micro_arch(cls, index)
                 predicted = analyze(arch, platform, dtype, batch, "rw").latency_s
                 measured, _ = forward_latency_s(arch, batch, plan["repeats"] * 3, dtype)
-                cal.efficiency_samples.append((cls, _shape_text(arch), predicted, measured))
                 ratios.append(predicted / measured)
             cal.efficiency[cls] = statistics.median(ratios)
             print(f"  efficiency {cls}: {cal.efficiency[cls]:.2f} of the roofline", file=stream, flush=True)
     return cal
-
-
-def _shape_text(arch: Any) -> str:
-    node = arch.nodes[-1]
-    return f"{'x'.join(map(str, node.input_shapes[0]))} -> {'x'.join(map(str, node.output_shape))}"
 
 
 def nearest_catalog_entry(platform: Platform, dtype: str = "float32") -> tuple[Platform, float]:

@@ -1,0 +1,163 @@
+"""Figures of an ablation: one bar per cell, every cell on its platform's roofline, design-space EDFs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+from explorer.ablate.grid import cell_label
+from explorer.cost.platforms import get_platform
+from explorer.report.figures import BOUND_COLORS, RooflinePoint, draw_roofs
+from explorer.search.metrics import COLUMN
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from explorer.ablate.run import AblationResult, EdfResult
+
+
+class CellBar(NamedTuple):
+    label: str
+    value: float | None
+    """None: no feasible architecture in this cell."""
+    bound: str
+
+
+class CellsInfo(NamedTuple):
+    title: str
+    metric: str
+    unit: str
+    bars: tuple[CellBar, ...]
+    reference: int
+
+
+def cells_info(result: AblationResult, metric: str = "attainable_flops_per_s") -> CellsInfo:
+    bars = []
+    for r in result.rows:
+        share = r.get("memory_bound_share")
+        bound = "none" if share is None else ("memory" if share >= 0.5 else "compute")
+        bars.append(CellBar(cell_label(r["cell"], result.ablation), r.get(metric), bound))
+    unit = COLUMN[metric].unit
+    return CellsInfo(result.ablation.name, metric, unit, tuple(bars), result.reference)
+
+
+def draw_cells(info: CellsInfo, ax: Axes) -> None:
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import EngFormatter
+
+    index = range(len(info.bars))
+    ax.bar(
+        index,
+        [b.value or 0.0 for b in info.bars],
+        color=[BOUND_COLORS[b.bound] for b in info.bars],
+        edgecolor=["black" if i == info.reference else "none" for i in index],
+    )
+    reference = info.bars[info.reference].value if info.bars else None
+    if reference:
+        ax.axhline(reference, color="black", ls="--", lw=1)
+    ax.set_xticks(list(index), [b.label.replace(", ", "\n") for b in info.bars], fontsize=7)
+    ax.yaxis.set_major_formatter(EngFormatter(unit=info.unit))
+    ax.set_ylabel(f"{info.metric} ({info.unit})")
+    ax.set_title(f"{info.title}: {info.metric} per cell")
+    ax.legend(
+        handles=[
+            Patch(color=BOUND_COLORS["compute"], label="compute-bound time >= 50%"),
+            Patch(color=BOUND_COLORS["memory"], label="memory-bound time >= 50%"),
+        ],
+        fontsize=7,
+    )
+
+
+class Roof(NamedTuple):
+    label: str
+    peak_flops_per_s: float
+    bandwidth_bytes_per_s: float
+
+
+class CellsRooflineInfo(NamedTuple):
+    roofs: tuple[Roof, ...]
+    points: tuple[RooflinePoint, ...]
+    roof_of_point: tuple[int, ...]
+
+
+def cells_roofline_info(result: AblationResult) -> CellsRooflineInfo:
+    roofs: list[Roof] = []
+    points, owners = [], []
+    for r in result.rows:
+        if "intensity" not in r:
+            continue
+        cell = r["cell"]
+        platform = get_platform(cell["platform"])
+        roof = Roof(f"{platform.key} {cell['dtype']}", platform.peak(cell["dtype"]), platform.bandwidth_bytes_per_s)
+        if roof not in roofs:
+            roofs.append(roof)
+        owners.append(roofs.index(roof))
+        bound = "memory" if r["memory_bound_share"] >= 0.5 else "compute"
+        points.append(
+            RooflinePoint(
+                cell_label(cell, result.ablation),
+                "model",
+                r["intensity"],
+                r["attainable_flops_per_s"],
+                bound,
+                r["flops"],
+            )
+        )
+    return CellsRooflineInfo(tuple(roofs), tuple(points), tuple(owners))
+
+
+def draw_cells_roofline(info: CellsRooflineInfo, ax: Axes) -> None:
+    from matplotlib.ticker import EngFormatter, NullFormatter
+
+    xs = [p.intensity_flops_per_byte for p in info.points] + [
+        r.peak_flops_per_s / r.bandwidth_bytes_per_s for r in info.roofs
+    ]
+    colors = [f"C{i}" for i in range(10)]
+    styles = [{"color": colors[k % 10], "lw": 1.2, "label": f"roof {roof.label}"} for k, roof in enumerate(info.roofs)]
+    low, high = draw_roofs(
+        ax, xs, [(r.peak_flops_per_s, r.bandwidth_bytes_per_s, s) for r, s in zip(info.roofs, styles, strict=True)]
+    )
+    labels: dict[tuple[float, float, int], list[str]] = {}
+    for point, owner in zip(info.points, info.roof_of_point, strict=True):
+        labels.setdefault((point.intensity_flops_per_byte, point.attainable_flops_per_s, owner), []).append(point.label)
+    for (x, y, owner), names in labels.items():
+        ax.scatter([x], [y], color=colors[owner % 10], edgecolor="black", zorder=5, s=36)
+        ax.annotate(" = ".join(names), (x, y), fontsize=6, xytext=(4, -8), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(low, high)
+    ax.set_xlabel("arithmetic intensity of the whole model (FLOP/byte)")
+    ax.set_ylabel("attainable (FLOP/s), total FLOPs / per-layer roofline latency")
+    ax.yaxis.set_major_formatter(EngFormatter(unit="FLOP/s"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.legend(fontsize=7, loc="lower right")
+
+
+class EdfCurve(NamedTuple):
+    label: str
+    values: tuple[float, ...]
+    """Sorted metric values of the sampled feasible architectures."""
+
+
+class EdfInfo(NamedTuple):
+    metric: str
+    unit: str
+    curves: tuple[EdfCurve, ...]
+
+
+def edf_info(edf: EdfResult) -> EdfInfo:
+    return EdfInfo(edf["metric"], edf["unit"], tuple(EdfCurve(c["label"], tuple(c["sorted"])) for c in edf["curves"]))
+
+
+def draw_edf(info: EdfInfo, ax: Axes) -> None:
+    from matplotlib.ticker import EngFormatter
+
+    for curve in info.curves:
+        n = len(curve.values)
+        if n:
+            ax.step(curve.values, [(i + 1) / n for i in range(n)], where="post", lw=1.8, label=f"{curve.label} (n={n})")
+    ax.set_xlabel(f"{info.metric} ({info.unit})")
+    ax.set_ylabel("share of sampled architectures <= x")
+    ax.xaxis.set_major_formatter(EngFormatter(unit=info.unit))
+    ax.set_ylim(0, 1.02)
+    ax.set_title("design-space EDF: random feasible architectures of each space")
+    ax.legend(fontsize=8)

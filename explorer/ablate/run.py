@@ -1,0 +1,253 @@
+"""Running an ablation: each cell scored or searched in worker processes, stored, reused on rerun.
+
+Each finished cell is stored as `OUT/cells/KEY.json` (searched cells keep their study in
+`OUT/cells/KEY.log`, an Optuna journal file), so a rerun reuses what already finished and
+resumes what was interrupted.
+
+A design-space comparison (`edf`), in the manner of Radosavovic et al. 2020 ("Designing Network
+Design Spaces"), samples random feasible architectures of each space with `BatchScorer` and
+compares the empirical distributions of a metric, so a reader sees which space is better as a
+whole, not only at its best point.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, TextIO, TypedDict
+
+import numpy as np
+import optuna
+
+from explorer.ablate.grid import EDF_METRICS, Ablation, cell_key, cell_label, normalise
+from explorer.cost.platforms import get_platform
+from explorer.cost.roofline import analyze
+from explorer.search import DEFAULTS as SEARCH
+from explorer.search import Budget, Metrics, Scored, SearchPlan, Settings, best_uniform, plan_search, run_search
+from explorer.search.batch import BatchScorer, BatchScores
+from explorer.space import parse_keep
+from explorer.spec import load_arch
+from explorer.units import si
+
+# ---------------------------------------------------------------- running cells
+
+
+def cell_plan(cell: Mapping[str, Any], storage: str | None = None) -> SearchPlan:
+    """The search plan of a (non-fixed) cell: the search's own entry point, with the cell's settings."""
+    settings = Settings(
+        dtype=cell["dtype"],
+        batch=cell["batch"],
+        traffic=cell["traffic"],
+        convention=cell["convention"],
+        keep=parse_keep(cell["keep"]) if cell["keep"] else None,
+        align=cell["align"],
+        bottlenecks=bool(cell["bottlenecks"]),
+        floor=cell["floor"],
+        sampler=cell["sampler"] or SEARCH.sampler,
+        seed=cell["seed"] or SEARCH.seed,
+        trials=cell["trials"] or SEARCH.trials,
+    )
+    return plan_search(
+        cell["space"], cell["platform"], cell["budget"], cell["params"], settings, storage=storage, files=False
+    )
+
+
+def run_cell(cell: Mapping[str, Any], folder: str) -> dict[str, Any]:
+    """Score or search one cell; returns its row (and writes it to FOLDER/KEY.json)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    start = time.monotonic()
+    row: dict[str, Any]
+    if cell["method"] == "fixed":
+        platform = get_platform(cell["platform"])
+        result = analyze(
+            load_arch(cell["arch"]), platform, cell["dtype"], cell["batch"], cell["traffic"], cell["convention"]
+        )
+        row = Metrics.of(result).to_json() | {"widths": {}}
+    else:
+        journal = str(Path(folder) / f"{cell_key(cell)}.log") if cell["method"] == "searched" else None
+        plan = cell_plan(cell, storage=journal)
+        scorer = plan.scorer()
+        multiplier = None
+        if cell["method"] == "base":
+            scored: Scored | None = scorer.score(plan.space.arch)
+        elif cell["method"] == "uniform":
+            scored, multiplier = best_uniform(plan.space, scorer)
+        else:
+            with open(os.devnull, "w") as quiet:
+                scored = run_search(plan, stream=quiet).best
+        row = scored.metrics.to_json() if scored is not None else {"feasible": False}
+        row["widths"] = scored.widths() if scored else {}
+        row["bottleneck_count"] = len(scored.bottlenecks()) if scored else 0
+        if cell["method"] == "uniform":
+            row["multiplier"] = multiplier
+    row = {"cell": dict(cell), **row, "seconds": time.monotonic() - start}
+    path = Path(folder) / f"{cell_key(cell)}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(row, indent=1) + "\n")
+    tmp.replace(path)  # atomic: a half-written cell is never reused
+    return row
+
+
+@dataclass(slots=True)
+class AblationResult:
+    ablation: Ablation
+    rows: list[dict[str, Any]]
+    reference: int
+    edf: EdfResult | None = None
+    wall_s: float = 0.0
+    reused: int = 0
+    out: Path | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def run_ablation(
+    ablation: Ablation,
+    out: Path,
+    *,
+    jobs: int = 2,
+    overrides: Mapping[str, Any] | None = None,
+    stream: TextIO = sys.stderr,
+) -> AblationResult:
+    """Run every cell not already stored, in `jobs` processes, then the design-space comparison."""
+    start = time.monotonic()
+    folder = out / "cells"
+    folder.mkdir(parents=True, exist_ok=True)
+    cells = ablation.cells(overrides)
+    reference = ablation.reference_cell(overrides)
+    rows: dict[int, dict[str, Any]] = {}
+    todo = []
+    for i, cell in enumerate(cells):
+        stored = folder / f"{cell_key(cell)}.json"
+        if stored.exists():
+            data = json.loads(stored.read_text())
+            if data.get("cell") == cell:
+                rows[i] = data
+                continue
+        todo.append(i)
+    reused = len(rows)
+    print(
+        f"explore ablate {ablation.name}: {len(cells)} cells ({reused} stored, {len(todo)} to run) with {jobs} processes",
+        file=stream,
+        flush=True,
+    )
+    errors: list[str] = []
+    if todo:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=get_context("spawn")) as pool:
+            pending: dict[Future[dict[str, Any]], int] = {pool.submit(run_cell, cells[i], str(folder)): i for i in todo}
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    i = pending.pop(future)
+                    try:
+                        rows[i] = future.result()
+                    except Exception as exc:  # a bad cell must not lose the others
+                        errors.append(f"{cell_label(cells[i], ablation)}: {type(exc).__name__}: {exc}")
+                        print(f"  cell failed: {errors[-1]}", file=stream, flush=True)
+                        continue
+                    r = rows[i]
+                    value = (
+                        si(r["attainable_flops_per_s"], "FLOP/s") if "attainable_flops_per_s" in r else "none feasible"
+                    )
+                    print(
+                        f"  [{len(rows)}/{len(cells)}] {cell_label(cells[i], ablation)}: {value} ({r['seconds']:.1f} s)",
+                        file=stream,
+                        flush=True,
+                    )
+    ordered = [rows[i] for i in range(len(cells)) if i in rows]
+    ref_index = next((k for k, r in enumerate(ordered) if r["cell"] == reference), 0)
+    edf = design_space_edf(ablation, overrides) if ablation.edf else None
+    return AblationResult(ablation, ordered, ref_index, edf, time.monotonic() - start, reused, out, errors)
+
+
+# ---------------------------------------------------------------- design-space EDFs
+
+
+class EdfCurve(TypedDict):
+    value: Any
+    """The factor's value (a cell setting)."""
+    label: str
+    samples: int
+    drawn: int
+    feasible_share: float
+    sorted: list[float]
+    p10: float | None
+    p50: float | None
+    p90: float | None
+    max: float | None
+
+
+class EdfResult(TypedDict):
+    """A design-space comparison as ablation.json stores it."""
+
+    factor: str
+    metric: str
+    unit: str
+    curves: list[EdfCurve]
+
+
+def design_space_edf(ablation: Ablation, overrides: Mapping[str, Any] | None = None) -> EdfResult:
+    """Random feasible architectures for each value of the EDF factor, with the metric of each."""
+    spec = dict(ablation.edf or {})
+    factor, n = spec["factor"], int(spec.get("samples", 1000))
+    metric = spec.get("metric", "attainable_flops_per_s")
+    curves: list[EdfCurve] = []
+    for value in ablation.factors[factor]:
+        cell = normalise(dict(ablation.reference_cell(overrides)) | {factor: value, "method": "searched"})
+        plan = cell_plan(cell)
+        s = plan.settings
+        scorer = BatchScorer(plan.space, plan.platform, s.dtype, s.batch, s.traffic, s.convention)
+        _, _, scores, drawn, found = sample_feasible(scorer, plan.budget, n)
+        sample = getattr(scores, metric)
+
+        def percentile(q: float, sample: np.ndarray = sample) -> float | None:
+            return float(np.percentile(sample, q)) if len(sample) else None
+
+        curves.append(
+            EdfCurve(
+                value=value,
+                label=f"{factor}={value}",
+                samples=len(sample),
+                drawn=drawn,
+                feasible_share=found / drawn,
+                sorted=np.sort(sample).tolist(),
+                p10=percentile(10),
+                p50=percentile(50),
+                p90=percentile(90),
+                max=float(sample.max()) if len(sample) else None,
+            )
+        )
+    return {"factor": factor, "metric": metric, "unit": EDF_METRICS[metric], "curves": curves}
+
+
+def sample_feasible(
+    scorer: BatchScorer, budget: Budget, n: int, rounds: int = 50, per_round: int = 20_000
+) -> tuple[np.ndarray, np.ndarray, BatchScores, int, int]:
+    """Up to `n` uniformly random architectures of the scorer's space that meet `budget`
+    (bottlenecks on with probability 1/2 per slot). Returns widths, reductions, their BatchScores,
+    how many candidates were drawn and how many of those were feasible."""
+    widths_kept, reductions_kept = [], []
+    drawn = found = 0
+    for round_ in range(rounds):
+        widths, reductions = scorer.random(per_round, seed=round_, bottleneck_share=0.5 if scorer.slots else 0.0)
+        scores = scorer.score(widths, reductions)
+        flops = scores.flops / scores.batch
+        ok = (flops <= budget.flops) & (flops >= budget.floor_flops)
+        if budget.params is not None:
+            ok &= scores.params <= budget.params
+        drawn += per_round
+        found += int(ok.sum())
+        widths_kept.append(widths[ok])
+        reductions_kept.append(reductions[ok])
+        if found >= n:
+            break
+    widths = np.concatenate(widths_kept)[:n]
+    reductions = np.concatenate(reductions_kept)[:n]
+    scores = scorer.score(widths, reductions) if len(widths) else BatchScores(*[np.zeros(0)] * 7, batch=scorer.batch)
+    return widths, reductions, scores, drawn, found

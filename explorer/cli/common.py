@@ -1,0 +1,73 @@
+"""What every subcommand shares: usage errors, platform and scoring flags over the declared defaults, signals."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from explorer.conventions import BYTES_PER_ELEMENT, MAC_CONVENTIONS, TRAFFIC_MODELS, canonical_dtype
+from explorer.cost.platforms import DEFAULT_PLATFORM, Platform, custom_platform, get_platform
+from explorer.search import DEFAULTS
+from explorer.units import parse_quantity
+
+DEFAULT_SPACE = "resnet18"
+"""The main command's network: ResNet-18 at 224x224, the seed article's running example class."""
+
+FLOPS_PER_S_UNITS = {"": 1.0, "FLOP/s": 1.0, "FLOPs/s": 1.0, "FLOPS": 1.0}
+BYTES_PER_S_UNITS = {"": 1.0, "B/s": 1.0}
+
+
+class UsageError(ValueError):
+    """A bad command-line value; printed as one line."""
+
+
+def add_platform_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("platform")
+    g.add_argument(
+        "--platform", help=f"catalog key or .toml file (default {DEFAULT_PLATFORM}; see `explore platforms`)"
+    )
+    g.add_argument("--dtype", help=f"compute dtype: {', '.join(BYTES_PER_ELEMENT)} (default {DEFAULTS.dtype})")
+    g.add_argument("--peak", help="custom platform: peak FLOP/s, e.g. 15.7T or 15.7TFLOP/s (needs --bandwidth)")
+    g.add_argument("--bandwidth", help="custom platform: memory bandwidth, e.g. 900GB/s (needs --peak)")
+    g.add_argument("--batch", type=int, help=f"samples per forward pass (default {DEFAULTS.batch})")
+    g.add_argument("--traffic", choices=list(TRAFFIC_MODELS), help=f"memory-traffic model (default {DEFAULTS.traffic})")
+    g.add_argument(
+        "--convention", choices=list(MAC_CONVENTIONS), help=f"MAC convention (default {DEFAULTS.convention})"
+    )
+
+
+def platform_from_args(args: argparse.Namespace, dtype: str) -> Platform:
+    """The catalog entry or file of --platform, or a custom platform from --peak and --bandwidth."""
+    if (args.peak is None) != (args.bandwidth is None):
+        raise UsageError("--peak and --bandwidth go together; give both (e.g. --peak 15.7T --bandwidth 900GB/s)")
+    if args.peak is not None:
+        if args.platform is not None:
+            raise UsageError("--platform and --peak/--bandwidth describe the platform twice; give one of them")
+        peak, _ = parse_quantity(args.peak, FLOPS_PER_S_UNITS, "peak_flops_per_s")
+        bandwidth, _ = parse_quantity(args.bandwidth, BYTES_PER_S_UNITS, "bandwidth_bytes_per_s")
+        return custom_platform(peak_flops_per_s=peak, bandwidth_bytes_per_s=bandwidth, dtype=dtype)
+    platform = get_platform(args.platform or DEFAULT_PLATFORM)
+    platform.peak(canonical_dtype(dtype))  # fails early, listing the dtypes it has
+    return platform
+
+
+def scoring_args(args: argparse.Namespace) -> tuple[str, int, str, str]:
+    """(dtype, batch, traffic, convention) from the flags, over the declared defaults."""
+    return (
+        canonical_dtype(args.dtype or DEFAULTS.dtype),
+        DEFAULTS.batch if args.batch is None else args.batch,
+        args.traffic or DEFAULTS.traffic,
+        args.convention or DEFAULTS.convention,
+    )
+
+
+SIGNAL = {"name": "SIGINT"}
+
+
+def on_sigterm(signum: int, frame: Any) -> None:
+    SIGNAL["name"] = "SIGTERM"
+    raise KeyboardInterrupt
+
+
+def interrupted_by() -> str:
+    return "terminated (SIGTERM)" if SIGNAL["name"] == "SIGTERM" else "interrupted"

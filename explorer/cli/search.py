@@ -1,0 +1,200 @@
+"""`explore search` (the default subcommand) and `explore report`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from explorer.cli.common import (
+    DEFAULT_SPACE,
+    SIGNAL,
+    UsageError,
+    add_platform_args,
+    interrupted_by,
+    platform_from_args,
+)
+from explorer.files import writable
+from explorer.search import DEFAULTS, SAMPLERS, Settings
+
+
+def add_parsers(sub: Any) -> None:
+    search = sub.add_parser("search", help="search channel widths under budgets (the default subcommand)")
+    search.add_argument("--space", help=f"base architecture or space file (default {DEFAULT_SPACE} at 224x224)")
+    search.add_argument(
+        "--budget", help="FLOPs per sample: 2GFLOPs, '2 GFLOPs', 2e9, 500MFLOPs, or 1GMACs (= 2 GFLOPs)"
+    )
+    search.add_argument("--params", help="parameter budget, e.g. 5M (default: none)")
+    search.add_argument(
+        "--floor", type=float, help=f"keep FLOPs >= FLOOR x min(budget, largest in space) (default {DEFAULTS.floor})"
+    )
+    search.add_argument(
+        "--keep", help="keep-ratio range of every width vs the base, e.g. 0.5-1.0 (default: the space file's)"
+    )
+    search.add_argument("--align", type=int, help="channel step (default: the space file's, else 8)")
+    search.add_argument("--no-bottlenecks", action="store_true", help="forbid the optional 1x1 bottlenecks")
+    add_platform_args(search)
+    search.add_argument(
+        "--objective",
+        help="throughput | latency | images | params | flops, or two: throughput,params "
+        f"(default {','.join(DEFAULTS.objective)})",
+    )
+    search.add_argument("--sampler", help=f"{', '.join(SAMPLERS)} (default {DEFAULTS.sampler})")
+    search.add_argument(
+        "--trials", type=int, help=f"total trials in the study, earlier runs included (default {DEFAULTS.trials})"
+    )
+    search.add_argument("--timeout", type=float, help="stop this run after so many seconds (default: no limit)")
+    search.add_argument("--seed", type=int, help=f"sampler seed (default {DEFAULTS.seed})")
+    search.add_argument("--out", help="run folder (default runs/SPACE-PLATFORM-DTYPE-bBATCH-BUDGET)")
+    search.add_argument("--storage", help="Optuna storage URL (default sqlite:///OUT/study.db) or a .log journal file")
+    search.add_argument("--study", help=f"study name (default {DEFAULTS.study}); the same name resumes")
+    search.add_argument(
+        "--jobs", type=int, help=f"worker processes on this machine sharing the study (default {DEFAULTS.jobs})"
+    )
+    search.add_argument(
+        "--worker",
+        type=int,
+        help="index of this process among workers started separately on one storage "
+        f"(offsets the seed; default {DEFAULTS.worker})",
+    )
+    search.add_argument("--no-report", action="store_true", help="skip report.html / report.md (see `explore report`)")
+    search.set_defaults(func=cmd_search)
+
+    report = sub.add_parser("report", help="(re)write the HTML/Markdown report of a search run or study")
+    report.add_argument("run_dir", nargs="?", help="a run folder written by `explore search` (holds study.db)")
+    report.add_argument("--storage", help="an Optuna storage URL (or .log journal file) instead of a run folder")
+    report.add_argument("--study", help="study name (default: the run's, or the storage's only study)")
+    report.add_argument("--out", help="folder for report.html, report.md, figures/ (default: the run folder)")
+    report.set_defaults(func=cmd_report)
+
+
+def write_search_report(result: Any, out: Path) -> Path:
+    from explorer.report import search_report, write_report
+
+    write_report(*search_report(result), out)
+    return out / "report.html"
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import optuna
+
+    from explorer.search import load_result
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.run_dir is None and args.storage is None:
+        raise UsageError("give a run folder (explore report runs/NAME) or --storage URL [--study NAME]")
+    study = args.study
+    if args.storage is not None:
+        storage = args.storage
+    else:
+        run = Path(args.run_dir)
+        db = run / "study.db"
+        summary = run / "summary.json"
+        if not db.exists():
+            raise UsageError(
+                f"run folder {str(run)!r} has no study.db; give the folder a search wrote, or --storage URL --study NAME"
+            )
+        storage = f"sqlite:///{db}"
+        if study is None and summary.exists():
+            study = json.loads(summary.read_text()).get("study")
+    out = writable(args.out or args.run_dir or f"runs/report-{study or 'study'}", "out")
+    result = load_result(storage, study)
+    result.out = out
+    path = write_search_report(result, out)
+    print(f"report: {path} (and report.md, figures/) from {storage}, study {result.study.study_name!r}")
+    return 0
+
+
+def study_counts(url: str, study: str) -> str:
+    """'N complete, M failed' of a stored study, or why it cannot be read."""
+    try:
+        import optuna
+
+        trials = optuna.load_study(study_name=study, storage=url).get_trials(deepcopy=False)
+    except Exception as exc:
+        return f"could not read it back ({type(exc).__name__})"
+    states = [t.state.name.lower() for t in trials]
+    return (
+        ", ".join(f"{states.count(s)} {s}" for s in ("complete", "fail", "running") if states.count(s)) or "no trials"
+    )
+
+
+def search_settings(args: argparse.Namespace) -> Settings:
+    """The flags given, over the search's declared defaults (`explorer.search.Settings`)."""
+    from explorer.search import DEFAULTS, parse_objective
+    from explorer.space import parse_keep
+
+    given = {
+        "dtype": args.dtype,
+        "batch": args.batch,
+        "traffic": args.traffic,
+        "convention": args.convention,
+        "keep": parse_keep(args.keep) if args.keep is not None else None,
+        "align": args.align,
+        "bottlenecks": False if args.no_bottlenecks else None,
+        "floor": args.floor,
+        "objective": parse_objective(args.objective) if args.objective is not None else None,
+        "sampler": args.sampler,
+        "seed": args.seed,
+        "trials": args.trials,
+        "timeout_s": args.timeout,
+        "study": args.study,
+        "jobs": args.jobs,
+        "worker": args.worker,
+    }
+    return dataclasses.replace(DEFAULTS, **{k: v for k, v in given.items() if v is not None})
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    import optuna
+
+    from explorer.report import COMPARISON_HEADER, comparison_rows
+    from explorer.report.table import render
+    from explorer.search import plan_search, run_search
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.budget is None:
+        raise UsageError("--budget is required: FLOPs per sample, e.g. --budget 2GFLOPs (or 1GMACs, 500MFLOPs, 2e9)")
+    settings = search_settings(args)
+    plan = plan_search(
+        args.space or DEFAULT_SPACE,
+        platform_from_args(args, settings.dtype),
+        args.budget,
+        args.params,
+        settings,
+        out=args.out,
+        storage=args.storage,
+    )
+    assert plan.out is not None and plan.storage is not None
+    for line in plan.describe():
+        print(line)
+    try:
+        result = run_search(plan, stream=sys.stdout)
+    except KeyboardInterrupt:
+        print(
+            f"\nexplore: {interrupted_by()}; completed trials are kept in {plan.storage} (study {settings.study!r}): "
+            f"{study_counts(plan.storage, settings.study)}. Run the same command again to resume.",
+            file=sys.stderr,
+        )
+        return 143 if SIGNAL["name"] == "SIGTERM" else 130
+
+    print()
+    print(render(comparison_rows(result), list(COMPARISON_HEADER), set(range(1, 10))))
+    objective = plan.settings.objective[0]
+    if result.best is not None and result.uniform is not None:
+        gain = result.best.values[0] / result.uniform.values[0] - 1
+        print(f"\n  per-layer search vs best uniform width: {gain:+.1%} {objective}")
+    if result.best is None:
+        print("\n  no feasible architecture found; widen --keep, raise --budget/--params or lower --floor")
+    print(f"\n  wrote {plan.out}/best_arch.json, summary.json, trials.csv  ({result.wall_s:.1f} s)")
+    if not args.no_report:
+        print(f"  report: {write_search_report(result, plan.out)}")
+    s = plan.settings
+    print(
+        f"  check: explore score {plan.out}/best_arch.json --platform {plan.platform.key} --dtype {s.dtype} "
+        f"--batch {s.batch} --traffic {s.traffic} --convention {s.convention}"
+    )
+    return 0 if result.best is not None else 1

@@ -1,0 +1,267 @@
+"""The other subcommands: score, platforms, spaces, ablate, calibrate, validate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from explorer.cli.common import UsageError, add_platform_args, platform_from_args, scoring_args
+from explorer.conventions import TRAFFIC_MODELS, canonical_dtype
+from explorer.cost.platforms import catalog, get_platform
+from explorer.files import writable
+from explorer.units import si
+
+
+def add_parsers(sub: Any) -> None:
+    score = sub.add_parser("score", help="per-layer counts and roofline of one architecture")
+    score.add_argument("arch", help="a base architecture name (see `explore spaces`) or a spec .json file")
+    add_platform_args(score)
+    score.add_argument("--json", help="also write the analysis as JSON to this path ('-': JSON only, to stdout)")
+    score.add_argument("--quiet", action="store_true", help="totals only, no per-layer table")
+    score.add_argument("--report", metavar="DIR", help="also write report.html, report.md and a roofline chart to DIR")
+    score.set_defaults(func=cmd_score)
+
+    plats = sub.add_parser("platforms", help="list the platform catalog")
+    plats.add_argument("--sources", action="store_true", help="print each entry's source")
+    plats.set_defaults(func=cmd_platforms)
+
+    ablate = sub.add_parser("ablate", help="run a grid of variants and compare them (see `explore ablate --list`)")
+    ablate.add_argument("name", nargs="?", help="a built-in ablation (see --list) or an ablation .toml file")
+    ablate.add_argument("--list", action="store_true", help="list the built-in ablations")
+    ablate.add_argument("--out", help="folder for the report and the stored cells (default runs/ablate-NAME)")
+    ablate.add_argument("--jobs", type=int, default=2, help="processes running cells (default 2)")
+    ablate.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a setting in every cell, e.g. --set trials=50"
+    )
+    ablate.set_defaults(func=cmd_ablate)
+
+    cal = sub.add_parser("calibrate", help="measure this machine's peak FLOP/s and bandwidth into a platform file")
+    cal.add_argument("--out", default="measured.toml", help="platform file to write (default measured.toml)")
+    cal.add_argument("--key", default="measured", help="the platform's key in the file (default measured)")
+    cal.add_argument("--dtypes", default="float32,bfloat16", help="dtypes to measure (default float32,bfloat16)")
+    cal.add_argument("--quick", action="store_true", help="small sizes and few repeats (seconds; less accurate)")
+    cal.add_argument("--no-efficiency", action="store_true", help="skip the per-layer-kind efficiency measurement")
+    cal.add_argument("--batch", type=int, default=1, help="batch for the per-kind efficiency layers (default 1)")
+    cal.set_defaults(func=cmd_calibrate)
+
+    val = sub.add_parser("validate", help="measured vs predicted latency of real Flax models on this machine")
+    val.add_argument("--platform", default="measured.toml", help="platform file or key (default measured.toml)")
+    val.add_argument("--space", default="resnet18", help="space whose random variants are measured (default resnet18)")
+    val.add_argument("--n", type=int, default=30, help="random variants of the space (default 30)")
+    val.add_argument("--keep", default="0.25-1.0", help="keep-ratio range of the variants (default 0.25-1.0)")
+    val.add_argument(
+        "--bases",
+        help=f"comma-separated base networks to add (default {','.join(('resnet18', 'mobilenet_v2', '...'))})",
+    )
+    val.add_argument("--batch", type=int, default=1, help="batch (default 1)")
+    val.add_argument("--repeats", type=int, default=10, help="timed runs per model (default 10)")
+    val.add_argument("--traffic", default="rw", choices=list(TRAFFIC_MODELS), help="memory-traffic model (default rw)")
+    val.add_argument("--seed", type=int, default=0, help="seed of the random variants (default 0)")
+    val.add_argument(
+        "--per-layer", action="store_true", help="also time every conv/dense layer alone and compare their sum"
+    )
+    val.add_argument("--out", default="runs/validate", help="report folder (default runs/validate)")
+    val.set_defaults(func=cmd_validate)
+
+    spaces = sub.add_parser("spaces", help="list the base architectures / search spaces")
+    spaces.set_defaults(func=cmd_spaces)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from explorer.cost.roofline import analyze
+    from explorer.report.table import layer_table, summary
+    from explorer.spec import load_arch
+
+    dtype, batch, traffic, convention = scoring_args(args)
+    platform = platform_from_args(args, dtype)
+    arch = load_arch(args.arch)
+    result = analyze(arch, platform, dtype, batch, traffic, convention)
+    if args.json == "-":
+        json.dump(result.to_dict() | {"platform_info": platform.to_dict()}, sys.stdout, indent=1)
+        print()
+        return 0
+    if not args.quiet:
+        print(layer_table(result))
+        print()
+    print(summary(result, platform))
+    if args.report:
+        from explorer.report import score_report, write_report
+
+        out = writable(args.report, "report")
+        write_report(*score_report(result, platform), out)
+        print(f"report: {out / 'report.html'} (and report.md, figures/)")
+    if args.json:
+        path = Path(args.json)
+        try:
+            path.write_text(json.dumps(result.to_dict() | {"platform_info": platform.to_dict()}, indent=1) + "\n")
+        except OSError as exc:
+            raise UsageError(f"--json {args.json!r}: cannot write ({exc.strerror}); choose a writable path") from None
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_platforms(args: argparse.Namespace) -> int:
+    from explorer.report.table import render
+
+    rows = []
+    for p in catalog().values():
+        peaks = ", ".join(f"{d} {v / 1e12:g}" for d, v in p.peak_flops_per_s.items())
+        fp32 = p.peak_flops_per_s.get("float32")
+        ridge = f"{fp32 / p.bandwidth_bytes_per_s:.1f}" if fp32 else "-"
+        memory = f"{p.memory_bytes / 1e9:g}" if p.memory_bytes else "-"
+        rows.append([p.key, p.name, peaks, f"{p.bandwidth_bytes_per_s / 1e9:g}", ridge, memory])
+    print(
+        render(
+            rows,
+            ["key", "platform", "peak TFLOP/s per dtype", "bandwidth GB/s", "fp32 ridge FLOP/B", "memory GB"],
+            {3, 4, 5},
+        )
+    )
+    print("\nSources: `explore platforms --sources`; dense peaks (no sparsity), vendor pin bandwidth.")
+    if args.sources:
+        for p in catalog().values():
+            print(f"  {p.key}: {p.source}")
+    return 0
+
+
+def cmd_spaces(args: argparse.Namespace) -> int:
+    from explorer.cost.roofline import analyze
+    from explorer.report.table import render, shape_text
+    from explorer.spec import base_names, load_arch
+
+    rows = []
+    for name in base_names():
+        arch = load_arch(name)
+        r = analyze(arch, "v100")
+        rows.append(
+            [
+                name,
+                shape_text(arch.input_shape),
+                str(len(arch.nodes)),
+                si(r.macs, "MACs"),
+                si(r.flops, "FLOPs"),
+                si(r.params),
+            ]
+        )
+    print(render(rows, ["space", "input", "layers", "MACs", "FLOPs", "params"], {2, 3, 4, 5}))
+    return 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from explorer import ablate as A
+
+    if args.list or args.name is None:
+        for ablation in A.catalog().values():
+            print(A.describe(ablation))
+        if args.name is None and not args.list:
+            print("\nexplore ablate NAME (or FILE.toml) runs one; the schema is in explorer/ablations.toml")
+        return 0
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs} must be >= 1 (processes running cells)")
+    ablation = A.get_ablation(args.name)
+    overrides = A.parse_overrides(args.set or [])
+    for cell in ablation.cells(overrides):  # fail before any work on a cell that cannot run
+        platform = get_platform(cell["platform"])
+        platform.peak(cell["dtype"])
+    out = writable(args.out or f"runs/ablate-{Path(args.name).stem}", "out")
+    try:
+        result = A.run_ablation(ablation, out, jobs=args.jobs, overrides=overrides, stream=sys.stdout)
+    except KeyboardInterrupt:
+        print(
+            f"\nexplore: interrupted; finished cells are kept in {out}/cells. Run the same command again to resume.",
+            file=sys.stderr,
+        )
+        return 130
+    header, rows = A.table_rows(result)
+    from explorer.report.table import render
+
+    print()
+    print(render(rows, header, set(range(len(ablation.factors), len(header)))))
+    if result.edf:
+        print(f"\n  design spaces compared by {result.edf['factor']} ({result.edf['metric']}):")
+        for c in result.edf["curves"]:
+            if c["samples"]:
+                print(
+                    f"    {c['label']}: {c['samples']} feasible samples, median {si(c['p50'], result.edf['unit'])}, "
+                    f"p90 {si(c['p90'], result.edf['unit'])}, max {si(c['max'], result.edf['unit'])}"
+                )
+            else:
+                print(f"    {c['label']}: no feasible sample in {c['drawn']:,} draws")
+    A.write_outputs(result, out)
+    print(f"\n  wrote {out}/report.html, report.md, ablation.csv, ablation.json  ({result.wall_s:.1f} s)")
+    return 1 if result.errors else 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from explorer.measure.calibrate import calibrate, nearest_catalog_entry, platform_toml
+
+    dtypes = [canonical_dtype(d) for d in args.dtypes.split(",") if d.strip()]
+    if args.batch < 1:
+        raise UsageError(f"--batch {args.batch} must be >= 1")
+    out = Path(args.out)
+    if out.suffix != ".toml":
+        raise UsageError(f"--out {args.out!r}: a platform file ends in .toml, e.g. --out measured.toml")
+    writable(out.parent if str(out.parent) else ".", "out")
+    print(f"explore calibrate: {'quick' if args.quick else 'full'} measurement of this machine (JAX default backend)")
+    cal = calibrate(dtypes, quick=args.quick, efficiency=not args.no_efficiency, batch=args.batch, stream=sys.stdout)
+    out.write_text(platform_toml(cal, args.key))
+    platform = cal.platform(args.key)
+    dtype = "float32" if "float32" in platform.peak_flops_per_s else dtypes[0]
+    near, _ = nearest_catalog_entry(platform, dtype) if dtype in ("float32",) else (None, 0)
+    ridge = platform.ridge_flops_per_byte(dtype)
+    print(
+        f"\n  measured: peak {si(platform.peak(dtype), 'FLOP/s')} {dtype}, bandwidth "
+        f"{si(platform.bandwidth_bytes_per_s, 'B/s')}, ridge {ridge:.1f} FLOP/byte"
+    )
+    if near is not None:
+        print(
+            f"  nearest catalog entry: {near.key} ({near.name}): peak {si(near.peak(dtype), 'FLOP/s')}, bandwidth "
+            f"{si(near.bandwidth_bytes_per_s, 'B/s')}, ridge {near.ridge_flops_per_byte(dtype):.1f} FLOP/byte"
+        )
+    print(f"  wrote {out}; use it with --platform {out}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from explorer.measure.report import write_outputs
+    from explorer.measure.validate import DEFAULT_BASES, choose_archs, validate
+
+    platform = get_platform(args.platform)
+    platform.peak("float32")
+    for flag, value, least in (("--n", args.n, 0), ("--repeats", args.repeats, 1), ("--batch", args.batch, 1)):
+        if value < least:
+            raise UsageError(f"{flag} {value} must be >= {least}")
+    bases = [b for b in args.bases.split(",") if b] if args.bases is not None else list(DEFAULT_BASES)
+    from explorer.space import parse_keep
+
+    archs = choose_archs(args.space, args.n, args.seed, bases, keep=parse_keep(args.keep))
+    if len(archs) < 3:
+        raise UsageError("validation needs at least 3 architectures (raise --n or add --bases)")
+    out = writable(args.out, "out")
+    print(f"explore validate: {len(archs)} architectures on {platform.name} [{platform.key}], batch {args.batch}")
+    v = validate(
+        archs,
+        platform,
+        batch=args.batch,
+        repeats=args.repeats,
+        traffic=args.traffic,
+        per_layer=args.per_layer,
+        stream=sys.stdout,
+    )
+    write_outputs(v, out)
+    for name, s in (
+        ("roofline", v.roofline),
+        ("calibrated", v.calibrated),
+        ("FLOPs alone", v.flops),
+        ("layers alone", v.layers),
+    ):
+        if s is not None:
+            print(
+                f"  {name:<11} Spearman {s.spearman:.3f}, Kendall {s.kendall:.3f}, median predicted/measured "
+                f"{s.median_ratio:.2f}, median |error| {s.median_abs_error:.0%}"
+            )
+    print(f"  wrote {out}/report.html, report.md, validation.csv, validation.json  ({v.wall_s:.0f} s)")
+    return 0

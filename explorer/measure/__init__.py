@@ -1,0 +1,18 @@
+"""Measurements on this machine: timing real Flax models and kernels (`timing`), calibrating a
+platform file (`calibrate`) and validating predicted against measured latency (`validate`, `report`).
+
+Everything here imports jax; nothing upstream imports this package."""
+
+from explorer.measure.calibrate import Calibration, calibrate, calibrated_latency_s, platform_toml
+from explorer.measure.report import write_outputs
+from explorer.measure.validate import Validation, validate
+
+__all__ = [
+    "Calibration",
+    "Validation",
+    "calibrate",
+    "calibrated_latency_s",
+    "platform_toml",
+    "validate",
+    "write_outputs",
+]

@@ -1,0 +1,201 @@
+"""The validation report: validation.csv / .json, report.html / report.md and the measured-vs-predicted scatter."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from explorer.cost.rules import LAYER_CLASSES
+from explorer.measure.calibrate import efficiency_of
+from explorer.measure.validate import Stats, Validation
+from explorer.report import figures as F
+from explorer.report.document import Block, Heading, Items, Maker, Picture, Table, Text, write_report
+from explorer.units import si
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+
+class ValidationSeries(NamedTuple):
+    label: str
+    points: tuple[tuple[str, float, float], ...]
+    """(architecture, measured s, predicted s)."""
+
+
+class ValidationInfo(NamedTuple):
+    title: str
+    series: tuple[ValidationSeries, ...]
+
+
+def validation_info(v: Validation) -> ValidationInfo:
+    series = [
+        ValidationSeries(
+            f"roofline, {group}", tuple((r.label, r.measured_s, r.predicted_s) for r in v.rows if r.group == group)
+        )
+        for group in dict.fromkeys(r.group for r in v.rows)
+    ]
+    spearman = f"Spearman: roofline {v.roofline.spearman:.2f}, FLOPs alone {v.flops.spearman:.2f}"
+    if v.calibrated:
+        series.append(
+            ValidationSeries(
+                "calibrated (per-kind efficiency), all", tuple((r.label, r.measured_s, r.calibrated_s) for r in v.rows)
+            )
+        )
+        spearman += f", calibrated {v.calibrated.spearman:.2f}"
+    return ValidationInfo(f"{v.platform.key} on {v.device}, batch {v.batch}\n{spearman}", tuple(series))
+
+
+def draw_validation(info: ValidationInfo, ax: Axes) -> None:
+    from matplotlib.ticker import EngFormatter, NullFormatter
+
+    values = [x for s in info.series for _, m, p in s.points for x in (m, p)]
+    low, high = min(values) / 1.5, max(values) * 1.5
+    ax.plot([low, high], [low, high], color="black", lw=1, label="y = x")
+    for marker, s in zip(("o", "s", "^", "D"), info.series, strict=False):
+        ax.scatter(
+            [m for _, m, _ in s.points], [p for _, _, p in s.points], marker=marker, s=22, alpha=0.75, label=s.label
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(low, high)
+    ax.set_ylim(low, high)
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(EngFormatter(unit="s"))
+        axis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("measured forward latency (s)")
+    ax.set_ylabel("predicted latency (s)")
+    ax.set_title(info.title, fontsize=9)
+    ax.legend(fontsize=7)
+
+
+def write_outputs(v: Validation, out: Path) -> list[Path]:
+
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "platform": v.platform.to_dict(),
+        "device": v.device,
+        "batch": v.batch,
+        "traffic": v.traffic,
+        "repeats": v.repeats,
+        "roofline": asdict(v.roofline),
+        "calibrated": asdict(v.calibrated) if v.calibrated else None,
+        "flops_only": asdict(v.flops),
+        "kind_factors": v.kind_factors,
+        "isolated_layers": asdict(v.layers) if v.layers else None,
+        "rows": [asdict(r) | {"ratio": r.ratio, "calibrated_ratio": r.calibrated_ratio} for r in v.rows],
+        "wall_s": v.wall_s,
+    }
+    (out / "validation.json").write_text(json.dumps(payload, indent=1) + "\n")
+    header = ["architecture", "group", "FLOPs/sample", "params", "measured", "roofline", "roofline / measured"]
+    if v.calibrated:
+        header += ["calibrated", "calibrated / measured"]
+    lines = [
+        ",".join(
+            ["label", "group", "flops", "params", "measured_s", "predicted_s", "calibrated_s", "layers_s", "compile_s"]
+        )
+    ]
+    rows = []
+    for r in v.rows:
+        lines.append(
+            f"{r.label},{r.group},{r.flops:.0f},{r.params},{r.measured_s:.6g},{r.predicted_s:.6g},"
+            f"{'' if r.calibrated_s is None else f'{r.calibrated_s:.6g}'},"
+            f"{'' if r.layers_s is None else f'{r.layers_s:.6g}'},{r.compile_s:.3g}"
+        )
+        row = [
+            r.label,
+            r.group,
+            si(r.flops),
+            si(r.params),
+            si(r.measured_s, "s"),
+            si(r.predicted_s, "s"),
+            f"{r.ratio:.2f}",
+        ]
+        if v.calibrated:
+            row += [si(r.calibrated_s or 0, "s"), f"{r.calibrated_ratio:.2f}"]
+        rows.append(row)
+    (out / "validation.csv").write_text("\n".join(lines) + "\n")
+
+    def stat_row(name: str, s: Stats) -> tuple[str, ...]:
+        return (
+            name,
+            str(s.n),
+            f"{s.spearman:.3f}",
+            f"{s.kendall:.3f}",
+            f"{s.median_ratio:.2f}",
+            f"{s.median_abs_error:.0%}",
+        )
+
+    stat_rows = [stat_row("roofline (analytic)", v.roofline)]
+    if v.calibrated:
+        stat_rows.append(stat_row("roofline x per-kind efficiency (calibrated)", v.calibrated))
+    stat_rows.append(stat_row("FLOPs alone (FLOPs / peak)", v.flops))
+    if v.layers:
+        stat_rows.append(stat_row("sum of conv/dense layers timed alone (measured, not a model)", v.layers))
+    eff = efficiency_of(v.platform)
+    kinds = [
+        (
+            k,
+            f"{eff[k]:.3f}" if k in eff else "-",
+            f"{v.kind_factors[k]:.2f}" if k in v.kind_factors else "-",
+            f"{statistics.median(r.class_s.get(k, 0) / r.predicted_s for r in v.rows):.0%}",
+        )
+        for k in LAYER_CLASSES
+    ]
+    blocks: list[Block] = [
+        Heading(f"Validation on {v.device}: predicted vs measured forward latency"),
+        Items(
+            (
+                (
+                    "platform",
+                    f"{v.platform.name} [{v.platform.key}]: peak {si(v.platform.peak('float32'), 'FLOP/s')} "
+                    f"float32, bandwidth {si(v.platform.bandwidth_bytes_per_s, 'B/s')}, "
+                    f"ridge {v.platform.ridge_flops_per_byte('float32'):.1f} FLOP/byte",
+                ),
+                ("source", v.platform.source or "-"),
+                ("set", f"{len(v.rows)} architectures: " + ", ".join(sorted({r.group for r in v.rows}))),
+                (
+                    "measurement",
+                    f"jitted Flax forward pass, batch {v.batch}, median of {v.repeats} runs after "
+                    "2 warm-up runs, block_until_ready",
+                ),
+                (
+                    "prediction",
+                    f"roofline latency (sum of per-layer max(FLOPs / peak, bytes / bandwidth)), traffic '{v.traffic}'",
+                ),
+                ("wall time", f"{v.wall_s:.0f} s"),
+            )
+        ),
+        Heading("How well the predictions rank and size the set"),
+        Table(
+            (
+                "prediction",
+                "n",
+                "Spearman",
+                "Kendall tau",
+                "median predicted / measured",
+                "median |predicted / measured - 1|",
+            ),
+            tuple(stat_rows),
+            frozenset(range(1, 6)),
+        ),
+        Picture("validation", "Predicted vs measured latency per architecture (log-log); the line is y = x."),
+        Heading("Where predictions miss, per layer kind"),
+        Text(
+            "Efficiency: roofline-predicted / measured time of single layers of that kind (from calibration). "
+            "NNLS factor: measured latency fitted as the sum over kinds of factor x predicted time of that kind; "
+            "a factor above 1 means that kind runs slower than the roofline says, near 0 that it hides in others "
+            "(fusion). Share: median share of predicted time."
+        ),
+        Table(
+            ("layer kind", "efficiency (calibration)", "NNLS factor (this set)", "share of predicted time"),
+            tuple(kinds),
+            frozenset({1, 2, 3}),
+        ),
+        Heading("Per architecture"),
+        Table(tuple(header), tuple(map(tuple, rows)), frozenset(range(2, len(header)))),
+    ]
+    makers: dict[str, Maker] = {"validation": lambda: F.render(draw_validation, [validation_info(v)], (7, 6))}
+    return [out / "validation.json", out / "validation.csv", *write_report(blocks, makers, out)]

@@ -1,0 +1,171 @@
+"""Reports people open: one self-contained HTML file and its Markdown twin, with PNG and SVG figures.
+
+A report is a list of blocks (headings, key/value lists, tables, figures); `to_html` and
+`to_markdown` render the same blocks. The HTML embeds its figures (it opens offline); the
+Markdown links the files in `figures/`. Rewriting a report replaces every file it owns.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from explorer.report import figures as F
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+FIGURES = "figures"
+Maker = Callable[[], "Figure | None"]
+"""Builds one figure of a report (None: nothing to draw, and its picture is left out)."""
+
+
+class Table(NamedTuple):
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    right: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Heading:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Items:
+    items: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Picture:
+    stem: str
+    caption: str
+
+
+Block = Heading | Text | Items | Table | Picture
+
+
+def write_report(blocks: Sequence[Block], makers: Mapping[str, Maker], out: Path) -> list[Path]:
+    """Write OUT/report.html, OUT/report.md and OUT/figures/*.png|svg, replacing earlier ones."""
+    out.mkdir(parents=True, exist_ok=True)
+    folder = out / FIGURES
+    if folder.exists():
+        shutil.rmtree(folder)
+    written: list[Path] = []
+    drawn: set[str] = set()
+    for stem, make in makers.items():
+        paths = F.save(make, folder, stem)
+        if paths:
+            written += paths
+            drawn.add(stem)
+    kept = [b for b in blocks if not isinstance(b, Picture) or b.stem in drawn]
+    (out / "report.html").write_text(to_html(kept, folder))
+    (out / "report.md").write_text(to_markdown(kept))
+    return [out / "report.html", out / "report.md", *written]
+
+
+# ---------------------------------------------------------------- renderers
+
+
+def to_markdown(blocks: Sequence[Block]) -> str:
+    lines: list[str] = []
+    first = True
+    for block in blocks:
+        if isinstance(block, Heading):
+            lines += [("# " if first else "## ") + block.text, ""]
+            first = False
+        elif isinstance(block, Text):
+            lines += [block.text, ""]
+        elif isinstance(block, Items):
+            lines += [f"- **{k}**: {v}" for k, v in block.items] + [""]
+        elif isinstance(block, Table):
+            lines += [
+                "| " + " | ".join(_md_cell(c) for c in block.header) + " |",
+                "|" + "|".join("---:" if i in block.right else "---" for i in range(len(block.header))) + "|",
+                *("| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows),
+                "",
+            ]
+        elif isinstance(block, Picture):
+            lines += [
+                f"![{block.caption}]({FIGURES}/{block.stem}.png)",
+                "",
+                f"*{block.caption}* ([SVG]({FIGURES}/{block.stem}.svg))",
+                "",
+            ]
+    return "\n".join(lines)
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+CSS = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1250px; padding: 0 1em; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
+dl { display: grid; grid-template-columns: max-content auto; gap: 2px 1em; }
+dt { font-weight: 600; } dd { margin: 0; }
+table { border-collapse: collapse; font-size: 12px; font-variant-numeric: tabular-nums; }
+th, td { padding: 2px 8px; border-bottom: 1px solid #eee; text-align: left; white-space: nowrap; }
+td.r, th.r { text-align: right; } tr.total td { font-weight: 600; }
+figure { margin: 1em 0; } img { max-width: 100%; } figcaption { color: #555; font-size: 12px; }
+"""
+
+# Sets data-images-loaded="N/M" on <body> once the page has loaded, for the headless-browser check.
+IMAGE_CHECK = (
+    "window.addEventListener('load', () => { const i = [...document.images]; "
+    "document.body.dataset.imagesLoaded = i.filter(x => x.complete && x.naturalWidth > 0).length + '/' + i.length; });"
+)
+
+
+def to_html(blocks: Sequence[Block], folder: Path) -> str:
+    e = html.escape
+    title = next((b.text for b in blocks if isinstance(b, Heading)), "explore report")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{e(title)}</title><style>{CSS}</style><script>{IMAGE_CHECK}</script></head><body>",
+    ]
+    first = True
+    for block in blocks:
+        if isinstance(block, Heading):
+            tag = "h1" if first else "h2"
+            first = False
+            parts.append(f"<{tag}>{e(block.text)}</{tag}>")
+        elif isinstance(block, Text):
+            parts.append(f"<p>{e(block.text)}</p>")
+        elif isinstance(block, Items):
+            parts.append("<dl>" + "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in block.items) + "</dl>")
+        elif isinstance(block, Table):
+            parts.append(_html_table(block))
+        elif isinstance(block, Picture):
+            data = base64.b64encode((folder / f"{block.stem}.png").read_bytes()).decode("ascii")
+            parts.append(
+                f'<figure><img alt="{e(block.caption)}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{e(block.caption)}</figcaption></figure>"
+            )
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _html_table(table: Table) -> str:
+    def cls(i: int) -> str:
+        return ' class="r"' if i in table.right else ""
+
+    head = "".join(f"<th{cls(i)}>{html.escape(h)}</th>" for i, h in enumerate(table.header))
+    body = "".join(
+        ('<tr class="total">' if row[0] == "TOTAL" else "<tr>")
+        + "".join(f"<td{cls(i)}>{html.escape(c)}</td>" for i, c in enumerate(row))
+        + "</tr>"
+        for row in table.rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

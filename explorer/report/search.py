@@ -1,0 +1,120 @@
+"""The report of a search run: settings, the best / base / uniform comparison, figures, per-layer table."""
+
+from __future__ import annotations
+
+from explorer.conventions import FLOPS_PER_MAC
+from explorer.report import figures as F
+from explorer.report import search_figures as SF
+from explorer.report.document import Block, Heading, Items, Maker, Picture, Table, Text
+from explorer.report.score import analysis_items, layer_table, platform_items
+from explorer.search import OBJECTIVES, Scored, SearchResult, trial_counts, uniform_label
+from explorer.search.metrics import METRIC_HEADER, metric_cells
+from explorer.units import si
+
+COMPARISON_HEADER = ("", *METRIC_HEADER, "feasible")
+
+
+def comparison_rows(result: SearchResult) -> list[list[str]]:
+    """Best / base / best uniform width, per sample, from the same `Metrics` summary.json holds."""
+    uniform = uniform_label(result.uniform_multiplier)
+    named: list[tuple[str, Scored | None]] = [
+        ("best (searched)", result.best),
+        ("base network", result.base),
+        (uniform, result.uniform),
+    ]
+    rows = []
+    for label, scored in named:
+        if scored is None:
+            rows.append([label] + ["-"] * (len(COMPARISON_HEADER) - 2) + ["no"])
+            continue
+        rows.append([label, *metric_cells(scored.metrics), "yes" if scored.feasible else "no"])
+    return rows
+
+
+def comparison_table(result: SearchResult) -> Table:
+    rows = comparison_rows(result)
+    return Table(COMPARISON_HEADER, tuple(map(tuple, rows)), frozenset(range(1, 10)))
+
+
+def search_items(result: SearchResult) -> list[tuple[str, str]]:
+    s, b, space = result.plan.settings, result.budget, result.space
+    budget = f"FLOPs <= {si(b.flops, 'FLOPs')} per sample ({si(b.flops / FLOPS_PER_MAC, 'MACs')})"
+    budget += f", floor >= {si(b.floor_flops, 'FLOPs')} ({s.floor:.0%} of min(budget, largest in space))"
+    if b.params is not None:
+        budget += f"; params <= {si(b.params)}"
+    counts = trial_counts(result.study)
+    return [
+        (
+            "space",
+            f"{result.plan.space_ref}: base {space.arch.name}, {len(space.groups)} widths, "
+            f"{len(space.bottlenecks)} optional 1x1 bottlenecks, keep {s.keep[0]}-{s.keep[1]}, align {s.align}, "
+            f"{space.size():.3g} architectures",
+        ),
+        ("budgets", budget),
+        ("objective", ", ".join(f"{OBJECTIVES[o].direction} {o}" for o in s.objective)),
+        ("sampler", f"{s.sampler}, seed {s.seed}"),
+        ("trials", ", ".join(f"{v} {'running or stale' if k == 'running' else k}" for k, v in counts.items())),
+        ("search wall time", f"{result.wall_s:.1f} s"),
+        ("storage", f"{result.storage_url or 'in memory'}, study {result.study.study_name!r}"),
+    ]
+
+
+# ---------------------------------------------------------------- documents
+
+
+def search_report(result: SearchResult) -> tuple[list[Block], dict[str, Maker]]:
+    """The blocks and figure makers of a search run's report."""
+    s = result.plan.settings
+    analysis = result.best.result if result.best else result.base.result
+    base_label = f"base {result.space.arch.name}"
+    others = [(base_label, result.base.result)] if result.best else []
+    if result.best and result.uniform:
+        others.append((uniform_label(result.uniform_multiplier), result.uniform.result))
+    roofline = F.roofline_info(analysis, others, title=f"best architecture on {result.platform.name}, {s.dtype}")
+    paretos = [SF.pareto_info(result, "flops", "attainable_flops_per_s"), SF.pareto_info(result, "params", "latency_s")]
+    n_widths = sum(1 for op in result.space.arch.ops if getattr(op, "out", None) is not None)
+    makers: dict[str, Maker] = {
+        "roofline": lambda: F.render(F.draw_roofline, [roofline], (8, 5.5)),
+        "pareto": lambda: F.render(SF.draw_pareto, paretos, (13, 5)),
+        "channels": lambda: F.render(SF.draw_channels, [SF.channel_info(result)], (max(7.0, 0.3 * n_widths), 4.5)),
+        "progress": lambda: F.render(SF.draw_progress, [SF.progress_info(result)], (8, 4)),
+        "importance": lambda: F.maybe(SF.draw_importance, SF.importance_info(result.study, s.objective[0]), (8, 4.5)),
+    }
+    title = f"explore: {result.plan.space_ref} on {result.platform.name}, {s.dtype}, batch {s.batch}"
+    blocks: list[Block] = [
+        Heading(title),
+        Items(tuple(search_items(result) + platform_items(result.platform, s.dtype) + analysis_items(analysis))),
+        Heading("Best, base network and best uniform width"),
+        comparison_table(result),
+    ]
+    if result.best is None:
+        blocks.append(
+            Text("No feasible architecture was found: widen --keep, raise --budget/--params or lower --floor.")
+        )
+    elif result.uniform is not None:
+        gain = result.best.values[0] / result.uniform.values[0] - 1
+        blocks.append(Text(f"Per-layer search vs the best uniform width multiplier: {gain:+.1%} {s.objective[0]}."))
+    blocks += [
+        Heading("Roofline of the best architecture"),
+        Picture(
+            "roofline",
+            "Every layer of the best architecture (coloured by bound) and whole-model points "
+            "(total FLOPs / total bytes, total FLOPs / roofline latency); log-log.",
+        ),
+        Heading("Pareto fronts over all trials"),
+        Picture(
+            "pareto",
+            "Left: FLOPs per sample vs attainable FLOP/s; right: parameters vs latency per batch. "
+            "Infeasible trials faded, budgets dashed, the front of the feasible trials in orange.",
+        ),
+        Heading("Channel profile"),
+        Picture(
+            "channels", "Output channels per conv/dense layer: base (wide grey) vs searched; 1x1 bottlenecks marked."
+        ),
+        Heading("Search progress"),
+        Picture("progress", "Objective per trial and the best feasible value so far, against the best uniform width."),
+        Picture("importance", "Optuna's parameter importances (PED-ANOVA) for the first objective."),
+        Heading(f"Per-layer table of {analysis.arch} (whole batch of {analysis.batch})"),
+        layer_table(analysis),
+    ]
+    return blocks, makers

@@ -1,0 +1,74 @@
+"""The search: `Settings` and `plan_search` (one entry point), the problem, baselines, runs, storage, workers.
+
+plan = plan_search("resnet18", "v100", "2GFLOPs", settings=Settings(dtype="float16"))
+result = run_search(plan)
+"""
+
+from explorer.search.baselines import best_uniform, min_max_flops, uniform_label
+from explorer.search.files import trial_counts, write_run
+from explorer.search.metrics import COLUMNS, METRIC_HEADER, Column, Metrics, metric_cells
+from explorer.search.problem import (
+    OBJECTIVES,
+    SAMPLERS,
+    Budget,
+    Scored,
+    Scorer,
+    Scoring,
+    SearchError,
+    is_feasible,
+    make_objective,
+    pareto_indices,
+    sign,
+)
+from explorer.search.run import SearchResult, load_result, plan_from_study, run_search
+from explorer.search.settings import (
+    DEFAULTS,
+    SearchPlan,
+    Settings,
+    parse_budget,
+    parse_objective,
+    parse_params,
+    plan_search,
+)
+from explorer.search.storage import StorageURL, open_storage
+from explorer.search.workers import fail_stale, work, worker_id
+
+__all__ = [
+    "COLUMNS",
+    "DEFAULTS",
+    "METRIC_HEADER",
+    "OBJECTIVES",
+    "SAMPLERS",
+    "Budget",
+    "Column",
+    "Metrics",
+    "Scored",
+    "Scorer",
+    "Scoring",
+    "SearchError",
+    "SearchPlan",
+    "SearchResult",
+    "Settings",
+    "StorageURL",
+    "best_uniform",
+    "fail_stale",
+    "is_feasible",
+    "load_result",
+    "make_objective",
+    "metric_cells",
+    "min_max_flops",
+    "open_storage",
+    "pareto_indices",
+    "parse_budget",
+    "parse_objective",
+    "parse_params",
+    "plan_from_study",
+    "plan_search",
+    "run_search",
+    "sign",
+    "trial_counts",
+    "uniform_label",
+    "work",
+    "worker_id",
+    "write_run",
+]

@@ -1,0 +1,225 @@
+"""The search problem: objectives, budgets as constraints, and the thin Optuna objective.
+
+The objective is thin: `suggest(trial, space) -> Arch`, then `Scorer.score(arch)`; the budgets
+are pure checks on the score, given to Optuna with `Trial.set_constraint` (feasible when <= 0),
+so infeasible trials are recorded as such.
+
+Objectives (any one, or two comma-separated for a Pareto front):
+  throughput  maximise attainable FLOP/s = model FLOPs / roofline latency (default)
+  latency     minimise roofline latency of one batch (s)
+  images      maximise images/s (= batch / latency; with fixed FLOPs, same ranking as latency)
+  params      minimise parameters
+  flops       minimise FLOPs (2 x MACs)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import optuna
+
+from explorer.cost.platforms import Platform
+from explorer.cost.roofline import Analysis, analyze
+from explorer.search.metrics import Metrics
+from explorer.space import Space
+from explorer.spec import Arch
+
+
+class SearchError(ValueError):
+    """Search settings that cannot work; printed as one line."""
+
+
+class Objective(NamedTuple):
+    direction: str
+    """'maximize' or 'minimize'."""
+    value: Callable[[Analysis], float]
+    unit: str
+
+
+OBJECTIVES: dict[str, Objective] = {
+    "throughput": Objective("maximize", lambda r: r.attainable_flops_per_s, "FLOP/s"),
+    "latency": Objective("minimize", lambda r: r.latency_s, "s"),
+    "images": Objective("maximize", lambda r: r.images_per_s, "images/s"),
+    "params": Objective("minimize", lambda r: float(r.params), ""),
+    "flops": Objective("minimize", lambda r: float(r.flops), "FLOPs"),
+}
+SAMPLERS = ("tpe", "random", "nsga2", "cmaes", "gp")
+
+
+def sign(objective: str) -> int:
+    """+1 for objectives to maximise, -1 for those to minimise: `sign x value` is always maximised."""
+    return 1 if OBJECTIVES[objective].direction == "maximize" else -1
+
+
+def pareto_indices(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -> list[int]:
+    """Indices of the points no other point dominates (equal points all stay), in input order.
+
+    A point dominates another when it is at least as good in every coordinate and better in one.
+    """
+    signs = [1.0 if m else -1.0 for m in maximize]
+    scaled = [tuple(s * v for s, v in zip(signs, p, strict=True)) for p in points]
+
+    def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+        return all(x >= y for x, y in zip(a, b, strict=True)) and a != b
+
+    if len(signs) <= 2:  # one sweep, best first coordinate first: p survives when it beats all before on the second
+        order = sorted(range(len(scaled)), key=lambda i: tuple(-v for v in scaled[i]))
+        kept: list[int] = []
+        best_second = float("-inf")
+        for i in order:
+            p = scaled[i]
+            second = p[1] if len(p) > 1 else 0.0
+            if second > best_second or (kept and scaled[kept[-1]] == p):
+                kept.append(i)
+            best_second = max(best_second, second)
+        return sorted(kept)
+    return [i for i, p in enumerate(scaled) if not any(dominates(q, p) for q in scaled)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Budget:
+    """Per-sample FLOPs cap and floor, and a parameter cap."""
+
+    flops: float
+    floor_flops: float
+    params: float | None = None
+
+    def violations(self, result: Analysis) -> dict[str, float]:
+        """Constraint values, feasible when all <= 0, scaled to be comparable (fractions)."""
+        flops = result.flops / result.batch
+        out = {"flops": (flops - self.flops) / self.flops, "floor": (self.floor_flops - flops) / self.flops}
+        if self.params is not None:
+            out["params"] = (result.params - self.params) / self.params
+        return out
+
+    def feasible(self, result: Analysis) -> bool:
+        return all(v <= 0 for v in self.violations(result).values())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scoring:
+    """How an architecture is scored: dtype, batch, traffic model, MAC convention, objectives."""
+
+    dtype: str
+    batch: int
+    traffic: str
+    convention: str
+    objective: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class Scored:
+    """One evaluated architecture."""
+
+    arch: Arch
+    result: Analysis
+    feasible: bool
+    values: tuple[float, ...]
+    number: int = -1
+
+    @property
+    def metrics(self) -> Metrics:
+        return Metrics.of(self.result, self.feasible)
+
+    def widths(self) -> dict[str, int]:
+        """Output channels of every op that sets them."""
+        return {op.name: op.out for op in self.arch.ops if getattr(op, "out", None) is not None}  # type: ignore[attr-defined]
+
+    def bottlenecks(self) -> dict[str, int]:
+        """Width of the 1x1 bottleneck before each conv that has one."""
+        return {op.name: op.bottleneck for op in self.arch.ops if getattr(op, "bottleneck", None)}  # type: ignore[attr-defined]
+
+
+class Scorer:
+    """Scores architectures on one platform under one set of budgets; pure apart from its settings."""
+
+    def __init__(self, scoring: Scoring, platform: Platform, budget: Budget) -> None:
+        self.scoring = scoring
+        self.platform = platform
+        self.budget = budget
+
+    def analyze(self, arch: Arch) -> Analysis:
+        s = self.scoring
+        return analyze(arch, self.platform, s.dtype, s.batch, s.traffic, s.convention)
+
+    def score(self, arch: Arch, number: int = -1) -> Scored:
+        result = self.analyze(arch)
+        values = tuple(OBJECTIVES[name].value(result) for name in self.scoring.objective)
+        return Scored(arch, result, self.budget.feasible(result), values, number)
+
+    def better(self, a: Scored, b: Scored | None) -> bool:
+        """a beats b on the first objective (feasible first)."""
+        if b is None:
+            return True
+        if a.feasible != b.feasible:
+            return a.feasible
+        s = sign(self.scoring.objective[0])
+        return s * a.values[0] > s * b.values[0]
+
+
+def suggest(trial: optuna.Trial, space: Space) -> Arch:
+    """Sample one architecture of `space`."""
+    widths = {g.key: trial.suggest_int(f"w:{g.key}", g.low, g.high, step=g.step) for g in space.groups}
+    bottlenecks: dict[str, int | None] = {}
+    for slot in space.bottlenecks:
+        if trial.suggest_categorical(f"b:{slot.op}", [False, True]):
+            bottlenecks[slot.op] = trial.suggest_int(f"r:{slot.op}", slot.low, slot.high, step=slot.step)
+    return space.apply(widths, bottlenecks, name=f"{space.arch.name}-trial{trial.number}")
+
+
+def arch_from_params(space: Space, params: Mapping[str, Any], name: str) -> Arch:
+    """Rebuild a trial's architecture from its Optuna params."""
+    widths = {g.key: int(params[f"w:{g.key}"]) for g in space.groups if f"w:{g.key}" in params}
+    bottlenecks = {s.op: int(params[f"r:{s.op}"]) for s in space.bottlenecks if params.get(f"b:{s.op}")}
+    return space.apply(widths, bottlenecks, name=name)
+
+
+def make_objective(space: Space, scorer: Scorer) -> Callable[[optuna.Trial], tuple[float, ...] | float]:
+    """The thin objective: suggest an architecture, score it, set the budget constraints."""
+
+    def objective(trial: optuna.Trial) -> tuple[float, ...] | float:
+        arch = suggest(trial, space)
+        scored = scorer.score(arch, trial.number)
+        for key, value in scorer.budget.violations(scored.result).items():
+            trial.set_constraint(key, value)
+        trial.set_user_attr("metrics", scored.metrics.to_json())  # one write: storage round trips dominate
+        return scored.values if len(scored.values) > 1 else scored.values[0]
+
+    return objective
+
+
+def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a trial's stored metrics met every budget."""
+    return bool(trial.user_attrs.get("metrics", {}).get("feasible"))
+
+
+def make_sampler(name: str, seed: int, n_objectives: int) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        # multivariate: much faster than the default independent mode with two objectives
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=20)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if name == "cmaes":
+        if n_objectives > 1:
+            raise SearchError("sampler='cmaes' supports one objective only; use tpe or nsga2 for two")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "gp":
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise SearchError(
+                "sampler='gp' needs PyTorch (pip install torch); use tpe, random, nsga2 or cmaes"
+            ) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.GPSampler(seed=seed)
+    raise SearchError(f"sampler={name!r} is not known; use one of: {', '.join(SAMPLERS)}")

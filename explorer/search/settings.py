@@ -1,0 +1,300 @@
+"""One entry point for every search: `Settings` (each default declared once) and `plan_search`.
+
+    plan = plan_search("resnet18", "v100", "2GFLOPs", settings=Settings(dtype="float16"))
+    result = run_search(plan)
+
+The CLI, ablations, tests and scripts all build searches this way; `plan_search` makes every
+check that can fail before any trial runs and names the argument at fault (`budget=`, `keep=`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from explorer.conventions import FLOPS_PER_MAC, MAC_CONVENTIONS, TRAFFIC_MODELS, canonical_dtype
+from explorer.cost.platforms import Platform, get_platform
+from explorer.files import writable
+from explorer.search.baselines import floor_budget, min_max_flops, min_params
+from explorer.search.problem import OBJECTIVES, SAMPLERS, Budget, Scorer, Scoring, SearchError
+from explorer.space import Space, load_space
+from explorer.units import parse_quantity, si
+
+FLOP_UNITS = {"": 1.0, "FLOPs": 1.0, "FLOP": 1.0, "MACs": float(FLOPS_PER_MAC), "MAC": float(FLOPS_PER_MAC)}
+PARAM_UNITS = {"": 1.0, "params": 1.0, "param": 1.0}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Every choice of a search besides the space, platform and budgets, each default declared here once."""
+
+    dtype: str = "float32"
+    """Compute dtype: sets the bytes per element and which of the platform's peaks applies."""
+    batch: int = 1
+    """Samples per forward pass; latency is per batch, counts per sample."""
+    traffic: str = "seed"
+    """Memory-traffic model (`explorer.conventions.TRAFFIC_MODELS`): the seed article's, or reads + writes."""
+    convention: str = "dense"
+    """MAC convention (`explorer.conventions.MAC_CONVENTIONS`): every tap, or only in-bounds taps as XLA counts."""
+    keep: tuple[float, float] | None = None
+    """Keep-ratio range of every width vs the base; None: the space file's (0.5-1.0 for a bare base network)."""
+    align: int | None = None
+    """Channel step; None: the space file's (8 for a bare base network: tensor cores and vector units want it)."""
+    bottlenecks: bool = True
+    """Allow the space's optional 1x1 bottlenecks."""
+    floor: float = 0.9
+    """Keep FLOPs >= floor x min(budget, the space's largest): a search should spend the budget it is given."""
+    objective: tuple[str, ...] = ("throughput",)
+    """One or two of `OBJECTIVES`; two give a Pareto front."""
+    sampler: str = "tpe"
+    """Optuna sampler (`SAMPLERS`); TPE reached the best results in scripts/bench_samplers.py."""
+    seed: int = 0
+    trials: int = 300
+    """Total finished trials wanted in the study, earlier runs included (300 TPE trials find the optimum of tiny)."""
+    timeout_s: float | None = None
+    """Stop this run after so many seconds; completed trials are kept."""
+    study: str = "explore"
+    """Study name in the storage; the same name resumes."""
+    jobs: int = 1
+    """Worker processes on this machine sharing the study."""
+    worker: int = 0
+    """Index of this process among workers started separately on one storage (offsets the sampler seed)."""
+
+    IDENTITY = ("dtype", "batch", "traffic", "convention", "floor", "objective", "sampler", "seed", "keep", "align")
+    """Fields that define a study (with the space, platform, budgets and bottlenecks); the rest only run it."""
+
+
+DEFAULTS = Settings()
+
+
+def parse_budget(text: str) -> tuple[float, str]:
+    """FLOPs per sample and how the text was read: '2GFLOPs', '2 GFLOPs', '2e9', '1GMACs' (= 2 GFLOPs)."""
+    value, unit = parse_quantity(text, FLOP_UNITS, "budget")
+    if unit.startswith("MAC"):
+        return (
+            value,
+            f"{text.strip()} = {si(value / FLOPS_PER_MAC, 'MACs')} x {FLOPS_PER_MAC} = {si(value, 'FLOPs')} per sample",
+        )
+    return value, f"{text.strip()} = {si(value, 'FLOPs')} per sample ({si(value / FLOPS_PER_MAC, 'MACs')})"
+
+
+def parse_params(text: str) -> float:
+    return parse_quantity(text, PARAM_UNITS, "params")[0]
+
+
+def parse_objective(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    _check_objective(names, text)
+    return names
+
+
+def _check_objective(names: tuple[str, ...], text: object) -> None:
+    if not 1 <= len(names) <= 2 or any(n not in OBJECTIVES for n in names) or len(set(names)) != len(names):
+        raise SearchError(
+            f"objective={text!r}: give one or two of {', '.join(OBJECTIVES)}, e.g. throughput or throughput,params"
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchPlan:
+    """A search ready to run: checked settings (keep and align resolved from the space), budgets,
+    run folder and storage."""
+
+    space: Space
+    space_ref: str
+    """How the space was named (a name or a .toml path); stored so a resume rebuilds the same space."""
+    platform: Platform
+    settings: Settings
+    budget: Budget
+    budget_text: str
+    """How the FLOPs budget was read, e.g. '1GMACs = 1 GMACs x 2 = 2 GFLOPs per sample'."""
+    flops_range: tuple[float, float]
+    """Smallest and largest FLOPs per sample of the space."""
+    out: Path | None
+    """Run folder for best_arch.json, summary.json, trials.csv and the report (None: write nothing)."""
+    storage: str | None
+    """Optuna storage URL or journal file (None: in memory)."""
+
+    @property
+    def scoring(self) -> Scoring:
+        s = self.settings
+        return Scoring(dtype=s.dtype, batch=s.batch, traffic=s.traffic, convention=s.convention, objective=s.objective)
+
+    def scorer(self) -> Scorer:
+        return Scorer(self.scoring, self.platform, self.budget)
+
+    def record(self) -> dict[str, Any]:
+        """What a study stores to be resumed, and compared on resume (JSON-ready)."""
+        s = self.settings
+        data = {
+            "space": self.space_ref,
+            "platform": self.platform.key,
+            "budget_flops": self.budget.flops,
+            "params": self.budget.params,
+            "bottlenecks": s.bottlenecks,
+            **{k: getattr(s, k) for k in Settings.IDENTITY},
+        }
+        return json.loads(json.dumps(data))
+
+    def describe(self) -> list[str]:
+        """The lines a person reads before the search starts."""
+        s, space, b, p = self.settings, self.space, self.budget, self.platform
+        lines = [
+            f"explore: {space.name} ({len(space.groups)} widths, {len(space.bottlenecks)} optional bottlenecks, "
+            f"{space.size():.3g} architectures) on {p.name} [{p.key}], {s.dtype}, batch {s.batch}",
+            f"  budget: {self.budget_text}; floor {s.floor:.0%} -> FLOPs in [{si(b.floor_flops)}, {si(b.flops)}]"
+            + (f"; params <= {si(b.params)}" if b.params is not None else ""),
+        ]
+        if b.flops > self.flops_range[1]:
+            lines.append(
+                f"  note: the budget is above the largest network of the space "
+                f"({si(self.flops_range[1], 'FLOPs')}); searching anyway"
+            )
+        lines.append(
+            f"  objective: {', '.join(f'{OBJECTIVES[o].direction} {o}' for o in s.objective)}; sampler {s.sampler}, "
+            f"seed {s.seed}, {s.trials} trials; storage {self.storage or 'in memory'}, study {s.study!r}"
+        )
+        return lines
+
+
+def record_settings(record: dict[str, Any]) -> tuple[str, str, float, float | None, bool, Settings]:
+    """(space, platform key, FLOPs budget, params budget, bottlenecks, settings) of a stored record;
+    a record from before the `convention` field reads 'dense', the only convention searched then."""
+    known = {k: record[k] for k in Settings.IDENTITY if k in record}
+    known["objective"] = tuple(known.get("objective", DEFAULTS.objective))
+    if known.get("keep") is not None:
+        known["keep"] = tuple(known["keep"])
+    settings = dataclasses.replace(DEFAULTS, **known, bottlenecks=bool(record.get("bottlenecks", True)))
+    return (
+        str(record["space"]),
+        str(record["platform"]),
+        float(record["budget_flops"]),
+        record.get("params"),
+        settings.bottlenecks,
+        settings,
+    )
+
+
+def default_run_folder(space_ref: str, platform: Platform, settings: Settings, budget: str | float) -> Path:
+    """runs/SPACE-PLATFORM-DTYPE-bBATCH-BUDGET, every part a safe file name (never a path of its own)."""
+    parts = [Path(space_ref).stem, platform.key, settings.dtype, f"b{settings.batch}", str(budget).replace(" ", "")]
+    name = "-".join("".join(c if c.isalnum() or c in "._+" else "_" for c in part) for part in parts)
+    return Path("runs") / name
+
+
+def _integer(value: object, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def check_settings(s: Settings) -> Settings:
+    """The settings with dtype made canonical; a SearchError naming the first bad field."""
+    checks = [
+        ("batch", s.batch, _integer(s.batch, 1), "must be an integer >= 1"),
+        ("traffic", s.traffic, s.traffic in TRAFFIC_MODELS, f"is not known; use one of: {', '.join(TRAFFIC_MODELS)}"),
+        ("convention", s.convention, s.convention in MAC_CONVENTIONS, f"is not known; use one of: {', '.join(MAC_CONVENTIONS)}"),
+        ("floor", s.floor, isinstance(s.floor, int | float) and 0 <= s.floor <= 1, "must be between 0 and 1 (a share of the FLOPs budget)"),
+        ("trials", s.trials, _integer(s.trials, 1), "must be an integer >= 1"),
+        ("jobs", s.jobs, _integer(s.jobs, 1), "must be an integer >= 1 (worker processes on this machine)"),
+        ("worker", s.worker, _integer(s.worker, 0), "must be an integer >= 0 (an index that offsets the sampler seed)"),
+        ("seed", s.seed, _integer(s.seed, 0), "must be an integer >= 0"),
+        ("sampler", s.sampler, s.sampler in SAMPLERS, f"is not known; use one of: {', '.join(SAMPLERS)}"),
+        ("timeout_s", s.timeout_s, s.timeout_s is None or (math.isfinite(s.timeout_s) and s.timeout_s > 0), "must be a positive number of seconds"),
+        ("study", s.study, isinstance(s.study, str) and s.study.strip() != "", "must be a non-empty name"),
+    ]  # fmt: skip
+    for name, value, ok, problem in checks:
+        if not ok:
+            raise SearchError(f"{name}={value!r} {problem}")
+    _check_objective(tuple(s.objective), ",".join(s.objective))
+    return dataclasses.replace(s, dtype=canonical_dtype(s.dtype), objective=tuple(s.objective))
+
+
+def plan_search(
+    space: str | Space,
+    platform: str | Platform,
+    budget: str | float,
+    params: str | float | None = None,
+    settings: Settings = DEFAULTS,
+    *,
+    out: str | Path | None = None,
+    storage: str | None = None,
+    files: bool = True,
+) -> SearchPlan:
+    """Check a search and fill in every default.
+
+    Args:
+        space: a space name, a .toml space file or a built `Space` (its keep and align are then used as built).
+        platform: a catalog key, a .toml platform file or a `Platform`.
+        budget: FLOPs per sample, as a number or text ('2GFLOPs', '1GMACs' = 2 GFLOPs).
+        params: parameter budget (a number or text such as '5M'); None: no cap.
+        settings: every other choice; `Settings()` holds the defaults.
+        out: run folder; None: runs/SPACE-PLATFORM-DTYPE-bBATCH-BUDGET (with `files`).
+        storage: Optuna storage URL or journal file; None: OUT/study.db (with `files`), else in memory.
+        files: False keeps the run in memory and writes nothing (tests, notebooks).
+    """
+    settings = check_settings(settings)
+    platform = get_platform(platform)
+    platform.peak(settings.dtype)  # fails early, listing the dtypes it has
+    if isinstance(space, Space):
+        space_ref, built = space.name, space
+        settings = dataclasses.replace(settings, keep=space.keep, align=space.align)
+    else:
+        space_ref = space
+        built = load_space(space, keep=settings.keep, align=settings.align, bottlenecks=settings.bottlenecks)
+        settings = dataclasses.replace(settings, keep=built.keep, align=built.align)
+    if isinstance(budget, str):
+        budget_flops, budget_text = parse_budget(budget)
+    else:
+        budget_flops, budget_text = parse_budget(repr(float(budget)))
+    params_budget = parse_params(params) if isinstance(params, str) else (None if params is None else float(params))
+    if params_budget is not None and not (math.isfinite(params_budget) and params_budget > 0):
+        raise SearchError(f"params={params!r} must be a positive number of parameters, e.g. 5M")
+    scorer = Scorer(
+        Scoring(
+            dtype=settings.dtype,
+            batch=settings.batch,
+            traffic=settings.traffic,
+            convention=settings.convention,
+            objective=settings.objective,
+        ),
+        platform,
+        Budget(flops=budget_flops, floor_flops=0.0),
+    )
+    smallest, largest = min_max_flops(built, scorer)
+    keep = settings.keep or (0.0, 0.0)
+    if budget_flops < smallest:
+        raise SearchError(
+            f"budget={budget!r} ({si(budget_flops, 'FLOPs')}) is below the smallest network the space can express "
+            f"({si(smallest, 'FLOPs')} at keep {keep[0]}); raise `budget` or lower `keep`"
+        )
+    if params_budget is not None:
+        fewest = min_params(built, scorer)
+        if params_budget < fewest:
+            raise SearchError(
+                f"params={params!r} ({si(params_budget)}) is below the smallest network of the space "
+                f"({si(fewest)} params); raise `params` or lower `keep`"
+            )
+    run_folder: Path | None = None
+    if files:
+        run_folder = Path(out) if out is not None else default_run_folder(space_ref, platform, settings, budget)
+        writable(run_folder, "out")
+        if storage is None:
+            storage = f"sqlite:///{run_folder / 'study.db'}"
+    if settings.jobs > 1 and storage is None:
+        raise SearchError(
+            f"jobs={settings.jobs} needs a storage every worker can open (an SQLite or journal file, a URL)"
+        )
+    return SearchPlan(
+        space=built,
+        space_ref=space_ref,
+        platform=platform,
+        settings=settings,
+        budget=floor_budget(largest, budget_flops, settings.floor, params_budget),
+        budget_text=budget_text,
+        flops_range=(smallest, largest),
+        out=run_folder,
+        storage=storage,
+    )

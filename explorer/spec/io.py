@@ -1,0 +1,176 @@
+"""Specs as JSON files, and the base architectures shipped as data files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from explorer.spec.graph import Arch
+from explorer.spec.ops import OP_KINDS, Op, SpecError, closest
+
+
+def op_from_dict(data: Mapping[str, Any], where: str) -> Op:
+    """Parse one op; `where` names the file or context for errors."""
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{where}: each op must be an object, got {data!r}")
+    name = data.get("name")
+    kind = data.get("kind")
+    if not isinstance(name, str) or not name:
+        raise SpecError(f'{where}: op {dict(data)!r} has no name; add "name": "..."')
+    if kind not in OP_KINDS:
+        raise SpecError(
+            f"{where}: op {name!r}: kind={kind!r} is not known; use one of: {', '.join(OP_KINDS)}{closest(str(kind), OP_KINDS)}"
+        )
+    cls = OP_KINDS[kind]
+    allowed = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "kind":
+            continue
+        if key not in allowed:
+            raise SpecError(
+                f"{where}: op {name!r} ({kind}): unknown field {key!r}{closest(key, allowed)}; "
+                f"fields of {kind}: {', '.join(sorted(allowed))}"
+            )
+        if key == "inputs":
+            names = [value] if isinstance(value, str) else value
+            if not isinstance(names, list) or not all(isinstance(v, str) for v in names):
+                raise SpecError(f"{where}: op {name!r} ({kind}): inputs={value!r} must be a list of op names")
+            kwargs[key] = tuple(names)
+        else:
+            kwargs[key] = value
+    _check_types(cls, kwargs, where, name)
+    try:
+        return cls(**kwargs)
+    except SpecError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "out": (int,),
+    "stride": (int,),
+    "groups": (int,),
+    "bottleneck": (int,),
+    "bias": (bool,),
+    "ceil_mode": (bool,),
+    "eps": (float, int),
+    "fn": (str,),
+    "kernel": (int, list),
+    "padding": (int, str, list),
+}
+
+
+def _check_types(cls: type[Op], kwargs: dict[str, Any], where: str, name: str) -> None:
+    for key, value in kwargs.items():
+        types = _FIELD_TYPES.get(key)
+        if types is None or value is None:
+            continue
+        bad_bool = isinstance(value, bool) and bool not in types
+        if bad_bool or not isinstance(value, types):
+            wanted = " or ".join(t.__name__ for t in types)
+            raise SpecError(f"{where}: op {name!r} ({cls.kind}): {key}={value!r} must be {wanted}")
+
+
+def arch_from_dict(data: Mapping[str, Any], where: str = "<spec>") -> Arch:
+    """Build an `Arch` from its JSON form, with errors that name `where`."""
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{where}: a spec must be a JSON object with name, input and ops")
+    known = {"name", "source", "input", "ops", "space"}
+    unknown = set(data) - known
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s) {sorted(unknown)}; a spec has: {', '.join(sorted(known))}")
+    for key in ("input", "ops"):
+        if key not in data:
+            raise SpecError(f"{where}: missing key {key!r}")
+    shape = data["input"]
+    if not isinstance(shape, list):
+        raise SpecError(f"{where}: input={shape!r} must be [h, w, c], three positive integers")
+    if not isinstance(data["ops"], list):
+        raise SpecError(f"{where}: ops must be a list of op objects")
+    ops = tuple(op_from_dict(op, where) for op in data["ops"])
+    try:
+        return Arch(
+            name=str(data.get("name", Path(where).stem)),
+            input_shape=tuple(shape),
+            ops=ops,
+            source=str(data.get("source", "")),
+        )  # type: ignore[arg-type]
+    except SpecError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file with one-line errors for missing, empty or malformed files."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not text.strip():
+        raise SpecError(f"{path}: the file is empty")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+
+
+def dump_arch(arch: Arch, path: Path, extra: Mapping[str, Any] | None = None) -> None:
+    """Write a spec as JSON with one op per line (readable diffs)."""
+    data = arch.to_dict() | dict(extra or {})
+    lines = ["{"]
+    for key, value in data.items():
+        if key == "ops":
+            continue
+        lines.append(f"  {json.dumps(key)}: {json.dumps(value)},")
+    lines.append('  "ops": [')
+    ops = [f"    {json.dumps(op)}" for op in data["ops"]]
+    lines.append(",\n".join(ops))
+    lines.append("  ]")
+    lines.append("}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+# --------------------------------------------------------------------------- shipped architectures
+
+
+def spaces_dir() -> Path:
+    """The folder of shipped architecture/space files (inside the wheel, or the source tree)."""
+    package = Path(__file__).resolve().parent.parent
+    packaged = package / "search_spaces"
+    return packaged if packaged.is_dir() else package.parent / "search_spaces"
+
+
+def base_names() -> list[str]:
+    """Names of the shipped base architectures."""
+    return sorted(p.stem for p in spaces_dir().glob("*.json") if "." not in p.stem)
+
+
+@cache
+def _load_base(name: str) -> Arch:
+    path = spaces_dir() / f"{name}.json"
+    return arch_from_dict(read_json(path), str(path.name))
+
+
+def load_arch(name_or_path: str | Path) -> Arch:
+    """A shipped base architecture by name (e.g. "resnet18") or a spec JSON file.
+
+    A spec file may be a bare spec or a search result holding one under "arch".
+    """
+    text = str(name_or_path)
+    if text in base_names():
+        return _load_base(text)
+    path = Path(text)
+    if path.suffix == ".json" or path.exists():
+        if not path.is_file():
+            raise SpecError(f"ARCH {text!r}: no such file")
+        data = read_json(path)
+        if isinstance(data, dict) and "arch" in data and "ops" not in data:
+            data = data["arch"]
+        return arch_from_dict(data, str(path))
+    hint = closest(text, base_names())
+    raise SpecError(
+        f"ARCH {text!r} is not a known architecture{hint}; known: {', '.join(base_names())}; or give a .json spec file"
+    )
