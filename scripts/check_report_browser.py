@@ -3,7 +3,7 @@
     python scripts/check_report_browser.py reports/v100-2GFLOPs/report.html [--screenshot shot.png]
 
 Chromium comes from Debian's `chromium` package (apt-get install chromium). The page sets
-`data-images-loaded="N/M"` on <body> once loaded (see explorer/report.py); `--dump-dom` reads it
+`data-images-loaded="N/M"` on <body> once loaded (see explorer/report/document.py); `--dump-dom` reads it
 back after the page's load event, and `--screenshot` renders the top of the page to a PNG whose
 share of non-white pixels shows it is not blank.
 """

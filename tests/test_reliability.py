@@ -26,7 +26,7 @@ from explorer.cost.roofline import analyze
 from explorer.search import make_objective, run_search, work
 from explorer.search.batch import QUANTITIES, BatchScorer
 from explorer.space import load_space
-from explorer.spec import Act, Arch, AvgPool, BatchNorm, Conv, MaxPool, SpecError
+from explorer.spec import ACTIVATIONS, Act, Arch, AvgPool, BatchNorm, Conv, MaxPool, SpecError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 EXPLORE = [sys.executable, "-m", "explorer.cli"]
@@ -240,7 +240,7 @@ def sequential_arch(draw: st.DrawFn) -> Arch:
         elif kind == "bn":
             ops.append(BatchNorm(name=f"b{i}"))
         elif kind == "act":
-            ops.append(Act(name=f"a{i}", fn=draw(st.sampled_from(["relu", "relu6", "sigmoid", "silu"]))))
+            ops.append(Act(name=f"a{i}", fn=draw(st.sampled_from(ACTIVATIONS))))
         elif kind == "maxpool":
             ops.append(MaxPool(name=f"m{i}", kernel=draw(st.integers(1, 3)), stride=draw(st.integers(1, 3))))
         else:

@@ -12,7 +12,7 @@ import pytest
 from conftest import plan_for
 from explorer.cli import main
 from explorer.cost.roofline import analyze
-from explorer.search import Budget, Scorer, SearchError, parse_budget, parse_params, run_search
+from explorer.search import Budget, Scorer, SearchError, Settings, parse_budget, parse_params, plan_search, run_search
 from explorer.space import Space, load_space
 from explorer.spec import load_arch
 
@@ -251,3 +251,86 @@ def test_sigkill_mid_search_keeps_completed_trials_and_resumes(tmp_path: Path) -
     assert len(after) == finished + 5
     assert not [t for t in after if t.state == optuna.trial.TrialState.RUNNING]
     assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in after) == len(kept) + 5
+
+
+# ---------------------------------------------------------------- one entry point, every default declared once
+
+
+def _search(tmp_path: Path, *flags: str) -> dict[str, object]:
+    out = tmp_path / "run"
+    argv = ["--space", "tiny", "--budget", "3MFLOPs", "--trials", "25", "--out", str(out), "--no-report", *flags]
+    assert main(argv) == 0
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_a_space_files_keep_is_searched_unless_a_flag_overrides_it(tmp_path: Path) -> None:
+    """tiny.space.toml says keep 0.25-1.0; the CLI used to search 0.5-1.0 whatever the file said."""
+    summary = _search(tmp_path)
+    assert summary["settings"]["keep"] == [0.25, 1.0] and summary["settings"]["align"] == 4  # type: ignore[index]
+    narrow = _search(tmp_path / "narrow", "--keep", "0.5-1.0", "--align", "8")
+    assert narrow["settings"]["keep"] == [0.5, 1.0] and narrow["settings"]["align"] == 8  # type: ignore[index]
+
+
+def test_ablation_cells_default_to_the_space_files_keep() -> None:
+    from explorer.ablate import DEFAULTS
+    from explorer.ablate.run import cell_plan
+
+    cell = DEFAULTS | {"space": "tiny", "budget": "3MFLOPs"}
+    assert cell_plan(cell).settings.keep == (0.25, 1.0)
+    assert cell_plan(cell | {"keep": "0.5-1.0"}).settings.keep == (0.5, 1.0)
+
+
+def test_the_convention_flag_is_searched_under(tmp_path: Path) -> None:
+    """--convention exact used to be ignored: searches always counted dense MACs."""
+    summary = _search(tmp_path, "--convention", "exact")
+    assert summary["settings"]["convention"] == "exact"  # type: ignore[index]
+    best = load_arch(tmp_path / "run" / "best_arch.json")
+    exact, dense = analyze(best, convention="exact"), analyze(best, convention="dense")
+    assert exact.flops < dense.flops  # tiny's 'same'-padded 3x3 convs have taps in the padding
+    assert summary["best"]["flops"] == exact.flops  # type: ignore[index]
+    assert summary["best"]["latency_s"] == pytest.approx(exact.latency_s)  # type: ignore[index]
+
+
+def test_a_study_stored_before_the_convention_field_resumes(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    first = run_search(plan_for("tiny", 3e6, trials=5, storage=storage))
+    record = dict(first.study.user_attrs["settings"])
+    del record["convention"]  # as an older version stored it
+    first.study.set_user_attr("settings", record)
+    again = run_search(plan_for("tiny", 3e6, trials=8, storage=storage))
+    assert len(again.study.trials) == 8
+    with pytest.raises(SearchError, match="convention: stored 'dense', asked 'exact'"):
+        run_search(plan_for("tiny", 3e6, trials=8, storage=storage, convention="exact"))
+
+
+def test_every_default_is_declared_once_in_settings() -> None:
+    """argparse defaults are None and filled from Settings; its docstrings state why each default holds."""
+    from explorer.cli import build_parser
+    from explorer.search import DEFAULTS, Settings
+
+    args = build_parser().parse_args(["search", "--budget", "2GFLOPs"])
+    assert all(
+        getattr(args, f) is None for f in ("keep", "align", "floor", "trials", "traffic", "convention", "sampler")
+    )
+    from explorer.cli.search import search_settings
+
+    assert search_settings(args) == DEFAULTS == Settings()
+    plan = plan_search("resnet18", "v100", "2GFLOPs", files=False)
+    assert plan.settings.keep == (0.5, 1.0) and plan.settings.align == 8 and plan.budget.floor_flops == 0.9 * 2e9
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"trials": 0}, "trials=0 must be an integer >= 1"),
+        ({"floor": 1.5}, "floor=1.5 must be between 0 and 1"),
+        ({"sampler": "sa"}, "sampler='sa' is not known"),
+        ({"convention": "sparse"}, "convention='sparse' is not known"),
+        ({"objective": ("speed",)}, "objective='speed'"),
+        ({"jobs": 2}, "jobs=2 needs a storage"),
+        ({"timeout_s": 0.0}, "timeout_s=0.0 must be a positive number"),
+    ],
+)
+def test_plan_search_names_its_own_argument(settings: dict[str, object], message: str) -> None:
+    with pytest.raises(SearchError, match=message):
+        plan_search("tiny", "v100", 3e6, settings=Settings(**settings), files=False)  # type: ignore[arg-type]

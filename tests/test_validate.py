@@ -12,8 +12,8 @@ import pytest
 from explorer.cli import main
 from explorer.cost.platforms import get_platform
 from explorer.cost.roofline import analyze
-from explorer.measure.calibrate import calibrated_latency_s, class_times_s, efficiency_of, nearest_catalog_entry
 from explorer.cost.rules import layer_class
+from explorer.measure.calibrate import calibrated_latency_s, class_times_s, efficiency_of, nearest_catalog_entry
 from explorer.measure.validate import Row, kind_factors, rank_stats
 from explorer.spec import Act, BatchNorm, Conv, Dense, GlobalAvgPool, MaxPool, load_arch
 

@@ -157,7 +157,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         for ablation in A.catalog().values():
             print(A.describe(ablation))
         if args.name is None and not args.list:
-            print("\nexplore ablate NAME (or FILE.toml) runs one; the schema is in explorer/ablations.toml")
+            print("\nexplore ablate NAME (or FILE.toml) runs one; the schema is in explorer/ablate/ablations.toml")
         return 0
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs} must be >= 1 (processes running cells)")

@@ -1,7 +1,7 @@
 """Measurements on this machine: timing real Flax models and kernels (`timing`), calibrating a
 platform file (`calibrate`) and validating predicted against measured latency (`validate`, `report`).
 
-Everything here imports jax; nothing upstream imports this package."""
+Timing imports jax when it runs; nothing upstream of this package imports it."""
 
 from explorer.measure.calibrate import Calibration, calibrate, calibrated_latency_s, platform_toml
 from explorer.measure.report import write_outputs

@@ -136,7 +136,7 @@ def platform_toml(cal: Calibration, key: str = "measured") -> str:
         f'source = "{p.source}"',
         "",
         f"[{key}.extra]",
-        'method = "median of repeats after warm-up, block_until_ready; see explorer/measure.py"',
+        'method = "median of repeats after warm-up, block_until_ready; see explorer/measure/timing.py"',
     ]
     for dtype, samples in cal.matmul.items():
         text = ", ".join(f"{s.size}: {s.rate / 1e9:.1f} GFLOP/s" for s in samples)

@@ -4,7 +4,7 @@ Within a space every layer's counts (MACs, FLOPs, element-wise FLOPs, parameters
 polynomials of degree <= 2 in the width variables: a conv costs K^2 Ho Wo Cin Cout / groups, where
 Cin and Cout are sums of width variables (concat) or fixed; batch-norm, activations and pooling are
 linear in their channels. `BatchScorer` identifies these polynomials from the scalar cost model
-(`explorer.roofline.analyze`, the reference) by finite differences on the width lattice, checks
+(`explorer.cost.analyze`, the reference) by finite differences on the width lattice, checks
 them against it on random candidates, and then scores N candidates with one matrix product. The
 roofline (per-layer max of compute and memory time) is applied to the batched counts, as
 `analyze` does.
