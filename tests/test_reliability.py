@@ -162,6 +162,51 @@ def test_three_separate_workers_on_one_sqlite_study_stop_at_the_total(tmp_path: 
     assert len(set(params)) >= 55  # distinct seeds per worker: the random start-up trials differ
 
 
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_workers_die_with_their_parent(tmp_path: Path) -> None:
+    """A SIGKILLed `explore --jobs 2` leaves no worker searching on; every completed trial stays."""
+    out = tmp_path / "run"
+    argv = [*EXPLORE, "--budget", "2GFLOPs", "--trials", "100000", "--jobs", "2", "--out", str(out), "--no-report"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while _complete_count(out / "study.db") < 10 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    workers = _children(proc.pid)
+    assert len(workers) >= 2 and _complete_count(out / "study.db") >= 10
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 20
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [w for w in workers if _alive(w)], "workers outlived their parent"
+    count = _complete_count(out / "study.db")
+    time.sleep(1.5)
+    assert _complete_count(out / "study.db") == count  # nobody is searching any more
+    trials = optuna.load_study(study_name="explore", storage=f"sqlite:///{out / 'study.db'}").trials
+    assert sum(t.state.name == "COMPLETE" for t in trials) == count >= 10
+
+
 def test_jobs_on_a_journal_file_stop_at_the_total(tmp_path: Path) -> None:
     space = load_space("tiny")
     journal = str(tmp_path / "study.log")

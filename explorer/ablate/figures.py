@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from explorer.ablate.grid import cell_label
 from explorer.cost.platforms import get_platform
-from explorer.report.figures import BOUND_COLORS, RooflinePoint, draw_roofs
+from explorer.report.figures import BOUND_COLORS, RooflinePoint, draw_roofs, roofline_axes
 from explorer.search.metrics import COLUMN
 
 if TYPE_CHECKING:
@@ -106,7 +106,6 @@ def cells_roofline_info(result: AblationResult) -> CellsRooflineInfo:
 
 
 def draw_cells_roofline(info: CellsRooflineInfo, ax: Axes) -> None:
-    from matplotlib.ticker import EngFormatter, NullFormatter
 
     xs = [p.intensity_flops_per_byte for p in info.points] + [
         r.peak_flops_per_s / r.bandwidth_bytes_per_s for r in info.roofs
@@ -122,13 +121,12 @@ def draw_cells_roofline(info: CellsRooflineInfo, ax: Axes) -> None:
     for (x, y, owner), names in labels.items():
         ax.scatter([x], [y], color=colors[owner % 10], edgecolor="black", zorder=5, s=36)
         ax.annotate(" = ".join(names), (x, y), fontsize=6, xytext=(4, -8), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlim(low, high)
-    ax.set_xlabel("arithmetic intensity of the whole model (FLOP/byte)")
-    ax.set_ylabel("attainable (FLOP/s), total FLOPs / per-layer roofline latency")
-    ax.yaxis.set_major_formatter(EngFormatter(unit="FLOP/s"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    roofline_axes(
+        ax,
+        (low, high),
+        "arithmetic intensity of the whole model (FLOP/byte)",
+        "attainable (FLOP/s), total FLOPs / per-layer roofline latency",
+    )
     ax.legend(fontsize=7, loc="lower right")
 
 

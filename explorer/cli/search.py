@@ -7,7 +7,6 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from explorer.cli.common import (
     DEFAULT_SPACE,
@@ -18,10 +17,10 @@ from explorer.cli.common import (
     platform_from_args,
 )
 from explorer.files import writable
-from explorer.search import DEFAULTS, SAMPLERS, Settings
+from explorer.search import DEFAULTS, SAMPLERS, SearchResult, Settings
 
 
-def add_parsers(sub: Any) -> None:
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     search = sub.add_parser("search", help="search channel widths under budgets (the default subcommand)")
     search.add_argument("--space", help=f"base architecture or space file (default {DEFAULT_SPACE} at 224x224)")
     search.add_argument(
@@ -71,7 +70,7 @@ def add_parsers(sub: Any) -> None:
     report.set_defaults(func=cmd_report)
 
 
-def write_search_report(result: Any, out: Path) -> Path:
+def write_search_report(result: SearchResult, out: Path) -> Path:
     from explorer.report import search_report, write_report
 
     write_report(*search_report(result), out)

@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from explorer.cli.common import UsageError, add_platform_args, platform_from_args, scoring_args
 from explorer.conventions import TRAFFIC_MODELS, canonical_dtype
@@ -15,7 +14,7 @@ from explorer.files import writable
 from explorer.units import si
 
 
-def add_parsers(sub: Any) -> None:
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     score = sub.add_parser("score", help="per-layer counts and roofline of one architecture")
     score.add_argument("arch", help="a base architecture name (see `explore spaces`) or a spec .json file")
     add_platform_args(score)

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TextIO
 
 from explorer.cost.platforms import Platform, catalog
 from explorer.cost.roofline import Analysis, analyze
@@ -31,6 +31,7 @@ from explorer.measure.timing import (
     matmul_flops_per_s,
     micro_arch,
 )
+from explorer.spec import Arch
 from explorer.units import si
 
 FULL = {"sizes": (1024, 2048, 4096), "bandwidth_mb": 512, "repeats": 7}
@@ -71,7 +72,7 @@ def calibrate(
     quick: bool = False,
     efficiency: bool = True,
     batch: int = 1,
-    stream: Any = sys.stderr,
+    stream: TextIO = sys.stderr,
 ) -> Calibration:
     import flax
     import jax
@@ -155,7 +156,7 @@ def efficiency_of(platform: Platform) -> Mapping[str, float]:
     return dict(platform.extra.get("efficiency", {})) if platform.extra else {}
 
 
-def class_times_s(result: Analysis, arch: Any) -> dict[str, float]:
+def class_times_s(result: Analysis, arch: Arch) -> dict[str, float]:
     """Roofline time of the analysis per efficiency class."""
     nodes = {node.op.name: node for node in arch.nodes}
     out = dict.fromkeys(LAYER_CLASSES, 0.0)
@@ -166,7 +167,7 @@ def class_times_s(result: Analysis, arch: Any) -> dict[str, float]:
     return out
 
 
-def calibrated_latency_s(result: Analysis, arch: Any, efficiency: Mapping[str, float]) -> float:
+def calibrated_latency_s(result: Analysis, arch: Arch, efficiency: Mapping[str, float]) -> float:
     """Latency with each layer's roofline time divided by its class's measured efficiency.
 
     A calibrated estimate, labelled as such wherever it is shown; `result` is not changed.

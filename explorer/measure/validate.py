@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -161,7 +161,7 @@ def validate(
     traffic: str = "rw",
     dtype: str = "float32",
     per_layer: bool = False,
-    stream: Any = sys.stderr,
+    stream: TextIO = sys.stderr,
 ) -> Validation:
     """Measure and predict every architecture. `per_layer` also times each conv/dense layer alone
     and reports their sum, to tell a per-shape kernel effect from a roofline effect."""

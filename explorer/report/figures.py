@@ -114,8 +114,20 @@ def draw_roofs(
     return low, high
 
 
-def draw_roofline(info: RooflineInfo, ax: Axes) -> None:
+def roofline_axes(ax: Axes, x_span: tuple[float, float], x_label: str, y_label: str) -> None:
+    """Log-log axes over `x_span` with FLOP/s ticks, as every roofline chart draws them."""
     from matplotlib.ticker import EngFormatter, NullFormatter
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(*x_span)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.yaxis.set_major_formatter(EngFormatter(unit="FLOP/s"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def draw_roofline(info: RooflineInfo, ax: Axes) -> None:
 
     xs = [info.ridge_flops_per_byte] + [p.intensity_flops_per_byte for p in (*info.layers, *info.models)]
     label = f"roof: peak {info.peak_flops_per_s / 1e12:.3g} TFLOP/s, {info.bandwidth_bytes_per_s / 1e9:.3g} GB/s"
@@ -152,13 +164,7 @@ def draw_roofline(info: RooflineInfo, ax: Axes) -> None:
             zorder=5,
             label=f"{point.label}: {point.attainable_flops_per_s / 1e12:.3g} TFLOP/s",
         )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlim(low, high)
-    ax.set_xlabel("arithmetic intensity (FLOP/byte)")
-    ax.set_ylabel("attainable (FLOP/s)")
-    ax.yaxis.set_major_formatter(EngFormatter(unit="FLOP/s"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    roofline_axes(ax, (low, high), "arithmetic intensity (FLOP/byte)", "attainable (FLOP/s)")
     ax.set_title(info.title)
     ax.legend(loc="lower right", fontsize=7)
 

@@ -141,13 +141,6 @@ class BatchScorer:
             reductions[:, k] = np.where(on, rng.choice(np.array(s.choices()), n), 0)
         return widths.astype(np.int64), reductions
 
-    def uniform(self, multipliers: Sequence[float]) -> np.ndarray:
-        """Widths (n, G) of `Space.uniform(m)` for each multiplier (no bottlenecks)."""
-        return np.array(
-            [[max(g.step, round(m * g.base / g.step) * g.step) for g in self.groups] for m in multipliers],
-            dtype=np.int64,
-        ).reshape(len(multipliers), len(self.groups))
-
     # -------------------------------------------------------------- identification
 
     def _probe(self, x: np.ndarray, with_bottlenecks: bool) -> tuple[tuple[str, ...], np.ndarray]:

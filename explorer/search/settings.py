@@ -133,10 +133,19 @@ class SearchPlan:
         data = {
             "space": self.space_ref,
             "platform": self.platform.key,
+            "dtype": s.dtype,
+            "batch": s.batch,
+            "traffic": s.traffic,
+            "convention": s.convention,
             "budget_flops": self.budget.flops,
+            "floor": s.floor,
             "params": self.budget.params,
+            "objective": s.objective,
+            "sampler": s.sampler,
+            "seed": s.seed,
+            "keep": s.keep,
+            "align": s.align,
             "bottlenecks": s.bottlenecks,
-            **{k: getattr(s, k) for k in Settings.IDENTITY},
         }
         return json.loads(json.dumps(data))
 
