@@ -39,6 +39,7 @@ from explorer.spec import (
     pair,
     spaces_dir,
 )
+from explorer.spec.ops import MAX_SIZE
 
 DEFAULT_KEEP = (0.5, 1.0)
 """Keep ratio of each width relative to the base (pruning practice: keep at least half)."""
@@ -46,6 +47,8 @@ DEFAULT_ALIGN = 8
 """Channel step: tensor cores and vector units want multiples of 8."""
 DEFAULT_REDUCTION = (0.25, 0.5)
 """Width of an inserted 1x1 bottleneck, as a ratio of the conv's base input channels."""
+MAX_KEEP = 16.0
+"""The widest a width may grow against its base (keep ratios above 1 widen a network)."""
 DEFAULT_BOTTLENECK_MIN_IN = 64
 """'auto' bottlenecks: only KxK dense convs with at least this many base input channels."""
 
@@ -241,12 +244,18 @@ def build_space(
 ) -> Space:
     """Derive the space of `arch`. `overrides` maps op-name glob patterns to {"keep": [lo, hi]}
     or {"channels": [lo, hi]} (absolute)."""
-    if not (0 < keep[0] <= keep[1]):
-        raise SpaceError(f"keep={keep!r}: need 0 < low <= high, e.g. (0.5, 1.0)")
+    if not (0 < keep[0] <= keep[1] <= MAX_KEEP):
+        raise SpaceError(f"keep={keep!r}: need 0 < low <= high <= {MAX_KEEP:g}, e.g. (0.5, 1.0)")
     if isinstance(align, bool) or not isinstance(align, int) or align < 1:
         raise SpaceError(f"align={align!r} must be an integer >= 1")
     groups_in_arch = {op.groups for op in arch.ops if isinstance(op, Conv) and op.groups > 1}
     step = math.lcm(align, *groups_in_arch) if groups_in_arch else align
+    widest = max((int(op.out) for op in arch.ops if channel_behaviour(op) == "sets"), default=0)  # type: ignore[attr-defined]
+    if widest and step > widest * keep[1]:
+        raise SpaceError(
+            f"align={align!r} gives a channel step of {step}, wider than any width of {arch.name} "
+            f"(the widest is {widest} x keep {keep[1]:g}); use align <= {max(1, int(widest * keep[1]))}"
+        )
     groups = []
     for members in width_ties(arch, _searchable(arch, fixed)):
         base = int(arch.op(members[0]).out)  # type: ignore[attr-defined]
@@ -306,8 +315,8 @@ def parse_keep(text: str) -> tuple[float, float]:
         low, high = (float(v) for v in text.replace(",", "-").split("-"))
     except ValueError:
         raise SpaceError(f"keep={text!r}: write LOW-HIGH keep ratios of the base width, e.g. 0.5-1.0") from None
-    if not 0 < low <= high:
-        raise SpaceError(f"keep={text!r}: need 0 < LOW <= HIGH, e.g. 0.5-1.0")
+    if not 0 < low <= high <= MAX_KEEP:
+        raise SpaceError(f"keep={text!r}: need 0 < LOW <= HIGH <= {MAX_KEEP:g}, e.g. 0.5-1.0")
     return low, high
 
 
@@ -321,15 +330,15 @@ def load_space(
     """A space by name (`search_spaces/NAME.space.toml`, else the bare base architecture with
     defaults) or by .toml path. `keep`, `align` and `bottlenecks=False` override the file."""
     path = Path(name_or_path)
-    if not path.suffix:
+    if not path.suffix and not path.exists():
         candidate = spaces_dir() / f"{name_or_path}.space.toml"
         if candidate.exists():
             path = candidate
         elif name_or_path in base_names():
             return build_space(
                 load_arch(name_or_path),
-                keep=keep or DEFAULT_KEEP,
-                align=align or DEFAULT_ALIGN,
+                keep=DEFAULT_KEEP if keep is None else keep,
+                align=DEFAULT_ALIGN if align is None else align,
                 bottleneck="auto" if bottlenecks else [],
             )
         else:
@@ -342,7 +351,13 @@ def load_space(
         raise SpaceError(f"space file {where}: unknown key(s) {sorted(unknown)}; keys: {', '.join(sorted(SPACE_KEYS))}")
     if "arch" not in data:
         raise SpaceError(f"space file {where}: missing key 'arch' (a base architecture name or spec file)")
-    arch_ref = str(data["arch"])
+    if not isinstance(data["arch"], str):
+        raise SpaceError(
+            f"space file {where}: key 'arch'={data['arch']!r} must be a base architecture name or spec file"
+        )
+    if not isinstance(data.get("source", ""), str):
+        raise SpaceError(f"space file {where}: key 'source' must be text")
+    arch_ref = data["arch"]
     arch_path = path.parent / arch_ref
     try:
         arch = load_arch(arch_path if arch_path.suffix == ".json" and arch_path.exists() else arch_ref)
@@ -373,6 +388,9 @@ def load_space(
     file_align = data.get("align", DEFAULT_ALIGN)
     if isinstance(file_align, bool) or not isinstance(file_align, int) or file_align < 1:
         raise SpaceError(f"space file {where}: key 'align'={file_align!r} must be an integer >= 1")
+    min_in = b.get("min_in_channels", DEFAULT_BOTTLENECK_MIN_IN)
+    if isinstance(min_in, bool) or not isinstance(min_in, int) or not 1 <= min_in <= MAX_SIZE:
+        raise SpaceError(f"space file {where}: key 'bottleneck.min_in_channels'={min_in!r} must be an integer >= 1")
     fixed = data.get("fixed", [])
     if not isinstance(fixed, list) or not all(isinstance(f, str) for f in fixed):
         raise SpaceError(f"space file {where}: key 'fixed' must be a list of op-name patterns")
@@ -380,11 +398,11 @@ def load_space(
         return build_space(
             arch,
             name=path.name.split(".")[0],
-            keep=keep or file_keep,
-            align=align or file_align,
+            keep=file_keep if keep is None else keep,
+            align=file_align if align is None else align,
             bottleneck=(allow if bottlenecks else []),
             reduction=reduction,
-            bottleneck_min_in=int(b.get("min_in_channels", DEFAULT_BOTTLENECK_MIN_IN)),
+            bottleneck_min_in=min_in,
             fixed=tuple(fixed),
             overrides=widths,
             source=str(data.get("source", "")),
@@ -397,7 +415,7 @@ def _pair_of_numbers(where: str, key: str, value: Any) -> tuple[float, float]:
     if (
         not isinstance(value, list)
         or len(value) != 2
-        or not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value)
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) and 0 < v <= MAX_SIZE for v in value)
         or value[0] > value[1]
     ):
         raise SpaceError(f"space file {where}: key '{key}'={value!r} must be [low, high] with 0 < low <= high")

@@ -26,7 +26,7 @@ CLI_CASES: list[tuple[str, dict[str, str], list[str], str]] = [
     ("budget below space", {}, ["--budget", "1MFLOPs"], "is below the smallest network the space can express"),
     ("batch zero", {}, ["--budget", "2GFLOPs", "--batch", "0"], "--batch 0 must be an integer >= 1"),
     ("trials zero", {}, ["--budget", "2GFLOPs", "--trials", "0"], "--trials 0 must be an integer >= 1"),
-    ("jobs zero", {}, ["--budget", "2GFLOPs", "--jobs", "0"], "--jobs 0 must be an integer >= 1"),
+    ("jobs zero", {}, ["--budget", "2GFLOPs", "--jobs", "0"], "--jobs 0 must be an integer in [1, 1024]"),
     ("floor above 1", {}, ["--budget", "2GFLOPs", "--floor", "1.5"], "--floor 1.5 must be between 0 and 1"),
     ("keep reversed", {}, ["--budget", "2GFLOPs", "--keep", "0.9-0.5"], "--keep '0.9-0.5': need 0 < LOW <= HIGH"),
     ("params unit", {}, ["--budget", "2GFLOPs", "--params", "5Mbytes"], "--params '5Mbytes': unit"),

@@ -274,9 +274,16 @@ def sequential_arch(draw: st.DrawFn) -> Arch:
                 Conv(
                     name=f"c{i}",
                     out=draw(st.integers(1, 96)),
-                    kernel=draw(st.integers(1, 7)),
+                    kernel=draw(st.one_of(st.integers(1, 7), st.tuples(st.integers(1, 7), st.integers(1, 7)))),
                     stride=draw(st.integers(1, 4)),
-                    padding=draw(st.sampled_from(["same", "valid", 0, 1, 2, 3])),
+                    # explicit paddings up to twice the largest kernel: whole windows in the padding
+                    padding=draw(
+                        st.one_of(
+                            st.sampled_from(["same", "valid"]),
+                            st.integers(0, 14),
+                            st.tuples(st.integers(0, 14), st.integers(0, 14)),
+                        )
+                    ),
                     groups=draw(st.sampled_from([1, 1, 0])),
                     bias=draw(st.booleans()),
                     bottleneck=draw(st.sampled_from([None, None, 8])),

@@ -150,11 +150,15 @@ def test_run_writes_every_figure_embedded_and_linked(run_dir: Path) -> None:
 
 def test_report_command_rewrites_cleanly(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = (run_dir / "report.md").read_text()
-    (run_dir / "figures" / "stale.png").write_bytes(b"old")
+    (run_dir / "figures" / "mine.png").write_bytes(b"a user's file")
+    before_png = {p.name: p.stat().st_mtime_ns for p in (run_dir / "figures").glob("*.png")}
     assert main(["report", str(run_dir)]) == 0
     assert "report:" in capsys.readouterr().out
     after = (run_dir / "report.md").read_text()
-    assert not (run_dir / "figures" / "stale.png").exists()
+    assert (run_dir / "figures" / "mine.png").read_bytes() == b"a user's file"  # only its own figures are replaced
+    for stem in FIGURE_STEMS:
+        assert (run_dir / "figures" / f"{stem}.png").stat().st_mtime_ns > before_png[f"{stem}.png"]
+    assert not list((run_dir / "figures").glob(".*.tmp")) and not list(run_dir.glob(".*.tmp"))
     # only the wall-time line may differ (the run measured its own time; the report reads the trials')
     diff = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True) if a != b]
     assert all("wall time" in a for a, _ in diff)

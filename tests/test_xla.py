@@ -7,6 +7,8 @@ convention is the one to compare. Compiled (post-fusion) bytes are used.
 from __future__ import annotations
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from conftest import single, xla_primitive_flops
 from explorer.cost.roofline import analyze
@@ -34,6 +36,40 @@ def test_conv_exact_flops_equal_xla(case: str) -> None:
     xla = xla_cost(arch)
     ours = analyze(arch, convention="exact")
     assert ours.total_flops == xla["flops"]  # conv FLOPs + 1 per output for a bias
+
+
+@st.composite
+def odd_conv(draw: st.DrawFn) -> Arch:
+    """Non-square kernels, strides and explicit paddings up to twice the kernel (windows that lie
+    wholly in the padding count no taps), on small non-square inputs."""
+    kh, kw = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    h, w, c = draw(st.integers(1, 12)), draw(st.integers(1, 12)), draw(st.sampled_from([1, 2, 4]))
+    ph, pw = draw(st.integers(0, 2 * kh)), draw(st.integers(0, 2 * kw))
+    assume(h + 2 * ph >= kh and w + 2 * pw >= kw)
+    groups = draw(st.sampled_from([1, 0, c]))
+    conv = Conv(
+        name="c",
+        out=None if groups == 0 else 4 * c,
+        kernel=(kh, kw),
+        stride=draw(st.integers(1, 4)),
+        padding=(ph, pw),
+        groups=groups,
+        bias=draw(st.booleans()),
+    )
+    return single(conv, (h, w, c))
+
+
+@settings(max_examples=40, deadline=None)
+@given(odd_conv())
+def test_exact_counts_equal_xla_for_any_kernel_and_padding(arch: Arch) -> None:
+    """The exact convention was negative where padding exceeded the kernel (-720 FLOPs; XLA: 1,416)."""
+    ours = analyze(arch, convention="exact")
+    assert ours.macs >= 0 and ours.total_flops == xla_cost(arch)["flops"]
+
+
+def test_padding_wider_than_the_kernel_counts_as_xla_does() -> None:
+    arch = single(Conv(name="c", kernel=(1, 7), stride=2, padding=4, groups=0), (9, 9, 4))
+    assert analyze(arch, convention="exact").total_flops == 1416 == xla_cost(arch)["flops"]
 
 
 def test_same_padding_exact_differs_from_dense_as_measured() -> None:

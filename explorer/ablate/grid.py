@@ -19,6 +19,7 @@ from explorer.conventions import canonical_dtype
 from explorer.cost.platforms import DEFAULT_PLATFORM
 from explorer.files import read_toml
 from explorer.search import DEFAULTS as SEARCH
+from explorer.spec.ops import short_repr
 
 ABLATIONS_PATH = Path(__file__).with_name("ablations.toml")
 
@@ -113,11 +114,36 @@ def get_ablation(name: str) -> Ablation:
         return known[name]
     path = Path(name)
     if path.suffix == ".toml" or path.exists():
-        if not path.is_file():
+        if not path.exists():
             raise AblationError(f"ablation {name!r}: no such file")
         found = load_ablations(path)
         return next(iter(found.values()))
     raise AblationError(f"ablation {name!r} is not known; built in: {', '.join(known)}; or give a .toml file")
+
+
+def _table(where: str, key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise AblationError(f"{where}: {key}={short_repr(value)} must be a table, e.g. {key} = {{ batch = 1 }}")
+    return dict(value)
+
+
+def check_setting(where: str, key: str, value: Any) -> None:
+    """One cell setting's value: its type and range, or an AblationError naming it."""
+    if key not in DEFAULTS:
+        raise AblationError(f"{where}: {key!r} is not a cell setting; use: {', '.join(DEFAULTS)}")
+    kind = SETTING_TYPES.get(key, str)
+    least = {"batch": 1, "align": 1, "trials": 1, "seed": 0}.get(key)
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool) and least is not None and value >= least
+    elif kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        wanted = {bool: "true or false", int: f"an integer >= {least}", float: "a number in [0, 1]"}.get(kind, "text")
+        raise AblationError(f"{where}: {key}={short_repr(value)} must be {wanted}")
 
 
 def _ablation(name: str, table: Any, where: str) -> Ablation:
@@ -128,29 +154,38 @@ def _ablation(name: str, table: Any, where: str) -> Ablation:
         raise AblationError(
             f"{where}: unknown key(s) {sorted(unknown)}; keys: base, factors, reference, edf, description"
         )
-    base = dict(table.get("base", {}))
-    factors = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in dict(table.get("factors", {})).items()}
+    for text in ("description", "source"):
+        if not isinstance(table.get(text, ""), str):
+            raise AblationError(f"{where}: {text}={short_repr(table[text])} must be text")
+    base = _table(where, "base", table.get("base", {}))
+    raw = _table(where, "factors", table.get("factors", {}))
+    factors = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in raw.items()}
     if not factors:
         raise AblationError(f"{where}: 'factors' is empty; give at least one factor with a list of values")
-    for key in (*base, *factors):
-        if key not in DEFAULTS:
-            raise AblationError(f"{where}: {key!r} is not a cell setting; use: {', '.join(DEFAULTS)}")
+    for key, value in base.items():
+        check_setting(where, key, value)
     for key, values in factors.items():
         if not values:
             raise AblationError(f"{where}: factor {key!r} has no values")
+        for value in values:
+            check_setting(where, key, value)
     for method in [*factors.get("method", ()), base.get("method", "searched")]:
         if method not in METHODS[:3]:
             raise AblationError(f"{where}: method {method!r} is not one of: searched, uniform, base")
-    reference = dict(table.get("reference", {}))
+    reference = _table(where, "reference", table.get("reference", {}))
     for key, value in reference.items():
         if key not in factors or value not in factors[key]:
             raise AblationError(f"{where}: reference {key}={value!r} is not a value of factor {key!r}")
     edf = table.get("edf")
     if edf is not None:
+        edf = _table(where, "edf", edf)
         if edf.get("factor") not in factors:
             raise AblationError(f"{where}: edf.factor={edf.get('factor')!r} must name one of the factors")
         if edf.get("metric", "attainable_flops_per_s") not in EDF_METRICS:
             raise AblationError(f"{where}: edf.metric must be one of: {', '.join(EDF_METRICS)}")
+        samples = edf.get("samples", 1000)
+        if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= 1_000_000:
+            raise AblationError(f"{where}: edf.samples={short_repr(samples)} must be an integer in [1, 1000000]")
     return Ablation(
         name=name,
         description=str(table.get("description", "")),
@@ -166,7 +201,7 @@ def cell_key(cell: Mapping[str, Any]) -> str:
     """A readable, stable file name for a cell: its non-default settings and a hash of all of them."""
     digest = hashlib.sha1(json.dumps(cell, sort_keys=True).encode()).hexdigest()[:8]
     parts = [f"{k}={v}" for k, v in cell.items() if v is not None and v != DEFAULTS.get(k)]
-    slug = "_".join(parts).replace("/", "-").replace(" ", "")[:80] or "default"
+    slug = "".join(c if c.isalnum() or c in "._=+-" else "-" for c in "_".join(parts))[:80] or "default"
     return f"{slug}_{digest}"
 
 
@@ -192,6 +227,8 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
         value: Any = text
         kind = SETTING_TYPES.get(key, str)
         if kind is bool:
+            if text.lower() not in ("1", "true", "yes", "0", "false", "no"):
+                raise AblationError(f"--set {pair!r}: {key} must be true or false")
             value = text.lower() in ("1", "true", "yes")
         elif kind is int:
             try:
@@ -203,5 +240,6 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
                 value = float(text)
             except ValueError:
                 raise AblationError(f"--set {pair!r}: {key} must be a number") from None
+        check_setting("--set", key, value)
         out[key] = value
     return out

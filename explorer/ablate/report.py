@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,6 +9,7 @@ from typing import Any
 from explorer.ablate import figures as AF
 from explorer.ablate.grid import cell_label
 from explorer.ablate.run import AblationResult
+from explorer.files import atomic_write, dumps_json, write_csv, write_text
 from explorer.report import figures as F
 from explorer.report.document import Block, Heading, Items, Maker, Picture, Table, Text, write_report
 from explorer.search.metrics import CSV_KEYS, METRIC_HEADER, Metrics, metric_cells
@@ -60,13 +59,12 @@ def write_outputs(result: AblationResult, out: Path) -> list[Path]:
         "edf": result.edf,
         "errors": result.errors,
     }
-    (out / "ablation.json").write_text(json.dumps(payload, indent=1) + "\n")
-    with (out / "ablation.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        factors = list(ab.factors)
-        writer.writerow([*factors, *CSV_KEYS, "seconds"])
-        for r in result.rows:
-            writer.writerow([r["cell"][k] for k in factors] + [r.get(m, "") for m in CSV_KEYS] + [r["seconds"]])
+    write_text(out / "ablation.json", dumps_json(payload))
+    factors = list(ab.factors)
+    table = [[*factors, *CSV_KEYS, "seconds"]]
+    for r in result.rows:
+        table.append([r["cell"][k] for k in factors] + [r.get(m, "") for m in CSV_KEYS] + [r["seconds"]])
+    atomic_write(out / "ablation.csv", lambda tmp: write_csv(tmp, table))
     header, rows = table_rows(result)
     info = AF.cells_info(result)
     blocks: list[Block] = [

@@ -29,6 +29,7 @@ import optuna
 from explorer.ablate.grid import EDF_METRICS, Ablation, cell_key, cell_label, normalise
 from explorer.cost.platforms import get_platform
 from explorer.cost.roofline import analyze
+from explorer.files import dumps_json, write_text
 from explorer.search import DEFAULTS as SEARCH
 from explorer.search import Budget, Metrics, Scored, SearchPlan, Settings, best_uniform, plan_search, run_search
 from explorer.search.batch import BatchScorer, BatchScores
@@ -88,11 +89,17 @@ def run_cell(cell: Mapping[str, Any], folder: str) -> dict[str, Any]:
         if cell["method"] == "uniform":
             row["multiplier"] = multiplier
     row = {"cell": dict(cell), **row, "seconds": time.monotonic() - start}
-    path = Path(folder) / f"{cell_key(cell)}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(row, indent=1) + "\n")
-    tmp.replace(path)  # atomic: a half-written cell is never reused
+    write_text(Path(folder) / f"{cell_key(cell)}.json", dumps_json(row))  # atomic: never half-written
     return row
+
+
+def _stored_cell(path: Path) -> dict[str, Any] | None:
+    """A finished cell's row, or None when there is none (or it cannot be read: it is run again)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 @dataclass(slots=True)
@@ -123,14 +130,15 @@ def run_ablation(
     reference = ablation.reference_cell(overrides)
     rows: dict[int, dict[str, Any]] = {}
     todo = []
+    first_of: dict[str, int] = {}  # identical cells run once
     for i, cell in enumerate(cells):
         stored = folder / f"{cell_key(cell)}.json"
-        if stored.exists():
-            data = json.loads(stored.read_text())
-            if data.get("cell") == cell:
-                rows[i] = data
-                continue
-        todo.append(i)
+        data = _stored_cell(stored)
+        if data is not None and data.get("cell") == cell:
+            rows[i] = data
+        elif cell_key(cell) not in first_of:
+            first_of[cell_key(cell)] = i
+            todo.append(i)
     reused = len(rows)
     print(
         f"explore ablate {ablation.name}: {len(cells)} cells ({reused} stored, {len(todo)} to run) with {jobs} processes",
@@ -160,6 +168,10 @@ def run_ablation(
                         file=stream,
                         flush=True,
                     )
+    for i, cell in enumerate(cells):
+        first = first_of.get(cell_key(cell))
+        if i not in rows and first is not None and first in rows:
+            rows[i] = rows[first]
     ordered = [rows[i] for i in range(len(cells)) if i in rows]
     ref_index = next((k for k, r in enumerate(ordered) if r["cell"] == reference), 0)
     edf = design_space_edf(ablation, overrides) if ablation.edf else None

@@ -15,14 +15,21 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from explorer.cli import search, tools
 from explorer.cli.common import SIGNAL, interrupted_by, on_sigterm
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line (no usage block), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"explore: error: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="explore",
         description="Channel-pruning design-space explorer. FLOPs = 2 x MACs throughout. "
         "Without a subcommand, runs `search`.",
@@ -39,7 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
     if not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help")):
         argv = ["search", *argv]
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a one-line usage error (2)
+        return exc.code if isinstance(exc.code, int) else 2
     on_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, on_sigterm) if on_main else None  # a polite kill stops like Ctrl-C
     SIGNAL["name"] = "SIGINT"

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from explorer.cli.common import UsageError, add_platform_args, platform_from_args, scoring_args
 from explorer.conventions import TRAFFIC_MODELS, canonical_dtype
 from explorer.cost.platforms import catalog, get_platform
-from explorer.files import writable
+from explorer.files import dumps_json, writable, write_text
 from explorer.units import si
 
 
@@ -79,8 +78,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     arch = load_arch(args.arch)
     result = analyze(arch, platform, dtype, batch, traffic, convention)
     if args.json == "-":
-        json.dump(result.to_dict() | {"platform_info": platform.to_dict()}, sys.stdout, indent=1)
-        print()
+        sys.stdout.write(dumps_json(result.to_dict() | {"platform_info": platform.to_dict()}))
         return 0
     if not args.quiet:
         print(layer_table(result))
@@ -95,7 +93,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.json:
         path = Path(args.json)
         try:
-            path.write_text(json.dumps(result.to_dict() | {"platform_info": platform.to_dict()}, indent=1) + "\n")
+            write_text(path, dumps_json(result.to_dict() | {"platform_info": platform.to_dict()}))
         except OSError as exc:
             raise UsageError(f"--json {args.json!r}: cannot write ({exc.strerror}); choose a writable path") from None
         print(f"wrote {path}")
@@ -162,9 +160,17 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         raise UsageError(f"--jobs {args.jobs} must be >= 1 (processes running cells)")
     ablation = A.get_ablation(args.name)
     overrides = A.parse_overrides(args.set or [])
-    for cell in ablation.cells(overrides):  # fail before any work on a cell that cannot run
-        platform = get_platform(cell["platform"])
-        platform.peak(cell["dtype"])
+    for cell in ablation.cells(overrides):  # fail before any work on a cell that cannot run, naming it
+        try:
+            if cell["method"] == "fixed":
+                from explorer.spec import load_arch
+
+                load_arch(cell["arch"])
+                get_platform(cell["platform"]).peak(cell["dtype"])
+            else:
+                A.cell_plan(cell)
+        except ValueError as exc:
+            raise UsageError(f"ablation {ablation.name!r}, cell {A.cell_label(cell, ablation)}: {exc}") from None
     out = writable(args.out or f"runs/ablate-{Path(args.name).stem}", "out")
     try:
         result = A.run_ablation(ablation, out, jobs=args.jobs, overrides=overrides, stream=sys.stdout)
@@ -174,6 +180,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    if not result.rows:
+        raise RuntimeError(f"every cell of ablation {ablation.name!r} failed; the first: {result.errors[0]}")
     header, rows = A.table_rows(result)
     from explorer.report.table import render
 
@@ -206,7 +214,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     writable(out.parent if str(out.parent) else ".", "out")
     print(f"explore calibrate: {'quick' if args.quick else 'full'} measurement of this machine (JAX default backend)")
     cal = calibrate(dtypes, quick=args.quick, efficiency=not args.no_efficiency, batch=args.batch, stream=sys.stdout)
-    out.write_text(platform_toml(cal, args.key))
+    write_text(out, platform_toml(cal, args.key))
     platform = cal.platform(args.key)
     dtype = "float32" if "float32" in platform.peak_flops_per_s else dtypes[0]
     near, _ = nearest_catalog_entry(platform, dtype) if dtype in ("float32",) else (None, 0)

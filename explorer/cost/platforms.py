@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -13,6 +14,7 @@ from typing import Any
 
 from explorer.conventions import BYTES_PER_ELEMENT, canonical_dtype
 from explorer.files import read_toml
+from explorer.spec.ops import short_repr
 
 CATALOG_PATH = Path(__file__).with_name("platforms.toml")
 DEFAULT_PLATFORM = "v100"
@@ -75,10 +77,34 @@ def platform_from_dict(data: Mapping[str, Any]) -> Platform:
     )
 
 
-def _number(where: str, key: str, value: Any) -> float:
+def _number(where: str, key: str, value: Any, scale: float = 1.0) -> float:
+    """A positive number times `scale` (its unit), finite and at least 1 in base units (FLOP/s, B/s, B)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise PlatformError(f"{where}: {key}={value!r} must be a positive, finite number")
-    return float(value)
+        raise PlatformError(f"{where}: {key}={short_repr(value)} must be a positive, finite number")
+    scaled = float(value) * scale
+    if not 1.0 <= scaled < math.inf:
+        raise PlatformError(
+            f"{where}: {key}={value!r} is {scaled:g} in base units, outside [1, {sys.float_info.max:.3g}]; "
+            "check the unit in the key's name"
+        )
+    return scaled
+
+
+def _extra(where: str, value: Any) -> dict[str, Any]:
+    """The `extra` table: measured calibrations (`efficiency`: layer class = share of the roofline)."""
+    from explorer.cost.rules import LAYER_CLASSES
+
+    if not isinstance(value, Mapping):
+        raise PlatformError(f"{where}: extra={short_repr(value)} must be a table, e.g. [KEY.extra]")
+    efficiency = value.get("efficiency", {})
+    if not isinstance(efficiency, Mapping):
+        raise PlatformError(f"{where}: extra.efficiency={short_repr(efficiency)} must be a table of class = share")
+    for cls, share in efficiency.items():
+        if cls not in LAYER_CLASSES:
+            raise PlatformError(f"{where}: extra.efficiency has unknown class {cls!r}; use {', '.join(LAYER_CLASSES)}")
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share < math.inf:
+            raise PlatformError(f"{where}: extra.efficiency.{cls}={short_repr(share)} must be a positive share")
+    return dict(value)
 
 
 def platform_from_table(key: str, table: Mapping[str, Any], where: str) -> Platform:
@@ -91,6 +117,9 @@ def platform_from_table(key: str, table: Mapping[str, Any], where: str) -> Platf
     for required in ("peak_tflop_per_s", "bandwidth_gb_per_s"):
         if required not in table:
             raise PlatformError(f"{where}: missing {required!r}")
+    for text in ("name", "source"):
+        if text in table and not isinstance(table[text], str):
+            raise PlatformError(f"{where}: {text}={short_repr(table[text])} must be a string")
     peaks = table["peak_tflop_per_s"]
     if not isinstance(peaks, Mapping) or not peaks:
         raise PlatformError(f"{where}: peak_tflop_per_s must be a table of dtype = TFLOP/s, e.g. {{ float32 = 15.7 }}")
@@ -100,16 +129,16 @@ def platform_from_table(key: str, table: Mapping[str, Any], where: str) -> Platf
             raise PlatformError(
                 f"{where}: peak_tflop_per_s has unknown dtype {dtype!r}; use {', '.join(BYTES_PER_ELEMENT)}"
             )
-        peak_flops[dtype] = _number(where, f"peak_tflop_per_s.{dtype}", value) * TERA
+        peak_flops[dtype] = _number(where, f"peak_tflop_per_s.{dtype}", value, TERA)
     memory = table.get("memory_gb")
     return Platform(
         key=key,
         name=str(table.get("name", key)),
         peak_flops_per_s=MappingProxyType(peak_flops),
-        bandwidth_bytes_per_s=_number(where, "bandwidth_gb_per_s", table["bandwidth_gb_per_s"]) * GIGA,
-        memory_bytes=None if memory is None else _number(where, "memory_gb", memory) * GIGA,
+        bandwidth_bytes_per_s=_number(where, "bandwidth_gb_per_s", table["bandwidth_gb_per_s"], GIGA),
+        memory_bytes=None if memory is None else _number(where, "memory_gb", memory, GIGA),
         source=str(table.get("source", "")),
-        extra=MappingProxyType(dict(table.get("extra", {}))),
+        extra=MappingProxyType(_extra(where, table.get("extra", {}))),
     )
 
 
@@ -155,8 +184,8 @@ def custom_platform(
 ) -> Platform:
     """A one-dtype platform from two numbers (the `--peak`/`--bandwidth` flags)."""
     for what, value in (("peak_flops_per_s", peak_flops_per_s), ("bandwidth_bytes_per_s", bandwidth_bytes_per_s)):
-        if not value > 0:
-            raise PlatformError(f"{what}={value!r} must be positive")
+        if not 1.0 <= value < math.inf:
+            raise PlatformError(f"{what}={value!r} must be at least 1 and finite")
     return Platform(
         key=name,
         name=name,

@@ -32,6 +32,7 @@ from explorer.spec import (
     padding_amounts,
     pair,
 )
+from explorer.spec.ops import MAX_SIZE, short_repr
 
 ACT_FLOPS_PER_ELEMENT: Final[dict[str, int]] = {
     "relu": 1,  # max(x, 0)
@@ -125,14 +126,21 @@ def _elements(shape: tuple[int, ...]) -> int:
     return math.prod(shape)
 
 
+def _sum_clamped(offset: int, stride: int, count: int, size: int) -> int:
+    """sum(min(max(o * stride + offset, 0), size) for o in range(count)), in constant time."""
+    first_inside = 0 if offset > 0 else min(count, -offset // stride + 1)  # first o with value > 0
+    first_full = min(count, max(0, -(-(size - offset) // stride)))  # first o with value >= size
+    first_full = max(first_full, first_inside)
+    n = first_full - first_inside
+    partial = stride * (first_inside + first_full - 1) * n // 2 + offset * n
+    return partial + (count - first_full) * size
+
+
 def valid_taps(op: Op, size: int, kernel: int, stride: int, padding: object, axis: int) -> int:
-    """Sum over output positions along one axis of the kernel taps that land inside the input."""
+    """Sum over output positions along one axis of the kernel taps that land inside the input:
+    window o covers [o S - P, o S - P + K), clipped to [0, X) (empty when it lies in the padding)."""
     low, _, out = padding_amounts(op, size, kernel, stride, padding, axis)  # type: ignore[arg-type]
-    total = 0
-    for o in range(out):
-        start = o * stride - low
-        total += min(start + kernel, size) - max(start, 0)
-    return total
+    return _sum_clamped(kernel - low, stride, out, size) - _sum_clamped(-low, stride, out, size)
 
 
 @rule(Conv)
@@ -296,7 +304,9 @@ def layer_counts(node: Node, ctx: Context, traffic: str) -> Counts:
 
 def make_context(*, batch: int, dtype: str, convention: str) -> Context:
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch={batch!r} must be an integer >= 1")
+        raise ValueError(f"batch={short_repr(batch)} must be an integer >= 1")
+    if batch > MAX_SIZE:
+        raise ValueError(f"batch={short_repr(batch)} must be at most {MAX_SIZE:,}")
     if convention not in MAC_CONVENTIONS:
         raise ValueError(f"convention={convention!r} is not known; use one of: {', '.join(MAC_CONVENTIONS)}")
     return Context(batch=batch, itemsize=BYTES_PER_ELEMENT[dtype], convention=convention)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from explorer.cost.rules import LAYER_CLASSES
+from explorer.files import dumps_json, write_text
 from explorer.measure.calibrate import efficiency_of
 from explorer.measure.validate import Stats, Validation
 from explorer.report import figures as F
@@ -88,7 +88,7 @@ def write_outputs(v: Validation, out: Path) -> list[Path]:
         "rows": [asdict(r) | {"ratio": r.ratio, "calibrated_ratio": r.calibrated_ratio} for r in v.rows],
         "wall_s": v.wall_s,
     }
-    (out / "validation.json").write_text(json.dumps(payload, indent=1) + "\n")
+    write_text(out / "validation.json", dumps_json(payload))
     header = ["architecture", "group", "FLOPs/sample", "params", "measured", "roofline", "roofline / measured"]
     if v.calibrated:
         header += ["calibrated", "calibrated / measured"]
@@ -116,7 +116,7 @@ def write_outputs(v: Validation, out: Path) -> list[Path]:
         if v.calibrated:
             row += [si(r.calibrated_s or 0, "s"), f"{r.calibrated_ratio:.2f}"]
         rows.append(row)
-    (out / "validation.csv").write_text("\n".join(lines) + "\n")
+    write_text(out / "validation.csv", "\n".join(lines) + "\n")
 
     def stat_row(name: str, s: Stats) -> tuple[str, ...]:
         return (

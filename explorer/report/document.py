@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import base64
 import html
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from explorer.files import write_text
 from explorer.report import figures as F
 
 if TYPE_CHECKING:
@@ -56,11 +56,13 @@ Block = Heading | Text | Items | Table | Picture
 
 
 def write_report(blocks: Sequence[Block], makers: Mapping[str, Maker], out: Path) -> list[Path]:
-    """Write OUT/report.html, OUT/report.md and OUT/figures/*.png|svg, replacing earlier ones."""
+    """Write OUT/report.html, OUT/report.md and OUT/figures/STEM.png|svg for each maker's STEM.
+
+    Every file is replaced atomically, so an interrupted rewrite leaves the old report or the new
+    one; a figure this report no longer draws is removed, and no other file in figures/ is touched.
+    """
     out.mkdir(parents=True, exist_ok=True)
     folder = out / FIGURES
-    if folder.exists():
-        shutil.rmtree(folder)
     written: list[Path] = []
     drawn: set[str] = set()
     for stem, make in makers.items():
@@ -68,9 +70,12 @@ def write_report(blocks: Sequence[Block], makers: Mapping[str, Maker], out: Path
         if paths:
             written += paths
             drawn.add(stem)
+        else:
+            for stale in (folder / f"{stem}.png", folder / f"{stem}.svg"):
+                stale.unlink(missing_ok=True)
     kept = [b for b in blocks if not isinstance(b, Picture) or b.stem in drawn]
-    (out / "report.html").write_text(to_html(kept, folder))
-    (out / "report.md").write_text(to_markdown(kept))
+    write_text(out / "report.html", to_html(kept, folder))
+    write_text(out / "report.md", to_markdown(kept))
     return [out / "report.html", out / "report.md", *written]
 
 

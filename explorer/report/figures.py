@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from explorer.cost.roofline import Analysis
+from explorer.files import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -195,7 +196,11 @@ def save(make: Callable[[], Figure | None], folder: Path, stem: str) -> list[Pat
             return []
         paths = [folder / f"{stem}.png", folder / f"{stem}.svg"]
         for path in paths:
-            fig.savefig(path, metadata={"Date": None} if path.suffix == ".svg" else {"Software": None})
+            kind = path.suffix[1:]
+            metadata = {"Date": None} if kind == "svg" else {"Software": None}
+            atomic_write(
+                path, lambda tmp, kind=kind, metadata=metadata: fig.savefig(tmp, format=kind, metadata=metadata)
+            )
     return paths
 
 

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import csv
-import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from explorer.conventions import FLOPS_PER_MAC
+from explorer.files import atomic_write, dumps_json, write_text
 from explorer.search.metrics import COLUMNS
 from explorer.search.problem import Scored, is_feasible
 from explorer.spec import dump_arch
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from explorer.search.run import SearchResult
 
 
@@ -60,7 +59,7 @@ def write_run(result: SearchResult) -> None:
         "storage": result.storage_url,
         "study": result.study.study_name,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_text(out / "summary.json", dumps_json(summary))
     write_trials_csv(result.study, out / "trials.csv")
 
 
@@ -79,6 +78,16 @@ def write_trials_csv(study: optuna.Study, path: Path) -> None:
     trials = study.trials
     metric_keys = [c.key for c in COLUMNS]
     param_keys = sorted({k for t in trials for k in t.params})
+    atomic_write(path, lambda tmp: _write_trials(tmp, study, trials, metric_keys, param_keys))
+
+
+def _write_trials(
+    path: Path,
+    study: optuna.Study,
+    trials: list[optuna.trial.FrozenTrial],
+    metric_keys: list[str],
+    param_keys: list[str],
+) -> None:
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(

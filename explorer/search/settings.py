@@ -21,7 +21,9 @@ from explorer.cost.platforms import Platform, get_platform
 from explorer.files import writable
 from explorer.search.baselines import floor_budget, min_max_flops, min_params
 from explorer.search.problem import OBJECTIVES, SAMPLERS, Budget, Scorer, Scoring, SearchError
+from explorer.search.storage import StorageURL
 from explorer.space import Space, load_space
+from explorer.spec.ops import MAX_SIZE, short_repr
 from explorer.units import parse_quantity, si
 
 FLOP_UNITS = {"": 1.0, "FLOPs": 1.0, "FLOP": 1.0, "MACs": float(FLOPS_PER_MAC), "MAC": float(FLOPS_PER_MAC)}
@@ -195,28 +197,29 @@ def default_run_folder(space_ref: str, platform: Platform, settings: Settings, b
     return Path("runs") / name
 
 
-def _integer(value: object, least: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+def _integer(value: object, least: int, most: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and least <= value <= most
 
 
 def check_settings(s: Settings) -> Settings:
     """The settings with dtype made canonical; a SearchError naming the first bad field."""
     checks = [
-        ("batch", s.batch, _integer(s.batch, 1), "must be an integer >= 1"),
+        ("batch", s.batch, _integer(s.batch, 1, MAX_SIZE), f"must be an integer >= 1 and at most {MAX_SIZE:,}"),
         ("traffic", s.traffic, s.traffic in TRAFFIC_MODELS, f"is not known; use one of: {', '.join(TRAFFIC_MODELS)}"),
         ("convention", s.convention, s.convention in MAC_CONVENTIONS, f"is not known; use one of: {', '.join(MAC_CONVENTIONS)}"),
         ("floor", s.floor, isinstance(s.floor, int | float) and 0 <= s.floor <= 1, "must be between 0 and 1 (a share of the FLOPs budget)"),
-        ("trials", s.trials, _integer(s.trials, 1), "must be an integer >= 1"),
-        ("jobs", s.jobs, _integer(s.jobs, 1), "must be an integer >= 1 (worker processes on this machine)"),
-        ("worker", s.worker, _integer(s.worker, 0), "must be an integer >= 0 (an index that offsets the sampler seed)"),
-        ("seed", s.seed, _integer(s.seed, 0), "must be an integer >= 0"),
+        ("trials", s.trials, _integer(s.trials, 1, MAX_SIZE), "must be an integer >= 1"),
+        ("jobs", s.jobs, _integer(s.jobs, 1, 1024), "must be an integer in [1, 1024] (worker processes on this machine)"),
+        ("jobs", s.jobs, not _integer(s.trials, 1, MAX_SIZE) or s.jobs <= s.trials, f"is more than trials={s.trials!r}: every worker needs a trial; lower `jobs`"),
+        ("worker", s.worker, _integer(s.worker, 0, 2**16), "must be an integer in [0, 65536] (it offsets the sampler seed)"),
+        ("seed", s.seed, _integer(s.seed, 0, 2**32 - 2**17), f"must be an integer in [0, {2**32 - 2**17:,}] (NumPy's seed range)"),
         ("sampler", s.sampler, s.sampler in SAMPLERS, f"is not known; use one of: {', '.join(SAMPLERS)}"),
         ("timeout_s", s.timeout_s, s.timeout_s is None or (math.isfinite(s.timeout_s) and s.timeout_s > 0), "must be a positive number of seconds"),
         ("study", s.study, isinstance(s.study, str) and s.study.strip() != "", "must be a non-empty name"),
     ]  # fmt: skip
     for name, value, ok, problem in checks:
         if not ok:
-            raise SearchError(f"{name}={value!r} {problem}")
+            raise SearchError(f"{name}={short_repr(value)} {problem}")
     _check_objective(tuple(s.objective), ",".join(s.objective))
     return dataclasses.replace(s, dtype=canonical_dtype(s.dtype), objective=tuple(s.objective))
 
@@ -287,11 +290,15 @@ def plan_search(
                 f"({si(fewest)} params); raise `params` or lower `keep`"
             )
     run_folder: Path | None = None
+    if out is not None and str(out).strip() == "":
+        raise SearchError("out='' is empty; give a folder, or leave it out for runs/...")
     if files:
         run_folder = Path(out) if out is not None else default_run_folder(space_ref, platform, settings, budget)
         writable(run_folder, "out")
         if storage is None:
             storage = f"sqlite:///{run_folder / 'study.db'}"
+    if storage is not None:
+        storage = StorageURL.parse(storage).url  # its form is checked before any work
     if settings.jobs > 1 and storage is None:
         raise SearchError(
             f"jobs={settings.jobs} needs a storage every worker can open (an SQLite or journal file, a URL)"

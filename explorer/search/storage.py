@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,14 @@ import optuna
 JOURNAL_SUFFIXES = (".log", ".journal")
 
 
+DIALECTS = ("sqlite", "postgresql", "mysql")
+"""Database servers (and SQLite) that Optuna's RDB storage is tested with here or documented for."""
+
+
+class StorageError(ValueError):
+    """A storage that cannot be used; printed as one line naming `storage=`."""
+
+
 @dataclass(frozen=True, slots=True)
 class StorageURL:
     """A storage named by the user: an SQLite file, an Optuna journal file, or a database server."""
@@ -20,24 +29,94 @@ class StorageURL:
     url: str
     kind: Literal["sqlite", "journal", "server"]
     dialect: str
-    """'sqlite', 'journal', or the SQLAlchemy dialect of a server ('postgresql', 'mysql', ...)."""
+    """'sqlite', 'journal', or the SQLAlchemy dialect of a server ('postgresql', 'mysql')."""
     path: Path | None
     """The file of an SQLite or journal storage (None for a server)."""
 
     @classmethod
     def parse(cls, url: str) -> StorageURL:
-        if url.startswith("sqlite:///"):
-            return cls(url, "sqlite", "sqlite", Path(url.removeprefix("sqlite:///")))
-        if url.endswith(JOURNAL_SUFFIXES) and "://" not in url:
-            return cls(url, "journal", "journal", Path(url))
-        dialect = url.split(":", 1)[0].split("+", 1)[0]
-        return cls(url, "server", dialect, None)
+        """Check the form of `url` (no connection is made); a StorageError says how to write it."""
+        text = url.strip()
+        if text.startswith("sqlite:"):
+            path = text.removeprefix("sqlite:///") if text.startswith("sqlite:///") else ""
+            if not path or path == ":memory:" or path.startswith("file::memory:"):
+                raise StorageError(
+                    f"storage={url!r} keeps the study in memory, where no rerun or worker finds it; "
+                    "give a file: sqlite:///study.db"
+                )
+            folder = Path(path).parent
+            if not folder.is_dir():
+                raise StorageError(f"storage={url!r}: folder {str(folder)!r} does not exist; create it first")
+            return cls(text, "sqlite", "sqlite", Path(path))
+        if "://" not in text:
+            if text.endswith(JOURNAL_SUFFIXES):
+                folder = Path(text).parent
+                if not folder.is_dir():
+                    raise StorageError(f"storage={url!r}: folder {str(folder)!r} does not exist; create it first")
+                return cls(text, "journal", "journal", Path(text))
+            hint = f"sqlite:///{text}" if text.endswith((".db", ".sqlite", ".sqlite3")) else "sqlite:///study.db"
+            raise StorageError(
+                f"storage={url!r} is not a storage URL; write e.g. {hint}, study.log (a journal file) "
+                "or postgresql://USER@HOST/DB"
+            )
+        dialect = text.split("://", 1)[0].split("+", 1)[0]
+        if dialect not in DIALECTS:
+            raise StorageError(f"storage={url!r}: database {dialect!r} is not supported; use {', '.join(DIALECTS)}")
+        return cls(text, "server", dialect, None)
+
+
+def repair_journal(path: Path) -> int:
+    """Cut a torn last record (a write cut short by a kill) off a journal file, so that the next
+    record is not appended to it and the damage made permanent; returns the bytes removed."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    if not path.exists():
+        return 0
+    lock = JournalFileSymlinkLock(str(path))  # the lock Optuna's own appends take: no live write is cut
+    if not lock.acquire():
+        return 0
+    try:
+        with path.open("rb+") as f:
+            data = f.read()
+            if not data or data.endswith(b"\n"):
+                return 0
+            keep = data.rfind(b"\n") + 1
+            f.truncate(keep)
+            return len(data) - keep
+    finally:
+        lock.release()
+
+
+def _check_journal(path: Path) -> None:
+    """Every record of a journal file must be JSON: a damaged one fails now, in one line, not mid-search."""
+    if not path.exists():
+        return
+    with path.open("rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                json.loads(line)
+            except ValueError:
+                raise ValueError(f"record {number} is not valid JSON (the journal is damaged)") from None
 
 
 def open_storage(url: str | StorageURL) -> optuna.storages.BaseStorage:
     """An Optuna storage for `url`. SQLite gets write-ahead logging with synchronous=NORMAL:
-    a commit survives the process being killed, and trials are stored about twice as fast."""
+    a commit survives the process being killed, and trials are stored about twice as fast.
+    A file that is not a storage (or a server that does not answer) is a StorageError."""
     where = url if isinstance(url, StorageURL) else StorageURL.parse(url)
+    try:
+        return _open(where)
+    except ImportError:
+        raise  # a missing database driver: the CLI says which to install
+    except Exception as exc:
+        cause = " ".join(str(getattr(exc, "orig", None) or exc).split())[:160]
+        raise StorageError(
+            f"storage={where.url!r} cannot be opened as an Optuna storage ({type(exc).__name__}: {cause}); "
+            "give another storage, or move the damaged file away"
+        ) from None
+
+
+def _open(where: StorageURL) -> optuna.storages.BaseStorage:
     if where.kind == "sqlite":
         from sqlalchemy import event
 
@@ -56,6 +135,9 @@ def open_storage(url: str | StorageURL) -> optuna.storages.BaseStorage:
     if where.kind == "journal":
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
+        assert where.path is not None
+        repair_journal(where.path)
+        _check_journal(where.path)
         return JournalStorage(JournalFileBackend(where.url))
     return optuna.storages.RDBStorage(where.url)
 

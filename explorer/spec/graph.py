@@ -7,7 +7,19 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from explorer.spec.ops import INPUT, Act, Conv, Op, Shape, SpecError, closest, op_error, op_to_dict
+from explorer.spec.ops import (
+    INPUT,
+    MAX_SIZE,
+    Act,
+    Conv,
+    Op,
+    Shape,
+    SpecError,
+    closest,
+    op_error,
+    op_to_dict,
+    short_repr,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +50,11 @@ class Arch:
     def __post_init__(self) -> None:
         object.__setattr__(self, "ops", tuple(self.ops))
         if len(self.input_shape) not in (1, 3) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in self.input_shape
+            isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_SIZE for v in self.input_shape
         ):
             raise SpecError(
-                f"arch {self.name!r}: input={list(self.input_shape)!r} must be [h, w, c] (or [features]) of positive ints"
+                f"arch {self.name!r}: input={short_repr(list(self.input_shape))} must be [h, w, c] (or [features]) "
+                f"of positive ints up to {MAX_SIZE:,}"
             )
         object.__setattr__(self, "input_shape", tuple(self.input_shape))
         if not self.ops:

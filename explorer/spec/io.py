@@ -9,18 +9,19 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from explorer import files
 from explorer.spec.graph import Arch
-from explorer.spec.ops import OP_KINDS, Op, SpecError, closest
+from explorer.spec.ops import OP_KINDS, Op, SpecError, closest, short_repr
 
 
 def op_from_dict(data: Mapping[str, Any], where: str) -> Op:
     """Parse one op; `where` names the file or context for errors."""
     if not isinstance(data, Mapping):
-        raise SpecError(f"{where}: each op must be an object, got {data!r}")
+        raise SpecError(f"{where}: each op must be an object, got {short_repr(data)}")
     name = data.get("name")
     kind = data.get("kind")
     if not isinstance(name, str) or not name:
-        raise SpecError(f'{where}: op {dict(data)!r} has no name; add "name": "..."')
+        raise SpecError(f'{where}: op {short_repr(dict(data), 80)} has no name; add "name": "..."')
     if kind not in OP_KINDS:
         raise SpecError(
             f"{where}: op {name!r}: kind={kind!r} is not known; use one of: {', '.join(OP_KINDS)}{closest(str(kind), OP_KINDS)}"
@@ -88,9 +89,12 @@ def arch_from_dict(data: Mapping[str, Any], where: str = "<spec>") -> Arch:
             raise SpecError(f"{where}: missing key {key!r}")
     shape = data["input"]
     if not isinstance(shape, list):
-        raise SpecError(f"{where}: input={shape!r} must be [h, w, c], three positive integers")
+        raise SpecError(f"{where}: input={short_repr(shape)} must be [h, w, c], three positive integers")
     if not isinstance(data["ops"], list):
         raise SpecError(f"{where}: ops must be a list of op objects")
+    for key in ("name", "source"):
+        if key in data and not isinstance(data[key], str):
+            raise SpecError(f"{where}: {key}={short_repr(data[key])} must be a string")
     ops = tuple(op_from_dict(op, where) for op in data["ops"])
     try:
         return Arch(
@@ -104,17 +108,8 @@ def arch_from_dict(data: Mapping[str, Any], where: str = "<spec>") -> Arch:
 
 
 def read_json(path: Path) -> Any:
-    """Parse a JSON file with one-line errors for missing, empty or malformed files."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot be read ({exc.strerror})") from None
-    if not text.strip():
-        raise SpecError(f"{path}: the file is empty")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    """Parse a spec file with one-line errors (missing, not a regular file, empty, malformed, too deep)."""
+    return files.read_json(path, "spec file", SpecError)
 
 
 def dump_arch(arch: Arch, path: Path, extra: Mapping[str, Any] | None = None) -> None:
@@ -130,7 +125,7 @@ def dump_arch(arch: Arch, path: Path, extra: Mapping[str, Any] | None = None) ->
     lines.append(",\n".join(ops))
     lines.append("  ]")
     lines.append("}")
-    path.write_text("\n".join(lines) + "\n")
+    files.write_text(path, "\n".join(lines) + "\n")
 
 
 # --------------------------------------------------------------------------- shipped architectures
@@ -164,7 +159,7 @@ def load_arch(name_or_path: str | Path) -> Arch:
         return _load_base(text)
     path = Path(text)
     if path.suffix == ".json" or path.exists():
-        if not path.is_file():
+        if not path.exists():
             raise SpecError(f"ARCH {text!r}: no such file")
         data = read_json(path)
         if isinstance(data, dict) and "arch" in data and "ops" not in data:

@@ -33,8 +33,19 @@ class SpecError(ValueError):
     """A spec that cannot describe a network; the message names the op, field, value and fix."""
 
 
+MAX_SIZE = 2**31 - 1
+"""The largest channel count, kernel, stride, padding or input size a spec may give: every count
+stays exact in float64 arithmetic far beyond any real network."""
+
+
+def short_repr(value: Any, limit: int = 40) -> str:
+    """repr(value), with the middle of a very long one (a 400-digit integer) left out."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:12]}...{text[-8:]} ({len(text)} characters)"
+
+
 def op_error(op: Op, field_name: str, value: Any, problem: str, fix: str) -> SpecError:
-    return SpecError(f"op {op.name!r} ({op.kind}): {field_name}={value!r} {problem}; {fix}")
+    return SpecError(f"op {op.name!r} ({op.kind}): {field_name}={short_repr(value)} {problem}; {fix}")
 
 
 def pair(value: int | Sequence[int]) -> tuple[int, int]:
@@ -78,6 +89,20 @@ class Op:
 def _positive(op: Op, name: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise op_error(op, name, value, "must be a positive integer", f"set {name} to an integer >= 1")
+    if value > MAX_SIZE:
+        raise op_error(op, name, value, f"is larger than {MAX_SIZE:,}", f"give a realistic {name}")
+
+
+def _kernel(op: Op, value: Any) -> int | tuple[int, int]:
+    """An int or [kh, kw] of positive ints, checked (never truncated or cut short)."""
+    if isinstance(value, list | tuple):
+        if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise op_error(op, "kernel", value, "is not a kernel size", "give an int or [kh, kw] of positive ints")
+        for v in value:
+            _positive(op, "kernel", v)
+        return (value[0], value[1])
+    _positive(op, "kernel", value)
+    return value
 
 
 def padding_amounts(
@@ -119,13 +144,13 @@ def padding_amounts(
 def _check_padding(op: Op, padding: Any) -> Padding:
     if padding in ("same", "valid"):
         return padding
-    if isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
+    if isinstance(padding, int) and not isinstance(padding, bool) and 0 <= padding <= MAX_SIZE:
         return padding
     if (
         isinstance(padding, Sequence)
         and not isinstance(padding, str)
         and len(padding) == 2
-        and all(isinstance(p, int) and p >= 0 for p in padding)
+        and all(isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= MAX_SIZE for p in padding)
     ):
         return (padding[0], padding[1])
     raise op_error(op, "padding", padding, "is not a padding", 'use "same", "valid", an int >= 0 or [ph, pw]')
@@ -158,16 +183,13 @@ class Conv(Op):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "padding", _check_padding(self, self.padding))
-        if isinstance(self.kernel, list):
-            object.__setattr__(self, "kernel", pair(self.kernel))
-        for k in pair(self.kernel):
-            _positive(self, "kernel", k)
+        object.__setattr__(self, "kernel", _kernel(self, self.kernel))
         _positive(self, "stride", self.stride)
         if self.out is not None:
             _positive(self, "out", self.out)
         elif self.groups != 0:
             raise op_error(self, "out", None, "is missing", "give the number of output channels")
-        if not isinstance(self.groups, int) or self.groups < 0:
+        if not isinstance(self.groups, int) or isinstance(self.groups, bool) or not 0 <= self.groups <= MAX_SIZE:
             raise op_error(self, "groups", self.groups, "must be an integer >= 0", "use 1 (dense), N, or 0 (depthwise)")
         if self.bottleneck is not None:
             _positive(self, "bottleneck", self.bottleneck)
@@ -216,6 +238,10 @@ class BatchNorm(Op):
     kind: ClassVar[str] = "bn"
     eps: float = 1e-5
 
+    def __post_init__(self) -> None:
+        if isinstance(self.eps, bool) or not isinstance(self.eps, int | float) or not 0 < self.eps < math.inf:
+            raise op_error(self, "eps", self.eps, "must be a positive, finite number", "use e.g. 1e-5")
+
     def out_shape(self, shapes: Sequence[Shape]) -> Shape:
         self.check_arity(shapes)
         return shapes[0]
@@ -249,10 +275,7 @@ class Pool(Op):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "padding", _check_padding(self, self.padding))
-        if isinstance(self.kernel, list):
-            object.__setattr__(self, "kernel", pair(self.kernel))
-        for k in pair(self.kernel):
-            _positive(self, "kernel", k)
+        object.__setattr__(self, "kernel", _kernel(self, self.kernel))
         if self.stride is None:
             object.__setattr__(self, "stride", pair(self.kernel)[0])
         _positive(self, "stride", self.stride)
