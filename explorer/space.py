@@ -329,6 +329,10 @@ def load_space(
 ) -> Space:
     """A space by name (`search_spaces/NAME.space.toml`, else the bare base architecture with
     defaults) or by .toml path. `keep`, `align` and `bottlenecks=False` override the file."""
+    if align is not None and (isinstance(align, bool) or not isinstance(align, int) or align < 1):
+        raise SpaceError(f"align={align!r} must be an integer >= 1")
+    if keep is not None and not (0 < keep[0] <= keep[1] <= MAX_KEEP):
+        raise SpaceError(f"keep={keep!r}: need 0 < low <= high <= {MAX_KEEP:g}, e.g. (0.5, 1.0)")
     path = Path(name_or_path)
     if not path.suffix and not path.exists():
         candidate = spaces_dir() / f"{name_or_path}.space.toml"

@@ -34,6 +34,14 @@ def parse_quantity(text: str, units: dict[str, float], what: str) -> tuple[float
     return value, name
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` for a terminal: control characters (escape sequences, newlines) become spaces."""
+    return _CONTROL.sub(" ", text)
+
+
 def si(value: float, unit: str = "", digits: int = 3) -> str:
     """Format with an SI prefix: si(1.81e9, 'MACs') == '1.81 GMACs'."""
     if value == 0 or not math.isfinite(value):

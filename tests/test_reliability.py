@@ -133,7 +133,7 @@ def test_interrupt_keeps_completed_trials_and_says_how_to_resume(
         text=True,
         check=True,
     )
-    assert f"{len(trials)} trials done, 0 to go" in resumed.stdout
+    assert f"{len(trials)} trials done, 0 to go" in resumed.stderr
     summary = __import__("json").loads((out / "summary.json").read_text())
     assert summary["best"]["attainable_flops_per_s"] == pytest.approx(best_before)
 

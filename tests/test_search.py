@@ -143,7 +143,7 @@ def test_main_command_writes_a_spec_that_scores_the_same(tmp_path: Path, capsys:
     assert len(lines) == 61
     # the same command resumes: the study already holds its 60 trials
     assert main(["--platform", "v100", "--budget", "2GFLOPs", "--trials", "60", "--out", str(out), "--no-report"]) == 0
-    assert "60 trials done, 0 to go" in capsys.readouterr().out
+    assert "60 trials done, 0 to go" in capsys.readouterr().err  # progress goes to stderr
 
 
 @pytest.mark.parametrize(
@@ -244,9 +244,9 @@ def test_sigkill_mid_search_keeps_completed_trials_and_resumes(tmp_path: Path) -
         check=False,
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert f"{finished} trials done, 5 to go" in resumed.stdout
+    assert f"{finished} trials done, 5 to go" in resumed.stderr
     if running:
-        assert "marked 1 trial(s) of dead workers as failed" in resumed.stdout
+        assert "marked 1 trial(s) of dead workers as failed" in resumed.stderr
     after = optuna.load_study(study_name="explore", storage=url).trials
     assert len(after) == finished + 5
     assert not [t for t in after if t.state == optuna.trial.TrialState.RUNNING]

@@ -64,7 +64,7 @@ def odd_conv(draw: st.DrawFn) -> Arch:
 def test_exact_counts_equal_xla_for_any_kernel_and_padding(arch: Arch) -> None:
     """The exact convention was negative where padding exceeded the kernel (-720 FLOPs; XLA: 1,416)."""
     ours = analyze(arch, convention="exact")
-    assert ours.macs >= 0 and ours.total_flops == xla_cost(arch)["flops"]
+    assert ours.macs >= 0 and ours.total_flops == xla_cost(arch).get("flops", 0.0)  # XLA omits a zero count
 
 
 def test_padding_wider_than_the_kernel_counts_as_xla_does() -> None:

@@ -69,6 +69,8 @@ class Ablation:
     reference: Mapping[str, Any]
     edf: Mapping[str, Any] | None = None
     source: str = ""
+    where: str = ""
+    """The file and table it came from, for messages: 'ablation file a.toml [x]'."""
 
     def cells(self, overrides: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Every combination of the factors over the base, with defaults filled in."""
@@ -194,6 +196,7 @@ def _ablation(name: str, table: Any, where: str) -> Ablation:
         reference=reference,
         edf=edf,
         source=str(table.get("source", "")),
+        where=where,
     )
 
 

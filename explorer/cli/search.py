@@ -17,7 +17,8 @@ from explorer.cli.common import (
     platform_from_args,
 )
 from explorer.files import writable
-from explorer.search import DEFAULTS, SAMPLERS, SearchResult, Settings
+from explorer.search import DEFAULTS, SAMPLERS, SearchResult, Settings, trial_counts
+from explorer.search.settings import safe_name, study_folder
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -97,13 +98,23 @@ def cmd_report(args: argparse.Namespace) -> int:
                 f"run folder {str(run)!r} has no study.db; give the folder a search wrote, or --storage URL --study NAME"
             )
         storage = f"sqlite:///{db}"
-        if study is None and summary.exists():
-            study = json.loads(summary.read_text()).get("study")
-    out = writable(args.out or args.run_dir or f"runs/report-{study or 'study'}", "out")
+        if study is None:
+            try:
+                study = json.loads(summary.read_text()).get("study")
+            except (OSError, ValueError, AttributeError):
+                study = None  # no readable summary: the storage's only study
     result = load_result(storage, study)
+    name = result.study.study_name
+    if args.out is not None:
+        out = writable(args.out, "out")
+    elif args.run_dir is not None:
+        out = writable(study_folder(Path(args.run_dir), name), "out")
+    else:
+        out = writable(Path("runs") / f"report-{safe_name(name)}", "out")
     result.out = out
+    print(f"  writing the report of study {name!r} ...", file=sys.stderr, flush=True)
     path = write_search_report(result, out)
-    print(f"report: {path} (and report.md, figures/) from {storage}, study {result.study.study_name!r}")
+    print(f"report: {path} (and report.md, figures/) from {storage}, study {name!r}")
     return 0
 
 
@@ -171,7 +182,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     for line in plan.describe():
         print(line)
     try:
-        result = run_search(plan, stream=sys.stdout)
+        result = run_search(plan, stream=sys.stderr)  # progress on stderr; results on stdout
     except KeyboardInterrupt:
         print(
             f"\nexplore: {interrupted_by()}; completed trials are kept in {plan.storage} (study {settings.study!r}): "
@@ -186,14 +197,28 @@ def cmd_search(args: argparse.Namespace) -> int:
     if result.best is not None and result.uniform is not None:
         gain = result.best.values[0] / result.uniform.values[0] - 1
         print(f"\n  per-layer search vs best uniform width: {gain:+.1%} {objective}")
-    if result.best is None:
+    counts = trial_counts(result.study)
+    if result.best is None and counts["failed"] and not counts["complete"]:
+        errors = [t.user_attrs["error"] for t in result.study.trials if "error" in t.user_attrs]
+        print(f"\n  every trial failed; the first error: {errors[0] if errors else 'not recorded'}")
+    elif result.best is None:
         print("\n  no feasible architecture found; widen --keep, raise --budget/--params or lower --floor")
-    print(f"\n  wrote {plan.out}/best_arch.json, summary.json, trials.csv  ({result.wall_s:.1f} s)")
+    written = (["best_arch.json"] if result.best is not None else []) + ["summary.json", "trials.csv"]
+    print(f"\n  wrote {plan.out}/{', '.join(written)}  ({result.wall_s:.1f} s)")
     if not args.no_report:
+        print("  writing the report ...", file=sys.stderr, flush=True)
         print(f"  report: {write_search_report(result, plan.out)}")
     s = plan.settings
-    print(
-        f"  check: explore score {plan.out}/best_arch.json --platform {plan.platform.key} --dtype {s.dtype} "
-        f"--batch {s.batch} --traffic {s.traffic} --convention {s.convention}"
-    )
+    if result.best is not None:
+        print(
+            f"  check: explore score {plan.out}/best_arch.json --platform {plan.platform.key} --dtype {s.dtype} "
+            f"--batch {s.batch} --traffic {s.traffic} --convention {s.convention}"
+        )
+    if result.worker_failures:
+        print(
+            f"explore: {len(result.worker_failures)} of {s.jobs} workers died; "
+            f"{counts['total']} of {s.trials} trials are in the study; run the same command again to finish it",
+            file=sys.stderr,
+        )
+        return 1
     return 0 if result.best is not None else 1

@@ -170,7 +170,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
             else:
                 A.cell_plan(cell)
         except ValueError as exc:
-            raise UsageError(f"ablation {ablation.name!r}, cell {A.cell_label(cell, ablation)}: {exc}") from None
+            raise UsageError(f"{ablation.where}, cell {A.cell_label(cell, ablation)}: {exc}") from None
     out = writable(args.out or f"runs/ablate-{Path(args.name).stem}", "out")
     try:
         result = A.run_ablation(ablation, out, jobs=args.jobs, overrides=overrides, stream=sys.stdout)

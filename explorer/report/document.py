@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from explorer.files import write_text
 from explorer.report import figures as F
+from explorer.units import printable
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -87,12 +89,12 @@ def to_markdown(blocks: Sequence[Block]) -> str:
     first = True
     for block in blocks:
         if isinstance(block, Heading):
-            lines += [("# " if first else "## ") + block.text, ""]
+            lines += [("# " if first else "## ") + _md(block.text), ""]
             first = False
         elif isinstance(block, Text):
-            lines += [block.text, ""]
+            lines += [_md(block.text), ""]
         elif isinstance(block, Items):
-            lines += [f"- **{k}**: {v}" for k, v in block.items] + [""]
+            lines += [f"- **{_md(k)}**: {_md(v)}" for k, v in block.items] + [""]
         elif isinstance(block, Table):
             lines += [
                 "| " + " | ".join(_md_cell(c) for c in block.header) + " |",
@@ -102,16 +104,26 @@ def to_markdown(blocks: Sequence[Block]) -> str:
             ]
         elif isinstance(block, Picture):
             lines += [
-                f"![{block.caption}]({FIGURES}/{block.stem}.png)",
+                f"![{_md(block.caption)}]({FIGURES}/{block.stem}.png)",
                 "",
-                f"*{block.caption}* ([SVG]({FIGURES}/{block.stem}.svg))",
+                f"*{_md(block.caption)}* ([SVG]({FIGURES}/{block.stem}.svg))",
                 "",
             ]
     return "\n".join(lines)
 
 
+_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
+_ENTITY = re.compile(r"&(?=#?\w+;)")
+
+
+def _md(text: str) -> str:
+    """Text for Markdown: names are data, so what would open an HTML tag or entity is escaped
+    ('<=' stays as typed) and line breaks and other control characters become spaces."""
+    return printable(_TAG_START.sub("&lt;", _ENTITY.sub("&amp;", text)))
+
+
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|")
+    return _md(text).replace("|", "\\|")
 
 
 CSS = """

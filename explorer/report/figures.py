@@ -33,6 +33,7 @@ STYLE: dict[str, Any] = {
     "axes.spines.right": False,
     "svg.fonttype": "none",
     "svg.hashsalt": "explorer",  # reproducible SVG ids
+    "text.parse_math": False,  # names are data: '$x$' in a layer or space name is drawn as typed
 }
 BOUND_COLORS = {"compute": "#1f77b4", "memory": "#d62728", "none": "#7f7f7f"}
 

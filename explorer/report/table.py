@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from explorer.conventions import FLOPS_PER_MAC, TRAFFIC_MODELS
 from explorer.cost.platforms import Platform
 from explorer.cost.roofline import Analysis
-from explorer.units import si
+from explorer.units import printable, si
 
 
 def shape_text(shape: Sequence[int]) -> str:
@@ -15,6 +15,8 @@ def shape_text(shape: Sequence[int]) -> str:
 
 
 def render(rows: list[list[str]], header: list[str], right: set[int]) -> str:
+    """A fixed-width table; names in it are data, so control characters are dropped."""
+    rows = [[printable(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:

@@ -50,6 +50,8 @@ class SearchResult:
     out: Path | None = None
     wall_s: float = 0.0
     storage_url: str | None = None
+    worker_failures: list[int] = field(default_factory=list)
+    """Exit codes of worker processes that died (their finished trials are in the study)."""
 
     @property
     def space(self) -> Space:
@@ -71,13 +73,16 @@ class SearchResult:
 class Progress:
     """A callback printing one line every `every_s` seconds and at the end."""
 
-    def __init__(self, total: int, objective: str, stream: TextIO, every_s: float = 2.0) -> None:
+    def __init__(
+        self, total: int, objective: str, stream: TextIO, every_s: float = 2.0, timeout_s: float | None = None
+    ) -> None:
         self.total = total
         self.objective = objective
         self.stream = stream
         self.every_s = every_s
         self.last = 0.0
         self.start = time.monotonic()
+        self.deadline = None if timeout_s is None else self.start + timeout_s
         self.done = 0
         self.feasible = 0
         self.best: float | None = None
@@ -95,9 +100,12 @@ class Progress:
             self.last = now
             best = si(self.best, OBJECTIVES[self.objective].unit) if self.best is not None else "none feasible yet"
             rate = self.done / max(now - self.start, 1e-9)
+            left_s = (self.total - self.done) / rate if rate > 0 else 0.0
+            if self.deadline is not None:
+                left_s = min(left_s, max(0.0, self.deadline - now))
             print(
-                f"  trial {len(study.trials)} ({self.done}/{self.total} this run, {rate:.0f}/s): "
-                f"{self.feasible} feasible, best {self.objective} {best}",
+                f"  trial {len(study.trials)} ({self.done}/{self.total} this run, {rate:.0f}/s, about "
+                f"{left_s:.0f} s left): {self.feasible} feasible, best {self.objective} {best}",
                 file=self.stream,
                 flush=True,
             )
@@ -135,19 +143,26 @@ def run_search(plan: SearchPlan, *, stream: TextIO = sys.stderr) -> SearchResult
     remaining = max(0, s.trials - finished)
     if finished:
         print(f"  resuming study {s.study!r}: {finished} trials done, {remaining} to go", file=stream)
+    worker_failures: list[int] = []
     if remaining and s.jobs > 1:
         assert url is not None  # plan_search refuses jobs > 1 without a storage
         work_on = functools.partial(worker_main, url, s.study, s.trials, s.timeout_s)
-        run_workers(
-            work_on, s.jobs, monitor=functools.partial(_monitor, study, s.trials, time.monotonic()), stream=stream
-        )
+        monitor = functools.partial(_monitor, study, s.trials, time.monotonic(), len(study.trials))
+        worker_failures = run_workers(work_on, s.jobs, monitor=monitor, stream=stream)
+        if worker_failures:  # the others went on; what finished is summarised below
+            print(
+                f"  warning: {len(worker_failures)} of {s.jobs} workers died (exit codes {worker_failures}); "
+                "the trials they finished are kept, and a rerun completes the study",
+                file=stream,
+            )
     elif remaining:
-        progress = Progress(remaining, s.objective[0], stream)
+        progress = Progress(remaining, s.objective[0], stream, timeout_s=s.timeout_s)
         objective = make_objective(plan.space, scorer)
         work(study, objective, s.trials, lock=lock, timeout_s=s.timeout_s, callback=progress)
 
     result = summarise(study, plan, out=plan.out, wall_s=time.monotonic() - start)
     result.storage_url = url
+    result.worker_failures = worker_failures
     if plan.out is not None:
         write_run(result)
     return result
@@ -183,14 +198,18 @@ def worker_main(url: str, study_name: str, target: int, timeout_s: float | None,
     work(study, objective, target, lock=claim_lock(url, study_name), timeout_s=timeout_s)
 
 
-def _monitor(study: optuna.Study, target: int, start: float, alive: int) -> str:
+def _monitor(study: optuna.Study, target: int, start: float, initial: int, alive: int) -> str:
+    """The parent's progress line while workers search: counts from the storage, and the time left."""
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     running = sum(1 for t in trials if t.state == optuna.trial.TrialState.RUNNING)
+    elapsed = time.monotonic() - start
+    rate = (len(trials) - initial) / elapsed if elapsed > 0 else 0.0
+    left = f"about {(target - len(trials)) / rate:.0f} s left" if rate > 0 else "starting"
     return (
         f"  {len(trials)}/{target} trials ({len(complete)} complete, "
         f"{sum(1 for t in complete if is_feasible(t))} feasible, {running} running) "
-        f"with {alive} workers, {time.monotonic() - start:.0f} s"
+        f"with {alive} workers, {elapsed:.0f} s, {left}"
     )
 
 

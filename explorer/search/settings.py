@@ -117,7 +117,8 @@ class SearchPlan:
     flops_range: tuple[float, float]
     """Smallest and largest FLOPs per sample of the space."""
     out: Path | None
-    """Run folder for best_arch.json, summary.json, trials.csv and the report (None: write nothing)."""
+    """Folder for best_arch.json, summary.json, trials.csv and the report (None: write nothing): the run
+    folder, or RUN/STUDY for a study other than the default one."""
     storage: str | None
     """Optuna storage URL or journal file (None: in memory)."""
 
@@ -190,11 +191,22 @@ def record_settings(record: dict[str, Any]) -> tuple[str, str, float, float | No
     )
 
 
+def safe_name(text: str) -> str:
+    """`text` as one file name: letters, digits and '._+-' kept, anything else (a '/') becomes '_'."""
+    name = "".join(c if c.isalnum() or c in "._+-" else "_" for c in text)
+    return "_" + name if name.startswith(".") or not name else name
+
+
 def default_run_folder(space_ref: str, platform: Platform, settings: Settings, budget: str | float) -> Path:
     """runs/SPACE-PLATFORM-DTYPE-bBATCH-BUDGET, every part a safe file name (never a path of its own)."""
     parts = [Path(space_ref).stem, platform.key, settings.dtype, f"b{settings.batch}", str(budget).replace(" ", "")]
-    name = "-".join("".join(c if c.isalnum() or c in "._+" else "_" for c in part) for part in parts)
-    return Path("runs") / name
+    return Path("runs") / "-".join(safe_name(part) for part in parts)
+
+
+def study_folder(run_folder: Path, study: str) -> Path:
+    """Where a study's files go: the run folder for the default study, RUN/STUDY for any other,
+    so that a second study sharing a run folder (and its study.db) never overwrites the first's."""
+    return run_folder if study == DEFAULTS.study else run_folder / safe_name(study)
 
 
 def _integer(value: object, least: int, most: int) -> bool:
@@ -293,10 +305,10 @@ def plan_search(
     if out is not None and str(out).strip() == "":
         raise SearchError("out='' is empty; give a folder, or leave it out for runs/...")
     if files:
-        run_folder = Path(out) if out is not None else default_run_folder(space_ref, platform, settings, budget)
-        writable(run_folder, "out")
+        base = Path(out) if out is not None else default_run_folder(space_ref, platform, settings, budget)
+        run_folder = writable(study_folder(base, settings.study), "out")
         if storage is None:
-            storage = f"sqlite:///{run_folder / 'study.db'}"
+            storage = f"sqlite:///{base / 'study.db'}"
     if storage is not None:
         storage = StorageURL.parse(storage).url  # its form is checked before any work
     if settings.jobs > 1 and storage is None:
