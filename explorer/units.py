@@ -35,11 +35,13 @@ def parse_quantity(text: str, units: dict[str, float], what: str) -> tuple[float
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 
 
-def printable(text: str) -> str:
-    """`text` for a terminal: control characters (escape sequences, newlines) become spaces."""
-    return _CONTROL.sub(" ", text)
+def printable(text: str, newlines: bool = False) -> str:
+    """`text` for a terminal or a figure: control characters (escape sequences, and newlines
+    unless `newlines`) become spaces."""
+    return (_CONTROL_BUT_NEWLINE if newlines else _CONTROL).sub(" ", text)
 
 
 def si(value: float, unit: str = "", digits: int = 3) -> str:

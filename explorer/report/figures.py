@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from explorer.cost.roofline import Analysis
 from explorer.files import atomic_write
+from explorer.units import printable
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -178,10 +179,16 @@ def render(draw: Callable[[Any, Axes], None], infos: Sequence[Any], size: tuple[
     """A figure with one panel per info object, drawn by `draw`; no pyplot state is touched."""
     from matplotlib.figure import Figure
 
+    from matplotlib.text import Text
+
     fig = Figure(figsize=size, layout="constrained")
     axes = fig.subplots(1, len(infos), squeeze=False)[0]
     for info, ax in zip(infos, axes, strict=True):
         draw(info, ax)
+    for text in fig.findobj(Text):  # names are data: no control character reaches a font
+        shown = text.get_text()
+        if printable(shown, newlines=True) != shown:
+            text.set_text(printable(shown, newlines=True))
     return fig
 
 

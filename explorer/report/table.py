@@ -79,7 +79,7 @@ def summary(result: Analysis, platform: Platform) -> str:
     point = result.model_roofline
     b = result.batch
     lines = [
-        f"{result.arch} on {platform.name} [{platform.key}], {result.dtype}, batch {b}, traffic '{result.traffic}' "
+        f"{printable(result.arch)} on {printable(platform.name)} [{printable(platform.key)}], {result.dtype}, batch {b}, traffic '{result.traffic}' "
         f"({TRAFFIC_MODELS[result.traffic]}), MAC convention '{result.convention}'",
         f"  platform: peak {si(result.peak_flops_per_s, 'FLOP/s')}, bandwidth {si(result.bandwidth_bytes_per_s, 'B/s')}, "
         f"ridge {result.ridge_flops_per_byte:.1f} FLOP/B  (source: {platform.source or 'not given'})",

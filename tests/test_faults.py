@@ -1,0 +1,199 @@
+"""Faults with nothing lost, and names that are data: the promises of the README under stress."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import plan_for
+from explorer.cli import main
+from explorer.search import run_search
+from explorer.search.storage import repair_journal
+
+EXPLORE = [sys.executable, "-m", "explorer.cli"]
+NASTY = "<img src=x onerror=alert(1)>\n$\\frac{$ \x1b[31mred\x1b[0m"
+"""A name with HTML, a newline, broken mathtext and a terminal escape sequence."""
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _count(db: Path) -> int:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+            return con.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_a_parent_whose_worker_died_still_writes_the_summary(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    argv = [*EXPLORE, "--budget", "2GFLOPs", "--trials", "300", "--jobs", "2", "--out", str(out), "--no-report"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while _count(out / "study.db") < 10 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    workers = [w for w in _children(proc.pid) if b"spawn_main" in Path(f"/proc/{w}/cmdline").read_bytes()]
+    assert len(workers) == 2  # (the other child is multiprocessing's resource tracker)
+    os.kill(workers[0], signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1, stderr  # not success: the study may be short of its trials
+    assert "workers died" in stderr and "run the same command again" in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["trials"]["complete"] >= 10 and summary["best"]
+    assert "wrote" in stdout
+
+
+def test_workers_started_together_on_one_folder_do_not_race(tmp_path: Path) -> None:
+    """Each checks the folder with its own probe file (a shared `.write-test` made some die)."""
+    out = tmp_path / "run"
+    procs = [
+        subprocess.Popen(
+            [*EXPLORE, "--budget", "2GFLOPs", "--trials", "12", "--out", str(out), "--worker", str(k), "--no-report"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(4)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    assert not list(out.glob(".write-test*"))
+
+
+def test_a_second_study_in_one_folder_keeps_the_first_summary(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    base = ["--space", "tiny", "--budget", "3MFLOPs", "--trials", "8", "--out", str(out), "--no-report"]
+    assert main(base) == 0
+    first = (out / "summary.json").read_text()
+    assert main([*base, "--study", "other/../x", "--seed", "3"]) == 0
+    assert (out / "summary.json").read_text() == first
+    second = json.loads((out / "other_.._x" / "summary.json").read_text())
+    assert second["study"] == "other/../x" and second["storage"] == f"sqlite:///{out / 'study.db'}"
+    assert main(["report", str(out), "--study", "other/../x"]) == 0
+    assert (out / "other_.._x" / "report.html").exists() and not (out / "report.html").exists()
+
+
+def test_a_torn_journal_record_is_cut_not_made_permanent(tmp_path: Path) -> None:
+    journal = tmp_path / "study.log"
+    run_search(plan_for("tiny", 3e6, trials=4, storage=str(journal)))
+    whole = journal.read_bytes()
+    journal.write_bytes(whole + b'{"op_code": 5, "worker_id": "x", "trial_id": 3, "sta')  # a write cut by a kill
+    assert repair_journal(journal) > 0 and journal.read_bytes() == whole
+    journal.write_bytes(whole + b'{"op_code": 5, "wor')
+    again = run_search(plan_for("tiny", 3e6, trials=8, storage=str(journal)))  # repairs, then appends
+    assert len(again.study.trials) == 8
+    for line in journal.read_bytes().splitlines():
+        json.loads(line)  # every record is whole
+    assert len(run_search(plan_for("tiny", 3e6, trials=8, storage=str(journal))).study.trials) == 8
+
+
+def test_identical_ablation_cells_run_once_and_every_result_file_is_whole(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text(
+        "[x]\nbase = { space = 'tiny', budget = '3MFLOPs', trials = 6 }\nfactors = { batch = [1, 1, 1] }\n"
+    )
+    assert main(["ablate", str(tmp_path / "a.toml"), "--out", str(tmp_path / "o"), "--jobs", "2"]) == 0
+    cells = list((tmp_path / "o" / "cells").glob("*.json"))
+    assert len(cells) == 1  # three identical cells, one file written once
+    data = json.loads((tmp_path / "o" / "ablation.json").read_text())
+    assert len(data["cells"]) == 3 and data["cells"][0] == data["cells"][2]
+    assert not list((tmp_path / "o").rglob("*.tmp"))
+
+
+def test_no_feasible_architecture_writes_no_best_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    argv = ["--space", "tiny", "--budget", "3MFLOPs", "--params", "6.5k", "--floor", "1", "--trials", "5"]
+    assert main([*argv, "--out", str(out), "--no-report"]) == 1
+    printed = capsys.readouterr().out
+    assert "no feasible architecture found" in printed
+    assert "best_arch.json" not in printed and not (out / "best_arch.json").exists()
+    assert "summary.json" in printed and (out / "summary.json").exists()
+
+
+def test_every_trial_failing_prints_the_first_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from explorer.search import problem
+
+    def broken(trial: object, space: object) -> object:
+        raise RuntimeError("the scorer broke")
+
+    monkeypatch.setattr(problem, "suggest", broken)
+    argv = ["--space", "tiny", "--budget", "3MFLOPs", "--trials", "3", "--out", str(tmp_path / "r"), "--no-report"]
+    assert main(argv) == 1
+    printed = capsys.readouterr().out
+    assert "every trial failed; the first error: RuntimeError: the scorer broke" in printed
+    assert "widen --keep" not in printed
+
+
+# ---------------------------------------------------------------- names are data
+
+
+def _nasty_spec(tmp_path: Path) -> Path:
+    spec = {
+        "name": NASTY,
+        "input": [8, 8, 3],
+        "ops": [
+            {"name": "conv " + NASTY, "kind": "conv", "out": 8},
+            {"name": "gap", "kind": "gap"},
+            {"name": "fc", "kind": "dense", "out": 4},
+        ],
+    }
+    path = tmp_path / "nasty.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def test_names_are_data_in_reports_terminal_and_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report"
+    assert main(["score", str(_nasty_spec(tmp_path)), "--report", str(out)]) == 0  # '$\frac{$' no mathtext crash
+    printed = capsys.readouterr().out
+    assert "\x1b" not in printed  # a terminal escape in a name is not passed to the terminal
+    markdown = (out / "report.md").read_text()
+    assert "<img" not in markdown and "&lt;img src=x onerror=alert(1)>" in markdown
+    heading = markdown.splitlines()[0]
+    assert heading.startswith("# ") and "$\\frac{$" in heading  # the newline in the name did not split it
+    page = (out / "report.html").read_text()
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert (out / "figures" / "roofline.png").stat().st_size > 0
+
+
+def test_a_platform_key_never_moves_the_run_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.toml").write_text('["../../x"]\npeak_tflop_per_s = { float32 = 15 }\nbandwidth_gb_per_s = 900\n')
+    assert main(["--space", "tiny", "--budget", "3MFLOPs", "--platform", "p.toml", "--trials", "3", "--no-report"]) == 0
+    made = list((tmp_path / "runs").iterdir())
+    assert len(made) == 1 and made[0].parent == tmp_path / "runs" and (made[0] / "summary.json").exists()
+    assert not (tmp_path.parent / "x").exists()
+
+
+def test_json_output_is_strict(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A layer that moves no bytes has infinite intensity: the JSON holds null, never Infinity or NaN."""
+    spec = tmp_path / "a.json"
+    spec.write_text('{"name": "f", "input": [4, 4, 2], "ops": [{"name": "f", "kind": "flatten"}]}')
+    assert main(["score", str(spec), "--json", "-"]) == 0
+    text = capsys.readouterr().out
+    assert "Infinity" not in text and "NaN" not in text
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
