@@ -178,7 +178,6 @@ def draw_roofline(info: RooflineInfo, ax: Axes) -> None:
 def render(draw: Callable[[Any, Axes], None], infos: Sequence[Any], size: tuple[float, float]) -> Figure:
     """A figure with one panel per info object, drawn by `draw`; no pyplot state is touched."""
     from matplotlib.figure import Figure
-
     from matplotlib.text import Text
 
     fig = Figure(figsize=size, layout="constrained")
