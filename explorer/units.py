@@ -5,9 +5,21 @@ from __future__ import annotations
 import math
 import re
 
-SI_PREFIXES: dict[str, float] = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
+SI_PREFIXES: dict[str, float] = {
+    "": 1.0,
+    "k": 1e3,
+    "K": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "g": 1e9,
+    "T": 1e12,
+    "t": 1e12,
+    "P": 1e15,
+    "p": 1e15,
+}
+"""Multipliers; 'g', 't', 'p' are read as giga, tera, peta ('2gflops'), and 'm' is refused, not milli or mega."""
 
-_QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKMGTP]?)\s*([A-Za-z/]*)\s*$")
+_QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKMGgTtPp]?)\s*([A-Za-z/]*)\s*$")
 
 
 def parse_quantity(text: str, units: dict[str, float], what: str) -> tuple[float, str]:
@@ -25,6 +37,8 @@ def parse_quantity(text: str, units: dict[str, float], what: str) -> tuple[float
     lookup = {u.lower(): (u, f) for u, f in units.items()}
     if unit.lower() not in lookup and (prefix + unit).lower() in lookup:
         prefix, unit = "", prefix + unit  # '2 MACs': the M belongs to the unit
+    if unit.lower() not in lookup and unit.startswith("m") and unit[1:].lower() in lookup:
+        raise ValueError(f"{what}={text!r}: 'm' would be milli; write M for mega, e.g. '{number}M{unit[1:]}'")
     if unit.lower() not in lookup:
         raise ValueError(f"{what}={text!r}: unit {unit!r} is not understood; write e.g. {examples}")
     name, factor = lookup[unit.lower()]

@@ -45,6 +45,7 @@ def draw_cells(info: CellsInfo, ax: Axes) -> None:
     from matplotlib.ticker import EngFormatter
 
     index = range(len(info.bars))
+    values = [b.value for b in info.bars if b.value]
     ax.bar(
         index,
         [b.value or 0.0 for b in info.bars],
@@ -54,10 +55,26 @@ def draw_cells(info: CellsInfo, ax: Axes) -> None:
     reference = info.bars[info.reference].value if info.bars else None
     if reference:
         ax.axhline(reference, color="black", ls="--", lw=1)
-    ax.set_xticks(list(index), [b.label.replace(", ", "\n") for b in info.bars], fontsize=7)
+    column = COLUMN[info.metric]
+    label = column.label
+    if values and min(values) > 0.5 * max(values):  # a few-% difference must stay visible: the axis starts above 0
+        span = max(values) - min(values) or max(values) * 0.05
+        ax.set_ylim(max(0.0, min(values) - 0.6 * span), max(values) + 0.3 * span)
+        label += " (axis does not start at 0)"
+    for i, b in enumerate(info.bars):
+        if b.value is None:
+            ax.annotate("none feasible", (i, ax.get_ylim()[0]), ha="center", va="bottom", fontsize=7, rotation=90)
+    many = len(info.bars) > 6
+    ax.set_xticks(
+        list(index),
+        [b.label.replace(", ", "\n") for b in info.bars],
+        fontsize=7,
+        rotation=30 if many else 0,
+        ha="right" if many else "center",
+    )
     ax.yaxis.set_major_formatter(EngFormatter(unit=info.unit))
-    ax.set_ylabel(f"{info.metric} ({info.unit})")
-    ax.set_title(f"{info.title}: {info.metric} per cell")
+    ax.set_ylabel(label)
+    ax.set_title(f"{info.title}: {column.name} per cell")
     ax.legend(
         handles=[
             Patch(color=BOUND_COLORS["compute"], label="compute-bound time >= 50%"),
@@ -125,7 +142,7 @@ def draw_cells_roofline(info: CellsRooflineInfo, ax: Axes) -> None:
         ax,
         (low, high),
         "arithmetic intensity of the whole model (FLOP/byte)",
-        "attainable (FLOP/s), total FLOPs / per-layer roofline latency",
+        "attainable throughput: total FLOPs / per-layer roofline latency",
     )
     ax.legend(fontsize=7, loc="lower right")
 
@@ -153,7 +170,7 @@ def draw_edf(info: EdfInfo, ax: Axes) -> None:
         n = len(curve.values)
         if n:
             ax.step(curve.values, [(i + 1) / n for i in range(n)], where="post", lw=1.8, label=f"{curve.label} (n={n})")
-    ax.set_xlabel(f"{info.metric} ({info.unit})")
+    ax.set_xlabel(COLUMN[info.metric].label)
     ax.set_ylabel("share of sampled architectures <= x")
     ax.xaxis.set_major_formatter(EngFormatter(unit=info.unit))
     ax.set_ylim(0, 1.02)

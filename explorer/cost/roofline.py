@@ -16,7 +16,8 @@ from typing import Any, Literal
 from explorer.conventions import FLOPS_PER_MAC, TRAFFIC_MODELS, canonical_dtype
 from explorer.cost.platforms import Platform, get_platform
 from explorer.cost.rules import Counts, layer_counts, make_context
-from explorer.spec import Arch, Shape
+from explorer.spec import Arch, Shape, load_arch
+from explorer.units import si
 
 Bound = Literal["compute", "memory", "none"]
 
@@ -87,6 +88,14 @@ class Analysis(Counts):
         """Roofline latency of one batch: the sum of layer times."""
         return self.time_s
 
+    def __repr__(self) -> str:
+        return (
+            f"Analysis({self.arch!r} on {self.platform!r}, {self.dtype}, batch {self.batch}: "
+            f"{si(self.flops / self.batch, 'FLOPs')}/sample (2 x MACs), {si(self.params)} params, "
+            f"{si(self.bytes, 'B')} moved, latency {si(self.latency_s, 's')}, "
+            f"{si(self.attainable_flops_per_s, 'FLOP/s')}; {len(self.layers)} layers)"
+        )
+
     @property
     def attainable_flops_per_s(self) -> float:
         return self.total_flops / self.latency_s if self.latency_s else 0.0
@@ -149,7 +158,7 @@ class Analysis(Counts):
 
 
 def analyze(
-    arch: Arch,
+    arch: Arch | str,
     platform: str | Platform = "v100",
     dtype: str = "float32",
     batch: int = 1,
@@ -159,7 +168,7 @@ def analyze(
     """Count and roofline every layer of `arch` on `platform`.
 
     Args:
-        arch: the network spec.
+        arch: the network spec, or a shipped architecture's name ("resnet18") or a spec file.
         platform: a catalog key (e.g. "v100"), a TOML file path or a `Platform`.
         dtype: compute dtype; sets bytes per element and which peak applies.
         batch: samples per forward pass; feature maps scale with it, weights do not.
@@ -169,6 +178,8 @@ def analyze(
     Returns:
         An `Analysis` whose totals are the sums of its `layers` (FLOPs, bytes in bytes, time in s).
     """
+    if isinstance(arch, str):
+        arch = load_arch(arch)
     plat = get_platform(platform)
     dtype = canonical_dtype(dtype)
     peak = plat.peak(dtype)

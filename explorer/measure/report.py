@@ -65,8 +65,8 @@ def draw_validation(info: ValidationInfo, ax: Axes) -> None:
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_formatter(EngFormatter(unit="s"))
         axis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("measured forward latency (s)")
-    ax.set_ylabel("predicted latency (s)")
+    ax.set_xlabel("measured forward latency")  # the ticks carry the unit
+    ax.set_ylabel("predicted latency")
     ax.set_title(info.title, fontsize=9)
     ax.legend(fontsize=7)
 

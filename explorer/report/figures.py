@@ -157,17 +157,17 @@ def draw_roofline(info: RooflineInfo, ax: Axes) -> None:
                 color=BOUND_COLORS[bound],
                 label=f"layer, {bound}-bound ({len(points)})",
             )
-    for marker, point in zip(("*", "D", "s", "^"), info.models, strict=False):
+    for k, (marker, point) in enumerate(zip(("*", "D", "s", "^"), info.models, strict=False)):
         ax.scatter(
             [point.intensity_flops_per_byte],
             [point.attainable_flops_per_s],
             marker=marker,
             s=140 if marker == "*" else 60,
             edgecolor="black",
-            zorder=5,
+            zorder=10 - k,  # the first (the best architecture) is drawn on top
             label=f"{point.label}: {point.attainable_flops_per_s / 1e12:.3g} TFLOP/s",
         )
-    roofline_axes(ax, (low, high), "arithmetic intensity (FLOP/byte)", "attainable (FLOP/s)")
+    roofline_axes(ax, (low, high), "arithmetic intensity (FLOP/byte)", "attainable throughput")
     ax.set_title(info.title)
     ax.legend(loc="lower right", fontsize=7)
 

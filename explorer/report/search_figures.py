@@ -14,6 +14,7 @@ import optuna
 
 from explorer.search import OBJECTIVES, Scored, SearchResult, is_feasible, pareto_indices, sign, uniform_label
 from explorer.search.metrics import COLUMN, Column
+from explorer.units import si
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -113,16 +114,40 @@ def draw_pareto(info: ParetoInfo, ax: Axes) -> None:
     )
     for label, value in info.x_limits:
         ax.axvline(value, color="#d62728", ls="--" if "floor" not in label else ":", lw=1, label=label)
-    for marker, mark in zip(("*", "D", "s"), info.marks, strict=False):
+    # the axes span the trials and budgets; a mark beyond them (the base network, far over the budget)
+    # is drawn on the edge with its value, instead of stretching the axes until the trials are a smudge
+    xs = [p.x for p in info.points] + [v for _, v in info.x_limits]
+    ys = [p.y for p in info.points]
+    x_span = (min(xs), max(xs)) if xs else None
+    y_span = (min(ys), max(ys)) if ys else None
+    for k, (marker, mark) in enumerate(zip(("*", "D", "s"), info.marks, strict=False)):
+        x, y, clipped = mark.x, mark.y, False
+        for span, value, axis in ((x_span, x, "x"), (y_span, y, "y")):
+            if span is None:
+                continue
+            pad = (span[1] - span[0]) * 0.05 or abs(span[1]) * 0.05
+            inside = min(max(value, span[0] - pad), span[1] + pad)
+            if inside != value:
+                clipped = True
+                x, y = (inside, y) if axis == "x" else (x, inside)
         ax.scatter(
-            [mark.x],
-            [mark.y],
+            [x],
+            [y],
             marker=marker,
             s=130 if marker == "*" else 50,
             edgecolor="black",
-            zorder=5,
-            label=mark.label,
+            zorder=10 - k,  # the best on top
+            label=mark.label + (" (off the axes: arrow)" if clipped else ""),
         )
+        if clipped:
+            ax.annotate(
+                f"{mark.label}: {si(mark.x, info.x.unit)}, {si(mark.y, info.y.unit)}",
+                (x, y),
+                xytext=(-60, 12),
+                textcoords="offset points",
+                fontsize=7,
+                arrowprops={"arrowstyle": "->", "lw": 0.8},
+            )
     ax.set_xlabel(info.x.label)
     ax.set_ylabel(info.y.label)
     ax.xaxis.set_major_formatter(EngFormatter(unit=info.x.unit))
@@ -188,6 +213,14 @@ def draw_channels(info: ChannelInfo, ax: Axes) -> None:
             zorder=5,
             label="1x1 bottleneck inserted (its width)",
         )
+    # the scale is the searched layers': a fixed layer far wider (a 1000-way classifier) is cut, with its width
+    searched = [max(r.base, r.searched) for r in info.rows if r.searchable]
+    if searched:
+        top = 1.15 * max(searched)
+        for i, r in enumerate(info.rows):
+            if max(r.base, r.searched) > top:
+                ax.annotate(f"{r.base} (cut)", (i, top), ha="center", va="top", fontsize=6, rotation=90)
+        ax.set_ylim(0, top)
     ax.set_xticks(list(index), [r.op for r in info.rows], rotation=90, fontsize=6)
     ax.set_ylabel("output channels")
     ax.set_title(info.title)
@@ -241,7 +274,7 @@ def draw_progress(info: ProgressInfo, ax: Axes) -> None:
     for mark in info.baselines:
         ax.axhline(mark.y, color="black", ls="--", lw=1, label=mark.label)
     ax.set_xlabel("trial number")
-    ax.set_ylabel(f"{info.objective} ({info.unit})" if info.unit else info.objective)
+    ax.set_ylabel(info.objective)  # the ticks carry the unit
     ax.yaxis.set_major_formatter(EngFormatter(unit=info.unit))
     ax.set_title(f"search progress ({'maximise' if info.maximize else 'minimise'} {info.objective})")
     ax.legend(fontsize=7)

@@ -79,7 +79,9 @@ class Metrics:
 
 
 class Column(NamedTuple):
-    """How one metric is shown: table header, axis label and name, unit, direction, cell format."""
+    """How one metric is shown: table header, axis label and name, unit, direction, cell format.
+
+    An axis shows `label` and ticks formatted with `unit` ('250 us'), so the label names no unit."""
 
     key: str
     header: str
@@ -94,18 +96,18 @@ COLUMNS: tuple[Column, ...] = (
     Column("flops", "FLOPs/sample", "FLOPs", f"FLOPs per sample ({FLOPS_PER_MAC} x MACs)", "FLOPs", False, si),
     Column("macs", "MACs/sample", "MACs", "MACs per sample", "MACs", False, si),
     Column("params", "params", "parameters", "parameters", "", False, si),
-    Column("bytes", "bytes/sample", "bytes", "memory traffic per sample (bytes)", "B", False, lambda v: si(v, "B")),
+    Column("bytes", "bytes/sample", "bytes", "memory traffic per sample", "B", False, lambda v: si(v, "B")),
     Column("intensity", "FLOP/B", "intensity", "arithmetic intensity (FLOP/byte)", "FLOP/B", True, "{:.1f}".format),
     Column(
         "attainable_flops_per_s",
         "attainable FLOP/s",
         "throughput",
-        "attainable throughput (FLOP/s)",
+        "attainable throughput",
         "FLOP/s",
         True,
         lambda v: si(v, "FLOP/s"),
     ),
-    Column("latency_s", "latency/batch", "latency", "roofline latency per batch (s)", "s", False, lambda v: si(v, "s")),
+    Column("latency_s", "latency/batch", "latency", "roofline latency per batch", "s", False, lambda v: si(v, "s")),
     Column("images_per_s", "images/s", "images/s", "images/s", "images/s", True, "{:,.0f}".format),
     Column(
         "memory_bound_share",

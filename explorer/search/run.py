@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -129,6 +130,9 @@ def run_search(plan: SearchPlan, *, stream: TextIO = sys.stderr) -> SearchResult
         stored = study.user_attrs.get("settings")
         asked = plan.record()
         if stored is None:
+            with warnings.catch_warnings():  # experimental in some Optuna versions; the names are for dashboards
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(list(s.objective))
             study.set_user_attr("settings", asked)
             study.set_user_attr("platform", plan.platform.to_dict())
             study.set_user_attr("budget", asdict(plan.budget))

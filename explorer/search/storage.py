@@ -59,10 +59,23 @@ class StorageURL:
                 f"storage={url!r} is not a storage URL; write e.g. {hint}, study.log (a journal file) "
                 "or postgresql://USER@HOST/DB"
             )
-        dialect = text.split("://", 1)[0].split("+", 1)[0]
+        scheme, rest = text.split("://", 1)
+        dialect = scheme.split("+", 1)[0]
         if dialect not in DIALECTS:
             raise StorageError(f"storage={url!r}: database {dialect!r} is not supported; use {', '.join(DIALECTS)}")
+        if scheme == "postgresql" and not _importable("psycopg2"):
+            if not _importable("psycopg"):
+                raise StorageError(
+                    f"storage={url!r}: PostgreSQL needs a driver; pip install 'explorer[postgres]' (psycopg 3)"
+                )
+            text = f"postgresql+psycopg://{rest}"  # SQLAlchemy's plain scheme means psycopg2
         return cls(text, "server", dialect, None)
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def repair_journal(path: Path) -> int:
