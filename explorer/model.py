@@ -175,6 +175,7 @@ class Network(nnx.Module):
             if layer is not None:
                 layers[node.op.name] = layer
         self.layers = nnx.Dict(layers)
+        self.weighted = tuple(layers)  # plain names: nnx.Dict has no .get before flax 0.12.x
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """x: (batch, h, w, c) -> (batch, ...) in NHWC."""
@@ -183,7 +184,8 @@ class Network(nnx.Module):
         env: dict[str, jax.Array] = {INPUT: x}
         for node in self.arch.nodes:
             name = node.op.name
-            env[name] = builder(node.op).apply(node, self.layers.get(name, None), [env[n] for n in node.inputs])
+            layer = self.layers[name] if name in self.weighted else None
+            env[name] = builder(node.op).apply(node, layer, [env[n] for n in node.inputs])
         return env[self.arch.nodes[-1].op.name]
 
 

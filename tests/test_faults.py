@@ -197,3 +197,21 @@ def test_json_output_is_strict(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     text = capsys.readouterr().out
     assert "Infinity" not in text and "NaN" not in text
     json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+
+
+def test_a_truncated_study_database_is_one_line_for_search_and_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    argv = ["--space", "tiny", "--budget", "3MFLOPs", "--trials", "20", "--out", str(out), "--no-report"]
+    assert main(argv) == 0
+    db = out / "study.db"
+    with db.open("r+b") as f:
+        f.truncate(db.stat().st_size // 2)
+    for leftover in out.glob("study.db-*"):
+        leftover.unlink()
+    capsys.readouterr()
+    for command in (argv, ["report", str(out)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "cannot be opened as an Optuna storage" in err and "study.db" in err

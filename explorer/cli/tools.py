@@ -238,12 +238,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     platform = get_platform(args.platform)
     platform.peak("float32")
-    if "explore calibrate" not in platform.source:
-        print(
-            f"explore: warning: --platform {args.platform} was not measured on this machine, which is the one "
-            "timed; its predictions and these timings describe different hardware (run `explore calibrate` first)",
-            file=sys.stderr,
-        )
     for flag, value, least in (("--n", args.n, 0), ("--repeats", args.repeats, 1), ("--batch", args.batch, 1)):
         if value < least:
             raise UsageError(f"{flag} {value} must be >= {least}")
@@ -253,6 +247,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     archs = choose_archs(args.space, args.n, args.seed, bases, keep=parse_keep(args.keep))
     if len(archs) < 3:
         raise UsageError("validation needs at least 3 architectures (raise --n or add --bases)")
+    if "explore calibrate" not in platform.source:
+        print(
+            f"explore: warning: --platform {args.platform} was not measured on this machine, which is the one "
+            "timed; its predictions and these timings describe different hardware (run `explore calibrate` first)",
+            file=sys.stderr,
+        )
     out = writable(args.out, "out")
     print(f"explore validate: {len(archs)} architectures on {platform.name} [{platform.key}], batch {args.batch}")
     v = validate(
