@@ -64,10 +64,12 @@ def draw_cells(info: CellsInfo, ax: Axes) -> None:
     for i, b in enumerate(info.bars):
         if b.value is None:
             ax.annotate("none feasible", (i, ax.get_ylim()[0]), ha="center", va="bottom", fontsize=7, rotation=90)
-    many = len(info.bars) > 6
+    labels = [b.label.replace(", ", "\n") for b in info.bars]
+    widest = max((len(line) for label in labels for line in label.splitlines()), default=0)
+    many = len(labels) * widest > 80  # side by side they would overlap: slant them
     ax.set_xticks(
         list(index),
-        [b.label.replace(", ", "\n") for b in info.bars],
+        labels,
         fontsize=7,
         rotation=30 if many else 0,
         ha="right" if many else "center",
