@@ -101,12 +101,12 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def write_text(path: Path, text: str) -> None:
     """Write `text` to `path` atomically."""
-    atomic_write(path, lambda tmp: tmp.write_text(text))
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_csv(path: Path, rows: Iterable[Sequence[Any]]) -> None:
     """Write rows as CSV (to a temporary file of `atomic_write`)."""
-    with path.open("w", newline="") as f:
+    with path.open("w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows(rows)
 
 

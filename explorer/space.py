@@ -12,6 +12,7 @@ the defaults below; every key is optional except `arch`.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
 from collections.abc import Callable, Mapping
@@ -97,6 +98,9 @@ class Space:
     keep: tuple[float, float]
     align: int
     source: str = ""
+    origin: str = ""
+    """How `load_space` was asked for it (a name or a .toml path), so that a stored study can load it
+    again; empty for a space built in code (then its `name` is used)."""
 
     def apply(self, widths: Mapping[str, int], bottlenecks: Mapping[str, int | None], name: str | None = None) -> Arch:
         """The base arch with each group's width and each slot's bottleneck (None: no bottleneck)."""
@@ -250,7 +254,7 @@ def build_space(
         raise SpaceError(f"align={align!r} must be an integer >= 1")
     groups_in_arch = {op.groups for op in arch.ops if isinstance(op, Conv) and op.groups > 1}
     step = math.lcm(align, *groups_in_arch) if groups_in_arch else align
-    widest = max((int(op.out) for op in arch.ops if channel_behaviour(op) == "sets"), default=0)  # type: ignore[attr-defined]
+    widest = max((int(arch.op(n).out) for n in _searchable(arch, fixed)), default=0)  # type: ignore[attr-defined]
     if widest and step > widest * keep[1]:
         raise SpaceError(
             f"align={align!r} gives a channel step of {step}, wider than any width of {arch.name} "
@@ -274,7 +278,11 @@ def build_space(
         if not any(fnmatch.fnmatchcase(m, pattern) for m in searchable_names):
             raise SpaceError(
                 f"widths pattern {pattern!r} matches no searchable op of {arch.name} "
-                f"(they are named like {searchable_names[0]!r}); fix the pattern"
+                + (
+                    f"(they are named like {searchable_names[0]!r}); fix the pattern"
+                    if searchable_names
+                    else "(it has none)"
+                )
             )
     if isinstance(bottleneck, list):
         convs = [op.name for op in arch.ops if isinstance(op, Conv)]
@@ -282,7 +290,7 @@ def build_space(
             if not any(fnmatch.fnmatchcase(c, pattern) for c in convs):
                 raise SpaceError(
                     f"bottleneck.allow pattern {pattern!r} matches no conv of {arch.name} "
-                    f"(they are named like {convs[0]!r}); fix the pattern"
+                    + (f"(they are named like {convs[0]!r}); fix the pattern" if convs else "(it has none)")
                 )
     slots = []
     if bottleneck:
@@ -339,12 +347,13 @@ def load_space(
         if candidate.exists():
             path = candidate
         elif name_or_path in base_names():
-            return build_space(
+            space = build_space(
                 load_arch(name_or_path),
                 keep=DEFAULT_KEEP if keep is None else keep,
                 align=DEFAULT_ALIGN if align is None else align,
                 bottleneck="auto" if bottlenecks else [],
             )
+            return dataclasses.replace(space, origin=name_or_path)
         else:
             known = sorted({p.name.split(".")[0] for p in spaces_dir().glob("*.json")})
             raise SpaceError(f"space={name_or_path!r} is not known; known: {', '.join(known)}; or give a .toml file")
@@ -399,7 +408,7 @@ def load_space(
     if not isinstance(fixed, list) or not all(isinstance(f, str) for f in fixed):
         raise SpaceError(f"space file {where}: key 'fixed' must be a list of op-name patterns")
     try:
-        return build_space(
+        space = build_space(
             arch,
             name=path.name.split(".")[0],
             keep=file_keep if keep is None else keep,
@@ -413,6 +422,7 @@ def load_space(
         )
     except SpaceError as exc:
         raise SpaceError(f"space file {where}: {exc}") from None
+    return dataclasses.replace(space, origin=name_or_path)
 
 
 def _pair_of_numbers(where: str, key: str, value: Any) -> tuple[float, float]:

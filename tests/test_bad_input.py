@@ -653,7 +653,7 @@ def test_cli_rejects_bad_input_in_one_line(
 
 def _api_cases() -> list[tuple[str, Callable[[], object], str]]:
     from explorer import analyze, get_platform, load_arch, load_space
-    from explorer.search import load_result
+    from explorer.search import Settings, load_result, plan_search
     from explorer.search.batch import BatchScorer
     from explorer.spec import Arch, Conv
 
@@ -678,13 +678,56 @@ def _api_cases() -> list[tuple[str, Callable[[], object], str]]:
         ),
         (
             "study in an empty storage",
-            lambda: load_result(str(Path(tempfile.mkdtemp()) / "empty.log")),
+            lambda: load_result(_empty_journal()),
             "the storage holds 0 studies",
         ),
+        (
+            "a storage that is not there is not created",
+            lambda: load_result(f"sqlite:///{tempfile.mkdtemp()}/typo.db"),
+            "typo.db': no such file",
+        ),
+        ("plan: budget of a list", lambda: plan_search("tiny", "v100", [1]), "budget=[1] must be FLOPs per sample"),
+        (
+            "plan: timeout as text",
+            lambda: plan_search("tiny", "v100", 3e6, settings=Settings(timeout_s="5")),
+            "timeout_s='5'",
+        ),
+        (
+            "plan: jobs as text",
+            lambda: plan_search("tiny", "v100", 3e6, settings=Settings(jobs="2")),
+            "jobs='2' must be",
+        ),
+        (
+            "plan: gp or cmaes checked early",
+            lambda: plan_search(
+                "tiny", "v100", 3e6, settings=Settings(sampler="cmaes", objective=("throughput", "params"))
+            ),
+            "supports one objective only",
+        ),
+        (
+            "plan: objective as a string",
+            lambda: plan_search("tiny", "v100", 3e6, settings=Settings(objective="throughput")),
+            "must be a tuple of objective names",
+        ),
+        ("space: widths on an arch with no searchable op", _one_dense_space, "(it has none)"),
     ]
 
 
-@pytest.mark.parametrize("index", range(10))
+def _empty_journal() -> str:
+    path = Path(tempfile.mkdtemp()) / "empty.log"
+    path.touch()
+    return str(path)
+
+
+def _one_dense_space() -> object:
+    from explorer.space import build_space
+    from explorer.spec import Arch, Dense
+
+    arch = Arch(name="d", input_shape=(8,), ops=(Dense(name="fc", out=4),))
+    return build_space(arch, overrides={"x*": {"keep": [0.5, 1.0]}})
+
+
+@pytest.mark.parametrize("index", range(17))
 def test_api_rejects_bad_input_with_one_line(index: int) -> None:
     _case, call, message = _api_cases()[index]
     with pytest.raises(ValueError, match=re.escape(message)) as info:

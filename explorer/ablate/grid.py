@@ -119,6 +119,10 @@ def get_ablation(name: str) -> Ablation:
         if not path.exists():
             raise AblationError(f"ablation {name!r}: no such file")
         found = load_ablations(path)
+        if len(found) > 1:
+            raise AblationError(
+                f"ablation file {path} holds {len(found)} ablations ({', '.join(found)}); give a file with one: split it"
+            )
         return next(iter(found.values()))
     raise AblationError(f"ablation {name!r} is not known; built in: {', '.join(known)}; or give a .toml file")
 
@@ -181,6 +185,12 @@ def _ablation(name: str, table: Any, where: str) -> Ablation:
     edf = table.get("edf")
     if edf is not None:
         edf = _table(where, "edf", edf)
+        if not all(isinstance(edf.get(k, ""), str) for k in ("factor", "metric")):
+            raise AblationError(f"{where}: edf.factor and edf.metric must be names, e.g. edf = {{ factor = 'space' }}")
+        if "arch" in base or "arch" in factors:
+            raise AblationError(
+                f"{where}: edf compares design spaces, and cells with a fixed `arch` have none; drop edf"
+            )
         if edf.get("factor") not in factors:
             raise AblationError(f"{where}: edf.factor={edf.get('factor')!r} must name one of the factors")
         if edf.get("metric", "attainable_flops_per_s") not in EDF_METRICS:

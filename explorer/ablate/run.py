@@ -55,9 +55,8 @@ def cell_plan(cell: Mapping[str, Any], storage: str | None = None) -> SearchPlan
         seed=cell["seed"] or SEARCH.seed,
         trials=cell["trials"] or SEARCH.trials,
     )
-    return plan_search(
-        cell["space"], cell["platform"], cell["budget"], cell["params"], settings, storage=storage, files=False
-    )
+    params = cell["params"] or None  # "" in a file: no parameter budget
+    return plan_search(cell["space"], cell["platform"], cell["budget"], params, settings, storage=storage, files=False)
 
 
 def run_cell(cell: Mapping[str, Any], folder: str) -> dict[str, Any]:
@@ -96,7 +95,7 @@ def run_cell(cell: Mapping[str, Any], folder: str) -> dict[str, Any]:
 def _stored_cell(path: Path) -> dict[str, Any] | None:
     """A finished cell's row, or None when there is none (or it cannot be read: it is run again)."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

@@ -15,10 +15,12 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from explorer.cli import search, tools
 from explorer.cli.common import SIGNAL, interrupted_by, on_sigterm
+from explorer.spec.ops import short_repr
+from explorer.units import printable
 
 
 class Parser(argparse.ArgumentParser):
@@ -112,8 +114,13 @@ def to_flags(text: str) -> str:
 
 
 def one_line(exc: BaseException) -> str:
-    text: Any = exc.args[0] if exc.args else str(exc)
-    return to_flags(" ".join(str(text).split()))
+    """The message of `exc` on one line, arguments shown as flags. An OSError's first argument is
+    its error number, so it is shown as its text and the file it names."""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror + (f": {short_repr(str(exc.filename), 80)}" if exc.filename else "")
+    else:
+        text = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+    return printable(to_flags(" ".join(str(text).split())))
 
 
 if __name__ == "__main__":

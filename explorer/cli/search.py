@@ -100,7 +100,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         storage = f"sqlite:///{db}"
         if study is None:
             try:
-                study = json.loads(summary.read_text()).get("study")
+                study = json.loads(summary.read_text(encoding="utf-8")).get("study")
             except (OSError, ValueError, AttributeError):
                 study = None  # no readable summary: the storage's only study
     result = load_result(storage, study)

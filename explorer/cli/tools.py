@@ -160,13 +160,18 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         raise UsageError(f"--jobs {args.jobs} must be >= 1 (processes running cells)")
     ablation = A.get_ablation(args.name)
     overrides = A.parse_overrides(args.set or [])
-    for cell in ablation.cells(overrides):  # fail before any work on a cell that cannot run, naming it
+    try:
+        cells = ablation.cells(overrides)
+    except ValueError as exc:
+        raise UsageError(f"{ablation.where}: {exc}") from None
+    for cell in cells:  # fail before any work on a cell that cannot run, naming it
         try:
             if cell["method"] == "fixed":
-                from explorer.spec import load_arch
+                from explorer.cost import analyze
 
-                load_arch(cell["arch"])
-                get_platform(cell["platform"]).peak(cell["dtype"])
+                analyze(
+                    cell["arch"], cell["platform"], cell["dtype"], cell["batch"], cell["traffic"], cell["convention"]
+                )
             else:
                 A.cell_plan(cell)
         except ValueError as exc:
@@ -205,7 +210,14 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from explorer.measure.calibrate import calibrate, nearest_catalog_entry, platform_toml
 
-    dtypes = [canonical_dtype(d) for d in args.dtypes.split(",") if d.strip()]
+    try:
+        dtypes = [canonical_dtype(d.strip()) for d in args.dtypes.split(",") if d.strip()]
+    except ValueError as exc:
+        raise UsageError(f"--dtypes {args.dtypes!r}: {exc}") from None
+    if not dtypes:
+        raise UsageError(f"--dtypes {args.dtypes!r}: give one or more dtypes, e.g. float32,bfloat16")
+    if not args.key.strip():
+        raise UsageError("--key '' is empty; give the platform's key, e.g. --key measured")
     if args.batch < 1:
         raise UsageError(f"--batch {args.batch} must be >= 1")
     out = Path(args.out)

@@ -173,6 +173,11 @@ def get_platform(name: str | Platform) -> Platform:
         if not path.exists():
             raise PlatformError(f"platform={name!r}: no such file")
         found = load_platform_file(path)
+        if len(found) > 1:
+            raise PlatformError(
+                f"platform file {path} holds {len(found)} platforms ({', '.join(found)}); "
+                "--platform FILE takes a file with one: split it"
+            )
         return next(iter(found.values()))
     match = difflib.get_close_matches(name, list(known), n=1)
     hint = f" (did you mean {match[0]!r}?)" if match else ""

@@ -11,6 +11,7 @@ request and never changes what `analyze` reports.
 from __future__ import annotations
 
 import datetime
+import json
 import math
 import statistics
 import sys
@@ -32,7 +33,7 @@ from explorer.measure.timing import (
     micro_arch,
 )
 from explorer.spec import Arch
-from explorer.units import si
+from explorer.units import printable, si
 
 FULL = {"sizes": (1024, 2048, 4096), "bandwidth_mb": 512, "repeats": 7}
 QUICK = {"sizes": (256, 512), "bandwidth_mb": 64, "repeats": 3}
@@ -125,28 +126,31 @@ def nearest_catalog_entry(platform: Platform, dtype: str = "float32") -> tuple[P
 def platform_toml(cal: Calibration, key: str = "measured") -> str:
     """The calibration as a platform file (`--platform FILE` and the catalog's schema)."""
     p = cal.platform(key)
+    q = json.dumps  # a JSON string is a TOML basic string: quotes, backslashes and control characters escaped
     peaks = ", ".join(f"{d} = {v / 1e12:.6g}" for d, v in p.peak_flops_per_s.items())
     lines = [
-        f"# Written by `explore calibrate` on {cal.device}, {cal.when} ({cal.versions}).",
+        f"# Written by `explore calibrate` on {printable(cal.device)}, {cal.when} ({printable(cal.versions)}).",
         "# Peak: best median FLOP/s of square matmuls per dtype; bandwidth: best median of in-place streaming",
         "# kernels (donated buffers). Use with: explore score resnet18 --platform THIS_FILE",
-        f"[{key}]",
-        f'name = "{p.name}"',
+        f"[{q(key)}]",
+        f"name = {q(p.name)}",
         f"peak_tflop_per_s = {{ {peaks} }}",
         f"bandwidth_gb_per_s = {p.bandwidth_bytes_per_s / 1e9:.6g}",
-        f'source = "{p.source}"',
+        f"source = {q(p.source)}",
         "",
-        f"[{key}.extra]",
+        f"[{q(key)}.extra]",
         'method = "median of repeats after warm-up, block_until_ready; see explorer/measure/timing.py"',
     ]
     for dtype, samples in cal.matmul.items():
         text = ", ".join(f"{s.size}: {s.rate / 1e9:.1f} GFLOP/s" for s in samples)
-        lines.append(f'matmul_{dtype} = "{text}"')
-    lines.append(
-        'bandwidth = "' + ", ".join(f"{s.what} {s.size}: {s.rate / 1e9:.1f} GB/s" for s in cal.bandwidth) + '"'
-    )
+        lines.append(f"matmul_{dtype} = {q(text)}")
+    lines.append("bandwidth = " + q(", ".join(f"{s.what} {s.size}: {s.rate / 1e9:.1f} GB/s" for s in cal.bandwidth)))
     if cal.efficiency:
-        lines += ["", f"[{key}.extra.efficiency]", "# calibrated: roofline-predicted / measured time of single layers"]
+        lines += [
+            "",
+            f"[{q(key)}.extra.efficiency]",
+            "# calibrated: roofline-predicted / measured time of single layers",
+        ]
         lines += [f"{cls} = {value:.4g}" for cls, value in cal.efficiency.items()]
     return "\n".join(lines) + "\n"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from explorer.cost.rules import LAYER_CLASSES
-from explorer.files import dumps_json, write_text
+from explorer.files import atomic_write, dumps_json, write_csv, write_text
 from explorer.measure.calibrate import efficiency_of
 from explorer.measure.validate import Stats, Validation
 from explorer.report import figures as F
@@ -93,16 +93,22 @@ def write_outputs(v: Validation, out: Path) -> list[Path]:
     if v.calibrated:
         header += ["calibrated", "calibrated / measured"]
     lines = [
-        ",".join(
-            ["label", "group", "flops", "params", "measured_s", "predicted_s", "calibrated_s", "layers_s", "compile_s"]
-        )
+        ["label", "group", "flops", "params", "measured_s", "predicted_s", "calibrated_s", "layers_s", "compile_s"]
     ]
     rows = []
     for r in v.rows:
         lines.append(
-            f"{r.label},{r.group},{r.flops:.0f},{r.params},{r.measured_s:.6g},{r.predicted_s:.6g},"
-            f"{'' if r.calibrated_s is None else f'{r.calibrated_s:.6g}'},"
-            f"{'' if r.layers_s is None else f'{r.layers_s:.6g}'},{r.compile_s:.3g}"
+            [
+                r.label,
+                r.group,
+                f"{r.flops:.0f}",
+                str(r.params),
+                f"{r.measured_s:.6g}",
+                f"{r.predicted_s:.6g}",
+                "" if r.calibrated_s is None else f"{r.calibrated_s:.6g}",
+                "" if r.layers_s is None else f"{r.layers_s:.6g}",
+                f"{r.compile_s:.3g}",
+            ]
         )
         row = [
             r.label,
@@ -116,7 +122,7 @@ def write_outputs(v: Validation, out: Path) -> list[Path]:
         if v.calibrated:
             row += [si(r.calibrated_s or 0, "s"), f"{r.calibrated_ratio:.2f}"]
         rows.append(row)
-    write_text(out / "validation.csv", "\n".join(lines) + "\n")
+    atomic_write(out / "validation.csv", lambda tmp: write_csv(tmp, lines))  # quoted: labels may hold commas
 
     def stat_row(name: str, s: Stats) -> tuple[str, ...]:
         return (

@@ -50,8 +50,15 @@ def min_max_flops(space: Space, scorer: Scorer) -> tuple[float, float]:
 
 
 def min_params(space: Space, scorer: Scorer) -> int:
-    """The fewest parameters a network of the space can have."""
-    return min(scorer.analyze(space.smallest(b)).params for b in (False, True))
+    """The fewest parameters a network of the space can have: every width at its low end and each
+    bottleneck exactly where it saves parameters (it changes only its own conv's, as for FLOPs)."""
+    plain = scorer.analyze(space.smallest(False))
+    if not space.bottlenecks:
+        return plain.params
+    layers = {layer.name: layer.params for layer in scorer.analyze(space.smallest(True)).layers}
+    without = {layer.name: layer.params for layer in plain.layers}
+    saving = sum(max(0, without[s.op] - layers[s.op] - layers[bottleneck_names(s.op)[0]]) for s in space.bottlenecks)
+    return plain.params - saving
 
 
 def floor_budget(largest_flops: float, budget_flops: float, floor: float, params: float | None) -> Budget:

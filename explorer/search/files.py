@@ -88,7 +88,7 @@ def _write_trials(
     metric_keys: list[str],
     param_keys: list[str],
 ) -> None:
-    with path.open("w", newline="") as f:
+    with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(
             [

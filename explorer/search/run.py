@@ -150,7 +150,7 @@ def run_search(plan: SearchPlan, *, stream: TextIO = sys.stderr) -> SearchResult
     worker_failures: list[int] = []
     if remaining and s.jobs > 1:
         assert url is not None  # plan_search refuses jobs > 1 without a storage
-        work_on = functools.partial(worker_main, url, s.study, s.trials, s.timeout_s)
+        work_on = functools.partial(worker_main, url, s.study, s.trials, s.timeout_s, s.worker * s.jobs)
         monitor = functools.partial(_monitor, study, s.trials, time.monotonic(), len(study.trials))
         worker_failures = run_workers(work_on, s.jobs, monitor=monitor, stream=stream)
         if worker_failures:  # the others went on; what finished is summarised below
@@ -190,13 +190,15 @@ def _check_same(stored: dict[str, object], asked: dict[str, object], study: str)
         raise SearchError(f"study={study!r} exists with different settings ({changes}); use another `study` or `out`")
 
 
-def worker_main(url: str, study_name: str, target: int, timeout_s: float | None, index: int) -> None:
-    """One worker process: rebuild the plan from the stored study and work until it holds `target` trials."""
+def worker_main(url: str, study_name: str, target: int, timeout_s: float | None, first: int, index: int) -> None:
+    """One worker process: rebuild the plan from the stored study and work until it holds `target`
+    trials. Its sampler seed is the study's seed + `first` + `index`: `first` = `worker` x `jobs`, so
+    `--jobs` groups started with distinct `--worker` on several machines never share a seed."""
     storage = open_storage(url)
     probe = optuna.load_study(study_name=study_name, storage=storage)
     plan = plan_from_study(probe, storage=url)
     directions = [OBJECTIVES[name].direction for name in plan.settings.objective]
-    sampler = make_sampler(plan.settings.sampler, plan.settings.seed + index, len(directions))
+    sampler = make_sampler(plan.settings.sampler, plan.settings.seed + first + index, len(directions))
     study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
     objective = make_objective(plan.space, plan.scorer())
     work(study, objective, target, lock=claim_lock(url, study_name), timeout_s=timeout_s)
@@ -242,7 +244,10 @@ def load_result(storage: str | optuna.storages.BaseStorage, study_name: str | No
     """Summarise a stored study without searching: settings, platform and budgets come from the study."""
     url = storage if isinstance(storage, str) else None
     if isinstance(storage, str):
-        storage = open_storage(StorageURL.parse(storage))
+        where = StorageURL.parse(storage)
+        if where.path is not None and not where.path.is_file():  # reading must not create an empty store
+            raise SearchError(f"storage={storage!r}: no such file; give the storage a search wrote")
+        storage = open_storage(where)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
     if study_name is None:
         if len(names) != 1:

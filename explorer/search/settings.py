@@ -10,13 +10,15 @@ check that can fail before any trial runs and names the argument at fault (`budg
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from explorer.conventions import FLOPS_PER_MAC, MAC_CONVENTIONS, TRAFFIC_MODELS, canonical_dtype
+from explorer.conventions import BYTES_PER_ELEMENT, FLOPS_PER_MAC, MAC_CONVENTIONS, TRAFFIC_MODELS, canonical_dtype
 from explorer.cost.platforms import Platform, get_platform
 from explorer.files import writable
 from explorer.search.baselines import floor_budget, min_max_flops, min_params
@@ -213,27 +215,45 @@ def _integer(value: object, least: int, most: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and least <= value <= most
 
 
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def check_settings(s: Settings) -> Settings:
-    """The settings with dtype made canonical; a SearchError naming the first bad field."""
-    checks = [
-        ("batch", s.batch, _integer(s.batch, 1, MAX_SIZE), f"must be an integer >= 1 and at most {MAX_SIZE:,}"),
-        ("traffic", s.traffic, s.traffic in TRAFFIC_MODELS, f"is not known; use one of: {', '.join(TRAFFIC_MODELS)}"),
-        ("convention", s.convention, s.convention in MAC_CONVENTIONS, f"is not known; use one of: {', '.join(MAC_CONVENTIONS)}"),
-        ("floor", s.floor, isinstance(s.floor, int | float) and 0 <= s.floor <= 1, "must be between 0 and 1 (a share of the FLOPs budget)"),
-        ("trials", s.trials, _integer(s.trials, 1, MAX_SIZE), "must be an integer >= 1"),
-        ("jobs", s.jobs, _integer(s.jobs, 1, 1024), "must be an integer in [1, 1024] (worker processes on this machine)"),
-        ("jobs", s.jobs, not _integer(s.trials, 1, MAX_SIZE) or s.jobs <= s.trials, f"is more than trials={s.trials!r}: every worker needs a trial; lower `jobs`"),
-        ("worker", s.worker, _integer(s.worker, 0, 2**16), "must be an integer in [0, 65536] (it offsets the sampler seed)"),
-        ("seed", s.seed, _integer(s.seed, 0, 2**32 - 2**17), f"must be an integer in [0, {2**32 - 2**17:,}] (NumPy's seed range)"),
-        ("sampler", s.sampler, s.sampler in SAMPLERS, f"is not known; use one of: {', '.join(SAMPLERS)}"),
-        ("timeout_s", s.timeout_s, s.timeout_s is None or (math.isfinite(s.timeout_s) and s.timeout_s > 0), "must be a positive number of seconds"),
-        ("study", s.study, isinstance(s.study, str) and s.study.strip() != "", "must be a non-empty name"),
+    """The settings with dtype made canonical; a SearchError naming the first bad field.
+
+    Each check runs only when the ones before it passed, so a wrongly typed value gets its own
+    message, never a TypeError from a later comparison."""
+    seed_max = 2**32 - 2**17
+    objective = tuple(s.objective) if isinstance(s.objective, list | tuple) else None
+    checks: list[tuple[str, object, Callable[[], bool], str]] = [
+        ("dtype", s.dtype, lambda: isinstance(s.dtype, str), f"is not known; use one of: {', '.join(BYTES_PER_ELEMENT)}"),
+        ("batch", s.batch, lambda: _integer(s.batch, 1, MAX_SIZE), f"must be an integer >= 1 and at most {MAX_SIZE:,}"),
+        ("traffic", s.traffic, lambda: isinstance(s.traffic, str) and s.traffic in TRAFFIC_MODELS, f"is not known; use one of: {', '.join(TRAFFIC_MODELS)}"),
+        ("convention", s.convention, lambda: isinstance(s.convention, str) and s.convention in MAC_CONVENTIONS, f"is not known; use one of: {', '.join(MAC_CONVENTIONS)}"),
+        ("keep", s.keep, lambda: s.keep is None or (isinstance(s.keep, list | tuple) and len(s.keep) == 2 and all(_number(v) for v in s.keep)), "must be (low, high) keep ratios, e.g. (0.5, 1.0)"),
+        ("align", s.align, lambda: s.align is None or _integer(s.align, 1, MAX_SIZE), "must be an integer >= 1"),
+        ("bottlenecks", s.bottlenecks, lambda: isinstance(s.bottlenecks, bool), "must be True or False"),
+        ("floor", s.floor, lambda: _number(s.floor) and 0 <= s.floor <= 1, "must be between 0 and 1 (a share of the FLOPs budget)"),
+        ("objective", s.objective, lambda: objective is not None and all(isinstance(o, str) for o in objective), "must be a tuple of objective names, e.g. ('throughput',)"),
+        ("sampler", s.sampler, lambda: isinstance(s.sampler, str) and s.sampler in SAMPLERS, f"is not known; use one of: {', '.join(SAMPLERS)}"),
+        ("sampler", s.sampler, lambda: s.sampler != "cmaes" or len(objective or ()) == 1, "supports one objective only; use tpe or nsga2 for two"),
+        ("sampler", s.sampler, lambda: s.sampler != "gp" or importlib.util.find_spec("torch") is not None, "needs PyTorch (pip install torch); use tpe, random, nsga2 or cmaes"),
+        ("seed", s.seed, lambda: _integer(s.seed, 0, seed_max), f"must be an integer in [0, {seed_max:,}] (NumPy's seed range)"),
+        ("trials", s.trials, lambda: _integer(s.trials, 1, MAX_SIZE), "must be an integer >= 1"),
+        ("timeout_s", s.timeout_s, lambda: s.timeout_s is None or (_number(s.timeout_s) and s.timeout_s > 0), "must be a positive number of seconds"),
+        ("study", s.study, lambda: isinstance(s.study, str) and s.study.strip() != "", "must be a non-empty name"),
+        ("jobs", s.jobs, lambda: _integer(s.jobs, 1, 1024), "must be an integer in [1, 1024] (worker processes on this machine)"),
+        ("jobs", s.jobs, lambda: s.jobs <= s.trials, f"is more than trials={s.trials!r}: every worker needs a trial; lower `jobs`"),
+        ("worker", s.worker, lambda: _integer(s.worker, 0, 2**16), "must be an integer in [0, 65536] (it offsets the sampler seed)"),
     ]  # fmt: skip
     for name, value, ok, problem in checks:
-        if not ok:
+        if not ok():
             raise SearchError(f"{name}={short_repr(value)} {problem}")
-    _check_objective(tuple(s.objective), ",".join(s.objective))
-    return dataclasses.replace(s, dtype=canonical_dtype(s.dtype), objective=tuple(s.objective))
+    assert objective is not None
+    _check_objective(objective, ",".join(objective))
+    keep = None if s.keep is None else (float(s.keep[0]), float(s.keep[1]))
+    return dataclasses.replace(s, dtype=canonical_dtype(s.dtype), objective=objective, keep=keep)
 
 
 def plan_search(
@@ -262,17 +282,23 @@ def plan_search(
     settings = check_settings(settings)
     platform = get_platform(platform)
     platform.peak(settings.dtype)  # fails early, listing the dtypes it has
-    if isinstance(space, Space):
-        space_ref, built = space.name, space
-        settings = dataclasses.replace(settings, keep=space.keep, align=space.align)
+    if isinstance(space, Space):  # stored by the name or path it was loaded from, with its own keep and align
+        space_ref, built = space.origin or space.name, space
+        settings = dataclasses.replace(
+            settings, keep=space.keep, align=space.align, bottlenecks=bool(space.bottlenecks)
+        )
     else:
         space_ref = space
         built = load_space(space, keep=settings.keep, align=settings.align, bottlenecks=settings.bottlenecks)
         settings = dataclasses.replace(settings, keep=built.keep, align=built.align)
     if isinstance(budget, str):
         budget_flops, budget_text = parse_budget(budget)
-    else:
+    elif _number(budget):
         budget_flops, budget_text = parse_budget(repr(float(budget)))
+    else:
+        raise SearchError(f"budget={short_repr(budget)} must be FLOPs per sample: a number or text such as '2GFLOPs'")
+    if params is not None and not isinstance(params, str) and not _number(params):
+        raise SearchError(f"params={short_repr(params)} must be a parameter count: a number or text such as '5M'")
     params_budget = parse_params(params) if isinstance(params, str) else (None if params is None else float(params))
     if params_budget is not None and not (math.isfinite(params_budget) and params_budget > 0):
         raise SearchError(f"params={params!r} must be a positive number of parameters, e.g. 5M")
