@@ -334,3 +334,31 @@ def test_every_default_is_declared_once_in_settings() -> None:
 def test_plan_search_names_its_own_argument(settings: dict[str, object], message: str) -> None:
     with pytest.raises(SearchError, match=message):
         plan_search("tiny", "v100", 3e6, settings=Settings(**settings), files=False)  # type: ignore[arg-type]
+
+
+def test_one_pareto_function_matches_brute_force() -> None:
+    import random
+
+    from explorer.search import pareto_indices
+
+    rng = random.Random(0)
+    for _ in range(500):
+        k = rng.choice([1, 2, 3])
+        points = [tuple(float(rng.randint(0, 4)) for _ in range(k)) for _ in range(rng.randint(0, 15))]
+        maximize = [rng.random() < 0.5 for _ in range(k)]
+        signed = [tuple(v if m else -v for v, m in zip(p, maximize, strict=True)) for p in points]
+
+        def dominated(p: tuple[float, ...], signed: list[tuple[float, ...]] = signed) -> bool:
+            return any(all(a >= b for a, b in zip(q, p, strict=True)) and q != p for q in signed)
+
+        assert pareto_indices(points, maximize) == [i for i, p in enumerate(signed) if not dominated(p)]
+
+
+def test_metrics_round_trip_and_read_older_stores() -> None:
+    from explorer.search import Metrics
+
+    m = Metrics.of(analyze("tiny"), feasible=False)
+    assert Metrics.from_json(m.to_json()) == m
+    older = {k: v for k, v in m.to_json().items() if k != "memory_bound_share"} | {"unknown": 1}
+    read = Metrics.from_json(older)
+    assert read.flops == m.flops and read.feasible is False and read.memory_bound_share != read.memory_bound_share
