@@ -11,6 +11,7 @@ import pytest
 
 from conftest import plan_for
 from explorer.cli import main
+from explorer.cost.platforms import get_platform
 from explorer.cost.roofline import analyze
 from explorer.search import Budget, Scorer, SearchError, Settings, parse_budget, parse_params, plan_search, run_search
 from explorer.space import Space, load_space
@@ -362,3 +363,60 @@ def test_metrics_round_trip_and_read_older_stores() -> None:
     older = {k: v for k, v in m.to_json().items() if k != "memory_bound_share"} | {"unknown": 1}
     read = Metrics.from_json(older)
     assert read.flops == m.flops and read.feasible is False and read.memory_bound_share != read.memory_bound_share
+
+
+# ---------------------------------------------------------------- an honest answer: the uniform curve at matched FLOPs
+
+
+def _metrics_at(flops: float, latency_s: float) -> object:
+    from explorer.search import Metrics
+
+    return Metrics(
+        flops=flops,
+        macs=flops / 2,
+        params=1,
+        bytes=1.0,
+        intensity=1.0,
+        attainable_flops_per_s=flops / latency_s,
+        latency_s=latency_s,
+        images_per_s=1 / latency_s,
+        memory_bound_share=0.0,
+        feasible=True,
+    )
+
+
+def test_matched_uniform_interpolates_the_curve_at_the_same_flops() -> None:
+    from explorer.search import Scorer, Scoring, UniformPoint, matched_uniform
+
+    scorer = Scorer(
+        Scoring(dtype="float32", batch=1, traffic="seed", convention="dense", objective=("throughput",)),
+        get_platform("v100"),
+        Budget(flops=1e12, floor_flops=0),
+    )
+    scored = scorer.score(load_arch("tiny"))
+    f, lat = scored.metrics.flops, scored.metrics.latency_s
+    curve = [UniformPoint(0.9, _metrics_at(f * 1.5, 4 * lat)), UniformPoint(0.5, _metrics_at(f * 0.5, 2 * lat))]  # type: ignore[arg-type]
+    matched = matched_uniform(curve, scored)
+    assert matched is not None and matched.between == (0.5, 0.9)
+    assert matched.latency_s == pytest.approx(3 * lat)  # halfway between 2x and 4x, by FLOPs
+    assert matched.speedup == pytest.approx(3.0) and matched.images_per_s == pytest.approx(1 / (3 * lat))
+    assert matched_uniform(curve[:1], scored) is None  # off the curve: no comparison is made up
+
+
+def test_the_search_reports_the_matched_flops_comparison(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["--space", "tiny", "--budget", "3MFLOPs", "--trials", "30", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "at matched FLOPs" in printed and "x the speed" in printed  # even with no feasible uniform width
+    summary = json.loads((out / "summary.json").read_text())
+    matched = summary["matched_uniform"]
+    assert matched["flops"] == summary["best"]["flops"]
+    assert matched["speedup"] == pytest.approx(matched["latency_s"] / summary["best"]["latency_s"])
+    assert "at matched flops" in (out / "report.md").read_text().lower()
+    from explorer.report.search_figures import pareto_info
+    from explorer.search import load_result
+
+    result = load_result(f"sqlite:///{out / 'study.db'}")
+    info = pareto_info(result, "flops", "attainable_flops_per_s")
+    assert len(info.curve) == len(result.curve) > 3
+    assert [x for x, _ in info.curve] == sorted(x for x, _ in info.curve)  # wider multiplier, more FLOPs

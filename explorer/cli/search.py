@@ -17,7 +17,7 @@ from explorer.cli.common import (
     platform_from_args,
 )
 from explorer.files import writable
-from explorer.search import DEFAULTS, SAMPLERS, SearchResult, Settings, trial_counts
+from explorer.search import DEFAULTS, OBJECTIVES, SAMPLERS, SearchResult, Settings, matched_text, trial_counts
 from explorer.search.settings import safe_name, study_folder
 
 
@@ -196,7 +196,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     objective = plan.settings.objective[0]
     if result.best is not None and result.uniform is not None:
         gain = result.best.values[0] / result.uniform.values[0] - 1
-        print(f"\n  per-layer search vs best uniform width: {gain:+.1%} {objective}")
+        unit = OBJECTIVES[objective].unit
+        print(f"\n  per-layer search vs best uniform width: {gain:+.1%} {objective} ({unit}), the objective")
+    if result.best is not None:
+        print(("  " if result.uniform is not None else "\n  ") + matched_text(result.matched, result.best))
     counts = trial_counts(result.study)
     if result.best is None and counts["failed"] and not counts["complete"]:
         errors = [t.user_attrs["error"] for t in result.study.trials if "error" in t.user_attrs]

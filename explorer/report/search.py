@@ -7,7 +7,7 @@ from explorer.report import figures as F
 from explorer.report import search_figures as SF
 from explorer.report.document import Block, Heading, Items, Maker, Picture, Table, Text
 from explorer.report.score import analysis_items, layer_table, platform_items
-from explorer.search import OBJECTIVES, Scored, SearchResult, trial_counts, uniform_label
+from explorer.search import OBJECTIVES, Scored, SearchResult, matched_text, trial_counts, uniform_label
 from explorer.search.metrics import METRIC_HEADER, metric_cells
 from explorer.units import si
 
@@ -93,7 +93,13 @@ def search_report(result: SearchResult) -> tuple[list[Block], dict[str, Maker]]:
         )
     elif result.uniform is not None:
         gain = result.best.values[0] / result.uniform.values[0] - 1
-        blocks.append(Text(f"Per-layer search vs the best uniform width multiplier: {gain:+.1%} {s.objective[0]}."))
+        unit = OBJECTIVES[s.objective[0]].unit
+        blocks.append(
+            Text(f"Per-layer search vs the best uniform width multiplier: {gain:+.1%} {s.objective[0]} ({unit}).")
+        )
+    if result.best is not None:
+        sentence = matched_text(result.matched, result.best)
+        blocks.append(Text(sentence[0].upper() + sentence[1:] + "."))
     blocks += [
         Heading("Roofline of the best architecture"),
         Picture(

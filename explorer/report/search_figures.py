@@ -43,6 +43,8 @@ class ParetoInfo(NamedTuple):
     x_limits: tuple[tuple[str, float], ...]
     """Budget lines on the x axis: (label, value)."""
     marks: tuple[Mark, ...]
+    curve: tuple[tuple[float, float], ...] = ()
+    """The uniform-width networks (one multiplier each) as (x, y), in multiplier order: the baseline at every x."""
 
 
 def trial_points(trials: Iterable[optuna.trial.FrozenTrial], x: str, y: str) -> list[TrialPoint]:
@@ -77,7 +79,8 @@ def pareto_info(result: SearchResult, x: str, y: str) -> ParetoInfo:
         if scored is not None:
             m = scored.metrics
             marks.append(Mark(label, m.value(x), m.value(y)))
-    return ParetoInfo(ax, ay, tuple(points), pareto_front(points, ax, ay), tuple(limits), tuple(marks))
+    curve = tuple((p.metrics.value(x), p.metrics.value(y)) for p in result.curve)
+    return ParetoInfo(ax, ay, tuple(points), pareto_front(points, ax, ay), tuple(limits), tuple(marks), curve)
 
 
 def draw_pareto(info: ParetoInfo, ax: Axes) -> None:
@@ -112,6 +115,17 @@ def draw_pareto(info: ParetoInfo, ax: Axes) -> None:
         drawstyle="steps-post",
         label=f"Pareto front ({len(front)})",
     )
+    if info.curve:  # only the part over the trials' x range: the axes stay the trials'
+        xs_all = [p.x for p in info.points] or [x for x, _ in info.curve]
+        shown = [(x, y) for x, y in info.curve if min(xs_all) <= x <= max(xs_all)]
+        ax.plot(
+            [x for x, _ in shown],
+            [y for _, y in shown],
+            "-",
+            color="#2ca02c",
+            lw=1.2,
+            label="uniform width, every multiplier",
+        )
     for label, value in info.x_limits:
         ax.axvline(value, color="#d62728", ls="--" if "floor" not in label else ":", lw=1, label=label)
     # the axes span the trials and budgets; a mark beyond them (the base network, far over the budget)

@@ -4,7 +4,16 @@ plan = plan_search("resnet18", "v100", "2GFLOPs", settings=Settings(dtype="float
 result = run_search(plan)
 """
 
-from explorer.search.baselines import best_uniform, min_max_flops, uniform_label
+from explorer.search.baselines import (
+    Matched,
+    UniformPoint,
+    best_uniform,
+    matched_text,
+    matched_uniform,
+    min_max_flops,
+    uniform_curve,
+    uniform_label,
+)
 from explorer.search.files import trial_counts, write_run
 from explorer.search.metrics import COLUMNS, METRIC_HEADER, Column, Metrics, metric_cells
 from explorer.search.problem import (
@@ -41,6 +50,7 @@ __all__ = [
     "SAMPLERS",
     "Budget",
     "Column",
+    "Matched",
     "Metrics",
     "Scored",
     "Scorer",
@@ -50,11 +60,14 @@ __all__ = [
     "SearchResult",
     "Settings",
     "StorageURL",
+    "UniformPoint",
     "best_uniform",
     "fail_stale",
     "is_feasible",
     "load_result",
     "make_objective",
+    "matched_text",
+    "matched_uniform",
     "metric_cells",
     "min_max_flops",
     "open_storage",
@@ -67,6 +80,7 @@ __all__ = [
     "run_search",
     "sign",
     "trial_counts",
+    "uniform_curve",
     "uniform_label",
     "work",
     "worker_id",

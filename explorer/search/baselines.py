@@ -1,10 +1,17 @@
-"""What a search is compared with and bounded by: the best uniform width, the space's FLOPs range."""
+"""What a search is compared with and bounded by: the best uniform width, the uniform-width curve
+at matched FLOPs, the space's FLOPs and parameter range."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from explorer.search.metrics import Metrics
 from explorer.search.problem import Budget, Scored, Scorer
 from explorer.space import Space
 from explorer.spec import bottleneck_names
+from explorer.units import si
 
 
 def uniform_label(multiplier: float | None) -> str:
@@ -12,10 +19,17 @@ def uniform_label(multiplier: float | None) -> str:
     return f"uniform x{multiplier:.3f}" if multiplier is not None else "uniform (none feasible)"
 
 
-def best_uniform(space: Space, scorer: Scorer, steps: int = 400) -> tuple[Scored | None, float | None]:
-    """The best architecture with one width multiplier for every layer, meeting the budgets."""
-    best: Scored | None = None
-    best_m: float | None = None
+class UniformPoint(NamedTuple):
+    """One network of the uniform-width curve: one multiplier for every searchable width."""
+
+    multiplier: float
+    metrics: Metrics
+
+
+def uniform_curve(space: Space, scorer: Scorer, steps: int = 400) -> list[tuple[float, Scored]]:
+    """Every distinct uniform-width network of the space (multipliers over the keep range, no
+    bottlenecks), scored, in increasing multiplier order."""
+    out: list[tuple[float, Scored]] = []
     seen: set[tuple[int, ...]] = set()
     low = min(g.low / g.base for g in space.groups) if space.groups else 1.0
     high = max(g.high / g.base for g in space.groups) if space.groups else 1.0
@@ -23,13 +37,65 @@ def best_uniform(space: Space, scorer: Scorer, steps: int = 400) -> tuple[Scored
         m = low + (high - low) * i / steps
         arch = space.uniform(m)
         key = tuple(op.out for op in arch.ops if getattr(op, "out", None) is not None)  # type: ignore[attr-defined]
-        if key in seen:
-            continue
-        seen.add(key)
-        scored = scorer.score(arch)
+        if key not in seen:
+            seen.add(key)
+            out.append((m, scorer.score(arch)))
+    return out
+
+
+def best_uniform(space: Space, scorer: Scorer, steps: int = 400) -> tuple[Scored | None, float | None]:
+    """The best architecture with one width multiplier for every layer, meeting the budgets."""
+    best: Scored | None = None
+    best_m: float | None = None
+    for m, scored in uniform_curve(space, scorer, steps):
         if scored.feasible and scorer.better(scored, best):
             best, best_m = scored, m
     return best, best_m
+
+
+class Matched(NamedTuple):
+    """The uniform-width curve read at one network's FLOPs: what one multiplier gives for the same work."""
+
+    flops: float
+    """FLOPs per sample of the compared network (and of the uniform point read off the curve)."""
+    latency_s: float
+    """Uniform-width latency per batch at those FLOPs, interpolated linearly in FLOPs between neighbours."""
+    images_per_s: float
+    between: tuple[float, float]
+    """Multipliers of the two curve points interpolated between."""
+    speedup: float
+    """Uniform latency / the compared network's latency: above 1, the compared network is faster."""
+
+
+def matched_text(matched: Matched | None, scored: Scored | None) -> str:
+    """One sentence comparing a network with the uniform-width curve at the same FLOPs."""
+    if scored is None:
+        return "no feasible architecture to compare with the uniform-width curve"
+    if matched is None:
+        return "its FLOPs lie outside the uniform-width curve of the space: no matched comparison"
+    m = scored.metrics
+    low, high = matched.between
+    return (
+        f"at matched FLOPs ({si(m.flops, 'FLOPs')}/sample) one width multiplier (x{low:.3f}-x{high:.3f}) runs "
+        f"{si(matched.latency_s, 's')} per batch ({matched.images_per_s:,.0f} images/s); the searched network "
+        f"{si(m.latency_s, 's')} ({m.images_per_s:,.0f} images/s): {matched.speedup:.3f}x the speed"
+    )
+
+
+def matched_uniform(curve: Sequence[UniformPoint], scored: Scored) -> Matched | None:
+    """The uniform curve at `scored`'s FLOPs per sample; None when its FLOPs lie outside the curve."""
+    flops = scored.metrics.flops
+    points = sorted(curve, key=lambda p: p.metrics.flops)
+    for a, b in itertools.pairwise(points):
+        fa, fb = a.metrics.flops, b.metrics.flops
+        if fa <= flops <= fb:
+            t = 0.0 if fb == fa else (flops - fa) / (fb - fa)
+            latency = a.metrics.latency_s + t * (b.metrics.latency_s - a.metrics.latency_s)
+            batch = scored.result.batch
+            return Matched(
+                flops, latency, batch / latency, (a.multiplier, b.multiplier), latency / scored.metrics.latency_s
+            )
+    return None
 
 
 def min_max_flops(space: Space, scorer: Scorer) -> tuple[float, float]:

@@ -54,6 +54,7 @@ def write_run(result: SearchResult) -> None:
         "best": summary_row(result.best, with_arch=True),
         "base": summary_row(result.base),
         "uniform": summary_row(result.uniform) | {"multiplier": result.uniform_multiplier},
+        "matched_uniform": result.matched._asdict() if result.matched is not None else None,
         "pareto": [summary_row(p) for p in result.pareto],
         "wall_s": result.wall_s,
         "storage": result.storage_url,

@@ -15,7 +15,7 @@ from typing import TextIO
 import optuna
 
 from explorer.cost.platforms import Platform, platform_from_dict
-from explorer.search.baselines import best_uniform
+from explorer.search.baselines import Matched, UniformPoint, matched_uniform, uniform_curve
 from explorer.search.files import write_run
 from explorer.search.problem import (
     OBJECTIVES,
@@ -53,6 +53,10 @@ class SearchResult:
     storage_url: str | None = None
     worker_failures: list[int] = field(default_factory=list)
     """Exit codes of worker processes that died (their finished trials are in the study)."""
+    curve: list[UniformPoint] = field(default_factory=list)
+    """Every uniform-width network of the space: the honest baseline at any FLOPs."""
+    matched: Matched | None = None
+    """The uniform curve at the best network's FLOPs (None: no best, or its FLOPs are off the curve)."""
 
     @property
     def space(self) -> Space:
@@ -223,9 +227,15 @@ def summarise(study: optuna.Study, plan: SearchPlan, *, out: Path | None = None,
     """The best trial, the Pareto front, the base network and the best uniform width of a study."""
     scorer = plan.scorer()
     base = scorer.score(plan.space.arch)
-    uniform, multiplier = best_uniform(plan.space, scorer)
+    scored_curve = uniform_curve(plan.space, scorer)
+    uniform, multiplier = None, None
+    for m, scored in scored_curve:
+        if scored.feasible and scorer.better(scored, uniform):
+            uniform, multiplier = scored, m
+    curve = [UniformPoint(m, scored.metrics) for m, scored in scored_curve]
     best, pareto = _best_and_front(study, plan.space, scorer)
-    return SearchResult(plan, study, best, base, uniform, multiplier, pareto, out, wall_s)
+    matched = matched_uniform(curve, best) if best is not None else None
+    return SearchResult(plan, study, best, base, uniform, multiplier, pareto, out, wall_s, curve=curve, matched=matched)
 
 
 def plan_from_study(study: optuna.Study, *, storage: str | None = None) -> SearchPlan:
