@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import plan_for
+from conftest import children, complete_count, plan_for
 from explorer.cli import main
 from explorer.search import run_search
 from explorer.search.storage import repair_journal
@@ -22,37 +22,14 @@ NASTY = "<img src=x onerror=alert(1)>\n$\\frac{$ \x1b[31mred\x1b[0m"
 """A name with HTML, a newline, broken mathtext and a terminal escape sequence."""
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def _count(db: Path) -> int:
-    import sqlite3
-
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-            return con.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-
-
 def test_a_parent_whose_worker_died_still_writes_the_summary(tmp_path: Path) -> None:
     out = tmp_path / "run"
     argv = [*EXPLORE, "--budget", "2GFLOPs", "--trials", "300", "--jobs", "2", "--out", str(out), "--no-report"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while _count(out / "study.db") < 10 and time.monotonic() < deadline:
+    while complete_count(out / "study.db") < 10 and time.monotonic() < deadline:
         time.sleep(0.2)
-    workers = [w for w in _children(proc.pid) if b"spawn_main" in Path(f"/proc/{w}/cmdline").read_bytes()]
+    workers = [w for w in children(proc.pid) if b"spawn_main" in Path(f"/proc/{w}/cmdline").read_bytes()]
     assert len(workers) == 2  # (the other child is multiprocessing's resource tracker)
     os.kill(workers[0], signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=300)

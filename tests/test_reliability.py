@@ -8,7 +8,6 @@ import importlib.util
 import math
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import plan_for
+from conftest import alive, children, complete_count, plan_for
 from explorer.cost.roofline import analyze
 from explorer.search import make_objective, open_storage, run_search, work
 from explorer.search.batch import QUANTITIES, BatchScorer
@@ -98,14 +97,6 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on() -> None:
     assert all(t.user_attrs["error"] == "ValueError: bad trial" for t in study.trials if t.state.name == "FAIL")
 
 
-def _complete_count(db: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-            return con.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-
-
 @pytest.mark.parametrize(
     ("signum", "code", "said"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated (SIGTERM)")]
 )
@@ -116,7 +107,7 @@ def test_interrupt_keeps_completed_trials_and_says_how_to_resume(
     argv = [*EXPLORE, "--budget", "2GFLOPs", "--trials", "3000", "--out", str(out), "--no-report"]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while _complete_count(out / "study.db") < 15 and time.monotonic() < deadline:
+    while complete_count(out / "study.db") < 15 and time.monotonic() < deadline:
         time.sleep(0.3)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
@@ -163,47 +154,25 @@ def test_three_separate_workers_on_one_sqlite_study_stop_at_the_total(tmp_path: 
     assert len(set(params)) >= 55  # distinct seeds per worker: the random start-up trials differ
 
 
-def _children(pid: int) -> list[int]:
-    """Processes whose parent is `pid` (read from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def test_workers_die_with_their_parent(tmp_path: Path) -> None:
     """A SIGKILLed `explore --jobs 2` leaves no worker searching on; every completed trial stays."""
     out = tmp_path / "run"
     argv = [*EXPLORE, "--budget", "2GFLOPs", "--trials", "100000", "--jobs", "2", "--out", str(out), "--no-report"]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while _complete_count(out / "study.db") < 10 and time.monotonic() < deadline:
+    while complete_count(out / "study.db") < 10 and time.monotonic() < deadline:
         time.sleep(0.3)
-    workers = _children(proc.pid)
-    assert len(workers) >= 2 and _complete_count(out / "study.db") >= 10
+    workers = children(proc.pid)
+    assert len(workers) >= 2 and complete_count(out / "study.db") >= 10
     proc.kill()
     proc.wait()
     deadline = time.monotonic() + 20
-    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+    while any(alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not [w for w in workers if _alive(w)], "workers outlived their parent"
-    count = _complete_count(out / "study.db")
+    assert not [w for w in workers if alive(w)], "workers outlived their parent"
+    count = complete_count(out / "study.db")
     time.sleep(1.5)
-    assert _complete_count(out / "study.db") == count  # nobody is searching any more
+    assert complete_count(out / "study.db") == count  # nobody is searching any more
     trials = optuna.load_study(study_name="explore", storage=f"sqlite:///{out / 'study.db'}").trials
     assert sum(t.state.name == "COMPLETE" for t in trials) == count >= 10
 
