@@ -71,10 +71,13 @@ def plan_for(
     params: float | None = None,
     *,
     storage: str | None = None,
+    memory: float | None = None,
     **settings: Any,
 ) -> SearchPlan:
     """A search plan kept in memory (or in `storage`), through the one entry point every search uses."""
-    return plan_search(space, platform, budget, params, Settings(**settings), storage=storage, files=False)
+    return plan_search(
+        space, platform, budget, params, Settings(**settings), memory=memory, storage=storage, files=False
+    )
 
 
 # ---------------------------------------------------------------- processes and stores seen from outside

@@ -592,6 +592,13 @@ CLI_CASES: list[tuple[str, dict[str, object], list[str], str]] = [
     ("worker negative", {}, ["--budget", "2GFLOPs", "--worker", "-1"], "--worker -1 must be an integer in [0, 65536]"),
     ("floor NaN", {}, ["--budget", "2GFLOPs", "--floor", "nan"], "--floor nan must be between 0 and 1"),
     ("params NaN", {}, ["--budget", "2GFLOPs", "--params", "nan"], "--params 'nan' is not a quantity"),
+    (
+        "memory not bytes",
+        {},
+        ["--budget", "2GFLOPs", "--memory", "2GFLOPs"],
+        "--memory '2GFLOPs': unit 'FLOPs' is not understood",
+    ),
+    ("memory below every network", {}, ["--budget", "2GFLOPs", "--memory", "1kB"], "--memory '1kB' (1 kB) is below"),
     ("budget infinite", {}, ["--budget", "inf"], "--budget 'inf' is not a quantity"),
     ("objective three", {}, ["--budget", "2GFLOPs", "--objective", "flops,params,latency"], "give one or two of"),
     ("objective twice", {}, ["--budget", "2GFLOPs", "--objective", "flops,flops"], "give one or two of"),

@@ -54,16 +54,18 @@ def test_workers_started_together_on_one_folder_do_not_race(tmp_path: Path) -> N
     ]
     for p in procs:
         _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
+        # 1 = no feasible architecture among so few trials, an answer; an error would be 2
+        assert p.returncode in (0, 1) and "explore: error" not in err and "Traceback" not in err, err
     assert not list(out.glob(".write-test*"))
+    assert (out / "summary.json").exists()
 
 
 def test_a_second_study_in_one_folder_keeps_the_first_summary(tmp_path: Path) -> None:
     out = tmp_path / "run"
     base = ["--space", "tiny", "--budget", "3MFLOPs", "--trials", "8", "--out", str(out), "--no-report"]
-    assert main(base) == 0
+    assert main(base) in (0, 1)  # 1: no feasible network in 8 trials, still a written summary
     first = (out / "summary.json").read_text()
-    assert main([*base, "--study", "other/../x", "--seed", "3"]) == 0
+    assert main([*base, "--study", "other/../x", "--seed", "3"]) in (0, 1)
     assert (out / "summary.json").read_text() == first
     second = json.loads((out / "other_.._x" / "summary.json").read_text())
     assert second["study"] == "other/../x" and second["storage"] == f"sqlite:///{out / 'study.db'}"

@@ -228,7 +228,7 @@ def test_narrowing_any_layer_never_raises_flops_params_or_bytes(
         narrow = analyze(space.apply(narrower, bottlenecks), "v100", batch=batch, traffic=traffic)
     else:
         narrow = analyze(space.apply(widths, narrower), "v100", batch=batch, traffic=traffic)
-    for q in ("macs", "flops", "elementwise_flops", "params", "weight_bytes", "bytes"):
+    for q in ("macs", "flops", "elementwise_flops", "params", "weight_bytes", "bytes", "peak_activation_bytes"):
         assert getattr(narrow, q) <= getattr(wide, q), q
     assert narrow.latency_s <= wide.latency_s * (1 + 1e-12)
 

@@ -381,6 +381,7 @@ def _metrics_at(flops: float, latency_s: float) -> object:
         latency_s=latency_s,
         images_per_s=1 / latency_s,
         memory_bound_share=0.0,
+        peak_memory_bytes=1.0,
         feasible=True,
     )
 

@@ -82,6 +82,7 @@ FLAGS = {
     "platform": "--platform",
     "budget": "--budget",
     "params": "--params",
+    "memory": "--memory",
     "dtype": "--dtype",
     "batch": "--batch",
     "traffic": "--traffic",

@@ -29,6 +29,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     search.add_argument("--params", help="parameter budget, e.g. 5M (default: none)")
     search.add_argument(
+        "--memory", help="cap on weights + peak live feature maps of a forward pass of the batch, e.g. 2MB"
+    )
+    search.add_argument(
         "--floor", type=float, help=f"keep FLOPs >= FLOOR x min(budget, largest in space) (default {DEFAULTS.floor})"
     )
     search.add_argument(
@@ -175,6 +178,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         args.budget,
         args.params,
         settings,
+        memory=args.memory,
         out=args.out,
         storage=args.storage,
     )
@@ -192,7 +196,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 143 if SIGNAL["name"] == "SIGTERM" else 130
 
     print()
-    print(render(comparison_rows(result), list(COMPARISON_HEADER), set(range(1, 10))))
+    print(render(comparison_rows(result), list(COMPARISON_HEADER), set(range(1, len(COMPARISON_HEADER) - 1))))
     objective = plan.settings.objective[0]
     if result.best is not None and result.uniform is not None:
         gain = result.best.values[0] / result.uniform.values[0] - 1

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from explorer.conventions import FLOPS_PER_MAC, TRAFFIC_MODELS, canonical_dtype
+from explorer.cost.memory import peak_memory
 from explorer.cost.platforms import Platform, get_platform
 from explorer.cost.rules import Counts, layer_counts, make_context
 from explorer.spec import Arch, Shape, load_arch
@@ -82,6 +83,13 @@ class Analysis(Counts):
     peak_flops_per_s: float
     bandwidth_bytes_per_s: float
     layers: tuple[LayerResult, ...]
+    peak_activation_bytes: int = 0
+    """The largest set of feature maps alive at once in one forward pass of the batch (`cost.memory`)."""
+
+    @property
+    def peak_memory_bytes(self) -> int:
+        """Weights plus the peak of live feature maps: what one forward pass of the batch holds."""
+        return self.weight_bytes + self.peak_activation_bytes
 
     @property
     def latency_s(self) -> float:
@@ -148,6 +156,8 @@ class Analysis(Counts):
             "attainable_flops_per_s": self.attainable_flops_per_s,
             "latency_s": self.latency_s,
             "images_per_s": self.images_per_s,
+            "peak_activation_bytes": self.peak_activation_bytes,
+            "peak_memory_bytes": self.peak_memory_bytes,
             "memory_bound_share": self.memory_bound_share,
             "model_roofline": dataclasses.asdict(point),
             "per_sample": self.per_sample(),
@@ -212,4 +222,5 @@ def analyze(
         peak_flops_per_s=peak,
         bandwidth_bytes_per_s=plat.bandwidth_bytes_per_s,
         layers=tuple(layers),
+        peak_activation_bytes=peak_memory(arch, dtype, batch).activation_bytes,
     )

@@ -49,6 +49,11 @@ def score_report(result: Analysis, platform: Platform) -> tuple[list[Block], dic
         ("MACs", f"{si(result.macs)} ({si(result.macs / result.batch)} per sample)"),
         ("FLOPs", f"{si(result.flops)} = {FLOPS_PER_MAC} x MACs; element-wise {si(result.elementwise_flops)}"),
         ("parameters", f"{si(result.params)} ({si(result.weight_bytes, 'B')})"),
+        (
+            "peak memory",
+            f"{si(result.peak_memory_bytes, 'B')} = weights {si(result.weight_bytes, 'B')} + the most feature maps "
+            f"alive at once {si(result.peak_activation_bytes, 'B')} (one forward pass of the batch)",
+        ),
         ("memory traffic", f"{si(result.bytes, 'B')}; intensity {result.intensity:.1f} FLOP/byte"),
         (
             "roofline, per layer",

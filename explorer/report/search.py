@@ -33,7 +33,7 @@ def comparison_rows(result: SearchResult) -> list[list[str]]:
 
 def comparison_table(result: SearchResult) -> Table:
     rows = comparison_rows(result)
-    return Table(COMPARISON_HEADER, tuple(map(tuple, rows)), frozenset(range(1, 10)))
+    return Table(COMPARISON_HEADER, tuple(map(tuple, rows)), frozenset(range(1, len(COMPARISON_HEADER) - 1)))
 
 
 def search_items(result: SearchResult) -> list[tuple[str, str]]:

@@ -87,6 +87,8 @@ def summary(result: Analysis, platform: Platform) -> str:
         f"elementwise FLOPs {si(result.elementwise_flops)}",
         f"  params {si(result.params)} ({si(result.weight_bytes, 'B')}); memory traffic {si(result.bytes, 'B')} "
         f"({si(result.bytes / b, 'B')} per sample); intensity {result.intensity:.1f} FLOP/B",
+        f"  peak memory of a forward pass: {si(result.peak_memory_bytes, 'B')} = weights {si(result.weight_bytes, 'B')} "
+        f"+ feature maps alive at once {si(result.peak_activation_bytes, 'B')}",
         f"  roofline, per layer: latency {si(result.latency_s, 's')} per batch, {result.images_per_s:,.0f} images/s, "
         f"attainable {si(result.attainable_flops_per_s, 'FLOP/s')} "
         f"({result.attainable_flops_per_s / result.peak_flops_per_s:.0%} of peak); "

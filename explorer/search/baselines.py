@@ -127,6 +127,19 @@ def min_params(space: Space, scorer: Scorer) -> int:
     return plain.params - saving
 
 
-def floor_budget(largest_flops: float, budget_flops: float, floor: float, params: float | None) -> Budget:
+def floor_budget(
+    largest_flops: float, budget_flops: float, floor: float, params: float | None, memory_bytes: float | None = None
+) -> Budget:
     """The budgets: the floor is a share of min(FLOPs budget, the space's largest FLOPs)."""
-    return Budget(flops=budget_flops, floor_flops=floor * min(budget_flops, largest_flops), params=params)
+    return Budget(
+        flops=budget_flops,
+        floor_flops=floor * min(budget_flops, largest_flops),
+        params=params,
+        memory_bytes=memory_bytes,
+    )
+
+
+def min_memory(space: Space, scorer: Scorer) -> int:
+    """The least peak memory of a forward pass the space's smallest networks need (with or without
+    their bottlenecks; narrowing a width never raises it)."""
+    return min(scorer.analyze(space.smallest(b)).peak_memory_bytes for b in (False, True))

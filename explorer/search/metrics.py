@@ -38,6 +38,8 @@ class Metrics:
     images_per_s: float
     memory_bound_share: float
     """Share of the roofline latency spent in memory-bound layers."""
+    peak_memory_bytes: float
+    """Weights plus the peak of live feature maps in one forward pass of the batch (`cost.memory`)."""
     feasible: bool
     """Whether the architecture meets every budget of its search (True where there is none)."""
 
@@ -53,6 +55,7 @@ class Metrics:
             latency_s=result.latency_s,
             images_per_s=result.images_per_s,
             memory_bound_share=result.memory_bound_share,
+            peak_memory_bytes=result.peak_memory_bytes,
             feasible=feasible,
         )
 
@@ -117,6 +120,15 @@ COLUMNS: tuple[Column, ...] = (
         "",
         False,
         "{:.0%}".format,
+    ),
+    Column(
+        "peak_memory_bytes",
+        "peak memory",
+        "peak memory",
+        "peak memory of a forward pass",
+        "B",
+        False,
+        lambda v: si(v, "B"),
     ),
 )
 """Every numeric field of `Metrics`, in table order."""

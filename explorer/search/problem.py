@@ -86,6 +86,8 @@ class Budget:
     flops: float
     floor_flops: float
     params: float | None = None
+    memory_bytes: float | None = None
+    """Cap on weights plus peak live feature maps of one forward pass of the batch."""
 
     def violations(self, result: Analysis) -> dict[str, float]:
         """Constraint values, feasible when all <= 0, scaled to be comparable (fractions)."""
@@ -93,6 +95,8 @@ class Budget:
         out = {"flops": (flops - self.flops) / self.flops, "floor": (self.floor_flops - flops) / self.flops}
         if self.params is not None:
             out["params"] = (result.params - self.params) / self.params
+        if self.memory_bytes is not None:
+            out["memory"] = (result.peak_memory_bytes - self.memory_bytes) / self.memory_bytes
         return out
 
     def feasible(self, result: Analysis) -> bool:

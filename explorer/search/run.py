@@ -184,6 +184,7 @@ def _check_same(stored: dict[str, object], asked: dict[str, object], study: str)
         "platform": platform,
         "budget_flops": budget,
         "params": params,
+        "memory_bytes": stored.get("memory_bytes"),
         "bottlenecks": bottlenecks,
         **{k: getattr(settings, k) for k in settings.IDENTITY},
     }
@@ -244,7 +245,8 @@ def plan_from_study(study: optuna.Study, *, storage: str | None = None) -> Searc
     space, platform_key, budget_flops, params, _, settings = record_settings(attrs["settings"])
     platform = platform_from_dict(attrs["platform"]) if "platform" in attrs else platform_key
     settings = dataclasses.replace(settings, study=study.study_name)
-    plan = plan_search(space, platform, budget_flops, params, settings, files=False, storage=storage)
+    memory = attrs["settings"].get("memory_bytes")
+    plan = plan_search(space, platform, budget_flops, params, settings, memory=memory, files=False, storage=storage)
     if "budget" in attrs:  # as stored: the floor of an older version's rule stays the floor it searched under
         plan = dataclasses.replace(plan, budget=Budget(**attrs["budget"]))
     return plan

@@ -21,7 +21,7 @@ from typing import Any
 from explorer.conventions import BYTES_PER_ELEMENT, FLOPS_PER_MAC, MAC_CONVENTIONS, TRAFFIC_MODELS, canonical_dtype
 from explorer.cost.platforms import Platform, get_platform
 from explorer.files import writable
-from explorer.search.baselines import floor_budget, min_max_flops, min_params
+from explorer.search.baselines import floor_budget, min_max_flops, min_memory, min_params
 from explorer.search.problem import OBJECTIVES, SAMPLERS, Budget, Scorer, Scoring, SearchError
 from explorer.search.storage import StorageURL
 from explorer.space import Space, load_space
@@ -30,6 +30,7 @@ from explorer.units import parse_quantity, si
 
 FLOP_UNITS = {"": 1.0, "FLOPs": 1.0, "FLOP": 1.0, "MACs": float(FLOPS_PER_MAC), "MAC": float(FLOPS_PER_MAC)}
 PARAM_UNITS = {"": 1.0, "params": 1.0, "param": 1.0}
+BYTE_UNITS = {"B": 1.0, "bytes": 1.0}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,6 +91,11 @@ def parse_params(text: str) -> float:
     return parse_quantity(text, PARAM_UNITS, "params")[0]
 
 
+def parse_memory(text: str) -> float:
+    """Bytes of a memory budget: '2MB', '512 kB', '1.5GB' (decimal prefixes)."""
+    return parse_quantity(text, BYTE_UNITS, "memory")[0]
+
+
 def parse_objective(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     _check_objective(names, text)
@@ -145,6 +151,7 @@ class SearchPlan:
             "budget_flops": self.budget.flops,
             "floor": s.floor,
             "params": self.budget.params,
+            "memory_bytes": self.budget.memory_bytes,
             "objective": s.objective,
             "sampler": s.sampler,
             "seed": s.seed,
@@ -161,7 +168,8 @@ class SearchPlan:
             f"explore: {space.name} ({len(space.groups)} widths, {len(space.bottlenecks)} optional bottlenecks, "
             f"{space.size():.3g} architectures) on {p.name} [{p.key}], {s.dtype}, batch {s.batch}",
             f"  budget: {self.budget_text}; floor {s.floor:.0%} -> FLOPs in [{si(b.floor_flops)}, {si(b.flops)}]"
-            + (f"; params <= {si(b.params)}" if b.params is not None else ""),
+            + (f"; params <= {si(b.params)}" if b.params is not None else "")
+            + (f"; peak memory <= {si(b.memory_bytes, 'B')}" if b.memory_bytes is not None else ""),
         ]
         if b.flops > self.flops_range[1]:
             lines.append(
@@ -263,6 +271,7 @@ def plan_search(
     params: str | float | None = None,
     settings: Settings = DEFAULTS,
     *,
+    memory: str | float | None = None,
     out: str | Path | None = None,
     storage: str | None = None,
     files: bool = True,
@@ -274,6 +283,8 @@ def plan_search(
         platform: a catalog key, a .toml platform file or a `Platform`.
         budget: FLOPs per sample, as a number or text ('2GFLOPs', '1GMACs' = 2 GFLOPs).
         params: parameter budget (a number or text such as '5M'); None: no cap.
+        memory: cap on weights plus peak live feature maps of a forward pass of the batch, bytes
+            ('2MB' or a number); None: no cap.
         settings: every other choice; `Settings()` holds the defaults.
         out: run folder; None: runs/SPACE-PLATFORM-DTYPE-bBATCH-BUDGET (with `files`).
         storage: Optuna storage URL or journal file; None: OUT/study.db (with `files`), else in memory.
@@ -300,6 +311,9 @@ def plan_search(
     if params is not None and not isinstance(params, str) and not _number(params):
         raise SearchError(f"params={short_repr(params)} must be a parameter count: a number or text such as '5M'")
     params_budget = parse_params(params) if isinstance(params, str) else (None if params is None else float(params))
+    if memory is not None and not isinstance(memory, str) and not (_number(memory) and memory > 0):
+        raise SearchError(f"memory={short_repr(memory)} must be bytes: a positive number or text such as '2MB'")
+    memory_budget = parse_memory(memory) if isinstance(memory, str) else (None if memory is None else float(memory))
     if params_budget is not None and not (math.isfinite(params_budget) and params_budget > 0):
         raise SearchError(f"params={params!r} must be a positive number of parameters, e.g. 5M")
     scorer = Scorer(
@@ -327,6 +341,13 @@ def plan_search(
                 f"params={params!r} ({si(params_budget)}) is below the smallest network of the space "
                 f"({si(fewest)} params); raise `params` or lower `keep`"
             )
+    if memory_budget is not None:
+        least = min_memory(built, scorer)
+        if memory_budget < least:
+            raise SearchError(
+                f"memory={memory!r} ({si(memory_budget, 'B')}) is below the peak memory of the smallest network of "
+                f"the space ({si(least, 'B')} at batch {settings.batch}); raise `memory` or lower `keep` or `batch`"
+            )
     run_folder: Path | None = None
     if out is not None and str(out).strip() == "":
         raise SearchError("out='' is empty; give a folder, or leave it out for runs/...")
@@ -346,7 +367,7 @@ def plan_search(
         space_ref=space_ref,
         platform=platform,
         settings=settings,
-        budget=floor_budget(largest, budget_flops, settings.floor, params_budget),
+        budget=floor_budget(largest, budget_flops, settings.floor, params_budget, memory_budget),
         budget_text=budget_text,
         flops_range=(smallest, largest),
         out=run_folder,
