@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -119,3 +121,14 @@ def complete_count(db: Path) -> int:
             return con.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
     except sqlite3.OperationalError:
         return 0
+
+
+def explore_workers(out: Path, trials: int, count: int) -> list[subprocess.Popen[str]]:
+    """`count` separate `explore --worker K` processes on one run folder, started together (stderr piped)."""
+    argv = [sys.executable, "-m", "explorer.cli", "--budget", "2GFLOPs", "--trials", str(trials), "--out", str(out)]
+    return [
+        subprocess.Popen(
+            [*argv, "--worker", str(k), "--no-report"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        for k in range(count)
+    ]

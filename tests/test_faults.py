@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import children, complete_count, plan_for
+from conftest import children, complete_count, explore_workers, plan_for
 from explorer.cli import main
 from explorer.search import run_search
 from explorer.search.storage import repair_journal
@@ -43,15 +43,7 @@ def test_a_parent_whose_worker_died_still_writes_the_summary(tmp_path: Path) -> 
 def test_workers_started_together_on_one_folder_do_not_race(tmp_path: Path) -> None:
     """Each checks the folder with its own probe file (a shared `.write-test` made some die)."""
     out = tmp_path / "run"
-    procs = [
-        subprocess.Popen(
-            [*EXPLORE, "--budget", "2GFLOPs", "--trials", "12", "--out", str(out), "--worker", str(k), "--no-report"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for k in range(4)
-    ]
+    procs = explore_workers(out, trials=12, count=4)
     for p in procs:
         _, err = p.communicate(timeout=300)
         # 1 = no feasible architecture among so few trials, an answer; an error would be 2

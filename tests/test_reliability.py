@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import alive, children, complete_count, plan_for
+from conftest import alive, children, complete_count, explore_workers, plan_for
 from explorer.cost.roofline import analyze
 from explorer.search import make_objective, open_storage, run_search, work
 from explorer.search.batch import QUANTITIES, BatchScorer
@@ -133,15 +133,7 @@ def test_interrupt_keeps_completed_trials_and_says_how_to_resume(
 def test_three_separate_workers_on_one_sqlite_study_stop_at_the_total(tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
-    procs = [
-        subprocess.Popen(
-            [*EXPLORE, "--budget", "2GFLOPs", "--trials", "60", "--out", str(out), "--worker", str(k), "--no-report"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for k in range(3)
-    ]
+    procs = explore_workers(out, trials=60, count=3)
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err

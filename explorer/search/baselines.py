@@ -43,14 +43,19 @@ def uniform_curve(space: Space, scorer: Scorer, steps: int = 400) -> list[tuple[
     return out
 
 
-def best_uniform(space: Space, scorer: Scorer, steps: int = 400) -> tuple[Scored | None, float | None]:
-    """The best architecture with one width multiplier for every layer, meeting the budgets."""
+def best_feasible(curve: Sequence[tuple[float, Scored]], scorer: Scorer) -> tuple[Scored | None, float | None]:
+    """The best network of a scored uniform curve that meets the budgets, and its multiplier."""
     best: Scored | None = None
     best_m: float | None = None
-    for m, scored in uniform_curve(space, scorer, steps):
+    for m, scored in curve:
         if scored.feasible and scorer.better(scored, best):
             best, best_m = scored, m
     return best, best_m
+
+
+def best_uniform(space: Space, scorer: Scorer, steps: int = 400) -> tuple[Scored | None, float | None]:
+    """The best architecture with one width multiplier for every layer, meeting the budgets."""
+    return best_feasible(uniform_curve(space, scorer, steps), scorer)
 
 
 class Matched(NamedTuple):
@@ -105,26 +110,24 @@ def min_max_flops(space: Space, scorer: Scorer) -> tuple[float, float]:
     at its low end and each bottleneck exactly where it saves FLOPs.
     """
     batch = scorer.scoring.batch
-    plain = scorer.analyze(space.smallest(False))
-    saving = 0
-    if space.bottlenecks:
-        layers = {layer.name: layer.flops for layer in scorer.analyze(space.smallest(True)).layers}
-        without = {layer.name: layer.flops for layer in plain.layers}
-        for slot in space.bottlenecks:
-            saving += max(0, without[slot.op] - layers[slot.op] - layers[bottleneck_names(slot.op)[0]])
-    return (plain.flops - saving) / batch, scorer.analyze(space.largest()).flops / batch
+    return _least(space, scorer, "flops") / batch, scorer.analyze(space.largest()).flops / batch
 
 
 def min_params(space: Space, scorer: Scorer) -> int:
-    """The fewest parameters a network of the space can have: every width at its low end and each
-    bottleneck exactly where it saves parameters (it changes only its own conv's, as for FLOPs)."""
+    """The fewest parameters a network of the space can have (chosen as for FLOPs in `min_max_flops`)."""
+    return _least(space, scorer, "params")
+
+
+def _least(space: Space, scorer: Scorer, quantity: str) -> int:
+    """The least total of an additive layer `quantity` in the space: every width at its low end and
+    each bottleneck exactly where it saves (a bottleneck changes only its own conv and 1x1)."""
     plain = scorer.analyze(space.smallest(False))
     if not space.bottlenecks:
-        return plain.params
-    layers = {layer.name: layer.params for layer in scorer.analyze(space.smallest(True)).layers}
-    without = {layer.name: layer.params for layer in plain.layers}
+        return getattr(plain, quantity)
+    layers = {layer.name: getattr(layer, quantity) for layer in scorer.analyze(space.smallest(True)).layers}
+    without = {layer.name: getattr(layer, quantity) for layer in plain.layers}
     saving = sum(max(0, without[s.op] - layers[s.op] - layers[bottleneck_names(s.op)[0]]) for s in space.bottlenecks)
-    return plain.params - saving
+    return getattr(plain, quantity) - saving
 
 
 def floor_budget(

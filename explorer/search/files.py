@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 
 def trial_counts(study: optuna.Study) -> dict[str, int]:
     """Trials by outcome: total, complete (feasible / infeasible), failed, and still running (or stale)."""
-    states = [t.state for t in study.trials]
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    trials = study.get_trials(deepcopy=False)  # one read of the storage
+    states = [t.state for t in trials]
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     feasible = sum(1 for t in complete if is_feasible(t))
     return {
         "total": len(states),

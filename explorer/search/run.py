@@ -15,8 +15,8 @@ from typing import TextIO
 import optuna
 
 from explorer.cost.platforms import Platform, platform_from_dict
-from explorer.search.baselines import Matched, UniformPoint, matched_uniform, uniform_curve
-from explorer.search.files import write_run
+from explorer.search.baselines import Matched, UniformPoint, best_feasible, matched_uniform, uniform_curve
+from explorer.search.files import trial_counts, write_run
 from explorer.search.problem import (
     OBJECTIVES,
     Budget,
@@ -211,16 +211,13 @@ def worker_main(url: str, study_name: str, target: int, timeout_s: float | None,
 
 def _monitor(study: optuna.Study, target: int, start: float, initial: int, alive: int) -> str:
     """The parent's progress line while workers search: counts from the storage, and the time left."""
-    trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    running = sum(1 for t in trials if t.state == optuna.trial.TrialState.RUNNING)
+    counts = trial_counts(study)
     elapsed = time.monotonic() - start
-    rate = (len(trials) - initial) / elapsed if elapsed > 0 else 0.0
-    left = f"about {(target - len(trials)) / rate:.0f} s left" if rate > 0 else "starting"
+    rate = (counts["total"] - initial) / elapsed if elapsed > 0 else 0.0
+    left = f"about {(target - counts['total']) / rate:.0f} s left" if rate > 0 else "starting"
     return (
-        f"  {len(trials)}/{target} trials ({len(complete)} complete, "
-        f"{sum(1 for t in complete if is_feasible(t))} feasible, {running} running) "
-        f"with {alive} workers, {elapsed:.0f} s, {left}"
+        f"  {counts['total']}/{target} trials ({counts['complete']} complete, {counts['feasible']} feasible, "
+        f"{counts['running']} running) with {alive} workers, {elapsed:.0f} s, {left}"
     )
 
 
@@ -229,10 +226,7 @@ def summarise(study: optuna.Study, plan: SearchPlan, *, out: Path | None = None,
     scorer = plan.scorer()
     base = scorer.score(plan.space.arch)
     scored_curve = uniform_curve(plan.space, scorer)
-    uniform, multiplier = None, None
-    for m, scored in scored_curve:
-        if scored.feasible and scorer.better(scored, uniform):
-            uniform, multiplier = scored, m
+    uniform, multiplier = best_feasible(scored_curve, scorer)
     curve = [UniformPoint(m, scored.metrics) for m, scored in scored_curve]
     best, pareto = _best_and_front(study, plan.space, scorer)
     matched = matched_uniform(curve, best) if best is not None else None
