@@ -5,7 +5,7 @@
 For resnet18 and googlenet (their default spaces, V100, float32, batch 1) the same random
 candidates (widths and bottlenecks) are scored three ways, side by side in one run:
   single  `explorer.analyze` per candidate (what each search trial does);
-  batch   `explorer.batch.BatchScorer.score` on all candidates at once (setup timed separately);
+  batch   `explorer.search.batch.BatchScorer.score` on all candidates at once (setup timed separately);
   xla     build the Flax model abstractly, jit-lower and compile it, read `cost_analysis()`
           (`explorer.model.xla_cost`), the way a tool without an analytic model would count.
 The batch results are checked equal to `analyze`; XLA's FLOPs are shown relative to the
