@@ -14,6 +14,7 @@ from typing import Any
 import matplotlib
 import pytest
 
+from conftest import missing_tool
 from explorer.cli import main
 from explorer.cost.platforms import get_platform
 from explorer.cost.roofline import analyze
@@ -228,7 +229,7 @@ def load_browser_check() -> Any:
 def test_html_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:
     browser = load_browser_check()
     if browser.chromium() is None:
-        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
+        missing_tool("Chromium (Debian's chromium package)")
     result = browser.check(run_dir / "report.html", tmp_path / "shot.png")
     assert result.images_total == len(FIGURE_STEMS) and result.ok, result
     # the check can fail: a page with a broken image is caught
