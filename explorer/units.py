@@ -63,6 +63,8 @@ def si(value: float, unit: str = "", digits: int = 3) -> str:
     if value == 0 or not math.isfinite(value):
         return f"{value:g} {unit}".strip()
     exponent = min(max(math.floor(math.log10(abs(value)) / 3), -4), 5)
+    if exponent < 5 and abs(float(f"{value / 10 ** (3 * exponent):.{digits}g}")) >= 1000:
+        exponent += 1  # 999.96 M rounds to 1 G, never to '1e+03 M'
     prefix = {-4: "p", -3: "n", -2: "u", -1: "m", 0: "", 1: "k", 2: "M", 3: "G", 4: "T", 5: "P"}[exponent]
     scaled = value / 10 ** (3 * exponent)
     return f"{scaled:.{digits}g} {prefix}{unit}".strip()

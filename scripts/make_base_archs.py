@@ -180,6 +180,33 @@ def resnet(name: str, layers: list[int], bottleneck: bool) -> None:
     )
 
 
+def digits_resnet() -> None:
+    """A three-stage ResNet for 16x16 digits (scripts/prune_digits.py), with torchvision's block names."""
+    n = Net()
+    x = n.conv_bn_act("conv1", 32, 3, 1, 1)
+    cin = 32
+    for stage, width in enumerate([32, 64, 128], 1):
+        p = f"layer{stage}.0"
+        stride = 1 if stage == 1 else 2
+        n.conv_bn_act(f"{p}.conv1", width, 3, stride, 1, inputs=[x])
+        last = n.conv_bn_act(f"{p}.conv2", width, 3, 1, 1, fn=None)
+        shortcut = x
+        if stride != 1 or cin != width:
+            shortcut = n.conv_bn_act(f"{p}.downsample", width, 1, stride, fn=None, inputs=[x])
+        n.op(f"{p}.add", "add", inputs=[shortcut, last])
+        x = n.op(f"{p}.act", "act", fn="relu")
+        cin = width
+    n.op("avgpool", "gap")
+    n.op("fc", "dense", out=10)
+    write(
+        "digits_resnet",
+        "explorer: a small ResNet (torchvision's block structure and names) for 16x16 upsampled scikit-learn "
+        "digits, used by scripts/prune_digits.py",
+        [16, 16, 1],
+        n,
+    )
+
+
 def mobilenet_v1() -> None:
     n = Net()
     n.conv_bn_act("conv1", 32, 3, 2, 1)
@@ -331,7 +358,7 @@ def inception_5x5() -> None:
 
 
 if __name__ == "__main__":
-    for make in (alexnet, vgg16, mobilenet_v1, mobilenet_v2, googlenet, tiny, inception_5x5):
+    for make in (alexnet, vgg16, mobilenet_v1, mobilenet_v2, googlenet, tiny, inception_5x5, digits_resnet):
         make()
     resnet("resnet18", [2, 2, 2, 2], bottleneck=False)
     resnet("resnet50", [3, 4, 6, 3], bottleneck=True)

@@ -1,9 +1,9 @@
-"""Regenerate the example reports committed under reports/ (about 40 s on 2 cores).
+"""Regenerate the example reports committed under reports/ (about 20 s on 2 cores).
 
     python scripts/make_example_report.py
 
 1. reports/v100-2GFLOPs/: the README's main command, `explore --platform v100 --budget 2GFLOPs`
-   (resnet18, 300 TPE trials, seed 0), with its report, summary.json, best_arch.json and trials.csv.
+   (resnet18, the default batch search: 100 trials, seed 0), with its report, summary.json, best_arch.json and trials.csv.
    The study database is left out of the repository; `explore report` needs it, so rerun this
    script (or the command) to get one.
 2. reports/score-resnet18-v100/: `explore score resnet18 --platform v100 --report ...`, the

@@ -68,17 +68,26 @@ def base_archs() -> dict[str, Arch]:
 
 def plan_for(
     space: Space | str,
-    budget: float = 2e9,
+    budget: float | None = 2e9,
     platform: str = "v100",
     params: float | None = None,
     *,
     storage: str | None = None,
     memory: float | None = None,
+    latency: float | None = None,
     **settings: Any,
 ) -> SearchPlan:
     """A search plan kept in memory (or in `storage`), through the one entry point every search uses."""
     return plan_search(
-        space, platform, budget, params, Settings(**settings), memory=memory, storage=storage, files=False
+        space,
+        platform,
+        budget,
+        params,
+        Settings(**settings),
+        memory=memory,
+        latency=latency,
+        storage=storage,
+        files=False,
     )
 
 

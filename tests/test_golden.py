@@ -48,6 +48,7 @@ def test_torchvision_param_counts_are_exact(name: str, base_archs: dict[str, Arc
 
 def test_every_base_architecture_has_a_reference(base_archs: dict[str, Arch]) -> None:
     lessons = {"tiny", "inception_5x5", "inception_5x5_reduced"}  # hand-counted in test_ablate.py
+    lessons |= {"digits_resnet"}  # the pruning example's own network, hand-counted in test_prune.py
     assert set(base_archs) - lessons == set(PUBLISHED)
     for arch in base_archs.values():
         assert arch.source, f"{arch.name} must say where it comes from"

@@ -157,7 +157,7 @@ def test_main_command_writes_a_spec_that_scores_the_same(tmp_path: Path, capsys:
         (["--budget", "0"], "--budget '0' must be a positive"),
         (["--budget", "2GFLOPs", "--objective", "speed"], "--objective 'speed'"),
         (["--budget", "2GFLOPs", "--keep", "0.9-0.5"], "--keep '0.9-0.5'"),
-        (["--platform", "v100"], "--budget is required"),
+        (["--platform", "v100"], "--budget is required unless --latency is given"),
         (["--budget", "2GFLOPs", "--out", "/proc/none/run"], "is not writable"),
     ],
 )

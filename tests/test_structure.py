@@ -27,6 +27,7 @@ RANKS = {
     "report": 5,
     "ablate": 6,
     "measure": 6,
+    "deploy": 6,
     "cli": 7,
     "": 8,  # the package itself: re-exports
 }

@@ -18,7 +18,7 @@ from explorer.cli.common import (
 )
 from explorer.files import writable
 from explorer.search import DEFAULTS, OBJECTIVES, SAMPLERS, SearchResult, Settings, matched_text, trial_counts
-from explorer.search.settings import safe_name, study_folder
+from explorer.search.settings import DEFAULT_TRIALS, safe_name, study_folder
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,6 +32,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--memory", help="cap on weights + peak live feature maps of a forward pass of the batch, e.g. 2MB"
     )
     search.add_argument(
+        "--latency",
+        help="cap on the latency of one batch on the platform, e.g. 150us or 1.5ms; --budget is then optional "
+        "(the most capacity within a latency: --latency 150us --objective max_flops)",
+    )
+    search.add_argument(
         "--floor", type=float, help=f"keep FLOPs >= FLOOR x min(budget, largest in space) (default {DEFAULTS.floor})"
     )
     search.add_argument(
@@ -42,12 +47,16 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     add_platform_args(search)
     search.add_argument(
         "--objective",
-        help="throughput | latency | images | params | flops, or two: throughput,params "
+        help=f"{' | '.join(OBJECTIVES)}, or two: throughput,params or max_flops,latency "
         f"(default {','.join(DEFAULTS.objective)})",
     )
     search.add_argument("--sampler", help=f"{', '.join(SAMPLERS)} (default {DEFAULTS.sampler})")
     search.add_argument(
-        "--trials", type=int, help=f"total trials in the study, earlier runs included (default {DEFAULTS.trials})"
+        "--trials",
+        type=int,
+        help="total trials in the study, earlier runs included (default "
+        + ", ".join(f"{n} {sampler}" for sampler, n in DEFAULT_TRIALS.items() if sampler in ("batch", "tpe"))
+        + ", 300 for the others)",
     )
     search.add_argument("--timeout", type=float, help="stop this run after so many seconds (default: no limit)")
     search.add_argument("--seed", type=int, help=f"sampler seed (default {DEFAULTS.seed})")
@@ -169,8 +178,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     from explorer.search import plan_search, run_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if args.budget is None:
-        raise UsageError("--budget is required: FLOPs per sample, e.g. --budget 2GFLOPs (or 1GMACs, 500MFLOPs, 2e9)")
+    if args.budget is None and args.latency is None:
+        raise UsageError(
+            "--budget is required unless --latency is given: FLOPs per sample, e.g. --budget 2GFLOPs "
+            "(or 1GMACs, 500MFLOPs, 2e9), or a latency per batch, e.g. --latency 150us"
+        )
     settings = search_settings(args)
     plan = plan_search(
         args.space or DEFAULT_SPACE,
@@ -179,6 +191,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         args.params,
         settings,
         memory=args.memory,
+        latency=args.latency,
         out=args.out,
         storage=args.storage,
     )
@@ -204,6 +217,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"\n  per-layer search vs best uniform width: {gain:+.1%} {objective} ({unit}), the objective")
     if result.best is not None:
         print(("  " if result.uniform is not None else "\n  ") + matched_text(result.matched, result.best))
+    if result.pareto:
+        from explorer.report.search import pareto_header, pareto_rows
+
+        rows = pareto_rows(result)
+        shown = rows if len(rows) <= 15 else [rows[round(i * (len(rows) - 1) / 14)] for i in range(15)]
+        print(f"\n  Pareto front: {len(rows)} points" + (", 15 shown (all in summary.json)" if len(rows) > 15 else ""))
+        print(render(shown, list(pareto_header(result)), set(range(1, len(pareto_header(result))))))
     counts = trial_counts(result.study)
     if result.best is None and counts["failed"] and not counts["complete"]:
         errors = [t.user_attrs["error"] for t in result.study.trials if "error" in t.user_attrs]

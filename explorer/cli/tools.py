@@ -1,4 +1,4 @@
-"""The other subcommands: score, platforms, spaces, ablate, calibrate, validate."""
+"""The other subcommands: score, platforms, spaces, prune, ablate, calibrate, validate."""
 
 from __future__ import annotations
 
@@ -63,6 +63,20 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     val.add_argument("--out", default="runs/validate", help="report folder (default runs/validate)")
     val.set_defaults(func=cmd_validate)
+
+    prune = sub.add_parser("prune", help="prune trained weights of a base network to a searched architecture")
+    prune.add_argument("base", help="the base architecture the weights belong to (a name or a spec .json file)")
+    prune.add_argument(
+        "--weights", required=True, help="a .safetensors file of the base's weights (this project's or torchvision's)"
+    )
+    prune.add_argument("--target", required=True, help="a run folder (its best_arch.json) or a spec .json file")
+    prune.add_argument("--out", required=True, help="the .safetensors file to write the pruned weights to")
+    prune.add_argument(
+        "--criterion",
+        default="l1",
+        help="channel ranking: l1 (filter L1 norm, the default), bn (|BN scale|) or random (a baseline)",
+    )
+    prune.set_defaults(func=cmd_prune)
 
     spaces = sub.add_parser("spaces", help="list the base architectures / search spaces")
     spaces.set_defaults(func=cmd_spaces)
@@ -289,4 +303,44 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 f"{s.median_ratio:.2f}, median |error| {s.median_abs_error:.0%}"
             )
     print(f"  wrote {out}/report.html, report.md, validation.csv, validation.json  ({v.wall_s:.0f} s)")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from explorer.cost.roofline import analyze
+    from explorer.deploy.prune import prune
+    from explorer.deploy.weights import load_weights, save_weights, to_arrays
+    from explorer.spec import load_arch
+
+    base = load_arch(args.base)
+    target_path = Path(args.target)
+    if target_path.is_dir():
+        target_path = target_path / "best_arch.json"
+        if not target_path.is_file():
+            raise UsageError(f"--target {args.target!r}: the folder has no best_arch.json; give a run folder or a spec")
+    target = load_arch(target_path)
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise UsageError(f"--out {args.out!r}: write a .safetensors file, e.g. --out pruned.safetensors")
+    writable(out.parent if str(out.parent) else Path("."), "out")
+    model = load_weights(base, args.weights)
+    result = prune(base, to_arrays(model), target, criterion=args.criterion)
+    analytic = analyze(target).params
+    if result.params != analytic:
+        raise RuntimeError(f"pruned weights hold {result.params} parameters but the target has {analytic}")
+    print(
+        f"pruned {base.name} ({analyze(base).params:,} params) to {target.name} ({result.params:,} params, "
+        f"= the analytic count) by {args.criterion}"
+    )
+    for group in result.groups:
+        node = group[0]
+        before = len(result.kept[node]) if node in result.kept else 0
+        full = next((n.output_shape[-1] for n in base.nodes if n.op.name == node), before)
+        if before != full:
+            shown = ", ".join(group[:3]) + (f" and {len(group) - 3} more" if len(group) > 3 else "")
+            print(f"  {shown}: {full} -> {before} channels")
+    for op, error in result.bottleneck_errors.items():
+        print(f"  new bottleneck before {op}: truncated-SVD relative error {error:.3f}")
+    save_weights(result.model(), out)
+    print(f"wrote {out} (load with explorer.deploy.weights.load_weights(load_arch({str(target_path)!r}), ...))")
     return 0

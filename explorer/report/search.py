@@ -8,7 +8,7 @@ from explorer.report import search_figures as SF
 from explorer.report.document import Block, Heading, Items, Maker, Picture, Table, Text
 from explorer.report.score import analysis_items, layer_table, platform_items
 from explorer.search import OBJECTIVES, Scored, SearchResult, matched_text, trial_counts, uniform_label
-from explorer.search.metrics import METRIC_HEADER, metric_cells
+from explorer.search.metrics import COLUMN, METRIC_HEADER, metric_cells
 from explorer.units import si
 
 COMPARISON_HEADER = ("", *METRIC_HEADER, "feasible")
@@ -31,6 +31,33 @@ def comparison_rows(result: SearchResult) -> list[list[str]]:
     return rows
 
 
+_SHOWN_BY = {"flops": ("flops", "max_flops"), "latency_s": ("latency",)}
+"""Pareto-table columns left out when an objective already shows them."""
+
+
+def _pareto_columns(result: SearchResult) -> list[str]:
+    objective = result.plan.settings.objective
+    return [key for key, names in _SHOWN_BY.items() if not set(names) & set(objective)]
+
+
+def pareto_header(result: SearchResult) -> tuple[str, ...]:
+    names = [f"{o} ({OBJECTIVES[o].unit})" if OBJECTIVES[o].unit else o for o in result.plan.settings.objective]
+    extra = [COLUMN[key].header for key in _pareto_columns(result)]
+    return ("trial", *names, *extra, "uniform latency at same FLOPs", "speed vs uniform")
+
+
+def pareto_rows(result: SearchResult) -> list[list[str]]:
+    """Each point of the Pareto front (two objectives) against the uniform-width curve at its FLOPs."""
+    rows = []
+    columns = _pareto_columns(result)
+    for p, m in sorted(zip(result.pareto, result.pareto_matched, strict=True), key=lambda pm: pm[0].metrics.flops):
+        values = [si(v, OBJECTIVES[o].unit) for o, v in zip(result.plan.settings.objective, p.values, strict=True)]
+        extra = [COLUMN[key].cell(getattr(p.metrics, key)) for key in columns]
+        uniform = ("-", "-") if m is None else (si(m.latency_s, "s"), f"{m.speedup:.3f}x")
+        rows.append([str(p.number), *values, *extra, *uniform])
+    return rows
+
+
 def comparison_table(result: SearchResult) -> Table:
     rows = comparison_rows(result)
     return Table(COMPARISON_HEADER, tuple(map(tuple, rows)), frozenset(range(1, len(COMPARISON_HEADER) - 1)))
@@ -38,10 +65,19 @@ def comparison_table(result: SearchResult) -> Table:
 
 def search_items(result: SearchResult) -> list[tuple[str, str]]:
     s, b, space = result.plan.settings, result.budget, result.space
-    budget = f"FLOPs <= {si(b.flops, 'FLOPs')} per sample ({si(b.flops / FLOPS_PER_MAC, 'MACs')})"
-    budget += f", floor >= {si(b.floor_flops, 'FLOPs')} ({s.floor:.0%} of min(budget, largest in space))"
+    parts = []
+    if b.flops is not None:
+        parts.append(
+            f"FLOPs <= {si(b.flops, 'FLOPs')} per sample ({si(b.flops / FLOPS_PER_MAC, 'MACs')}), "
+            f"floor >= {si(b.floor_flops, 'FLOPs')} ({s.floor:.0%} of min(budget, largest in space))"
+        )
     if b.params is not None:
-        budget += f"; params <= {si(b.params)}"
+        parts.append(f"params <= {si(b.params)}")
+    if b.latency_s is not None:
+        parts.append(f"latency <= {si(b.latency_s, 's')} per batch of {s.batch}")
+    if b.memory_bytes is not None:
+        parts.append(f"peak memory <= {si(b.memory_bytes, 'B')}")
+    budget = "; ".join(parts)
     counts = trial_counts(result.study)
     return [
         (
@@ -113,6 +149,7 @@ def search_report(result: SearchResult) -> tuple[list[Block], dict[str, Maker]]:
             "Left: FLOPs per sample vs attainable FLOP/s; right: parameters vs latency per batch. "
             "Infeasible trials faded, budgets dashed, the front of the feasible trials in orange.",
         ),
+        *pareto_blocks(result),
         Heading("Channel profile"),
         Picture(
             "channels", "Output channels per conv/dense layer: base (wide grey) vs searched; 1x1 bottlenecks marked."
@@ -124,3 +161,19 @@ def search_report(result: SearchResult) -> tuple[list[Block], dict[str, Maker]]:
         layer_table(analysis),
     ]
     return blocks, makers
+
+
+def pareto_blocks(result: SearchResult) -> list[Block]:
+    """With two objectives: the front, each point against one width multiplier at the same FLOPs."""
+    if not result.pareto:
+        return []
+    header = pareto_header(result)
+    return [
+        Heading("Pareto front of the two objectives, at matched FLOPs"),
+        Text(
+            "Every non-dominated feasible trial; 'uniform at same FLOPs' is the latency of the uniform-width "
+            "curve read at the point's FLOPs (linear between neighbouring multipliers), and 'speed vs uniform' "
+            "is that latency over the point's (above 1x: the point is faster for the same work)."
+        ),
+        Table(header, tuple(map(tuple, pareto_rows(result))), frozenset(range(1, len(header)))),
+    ]

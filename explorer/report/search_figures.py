@@ -68,7 +68,10 @@ def pareto_info(result: SearchResult, x: str, y: str) -> ParetoInfo:
     points = trial_points(result.study.trials, x, y)
     limits: list[tuple[str, float]] = []
     if x == "flops":
-        limits = [("FLOPs budget", result.budget.flops), ("floor", result.budget.floor_flops)]
+        if result.budget.flops is not None:
+            limits = [("FLOPs budget", result.budget.flops), ("floor", result.budget.floor_flops)]
+    elif x == "latency_s" and result.budget.latency_s is not None:
+        limits = [("latency budget", result.budget.latency_s)]
     elif x == "params" and result.budget.params is not None:
         limits = [("params budget", result.budget.params)]
     marks = []
@@ -315,6 +318,8 @@ def importance_info(study: optuna.Study, objective: str, top: int = 15) -> Impor
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         warnings.filterwarnings("ignore", message=".*importances of params to achieve low", category=UserWarning)
+        # trials of the batch sampler cluster near the optimum: some values are seen once
+        warnings.filterwarnings("ignore", message="Some regimes for parameter", category=UserWarning)
         try:
             found = optuna.importance.get_param_importances(
                 study, evaluator=evaluator, target=lambda t: s * t.values[0]

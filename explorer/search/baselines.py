@@ -131,15 +131,28 @@ def _least(space: Space, scorer: Scorer, quantity: str) -> int:
 
 
 def floor_budget(
-    largest_flops: float, budget_flops: float, floor: float, params: float | None, memory_bytes: float | None = None
+    largest_flops: float,
+    budget_flops: float | None,
+    floor: float,
+    params: float | None,
+    memory_bytes: float | None = None,
+    latency_s: float | None = None,
 ) -> Budget:
-    """The budgets: the floor is a share of min(FLOPs budget, the space's largest FLOPs)."""
+    """The budgets: the floor is a share of min(FLOPs budget, the space's largest FLOPs); with no
+    FLOPs budget (a latency budget instead) there is no floor."""
     return Budget(
         flops=budget_flops,
-        floor_flops=floor * min(budget_flops, largest_flops),
+        floor_flops=0.0 if budget_flops is None else floor * min(budget_flops, largest_flops),
         params=params,
         memory_bytes=memory_bytes,
+        latency_s=latency_s,
     )
+
+
+def min_latency(space: Space, scorer: Scorer) -> float:
+    """The latency of the space's smallest networks (with or without their bottlenecks): a latency
+    budget below it cannot be met (narrowing a width never slows a layer on the roofline)."""
+    return min(scorer.analyze(space.smallest(b)).latency_s for b in (False, True))
 
 
 def min_memory(space: Space, scorer: Scorer) -> int:

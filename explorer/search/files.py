@@ -48,6 +48,8 @@ def write_run(result: SearchResult) -> None:
             "flops_per_sample": budget.flops,
             "floor_flops_per_sample": budget.floor_flops,
             "params": budget.params,
+            "latency_s": budget.latency_s,
+            "peak_memory_bytes": budget.memory_bytes,
         },
         "flops_per_mac": FLOPS_PER_MAC,
         "platform": platform.to_dict(),
@@ -56,7 +58,10 @@ def write_run(result: SearchResult) -> None:
         "base": summary_row(result.base),
         "uniform": summary_row(result.uniform) | {"multiplier": result.uniform_multiplier},
         "matched_uniform": result.matched._asdict() if result.matched is not None else None,
-        "pareto": [summary_row(p) for p in result.pareto],
+        "pareto": [
+            summary_row(p) | {"matched_uniform": m._asdict() if m is not None else None}
+            for p, m in zip(result.pareto, result.pareto_matched, strict=True)
+        ],
         "wall_s": result.wall_s,
         "storage": result.storage_url,
         "study": result.study.study_name,

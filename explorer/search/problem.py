@@ -10,15 +10,20 @@ Objectives (any one, or two comma-separated for a Pareto front):
   images      maximise images/s (= batch / latency; with fixed FLOPs, same ranking as latency)
   params      minimise parameters
   flops       minimise FLOPs (2 x MACs)
+  max_flops   maximise FLOPs: the most capacity, e.g. within a latency budget (HALP's question)
+  max_params  maximise parameters: the most capacity counted in weights
+
+Each objective's value function works on one `Analysis` and on `BatchScores` (arrays) alike, so
+the batch screen (`explorer.search.screen`) ranks candidates exactly as trials are ranked.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
 import optuna
 
 from explorer.cost.platforms import Platform
@@ -43,10 +48,14 @@ OBJECTIVES: dict[str, Objective] = {
     "throughput": Objective("maximize", lambda r: r.attainable_flops_per_s, "FLOP/s"),
     "latency": Objective("minimize", lambda r: r.latency_s, "s"),
     "images": Objective("maximize", lambda r: r.images_per_s, "images/s"),
-    "params": Objective("minimize", lambda r: float(r.params), ""),
-    "flops": Objective("minimize", lambda r: float(r.flops), "FLOPs"),
+    "params": Objective("minimize", lambda r: r.params * 1.0, ""),
+    "flops": Objective("minimize", lambda r: r.flops * 1.0, "FLOPs"),
+    "max_flops": Objective("maximize", lambda r: r.flops * 1.0, "FLOPs"),
+    "max_params": Objective("maximize", lambda r: r.params * 1.0, ""),
 }
-SAMPLERS = ("tpe", "random", "nsga2", "cmaes", "gp")
+SAMPLERS = ("batch", "tpe", "random", "nsga2", "cmaes", "gp")
+"""`batch` screens many candidates per trial with the batch scorer (`explorer.search.screen`);
+the others are Optuna's own samplers."""
 
 
 def sign(objective: str) -> int:
@@ -81,26 +90,46 @@ def pareto_indices(points: Sequence[Sequence[float]], maximize: Sequence[bool]) 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Budget:
-    """Per-sample FLOPs cap and floor, and a parameter cap."""
+    """Per-sample FLOPs cap and floor, parameter, latency and peak-memory caps (None: no cap)."""
 
-    flops: float
+    flops: float | None
+    """FLOPs per sample; None only when a latency budget bounds the search instead."""
     floor_flops: float
     params: float | None = None
     memory_bytes: float | None = None
     """Cap on weights plus peak live feature maps of one forward pass of the batch."""
+    latency_s: float | None = None
+    """Cap on the latency of one batch on the platform, with the scoring's latency model."""
 
-    def violations(self, result: Analysis) -> dict[str, float]:
-        """Constraint values, feasible when all <= 0, scaled to be comparable (fractions)."""
+    def violations(self, result: Any, *, memory: bool = True) -> dict[str, Any]:
+        """Constraint values, feasible when all <= 0, scaled to be comparable (fractions).
+
+        `result` is an `Analysis` (floats) or `BatchScores` (one value per candidate); with
+        `memory=False` the peak-memory cap is left out (the batch scorer does not compute it)."""
         flops = result.flops / result.batch
-        out = {"flops": (flops - self.flops) / self.flops, "floor": (self.floor_flops - flops) / self.flops}
+        out: dict[str, Any] = {}
+        if self.flops is not None:
+            out["flops"] = (flops - self.flops) / self.flops
+            out["floor"] = (self.floor_flops - flops) / self.flops
         if self.params is not None:
             out["params"] = (result.params - self.params) / self.params
-        if self.memory_bytes is not None:
+        if self.latency_s is not None:
+            out["latency"] = (result.latency_s - self.latency_s) / self.latency_s
+        if memory and self.memory_bytes is not None:
             out["memory"] = (result.peak_memory_bytes - self.memory_bytes) / self.memory_bytes
         return out
 
     def feasible(self, result: Analysis) -> bool:
         return all(v <= 0 for v in self.violations(result).values())
+
+    def batch_feasibility(self, scores: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Which candidates of `BatchScores` meet every budget but peak memory, and their summed
+        violation (0 when feasible), to rank infeasible candidates by how far off they are."""
+        values = list(self.violations(scores, memory=False).values())
+        if not values:
+            return np.ones(len(scores), dtype=bool), np.zeros(len(scores))
+        stacked = np.stack(values)
+        return np.all(stacked <= 0, axis=0), np.clip(stacked, 0, None).sum(axis=0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,7 +180,7 @@ class Scorer:
 
     def score(self, arch: Arch, number: int = -1) -> Scored:
         result = self.analyze(arch)
-        values = tuple(OBJECTIVES[name].value(result) for name in self.scoring.objective)
+        values = tuple(float(OBJECTIVES[name].value(result)) for name in self.scoring.objective)
         return Scored(arch, result, self.budget.feasible(result), values, number)
 
     def better(self, a: Scored, b: Scored | None) -> bool:
@@ -198,32 +227,3 @@ def make_objective(space: Space, scorer: Scorer) -> Callable[[optuna.Trial], tup
 def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
     """Whether a trial's stored metrics met every budget."""
     return bool(trial.user_attrs.get("metrics", {}).get("feasible"))
-
-
-def make_sampler(name: str, seed: int, n_objectives: int) -> optuna.samplers.BaseSampler:
-    if name == "tpe":
-        # multivariate: much faster than the default independent mode with two objectives
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=20)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if name == "cmaes":
-        if n_objectives > 1:
-            raise SearchError("sampler='cmaes' supports one objective only; use tpe or nsga2 for two")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    if name == "gp":
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            raise SearchError(
-                "sampler='gp' needs PyTorch (pip install torch); use tpe, random, nsga2 or cmaes"
-            ) from None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.GPSampler(seed=seed)
-    raise SearchError(f"sampler={name!r} is not known; use one of: {', '.join(SAMPLERS)}")

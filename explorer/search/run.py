@@ -26,10 +26,10 @@ from explorer.search.problem import (
     arch_from_params,
     is_feasible,
     make_objective,
-    make_sampler,
     pareto_indices,
     sign,
 )
+from explorer.search.samplers import make_sampler
 from explorer.search.settings import SearchPlan, plan_search, record_settings
 from explorer.search.storage import StorageURL, claim_lock, open_storage
 from explorer.search.workers import fail_stale, run_workers, work
@@ -57,6 +57,8 @@ class SearchResult:
     """Every uniform-width network of the space: the honest baseline at any FLOPs."""
     matched: Matched | None = None
     """The uniform curve at the best network's FLOPs (None: no best, or its FLOPs are off the curve)."""
+    pareto_matched: list[Matched | None] = field(default_factory=list)
+    """The uniform curve at each Pareto point's FLOPs, in `pareto`'s order."""
 
     @property
     def space(self) -> Space:
@@ -89,6 +91,7 @@ class Progress:
         self.start = time.monotonic()
         self.deadline = None if timeout_s is None else self.start + timeout_s
         self.done = 0
+        self.first = self.start
         self.feasible = 0
         self.best: float | None = None
 
@@ -101,16 +104,21 @@ class Progress:
             if self.best is None or s * value > s * self.best:
                 self.best = value
         now = time.monotonic()
+        if self.done == 1:  # the rate is timed from the first trial: a sampler may work before it
+            self.first = now
         if now - self.last >= self.every_s or self.done == self.total:
             self.last = now
             best = si(self.best, OBJECTIVES[self.objective].unit) if self.best is not None else "none feasible yet"
-            rate = self.done / max(now - self.start, 1e-9)
-            left_s = (self.total - self.done) / rate if rate > 0 else 0.0
-            if self.deadline is not None:
-                left_s = min(left_s, max(0.0, self.deadline - now))
+            pace = "timing"
+            if self.done > 1:
+                rate = (self.done - 1) / max(now - self.first, 1e-9)
+                left_s = (self.total - self.done) / rate
+                if self.deadline is not None:
+                    left_s = min(left_s, max(0.0, self.deadline - now))
+                pace = f"{rate:.0f}/s, about {left_s:.0f} s left"
             print(
-                f"  trial {len(study.trials)} ({self.done}/{self.total} this run, {rate:.0f}/s, about "
-                f"{left_s:.0f} s left): {self.feasible} feasible, best {self.objective} {best}",
+                f"  trial {len(study.trials)} ({self.done}/{self.total} this run, {pace}): "
+                f"{self.feasible} feasible, best {self.objective} {best}",
                 file=self.stream,
                 flush=True,
             )
@@ -124,7 +132,9 @@ def run_search(plan: SearchPlan, *, stream: TextIO = sys.stderr) -> SearchResult
     url = plan.storage
     scorer = plan.scorer()
     directions = [OBJECTIVES[name].direction for name in s.objective]
-    sampler = make_sampler(s.sampler, s.seed + s.worker, len(directions))
+    sampler = make_sampler(
+        s.sampler, s.seed + s.worker, len(directions), space=plan.space, scorer=scorer, stream=stream
+    )
     lock = claim_lock(url, s.study)
     with lock:  # workers starting together must not race to create the schema and study
         storage = open_storage(url) if url is not None else None
@@ -185,6 +195,7 @@ def _check_same(stored: dict[str, object], asked: dict[str, object], study: str)
         "budget_flops": budget,
         "params": params,
         "memory_bytes": stored.get("memory_bytes"),
+        "latency_s": stored.get("latency_s"),
         "bottlenecks": bottlenecks,
         **{k: getattr(settings, k) for k in settings.IDENTITY},
     }
@@ -203,7 +214,13 @@ def worker_main(url: str, study_name: str, target: int, timeout_s: float | None,
     probe = optuna.load_study(study_name=study_name, storage=storage)
     plan = plan_from_study(probe, storage=url)
     directions = [OBJECTIVES[name].direction for name in plan.settings.objective]
-    sampler = make_sampler(plan.settings.sampler, plan.settings.seed + first + index, len(directions))
+    sampler = make_sampler(
+        plan.settings.sampler,
+        plan.settings.seed + first + index,
+        len(directions),
+        space=plan.space,
+        scorer=plan.scorer(),
+    )
     study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
     objective = make_objective(plan.space, plan.scorer())
     work(study, objective, target, lock=claim_lock(url, study_name), timeout_s=timeout_s)
@@ -230,7 +247,20 @@ def summarise(study: optuna.Study, plan: SearchPlan, *, out: Path | None = None,
     curve = [UniformPoint(m, scored.metrics) for m, scored in scored_curve]
     best, pareto = _best_and_front(study, plan.space, scorer)
     matched = matched_uniform(curve, best) if best is not None else None
-    return SearchResult(plan, study, best, base, uniform, multiplier, pareto, out, wall_s, curve=curve, matched=matched)
+    return SearchResult(
+        plan,
+        study,
+        best,
+        base,
+        uniform,
+        multiplier,
+        pareto,
+        out,
+        wall_s,
+        curve=curve,
+        matched=matched,
+        pareto_matched=[matched_uniform(curve, p) for p in pareto],
+    )
 
 
 def plan_from_study(study: optuna.Study, *, storage: str | None = None) -> SearchPlan:
@@ -239,8 +269,10 @@ def plan_from_study(study: optuna.Study, *, storage: str | None = None) -> Searc
     space, platform_key, budget_flops, params, _, settings = record_settings(attrs["settings"])
     platform = platform_from_dict(attrs["platform"]) if "platform" in attrs else platform_key
     settings = dataclasses.replace(settings, study=study.study_name)
-    memory = attrs["settings"].get("memory_bytes")
-    plan = plan_search(space, platform, budget_flops, params, settings, memory=memory, files=False, storage=storage)
+    memory, latency = attrs["settings"].get("memory_bytes"), attrs["settings"].get("latency_s")
+    plan = plan_search(
+        space, platform, budget_flops, params, settings, memory=memory, latency=latency, files=False, storage=storage
+    )
     if "budget" in attrs:  # as stored: the floor of an older version's rule stays the floor it searched under
         plan = dataclasses.replace(plan, budget=Budget(**attrs["budget"]))
     return plan

@@ -21,7 +21,7 @@ from typing import Any
 from explorer.conventions import BYTES_PER_ELEMENT, FLOPS_PER_MAC, MAC_CONVENTIONS, TRAFFIC_MODELS, canonical_dtype
 from explorer.cost.platforms import Platform, get_platform
 from explorer.files import writable
-from explorer.search.baselines import floor_budget, min_max_flops, min_memory, min_params
+from explorer.search.baselines import floor_budget, min_latency, min_max_flops, min_memory, min_params
 from explorer.search.problem import OBJECTIVES, SAMPLERS, Budget, Scorer, Scoring, SearchError
 from explorer.search.storage import StorageURL
 from explorer.space import Space, load_space
@@ -31,6 +31,7 @@ from explorer.units import parse_quantity, si
 FLOP_UNITS = {"": 1.0, "FLOPs": 1.0, "FLOP": 1.0, "MACs": float(FLOPS_PER_MAC), "MAC": float(FLOPS_PER_MAC)}
 PARAM_UNITS = {"": 1.0, "params": 1.0, "param": 1.0}
 BYTE_UNITS = {"B": 1.0, "bytes": 1.0}
+TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,11 +56,12 @@ class Settings:
     """Keep FLOPs >= floor x min(budget, the space's largest): a search should spend the budget it is given."""
     objective: tuple[str, ...] = ("throughput",)
     """One or two of `OBJECTIVES`; two give a Pareto front."""
-    sampler: str = "tpe"
-    """Optuna sampler (`SAMPLERS`); TPE reached the best results in scripts/bench_samplers.py."""
+    sampler: str = "batch"
+    """`batch` (screen candidates with the batch scorer, record the best as trials) or one of Optuna's
+    (`SAMPLERS`); scripts/bench_search.py measures what each needs to reach the optimum."""
     seed: int = 0
-    trials: int = 300
-    """Total finished trials wanted in the study, earlier runs included (300 TPE trials find the optimum of tiny)."""
+    trials: int | None = None
+    """Total finished trials wanted in the study, earlier runs included; None: `DEFAULT_TRIALS` of the sampler."""
     timeout_s: float | None = None
     """Stop this run after so many seconds; completed trials are kept."""
     study: str = "explore"
@@ -74,6 +76,10 @@ class Settings:
 
 
 DEFAULTS = Settings()
+DEFAULT_TRIALS = {"batch": 100, "tpe": 300, "random": 300, "nsga2": 300, "cmaes": 300, "gp": 300}
+"""Trials when none are asked for: the batch sampler's trials are the best of hundreds of thousands
+of screened candidates, so 100 of them cost a few seconds of storage; 300 TPE trials find the
+optimum of the tiny space."""
 
 
 def parse_budget(text: str) -> tuple[float, str]:
@@ -94,6 +100,11 @@ def parse_params(text: str) -> float:
 def parse_memory(text: str) -> float:
     """Bytes of a memory budget: '2MB', '512 kB', '1.5GB' (decimal prefixes)."""
     return parse_quantity(text, BYTE_UNITS, "memory")[0]
+
+
+def parse_latency(text: str) -> float:
+    """Seconds of a latency budget: '150us', '1.5ms', '0.002s'."""
+    return parse_quantity(text, TIME_UNITS, "latency")[0]
 
 
 def parse_objective(text: str) -> tuple[str, ...]:
@@ -121,7 +132,7 @@ class SearchPlan:
     settings: Settings
     budget: Budget
     budget_text: str
-    """How the FLOPs budget was read, e.g. '1GMACs = 1 GMACs x 2 = 2 GFLOPs per sample'."""
+    """How the budgets were read, e.g. '1GMACs = 1 GMACs x 2 = 2 GFLOPs per sample'."""
     flops_range: tuple[float, float]
     """Smallest and largest FLOPs per sample of the space."""
     out: Path | None
@@ -152,6 +163,7 @@ class SearchPlan:
             "floor": s.floor,
             "params": self.budget.params,
             "memory_bytes": self.budget.memory_bytes,
+            "latency_s": self.budget.latency_s,
             "objective": s.objective,
             "sampler": s.sampler,
             "seed": s.seed,
@@ -167,11 +179,12 @@ class SearchPlan:
         lines = [
             f"explore: {space.name} ({len(space.groups)} widths, {len(space.bottlenecks)} optional bottlenecks, "
             f"{space.size():.3g} architectures) on {p.name} [{p.key}], {s.dtype}, batch {s.batch}",
-            f"  budget: {self.budget_text}; floor {s.floor:.0%} -> FLOPs in [{si(b.floor_flops)}, {si(b.flops)}]"
+            f"  budget: {self.budget_text}"
+            + (f"; floor {s.floor:.0%} -> FLOPs in [{si(b.floor_flops)}, {si(b.flops)}]" if b.flops is not None else "")
             + (f"; params <= {si(b.params)}" if b.params is not None else "")
             + (f"; peak memory <= {si(b.memory_bytes, 'B')}" if b.memory_bytes is not None else ""),
         ]
-        if b.flops > self.flops_range[1]:
+        if b.flops is not None and b.flops > self.flops_range[1]:
             lines.append(
                 f"  note: the budget is above the largest network of the space "
                 f"({si(self.flops_range[1], 'FLOPs')}); searching anyway"
@@ -183,7 +196,7 @@ class SearchPlan:
         return lines
 
 
-def record_settings(record: dict[str, Any]) -> tuple[str, str, float, float | None, bool, Settings]:
+def record_settings(record: dict[str, Any]) -> tuple[str, str, float | None, float | None, bool, Settings]:
     """(space, platform key, FLOPs budget, params budget, bottlenecks, settings) of a stored record;
     a record from before the `convention` field reads 'dense', the only convention searched then."""
     known = {k: record[k] for k in Settings.IDENTITY if k in record}
@@ -194,7 +207,7 @@ def record_settings(record: dict[str, Any]) -> tuple[str, str, float, float | No
     return (
         str(record["space"]),
         str(record["platform"]),
-        float(record["budget_flops"]),
+        None if record.get("budget_flops") is None else float(record["budget_flops"]),
         record.get("params"),
         settings.bottlenecks,
         settings,
@@ -207,9 +220,10 @@ def safe_name(text: str) -> str:
     return "_" + name if name.startswith(".") or not name else name
 
 
-def default_run_folder(space_ref: str, platform: Platform, settings: Settings, budget: str | float) -> Path:
-    """runs/SPACE-PLATFORM-DTYPE-bBATCH-BUDGET, every part a safe file name (never a path of its own)."""
-    parts = [Path(space_ref).stem, platform.key, settings.dtype, f"b{settings.batch}", str(budget).replace(" ", "")]
+def default_run_folder(space_ref: str, platform: Platform, settings: Settings, *budgets: object) -> Path:
+    """runs/SPACE-PLATFORM-DTYPE-bBATCH-BUDGETS, every part a safe file name (never a path of its own)."""
+    given = [str(b).replace(" ", "") for b in budgets if b is not None]
+    parts = [Path(space_ref).stem, platform.key, settings.dtype, f"b{settings.batch}", *given]
     return Path("runs") / "-".join(safe_name(part) for part in parts)
 
 
@@ -233,6 +247,8 @@ def check_settings(s: Settings) -> Settings:
     Each check runs only when the ones before it passed, so a wrongly typed value gets its own
     message, never a TypeError from a later comparison."""
     seed_max = 2**32 - 2**17
+    if s.trials is None and isinstance(s.sampler, str) and s.sampler in DEFAULT_TRIALS:
+        s = dataclasses.replace(s, trials=DEFAULT_TRIALS[s.sampler])
     objective = tuple(s.objective) if isinstance(s.objective, list | tuple) else None
     checks: list[tuple[str, object, Callable[[], bool], str]] = [
         ("dtype", s.dtype, lambda: isinstance(s.dtype, str), f"is not known; use one of: {', '.join(BYTES_PER_ELEMENT)}"),
@@ -267,11 +283,12 @@ def check_settings(s: Settings) -> Settings:
 def plan_search(
     space: str | Space,
     platform: str | Platform,
-    budget: str | float,
+    budget: str | float | None,
     params: str | float | None = None,
     settings: Settings = DEFAULTS,
     *,
     memory: str | float | None = None,
+    latency: str | float | None = None,
     out: str | Path | None = None,
     storage: str | None = None,
     files: bool = True,
@@ -281,10 +298,13 @@ def plan_search(
     Args:
         space: a space name, a .toml space file or a built `Space` (its keep and align are then used as built).
         platform: a catalog key, a .toml platform file or a `Platform`.
-        budget: FLOPs per sample, as a number or text ('2GFLOPs', '1GMACs' = 2 GFLOPs).
+        budget: FLOPs per sample, as a number or text ('2GFLOPs', '1GMACs' = 2 GFLOPs); None
+            only with a `latency` budget.
         params: parameter budget (a number or text such as '5M'); None: no cap.
         memory: cap on weights plus peak live feature maps of a forward pass of the batch, bytes
             ('2MB' or a number); None: no cap.
+        latency: cap on the latency of one batch on the platform, seconds ('150us' or a number);
+            None: no cap.
         settings: every other choice; `Settings()` holds the defaults.
         out: run folder; None: runs/SPACE-PLATFORM-DTYPE-bBATCH-BUDGET (with `files`).
         storage: Optuna storage URL or journal file; None: OUT/study.db (with `files`), else in memory.
@@ -302,7 +322,17 @@ def plan_search(
         space_ref = space
         built = load_space(space, keep=settings.keep, align=settings.align, bottlenecks=settings.bottlenecks)
         settings = dataclasses.replace(settings, keep=built.keep, align=built.align)
-    if isinstance(budget, str):
+    if latency is not None and not isinstance(latency, str) and not (_number(latency) and latency > 0):
+        raise SearchError(f"latency={short_repr(latency)} must be seconds: a positive number or text such as '150us'")
+    latency_s = parse_latency(latency) if isinstance(latency, str) else (None if latency is None else float(latency))
+    budget_flops: float | None
+    if budget is None:
+        if latency_s is None:
+            raise SearchError(
+                "budget=None: give a FLOPs budget (`budget`, e.g. 2GFLOPs) or a latency budget (`latency`)"
+            )
+        budget_flops, budget_text = None, f"latency <= {si(latency_s, 's')} per batch of {settings.batch}"
+    elif isinstance(budget, str):
         budget_flops, budget_text = parse_budget(budget)
     elif _number(budget):
         budget_flops, budget_text = parse_budget(repr(float(budget)))
@@ -329,7 +359,9 @@ def plan_search(
     )
     smallest, largest = min_max_flops(built, scorer)
     keep = settings.keep or (0.0, 0.0)
-    if budget_flops < smallest:
+    if budget_flops is not None and latency_s is not None:
+        budget_text += f"; latency <= {si(latency_s, 's')} per batch of {settings.batch}"
+    if budget_flops is not None and budget_flops < smallest:
         raise SearchError(
             f"budget={budget!r} ({si(budget_flops, 'FLOPs')}) is below the smallest network the space can express "
             f"({si(smallest, 'FLOPs')} at keep {keep[0]}); raise `budget` or lower `keep`"
@@ -340,6 +372,13 @@ def plan_search(
             raise SearchError(
                 f"params={params!r} ({si(params_budget)}) is below the smallest network of the space "
                 f"({si(fewest)} params); raise `params` or lower `keep`"
+            )
+    if latency_s is not None:
+        fastest = min_latency(built, scorer)
+        if latency_s < fastest:
+            raise SearchError(
+                f"latency={latency!r} ({si(latency_s, 's')}) is below the latency of the smallest network of the space "
+                f"on {platform.key} ({si(fastest, 's')} per batch of {settings.batch}); raise `latency` or lower `keep`"
             )
     if memory_budget is not None:
         least = min_memory(built, scorer)
@@ -352,7 +391,7 @@ def plan_search(
     if out is not None and str(out).strip() == "":
         raise SearchError("out='' is empty; give a folder, or leave it out for runs/...")
     if files:
-        base = Path(out) if out is not None else default_run_folder(space_ref, platform, settings, budget)
+        base = Path(out) if out is not None else default_run_folder(space_ref, platform, settings, budget, latency)
         run_folder = writable(study_folder(base, settings.study), "out")
         if storage is None:
             storage = f"sqlite:///{base / 'study.db'}"
@@ -367,7 +406,7 @@ def plan_search(
         space_ref=space_ref,
         platform=platform,
         settings=settings,
-        budget=floor_budget(largest, budget_flops, settings.floor, params_budget, memory_budget),
+        budget=floor_budget(largest, budget_flops, settings.floor, params_budget, memory_budget, latency_s),
         budget_text=budget_text,
         flops_range=(smallest, largest),
         out=run_folder,

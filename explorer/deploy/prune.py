@@ -1,0 +1,322 @@
+"""Prune trained weights to the widths of a target spec (a search's best_arch.json).
+
+The target must be the base network with some widths narrowed (`out`) and 1x1 bottlenecks added
+or narrowed; every other field stays. Which channels survive is decided once per tie group, the
+set of ops whose outputs must keep the same channels because residual adds sum them (the
+dependency graph Torch-Pruning's DepGraph builds, derived here from the spec):
+
+* each op that sets its channels (a conv, a dense layer, a bottleneck's 1x1 reduce conv) scores its
+  output channels by `criterion`: `l1`, the L1 norm of each filter (Li et al., ICLR 2017), or `bn`,
+  |gamma| of the batch norm that reads it (network slimming, Liu et al., ICCV 2017; ops without
+  one fall back to L1); a group sums its members' scores, each divided by its largest;
+* the group keeps its `width` best channels (balanced over the blocks of a grouped conv), in their
+  original order;
+* the choice then follows the graph: batch norm statistics, activations, pools and depthwise convs
+  keep their input's channels, a concat keeps each input's choice at its offset, a flatten keeps
+  every position of the kept channels, and the next layers keep the matching input channels.
+
+A bottleneck the base did not have is initialised from a truncated SVD of the original conv over
+its input channels. The ReLU the bottleneck inserts passes only positive parts, so each singular
+direction u is used twice, relu(u.x) - relu(-u.x) = u.x: a bottleneck of r channels carries the
+best rank-floor(r/2) approximation exactly, and its relative Frobenius error is reported (0 at
+full rank: r >= 2 x input channels).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from explorer.deploy.weights import expected_shapes, from_arrays
+from explorer.model import Network
+from explorer.spec import INPUT, Add, Arch, BatchNorm, Concat, Conv, Dense, Flatten, Node, bottleneck_names
+
+CRITERIA = ("l1", "bn", "random")
+"""`random` keeps channels drawn at random (seeded): the baseline a criterion must beat."""
+
+
+class PruneError(ValueError):
+    """A target that is not a pruning of the base, or weights that do not fit; one line, naming the op."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """Weights of the target network, and how they were chosen."""
+
+    arch: Arch
+    arrays: dict[str, np.ndarray]
+    kept: dict[str, np.ndarray]
+    """Base channel indices kept at every node output of the base graph."""
+    groups: tuple[tuple[str, ...], ...]
+    """Tie groups: ops whose kept channels are one choice."""
+    bottleneck_errors: dict[str, float]
+    """Op -> relative Frobenius error of the new bottleneck's factorisation of its conv."""
+
+    def model(self) -> Network:
+        return from_arrays(self.arch, self.arrays)
+
+    @property
+    def params(self) -> int:
+        """Trainable parameters (batch-norm running statistics are not), as the cost model counts them."""
+        return int(sum(v.size for k, v in self.arrays.items() if not k.endswith((".mean", ".var"))))
+
+
+def _check_target(base: Arch, target: Arch) -> None:
+    if [(op.name, op.kind) for op in base.ops] != [(op.name, op.kind) for op in target.ops]:
+        raise PruneError(
+            f"target={target.name!r} has other ops than base={base.name!r}; a pruning keeps every op, in order"
+        )
+    if base.input_shape != target.input_shape:
+        raise PruneError(
+            f"target={target.name!r}: input {target.input_shape} differs from the base's {base.input_shape}"
+        )
+    for a, b in zip(base.ops, target.ops, strict=True):
+        for f in fields(a):
+            if f.name in ("out", "bottleneck", "name"):
+                continue
+            if getattr(a, f.name) != getattr(b, f.name):
+                raise PruneError(
+                    f"target op {b.name!r}: {f.name}={getattr(b, f.name)!r} differs from the base's "
+                    f"{getattr(a, f.name)!r}; only widths and bottlenecks may change"
+                )
+        out_a, out_b = getattr(a, "out", None), getattr(b, "out", None)
+        if out_a is not None and out_b is not None and out_b > out_a:
+            raise PruneError(
+                f"target op {b.name!r}: out={out_b} is wider than the base's {out_a}; pruning only narrows"
+            )
+        bn_a, bn_b = getattr(a, "bottleneck", None), getattr(b, "bottleneck", None)
+        if bn_a is not None and bn_b is None:
+            raise PruneError(
+                f"target op {b.name!r} drops the base's trained bottleneck ({bn_a}); keep it (narrower is fine)"
+            )
+        if bn_a is not None and bn_b is not None and bn_b > bn_a:
+            raise PruneError(f"target op {b.name!r}: bottleneck={bn_b} is wider than the base's {bn_a}")
+
+
+def _target_width(target: Arch, node_name: str) -> int:
+    for op in target.ops:
+        if op.name == node_name:
+            return int(op.out)  # type: ignore[attr-defined]
+        if bottleneck_names(op.name)[0] == node_name:
+            return int(op.bottleneck)  # type: ignore[attr-defined]
+    raise KeyError(node_name)
+
+
+def _sets(node: Node) -> bool:
+    return isinstance(node.op, Dense) or (isinstance(node.op, Conv) and node.op.groups != 0)
+
+
+def _groups_of(nodes: tuple[Node, ...]) -> tuple[list[list[str]], set[str]]:
+    """Tie groups of channel-setting nodes (union over adds), and nodes pinned to a fixed width
+    (added to the network input or to a concat)."""
+    parent = {n.op.name: n.op.name for n in nodes if _sets(n)}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    source: dict[str, str | None] = {INPUT: None}
+    pinned: set[str] = set()
+    for n in nodes:
+        name = n.op.name
+        if name in parent:
+            source[name] = name
+        elif isinstance(n.op, Add):
+            known = [source.get(i) for i in n.inputs]
+            setters = [k for k in known if k is not None]
+            for other in setters[1:]:
+                parent[find(other)] = find(setters[0])
+            if len(setters) < len(known):
+                pinned.update(setters)
+            source[name] = setters[0] if setters else None
+        elif isinstance(n.op, Concat):
+            source[name] = None
+        else:
+            source[name] = source.get(n.inputs[0]) if n.inputs else None
+    groups: dict[str, list[str]] = {}
+    for name in parent:
+        groups.setdefault(find(name), []).append(name)
+    pinned_all = {m for g in groups.values() if any(find(p) == find(g[0]) for p in pinned) for m in g}
+    return list(groups.values()), pinned_all
+
+
+def _scores(
+    node: Node, arrays: Mapping[str, np.ndarray], nodes: tuple[Node, ...], criterion: str, rng: np.random.Generator
+) -> np.ndarray:
+    name = node.op.name
+    if criterion == "random":
+        return rng.random(node.output_shape[-1])
+    if criterion == "bn":
+        for n in nodes:
+            if isinstance(n.op, BatchNorm) and n.inputs == (name,):
+                return np.abs(np.asarray(arrays[f"{n.op.name}.scale"], dtype=np.float64))
+    kernel = np.abs(np.asarray(arrays[f"{name}.kernel"], dtype=np.float64))
+    return kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
+
+
+def _blocks(nodes: tuple[Node, ...]) -> dict[str, int]:
+    """Setter -> the group count its channels must stay balanced over (grouped convs it feeds or is)."""
+    source: dict[str, str | None] = {INPUT: None}
+    need: dict[str, int] = {}
+    for n in nodes:
+        name = n.op.name
+        if isinstance(n.op, Conv) and n.op.groups not in (0, 1):
+            src = source.get(n.inputs[0])
+            if src is not None:
+                need[src] = math.lcm(need.get(src, 1), n.op.groups)
+            need[name] = math.lcm(need.get(name, 1), n.op.groups)
+        if _sets(n):
+            source[name] = name
+        elif isinstance(n.op, Add | Concat):
+            source[name] = None if isinstance(n.op, Concat) else source.get(n.inputs[0])
+        else:
+            source[name] = source.get(n.inputs[0]) if n.inputs else None
+    return need
+
+
+def _select(score: np.ndarray, width: int, blocks: int) -> np.ndarray:
+    if width % blocks or len(score) % blocks:
+        raise PruneError(f"width {width} cannot stay balanced over {blocks} groups of a grouped conv")
+    size, per = len(score) // blocks, width // blocks
+    chosen = [
+        q * size + np.sort(np.argsort(-score[q * size : (q + 1) * size], kind="stable")[:per]) for q in range(blocks)
+    ]
+    return np.concatenate(chosen).astype(np.int64)
+
+
+def _svd_bottleneck(kernel: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """(reduce kernel (1, 1, cin, r), conv kernel (kh, kw, r, cout), relative error) of `kernel`."""
+    kh, kw, cin, cout = kernel.shape
+    m = kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout).astype(np.float64)
+    u, s, vt = np.linalg.svd(m, full_matrices=False)
+    k = min(r // 2, len(s))
+    reduce = np.zeros((1, 1, cin, r))
+    conv = np.zeros((kh, kw, r, cout))
+    z = (s[:k, None] * vt[:k]).reshape(k, kh, kw, cout).transpose(1, 2, 0, 3)
+    reduce[0, 0, :, :k], reduce[0, 0, :, k : 2 * k] = u[:, :k], -u[:, :k]
+    conv[:, :, :k], conv[:, :, k : 2 * k] = z, -z
+    total = float(np.sum(s**2))
+    error = math.sqrt(float(np.sum(s[k:] ** 2)) / total) if total > 0 else 0.0
+    return reduce.astype(kernel.dtype), conv.astype(kernel.dtype), error
+
+
+def _conv_kernel(name: str, kernel: np.ndarray, groups: int, cin: int, ins: np.ndarray, outs: np.ndarray) -> np.ndarray:
+    if groups == 1:
+        return kernel[:, :, ins, :][..., outs]
+    block_in, block_out = cin // groups, kernel.shape[-1] // groups
+    parts = []
+    for q in range(groups):
+        local_in = ins[(ins // block_in) == q] - q * block_in
+        local_out = outs[(outs // block_out) == q]
+        parts.append(kernel[:, :, local_in, :][..., local_out])
+    if len({p.shape[2] for p in parts}) != 1 or len({p.shape[3] for p in parts}) != 1:
+        raise PruneError(
+            f"op {name!r}: a grouped conv ({groups} groups) whose kept input channels are not balanced over its "
+            "groups (its input is a concat, or mixes pruned widths); keep the widths that feed it"
+        )
+    return np.concatenate(parts, axis=-1)
+
+
+def prune(base: Arch, arrays: Mapping[str, np.ndarray], target: Arch, criterion: str = "l1", seed: int = 0) -> Pruned:
+    """Weights of `target` taken from `arrays` (the base's weights, Flax layout, `to_arrays`);
+    `seed` draws the channels of the `random` criterion."""
+    if criterion not in CRITERIA:
+        raise PruneError(f"criterion={criterion!r} is not known; use one of: {', '.join(CRITERIA)}")
+    _check_target(base, target)
+    rng = np.random.default_rng(seed)
+    nodes = base.nodes
+    by_name = {n.op.name: n for n in nodes}
+    groups, pinned = _groups_of(nodes)
+    blocks = _blocks(nodes)
+    kept: dict[str, np.ndarray] = {INPUT: np.arange(base.input_shape[-1])}
+    chosen: dict[str, np.ndarray] = {}
+    for group in groups:
+        widths = {_target_width(target, m) for m in group}
+        base_width = by_name[group[0]].output_shape[-1]
+        width = widths.pop() if len(widths) == 1 else None
+        if width is None:
+            raise PruneError(f"target widths of tied ops {group} differ; a residual add needs them equal")
+        if width == base_width:
+            for m in group:
+                chosen[m] = np.arange(base_width)
+            continue
+        if group[0] in pinned:
+            raise PruneError(f"op {group[0]!r}: its width is tied to a fixed-width tensor and cannot change")
+        score = sum(_normalised(_scores(by_name[m], arrays, nodes, criterion, rng)) for m in group)
+        need = max(blocks.get(m, 1) for m in group)
+        selection = _select(np.asarray(score), width, need)
+        for m in group:
+            chosen[m] = selection
+    for n in nodes:
+        name = n.op.name
+        if name in chosen:
+            kept[name] = chosen[name]
+        elif isinstance(n.op, Concat):
+            offsets = np.cumsum([0, *(by_name_shape(by_name, i, base)[-1] for i in n.inputs)])
+            kept[name] = np.concatenate([kept[i] + offsets[k] for k, i in enumerate(n.inputs)])
+        elif isinstance(n.op, Flatten) and len(n.input_shapes[0]) == 3:
+            h, w, c = n.input_shapes[0]
+            kept[name] = (np.arange(h * w)[:, None] * c + kept[n.inputs[0]][None, :]).reshape(-1)
+        else:
+            kept[name] = kept[n.inputs[0]]
+    out, errors = _slice(base, target, arrays, kept)
+    wanted = expected_shapes(target)  # every array present, every shape right (abstract: nothing allocated)
+    wrong = [k for k in wanted.keys() | out.keys() if k not in out or k not in wanted or out[k].shape != wanted[k]]
+    if wrong:
+        raise PruneError(f"pruned weights do not fit target={target.name!r} at {sorted(wrong)[0]!r}")
+    return Pruned(target, out, kept, tuple(tuple(g) for g in groups), errors)
+
+
+def by_name_shape(by_name: Mapping[str, Node], name: str, base: Arch) -> tuple[int, ...]:
+    return base.input_shape if name == INPUT else by_name[name].output_shape
+
+
+def _normalised(score: np.ndarray) -> np.ndarray:
+    top = float(score.max()) if score.size else 0.0
+    return score / top if top > 0 else score
+
+
+def _slice(
+    base: Arch, target: Arch, arrays: Mapping[str, np.ndarray], kept: Mapping[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    by_name = {n.op.name: n for n in base.nodes}
+    out: dict[str, np.ndarray] = {}
+    errors: dict[str, float] = {}
+    for tn in target.nodes:
+        name = tn.op.name
+        if isinstance(tn.op, Conv):
+            if name not in by_name:  # a reduce conv the base lacks: made with its conv below
+                continue
+            reduce_name, act_name = bottleneck_names(name)
+            new_bottleneck = tn.inputs == (act_name,) and reduce_name not in by_name
+            bn = by_name[name]
+            ins, outs = kept[bn.inputs[0]], kept[name]
+            groups, cin = bn.op.groups or bn.input_shapes[0][-1], bn.input_shapes[0][-1]
+            if bn.op.groups == 0:  # depthwise: one input per output channel
+                kernel = np.asarray(arrays[f"{name}.kernel"])[..., outs]
+            else:
+                kernel = _conv_kernel(name, np.asarray(arrays[f"{name}.kernel"]), groups, cin, ins, outs)
+            if new_bottleneck:
+                r = int(target.op(name).bottleneck)  # type: ignore[attr-defined]
+                reduce, kernel, errors[name] = _svd_bottleneck(kernel, r)
+                out[f"{reduce_name}.kernel"] = reduce
+                if tn.op.bias:
+                    out[f"{reduce_name}.bias"] = np.zeros(r, dtype=reduce.dtype)
+            out[f"{name}.kernel"] = kernel
+            if tn.op.bias:
+                out[f"{name}.bias"] = np.asarray(arrays[f"{name}.bias"])[outs]
+        elif isinstance(tn.op, Dense):
+            bn = by_name[name]
+            kernel = np.asarray(arrays[f"{name}.kernel"])
+            out[f"{name}.kernel"] = kernel[kept[bn.inputs[0]]][:, kept[name]]
+            if tn.op.bias:
+                out[f"{name}.bias"] = np.asarray(arrays[f"{name}.bias"])[kept[name]]
+        elif isinstance(tn.op, BatchNorm):
+            for field in ("scale", "bias", "mean", "var"):
+                out[f"{name}.{field}"] = np.asarray(arrays[f"{name}.{field}"])[kept[name]]
+    return out, errors

@@ -1,0 +1,218 @@
+"""Weights in and out: the Flax model's state as named NumPy arrays, safetensors files, torchvision layout.
+
+Names are `OP.FIELD`, one per array of the op's Flax module: a conv or dense op has `kernel` (Flax
+layout: HWIO for a conv, (in, out) for a dense layer) and `bias` when it has one; a batch-norm op
+has `scale`, `bias`, `mean` and `var`. Files are safetensors (`safetensors.numpy`): a flat,
+memory-safe format every framework reads.
+
+torchvision layout (`from_torchvision`, `to_torchvision`): a conv's `weight` is OIHW, a linear
+layer's `weight` is (out, in), batch norm has `weight`, `bias`, `running_mean`, `running_var`
+(`num_batches_tracked` is ignored). Op names map to torchvision's by the rules of the network's
+family (`TORCHVISION_RULES`: ResNet's `layer1.0.conv1.bn` is torchvision's `layer1.0.bn1`);
+other networks use the spec's own names, and `names=` overrides any of them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from explorer.model import Network, build_model
+from explorer.spec import Arch, BatchNorm, Conv, Dense
+
+FIELDS = {Conv: ("kernel", "bias"), Dense: ("kernel", "bias"), BatchNorm: ("scale", "bias", "mean", "var")}
+"""The arrays of each op kind with weights, by their Flax names."""
+
+TORCHVISION_RULES: dict[str, tuple[tuple[str, str], ...]] = {
+    "resnet": (
+        (r"^conv1\.bn$", "bn1"),
+        (r"^(.*)\.conv(\d)\.bn$", r"\1.bn\2"),
+        (r"^(.*)\.downsample\.bn$", r"\1.downsample.1"),
+        (r"^(.*)\.downsample$", r"\1.downsample.0"),
+    ),
+}
+"""Op name -> torchvision module name, per network family (the arch name's prefix)."""
+
+_TV_FIELDS = {
+    Conv: {"kernel": "weight", "bias": "bias"},
+    Dense: {"kernel": "weight", "bias": "bias"},
+    BatchNorm: {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"},
+}
+
+
+class WeightsError(ValueError):
+    """Weights that do not fit a spec; the message names the array, its shape and the expected one."""
+
+
+def _layers(model: Network) -> dict[str, nnx.Module]:
+    return {name: model.layers[name] for name in model.weighted}
+
+
+def _variables(model: Network) -> dict[str, nnx.Variable]:
+    out = {}
+    kinds = {n.op.name: type(n.op) for n in model.arch.nodes}  # a bottleneck's reduce conv included
+    for name, layer in _layers(model).items():
+        for field in FIELDS[kinds[name]]:
+            variable = getattr(layer, field, None)
+            if variable is not None:
+                out[f"{name}.{field}"] = variable
+    return out
+
+
+def to_arrays(model: Network) -> dict[str, np.ndarray]:
+    """Every weight of the model as `OP.FIELD` -> array (Flax layout)."""
+    return {k: np.array(v.get_value()) for k, v in _variables(model).items()}  # writable copies
+
+
+def expected_shapes(arch: Arch) -> dict[str, tuple[int, ...]]:
+    """The name and Flax shape of every array a model of `arch` holds."""
+    return {k: tuple(v.get_value().shape) for k, v in _variables(_abstract(arch)).items()}
+
+
+def _abstract(arch: Arch) -> Network:
+    return nnx.eval_shape(lambda: build_model(arch))
+
+
+def from_arrays(arch: Arch, arrays: Mapping[str, np.ndarray], *, strict: bool = True) -> Network:
+    """A model of `arch` holding `arrays` (Flax layout); a missing, extra or misshapen array is an
+    error naming it (with `strict=False`, extra arrays are ignored)."""
+    model = build_model(arch)
+    wanted = expected_shapes(arch)
+    missing = [k for k in wanted if k not in arrays]
+    if missing:
+        raise WeightsError(f"weights: {len(missing)} arrays missing for {arch.name!r}, e.g. {missing[0]!r}")
+    extra = [k for k in arrays if k not in wanted]
+    if extra and strict:
+        raise WeightsError(f"weights: {extra[0]!r} is not an array of {arch.name!r} ({len(extra)} such)")
+    variables = _variables(model)
+    for key, shape in wanted.items():
+        value = np.asarray(arrays[key])
+        if tuple(value.shape) != shape:
+            raise WeightsError(f"weights: {key!r} has shape {tuple(value.shape)}; {arch.name!r} needs {shape}")
+        variable = variables[key]
+        variable.set_value(jnp.asarray(value, dtype=variable.get_value().dtype))
+    return model
+
+
+def save_weights(model: Network, path: str | Path) -> Path:
+    """Write the model's weights to a safetensors file (atomically); the arch name goes in its metadata."""
+    from safetensors.numpy import save_file
+
+    from explorer.files import atomic_write
+
+    path = Path(path)
+    arrays = {k: np.ascontiguousarray(v) for k, v in to_arrays(model).items()}
+    atomic_write(path, lambda tmp: save_file(arrays, str(tmp), metadata={"arch": model.arch.name, "layout": "flax"}))
+    return path
+
+
+def read_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Arrays and metadata of a safetensors file; a file that is not one is an error naming it."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights={str(path)!r}: no such file")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118
+    except Exception as exc:  # safetensors raises its own error types for a corrupt header
+        raise WeightsError(f"weights={str(path)!r} is not a safetensors file ({type(exc).__name__}: {exc})") from None
+
+
+def load_weights(arch: Arch, path: str | Path) -> Network:
+    """A model of `arch` with the weights of a safetensors file, Flax or torchvision layout (its
+    metadata says which; without it, torchvision names are recognised by their `weight` arrays)."""
+    arrays, meta = read_arrays(path)
+    if meta.get("layout") == "flax" or not any(k.endswith(".weight") for k in arrays):
+        return from_arrays(arch, arrays)
+    return from_arrays(arch, from_torchvision(arch, arrays))
+
+
+def torchvision_names(arch: Arch, names: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Op name -> torchvision module name for every op with weights."""
+    rules = next((r for family, r in TORCHVISION_RULES.items() if arch.name.startswith(family)), ())
+    out = {}
+    for op in arch.ops:
+        if type(op) not in FIELDS:
+            continue
+        tv = op.name
+        for pattern, replacement in rules:
+            if re.match(pattern, tv):
+                tv = re.sub(pattern, replacement, tv)
+                break
+        out[op.name] = (names or {}).get(op.name, tv)
+    return out
+
+
+def from_torchvision(
+    arch: Arch, arrays: Mapping[str, np.ndarray], names: Mapping[str, str] | None = None
+) -> dict[str, np.ndarray]:
+    """torchvision-layout arrays (OIHW convs, (out, in) linear layers) -> this project's names and
+    Flax layout. A dense layer after a flatten of an HxWxC map gets its inputs reordered from
+    torchvision's CHW flattening to NHWC's HWC."""
+    mapping = torchvision_names(arch, names)
+    flatten_of = _flatten_inputs(arch)
+    out: dict[str, np.ndarray] = {}
+    for op in arch.ops:
+        if type(op) not in FIELDS:
+            continue
+        if isinstance(op, Conv) and op.bottleneck is not None:
+            raise WeightsError(f"weights: op {op.name!r} has a bottleneck, which torchvision networks do not")
+        for field, tv_field in _TV_FIELDS[type(op)].items():
+            key = f"{mapping[op.name]}.{tv_field}"
+            if key not in arrays:
+                if field == "bias" and not getattr(op, "bias", True):
+                    continue
+                raise WeightsError(f"weights: {key!r} (for op {op.name!r}) is not in the file")
+            value = np.asarray(arrays[key])
+            if isinstance(op, Conv) and field == "kernel":
+                value = value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
+            elif isinstance(op, Dense) and field == "kernel":
+                value = value.T
+                if op.name in flatten_of:
+                    h, w, c = flatten_of[op.name]
+                    value = value.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(h * w * c, -1)
+            out[f"{op.name}.{field}"] = value
+    return out
+
+
+def to_torchvision(
+    arch: Arch, arrays: Mapping[str, np.ndarray], names: Mapping[str, str] | None = None
+) -> dict[str, np.ndarray]:
+    """The inverse of `from_torchvision`: this project's arrays in torchvision names and layout."""
+    mapping = torchvision_names(arch, names)
+    flatten_of = _flatten_inputs(arch)
+    out: dict[str, np.ndarray] = {}
+    for op in arch.ops:
+        if type(op) not in FIELDS:
+            continue
+        for field, tv_field in _TV_FIELDS[type(op)].items():
+            key = f"{op.name}.{field}"
+            if key not in arrays:
+                continue
+            value = np.asarray(arrays[key])
+            if isinstance(op, Conv) and field == "kernel":
+                value = value.transpose(3, 2, 0, 1)
+            elif isinstance(op, Dense) and field == "kernel":
+                if op.name in flatten_of:
+                    h, w, c = flatten_of[op.name]
+                    value = value.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(h * w * c, -1)
+                value = value.T
+            out[f"{mapping[op.name]}.{tv_field}"] = np.ascontiguousarray(value)
+    return out
+
+
+def _flatten_inputs(arch: Arch) -> dict[str, tuple[int, int, int]]:
+    """Dense ops reading a flattened HxWxC map directly: op name -> (h, w, c)."""
+    flat = {n.op.name: n.input_shapes[0] for n in arch.nodes if n.op.kind == "flatten" and len(n.input_shapes[0]) == 3}
+    return {
+        n.op.name: flat[n.inputs[0]]  # type: ignore[misc]
+        for n in arch.nodes
+        if isinstance(n.op, Dense) and n.inputs[0] in flat
+    }

@@ -1,0 +1,389 @@
+"""Pruning trained weights to searched widths: outputs, parameter counts, tie groups, bottlenecks,
+weights files and torchvision layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from explorer.cli import main
+from explorer.cost.roofline import analyze
+from explorer.deploy.prune import PruneError, prune
+from explorer.deploy.weights import (
+    WeightsError,
+    expected_shapes,
+    from_arrays,
+    from_torchvision,
+    load_weights,
+    save_weights,
+    to_arrays,
+    to_torchvision,
+)
+from explorer.model import build_model
+from explorer.space import build_space
+from explorer.spec import Act, Add, Arch, BatchNorm, Concat, Conv, Dense, GlobalAvgPool, MaxPool, load_arch
+
+
+def random_arch(draw: st.DrawFn) -> Arch:
+    """A small random network with residual adds (tied widths), concat branches, depthwise convs."""
+    c = draw(st.sampled_from([8, 12, 16]))
+    ops: list = [
+        Conv(name="stem", out=c, kernel=3, padding=1, bias=False),
+        BatchNorm(name="stem.bn"),
+        Act(name="stem.act", fn="relu"),
+    ]
+    last = "stem.act"
+    for b in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["residual", "concat", "depthwise"]))
+        p = f"b{b}"
+        if kind == "residual":
+            mid = draw(st.sampled_from([8, 12, 16]))
+            ops += [
+                Conv(name=f"{p}.conv1", inputs=(last,), out=mid, kernel=3, padding=1, bias=False),
+                BatchNorm(name=f"{p}.conv1.bn"),
+                Act(name=f"{p}.conv1.act", fn="relu"),
+                Conv(name=f"{p}.conv2", out=c, kernel=3, padding=1, bias=False),
+                BatchNorm(name=f"{p}.conv2.bn"),
+                Add(name=f"{p}.add", inputs=(last, f"{p}.conv2.bn")),
+                Act(name=f"{p}.act", fn="relu"),
+            ]
+            last = f"{p}.act"
+        elif kind == "concat":
+            w1, w2 = draw(st.sampled_from([4, 8])), draw(st.sampled_from([8, 12]))
+            ops += [
+                Conv(name=f"{p}.branch1", inputs=(last,), out=w1, kernel=1, padding=0),
+                Conv(name=f"{p}.branch2", inputs=(last,), out=w2, kernel=3, padding=1),
+                MaxPool(name=f"{p}.branch3", inputs=(last,), kernel=3, stride=1, padding=1),
+                Concat(name=f"{p}.cat", inputs=(f"{p}.branch1", f"{p}.branch2", f"{p}.branch3")),
+                BatchNorm(name=f"{p}.cat.bn"),
+                Act(name=f"{p}.cat.act", fn="relu"),
+                Conv(name=f"{p}.mix", out=c, kernel=1, padding=0, bias=False),
+                BatchNorm(name=f"{p}.mix.bn"),
+                Act(name=f"{p}.mix.act", fn="relu"),
+            ]
+            last = f"{p}.mix.act"
+        else:
+            ops += [
+                Conv(name=f"{p}.dw", inputs=(last,), kernel=3, padding=1, groups=0, bias=False),
+                BatchNorm(name=f"{p}.dw.bn"),
+                Act(name=f"{p}.dw.act", fn="relu6"),
+                Conv(name=f"{p}.pw", out=c, kernel=1, padding=0, bias=False),
+                BatchNorm(name=f"{p}.pw.bn"),
+                Add(name=f"{p}.add", inputs=(last, f"{p}.pw.bn")),
+            ]
+            last = f"{p}.add"
+    ops += [GlobalAvgPool(name="gap", inputs=(last,)), Dense(name="fc", out=5)]
+    return Arch(name="random", input_shape=(8, 8, 3), ops=tuple(ops))
+
+
+def trained_like(arch: Arch, seed: int) -> dict[str, np.ndarray]:
+    """Random weights with non-trivial batch-norm statistics (as trained ones have)."""
+    arrays = to_arrays(build_model(arch, rngs=nnx.Rngs(seed)))
+    rng = np.random.default_rng(seed)
+    for k, v in arrays.items():
+        if k.endswith((".scale", ".var")):
+            arrays[k] = rng.uniform(0.5, 1.5, v.shape).astype(v.dtype)
+        elif k.endswith((".bias", ".mean")):
+            arrays[k] = rng.normal(0, 0.2, v.shape).astype(v.dtype)
+    return arrays
+
+
+def outputs(arch: Arch, arrays: dict[str, np.ndarray], seed: int = 0) -> np.ndarray:
+    x = jnp.asarray(np.random.default_rng(seed).normal(size=(3, *arch.input_shape)), jnp.float32)
+    return np.asarray(from_arrays(arch, arrays)(x))
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_pruning_dead_channels_changes_no_output_and_ties_hold(data: st.DataObject) -> None:
+    """Kill some channels of each tie group: zero their filters and every per-channel weight that
+    follows them (batch norms, depthwise filters, concat offsets), walking the graph here, apart
+    from the pruner. L1 pruning must then drop exactly the dead channels at every node (one choice
+    per group, through adds, concats, depthwise convs and the next layers' inputs), and the pruned
+    network must compute the same outputs."""
+    arch = data.draw(st.composite(random_arch)())
+    space = build_space(arch, keep=(0.25, 1.0), align=1, bottleneck=[])
+    arrays = trained_like(arch, data.draw(st.integers(0, 3)))
+    rng = np.random.default_rng(data.draw(st.integers(0, 100)))
+    drop_of: dict[str, set[int]] = {}
+    widths = {}
+    for g in space.groups:
+        drop = {int(c) for c in rng.choice(g.base, size=int(rng.integers(0, g.base // 2 + 1)), replace=False)}
+        widths[g.key] = g.base - len(drop)
+        drop_of.update(dict.fromkeys(g.members, drop))
+    dead: dict[str, set[int]] = {"input": set()}
+    for node in arch.nodes:
+        op, name = node.op, node.op.name
+        if isinstance(op, Dense) or (isinstance(op, Conv) and op.groups != 0):
+            dead[name] = drop_of.get(name, set())
+            idx = sorted(dead[name])
+            arrays[f"{name}.kernel"][..., idx] = 0.0
+            if f"{name}.bias" in arrays:
+                arrays[f"{name}.bias"][idx] = 0.0
+        elif isinstance(op, Concat):
+            offsets = np.cumsum(
+                [0, *(arch.nodes[[n.op.name for n in arch.nodes].index(i)].output_shape[-1] for i in node.inputs)]
+            )
+            dead[name] = {c + int(offsets[k]) for k, i in enumerate(node.inputs) for c in dead[i]}
+        elif isinstance(op, Add):
+            assert all(dead[i] == dead[node.inputs[0]] for i in node.inputs)
+            dead[name] = dead[node.inputs[0]]
+        else:
+            dead[name] = dead[node.inputs[0]]
+            idx = sorted(dead[name])
+            if isinstance(op, BatchNorm):  # the dead channel's output stays 0
+                arrays[f"{name}.scale"][idx] = 0.0
+                arrays[f"{name}.bias"][idx] = 0.0
+            elif isinstance(op, Conv):  # depthwise
+                arrays[f"{name}.kernel"][..., idx] = 0.0
+    target = space.apply(widths, {})
+    pruned = prune(arch, arrays, target)
+    for node in arch.nodes:
+        if len(node.output_shape) == 3 or isinstance(node.op, Dense):
+            everything = set(range(node.output_shape[-1]))
+            assert set(pruned.kept[node.op.name].tolist()) == everything - dead[node.op.name], node.op.name
+    np.testing.assert_allclose(outputs(target, pruned.arrays), outputs(arch, arrays), rtol=2e-5, atol=2e-5)
+    assert pruned.params == analyze(target).params
+    for group in pruned.groups:  # one choice per tie group
+        assert len({tuple(pruned.kept[m]) for m in group}) == 1
+
+
+def test_target_equal_to_base_gives_the_same_network() -> None:
+    arch = load_arch("tiny")
+    arrays = trained_like(arch, 1)
+    same = prune(arch, arrays, arch)
+    assert all(np.array_equal(same.arrays[k], arrays[k]) for k in arrays)
+    np.testing.assert_array_equal(outputs(arch, same.arrays), outputs(arch, arrays))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "googlenet", "mobilenet_v2"])
+def test_pruned_parameters_equal_the_analytic_and_the_built_models_count(name: str) -> None:
+    from explorer.space import load_space
+
+    space = load_space(name)
+    rng = np.random.default_rng(0)
+    widths = {g.key: int(rng.choice(list(g.choices()))) for g in space.groups}
+    target = space.apply(widths, {s.op: s.low for s in space.bottlenecks[:3]})
+    rng_weights = np.random.default_rng(1)  # shapes suffice for counts; random values rank channels
+    arrays = {k: rng_weights.random(s).astype(np.float32) for k, s in expected_shapes(space.arch).items()}
+    pruned = prune(space.arch, arrays, target)
+    import jax
+
+    abstract = nnx.eval_shape(lambda: build_model(target))  # the built model's own count, nothing allocated
+    model_params = sum(int(np.prod(v.shape)) for v in jax.tree_util.tree_leaves(nnx.state(abstract, nnx.Param)))
+    assert pruned.params == analyze(target).params == model_params
+
+
+def test_a_full_rank_bottleneck_reproduces_the_convolution() -> None:
+    arch = load_arch("tiny")
+    arrays = trained_like(arch, 2)
+    cin = 16  # res.conv1 reads 16 channels
+    target = arch.replace_ops({"res.conv1": {"bottleneck": 2 * cin}})
+    pruned = prune(arch, arrays, target)
+    assert pruned.bottleneck_errors["res.conv1"] == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(outputs(target, pruned.arrays), outputs(arch, arrays), rtol=1e-4, atol=1e-4)
+    half = prune(arch, arrays, arch.replace_ops({"res.conv1": {"bottleneck": 8}}))
+    assert 0.0 < half.bottleneck_errors["res.conv1"] < 1.0
+
+
+def test_a_trained_bottleneck_is_narrowed_like_a_width() -> None:
+    arch = load_arch("tiny")  # mix.branch2 has a bottleneck of 8
+    arrays = trained_like(arch, 3)
+    arrays["mix.branch2.bottleneck.kernel"][..., [1, 5]] = 0.0  # two reduce channels that carry nothing
+    arrays["mix.branch2.bottleneck.bias"][[1, 5]] = 0.0
+    target = arch.replace_ops({"mix.branch2": {"bottleneck": 6}})
+    pruned = prune(arch, arrays, target)
+    assert list(pruned.kept["mix.branch2.bottleneck"]) == [0, 2, 3, 4, 6, 7]
+    np.testing.assert_allclose(outputs(target, pruned.arrays), outputs(arch, arrays), rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"res.conv1": {"out": 32}}, "wider than the base's 16"),
+        ({"res.conv1": {"kernel": 5, "padding": 2}}, "kernel=5 differs from the base's 3"),
+        ({"mix.branch2": {"bottleneck": None}}, "drops the base's trained bottleneck"),
+        ({"mix.branch1": {"out": 8}}, "a grouped conv (4 groups)"),
+    ],
+)
+def test_targets_that_are_not_prunings_are_refused_in_one_line(change: dict, message: str) -> None:
+    arch = load_arch("tiny")
+    with pytest.raises(PruneError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        prune(arch, trained_like(arch, 0), arch.replace_ops(change))
+
+
+TORCHVISION_RESNET18 = (
+    ["conv1.weight"]
+    + [f"bn1.{f}" for f in ("weight", "bias", "running_mean", "running_var")]
+    + [
+        key
+        for layer in range(1, 5)
+        for block in range(2)
+        for key in (
+            [f"layer{layer}.{block}.conv{i}.weight" for i in (1, 2)]
+            + [
+                f"layer{layer}.{block}.bn{i}.{f}"
+                for i in (1, 2)
+                for f in ("weight", "bias", "running_mean", "running_var")
+            ]
+            + (
+                [f"layer{layer}.0.downsample.0.weight"]
+                + [f"layer{layer}.0.downsample.1.{f}" for f in ("weight", "bias", "running_mean", "running_var")]
+                if layer > 1 and block == 0
+                else []
+            )
+        )
+    ]
+    + ["fc.weight", "fc.bias"]
+)
+"""torchvision's resnet18().state_dict() keys, without num_batches_tracked (written out by hand)."""
+
+
+def test_torchvision_resnet18_weights_load_in_nhwc() -> None:
+    arch = load_arch("resnet18")
+    rng = np.random.default_rng(0)
+    shapes = _tv_shapes()
+    tv = {k: rng.normal(size=shapes[k]).astype(np.float32) for k in TORCHVISION_RESNET18}
+    tv["layer1.0.bn1.num_batches_tracked"] = np.array(7)
+    ours = from_torchvision(arch, tv)
+    assert len(ours) == len(TORCHVISION_RESNET18) == 102
+    np.testing.assert_array_equal(ours["conv1.kernel"], tv["conv1.weight"].transpose(2, 3, 1, 0))  # OIHW -> HWIO
+    np.testing.assert_array_equal(ours["layer2.0.downsample.bn.mean"], tv["layer2.0.downsample.1.running_mean"])
+    np.testing.assert_array_equal(ours["fc.kernel"], tv["fc.weight"].T)
+    back = to_torchvision(arch, ours)
+    assert set(back) == set(TORCHVISION_RESNET18)
+    assert all(np.array_equal(back[k], tv[k]) for k in back)
+
+
+def _tv_shapes() -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {"conv1.weight": (64, 3, 7, 7), "fc.weight": (1000, 512), "fc.bias": (1000,)}
+    for f in ("weight", "bias", "running_mean", "running_var"):
+        shapes[f"bn1.{f}"] = (64,)
+    widths = {1: 64, 2: 128, 3: 256, 4: 512}
+    for layer, c in widths.items():
+        cin = widths.get(layer - 1, 64)
+        for block in range(2):
+            first_in = cin if block == 0 else c
+            shapes[f"layer{layer}.{block}.conv1.weight"] = (c, first_in, 3, 3)
+            shapes[f"layer{layer}.{block}.conv2.weight"] = (c, c, 3, 3)
+            for i in (1, 2):
+                for f in ("weight", "bias", "running_mean", "running_var"):
+                    shapes[f"layer{layer}.{block}.bn{i}.{f}"] = (c,)
+        if layer > 1:
+            shapes[f"layer{layer}.0.downsample.0.weight"] = (c, cin, 1, 1)
+            for f in ("weight", "bias", "running_mean", "running_var"):
+                shapes[f"layer{layer}.0.downsample.1.{f}"] = (c,)
+    return shapes
+
+
+def test_a_flatten_into_a_dense_layer_converts_chw_to_hwc() -> None:
+    arch = load_arch("alexnet")
+    ours = {k: np.random.default_rng(1).normal(size=v.shape).astype(np.float32) for k, v in _shapes(arch).items()}
+    tv = to_torchvision(arch, ours)
+    assert tv["fc6.weight"].shape[1] == ours["fc6.kernel"].shape[0]
+    back = from_torchvision(arch, tv)
+    assert all(np.array_equal(back[k], ours[k]) for k in ours)
+
+
+def _shapes(arch: Arch) -> dict:
+    return {k: np.empty(s) for k, s in expected_shapes(arch).items()}
+
+
+def test_weights_files_round_trip_and_bad_files_are_named(tmp_path: Path) -> None:
+    arch = load_arch("tiny")
+    model = build_model(arch, rngs=nnx.Rngs(4))
+    path = save_weights(model, tmp_path / "w.safetensors")
+    again = load_weights(arch, path)
+    x = jnp.ones((1, *arch.input_shape))
+    np.testing.assert_array_equal(np.asarray(again(x)), np.asarray(model(x)))
+    (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(WeightsError, match="is not a safetensors file"):
+        load_weights(arch, tmp_path / "bad.safetensors")
+    with pytest.raises(WeightsError, match="arrays missing"):
+        load_weights(load_arch("resnet18"), path)
+
+
+def test_the_prune_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from explorer.space import load_space
+
+    space = load_space("resnet18")
+    base = space.arch
+    save_weights(build_model(base, rngs=nnx.Rngs(0)), tmp_path / "base.safetensors")
+    widths = {g.key: g.low for g in space.groups}
+    target = space.apply(widths, {space.bottlenecks[0].op: space.bottlenecks[0].low}, name="small")
+    from explorer.spec import dump_arch
+
+    dump_arch(target, tmp_path / "target.json")
+    argv = [
+        "prune",
+        "resnet18",
+        "--weights",
+        str(tmp_path / "base.safetensors"),
+        "--target",
+        str(tmp_path / "target.json"),
+    ]
+    assert main([*argv, "--out", str(tmp_path / "small.safetensors")]) == 0
+    printed = capsys.readouterr().out
+    assert f"{analyze(target).params:,} params, = the analytic count" in printed
+    assert "truncated-SVD relative error" in printed
+    model = load_weights(target, tmp_path / "small.safetensors")
+    assert model(jnp.ones((1, *base.input_shape))).shape == (1, 1000)
+    assert main([*argv, "--out", str(tmp_path / "x.npz")]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert (
+        main([*argv[:3], str(tmp_path / "none.safetensors"), *argv[4:], "--out", str(tmp_path / "y.safetensors")]) == 2
+    )
+    assert "--weights" in capsys.readouterr().err
+
+
+def test_the_digits_example_runs_end_to_end(tmp_path: Path) -> None:
+    """scripts/prune_digits.py --quick: train, search, `explore prune`, fine-tune, measure, report."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, str(root / "scripts" / "prune_digits.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    methods = {(r["budget"], r["method"]) for r in results["rows"]}
+    assert ("50% FLOPs", "searched, L1") in methods and ("50% FLOPs", "uniform width, L1") in methods
+    for row in results["rows"]:
+        assert 0.0 <= row["after"] <= 1.0 and row["measured_s"] > 0 and row["predicted_s"] > 0
+    searched = next(r for r in results["rows"] if r["method"] == "searched, L1")
+    assert searched["flops"] <= 0.5 * results["rows"][0]["flops"]
+    command = (tmp_path / "prune_command.txt").read_text()
+    assert "= the analytic count" in command and str(tmp_path) not in command
+    assert (tmp_path / "accuracy_latency.png").stat().st_size > 0
+
+
+def test_the_digits_network_counts_by_hand() -> None:
+    """digits_resnet at 16x16x1: every conv's K^2 Cin Cout (x output positions), BN 2C, fc 128 x 10 + 10."""
+    params = (
+        9 * 1 * 32 + 64  # conv1 + bn
+        + 2 * (9 * 32 * 32 + 64)  # layer1: two 3x3 convs at 32
+        + (9 * 32 * 64 + 128) + (9 * 64 * 64 + 128) + (32 * 64 + 128)  # layer2 + downsample
+        + (9 * 64 * 128 + 256) + (9 * 128 * 128 + 256) + (64 * 128 + 256)  # layer3 + downsample
+        + 128 * 10 + 10
+    )  # fmt: skip
+    macs = (
+        16 * 16 * 9 * 32
+        + 2 * 16 * 16 * 9 * 32 * 32
+        + 8 * 8 * (9 * 32 * 64 + 9 * 64 * 64 + 32 * 64)
+        + 4 * 4 * (9 * 64 * 128 + 9 * 128 * 128 + 64 * 128)
+        + 128 * 10
+    )
+    result = analyze(load_arch("digits_resnet"))
+    assert (result.params, result.macs) == (params, macs) == (308_074, 12_133_632)

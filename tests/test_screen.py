@@ -1,0 +1,239 @@
+"""The batch sampler: exact optima of enumerable spaces (scored one by one with `analyze`, the
+independent oracle), latency and memory budgets against brute force, and the screen's parts."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import plan_for
+from explorer.cost.memory import peak_memory
+from explorer.search import run_search
+from explorer.search.batch import BatchScorer
+from explorer.search.problem import OBJECTIVES, Scorer, arch_from_params, pareto_indices, sign
+from explorer.search.screen import Lattice, Screen, front_2d, spread_order
+from explorer.space import Space, load_space
+
+
+def small_space() -> Space:
+    """tiny with two optional 1x1 bottlenecks: 8,748 architectures."""
+    space = load_space("tiny_bottlenecks")
+    assert space.size() == 8748 and len(space.bottlenecks) == 2
+    return space
+
+
+def every_candidate(space: Space) -> list[tuple[dict[str, int], dict[str, int]]]:
+    slots = [[0, *s.choices()] for s in space.bottlenecks]
+    out = []
+    for widths in itertools.product(*(g.choices() for g in space.groups)):
+        for reductions in itertools.product(*slots):
+            out.append(
+                (
+                    dict(zip((g.key for g in space.groups), widths, strict=True)),
+                    {s.op: r for s, r in zip(space.bottlenecks, reductions, strict=True) if r},
+                )
+            )
+    return out
+
+
+def brute_force(space: Space, scorer: Scorer) -> tuple[float, int]:
+    """The best first-objective value over every candidate scored with `analyze` one by one
+    (`Scorer.score`, every budget including peak memory), and how many candidates are feasible."""
+    s = sign(scorer.scoring.objective[0])
+    best, feasible = -np.inf, 0
+    for widths, reductions in every_candidate(space):
+        scored = scorer.score(space.apply(widths, reductions))
+        if scored.feasible:
+            feasible += 1
+            best = max(best, s * scored.values[0])
+    return s * best, feasible
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_the_default_search_finds_the_exact_optimum_of_an_enumerable_space(dtype: str) -> None:
+    space = small_space()
+    plan = plan_for(space, 2.5e6, "v100", dtype=dtype)  # every default: sampler, trials, screen
+    optimum, feasible = brute_force(space, plan.scorer())
+    assert 20 < feasible < space.size() / 2  # the budget binds
+    result = run_search(plan)
+    assert result.best is not None and result.best.feasible
+    assert result.best.values[0] == pytest.approx(optimum, rel=1e-12)
+    assert result.matched is not None and result.matched.speedup > 1.01  # not the trivial answer
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_the_local_search_alone_finds_the_exact_optimum(dtype: str) -> None:
+    """With fewer evaluations than architectures the screen cannot enumerate: its local search must."""
+    space = small_space()
+    plan = plan_for(space, 2.5e6, "v100", dtype=dtype)
+    optimum, _ = brute_force(space, plan.scorer())
+    found = Screen(space, plan.scorer(), seed=5).run(3000)
+    assert found.evaluated < 4 * space.size()
+    assert found.values[0, 0] == pytest.approx(optimum, rel=1e-12)
+
+
+@pytest.mark.parametrize("objective", ["max_flops", "throughput"])
+def test_a_latency_budget_alone_matches_brute_force(objective: str) -> None:
+    space = small_space()
+    probe = plan_for(space, None, "t4", latency=1.0, dtype="float16")
+    latencies = sorted(probe.scorer().score(space.apply(w, r)).result.latency_s for w, r in every_candidate(space)[::7])
+    cap = latencies[len(latencies) // 3]
+    plan = plan_for(space, None, "t4", latency=cap, dtype="float16", objective=(objective,))
+    assert plan.budget.flops is None and plan.budget.latency_s == cap and plan.budget.floor_flops == 0
+    optimum, feasible = brute_force(space, plan.scorer())
+    assert 0 < feasible < space.size()
+    result = run_search(plan)
+    assert result.best is not None and result.best.result.latency_s <= cap
+    assert result.best.values[0] == pytest.approx(optimum, rel=1e-12)
+
+
+def test_a_memory_budget_matches_brute_force() -> None:
+    space = load_space("tiny")  # 4,160 architectures, no bottleneck slots
+    probe = plan_for(space, 4e6, "v100", dtype="float16")
+    grid = list(itertools.product(*(g.choices() for g in space.groups)))
+    keys = [g.key for g in space.groups]
+    peaks = sorted(
+        peak_memory(space.apply(dict(zip(keys, w, strict=True)), {}), "float16").total_bytes for w in grid[::5]
+    )
+    cap = float(peaks[len(peaks) // 4])
+    plan = plan_for(space, 4e6, "v100", memory=cap, dtype="float16", floor=0.0)
+    optimum = -np.inf
+    for widths in grid:  # memory from `peak_memory` itself; FLOPs and throughput from `analyze`
+        arch = space.apply(dict(zip(keys, widths, strict=True)), {})
+        scored = probe.scorer().score(arch)
+        if scored.result.flops <= 4e6 and peak_memory(arch, "float16").total_bytes <= cap:
+            optimum = max(optimum, scored.values[0])
+    unconstrained = run_search(plan_for(space, 4e6, "v100", dtype="float16", floor=0.0)).best
+    assert unconstrained is not None and unconstrained.metrics.peak_memory_bytes > cap  # the cap binds
+    result = run_search(plan)
+    assert result.best is not None and result.best.metrics.peak_memory_bytes <= cap
+    assert result.best.values[0] == pytest.approx(optimum, rel=1e-12)
+    local = Screen(space, plan.scorer(), seed=2).run(1500)  # the local search's exact memory checks
+    assert local.values[0, 0] == pytest.approx(optimum, rel=1e-12)
+    assert all(peak_memory(space.apply(*_named(space, row)), "float16").total_bytes <= cap for row in local.rows[:20])
+
+
+def _named(space: Space, row: np.ndarray) -> tuple[dict[str, int], dict[str, int]]:
+    widths, _ = Lattice(space).decode(row)
+    return {g.key: int(w) for g, w in zip(space.groups, widths[0], strict=True)}, {}
+
+
+def test_lattice_rows_and_optuna_params_name_the_same_architecture() -> None:
+    space = load_space("resnet18")
+    lattice = Lattice(space)
+    rows = lattice.random(np.random.default_rng(0), 50)
+    widths, reductions = lattice.decode(rows)
+    for row, w, r in zip(rows, widths, reductions, strict=True):
+        params = lattice.params(row)
+        assert np.array_equal(lattice.from_params(params), row)
+        arch = arch_from_params(space, params, "x")
+        assert arch.ops == lattice.arch(row, "x").ops
+        assert all(g.low <= v <= g.high for g, v in zip(space.groups, w, strict=True))
+        assert {s.op for s, v in zip(space.bottlenecks, r, strict=True) if v} == {
+            k[2:] for k, v in params.items() if k.startswith("b:") and v
+        }
+    assert lattice.from_params({"w:nonsense": 3}) is None
+
+
+def test_the_screen_scores_as_analyze_does() -> None:
+    space = load_space("resnet18")
+    plan = plan_for(space, dtype="float16")
+    screen = Screen(space, plan.scorer(), seed=3)
+    rows = screen.lattice.random(screen.rng, 40)
+    f, ok, _ = screen.evaluate(rows)
+    for row, value, feasible in zip(rows, f[:, 0], ok, strict=True):
+        scored = plan.scorer().score(screen.lattice.arch(row, "x"))
+        assert scored.feasible == feasible
+        assert value == pytest.approx(scored.values[0], rel=1e-9)
+
+
+def test_the_screen_is_deterministic_for_a_seed() -> None:
+    space = load_space("tiny")
+    plan = plan_for(space, 3e6, "t4", dtype="float16")
+    a, b = (Screen(space, plan.scorer(), seed=1).run(5000) for _ in range(2))
+    assert np.array_equal(a.rows, b.rows) and a.evaluated == b.evaluated
+
+
+def test_resumed_batch_search_never_repeats_a_candidate(tmp_path: Path) -> None:
+    space = load_space("resnet18")
+    storage = str(tmp_path / "study.log")
+    first = run_search(plan_for(space, trials=30, storage=storage))
+    assert len(first.study.trials) == 30
+    again = run_search(plan_for(space, trials=60, storage=storage))  # a new sampler, the same study
+    params = [tuple(sorted(t.params.items())) for t in again.study.trials]
+    assert len(params) == 60 and len(set(params)) == 60
+    assert again.best is not None and again.best.values[0] >= first.best.values[0]  # type: ignore[union-attr]
+
+
+def test_front_2d_matches_the_brute_force_pareto() -> None:
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 5, 50, 300):
+        f = rng.normal(size=(n, 2))
+        got = set(front_2d(f).tolist())
+        assert got == set(pareto_indices(f.tolist(), [True, True]))
+    tied = np.array([[1.0, 1.0], [1.0, 1.0], [0.0, 2.0]])
+    assert front_2d(tied).tolist() == [0, 2]  # equal points: the first stays (rows are distinct candidates)
+
+
+def test_spread_order_covers_the_ends_first() -> None:
+    values = np.array([5.0, 1.0, 3.0, 9.0, 7.0, 2.0])
+    order = spread_order(values)
+    assert sorted(order.tolist()) == list(range(6))
+    assert {int(order[0]), int(order[1])} == {1, 3}  # smallest and largest
+
+
+def test_two_objectives_give_a_front_each_point_matched_at_its_flops() -> None:
+    space = load_space("resnet18")
+    result = run_search(plan_for(space, None, "t4", latency=1e-3, dtype="float16", objective=("max_flops", "latency")))
+    assert len(result.pareto) >= 10
+    assert len(result.pareto_matched) == len(result.pareto)
+    flops = [p.metrics.flops for p in result.pareto]
+    assert max(flops) / min(flops) > 2  # spread along the front, not one cluster
+    for p, m in zip(result.pareto, result.pareto_matched, strict=True):
+        if m is not None:
+            assert m.flops == p.metrics.flops
+            assert m.speedup == pytest.approx(m.latency_s / p.metrics.latency_s)
+    assert any(m is not None and m.speedup > 1.05 for m in result.pareto_matched)
+
+
+def test_batch_scores_rank_candidates_as_every_objective_does() -> None:
+    space = load_space("tiny")
+    plan = plan_for(space, 3e6, "t4", dtype="float16")
+    scorer = plan.scorer()
+    batch = BatchScorer(space, "t4", "float16")
+    widths, reductions = batch.random(30, seed=2)
+    scores = batch.score(widths, reductions)
+    for k in range(30):
+        result = scorer.analyze(space.apply({g.key: int(w) for g, w in zip(space.groups, widths[k], strict=True)}, {}))
+        for name, objective in OBJECTIVES.items():
+            assert objective.value(scores)[k] == pytest.approx(objective.value(result), rel=1e-9), name
+
+
+def test_the_command_searches_a_latency_budget_alone_and_prints_the_matched_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from explorer.cli import main
+
+    out = tmp_path / "run"
+    argv = ["--space", "resnet18", "--platform", "t4", "--dtype", "fp16", "--latency", "100us"]
+    argv += ["--objective", "max_flops,latency", "--out", str(out), "--no-report", "--trials", "40"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "latency <= 100 us per batch of 1" in printed and "Pareto front:" in printed
+    assert "uniform latency at same FLOPs" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["budgets"]["latency_s"] == pytest.approx(1e-4) and summary["budgets"]["flops_per_sample"] is None
+    assert summary["settings"]["latency_s"] == pytest.approx(1e-4)
+    front = summary["pareto"]
+    assert len(front) >= 10 and all(p["latency_s"] <= 1e-4 for p in front)
+    assert all("matched_uniform" in p for p in front)
+    assert any(p["matched_uniform"] and p["matched_uniform"]["speedup"] > 1 for p in front)
+    assert main(argv) == 0  # the same command resumes the stored study (the latency budget is part of it)
+    assert "resuming study 'explore': 40 trials done" in capsys.readouterr().err
+    assert main([*argv[:7], "200us", *argv[8:]]) == 2  # another latency budget is another study
+    assert "exists with different settings (latency_s: stored" in capsys.readouterr().err
