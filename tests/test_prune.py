@@ -285,8 +285,11 @@ def _tv_shapes() -> dict[str, tuple[int, ...]]:
 def test_a_flatten_into_a_dense_layer_converts_chw_to_hwc() -> None:
     arch = load_arch("alexnet")
     ours = {k: np.random.default_rng(1).normal(size=v.shape).astype(np.float32) for k, v in _shapes(arch).items()}
-    tv = to_torchvision(arch, ours)
-    assert tv["fc6.weight"].shape[1] == ours["fc6.kernel"].shape[0]
+    tv = to_torchvision(arch, ours)  # fc6 is torchvision's classifier.1, reading a flattened 6x6x256 map
+    h, w, c = 6, 6, 256
+    np.testing.assert_array_equal(  # input (y, x, channel) in HWC order is torchvision's (channel, y, x)
+        tv["classifier.1.weight"][:, (5 * h + 2) * w + 3], ours["fc6.kernel"][(2 * w + 3) * c + 5]
+    )
     back = from_torchvision(arch, tv)
     assert all(np.array_equal(back[k], ours[k]) for k in ours)
 
@@ -387,3 +390,73 @@ def test_the_digits_network_counts_by_hand() -> None:
     )
     result = analyze(load_arch("digits_resnet"))
     assert (result.params, result.macs) == (params, macs) == (308_074, 12_133_632)
+
+
+TORCHVISION_FACTS = {
+    # network: (state_dict entries without num_batches_tracked, {well-known key: its torchvision shape})
+    "mobilenet_v2": (
+        262,
+        {
+            "features.0.0.weight": (32, 3, 3, 3),
+            "features.0.1.running_var": (32,),
+            "features.1.conv.0.0.weight": (32, 1, 3, 3),
+            "features.1.conv.1.weight": (16, 32, 1, 1),
+            "features.2.conv.0.0.weight": (96, 16, 1, 1),
+            "features.2.conv.1.0.weight": (96, 1, 3, 3),
+            "features.17.conv.3.running_var": (320,),
+            "features.18.0.weight": (1280, 320, 1, 1),
+            "classifier.1.weight": (1000, 1280),
+        },
+    ),
+    "googlenet": (
+        287,
+        {
+            "conv1.conv.weight": (64, 3, 7, 7),
+            "conv1.bn.running_mean": (64,),
+            "conv3.conv.weight": (192, 64, 3, 3),
+            "inception3a.branch1.conv.weight": (64, 192, 1, 1),
+            "inception3a.branch2.0.conv.weight": (96, 192, 1, 1),
+            "inception3a.branch2.1.conv.weight": (128, 96, 3, 3),
+            "inception3a.branch3.1.conv.weight": (32, 16, 3, 3),
+            "inception3a.branch4.1.bn.running_mean": (32,),
+            "fc.weight": (1000, 1024),
+        },
+    ),
+    "vgg16": (
+        32,
+        {
+            "features.0.weight": (64, 3, 3, 3),
+            "features.28.weight": (512, 512, 3, 3),
+            "classifier.0.weight": (4096, 25088),
+            "classifier.6.bias": (1000,),
+        },
+    ),
+    "alexnet": (
+        16,
+        {
+            "features.0.weight": (64, 3, 11, 11),
+            "features.10.weight": (256, 256, 3, 3),
+            "classifier.1.weight": (4096, 9216),
+            "classifier.6.bias": (1000,),
+        },
+    ),
+    "resnet50": (
+        267,  # 53 convs, 53 batch norms x 4, fc weight and bias
+        {"layer1.0.bn3.weight": (256,), "layer4.0.downsample.0.weight": (2048, 1024, 1, 1), "fc.weight": (1000, 2048)},
+    ),
+}
+"""torchvision's state_dict facts, written out by hand from torchvision.models (no download)."""
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_FACTS))
+def test_zoo_weights_map_to_torchvision_names_and_layout(name: str) -> None:
+    arch = load_arch(name)
+    count, known = TORCHVISION_FACTS[name]
+    rng = np.random.default_rng(0)
+    ours = {k: rng.normal(size=v.shape).astype(np.float32) for k, v in _shapes(arch).items()}
+    tv = to_torchvision(arch, ours)
+    assert len(tv) == count
+    for key, shape in known.items():
+        assert tv[key].shape == shape, key
+    back = from_torchvision(arch, {**tv, "aux1.fc1.weight": np.zeros(3)})  # extra torchvision heads are ignored
+    assert set(back) == set(ours) and all(np.array_equal(back[k], ours[k]) for k in ours)

@@ -141,8 +141,8 @@ def _groups_of(nodes: tuple[Node, ...]) -> tuple[list[list[str]], set[str]]:
     groups: dict[str, list[str]] = {}
     for name in parent:
         groups.setdefault(find(name), []).append(name)
-    pinned_all = {m for g in groups.values() if any(find(p) == find(g[0]) for p in pinned) for m in g}
-    return list(groups.values()), pinned_all
+    pinned_roots = {find(p) for p in pinned}
+    return list(groups.values()), {m for root, group in groups.items() if root in pinned_roots for m in group}
 
 
 def _scores(
@@ -257,7 +257,7 @@ def prune(base: Arch, arrays: Mapping[str, np.ndarray], target: Arch, criterion:
         if name in chosen:
             kept[name] = chosen[name]
         elif isinstance(n.op, Concat):
-            offsets = np.cumsum([0, *(by_name_shape(by_name, i, base)[-1] for i in n.inputs)])
+            offsets = np.cumsum([0, *(shape[-1] for shape in n.input_shapes)])
             kept[name] = np.concatenate([kept[i] + offsets[k] for k, i in enumerate(n.inputs)])
         elif isinstance(n.op, Flatten) and len(n.input_shapes[0]) == 3:
             h, w, c = n.input_shapes[0]
@@ -270,10 +270,6 @@ def prune(base: Arch, arrays: Mapping[str, np.ndarray], target: Arch, criterion:
     if wrong:
         raise PruneError(f"pruned weights do not fit target={target.name!r} at {sorted(wrong)[0]!r}")
     return Pruned(target, out, kept, tuple(tuple(g) for g in groups), errors)
-
-
-def by_name_shape(by_name: Mapping[str, Node], name: str, base: Arch) -> tuple[int, ...]:
-    return base.input_shape if name == INPUT else by_name[name].output_shape
 
 
 def _normalised(score: np.ndarray) -> np.ndarray:

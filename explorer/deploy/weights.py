@@ -8,8 +8,10 @@ memory-safe format every framework reads.
 torchvision layout (`from_torchvision`, `to_torchvision`): a conv's `weight` is OIHW, a linear
 layer's `weight` is (out, in), batch norm has `weight`, `bias`, `running_mean`, `running_var`
 (`num_batches_tracked` is ignored). Op names map to torchvision's by the rules of the network's
-family (`TORCHVISION_RULES`: ResNet's `layer1.0.conv1.bn` is torchvision's `layer1.0.bn1`);
-other networks use the spec's own names, and `names=` overrides any of them.
+family (`TORCHVISION_RULES`: ResNet's `layer1.0.conv1.bn` is torchvision's `layer1.0.bn1`,
+MobileNet-v2's `features.2.dw` is `features.2.conv.1.0`, GoogLeNet's `inception3a.branch2.reduce` is
+`inception3a.branch2.0.conv`, VGG-16's `conv2_1` is `features.5`); other networks use the spec's
+own names, and `names=` overrides any of them.
 """
 
 from __future__ import annotations
@@ -35,8 +37,53 @@ TORCHVISION_RULES: dict[str, tuple[tuple[str, str], ...]] = {
         (r"^(.*)\.downsample\.bn$", r"\1.downsample.1"),
         (r"^(.*)\.downsample$", r"\1.downsample.0"),
     ),
+    "mobilenet_v2": (  # Conv2dNormActivation (conv .0, bn .1) and InvertedResidual's .conv list
+        (r"^features\.(0|18)$", r"features.\1.0"),
+        (r"^features\.(0|18)\.bn$", r"features.\1.1"),
+        (r"^features\.1\.dw$", "features.1.conv.0.0"),
+        (r"^features\.1\.dw\.bn$", "features.1.conv.0.1"),
+        (r"^features\.1\.project$", "features.1.conv.1"),
+        (r"^features\.1\.project\.bn$", "features.1.conv.2"),
+        (r"^features\.(\d+)\.expand$", r"features.\1.conv.0.0"),
+        (r"^features\.(\d+)\.expand\.bn$", r"features.\1.conv.0.1"),
+        (r"^features\.(\d+)\.dw$", r"features.\1.conv.1.0"),
+        (r"^features\.(\d+)\.dw\.bn$", r"features.\1.conv.1.1"),
+        (r"^features\.(\d+)\.project$", r"features.\1.conv.2"),
+        (r"^features\.(\d+)\.project\.bn$", r"features.\1.conv.3"),
+        (r"^classifier$", "classifier.1"),
+    ),
+    "googlenet": (  # BasicConv2d (.conv, .bn); branches are Sequentials (reduce .0, conv .1; pool .0, conv .1)
+        (r"^(.*)\.branch([23])\.reduce\.bn$", r"\1.branch\2.0.bn"),
+        (r"^(.*)\.branch([23])\.reduce$", r"\1.branch\2.0.conv"),
+        (r"^(.*)\.branch([23])\.bn$", r"\1.branch\2.1.bn"),
+        (r"^(.*)\.branch([23])$", r"\1.branch\2.1.conv"),
+        (r"^(.*)\.branch4\.bn$", r"\1.branch4.1.bn"),
+        (r"^(.*)\.branch4$", r"\1.branch4.1.conv"),
+        (r"^(.*)\.bn$", r"\1.bn"),
+        (r"^(conv\d|.*\.branch1)$", r"\1.conv"),
+    ),
+    "vgg16": (
+        *(
+            (rf"^conv{name}$", f"features.{index}")
+            for name, index in zip(
+                ("1_1", "1_2", "2_1", "2_2", "3_1", "3_2", "3_3", "4_1", "4_2", "4_3", "5_1", "5_2", "5_3"),
+                (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28),
+                strict=True,
+            )
+        ),
+        (r"^fc6$", "classifier.0"),
+        (r"^fc7$", "classifier.3"),
+        (r"^fc8$", "classifier.6"),
+    ),
+    "alexnet": (
+        *((rf"^conv{k}$", f"features.{index}") for k, index in zip(range(1, 6), (0, 3, 6, 8, 10), strict=True)),
+        (r"^fc6$", "classifier.1"),
+        (r"^fc7$", "classifier.4"),
+        (r"^fc8$", "classifier.6"),
+    ),
 }
-"""Op name -> torchvision module name, per network family (the arch name's prefix)."""
+"""Op name -> torchvision module name, per network family (the arch name's prefix); the first rule
+that matches applies. Networks of no family (mobilenet_v1 is not in torchvision) keep their names."""
 
 _TV_FIELDS = {
     Conv: {"kernel": "weight", "bias": "bias"},
@@ -66,12 +113,12 @@ def _variables(model: Network) -> dict[str, nnx.Variable]:
 
 def to_arrays(model: Network) -> dict[str, np.ndarray]:
     """Every weight of the model as `OP.FIELD` -> array (Flax layout)."""
-    return {k: np.array(v.get_value()) for k, v in _variables(model).items()}  # writable copies
+    return {k: np.array(v[...]) for k, v in _variables(model).items()}  # writable copies
 
 
 def expected_shapes(arch: Arch) -> dict[str, tuple[int, ...]]:
     """The name and Flax shape of every array a model of `arch` holds."""
-    return {k: tuple(v.get_value().shape) for k, v in _variables(_abstract(arch)).items()}
+    return {k: tuple(v.shape) for k, v in _variables(_abstract(arch)).items()}
 
 
 def _abstract(arch: Arch) -> Network:
@@ -95,7 +142,7 @@ def from_arrays(arch: Arch, arrays: Mapping[str, np.ndarray], *, strict: bool = 
         if tuple(value.shape) != shape:
             raise WeightsError(f"weights: {key!r} has shape {tuple(value.shape)}; {arch.name!r} needs {shape}")
         variable = variables[key]
-        variable.set_value(jnp.asarray(value, dtype=variable.get_value().dtype))
+        variable[...] = jnp.asarray(value, dtype=variable.dtype)  # works across flax 0.12.x
     return model
 
 

@@ -174,6 +174,8 @@ def run_search(plan: SearchPlan, *, stream: TextIO = sys.stderr) -> SearchResult
                 file=stream,
             )
     elif remaining:
+        if hasattr(sampler, "prepare"):  # the batch sampler screens before the claim lock is taken
+            sampler.prepare()
         progress = Progress(remaining, s.objective[0], stream, timeout_s=s.timeout_s)
         objective = make_objective(plan.space, scorer)
         work(study, objective, s.trials, lock=lock, timeout_s=s.timeout_s, callback=progress)
@@ -222,6 +224,8 @@ def worker_main(url: str, study_name: str, target: int, timeout_s: float | None,
         scorer=plan.scorer(),
     )
     study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
+    if hasattr(sampler, "prepare"):  # every worker screens at once, before the claim lock
+        sampler.prepare()
     objective = make_objective(plan.space, plan.scorer())
     work(study, objective, target, lock=claim_lock(url, study_name), timeout_s=timeout_s)
 

@@ -452,10 +452,18 @@ def spread_order(values: np.ndarray) -> np.ndarray:
     return order[np.array(picked)]
 
 
+CLAIM = "screen:params"
+"""Trial system attribute holding the params a batch sampler chose for it, set when the trial is
+created (under the claim lock `explorer.search.workers.work` holds around `study.ask()`), so that
+workers sharing a study never propose the same candidate twice."""
+
+
 class BatchSampler(optuna.samplers.BaseSampler):
     """An Optuna sampler that proposes what `Screen` found: the best candidate first, then the
-    next best distinct ones (or the front, spread), never one the study already holds. When the
-    proposals run out it searches on around the study's best trials (other workers' included)."""
+    next best distinct ones (or the front, spread), never one the study already holds or another
+    worker has claimed. When the proposals run out it searches on around the study's best trials
+    (other workers' included). Call `prepare()` before taking the claim lock: the screen then runs
+    in every worker at once, not one after another under the lock."""
 
     def __init__(
         self,
@@ -471,6 +479,7 @@ class BatchSampler(optuna.samplers.BaseSampler):
         self._screen: Screen | None = None
         self._queue: list[np.ndarray] = []
         self._exhausted = False
+        self._chosen: dict[int, dict[str, Any]] = {}
         self._fallback = optuna.samplers.RandomSampler(seed=seed)
         self._lattice = Lattice(space)
         self.found: Found | None = None
@@ -478,20 +487,38 @@ class BatchSampler(optuna.samplers.BaseSampler):
     def reseed_rng(self) -> None:
         self._fallback.reseed_rng()
 
+    def prepare(self) -> None:
+        """Run the screen now (once)."""
+        if self._screen is None:
+            self._start()
+
     def infer_relative_search_space(
         self, study: optuna.Study, trial: optuna.trial.FrozenTrial
     ) -> dict[str, BaseDistribution]:
         return self._lattice.distributions()
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """Choose the trial's candidate as it is created and claim it in the storage."""
+        if "fixed_params" in trial.system_attrs:  # an enqueued trial keeps its own params
+            return
+        params = self._choose(study, trial)
+        study._storage.set_trial_system_attr(trial._trial_id, CLAIM, params)  # as Optuna's NSGA-II stores its own
+        self._chosen[trial.number] = params
 
     def sample_relative(
         self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
         if not search_space:
             return {}
-        if self._screen is None:
-            self._start()
+        return self._chosen.pop(trial.number, None) or self._choose(study, trial)
+
+    def _choose(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        self.prepare()
         assert self._screen is not None
-        held = {self._key(t.params) for t in study.get_trials(deepcopy=False) if t.number != trial.number}
+        held = set()
+        for t in study.get_trials(deepcopy=False):
+            if t.number != trial.number:
+                held |= {self._key(t.params), self._key(t.system_attrs.get(CLAIM, {}))}
         for attempt in range(3):
             while self._queue:
                 row = self._queue.pop(0)
@@ -536,7 +563,7 @@ class BatchSampler(optuna.samplers.BaseSampler):
             )
 
     def _key(self, params: Mapping[str, Any]) -> bytes | None:
-        row = self._lattice.from_params(params)
+        row = self._lattice.from_params(params) if params else None
         return None if row is None else row.tobytes()
 
     def _seeds(self, study: optuna.Study, attempt: int) -> np.ndarray:
