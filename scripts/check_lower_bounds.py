@@ -47,7 +47,7 @@ def main() -> int:
     ).stdout
     install_s = time.monotonic() - start
     tests = subprocess.run(
-        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -68,6 +68,7 @@ def main() -> int:
         "",
         f"Install: {install_s:.0f} s. Tests: `{last}` (exit {tests.returncode}).",
         "",
+        *(f"- `{line}`" for line in tests.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))),
     ]
     (ROOT / "reports" / "lower_bounds.md").write_text("\n".join(report))
     print("\n".join(report))
