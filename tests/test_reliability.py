@@ -105,12 +105,25 @@ def test_interrupt_keeps_completed_trials_and_says_how_to_resume(
 ) -> None:
     out = tmp_path / "run"
     argv = [*EXPLORE, "--budget", "2GFLOPs", "--trials", "3000", "--out", str(out), "--no-report"]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while complete_count(out / "study.db") < 15 and time.monotonic() < deadline:
-        time.sleep(0.3)
-    proc.send_signal(signum)
-    _, err = proc.communicate(timeout=60)
+    # as from a terminal: a shell's background job (a CI runner's, say) starts with SIGINT ignored,
+    # and a child inherits that; restore the default so the signal lands as Ctrl-C would
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while complete_count(out / "study.db") < 15 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # never leave a search running into the next test
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == code, err
     assert said in err and "Run the same command again to resume" in err and "complete" in err
     url = f"sqlite:///{out / 'study.db'}"
