@@ -106,13 +106,12 @@ def test_interrupt_keeps_completed_trials_and_says_how_to_resume(
     out = tmp_path / "run"
     argv = [*EXPLORE, "--budget", "2GFLOPs", "--trials", "3000", "--out", str(out), "--no-report"]
     # as from a terminal: a shell's background job (a CI runner's, say) starts with SIGINT ignored,
-    # and a child inherits that; restore the default so the signal lands as Ctrl-C would
+    # and a child inherits that; a trampoline restores the default before exec, as Ctrl-C would find it
+    trampoline = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+    )
     proc = subprocess.Popen(
-        argv,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+        [sys.executable, "-c", trampoline, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     try:
         deadline = time.monotonic() + 120
