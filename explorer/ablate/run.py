@@ -248,10 +248,7 @@ def sample_feasible(
     for round_ in range(rounds):
         widths, reductions = scorer.random(per_round, seed=round_, bottleneck_share=0.5 if scorer.slots else 0.0)
         scores = scorer.score(widths, reductions)
-        flops = scores.flops / scores.batch
-        ok = (flops <= budget.flops) & (flops >= budget.floor_flops)
-        if budget.params is not None:
-            ok &= scores.params <= budget.params
+        ok, _ = budget.batch_feasibility(scores)  # the search's own budget check, on the batch
         drawn += per_round
         found += int(ok.sum())
         widths_kept.append(widths[ok])

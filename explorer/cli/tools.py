@@ -309,7 +309,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     from explorer.cost.roofline import analyze
     from explorer.deploy.prune import prune
-    from explorer.deploy.weights import load_weights, save_weights, to_arrays
+    from explorer.deploy.weights import load_weights, save_arrays, to_arrays
     from explorer.spec import load_arch
 
     base = load_arch(args.base)
@@ -341,6 +341,6 @@ def cmd_prune(args: argparse.Namespace) -> int:
             print(f"  {shown}: {full} -> {before} channels")
     for op, error in result.bottleneck_errors.items():
         print(f"  new bottleneck before {op}: truncated-SVD relative error {error:.3f}")
-    save_weights(result.model(), out)
+    save_arrays(result.arrays, target.name, out)  # shapes checked by prune; no model to build
     print(f"wrote {out} (load with explorer.deploy.weights.load_weights(load_arch({str(target_path)!r}), ...))")
     return 0

@@ -148,13 +148,19 @@ def from_arrays(arch: Arch, arrays: Mapping[str, np.ndarray], *, strict: bool = 
 
 def save_weights(model: Network, path: str | Path) -> Path:
     """Write the model's weights to a safetensors file (atomically); the arch name goes in its metadata."""
+    return save_arrays(to_arrays(model), model.arch.name, path)
+
+
+def save_arrays(arrays: Mapping[str, np.ndarray], arch_name: str, path: str | Path) -> Path:
+    """Write named Flax-layout arrays (`to_arrays`, `Pruned.arrays`) to a safetensors file, atomically,
+    without building a model."""
     from safetensors.numpy import save_file
 
     from explorer.files import atomic_write
 
     path = Path(path)
-    arrays = {k: np.ascontiguousarray(v) for k, v in to_arrays(model).items()}
-    atomic_write(path, lambda tmp: save_file(arrays, str(tmp), metadata={"arch": model.arch.name, "layout": "flax"}))
+    contiguous = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    atomic_write(path, lambda tmp: save_file(contiguous, str(tmp), metadata={"arch": arch_name, "layout": "flax"}))
     return path
 
 
