@@ -148,11 +148,9 @@ def _resnet_stem(n: Net) -> str:
     return n.op("maxpool", "maxpool", kernel=3, stride=2, padding=1)
 
 
-def resnet(name: str, layers: list[int], bottleneck: bool) -> None:
-    n = Net()
-    x = _resnet_stem(n)
-    cin = 64
-    for stage, (blocks, width) in enumerate(zip(layers, [64, 128, 256, 512], strict=True), 1):
+def _resnet_stages(n: Net, x: str, cin: int, layers: list[int], widths: list[int], bottleneck: bool) -> str:
+    """torchvision's ResNet stages after a stem giving `x` with `cin` channels; the last op's name."""
+    for stage, (blocks, width) in enumerate(zip(layers, widths, strict=True), 1):
         for b in range(blocks):
             p = f"layer{stage}.{b}"
             stride = 2 if stage > 1 and b == 0 else 1
@@ -170,6 +168,12 @@ def resnet(name: str, layers: list[int], bottleneck: bool) -> None:
             n.op(f"{p}.add", "add", inputs=[last, shortcut])
             x = n.op(f"{p}.act", "act", fn="relu")
             cin = cout
+    return x
+
+
+def resnet(name: str, layers: list[int], bottleneck: bool) -> None:
+    n = Net()
+    _resnet_stages(n, _resnet_stem(n), 64, layers, [64, 128, 256, 512], bottleneck)
     n.op("avgpool", "gap")
     n.op("fc", "dense", out=1000)
     paper = "He et al. 2016" + (
@@ -183,19 +187,7 @@ def resnet(name: str, layers: list[int], bottleneck: bool) -> None:
 def digits_resnet() -> None:
     """A three-stage ResNet for 16x16 digits (scripts/prune_digits.py), with torchvision's block names."""
     n = Net()
-    x = n.conv_bn_act("conv1", 32, 3, 1, 1)
-    cin = 32
-    for stage, width in enumerate([32, 64, 128], 1):
-        p = f"layer{stage}.0"
-        stride = 1 if stage == 1 else 2
-        n.conv_bn_act(f"{p}.conv1", width, 3, stride, 1, inputs=[x])
-        last = n.conv_bn_act(f"{p}.conv2", width, 3, 1, 1, fn=None)
-        shortcut = x
-        if stride != 1 or cin != width:
-            shortcut = n.conv_bn_act(f"{p}.downsample", width, 1, stride, fn=None, inputs=[x])
-        n.op(f"{p}.add", "add", inputs=[shortcut, last])
-        x = n.op(f"{p}.act", "act", fn="relu")
-        cin = width
+    _resnet_stages(n, n.conv_bn_act("conv1", 32, 3, 1, 1), 32, [1, 1, 1], [32, 64, 128], bottleneck=False)
     n.op("avgpool", "gap")
     n.op("fc", "dense", out=10)
     write(
