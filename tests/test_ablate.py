@@ -55,7 +55,7 @@ def test_a_dense_layer_is_memory_bound_at_batch_1_and_compute_bound_at_256(tmp_p
     spec = {"name": "fc4096", "input": [4096], "ops": [{"name": "fc", "kind": "dense", "out": 4096, "bias": False}]}
     (tmp_path / "fc.json").write_text(json.dumps(spec))
     (tmp_path / "ab.toml").write_text(
-        f'[fc-batch]\nbase = {{ platform = "v100" }}\nfactors = {{ arch = ["{tmp_path / "fc.json"}"], batch = [1, 256] }}\n'
+        f'[fc-batch]\nbase = {{ platform = "v100", latency_model = "roofline" }}\nfactors = {{ arch = ["{tmp_path / "fc.json"}"], batch = [1, 256] }}\n'
     )
     result = A.run_ablation(A.get_ablation(str(tmp_path / "ab.toml")), tmp_path / "out", jobs=1)
     rows = rows_by(result, "batch")
@@ -76,7 +76,7 @@ def test_vgg_is_compute_bound_and_mobilenet_v2_memory_bound_on_a_v100(tmp_path: 
     rows = rows_by(result, "arch", "batch")
     vgg, mobile = rows[("vgg16", 1)], rows[("mobilenet_v2", 1)]
     for name, row in (("vgg16", vgg), ("mobilenet_v2", mobile)):
-        ref = analyze(load_arch(name), "v100")
+        ref = analyze(load_arch(name), "v100", latency_model="roofline")
         assert row["intensity"] == pytest.approx(ref.intensity)
         assert row["attainable_flops_per_s"] == pytest.approx(ref.attainable_flops_per_s)
     assert vgg["intensity"] > 15.7e12 / 900e9 > mobile["intensity"]

@@ -1,6 +1,6 @@
 """Golden counts: every base architecture against its published complexity.
 
-References (../shared/reference/cnn-complexity.md): torchvision's model tables, whose "GFLOPS"
+References: torchvision's model tables, whose "GFLOPS"
 column is GMACs (VGG-16 15.47 is exactly its MAC count) and whose parameter counts are exact
 (`num_params` of the weights' metadata); papers where torchvision has no model. MACs count conv
 and dense layers only, as those tables do.

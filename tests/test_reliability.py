@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from conftest import alive, children, complete_count, explore_workers, missing_tool, plan_for
 from explorer.cost.roofline import analyze
 from explorer.search import make_objective, open_storage, run_search, work
-from explorer.search.batch import QUANTITIES, BatchScorer
+from explorer.search.batch import TOTALS, BatchScorer
 from explorer.space import load_space
 from explorer.spec import ACTIVATIONS, Act, Arch, AvgPool, BatchNorm, Conv, MaxPool, SpecError
 
@@ -50,7 +50,7 @@ def test_batch_scores_equal_analyze(name: str, dtype: str, batch: int, traffic: 
     scores = scorer.score(widths, reductions)
     for k in range(len(widths)):
         ref = scorer._analyze(widths[k], reductions[k])
-        for q in QUANTITIES:
+        for q in TOTALS:
             assert getattr(scores, q)[k] == getattr(ref, q), (k, q)
         assert scores.latency_s[k] == pytest.approx(ref.latency_s, rel=1e-12)
         assert scores.memory_bound_share[k] == pytest.approx(ref.memory_bound_share, rel=1e-9, abs=1e-15)
@@ -145,17 +145,18 @@ def test_interrupt_keeps_completed_trials_and_says_how_to_resume(
 def test_three_separate_workers_on_one_sqlite_study_stop_at_the_total(tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
-    procs = explore_workers(out, trials=60, count=3)
+    total = 240  # trials run at ~35/s after each worker's screen: enough for the later screens to finish and join
+    procs = explore_workers(out, trials=total, count=3)
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
     trials = optuna.load_study(study_name="explore", storage=f"sqlite:///{out / 'study.db'}").trials
-    assert len(trials) == 60
-    assert sorted(t.number for t in trials) == list(range(60))
+    assert len(trials) == total
+    assert sorted(t.number for t in trials) == list(range(total))
     assert all(t.state.name == "COMPLETE" for t in trials)
     assert len({t.user_attrs["worker"] for t in trials}) >= 2
     params = [tuple(sorted(t.params.items())) for t in trials]
-    assert len(set(params)) == 60  # each trial's candidate is claimed as it is created: none twice
+    assert len(set(params)) == total  # each trial's candidate is claimed as it is created: none twice
 
 
 def test_workers_die_with_their_parent(tmp_path: Path) -> None:
@@ -293,7 +294,7 @@ def test_analyzer_numbers_are_finite_non_negative_and_add_up(
 ) -> None:
     r = analyze(arch, platform, "float32", batch, traffic, convention)
     numbers = {
-        **{q: getattr(r, q) for q in (*QUANTITIES, "weight_bytes", "input_bytes", "output_bytes")},
+        **{q: getattr(r, q) for q in (*TOTALS, "weight_bytes", "input_bytes", "output_bytes")},
         "latency_s": r.latency_s,
         "attainable": r.attainable_flops_per_s,
         "intensity": r.intensity,
@@ -301,7 +302,7 @@ def test_analyzer_numbers_are_finite_non_negative_and_add_up(
     }
     for key, value in numbers.items():
         assert math.isfinite(value) and value >= 0, (key, value)
-    for q in (*QUANTITIES, "weight_bytes", "input_bytes", "output_bytes"):
+    for q in (*TOTALS, "weight_bytes", "input_bytes", "output_bytes"):
         assert getattr(r, q) == sum(getattr(layer, q) for layer in r.layers), q
     assert r.latency_s == pytest.approx(sum(layer.time_s for layer in r.layers))
     assert r.attainable_flops_per_s <= r.peak_flops_per_s * (1 + 1e-12)

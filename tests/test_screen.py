@@ -53,15 +53,21 @@ def brute_force(space: Space, scorer: Scorer) -> tuple[float, int]:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_the_default_search_finds_the_exact_optimum_of_an_enumerable_space(dtype: str) -> None:
+@pytest.mark.parametrize("model", ["auto", "roofline"])
+def test_the_default_search_finds_the_exact_optimum_of_an_enumerable_space(dtype: str, model: str) -> None:
     space = small_space()
-    plan = plan_for(space, 2.5e6, "v100", dtype=dtype)  # every default: sampler, trials, screen
+    plan = plan_for(
+        space, 2.5e6, "v100", dtype=dtype, latency_model=model
+    )  # every other default: sampler, trials, screen
+    assert plan.settings.latency_model == ("kernel" if model == "auto" else "roofline")
     optimum, feasible = brute_force(space, plan.scorer())
     assert 20 < feasible < space.size() / 2  # the budget binds
     result = run_search(plan)
     assert result.best is not None and result.best.feasible
     assert result.best.values[0] == pytest.approx(optimum, rel=1e-12)
-    assert result.matched is not None and result.matched.speedup > 1.01  # not the trivial answer
+    # not the trivial answer (under the kernel model, launch overhead dominates this tiny network at batch 1
+    # and uniform width is within 0.5% of the optimum, so only the roofline's answer differs from it)
+    assert result.matched is not None and result.matched.speedup > (1.01 if model == "roofline" else 0.99)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
@@ -220,20 +226,22 @@ def test_the_command_searches_a_latency_budget_alone_and_prints_the_matched_fron
     from explorer.cli import main
 
     out = tmp_path / "run"
-    argv = ["--space", "resnet18", "--platform", "t4", "--dtype", "fp16", "--latency", "100us"]
+    argv = ["--space", "resnet18", "--platform", "t4", "--dtype", "fp16", "--latency", "450us"]  # smallest: 389 us
     argv += ["--objective", "max_flops,latency", "--out", str(out), "--no-report", "--trials", "40"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "latency <= 100 us per batch of 1" in printed and "Pareto front:" in printed
+    assert "latency <= 450 us per batch of 1" in printed and "Pareto front:" in printed
     assert "uniform latency at same FLOPs" in printed
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["budgets"]["latency_s"] == pytest.approx(1e-4) and summary["budgets"]["flops_per_sample"] is None
-    assert summary["settings"]["latency_s"] == pytest.approx(1e-4)
+    assert summary["budgets"]["latency_s"] == pytest.approx(4.5e-4) and summary["budgets"]["flops_per_sample"] is None
+    assert (
+        summary["settings"]["latency_s"] == pytest.approx(4.5e-4) and summary["settings"]["latency_model"] == "kernel"
+    )
     front = summary["pareto"]
-    assert len(front) >= 10 and all(p["latency_s"] <= 1e-4 for p in front)
+    assert len(front) >= 10 and all(p["latency_s"] <= 4.5e-4 for p in front)
     assert all("matched_uniform" in p for p in front)
     assert any(p["matched_uniform"] and p["matched_uniform"]["speedup"] > 1 for p in front)
     assert main(argv) == 0  # the same command resumes the stored study (the latency budget is part of it)
     assert "resuming study 'explore': 40 trials done" in capsys.readouterr().err
-    assert main([*argv[:7], "200us", *argv[8:]]) == 2  # another latency budget is another study
+    assert main([*argv[:7], "500us", *argv[8:]]) == 2  # another latency budget is another study
     assert "exists with different settings (latency_s: stored" in capsys.readouterr().err

@@ -87,9 +87,10 @@ def test_default_search_finds_the_exact_optimum_of_an_enumerable_space() -> None
 
 
 def test_search_beats_the_best_uniform_multiplier_on_v100_fp16() -> None:
-    """ResNet-18, 2 GFLOPs, V100 tensor cores: per-layer widths and bottlenecks beat one multiplier."""
+    """ResNet-18, 2 GFLOPs, V100 tensor cores: per-layer widths and bottlenecks beat one multiplier
+    (by 5% under the seed's roofline; the kernel model's margin is in the README's headline)."""
     space = load_space("resnet18")
-    result = run_search(plan_for(space, dtype="float16", trials=200))
+    result = run_search(plan_for(space, dtype="float16", trials=200, latency_model="roofline"))
     assert result.best is not None and result.uniform is not None
     assert result.best.feasible and result.uniform.feasible
     assert result.best.result.flops <= 2e9

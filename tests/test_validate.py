@@ -96,8 +96,12 @@ def test_validate_on_tiny_models_writes_its_tables(tmp_path: Path, capsys: pytes
         assert row["ratio"] == pytest.approx(row["predicted_s"] / row["measured_s"])
         arch = load_arch("tiny") if row["label"] == "tiny" else None
         if arch is not None:
-            assert row["predicted_s"] == pytest.approx(analyze(arch, "xeon-8380", traffic="rw").latency_s)
+            assert row["predicted_s"] == pytest.approx(
+                analyze(arch, "xeon-8380", traffic="rw", latency_model="roofline").latency_s
+            )
+            assert row["kernel_s"] == pytest.approx(analyze(arch, "xeon-8380", latency_model="kernel").latency_s)
     assert -1 <= data["roofline"]["spearman"] <= 1 and data["roofline"]["n"] == 5
+    assert data["kernel"]["n"] == 5 and len(data["kernel_spearman_ci95"]) == 2 and data["noise_iqr_over_median"] >= 0
     assert data["isolated_layers"]["n"] == 5 and all(row["layers_s"] > 0 for row in data["rows"])
     assert (out / "validation.csv").read_text().splitlines()[0].startswith("label,group,flops,params,measured_s")
     assert (out / "figures" / "validation.png").exists()

@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "dtype": SEARCH.dtype,
     "batch": SEARCH.batch,
     "traffic": SEARCH.traffic,
+    "latency_model": SEARCH.latency_model,
     "convention": SEARCH.convention,
     "budget": "2GFLOPs",  # the main command's budget
     "params": None,

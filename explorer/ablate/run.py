@@ -46,6 +46,7 @@ def cell_plan(cell: Mapping[str, Any], storage: str | None = None) -> SearchPlan
         dtype=cell["dtype"],
         batch=cell["batch"],
         traffic=cell["traffic"],
+        latency_model=cell["latency_model"],
         convention=cell["convention"],
         keep=parse_keep(cell["keep"]) if cell["keep"] else None,
         align=cell["align"],
@@ -67,7 +68,13 @@ def run_cell(cell: Mapping[str, Any], folder: str) -> dict[str, Any]:
     if cell["method"] == "fixed":
         platform = get_platform(cell["platform"])
         result = analyze(
-            load_arch(cell["arch"]), platform, cell["dtype"], cell["batch"], cell["traffic"], cell["convention"]
+            load_arch(cell["arch"]),
+            platform,
+            cell["dtype"],
+            cell["batch"],
+            cell["traffic"],
+            cell["convention"],
+            latency_model=cell["latency_model"],
         )
         row = Metrics.of(result).to_json() | {"widths": {}}
     else:
@@ -213,7 +220,9 @@ def design_space_edf(ablation: Ablation, overrides: Mapping[str, Any] | None = N
         cell = normalise(dict(ablation.reference_cell(overrides)) | {factor: value, "method": "searched"})
         plan = cell_plan(cell)
         s = plan.settings
-        scorer = BatchScorer(plan.space, plan.platform, s.dtype, s.batch, s.traffic, s.convention)
+        scorer = BatchScorer(
+            plan.space, plan.platform, s.dtype, s.batch, s.traffic, s.convention, latency_model=s.latency_model
+        )
         _, _, scores, drawn, found = sample_feasible(scorer, plan.budget, n)
         sample = getattr(scores, metric)
 

@@ -90,6 +90,8 @@ FLAGS = {
     "dtype": "--dtype",
     "batch": "--batch",
     "traffic": "--traffic",
+    "rounds": "--rounds",
+    "latency_model": "--latency-model",
     "convention": "--convention",
     "keep": "--keep",
     "align": "--align",

@@ -7,6 +7,7 @@ from typing import Any
 
 from explorer.conventions import BYTES_PER_ELEMENT, MAC_CONVENTIONS, TRAFFIC_MODELS, canonical_dtype
 from explorer.cost.platforms import DEFAULT_PLATFORM, Platform, custom_platform, get_platform
+from explorer.cost.roofline import LATENCY_MODELS
 from explorer.search import DEFAULTS
 from explorer.units import parse_quantity
 
@@ -33,6 +34,12 @@ def add_platform_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--traffic", choices=list(TRAFFIC_MODELS), help=f"memory-traffic model (default {DEFAULTS.traffic})")
     g.add_argument(
         "--convention", choices=list(MAC_CONVENTIONS), help=f"MAC convention (default {DEFAULTS.convention})"
+    )
+    g.add_argument(
+        "--latency-model",
+        choices=["auto", *LATENCY_MODELS],
+        help="latency model: kernel (fused kernels, overhead, tiles; validated in reports/deepbench and "
+        "reports/validation-cpu), roofline (the seed's), or auto: the platform's best-validated (default)",
     )
 
 

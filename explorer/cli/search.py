@@ -153,6 +153,7 @@ def search_settings(args: argparse.Namespace) -> Settings:
         "dtype": args.dtype,
         "batch": args.batch,
         "traffic": args.traffic,
+        "latency_model": args.latency_model,
         "convention": args.convention,
         "keep": parse_keep(args.keep) if args.keep is not None else None,
         "align": args.align,
@@ -239,7 +240,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if result.best is not None:
         print(
             f"  check: explore score {plan.out}/best_arch.json --platform {plan.platform.key} --dtype {s.dtype} "
-            f"--batch {s.batch} --traffic {s.traffic} --convention {s.convention}"
+            f"--batch {s.batch} --traffic {s.traffic} --convention {s.convention} --latency-model {s.latency_model}"
         )
     if result.worker_failures:
         print(

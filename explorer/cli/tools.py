@@ -1,4 +1,4 @@
-"""The other subcommands: score, platforms, spaces, prune, ablate, calibrate, validate."""
+"""The other subcommands: score, platforms, spaces, prune, ablate, calibrate, validate, verify."""
 
 from __future__ import annotations
 
@@ -43,6 +43,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     cal.add_argument("--quick", action="store_true", help="small sizes and few repeats (seconds; less accurate)")
     cal.add_argument("--no-efficiency", action="store_true", help="skip the per-layer-kind efficiency measurement")
     cal.add_argument("--batch", type=int, default=1, help="batch for the per-kind efficiency layers (default 1)")
+    cal.add_argument(
+        "--refit",
+        metavar="FILE",
+        help="refit the kernel-model constants of a calibrated platform FILE from the measurements stored beside it "
+        "(FILE.training.json); times nothing",
+    )
     cal.set_defaults(func=cmd_calibrate)
 
     val = sub.add_parser("validate", help="measured vs predicted latency of real Flax models on this machine")
@@ -63,6 +69,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     val.add_argument("--out", default="runs/validate", help="report folder (default runs/validate)")
     val.set_defaults(func=cmd_validate)
+
+    ver = sub.add_parser(
+        "verify",
+        help="time a search's best, uniform width at matched FLOPs and the base here; compare with predictions",
+    )
+    ver.add_argument("run_dir", help="a folder written by `explore --out RUN_DIR` (summary.json, best_arch.json)")
+    ver.add_argument("--rounds", type=int, default=30, help="interleaved timing rounds (default 30)")
+    ver.set_defaults(func=cmd_verify)
 
     prune = sub.add_parser("prune", help="prune trained weights of a base network to a searched architecture")
     prune.add_argument("base", help="the base architecture the weights belong to (a name or a spec .json file)")
@@ -90,7 +104,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     dtype, batch, traffic, convention = scoring_args(args)
     platform = platform_from_args(args, dtype)
     arch = load_arch(args.arch)
-    result = analyze(arch, platform, dtype, batch, traffic, convention)
+    result = analyze(arch, platform, dtype, batch, traffic, convention, latency_model=args.latency_model)
     if args.json == "-":
         sys.stdout.write(dumps_json(result.to_dict() | {"platform_info": platform.to_dict()}))
         return 0
@@ -123,11 +137,24 @@ def cmd_platforms(args: argparse.Namespace) -> int:
         fp32 = p.peak_flops_per_s.get("float32")
         ridge = f"{fp32 / p.bandwidth_bytes_per_s:.1f}" if fp32 else "-"
         memory = f"{p.memory_bytes / 1e9:g}" if p.memory_bytes else "-"
-        rows.append([p.key, p.name, peaks, f"{p.bandwidth_bytes_per_s / 1e9:g}", ridge, memory])
+        model = (
+            f"kernel ({p.runtime}, {p.processors} {'SMs' if p.runtime == 'cudnn' else 'cores'})"
+            if p.latency_model == "kernel"
+            else "roofline"
+        )
+        rows.append([p.key, p.name, peaks, f"{p.bandwidth_bytes_per_s / 1e9:g}", ridge, memory, model])
     print(
         render(
             rows,
-            ["key", "platform", "peak TFLOP/s per dtype", "bandwidth GB/s", "fp32 ridge FLOP/B", "memory GB"],
+            [
+                "key",
+                "platform",
+                "peak TFLOP/s per dtype",
+                "bandwidth GB/s",
+                "fp32 ridge FLOP/B",
+                "memory GB",
+                "latency model",
+            ],
             {3, 4, 5},
         )
     )
@@ -222,7 +249,16 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from explorer.measure.calibrate import calibrate, nearest_catalog_entry, platform_toml
+    from explorer.measure.calibrate import calibrate, nearest_catalog_entry, platform_toml, refit
+
+    if args.refit is not None:
+        path = Path(args.refit)
+        if not path.is_file():
+            raise UsageError(f"--refit {args.refit!r}: no such file; give a platform file `explore calibrate` wrote")
+        writable(path.parent if str(path.parent) else Path("."), "refit")
+        refit(path, stream=sys.stdout)
+        print(f"  rewrote the kernel constants in {path}")
+        return 0
 
     try:
         dtypes = [canonical_dtype(d.strip()) for d in args.dtypes.split(",") if d.strip()]
@@ -241,6 +277,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(f"explore calibrate: {'quick' if args.quick else 'full'} measurement of this machine (JAX default backend)")
     cal = calibrate(dtypes, quick=args.quick, efficiency=not args.no_efficiency, batch=args.batch, stream=sys.stdout)
     write_text(out, platform_toml(cal, args.key))
+    if cal.training:
+        write_text(
+            out.with_suffix(".training.json"),
+            dumps_json({"recipe": cal.training_recipe, "rows": cal.training, "kernel_fit": cal.kernel_fit}),
+        )
     platform = cal.platform(args.key)
     dtype = "float32" if "float32" in platform.peak_flops_per_s else dtypes[0]
     near, _ = nearest_catalog_entry(platform, dtype) if dtype in ("float32",) else (None, 0)
@@ -303,6 +344,33 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 f"{s.median_ratio:.2f}, median |error| {s.median_abs_error:.0%}"
             )
     print(f"  wrote {out}/report.html, report.md, validation.csv, validation.json  ({v.wall_s:.0f} s)")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from explorer.measure.verify import VerifyError, section, verify, write_verification
+
+    if args.rounds < 5:
+        raise UsageError(f"--rounds {args.rounds} must be >= 5 (the intervals need repeated rounds)")
+    run = Path(args.run_dir)
+    if not run.is_dir():
+        raise UsageError(
+            f"run_dir={args.run_dir!r} is not a folder; give the folder of a search (explore --out RUN_DIR)"
+        )
+    writable(run, "run_dir")
+    try:
+        v = verify(run, rounds=args.rounds, stream=sys.stdout)
+    except VerifyError as exc:
+        raise UsageError(str(exc)) from None
+    if not v.measured_here:
+        print(
+            f"explore: warning: the run's platform {v.platform!r} was not measured on this machine (`explore calibrate`); "
+            "its predictions describe other hardware than the one timed here",
+            file=sys.stderr,
+        )
+    written = write_verification(v, run)
+    print(section(v))
+    print(f"  wrote {', '.join(str(p) for p in written)}")
     return 0
 
 

@@ -39,6 +39,19 @@ class Platform:
     source: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Free-form provenance (e.g. how and when a calibration measured it)."""
+    processors: int | None = None
+    """Streaming multiprocessors (GPU) or cores (CPU) that kernels' tiles are dealt to (kernel model)."""
+    runtime: str | None = None
+    """How kernels are formed and run: 'cudnn' or 'xla' (`explorer.cost.kernels.RUNTIMES`)."""
+    tiles: tuple[tuple[int, int], ...] | None = None
+    """GEMM tile shapes (rows x output channels); None: the runtime's defaults."""
+    kernel_params: Any = None
+    """`KernelParams` measured for this platform (a calibration); None: the runtime's fitted defaults."""
+
+    @property
+    def latency_model(self) -> str:
+        """The default latency model: 'kernel' where the platform describes its kernels, else 'roofline'."""
+        return "kernel" if self.processors is not None and self.runtime is not None else "roofline"
 
     def peak(self, dtype: str) -> float:
         """Peak FLOP/s for `dtype`; raises PlatformError listing the dtypes this platform has."""
@@ -61,6 +74,10 @@ class Platform:
             "memory_bytes": self.memory_bytes,
             "source": self.source,
             **({"extra": dict(self.extra)} if self.extra else {}),
+            **({"processors": self.processors} if self.processors is not None else {}),
+            **({"runtime": self.runtime} if self.runtime is not None else {}),
+            **({"tiles": [list(t) for t in self.tiles]} if self.tiles else {}),
+            **({"kernel_params": self.kernel_params.to_dict()} if self.kernel_params is not None else {}),
         }
 
 
@@ -74,7 +91,60 @@ def platform_from_dict(data: Mapping[str, Any]) -> Platform:
         memory_bytes=None if data.get("memory_bytes") is None else float(data["memory_bytes"]),
         source=str(data.get("source", "")),
         extra=MappingProxyType(dict(data.get("extra", {}))),
+        processors=data.get("processors"),
+        runtime=data.get("runtime"),
+        tiles=tuple(tuple(t) for t in data["tiles"]) if data.get("tiles") else None,
+        kernel_params=_kernel_params(data["kernel_params"], "stored platform") if data.get("kernel_params") else None,
     )
+
+
+def _kernel_params(value: Any, where: str) -> Any:
+    from explorer.cost.kernels import KernelModelError, KernelParams
+
+    if not isinstance(value, Mapping):
+        raise PlatformError(f"{where}: kernel={short_repr(value)} must be a table of kernel-model parameters")
+    try:
+        return KernelParams.from_mapping(value, where)
+    except KernelModelError as e:
+        raise PlatformError(str(e)) from None
+
+
+def _kernel_fields(where: str, table: Mapping[str, Any]) -> dict[str, Any]:
+    """`processors`, `runtime`, `tiles` and `kernel` (the kernel model's view of a platform)."""
+    from explorer.cost.kernels import RUNTIMES
+
+    out: dict[str, Any] = {}
+    if "processors" in table:
+        value = table["processors"]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
+            raise PlatformError(f"{where}: processors={short_repr(value)} must be a whole number of SMs or cores >= 1")
+        out["processors"] = value
+    if "runtime" in table:
+        if table["runtime"] not in RUNTIMES:
+            raise PlatformError(
+                f"{where}: runtime={short_repr(table['runtime'])} is not known; use one of: {', '.join(RUNTIMES)}"
+            )
+        out["runtime"] = table["runtime"]
+    if "tiles" in table:
+        tiles = table["tiles"]
+        ok = (
+            isinstance(tiles, list)
+            and tiles
+            and all(
+                isinstance(t, list)
+                and len(t) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096 for v in t)
+                for t in tiles
+            )
+        )
+        if not ok:
+            raise PlatformError(
+                f"{where}: tiles={short_repr(tiles)} must be a list of [rows, channels] pairs, e.g. [[128, 128], [64, 64]]"
+            )
+        out["tiles"] = tuple(tuple(t) for t in tiles)
+    if "kernel" in table:
+        out["kernel_params"] = _kernel_params(table["kernel"], f"{where} kernel")
+    return out
 
 
 def _number(where: str, key: str, value: Any, scale: float = 1.0) -> float:
@@ -110,7 +180,18 @@ def _extra(where: str, value: Any) -> dict[str, Any]:
 def platform_from_table(key: str, table: Mapping[str, Any], where: str) -> Platform:
     """Parse one catalog table (units in the key names: TFLOP/s, GB/s, GB)."""
     where = f"{where} [{key}]"
-    known = {"name", "peak_tflop_per_s", "bandwidth_gb_per_s", "memory_gb", "source", "extra"}
+    known = {
+        "name",
+        "peak_tflop_per_s",
+        "bandwidth_gb_per_s",
+        "memory_gb",
+        "source",
+        "extra",
+        "processors",
+        "runtime",
+        "tiles",
+        "kernel",
+    }
     unknown = set(table) - known
     if unknown:
         raise PlatformError(f"{where}: unknown key(s) {sorted(unknown)}; a platform has: {', '.join(sorted(known))}")
@@ -139,6 +220,7 @@ def platform_from_table(key: str, table: Mapping[str, Any], where: str) -> Platf
         memory_bytes=None if memory is None else _number(where, "memory_gb", memory, GIGA),
         source=str(table.get("source", "")),
         extra=MappingProxyType(_extra(where, table.get("extra", {}))),
+        **_kernel_fields(where, table),
     )
 
 

@@ -38,6 +38,11 @@ def validation_info(v: Validation) -> ValidationInfo:
         for group in dict.fromkeys(r.group for r in v.rows)
     ]
     spearman = f"Spearman: roofline {v.roofline.spearman:.2f}, FLOPs alone {v.flops.spearman:.2f}"
+    if v.kernel:
+        series.insert(
+            0, ValidationSeries("kernel model, all", tuple((r.label, r.measured_s, r.kernel_s) for r in v.rows))
+        )  # type: ignore[misc]
+        spearman += f", kernel model {v.kernel.spearman:.2f}"
     if v.calibrated:
         series.append(
             ValidationSeries(
@@ -85,15 +90,31 @@ def write_outputs(v: Validation, out: Path) -> list[Path]:
         "flops_only": asdict(v.flops),
         "kind_factors": v.kind_factors,
         "isolated_layers": asdict(v.layers) if v.layers else None,
+        "kernel": asdict(v.kernel) if v.kernel else None,
+        "kernel_spearman_ci95": list(v.kernel_spearman_ci) if v.kernel_spearman_ci else None,
+        "noise_iqr_over_median": v.noise,
         "rows": [asdict(r) | {"ratio": r.ratio, "calibrated_ratio": r.calibrated_ratio} for r in v.rows],
         "wall_s": v.wall_s,
     }
     write_text(out / "validation.json", dumps_json(payload))
     header = ["architecture", "group", "FLOPs/sample", "params", "measured", "roofline", "roofline / measured"]
+    if v.kernel:
+        header += ["kernel model", "kernel / measured"]
     if v.calibrated:
         header += ["calibrated", "calibrated / measured"]
     lines = [
-        ["label", "group", "flops", "params", "measured_s", "predicted_s", "calibrated_s", "layers_s", "compile_s"]
+        [
+            "label",
+            "group",
+            "flops",
+            "params",
+            "measured_s",
+            "predicted_s",
+            "calibrated_s",
+            "layers_s",
+            "compile_s",
+            "kernel_s",
+        ]
     ]
     rows = []
     for r in v.rows:
@@ -108,6 +129,7 @@ def write_outputs(v: Validation, out: Path) -> list[Path]:
                 "" if r.calibrated_s is None else f"{r.calibrated_s:.6g}",
                 "" if r.layers_s is None else f"{r.layers_s:.6g}",
                 f"{r.compile_s:.3g}",
+                "" if r.kernel_s is None else f"{r.kernel_s:.6g}",
             ]
         )
         row = [
@@ -119,6 +141,8 @@ def write_outputs(v: Validation, out: Path) -> list[Path]:
             si(r.predicted_s, "s"),
             f"{r.ratio:.2f}",
         ]
+        if v.kernel:
+            row += [si(r.kernel_s or 0, "s"), f"{(r.kernel_s or 0) / r.measured_s:.2f}"]
         if v.calibrated:
             row += [si(r.calibrated_s or 0, "s"), f"{r.calibrated_ratio:.2f}"]
         rows.append(row)
@@ -134,7 +158,12 @@ def write_outputs(v: Validation, out: Path) -> list[Path]:
             f"{s.median_abs_error:.0%}",
         )
 
-    stat_rows = [stat_row("roofline (analytic)", v.roofline)]
+    stat_rows = []
+    if v.kernel:
+        stat_rows.append(
+            stat_row("kernel model (fused kernels, overhead, tiles; constants from calibration)", v.kernel)
+        )
+    stat_rows.append(stat_row("roofline (analytic, the seed's model)", v.roofline))
     if v.calibrated:
         stat_rows.append(stat_row("roofline x per-kind efficiency (calibrated)", v.calibrated))
     stat_rows.append(stat_row("FLOPs alone (FLOPs / peak)", v.flops))
@@ -164,12 +193,28 @@ def write_outputs(v: Validation, out: Path) -> list[Path]:
                 ("set", f"{len(v.rows)} architectures: " + ", ".join(sorted({r.group for r in v.rows}))),
                 (
                     "measurement",
-                    f"jitted Flax forward pass, batch {v.batch}, median of {v.repeats} runs after "
-                    "2 warm-up runs, block_until_ready",
+                    f"jitted Flax forward pass, batch {v.batch}, median of {v.repeats} interleaved rounds after "
+                    "2 warm-up rounds, block_until_ready",
                 ),
                 (
                     "prediction",
-                    f"roofline latency (sum of per-layer max(FLOPs / peak, bytes / bandwidth)), traffic '{v.traffic}'",
+                    "kernel model (explorer/cost/kernels.py) with the platform's calibrated constants; roofline latency "
+                    f"(sum of per-layer max(FLOPs / peak, bytes / bandwidth)), traffic '{v.traffic}'",
+                ),
+                (
+                    "noise",
+                    f"median interquartile range of the timed runs: {v.noise:.1%} of the median (interleaved rounds: "
+                    "every round times each model once)",
+                ),
+                *(
+                    [
+                        (
+                            "kernel model Spearman, 95% bootstrap interval",
+                            f"{v.kernel_spearman_ci[0]:.3f} - {v.kernel_spearman_ci[1]:.3f} (2000 resamples of the architectures)",
+                        )
+                    ]
+                    if v.kernel_spearman_ci
+                    else []
                 ),
                 ("wall time", f"{v.wall_s:.0f} s"),
             )

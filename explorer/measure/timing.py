@@ -122,6 +122,37 @@ def forward_latency_s(arch: Arch, batch: int, repeats: int, dtype: str = "float3
     return median_time_s(lambda: forward(state, x).block_until_ready(), repeats), compile_s
 
 
+def interleaved_latency_s(
+    archs: Sequence[Arch], batch: int, repeats: int, dtype: str = "float32", rounds_warmup: int = 2
+) -> list[tuple[float, float, list[float]]]:
+    """(median latency, compile seconds, every timed run) per architecture, timed in interleaved
+    rounds: every round runs each model once, so drift of the machine (other load, clocks) hits
+    all models alike instead of whichever was being timed."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from explorer.model import abstract_model
+
+    runs = []
+    for arch in archs:
+        graph, state = nnx.split(abstract_model(arch, param_dtype=jnp.dtype(dtype)))
+        state = jax.tree.map(lambda s: jnp.full(s.shape, 0.01, s.dtype), state)
+        x = jnp.ones((batch, *arch.input_shape), jnp.dtype(dtype))
+        start = time.perf_counter()
+        forward = jax.jit(lambda st, inp, graph=graph: nnx.merge(graph, st)(inp)).lower(state, x).compile()
+        compile_s = time.perf_counter() - start
+        runs.append((lambda forward=forward, state=state, x=x: forward(state, x).block_until_ready(), compile_s))
+    times: list[list[float]] = [[] for _ in archs]
+    for round_ in range(rounds_warmup + repeats):
+        for k, (run, _) in enumerate(runs):
+            start = time.perf_counter()
+            run()
+            if round_ >= rounds_warmup:
+                times[k].append(time.perf_counter() - start)
+    return [(statistics.median(t), c, t) for t, (_, c) in zip(times, runs, strict=True)]
+
+
 # ---------------------------------------------------------------- per-kind efficiency
 
 # Representative single layers per class (input shape, op fields): typical ImageNet-CNN shapes.

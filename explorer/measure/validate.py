@@ -24,6 +24,7 @@ from explorer.cost.platforms import Platform
 from explorer.cost.roofline import analyze
 from explorer.cost.rules import LAYER_CLASSES
 from explorer.measure.calibrate import calibrated_latency_s, class_times_s, efficiency_of
+from explorer.measure.sets import choose_archs  # noqa: F401  (re-exported: explore validate's sets)
 from explorer.measure.timing import device_name, forward_latency_s
 from explorer.spec import Arch, Conv, Dense
 from explorer.units import si
@@ -44,6 +45,10 @@ class Row:
     class_s: dict[str, float] = field(default_factory=dict)
     layers_s: float | None = None
     """Sum of the measured times of the model's conv and dense layers, each run alone."""
+    kernel_s: float | None = None
+    """The kernel model's prediction (None where the platform cannot run it)."""
+    runs_s: list[float] = field(default_factory=list)
+    """Every timed run (interleaved rounds)."""
 
     @property
     def ratio(self) -> float:
@@ -81,6 +86,12 @@ class Validation:
     wall_s: float
     layers: Stats | None = None
     """The sum of isolated conv/dense layer times as the prediction (a measurement, not a model)."""
+    kernel: Stats | None = None
+    """The kernel model (`explorer.cost.kernels`) with the platform's constants."""
+    kernel_spearman_ci: tuple[float, float] | None = None
+    """95% bootstrap interval of the kernel model's Spearman (resampling architectures)."""
+    noise: float = 0.0
+    """Median over architectures of the interquartile range of the timed runs / their median."""
 
 
 def rank_stats(predicted: Sequence[float], measured: Sequence[float]) -> Stats:
@@ -106,29 +117,6 @@ def kind_factors(rows: Sequence[Row]) -> dict[str, float]:
     b = np.ones(len(rows))  # relative fit: every architecture weighs the same
     coef, _ = nnls(a, b)
     return dict(zip(used, map(float, coef), strict=True))
-
-
-def choose_archs(
-    space_name: str, n: int, seed: int, bases: Sequence[str], keep: tuple[float, float] = (0.25, 1.0)
-) -> list[tuple[str, str, Arch]]:
-    """`n` random variants of a space (widths in `keep`, bottlenecks on with probability 0.3) and base networks."""
-    from explorer.search.batch import BatchScorer
-    from explorer.space import load_space
-    from explorer.spec import load_arch
-
-    space = load_space(space_name, keep=keep)
-    scorer = BatchScorer(space, check=0)
-    widths, reductions = scorer.random(n, seed=seed, bottleneck_share=0.3)
-    out = []
-    for k in range(n):
-        arch = space.apply(
-            {g.key: int(w) for g, w in zip(space.groups, widths[k], strict=True)},
-            {s.op: int(r) for s, r in zip(space.bottlenecks, reductions[k], strict=True) if r},
-            name=f"{space_name}-v{k}",
-        )
-        out.append((arch.name, f"{space_name} variants", arch))
-    out += [(name, "base networks", load_arch(name)) for name in bases]
-    return out
 
 
 def isolated_layers_s(arch: Arch, batch: int, repeats: int, cache: dict[Any, float], dtype: str = "float32") -> float:
@@ -165,13 +153,23 @@ def validate(
 ) -> Validation:
     """Measure and predict every architecture. `per_layer` also times each conv/dense layer alone
     and reports their sum, to tell a per-shape kernel effect from a roofline effect."""
+    from explorer.cost.kernels import KernelModelError
+    from explorer.measure.fit import bootstrap_spearman
+    from explorer.measure.timing import interleaved_latency_s
+
     start = time.monotonic()
     efficiency = efficiency_of(platform)
     cache: dict[Any, float] = {}
     rows = []
+    print(f"  compiling {len(archs)} models, then {repeats} interleaved rounds", file=stream, flush=True)
+    timed = interleaved_latency_s([a for _, _, a in archs], batch, repeats, dtype)
     for i, (label, group, arch) in enumerate(archs):
-        result = analyze(arch, platform, dtype, batch, traffic)
-        measured, compile_s = forward_latency_s(arch, batch, repeats, dtype)
+        result = analyze(arch, platform, dtype, batch, traffic, latency_model="roofline")
+        try:
+            kernel_s: float | None = analyze(arch, platform, dtype, batch, latency_model="kernel").latency_s
+        except KernelModelError:
+            kernel_s = None
+        measured, compile_s, runs = timed[i]
         row = Row(
             label=label,
             group=group,
@@ -183,6 +181,8 @@ def validate(
             compile_s=compile_s,
             class_s=class_times_s(result, arch),
             layers_s=isolated_layers_s(arch, batch, max(3, repeats // 2), cache, dtype) if per_layer else None,
+            kernel_s=kernel_s,
+            runs_s=runs,
         )
         rows.append(row)
         print(
@@ -193,6 +193,7 @@ def validate(
         )
     measured = [r.measured_s for r in rows]
     peak = platform.peak(dtype)
+    has_kernel = all(r.kernel_s is not None for r in rows)
     return Validation(
         platform=platform,
         device=device_name(),
@@ -206,4 +207,7 @@ def validate(
         kind_factors=kind_factors(rows),
         wall_s=time.monotonic() - start,
         layers=rank_stats([r.layers_s for r in rows], measured) if per_layer else None,  # type: ignore[misc]
+        kernel=rank_stats([r.kernel_s for r in rows], measured) if has_kernel else None,  # type: ignore[misc]
+        kernel_spearman_ci=bootstrap_spearman([r.kernel_s for r in rows], measured) if has_kernel else None,  # type: ignore[misc]
+        noise=float(np.median([np.subtract(*np.percentile(r.runs_s, [75, 25])) / r.measured_s for r in rows])),
     )

@@ -7,7 +7,7 @@ from explorer.cost.platforms import Platform
 from explorer.cost.roofline import Analysis
 from explorer.report import figures as F
 from explorer.report.document import Block, Heading, Items, Maker, Picture, Table
-from explorer.report.table import LAYER_HEADER, LAYER_RIGHT, layer_rows
+from explorer.report.table import LAYER_HEADER, LAYER_RIGHT, latency_label, layer_rows
 from explorer.units import si
 
 
@@ -56,7 +56,7 @@ def score_report(result: Analysis, platform: Platform) -> tuple[list[Block], dic
         ),
         ("memory traffic", f"{si(result.bytes, 'B')}; intensity {result.intensity:.1f} FLOP/byte"),
         (
-            "roofline, per layer",
+            latency_label(result),
             f"latency {si(result.latency_s, 's')} per batch, {result.images_per_s:,.0f} images/s, "
             f"attainable {si(result.attainable_flops_per_s, 'FLOP/s')} "
             f"({result.attainable_flops_per_s / result.peak_flops_per_s:.0%} of peak), "

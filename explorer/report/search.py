@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from explorer.conventions import FLOPS_PER_MAC
+from explorer.cost.roofline import LATENCY_MODELS
 from explorer.report import figures as F
 from explorer.report import search_figures as SF
 from explorer.report.document import Block, Heading, Items, Maker, Picture, Table, Text
@@ -88,6 +89,7 @@ def search_items(result: SearchResult) -> list[tuple[str, str]]:
         ),
         ("budgets", budget),
         ("objective", ", ".join(f"{OBJECTIVES[o].direction} {o}" for o in s.objective)),
+        ("latency model", f"{s.latency_model}: {LATENCY_MODELS.get(s.latency_model, '')}"),
         ("sampler", f"{s.sampler}, seed {s.seed}"),
         ("trials", ", ".join(f"{v} {'running or stale' if k == 'running' else k}" for k, v in counts.items())),
         ("search wall time", f"{result.wall_s:.1f} s"),

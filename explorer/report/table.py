@@ -33,7 +33,8 @@ LAYER_RIGHT = {3, 4, 5, 6, 7, 8, 10}
 
 
 def layer_rows(result: Analysis) -> list[list[str]]:
-    """One row per primitive layer plus a total row; time % is the share of the roofline latency."""
+    """One row per primitive layer plus a total row; time % is the share of the latency (under the kernel model, a kernel's whole time sits on
+    its main layer, and the layers fused into it say which kernel they run in)."""
     rows = []
     for layer in result.layers:
         share = layer.time_s / result.latency_s * 100 if result.latency_s else 0.0
@@ -48,7 +49,7 @@ def layer_rows(result: Analysis) -> list[list[str]]:
                 si(layer.params),
                 si(layer.bytes, "B"),
                 f"{layer.intensity:.1f}" if layer.bytes else "-",
-                layer.bound,
+                f"fused: {layer.kernel}" if layer.kernel and layer.kernel != layer.name else layer.bound,
                 f"{share:.1f}",
             ]
         )
@@ -74,6 +75,13 @@ def layer_table(result: Analysis) -> str:
     return render(layer_rows(result), LAYER_HEADER, right=LAYER_RIGHT)
 
 
+def latency_label(result: Analysis) -> str:
+    """Which model produced the latency, in words."""
+    if result.latency_model == "kernel":
+        return f"kernel model, {len(result.kernels)} kernels (fused as the platform's runtime runs them, launch overhead, tiles)"
+    return "roofline, per layer (the seed's model)"
+
+
 def summary(result: Analysis, platform: Platform) -> str:
     """Header and totals: platform roofs, counts with units, roofline latency and throughput."""
     point = result.model_roofline
@@ -89,10 +97,10 @@ def summary(result: Analysis, platform: Platform) -> str:
         f"({si(result.bytes / b, 'B')} per sample); intensity {result.intensity:.1f} FLOP/B",
         f"  peak memory of a forward pass: {si(result.peak_memory_bytes, 'B')} = weights {si(result.weight_bytes, 'B')} "
         f"+ feature maps alive at once {si(result.peak_activation_bytes, 'B')}",
-        f"  roofline, per layer: latency {si(result.latency_s, 's')} per batch, {result.images_per_s:,.0f} images/s, "
+        f"  {latency_label(result)}: latency {si(result.latency_s, 's')} per batch, {result.images_per_s:,.0f} images/s, "
         f"attainable {si(result.attainable_flops_per_s, 'FLOP/s')} "
         f"({result.attainable_flops_per_s / result.peak_flops_per_s:.0%} of peak); "
-        f"{result.memory_bound_share:.0%} of the time in memory-bound layers",
+        f"{result.memory_bound_share:.0%} of the time in memory-bound {'kernels' if result.kernels else 'layers'}",
         f"  roofline, whole model (classic): {point.bound}-bound, attainable {si(point.attainable_flops_per_s, 'FLOP/s')}, "
         f"latency {si(point.time_s, 's')}",
     ]

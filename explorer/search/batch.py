@@ -6,8 +6,9 @@ Cin and Cout are sums of width variables (concat) or fixed; batch-norm, activati
 linear in their channels. `BatchScorer` identifies these polynomials from the scalar cost model
 (`explorer.cost.analyze`, the reference) by finite differences on the width lattice, checks
 them against it on random candidates, and then scores N candidates with one matrix product. The
-roofline (per-layer max of compute and memory time) is applied to the batched counts, as
-`analyze` does.
+latency model is applied to the batched counts as `analyze` applies it: the roofline (per-layer
+max of compute and memory time), or the kernel model (`explorer.cost.kernels`), whose kernel
+plan is fixed by the space's graph and whose GEMM shapes follow from the counts.
 
 A bottleneck slot changes which layers exist, so two polynomial models are identified: every
 slot off, and every slot on (the reduction width is a variable too); each candidate takes, layer
@@ -22,12 +23,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from explorer.conventions import BYTES_PER_ELEMENT, canonical_dtype
+from explorer.cost.kernels import kernel_times, machine, plan_kernels
 from explorer.cost.platforms import Platform, get_platform
-from explorer.cost.roofline import Analysis, analyze
+from explorer.cost.roofline import Analysis, analyze, resolve_latency_model
 from explorer.space import Space
 from explorer.spec import bottleneck_names
 
-QUANTITIES = ("macs", "flops", "elementwise_flops", "params", "bytes")
+QUANTITIES = ("macs", "flops", "elementwise_flops", "params", "bytes", "weight_bytes", "input_bytes", "output_bytes")
+TOTALS = QUANTITIES[:5]
+"""The quantities `BatchScores` sums (the others feed the kernel model)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +103,12 @@ class BatchScorer:
         traffic: str = "seed",
         convention: str = "dense",
         *,
+        latency_model: str | None = None,
         check: int = 16,
     ) -> None:
         self.space = space
         self.platform = get_platform(platform)
+        self.latency_model = resolve_latency_model(latency_model, self.platform)
         self.dtype, self.batch, self.traffic, self.convention = dtype, batch, traffic, convention
         self.peak = self.platform.peak(dtype)
         self.bandwidth = self.platform.bandwidth_bytes_per_s
@@ -118,6 +125,17 @@ class BatchScorer:
             for name in (s.op, *bottleneck_names(s.op)):
                 slot_of[name] = k
         self._owner = np.array([slot_of.get(name, -1) for name in self.layers])
+        self._plan = None
+        if self.latency_model == "kernel":
+            full = self.space.apply(
+                {g.key: g.low for g in self.groups}, {s.op: s.low for s in self.slots}, name=self.space.name
+            )
+            assert self.platform.runtime is not None
+            self._plan = plan_kernels(full, self.platform.runtime, batch)
+            if self._plan.layers != self.layers:
+                raise RuntimeError(f"kernel plan of {self.space.name} does not follow its layers")
+            self._machine = machine(self.platform, dtype)
+            self._itemsize = BYTES_PER_ELEMENT[canonical_dtype(dtype)]
         if check:
             self.check(check)
 
@@ -128,7 +146,9 @@ class BatchScorer:
             {g.key: int(w) for g, w in zip(self.groups, widths, strict=True)},
             {s.op: int(r) for s, r in zip(self.slots, reductions, strict=True) if r},
         )
-        return analyze(arch, self.platform, self.dtype, self.batch, self.traffic, self.convention)
+        return analyze(
+            arch, self.platform, self.dtype, self.batch, self.traffic, self.convention, latency_model=self.latency_model
+        )
 
     def random(self, n: int, seed: int = 0, bottleneck_share: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
         """n random candidates: widths (n, G) uniform on each group's choices; reductions (n, S),
@@ -228,12 +248,19 @@ class BatchScorer:
 
     def _score(self, c: np.ndarray) -> tuple[np.ndarray, ...]:
         q = {name: c[:, :, k] for k, name in enumerate(QUANTITIES)}
-        compute_s = (q["flops"] + q["elementwise_flops"]) / self.peak
-        memory_s = q["bytes"] / self.bandwidth
-        time_s = np.maximum(compute_s, memory_s)
+        if self._plan is not None:
+            times = kernel_times(self._plan, q, self._machine, self._itemsize)
+            compute_s, memory_s, time_s = times.compute_s, times.memory_s, times.time_s
+        else:
+            compute_s = (q["flops"] + q["elementwise_flops"]) / self.peak
+            memory_s = q["bytes"] / self.bandwidth
+            time_s = np.maximum(compute_s, memory_s)
         memory_bound = (memory_s > compute_s) & (time_s > 0)
-        totals = [q[name].sum(axis=1) for name in QUANTITIES]
-        return (*totals, time_s.sum(axis=1), np.where(memory_bound, time_s, 0.0).sum(axis=1))
+        totals = [q[name].sum(axis=1) for name in TOTALS]
+        latency = time_s.sum(axis=1)
+        if self._plan is not None:
+            latency = latency + np.where(latency > 0, self._machine.params.call_overhead_s, 0.0)
+        return (*totals, latency, np.where(memory_bound, time_s, 0.0).sum(axis=1))
 
     def _validate(self, widths: np.ndarray, reductions: np.ndarray) -> None:
         for k, g in enumerate(self.groups):
@@ -261,7 +288,7 @@ class BatchScorer:
         batched = self.score(widths, reductions)
         for k in range(len(widths)):
             ref = self._analyze(widths[k], reductions[k])
-            for name in (*QUANTITIES, "latency_s"):
+            for name in (*TOTALS, "latency_s"):
                 got, want = float(getattr(batched, name)[k]), float(getattr(ref, name))
                 if abs(got - want) > 1e-9 * max(1.0, abs(want)):
                     raise RuntimeError(

@@ -141,6 +141,8 @@ class Scoring:
     traffic: str
     convention: str
     objective: tuple[str, ...]
+    latency_model: str = "roofline"
+    """A concrete model (`LATENCY_MODELS`), resolved from the platform when the search was planned."""
 
 
 @dataclass(slots=True)
@@ -176,7 +178,7 @@ class Scorer:
 
     def analyze(self, arch: Arch) -> Analysis:
         s = self.scoring
-        return analyze(arch, self.platform, s.dtype, s.batch, s.traffic, s.convention)
+        return analyze(arch, self.platform, s.dtype, s.batch, s.traffic, s.convention, latency_model=s.latency_model)
 
     def score(self, arch: Arch, number: int = -1) -> Scored:
         result = self.analyze(arch)

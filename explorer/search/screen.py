@@ -160,7 +160,9 @@ class Screen:
         s = scorer.scoring
         self.scorer = scorer
         self.budget = scorer.budget
-        self.batch = batch or BatchScorer(space, scorer.platform, s.dtype, s.batch, s.traffic, s.convention, check=4)
+        self.batch = batch or BatchScorer(
+            space, scorer.platform, s.dtype, s.batch, s.traffic, s.convention, latency_model=s.latency_model, check=4
+        )
         self.lattice = Lattice(space)
         self.objective = s.objective
         self.signs = np.array([sign(o) for o in s.objective], dtype=np.float64)
@@ -218,7 +220,15 @@ class Screen:
         f = np.vstack([self._archive_f, f[ok]])
         rows, first = np.unique(rows, axis=0, return_index=True)
         f = f[first]
-        keep = np.argsort(-f[:, 0], kind="stable")[: 4 * KEEP] if f.shape[1] == 1 else front_2d(f)
+        if f.shape[1] == 1 and self.budget.memory_bytes is not None:  # keep only what fits the memory cap
+            keep = []
+            for k in np.argsort(-f[:, 0], kind="stable"):
+                if self.memory_ok(rows[k]):
+                    keep.append(k)
+                    if len(keep) == 4 * KEEP:
+                        break
+        else:
+            keep = np.argsort(-f[:, 0], kind="stable")[: 4 * KEEP] if f.shape[1] == 1 else front_2d(f)
         self._archive, self._archive_f = rows[keep], f[keep]
 
     # ---------------------------------------------------------------- moves
@@ -317,7 +327,12 @@ class Screen:
             f, ok = np.vstack([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
             if len(self.signs) == 1 and self.budget.memory_bytes is not None:  # the archive may miss the cap
                 order = np.flatnonzero(ok)[np.argsort(-f[ok, 0], kind="stable")]
-                kept = [k for k in order[: 50 * KEEP] if self.memory_ok(grid[k])][:KEEP]
+                kept = []
+                for k in order:  # best first, until KEEP fit the cap (each check is exact and cached)
+                    if self.memory_ok(grid[k]):
+                        kept.append(k)
+                        if len(kept) == KEEP:
+                            break
                 self._archive, self._archive_f = grid[kept], f[kept]
         elif len(self.signs) == 1:
             self._single(_rank_first, evaluations)
@@ -346,7 +361,12 @@ class Screen:
         ok, value = rank(*self.evaluate(pool))
         order = np.lexsort((-value, ~ok))
         _, first = np.unique(pool[order], axis=0, return_index=True)
-        return pool[order][np.sort(first)[:n]]
+        ranked = pool[order][np.sort(first)]
+        if self.budget.memory_bytes is not None:  # start inside the memory cap where the pool allows it
+            fits = [k for k in range(len(ranked)) if ok[order][np.sort(first)][k] and self.memory_ok(ranked[k])][:n]
+            rest = [k for k in range(len(ranked)) if k not in set(fits)]
+            ranked = ranked[fits + rest]
+        return ranked[:n]
 
     def _pool(self, n: int) -> np.ndarray:
         uniform = self.lattice.uniform(np.linspace(0.0, 1.5, 301))

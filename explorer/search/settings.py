@@ -44,6 +44,9 @@ class Settings:
     """Samples per forward pass; latency is per batch, counts per sample."""
     traffic: str = "seed"
     """Memory-traffic model (`explorer.conventions.TRAFFIC_MODELS`): the seed article's, or reads + writes."""
+    latency_model: str = "auto"
+    """How latency is predicted (`explorer.cost.roofline.LATENCY_MODELS`): 'auto' (the platform's
+    best-validated model: 'kernel' where it describes its kernels), 'kernel' or 'roofline' (the seed's)."""
     convention: str = "dense"
     """MAC convention (`explorer.conventions.MAC_CONVENTIONS`): every tap, or only in-bounds taps as XLA counts."""
     keep: tuple[float, float] | None = None
@@ -71,7 +74,19 @@ class Settings:
     worker: int = 0
     """Index of this process among workers started separately on one storage (offsets the sampler seed)."""
 
-    IDENTITY = ("dtype", "batch", "traffic", "convention", "floor", "objective", "sampler", "seed", "keep", "align")
+    IDENTITY = (
+        "dtype",
+        "batch",
+        "traffic",
+        "latency_model",
+        "convention",
+        "floor",
+        "objective",
+        "sampler",
+        "seed",
+        "keep",
+        "align",
+    )
     """Fields that define a study (with the space, platform, budgets and bottlenecks); the rest only run it."""
 
 
@@ -144,7 +159,14 @@ class SearchPlan:
     @property
     def scoring(self) -> Scoring:
         s = self.settings
-        return Scoring(dtype=s.dtype, batch=s.batch, traffic=s.traffic, convention=s.convention, objective=s.objective)
+        return Scoring(
+            dtype=s.dtype,
+            batch=s.batch,
+            traffic=s.traffic,
+            convention=s.convention,
+            objective=s.objective,
+            latency_model=s.latency_model,
+        )
 
     def scorer(self) -> Scorer:
         return Scorer(self.scoring, self.platform, self.budget)
@@ -158,6 +180,7 @@ class SearchPlan:
             "dtype": s.dtype,
             "batch": s.batch,
             "traffic": s.traffic,
+            "latency_model": s.latency_model,
             "convention": s.convention,
             "budget_flops": self.budget.flops,
             "floor": s.floor,
@@ -190,7 +213,8 @@ class SearchPlan:
                 f"({si(self.flops_range[1], 'FLOPs')}); searching anyway"
             )
         lines.append(
-            f"  objective: {', '.join(f'{OBJECTIVES[o].direction} {o}' for o in s.objective)}; sampler {s.sampler}, "
+            f"  objective: {', '.join(f'{OBJECTIVES[o].direction} {o}' for o in s.objective)} "
+            f"({s.latency_model} latency model); sampler {s.sampler}, "
             f"seed {s.seed}, {s.trials} trials; storage {self.storage or 'in memory'}, study {s.study!r}"
         )
         return lines
@@ -198,8 +222,10 @@ class SearchPlan:
 
 def record_settings(record: dict[str, Any]) -> tuple[str, str, float | None, float | None, bool, Settings]:
     """(space, platform key, FLOPs budget, params budget, bottlenecks, settings) of a stored record;
-    a record from before the `convention` field reads 'dense', the only convention searched then."""
+    a record from before the `convention` field reads 'dense', the only convention searched then, and
+    one from before `latency_model` reads 'roofline'."""
     known = {k: record[k] for k in Settings.IDENTITY if k in record}
+    known.setdefault("latency_model", "roofline")  # the only model before the field existed
     known["objective"] = tuple(known.get("objective", DEFAULTS.objective))
     if known.get("keep") is not None:
         known["keep"] = tuple(known["keep"])
@@ -312,6 +338,12 @@ def plan_search(
     """
     settings = check_settings(settings)
     platform = get_platform(platform)
+    from explorer.cost.roofline import resolve_latency_model
+
+    try:
+        settings = dataclasses.replace(settings, latency_model=resolve_latency_model(settings.latency_model, platform))
+    except ValueError as exc:
+        raise SearchError(str(exc)) from None
     platform.peak(settings.dtype)  # fails early, listing the dtypes it has
     if isinstance(space, Space):  # stored by the name or path it was loaded from, with its own keep and align
         space_ref, built = space.origin or space.name, space
@@ -353,6 +385,7 @@ def plan_search(
             traffic=settings.traffic,
             convention=settings.convention,
             objective=settings.objective,
+            latency_model=settings.latency_model,
         ),
         platform,
         Budget(flops=budget_flops, floor_flops=0.0),

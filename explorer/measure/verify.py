@@ -1,0 +1,250 @@
+"""`explore verify RUN_DIR`: the closed loop. Build and time, on this machine, what a search
+concluded: the searched best, the uniform-width network at the same FLOPs and the base network.
+
+The uniform-width network at matched FLOPs is, as in the search's report, the interpolation (in
+FLOPs) between the two uniform-width networks whose FLOPs bracket the searched one's; both are
+built and timed, and their times are interpolated the same way as their predictions. All
+networks are timed in interleaved rounds (each round runs every network once), so the searched
+vs uniform comparison is paired round by round. Reported per network: predicted latency (with
+the run's latency model) and the measured median with a 95% bootstrap interval; for the gain
+over uniform width: predicted, measured (median of the per-round ratios) and its 95% bootstrap
+interval, which is the noise the verdict compares against.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from explorer.cost.platforms import Platform, platform_from_dict
+from explorer.cost.roofline import analyze
+from explorer.files import dumps_json, write_text
+from explorer.spec import Arch, load_arch
+from explorer.units import si
+
+
+class VerifyError(ValueError):
+    """A run folder that cannot be verified."""
+
+
+@dataclass(slots=True)
+class Timed:
+    label: str
+    flops_per_sample: float
+    predicted_s: float
+    measured_s: float
+    measured_ci95_s: tuple[float, float]
+
+
+@dataclass(slots=True)
+class Verification:
+    run: str
+    platform: str
+    latency_model: str
+    device: str
+    batch: int
+    dtype: str
+    rounds: int
+    candidates: list[Timed]
+    predicted_gain: float
+    """uniform / searched - 1, predicted."""
+    measured_gain: float
+    """Median over rounds of uniform / searched - 1, measured."""
+    measured_gain_ci95: tuple[float, float]
+    gain_error_points: float
+    """|predicted - measured| gain, in percentage points."""
+    gain_exceeds_noise: bool
+    """Whether the predicted gain lies outside the measured gain's 95% interval half-width."""
+    faster: bool
+    """Whether the searched network is measured faster than uniform width (interval above 0)."""
+    verdict: str
+    measured_here: bool = True
+    """Whether the run's platform was measured on this machine (`explore calibrate`)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _bootstrap_median(values: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    medians = np.median(values[rng.integers(0, len(values), (n, len(values)))], axis=1)
+    low, high = np.percentile(medians, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def load_run(run: Path) -> tuple[dict[str, Any], Platform, Arch]:
+    summary_path = run / "summary.json"
+    if not summary_path.is_file():
+        raise VerifyError(f"run_dir={str(run)!r} has no summary.json; give the folder an `explore` search wrote")
+    try:
+        summary = json.loads(summary_path.read_text())
+        platform = platform_from_dict(summary["platform"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise VerifyError(f"run_dir={str(run)!r}: summary.json is not a search summary ({exc})") from None
+    best = run / "best_arch.json"
+    if not best.is_file():
+        raise VerifyError(f"run_dir={str(run)!r} has no best_arch.json: the search found no feasible network")
+    if not summary.get("matched_uniform"):
+        raise VerifyError(
+            f"run_dir={str(run)!r}: the searched network's FLOPs lie outside the uniform-width curve, "
+            "so there is no uniform network at matched FLOPs to compare with"
+        )
+    return summary, platform, load_arch(str(best))
+
+
+def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verification:
+    """Time the searched, matched-uniform and base networks of `run` here and compare with the predictions."""
+    from explorer.measure.timing import device_name, interleaved_latency_s
+    from explorer.search.settings import record_settings
+    from explorer.space import load_space
+
+    summary, platform, searched = load_run(run)
+    space_ref, _, _, _, bottlenecks, s = record_settings(dict(summary["settings"]))
+    space = load_space(space_ref, keep=s.keep, align=s.align, bottlenecks=bottlenecks)
+    low, high = summary["matched_uniform"]["between"]
+    archs = {
+        "searched": searched,
+        "uniform below": space.uniform(low),
+        "uniform above": space.uniform(high),
+        "base": space.arch,
+    }
+    predicted = {}
+    flops = {}
+    for label, arch in archs.items():
+        result = analyze(arch, platform, s.dtype, s.batch, s.traffic, s.convention, latency_model=s.latency_model)
+        predicted[label], flops[label] = result.latency_s, result.flops / s.batch
+    print(
+        f"  timing {len(archs)} networks ({', '.join(archs)}) at batch {s.batch}, {s.dtype}: {rounds} interleaved rounds",
+        file=stream,
+        flush=True,
+    )
+    timed = interleaved_latency_s(list(archs.values()), s.batch, rounds, s.dtype)
+    runs = {label: np.array(t[2]) for label, t in zip(archs, timed, strict=True)}
+    fl, fh = flops["uniform below"], flops["uniform above"]
+    t = 0.0 if fh == fl else (flops["searched"] - fl) / (fh - fl)
+    runs["uniform (matched FLOPs)"] = runs["uniform below"] + t * (runs["uniform above"] - runs["uniform below"])
+    predicted["uniform (matched FLOPs)"] = predicted["uniform below"] + t * (
+        predicted["uniform above"] - predicted["uniform below"]
+    )
+    flops["uniform (matched FLOPs)"] = flops["searched"]
+    candidates = [
+        Timed(
+            label=label,
+            flops_per_sample=flops[label],
+            predicted_s=predicted[label],
+            measured_s=float(np.median(runs[label])),
+            measured_ci95_s=_bootstrap_median(runs[label]),
+        )
+        for label in ("searched", "uniform (matched FLOPs)", "uniform below", "uniform above", "base")
+    ]
+    per_round = runs["uniform (matched FLOPs)"] / runs["searched"] - 1
+    measured_gain = float(np.median(per_round))
+    ci = _bootstrap_median(per_round)
+    predicted_gain = predicted["uniform (matched FLOPs)"] / predicted["searched"] - 1
+    half_width = (ci[1] - ci[0]) / 2
+    exceeds = abs(predicted_gain) > half_width
+    faster = ci[0] > 0
+    error = abs(predicted_gain - measured_gain) * 100
+    if exceeds and predicted_gain > 0:
+        verdict = (
+            "confirmed"
+            if faster and error <= 5
+            else ("faster, but the gain is off by more than 5 points" if faster else "not confirmed")
+        )
+    else:
+        verdict = "the predicted gain is within the noise" + (
+            "; the measured gain agrees within 5 points" if error <= 5 else ""
+        )
+    return Verification(
+        run=run.name,
+        platform=platform.key,
+        latency_model=s.latency_model,
+        device=device_name(),
+        batch=s.batch,
+        dtype=s.dtype,
+        rounds=rounds,
+        candidates=candidates,
+        predicted_gain=predicted_gain,
+        measured_gain=measured_gain,
+        measured_gain_ci95=ci,
+        gain_error_points=error,
+        gain_exceeds_noise=exceeds,
+        faster=faster,
+        verdict=verdict,
+        measured_here="explore calibrate" in platform.source,
+    )
+
+
+def section(v: Verification) -> str:
+    """The report's section (Markdown)."""
+    lines = [
+        "## Measured on this machine (explore verify)",
+        "",
+        f"The searched network, the uniform-width network at the same FLOPs (interpolated between the two uniform "
+        f"networks around it, both built and timed) and the base network, built as Flax models and timed on "
+        f"{v.device}, batch {v.batch}, {v.dtype}, in {v.rounds} interleaved rounds. Predictions: the run's "
+        f"'{v.latency_model}' latency model on platform '{v.platform}'. Intervals: 95% bootstrap.",
+        "",
+        "| network | FLOPs/sample | predicted | measured (median) | 95% interval |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for c in v.candidates:
+        lines.append(
+            f"| {c.label} | {si(c.flops_per_sample, 'FLOPs')} | {si(c.predicted_s, 's')} | {si(c.measured_s, 's')} | "
+            f"{si(c.measured_ci95_s[0], 's')} - {si(c.measured_ci95_s[1], 's')} |"
+        )
+    lines += [
+        "",
+        f"- **gain of the searched network over uniform width at matched FLOPs**: predicted {100 * v.predicted_gain:+.1f}%, "
+        f"measured {100 * v.measured_gain:+.1f}% (95% interval {100 * v.measured_gain_ci95[0]:+.1f}% to "
+        f"{100 * v.measured_gain_ci95[1]:+.1f}%), off by {v.gain_error_points:.1f} points",
+        f"- **verdict**: {v.verdict}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+MARK = "<!-- explore verify -->"
+
+
+def write_verification(v: Verification, run: Path) -> list[Path]:
+    """verify.json, and the section in report.md (replacing an earlier one) and report.html."""
+    write_text(run / "verify.json", dumps_json(v.to_dict()))
+    written = [run / "verify.json"]
+    text = section(v)
+    md = run / "report.md"
+    if md.is_file():
+        body = md.read_text().split(MARK)[0].rstrip("\n")
+        write_text(md, f"{body}\n\n{MARK}\n{text}")
+        written.append(md)
+    html = run / "report.html"
+    if html.is_file():
+        page = html.read_text()
+        start = page.find(MARK)
+        if start >= 0:
+            end = page.find(MARK, start + len(MARK))
+            page = page[:start] + page[end + len(MARK) :] if end >= 0 else page[:start]
+        import html as escape
+
+        rows = "".join(
+            f"<tr><td>{escape.escape(c.label)}</td><td>{si(c.flops_per_sample, 'FLOPs')}</td><td>{si(c.predicted_s, 's')}</td>"
+            f"<td>{si(c.measured_s, 's')}</td><td>{si(c.measured_ci95_s[0], 's')} - {si(c.measured_ci95_s[1], 's')}</td></tr>"
+            for c in v.candidates
+        )
+        block = (
+            f"{MARK}<h2>Measured on this machine (explore verify)</h2><p>{escape.escape(v.device)}, batch {v.batch}, {v.dtype}, "
+            f"{v.rounds} interleaved rounds; predictions by the '{v.latency_model}' model.</p><table><tr><th>network</th>"
+            f"<th>FLOPs/sample</th><th>predicted</th><th>measured (median)</th><th>95% interval</th></tr>{rows}</table>"
+            f"<p>Gain over uniform width at matched FLOPs: predicted {100 * v.predicted_gain:+.1f}%, measured "
+            f"{100 * v.measured_gain:+.1f}% (95% interval {100 * v.measured_gain_ci95[0]:+.1f}% to {100 * v.measured_gain_ci95[1]:+.1f}%). "
+            f"Verdict: {escape.escape(v.verdict)}.</p>{MARK}"
+        )
+        page = page.replace("</body>", block + "</body>") if "</body>" in page else page + block
+        write_text(html, page)
+        written.append(html)
+    return written

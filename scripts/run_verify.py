@@ -1,0 +1,73 @@
+"""The closed loop on this machine: search at three FLOPs budgets on the calibrated platform, then
+`explore verify` each run (searched best vs uniform width at matched FLOPs vs base, timed
+interleaved). Writes reports/verify-<backend>/<budget>/ (the runs, with verify.json and the report
+section) and reports/verify-<backend>/summary.md. About 3 minutes on 2 cores after
+scripts/run_validation.py has written the calibrated platform.
+
+    python scripts/run_verify.py
+
+Run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUDGETS = ("1GFLOPs", "1.5GFLOPs", "2.5GFLOPs")
+SPACE = "resnet18"
+
+
+def main() -> int:
+    import jax
+
+    from explorer.cli import main as explore
+    from explorer.files import write_text
+
+    os.chdir(ROOT)  # relative paths only
+    backend = jax.default_backend()
+    platform = Path("reports") / f"validation-{backend}" / "measured.toml"
+    if not platform.is_file():
+        print(f"run scripts/run_validation.py first: {platform} is missing", file=sys.stderr)
+        return 2
+    out = Path("reports") / f"verify-{backend}"
+    rows = []
+    for budget in BUDGETS:
+        run = out / budget
+        code = explore(["--space", SPACE, "--platform", str(platform), "--budget", budget, "--out", str(run)])
+        if code:
+            return code
+        code = explore(["verify", str(run), "--rounds", "40"])
+        if code:
+            return code
+        v = json.loads((run / "verify.json").read_text())
+        rows.append((budget, v))
+    lines = [
+        f"# The closed loop on this machine: searched widths vs uniform width, measured ({SPACE}, batch 1)",
+        "",
+        f"Each budget: `explore --space {SPACE} --platform {platform} --budget B`, then `explore verify` (40",
+        "interleaved rounds; 95% bootstrap intervals). Gain = uniform-width latency at the searched network's FLOPs",
+        "/ searched latency - 1. Written by `scripts/run_verify.py`.",
+        "",
+        "| budget | latency model | searched: predicted / measured | uniform at matched FLOPs: predicted / measured "
+        "| predicted gain | measured gain (95% interval) | gain error | verdict |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for budget, v in rows:
+        s, u = v["candidates"][0], v["candidates"][1]
+        lo, hi = v["measured_gain_ci95"]
+        lines.append(
+            f"| [{budget}]({budget}/report.md) | {v['latency_model']} | {s['predicted_s'] * 1e3:.2f} / {s['measured_s'] * 1e3:.2f} ms | "
+            f"{u['predicted_s'] * 1e3:.2f} / {u['measured_s'] * 1e3:.2f} ms | {100 * v['predicted_gain']:+.1f}% | "
+            f"{100 * v['measured_gain']:+.1f}% ({100 * lo:+.1f}% to {100 * hi:+.1f}%) | {v['gain_error_points']:.1f} points | {v['verdict']} |"
+        )
+    write_text(out / "summary.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
