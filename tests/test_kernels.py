@@ -126,6 +126,27 @@ def test_a_layer_whose_output_has_two_consumers_ends_its_kernel() -> None:
     assert [k.kind for k in plan.kernels] == ["gemm", "gemm", "gemm", "copy", "pool"]
 
 
+def test_a_depthwise_conv_keeps_its_bn_and_activation_on_cudnn_but_not_on_xla() -> None:
+    arch = Arch(
+        name="separable",
+        input_shape=(14, 14, 32),
+        ops=(
+            Conv(name="dw", kernel=3, groups=0, bias=False),
+            BatchNorm(name="dw.bn"),
+            Act(name="dw.act", fn="relu6"),
+            Conv(name="pw", out=64, kernel=1, bias=False),
+            BatchNorm(name="pw.bn"),
+        ),
+    )
+    cudnn = plan_kernels(arch, "cudnn", batch=1)
+    assert [(k.kind, k.members) for k in cudnn.kernels] == [
+        ("depthwise", ("dw", "dw.bn", "dw.act")),
+        ("gemm", ("pw", "pw.bn")),
+    ]
+    xla = plan_kernels(arch, "xla", batch=1)
+    assert [k.members for k in xla.kernels] == [("dw",), ("dw.bn", "dw.act"), ("pw",), ("pw.bn",)]
+
+
 # ---------------------------------------------------------------- 2. overhead
 
 

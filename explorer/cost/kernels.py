@@ -2,13 +2,14 @@
 
 The seed's roofline times every layer alone: max(FLOPs / peak, bytes / bandwidth). A runtime
 does not run layers; it runs kernels, and four effects separate the two (each is tested against
-hand-computed cases in tests/test_kernels.py and earns its place in the validation tables of
-reports/deepbench/ and reports/validation-cpu/):
+hand-computed cases in tests/test_kernels.py; what each earns is measured in reports/deepbench/,
+by refitting without it):
 
 1. **Fusion.** `plan_kernels` groups layers into kernels as the platform's runtime does:
-   - `cudnn` (GPU inference engines: cuDNN/TensorRT): batch-norm folds into the conv, and the
-     bias, activation and residual add run in the conv's epilogue, so a conv-BN-ReLU(-add) chain
-     is one kernel that reads its input (and the residual) and writes one output.
+   - `cudnn` (GPU inference engines: cuDNN/TensorRT): batch-norm folds into the conv (depthwise
+     ones too), and the bias, activation and residual add run in the conv's epilogue, so a
+     conv-BN-ReLU(-add) chain is one kernel that reads its input (and the residual) and writes
+     one output.
    - `xla` (XLA on CPU, what JAX runs here): a conv or matmul is a library call; the element-wise
      chain after it (BN, activation, add) is one loop fusion that reads the conv's output.
    On both, pools are kernels of their own, a concat is a copy and a flatten is free.
@@ -16,11 +17,13 @@ reports/deepbench/ and reports/validation-cpu/):
    conv or matmul (on a CPU, a library call that forks and joins the thread pool), `loop_overhead_s`
    for a pool, copy or element-wise loop; and the whole forward pass costs `call_overhead_s` once
    (dispatching a compiled program from the framework; 0 for DeepBench's bare cuDNN calls).
-3. **Convolution algorithm:** a 3x3 stride-1 dense conv runs as Winograd on runtimes that have
-   it (`cudnn`): its compute time is divided by 1 + `winograd_gain`.
+3. **Convolution algorithm:** a 3x3 stride-1 dense conv may run as Winograd F(4x4, 3x3) on
+   runtimes that have it (`cudnn`): compute time x (its padded 4 x 4 output tiles / outputs) /
+   (1 + `winograd_gain`), taken only where that beats the direct conv.
 4. **Tiles and waves:** a conv or dense layer is a GEMM of m = batch x Ho x Wo rows, n = output
    channels, k = (input channels / groups) x Kh x Kw (per group). It runs in tiles of tm x tn
-   outputs from the platform's tile list, split along k by s in {1, 2, 4, 8, 16}; tiles are
+   outputs from the platform's tile list, a matmul also split along k by s in {1, 2, 4, 8, 16}
+   (cuBLAS's split-K; convolution kernels tile their outputs only); tiles are
    dealt to the `processors` (SMs or cores) in waves, so time = waves x one tile's time, where a
    tile of k/s steps costs tm tn 2 (ceil(k/s) + `prologue`) FLOPs at the per-processor rate
    times the tile's efficiency 1 / (1 + `tile_reuse` / (tm tn / (tm + tn))) (small tiles reuse
@@ -28,7 +31,7 @@ reports/deepbench/ and reports/validation-cpu/):
    shape enters: ragged channel counts waste a tile, thin layers leave processors idle, short
    reductions pay the prologue.
 
-A kernel's time is `overhead_s` + (compute^p + memory^p)^(1/p) with p = `blend` (p -> inf is
+A kernel's time is its overhead + (compute^p + memory^p)^(1/p) with p = `blend` (p -> inf is
 the roofline's max, p = 1 no overlap). Compute runs at `compute_efficiency` x peak (GEMMs),
 `depthwise_efficiency` x peak (depthwise convs: no GEMM to tile) or `vector_efficiency` x peak
 (pools, element-wise work); memory at
@@ -214,7 +217,7 @@ def plan_kernels(arch: Arch, runtime: str, batch: int) -> KernelPlan:
                 and groups[tail[name]]["members"][-1] == name
                 and (
                     groups[tail[name]]["kind"] == "elementwise"
-                    or (runtime == "cudnn" and groups[tail[name]]["kind"] == "gemm")
+                    or (runtime == "cudnn" and groups[tail[name]]["kind"] in ("gemm", "depthwise"))
                 )
             ]
             if joinable:

@@ -315,11 +315,15 @@ def _kernel_layers(
     )
     by_main = {k.name: k for k in kernels}
     kernel_of = plan.kernel_of()
+    kernel_flops: dict[str, int] = {}
+    for x in layers:
+        if x.name in kernel_of:
+            kernel_flops[kernel_of[x.name]] = kernel_flops.get(kernel_of[x.name], 0) + x.total_flops
     out = []
     for layer in layers:
         k = by_main.get(layer.name)
         if k is not None:
-            flops = sum(x.total_flops for x in layers if kernel_of.get(x.name) == k.name)
+            flops = kernel_flops[k.name]
             bound: Bound = "none" if k.time_s == 0 else ("compute" if k.compute_s >= k.memory_s else "memory")
             attainable = flops / k.time_s if k.time_s else 0.0
             time_s = k.time_s

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import os
 import statistics
 import sys
 from collections.abc import Mapping, Sequence
@@ -35,6 +34,7 @@ from explorer.measure.timing import (
     interleaved_latency_s,
     matmul_flops_per_s,
     micro_arch,
+    processor_count,
 )
 from explorer.spec import Arch
 from explorer.units import printable, si
@@ -75,7 +75,7 @@ class Calibration:
             bandwidth_bytes_per_s=self.bandwidth_bytes_per_s,
             source=f"measured by `explore calibrate` on {self.device}, {self.when} ({self.versions})",
             extra=MappingProxyType({"efficiency": dict(self.efficiency)} if self.efficiency else {}),
-            processors=os.cpu_count() or 1,
+            processors=processor_count(),
             runtime="xla",
             kernel_params=self.kernel,
         )

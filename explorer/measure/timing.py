@@ -48,6 +48,18 @@ def device_name() -> str:
     return f"cpu: {model}, {os.cpu_count()} cores"
 
 
+def processor_count() -> int:
+    """What JAX's kernels are dealt to: the accelerator's cores (SMs on a GPU, where jaxlib reports
+    them) or this machine's CPU cores."""
+    import os
+
+    import jax
+
+    d = jax.devices()[0]
+    cores = getattr(d, "core_count", None) if d.platform != "cpu" else None
+    return int(cores) if isinstance(cores, int) and cores > 0 else (os.cpu_count() or 1)
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     what: str

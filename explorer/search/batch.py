@@ -141,13 +141,19 @@ class BatchScorer:
 
     # -------------------------------------------------------------- candidates
 
-    def _analyze(self, widths: Sequence[int], reductions: Sequence[int]) -> Analysis:
+    def _analyze(self, widths: Sequence[int], reductions: Sequence[int], model: str | None = None) -> Analysis:
         arch = self.space.apply(
             {g.key: int(w) for g, w in zip(self.groups, widths, strict=True)},
             {s.op: int(r) for s, r in zip(self.slots, reductions, strict=True) if r},
         )
         return analyze(
-            arch, self.platform, self.dtype, self.batch, self.traffic, self.convention, latency_model=self.latency_model
+            arch,
+            self.platform,
+            self.dtype,
+            self.batch,
+            self.traffic,
+            self.convention,
+            latency_model=model or self.latency_model,
         )
 
     def random(self, n: int, seed: int = 0, bottleneck_share: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
@@ -171,7 +177,7 @@ class BatchScorer:
             if with_bottlenecks
             else [0] * len(self.slots)
         )
-        result = self._analyze(widths, reductions)
+        result = self._analyze(widths, reductions, "roofline")  # counts only: they do not depend on the model
         names = tuple(layer.name for layer in result.layers)
         values = np.array([[float(getattr(layer, q)) for q in QUANTITIES] for layer in result.layers])
         return names, values
