@@ -108,6 +108,12 @@ class KernelParams:
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
 
+    def toml_lines(self) -> list[str]:
+        """`name = value` lines of a TOML table (the source as a quoted string), as `from_mapping` reads them."""
+        import json
+
+        return [f"{k} = {json.dumps(v) if isinstance(v, str) else repr(float(v))}" for k, v in self.to_dict().items()]
+
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], where: str) -> KernelParams:
         names = [f.name for f in dataclasses.fields(cls) if f.init]

@@ -247,11 +247,7 @@ def fit_kernel(cal: Calibration, *, quick: bool = False, stream: TextIO = sys.st
 
 
 def kernel_section(key: str, params: KernelParams, fit: str) -> list[str]:
-    q = json.dumps
-    lines = ["", f"[{q(key)}.kernel]", f"# kernel-model constants; {fit}"]
-    return lines + [
-        f"{name} = {q(v) if isinstance(v, str) else repr(float(v))}" for name, v in params.to_dict().items()
-    ]
+    return ["", f"[{json.dumps(key)}.kernel]", f"# kernel-model constants; {fit}", *params.toml_lines()]
 
 
 def refit(path: Path, stream: TextIO = sys.stderr) -> KernelParams:

@@ -177,13 +177,7 @@ def fit_all(tables: dict[str, list[Sample]]) -> KernelParams:
 
 
 def params_toml(params: KernelParams, key: str) -> str:
-    import json
-
-    lines = [f"[{key}]"]
-    for f in dataclasses.fields(params):
-        value = getattr(params, f.name)
-        lines.append(f"{f.name} = {json.dumps(value) if isinstance(value, str) else repr(float(value))}")
-    return "\n".join(lines) + "\n"
+    return "\n".join([f"[{key}]", *params.toml_lines()]) + "\n"
 
 
 def within(score_: Score) -> str:

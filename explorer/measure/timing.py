@@ -113,8 +113,8 @@ def bandwidth_bytes_per_s(megabytes: int, repeats: int) -> list[Sample]:
     ]
 
 
-def forward_latency_s(arch: Arch, batch: int, repeats: int, dtype: str = "float32") -> tuple[float, float]:
-    """(median forward latency, compile seconds) of the jitted Flax model of `arch`.
+def compiled_forward(arch: Arch, batch: int, dtype: str = "float32") -> tuple[Callable[[], Any], float]:
+    """(a call running one forward pass of the jitted Flax model of `arch` to completion, compile seconds).
 
     Weights are filled from the abstract model's shapes (their values do not change the time),
     which avoids initialising large networks.
@@ -131,7 +131,13 @@ def forward_latency_s(arch: Arch, batch: int, repeats: int, dtype: str = "float3
     start = time.perf_counter()
     forward = jax.jit(lambda st, inp: nnx.merge(graph, st)(inp)).lower(state, x).compile()
     compile_s = time.perf_counter() - start
-    return median_time_s(lambda: forward(state, x).block_until_ready(), repeats), compile_s
+    return (lambda: forward(state, x).block_until_ready()), compile_s
+
+
+def forward_latency_s(arch: Arch, batch: int, repeats: int, dtype: str = "float32") -> tuple[float, float]:
+    """(median forward latency, compile seconds) of the jitted Flax model of `arch`."""
+    run, compile_s = compiled_forward(arch, batch, dtype)
+    return median_time_s(run, repeats), compile_s
 
 
 def interleaved_latency_s(
@@ -140,21 +146,7 @@ def interleaved_latency_s(
     """(median latency, compile seconds, every timed run) per architecture, timed in interleaved
     rounds: every round runs each model once, so drift of the machine (other load, clocks) hits
     all models alike instead of whichever was being timed."""
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-
-    from explorer.model import abstract_model
-
-    runs = []
-    for arch in archs:
-        graph, state = nnx.split(abstract_model(arch, param_dtype=jnp.dtype(dtype)))
-        state = jax.tree.map(lambda s: jnp.full(s.shape, 0.01, s.dtype), state)
-        x = jnp.ones((batch, *arch.input_shape), jnp.dtype(dtype))
-        start = time.perf_counter()
-        forward = jax.jit(lambda st, inp, graph=graph: nnx.merge(graph, st)(inp)).lower(state, x).compile()
-        compile_s = time.perf_counter() - start
-        runs.append((lambda forward=forward, state=state, x=x: forward(state, x).block_until_ready(), compile_s))
+    runs = [compiled_forward(arch, batch, dtype) for arch in archs]
     times: list[list[float]] = [[] for _ in archs]
     for round_ in range(rounds_warmup + repeats):
         for k, (run, _) in enumerate(runs):

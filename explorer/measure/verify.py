@@ -24,6 +24,7 @@ import numpy as np
 from explorer.cost.platforms import Platform, platform_from_dict
 from explorer.cost.roofline import analyze
 from explorer.files import dumps_json, write_text
+from explorer.report.document import Block, Heading, Items, Table, Text, html_blocks, to_markdown
 from explorer.spec import Arch, load_arch
 from explorer.units import si
 
@@ -180,33 +181,45 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
     )
 
 
+def section_blocks(v: Verification) -> list[Block]:
+    """The report's section: how the networks were timed, the table, the gain and the verdict."""
+    rows = tuple(
+        (
+            c.label,
+            si(c.flops_per_sample, "FLOPs"),
+            si(c.predicted_s, "s"),
+            si(c.measured_s, "s"),
+            f"{si(c.measured_ci95_s[0], 's')} - {si(c.measured_ci95_s[1], 's')}",
+        )
+        for c in v.candidates
+    )
+    gain = (
+        f"predicted {100 * v.predicted_gain:+.1f}%, measured {100 * v.measured_gain:+.1f}% (95% interval "
+        f"{100 * v.measured_gain_ci95[0]:+.1f}% to {100 * v.measured_gain_ci95[1]:+.1f}%), off by {v.gain_error_points:.1f} points"
+    )
+    return [
+        Heading("Measured on this machine (explore verify)"),
+        Text(
+            f"The searched network, the uniform-width network at the same FLOPs (interpolated between the two uniform "
+            f"networks around it, both built and timed) and the base network, built as Flax models and timed on "
+            f"{v.device}, batch {v.batch}, {v.dtype}, in {v.rounds} interleaved rounds. Predictions: the run's "
+            f"'{v.latency_model}' latency model on platform '{v.platform}'. Intervals: 95% bootstrap."
+        ),
+        Table(
+            ("network", "FLOPs/sample", "predicted", "measured (median)", "95% interval"), rows, frozenset({1, 2, 3, 4})
+        ),
+        Items(
+            (
+                ("gain of the searched network over uniform width at matched FLOPs", gain),
+                ("verdict", v.verdict),
+            )
+        ),
+    ]
+
+
 def section(v: Verification) -> str:
     """The report's section (Markdown)."""
-    lines = [
-        "## Measured on this machine (explore verify)",
-        "",
-        f"The searched network, the uniform-width network at the same FLOPs (interpolated between the two uniform "
-        f"networks around it, both built and timed) and the base network, built as Flax models and timed on "
-        f"{v.device}, batch {v.batch}, {v.dtype}, in {v.rounds} interleaved rounds. Predictions: the run's "
-        f"'{v.latency_model}' latency model on platform '{v.platform}'. Intervals: 95% bootstrap.",
-        "",
-        "| network | FLOPs/sample | predicted | measured (median) | 95% interval |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for c in v.candidates:
-        lines.append(
-            f"| {c.label} | {si(c.flops_per_sample, 'FLOPs')} | {si(c.predicted_s, 's')} | {si(c.measured_s, 's')} | "
-            f"{si(c.measured_ci95_s[0], 's')} - {si(c.measured_ci95_s[1], 's')} |"
-        )
-    lines += [
-        "",
-        f"- **gain of the searched network over uniform width at matched FLOPs**: predicted {100 * v.predicted_gain:+.1f}%, "
-        f"measured {100 * v.measured_gain:+.1f}% (95% interval {100 * v.measured_gain_ci95[0]:+.1f}% to "
-        f"{100 * v.measured_gain_ci95[1]:+.1f}%), off by {v.gain_error_points:.1f} points",
-        f"- **verdict**: {v.verdict}",
-        "",
-    ]
-    return "\n".join(lines)
+    return to_markdown(section_blocks(v), section=True)
 
 
 MARK = "<!-- explore verify -->"
@@ -229,21 +242,7 @@ def write_verification(v: Verification, run: Path) -> list[Path]:
         if start >= 0:
             end = page.find(MARK, start + len(MARK))
             page = page[:start] + page[end + len(MARK) :] if end >= 0 else page[:start]
-        import html as escape
-
-        rows = "".join(
-            f"<tr><td>{escape.escape(c.label)}</td><td>{si(c.flops_per_sample, 'FLOPs')}</td><td>{si(c.predicted_s, 's')}</td>"
-            f"<td>{si(c.measured_s, 's')}</td><td>{si(c.measured_ci95_s[0], 's')} - {si(c.measured_ci95_s[1], 's')}</td></tr>"
-            for c in v.candidates
-        )
-        block = (
-            f"{MARK}<h2>Measured on this machine (explore verify)</h2><p>{escape.escape(v.device)}, batch {v.batch}, {v.dtype}, "
-            f"{v.rounds} interleaved rounds; predictions by the '{v.latency_model}' model.</p><table><tr><th>network</th>"
-            f"<th>FLOPs/sample</th><th>predicted</th><th>measured (median)</th><th>95% interval</th></tr>{rows}</table>"
-            f"<p>Gain over uniform width at matched FLOPs: predicted {100 * v.predicted_gain:+.1f}%, measured "
-            f"{100 * v.measured_gain:+.1f}% (95% interval {100 * v.measured_gain_ci95[0]:+.1f}% to {100 * v.measured_gain_ci95[1]:+.1f}%). "
-            f"Verdict: {escape.escape(v.verdict)}.</p>{MARK}"
-        )
+        block = MARK + "\n".join(html_blocks(section_blocks(v), run, section=True)) + MARK
         page = page.replace("</body>", block + "</body>") if "</body>" in page else page + block
         write_text(html, page)
         written.append(html)

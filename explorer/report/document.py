@@ -84,9 +84,11 @@ def write_report(blocks: Sequence[Block], makers: Mapping[str, Maker], out: Path
 # ---------------------------------------------------------------- renderers
 
 
-def to_markdown(blocks: Sequence[Block]) -> str:
+def to_markdown(blocks: Sequence[Block], *, section: bool = False) -> str:
+    """The blocks as Markdown: the first heading is the title (#), the rest sections (##); a
+    `section` (appended to a report) has no title."""
     lines: list[str] = []
-    first = True
+    first = not section
     for block in blocks:
         if isinstance(block, Heading):
             lines += [("# " if first else "## ") + _md(block.text), ""]
@@ -151,8 +153,17 @@ def to_html(blocks: Sequence[Block], folder: Path) -> str:
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{e(title)}</title><style>{CSS}</style><script>{IMAGE_CHECK}</script></head><body>",
+        *html_blocks(blocks, folder),
+        "</body></html>",
     ]
-    first = True
+    return "\n".join(parts) + "\n"
+
+
+def html_blocks(blocks: Sequence[Block], folder: Path, *, section: bool = False) -> list[str]:
+    """The blocks as HTML elements (the first heading h1 unless they are a `section` of a page)."""
+    e = html.escape
+    parts = []
+    first = not section
     for block in blocks:
         if isinstance(block, Heading):
             tag = "h1" if first else "h2"
@@ -170,8 +181,7 @@ def to_html(blocks: Sequence[Block], folder: Path) -> str:
                 f'<figure><img alt="{e(block.caption)}" src="data:image/png;base64,{data}">'
                 f"<figcaption>{e(block.caption)}</figcaption></figure>"
             )
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    return parts
 
 
 def _html_table(table: Table) -> str:
