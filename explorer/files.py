@@ -85,6 +85,28 @@ def read_json(path: Path, what: str, error: type[ValueError]) -> Any:
         raise error(f"{what} {path}: {exc} is not a number JSON allows; give a finite number") from None
 
 
+def shipped_or_file(
+    text: str,
+    shipped: Iterable[str],
+    *,
+    suffix: str,
+    label: str,
+    error: type[ValueError],
+    unknown: Callable[[], str],
+) -> Path | None:
+    """Which a "shipped name or a file" argument is: None for one of the `shipped` names, else the file
+    it names (it ends in `suffix` or exists). `error` "LABEL: no such file" for a missing `suffix` file;
+    `error(unknown())` when it is neither."""
+    if text in shipped:
+        return None
+    path = Path(text)
+    if path.suffix == suffix or path.exists():
+        if not path.exists():
+            raise error(f"{label}: no such file")
+        return path
+    raise error(unknown())
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp)` on a unique temporary file beside `path`, then rename it over `path`."""
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -1,10 +1,11 @@
 """Search spaces: which widths of a base architecture may change, how, and which convs may
 get an optional 1x1 bottleneck.
 
-Width ties are derived from the graph, never hand-listed: the inputs of a residual `add`
-must have equal channels, and channels flow unchanged through batch-norm, activations,
-pooling and depthwise convs, so every conv whose output reaches the same add shares one
-width variable (a ResNet stage is one variable). Concat sums its branches' widths.
+Width ties are derived from the graph, never hand-listed (`explorer.spec.channels.tie_groups`,
+which the pruner uses too): the inputs of a residual `add` must have equal channels, and channels
+flow unchanged through batch-norm, activations, pooling and depthwise convs, so every conv whose
+output reaches the same add shares one width variable (a ResNet stage is one variable). Concat sums
+its branches' widths.
 
 A space file (`search_spaces/NAME.space.toml`) names its base architecture and overrides
 the defaults below; every key is optional except `arch`.
@@ -15,31 +16,13 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from explorer.files import read_toml
-from explorer.spec import (
-    Act,
-    Add,
-    Arch,
-    AvgPool,
-    BatchNorm,
-    Concat,
-    Conv,
-    Dense,
-    Flatten,
-    GlobalAvgPool,
-    MaxPool,
-    Op,
-    SpecError,
-    base_names,
-    load_arch,
-    pair,
-    spaces_dir,
-)
+from explorer.files import read_toml, shipped_or_file
+from explorer.spec import Arch, Conv, SpecError, base_names, load_arch, pair, spaces_dir
+from explorer.spec.channels import channel_behaviour, input_channels, tie_groups
 from explorer.spec.ops import MAX_SIZE
 
 DEFAULT_KEEP = (0.5, 1.0)
@@ -71,6 +54,10 @@ class WidthGroup:
 
     def choices(self) -> range:
         return range(self.low, self.high + 1, self.step)
+
+    def uniform(self, multiplier: float) -> int:
+        """This width in the uniform-width network at `multiplier`: align(multiplier x base), at least one step."""
+        return max(self.step, round(multiplier * self.base / self.step) * self.step)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +102,7 @@ class Space:
 
     def uniform(self, multiplier: float) -> Arch:
         """Every searchable width = align(multiplier x base), no bottlenecks."""
-        widths = {g.key: max(g.step, round(multiplier * g.base / g.step) * g.step) for g in self.groups}
+        widths = {g.key: g.uniform(multiplier) for g in self.groups}
         return self.apply(widths, {}, name=f"{self.arch.name}-x{multiplier:.3f}")
 
     def smallest(self, with_bottlenecks: bool) -> Arch:
@@ -141,90 +128,26 @@ class Space:
         return "\n".join(lines)
 
 
-ChannelBehaviour = Literal["sets", "follows", "ties", "concatenates"]
-"""How an op's output channels relate to its inputs': set by its own `out` (a width variable when
-searchable), equal to its first input's, equal to all its inputs' (which must then share one
-width), or the sum of its inputs' (never a variable of its own)."""
-
-
-def _conv_channels(op: Op) -> ChannelBehaviour:
-    assert isinstance(op, Conv)
-    return "follows" if op.groups == 0 else "sets"  # a depthwise conv keeps its input's channels
-
-
-CHANNELS: dict[type[Op], Callable[[Op], ChannelBehaviour]] = {
-    Conv: _conv_channels,
-    Dense: lambda op: "sets",
-    BatchNorm: lambda op: "follows",
-    Act: lambda op: "follows",
-    MaxPool: lambda op: "follows",
-    AvgPool: lambda op: "follows",
-    GlobalAvgPool: lambda op: "follows",
-    Flatten: lambda op: "follows",
-    Add: lambda op: "ties",
-    Concat: lambda op: "concatenates",
-}
-"""The channel behaviour of each op kind for width ties, keyed by op class."""
-
-
-def channel_behaviour(op: Op) -> ChannelBehaviour:
-    try:
-        return CHANNELS[type(op)](op)
-    except KeyError:
-        raise SpaceError(
-            f"op kind {op.kind!r} has no channel behaviour; behaviours exist for: {', '.join(k.kind for k in CHANNELS)}"
-        ) from None
-
-
 def _searchable(arch: Arch, fixed: tuple[str, ...]) -> list[str]:
     """Ops whose `out` is a free width: ops that set their channels (convs with an explicit out,
     not depthwise; dense layers), except the last op (the classifier) and `fixed` patterns."""
     last = arch.ops[-1].name
-    names = []
-    for op in arch.ops:
-        if op.name == last or any(fnmatch.fnmatchcase(op.name, p) for p in fixed):
-            continue
-        if channel_behaviour(op) == "sets":
-            names.append(op.name)
-    return names
+    op_names = {op.name for op in arch.ops}  # a bottleneck's reduce conv is a node, not an op: no width
+    return [
+        node.op.name
+        for node in arch.nodes
+        if node.op.name in op_names
+        and node.op.name != last
+        and not any(fnmatch.fnmatchcase(node.op.name, p) for p in fixed)
+        and channel_behaviour(node.op, input_channels(node)) == "sets"
+    ]
 
 
 def width_ties(arch: Arch, searchable: list[str]) -> list[list[str]]:
-    """Groups of searchable ops that must share one width (union-find over residual adds)."""
-    parent = {name: name for name in searchable}
-
-    def find(x: str) -> str:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    source: dict[str, str | None] = {}  # tensor -> the width variable that sets its channels
-    pinned: set[str] = set()
-    for node in arch.nodes:
-        op = node.op
-        name = op.name
-        behaviour = channel_behaviour(op)
-        if name in parent:
-            source[name] = name
-        elif behaviour == "follows":
-            source[name] = source.get(node.inputs[0])
-        elif behaviour == "ties":
-            inputs = [source.get(i) for i in node.inputs]
-            known = [v for v in inputs if v is not None]
-            for other in known[1:]:
-                parent[find(other)] = find(known[0])
-            if len(known) < len(inputs):
-                pinned.update(known)  # summed with a fixed-width tensor: these widths cannot move
-            source[name] = known[0] if known and len(known) == len(inputs) else None
-        else:
-            source[name] = None  # concat, a fixed or classifier layer, the reduce conv of a bottleneck
-    pinned_roots = {find(p) for p in pinned}
-    groups: dict[str, list[str]] = {}
-    for name in searchable:
-        if find(name) not in pinned_roots:
-            groups.setdefault(find(name), []).append(name)
-    return list(groups.values())
+    """The tie groups whose widths may move: every member searchable, none pinned to a fixed width
+    (a group holding a fixed or classifier op is as fixed as that op)."""
+    free = set(searchable)
+    return [list(g.members) for g in tie_groups(arch) if not g.pinned and all(m in free for m in g.members)]
 
 
 def _range(base: int, keep: tuple[float, float], step: int) -> tuple[int, int]:
@@ -341,22 +264,26 @@ def load_space(
         raise SpaceError(f"align={align!r} must be an integer >= 1")
     if keep is not None and not (0 < keep[0] <= keep[1] <= MAX_KEEP):
         raise SpaceError(f"keep={keep!r}: need 0 < low <= high <= {MAX_KEEP:g}, e.g. (0.5, 1.0)")
-    path = Path(name_or_path)
-    if not path.suffix and not path.exists():
-        candidate = spaces_dir() / f"{name_or_path}.space.toml"
-        if candidate.exists():
-            path = candidate
-        elif name_or_path in base_names():
-            space = build_space(
-                load_arch(name_or_path),
-                keep=DEFAULT_KEEP if keep is None else keep,
-                align=DEFAULT_ALIGN if align is None else align,
-                bottleneck="auto" if bottlenecks else [],
-            )
-            return dataclasses.replace(space, origin=name_or_path)
-        else:
-            known = sorted({p.name.split(".")[0] for p in spaces_dir().glob("*.json")})
-            raise SpaceError(f"space={name_or_path!r} is not known; known: {', '.join(known)}; or give a .toml file")
+    text = str(name_or_path)
+    space_files = {p.name.removesuffix(".space.toml") for p in spaces_dir().glob("*.space.toml")}
+    known = sorted(space_files | set(base_names()))
+    given = shipped_or_file(
+        text,
+        known,
+        suffix=".toml",
+        label=f"space={text!r}",
+        error=SpaceError,
+        unknown=lambda: f"space={text!r} is not known; known: {', '.join(known)}; or give a .toml file",
+    )
+    if given is None and text not in space_files:  # a base architecture without a space file: the defaults
+        space = build_space(
+            load_arch(text),
+            keep=DEFAULT_KEEP if keep is None else keep,
+            align=DEFAULT_ALIGN if align is None else align,
+            bottleneck="auto" if bottlenecks else [],
+        )
+        return dataclasses.replace(space, origin=text)
+    path = given or spaces_dir() / f"{text}.space.toml"
     where = str(path.name)
     data = read_toml(path, "space file", SpaceError)
     unknown = set(data) - SPACE_KEYS

@@ -28,7 +28,7 @@ def main() -> None:
     rows = []
     for sampler in ("batch", "tpe", "random", "nsga2", "cmaes"):  # gp needs PyTorch
         for where in ("sqlite", "memory"):
-            settings = Settings(dtype="float16", sampler=sampler, trials=TRIALS)
+            settings = Settings.of(dtype="float16", sampler=sampler, trials=TRIALS)
             with tempfile.TemporaryDirectory() as tmp:
                 storage = f"sqlite:///{tmp}/study.db" if where == "sqlite" else None
                 plan = plan_search("resnet18", "v100", 2e9, settings=settings, storage=storage, files=False)

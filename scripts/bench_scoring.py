@@ -23,7 +23,7 @@ from pathlib import Path
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 
-from explorer.cost.roofline import analyze
+from explorer.cost.analyze import analyze
 from explorer.search.batch import BatchScorer
 from explorer.space import load_space
 
@@ -38,7 +38,7 @@ def bench(name: str) -> dict[str, float]:
 
     space = load_space(name)
     start = time.perf_counter()
-    scorer = BatchScorer(space, "v100", check=0)
+    scorer = BatchScorer(space, platform="v100", check=0)
     setup_s = time.perf_counter() - start
     widths, reductions = scorer.random(N_BATCH, seed=0)
 
@@ -49,7 +49,7 @@ def bench(name: str) -> dict[str, float]:
         )
 
     start = time.perf_counter()
-    singles = [analyze(arch(k), "v100") for k in range(N_SINGLE)]
+    singles = [analyze(arch(k), platform="v100") for k in range(N_SINGLE)]
     single_s = (time.perf_counter() - start) / N_SINGLE
 
     scorer.score(widths[:100], reductions[:100])  # warm
@@ -66,7 +66,7 @@ def bench(name: str) -> dict[str, float]:
         start = time.perf_counter()
         cost = xla_cost(arch(k))
         times.append(time.perf_counter() - start)
-        exact = analyze(arch(k), "v100", convention="exact")
+        exact = analyze(arch(k), platform="v100", convention="exact")
         gaps.append(cost["flops"] / exact.total_flops - 1)
     xla_s = statistics.median(times)
     return {

@@ -29,11 +29,10 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-import explorer.search.screen as screen_module
 from explorer.search import Settings, plan_search, run_search
 from explorer.search.classic import halp, netadapt
 from explorer.search.problem import is_feasible
-from explorer.search.screen import Screen
+from explorer.search.screen import Screen, ScreenConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBLEMS = [
@@ -63,18 +62,15 @@ def reference(plan, found: list[float]) -> tuple[float, str]:
         exact = plan.scorer().score(screen.lattice.arch(rows[best], "ref"))  # confirmed one by one
         assert exact.feasible and abs(exact.values[0] - f[best, 0]) <= 1e-9 * abs(f[best, 0])
         return float(exact.values[0]), f"exhaustive ({len(rows):,} architectures)"
-    deep, screen_module.DEEP = screen_module.DEEP, 4
-    try:
-        values = [Screen(space, plan.scorer(), seed=s).run(REFERENCE_EVALUATIONS).values[0, 0] for s in REFERENCE_SEEDS]
-    finally:
-        screen_module.DEEP = deep
+    config = ScreenConfig(evaluations=REFERENCE_EVALUATIONS, deep=4)
+    values = [Screen(space, plan.scorer(), seed=s, config=config).run().values[0, 0] for s in REFERENCE_SEEDS]
     return float(
         max([*values, *found])
     ), f"local search, 2 seeds x {REFERENCE_EVALUATIONS:,} candidates, and every method"
 
 
 def optuna_run(space: str, budget: str, dtype: str, sampler: str, seed: int, trials: int, cap_s: float) -> dict:
-    settings = Settings(dtype=dtype, sampler=sampler, seed=seed, trials=trials, timeout_s=cap_s)
+    settings = Settings.of(dtype=dtype, sampler=sampler, seed=seed, trials=trials, timeout_s=cap_s)
     plan = plan_search(space, "v100", budget, settings=settings, files=False)
     start = datetime.datetime.now()
     wall = time.monotonic()
@@ -98,7 +94,7 @@ def optuna_run(space: str, budget: str, dtype: str, sampler: str, seed: int, tri
 
 
 def classic_run(space: str, budget: str, dtype: str, method) -> dict:
-    plan = plan_search(space, "v100", budget, settings=Settings(dtype=dtype), files=False)
+    plan = plan_search(space, "v100", budget, settings=Settings.of(dtype=dtype), files=False)
     start = time.monotonic()
     screen = Screen(plan.space, plan.scorer(), seed=0)
     answer = method(screen)
@@ -139,7 +135,7 @@ def main() -> None:
             for sampler in ("tpe", "random", "nsga2", "cmaes"):
                 runs.append(optuna_run(space, budget, dtype, sampler, 0, trials, cap_s))
             runs += [classic_run(space, budget, dtype, m) for m in (netadapt, halp)]
-            plan = plan_search(space, "v100", budget, settings=Settings(dtype=dtype), files=False)
+            plan = plan_search(space, "v100", budget, settings=Settings.of(dtype=dtype), files=False)
             ref, how = reference(plan, [r["best"] for r in runs])
             for r in runs:
                 at_trials, at_s = reach(r, ref)

@@ -37,8 +37,8 @@ import optax
 from flax import nnx
 
 from explorer.cli import main as explore
+from explorer.cost.analyze import analyze
 from explorer.cost.platforms import get_platform
-from explorer.cost.roofline import analyze
 from explorer.deploy.prune import prune
 from explorer.deploy.weights import from_arrays, load_weights, save_weights, to_arrays
 from explorer.model import Network, build_model
@@ -206,7 +206,7 @@ def main() -> int:
             pruned_model = train(pruned_model, x_train, y_train, fine_tune_epochs, FINE_TUNE_RATE, seed=k)
         row["after"] = accuracy(pruned_model, x_test, y_test)
         models[str(k)] = pruned_model
-        result = analyze(row["arch"], platform)
+        result = analyze(row["arch"], platform=platform)
         row.update(flops=result.flops, params=result.params, predicted_s=result.latency_s)
         print(f"  {row['budget']:>9} {row['method']:<26} {row['before']:.4f} -> {row['after']:.4f}", flush=True)
     measured = measured_latency_s(models, {str(k): r["arch"] for k, r in enumerate(rows)})

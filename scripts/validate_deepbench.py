@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
-    from explorer.cost.kernels import PARAMS_PATH
+    from explorer.cost.kernel_params import PARAMS_PATH
     from explorer.files import write_text
     from explorer.measure.deepbench import (
         VARIANTS,
@@ -40,7 +40,7 @@ def main() -> int:
         "",
         "Each GPU's tables are predicted with constants fitted only on the OTHER GPUs' tables, from the GPU's",
         "catalog entry (peak FLOP/s, bandwidth, SM count). Data: DeepBench's forward convolutions (94 per GPU, cuDNN's",
-        "fastest algorithm) and GEMMs (44, cuBLAS), `scripts/data/deepbench/`. Written by `scripts/validate_deepbench.py`.",
+        "fastest algorithm) and GEMMs (44, cuBLAS), `explorer/measure/data/deepbench/`. Written by `scripts/validate_deepbench.py`.",
         "Targets per table: Spearman >= 0.97 and median |log(predicted / measured)| <= 0.20.",
         "",
         "| table | n | Spearman (roofline) | Spearman (kernel) | median \\|log ratio\\| (roofline) | median \\|log ratio\\| (kernel) "

@@ -83,7 +83,7 @@ def plan_for(
         platform,
         budget,
         params,
-        Settings(**settings),
+        Settings.of(**settings),
         memory=memory,
         latency=latency,
         storage=storage,

@@ -12,7 +12,7 @@ import pytest
 from explorer import ablate as A
 from explorer.ablate.run import sample_feasible
 from explorer.cli import main
-from explorer.cost.roofline import analyze
+from explorer.cost.analyze import analyze
 from explorer.search import Budget
 from explorer.search.batch import BatchScorer
 from explorer.space import load_space
@@ -76,7 +76,7 @@ def test_vgg_is_compute_bound_and_mobilenet_v2_memory_bound_on_a_v100(tmp_path: 
     rows = rows_by(result, "arch", "batch")
     vgg, mobile = rows[("vgg16", 1)], rows[("mobilenet_v2", 1)]
     for name, row in (("vgg16", vgg), ("mobilenet_v2", mobile)):
-        ref = analyze(load_arch(name), "v100", latency_model="roofline")
+        ref = analyze(load_arch(name), platform="v100", latency_model="roofline")
         assert row["intensity"] == pytest.approx(ref.intensity)
         assert row["attainable_flops_per_s"] == pytest.approx(ref.attainable_flops_per_s)
     assert vgg["intensity"] > 15.7e12 / 900e9 > mobile["intensity"]
@@ -109,7 +109,7 @@ def test_cells_are_stored_reused_and_resumed(tmp_path: Path, capsys: pytest.Capt
 
 def test_design_space_samples_meet_the_budget_and_score_like_analyze() -> None:
     space = load_space("resnet18")
-    scorer = BatchScorer(space, "v100", "float16", check=0)
+    scorer = BatchScorer(space, platform="v100", dtype="float16", check=0)
     budget = Budget(flops=2e9, floor_flops=1.8e9, params=8e6)
     widths, reductions, scores, drawn, found = sample_feasible(scorer, budget, 300)
     assert len(widths) == 300 and drawn >= found >= 300

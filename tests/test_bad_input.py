@@ -570,7 +570,7 @@ CLI_CASES: list[tuple[str, dict[str, object], list[str], str]] = [
         "score batch 400 digits",
         {},
         ["score", "tiny", "--batch", "9" * 400],
-        "(400 characters) must be at most 2,147,483,647",
+        "(400 characters) must be an integer >= 1 and at most 2,147,483,647",
     ),
     ("batch not a number", {}, ["score", "tiny", "--batch", "x"], "argument --batch: invalid int value: 'x'"),
     (

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from explorer.cli import main
-from explorer.cost.roofline import analyze
+from explorer.cost.analyze import analyze
 from explorer.spec import load_arch
 
 
@@ -26,7 +26,7 @@ def test_score_json_uses_api_field_names(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
     assert main(["score", "tiny", "--platform", "t4", "--dtype", "fp16", "--batch", "4", "--json", str(path)]) == 0
     data = json.loads(path.read_text())
-    api = analyze(load_arch("tiny"), "t4", "float16", 4)
+    api = analyze(load_arch("tiny"), platform="t4", dtype="float16", batch=4)
     for key in ("macs", "flops", "params", "bytes", "intensity", "attainable_flops_per_s", "latency_s"):
         assert data[key] == pytest.approx(getattr(api, key))
     assert len(data["layers"]) == len(api.layers)

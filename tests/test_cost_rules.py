@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from conftest import single
-from explorer.cost.roofline import analyze
+from explorer.cost.analyze import analyze
 from explorer.cost.rules import Counts
 from explorer.spec import Act, Add, Arch, AvgPool, BatchNorm, Concat, Conv, Dense, Flatten, GlobalAvgPool, MaxPool
 

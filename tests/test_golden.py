@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from explorer.cost.roofline import analyze
+from explorer.cost.analyze import analyze
 from explorer.spec import Arch
 
 # name: (published MACs, published params, reference, why any difference remains)

@@ -12,18 +12,13 @@ import numpy as np
 import pytest
 
 from conftest import single
-from explorer.cost.kernels import (
-    DEFAULT_TILES,
-    KernelParams,
-    Machine,
-    default_params,
-    gemm_compute_s,
-    kernel_times,
-    layer_quantities,
-    plan_kernels,
-)
+from explorer.cost.analyze import analyze
+from explorer.cost.fusion import plan_kernels
+from explorer.cost.kernel_params import KernelParams, default_params
+from explorer.cost.kernels import DEFAULT_TILES, Machine, gemm_compute_s, kernel_times
+from explorer.cost.latency import default_latency_model
 from explorer.cost.platforms import PlatformError, get_platform, load_platform_file
-from explorer.cost.roofline import analyze
+from explorer.cost.timers import layer_quantities
 from explorer.spec import Act, Add, Arch, BatchNorm, Concat, Conv, Dense, Flatten, GlobalAvgPool, MaxPool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +90,7 @@ def test_fused_kernel_bytes_by_hand() -> None:
     """A fused conv-BN-add-ReLU reads its input, its weights, BN's scale and shift and the residual
     once, and writes one output; nothing in between."""
     arch = residual_block()
-    result = analyze(arch, "v100", latency_model="roofline")
+    result = analyze(arch, platform="v100", latency_model="roofline")
     plan = plan_kernels(arch, "cudnn", batch=1)
     times = kernel_times(plan, layer_quantities(result.layers), _machine(), itemsize=4)
     fmap = 8 * 8 * 16 * 4
@@ -152,7 +147,7 @@ def test_a_depthwise_conv_keeps_its_bn_and_activation_on_cudnn_but_not_on_xla() 
 
 def test_every_kernel_with_work_pays_its_overhead_once() -> None:
     arch = residual_block()
-    result = analyze(arch, "v100", latency_model="roofline")
+    result = analyze(arch, platform="v100", latency_model="roofline")
     q = layer_quantities(result.layers)
     plan = plan_kernels(arch, "cudnn", batch=1)
     base = kernel_times(plan, q, _machine(), 4).time_s
@@ -163,14 +158,11 @@ def test_every_kernel_with_work_pays_its_overhead_once() -> None:
 
 
 def test_the_forward_pass_pays_the_dispatch_once() -> None:
-    from explorer.cost.kernels import machine
 
     platform = get_platform("v100")
     params = dataclasses.replace(default_params()["cudnn"], call_overhead_s=30e-6)
-    with_call = analyze(
-        residual_block(), platform, kernel_machine=dataclasses.replace(machine(platform, "float32"), params=params)
-    )
-    without = analyze(residual_block(), platform, latency_model="kernel")
+    with_call = analyze(residual_block(), platform=dataclasses.replace(platform, kernel_params=params))
+    without = analyze(residual_block(), platform=platform, latency_model="kernel")
     assert with_call.dispatch_s == 30e-6 and without.dispatch_s == default_params()["cudnn"].call_overhead_s
     assert with_call.latency_s - with_call.dispatch_s == pytest.approx(without.latency_s - without.dispatch_s)
     assert with_call.latency_s == pytest.approx(sum(k.time_s for k in with_call.kernels) + 30e-6)
@@ -187,7 +179,7 @@ def test_winograd_divides_the_compute_of_3x3_stride_1_convs_only() -> None:
         (Conv(name="c", out=64, kernel=3, groups=4, bias=False), False),
     ):
         arch = single(conv, (28, 28, 64))
-        q = layer_quantities(analyze(arch, "v100", latency_model="roofline").layers)
+        q = layer_quantities(analyze(arch, platform="v100", latency_model="roofline").layers)
         plan = plan_kernels(arch, "cudnn", batch=1)
         assert plan.kernels[0].winograd is eligible
         direct = kernel_times(plan, q, _machine(), 4).compute_s[0, 0]
@@ -201,7 +193,7 @@ def test_winograd_pays_for_padding_its_output_tiles() -> None:
     arch = single(Conv(name="c", out=64, kernel=3, bias=False), (7, 7, 64))  # 7 x 7 outputs in 2 x 2 tiles of 4 x 4
     plan = plan_kernels(arch, "cudnn", batch=1)
     assert plan.kernels[0].winograd_padding == pytest.approx(64 / 49)
-    q = layer_quantities(analyze(arch, "v100", latency_model="roofline").layers)
+    q = layer_quantities(analyze(arch, platform="v100", latency_model="roofline").layers)
     direct = kernel_times(plan, q, _machine(), 4).compute_s[0, 0]
     assert kernel_times(plan, q, _machine(winograd_gain=3.0), 4).compute_s[0, 0] == pytest.approx(direct * 64 / 49 / 4)
     # with a small gain the padded Winograd is slower than the direct conv, and the runtime keeps direct
@@ -244,12 +236,12 @@ def test_small_tiles_and_short_reductions_pay_the_shape_efficiency_terms() -> No
 def test_groups_are_gemms_of_their_own() -> None:
     """A grouped conv is `groups` GEMMs of n / groups columns and (cin / groups) Kh Kw steps."""
     arch = single(Conv(name="c", out=64, kernel=3, groups=4, bias=False), (8, 8, 64))
-    result = analyze(arch, "v100", latency_model="roofline")
+    result = analyze(arch, platform="v100", latency_model="roofline")
     plan = plan_kernels(arch, "cudnn", batch=2)
     assert plan.kernels[0].groups == 4 and plan.kernels[0].m == 2 * 8 * 8
     from explorer.cost.kernels import kernel_features
 
-    q = layer_quantities(analyze(arch, "v100", batch=2, latency_model="roofline").layers)
+    q = layer_quantities(analyze(arch, platform="v100", batch=2, latency_model="roofline").layers)
     f = kernel_features(plan, q, 4)
     assert f.n[0, 0] == 64 and f.k[0, 0] == 16 * 9
     assert result.macs == 8 * 8 * 64 * 16 * 9
@@ -259,25 +251,25 @@ def test_groups_are_gemms_of_their_own() -> None:
 
 
 def test_analyze_kernel_model_adds_up_and_names_each_layers_kernel() -> None:
-    r = analyze(residual_block(), "v100", latency_model="kernel")
+    r = analyze(residual_block(), platform="v100", latency_model="kernel")
     assert r.latency_model == "kernel"
     assert r.latency_s == pytest.approx(sum(k.time_s for k in r.kernels) + r.dispatch_s)
     assert r.latency_s == pytest.approx(sum(layer.time_s for layer in r.layers) + r.dispatch_s)
     by_name = {layer.name: layer for layer in r.layers}
     assert by_name["b1"].kernel == "c1" and by_name["b1"].time_s == 0 and by_name["b1"].bound == "none"
     assert by_name["flat"].kernel == ""
-    roof = analyze(residual_block(), "v100", latency_model="roofline")
+    roof = analyze(residual_block(), platform="v100", latency_model="roofline")
     assert roof.kernels == () and roof.flops == r.flops and roof.bytes == r.bytes  # counts do not depend on the model
 
 
 def test_default_model_is_the_platforms_best_validated() -> None:
-    assert get_platform("v100").latency_model == "kernel"
-    assert get_platform("tpu-v4").latency_model == "roofline"  # no processors/runtime: the seed's model
-    assert analyze("resnet18", "tpu-v4", "bfloat16").latency_model == "roofline"
+    assert default_latency_model(get_platform("v100")) == "kernel"
+    assert default_latency_model(get_platform("tpu-v4")) == "roofline"  # no processors/runtime: the seed's model
+    assert analyze("resnet18", platform="tpu-v4", dtype="bfloat16").latency_model == "roofline"
     with pytest.raises(ValueError, match="latency_model='roofline'"):
-        analyze("resnet18", "tpu-v4", "bfloat16", latency_model="kernel")
+        analyze("resnet18", platform="tpu-v4", dtype="bfloat16", latency_model="kernel")
     with pytest.raises(ValueError, match="latency_model='fast' is not known"):
-        analyze("resnet18", "v100", latency_model="fast")
+        analyze("resnet18", platform="v100", latency_model="fast")
 
 
 @pytest.mark.parametrize(
@@ -288,7 +280,7 @@ def test_batch_scorer_agrees_with_analyze_under_the_kernel_model(space: str, pla
     from explorer.space import load_space
 
     scorer = BatchScorer(
-        load_space(space), platform, dtype, batch=4, latency_model="kernel", check=12
+        load_space(space), platform=platform, dtype=dtype, batch=4, latency_model="kernel", check=12
     )  # raises on a mismatch
     widths, reductions = scorer.random(5, seed=3)
     scores = scorer.score(widths, reductions)

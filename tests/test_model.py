@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from explorer.cost.roofline import analyze
+from explorer.cost.analyze import analyze
 from explorer.model import abstract_model, build_model, param_count
 from explorer.spec import Arch
 

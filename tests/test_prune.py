@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from explorer.cli import main
-from explorer.cost.roofline import analyze
+from explorer.cost.analyze import analyze
 from explorer.deploy.prune import PruneError, prune
 from explorer.deploy.weights import (
     WeightsError,
@@ -21,6 +21,8 @@ from explorer.deploy.weights import (
     from_arrays,
     from_torchvision,
     load_weights,
+    read_arrays,
+    save_arrays,
     save_weights,
     to_arrays,
     to_torchvision,
@@ -337,12 +339,68 @@ def test_the_prune_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "truncated-SVD relative error" in printed
     model = load_weights(target, tmp_path / "small.safetensors")
     assert model(jnp.ones((1, *base.input_shape))).shape == (1, 1000)
+    assert read_arrays(tmp_path / "small.safetensors")[1]["layout"] == "flax"  # the default --layout
     assert main([*argv, "--out", str(tmp_path / "x.npz")]) == 2
     assert "--out" in capsys.readouterr().err
     assert (
         main([*argv[:3], str(tmp_path / "none.safetensors"), *argv[4:], "--out", str(tmp_path / "y.safetensors")]) == 2
     )
     assert "--weights" in capsys.readouterr().err
+
+
+def test_prune_writes_torchvision_layout_that_reads_back_bit_exact(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`explore prune --layout torchvision`: torchvision's module names (the base's family, though the
+    target is named otherwise) and layout at the pruned widths; read back, every array equals this
+    project's layout of the same pruning, bit for bit. A bad --layout or a bottleneck is refused in
+    one line."""
+    from explorer.space import load_space
+    from explorer.spec import dump_arch
+
+    space = load_space("mobilenet_v2")
+    rng = np.random.default_rng(0)
+    weights = {k: rng.normal(size=shape).astype(np.float32) for k, shape in expected_shapes(space.arch).items()}
+    save_arrays(weights, space.arch, tmp_path / "base.safetensors")
+    target = space.apply({g.key: g.low for g in space.groups}, {}, name="small")
+    dump_arch(target, tmp_path / "small.json")
+    argv = ["prune", "mobilenet_v2", "--weights", str(tmp_path / "base.safetensors"), "--target"]
+    tv_argv = [*argv, str(tmp_path / "small.json"), "--out", str(tmp_path / "tv.safetensors"), "--layout"]
+    assert main([*tv_argv, "torchvision"]) == 0
+    assert "in torchvision layout" in capsys.readouterr().out
+    ours = prune(space.arch, weights, target).arrays  # what the default --layout flax writes
+    tv, meta = read_arrays(tmp_path / "tv.safetensors")
+    assert meta == {"arch": "small", "layout": "torchvision", "family": "mobilenet_v2"}
+    assert len(tv) == len(ours) and not set(tv) & set(ours)
+    narrow, cin = ours["features.2.expand.kernel"].shape[2:][::-1]
+    assert narrow < space.arch.op("features.2.expand").out  # type: ignore[attr-defined]
+    assert tv["features.2.conv.0.0.weight"].shape == (narrow, cin, 1, 1)  # OIHW, under torchvision's name
+    assert tv["features.2.conv.1.0.weight"].shape == (narrow, 1, 3, 3)  # the depthwise conv that follows
+    assert tv["features.2.conv.1.1.running_var"].shape == (narrow,)
+    back = from_torchvision(target, tv, family="mobilenet_v2")
+    assert set(back) == set(ours)
+    assert all(back[k].dtype == ours[k].dtype and np.array_equal(back[k], ours[k]) for k in ours)
+    again = to_arrays(load_weights(target, tmp_path / "tv.safetensors"))  # the metadata names the family
+    assert all(np.array_equal(again[k], ours[k]) for k in ours)
+    assert main([*tv_argv, "onnx"]) == 2
+    assert "--layout 'onnx' is not known; use one of: flax, torchvision" in capsys.readouterr().err
+    dump_arch(target.replace_ops({"features.2.expand": {"bottleneck": 8}}), tmp_path / "bottleneck.json")
+    assert (
+        main(
+            [
+                *argv,
+                str(tmp_path / "bottleneck.json"),
+                "--out",
+                str(tmp_path / "b.safetensors"),
+                "--layout",
+                "torchvision",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "--layout torchvision: target op 'features.2.expand' has a 1x1 bottleneck" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_the_digits_example_runs_end_to_end(tmp_path: Path) -> None:

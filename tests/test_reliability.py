@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import alive, children, complete_count, explore_workers, missing_tool, plan_for
-from explorer.cost.roofline import analyze
+from explorer.cost.analyze import analyze
 from explorer.search import make_objective, open_storage, run_search, work
 from explorer.search.batch import TOTALS, BatchScorer
 from explorer.space import load_space
@@ -45,7 +45,7 @@ EXPLORE = [sys.executable, "-m", "explorer.cli"]
     ],
 )
 def test_batch_scores_equal_analyze(name: str, dtype: str, batch: int, traffic: str) -> None:
-    scorer = BatchScorer(load_space(name), "a100", dtype, batch, traffic, check=0)
+    scorer = BatchScorer(load_space(name), platform="a100", dtype=dtype, batch=batch, traffic=traffic, check=0)
     widths, reductions = scorer.random(40, seed=7)
     scores = scorer.score(widths, reductions)
     for k in range(len(widths)):
@@ -65,12 +65,12 @@ def test_batch_exhaustive_optimum_of_tiny_matches_scalar_enumeration() -> None:
         .T
     )
     assert len(grid) == space.size()
-    scores = BatchScorer(space, "v100").score(grid)
+    scores = BatchScorer(space, platform="v100").score(grid)
     flops = scores.flops / scores.batch
     feasible = (flops <= 3e6) & (flops >= 2.7e6)
     best = int(np.flatnonzero(feasible)[np.argmax(scores.attainable_flops_per_s[feasible])])
     scalar = [
-        analyze(space.apply(dict(zip([g.key for g in space.groups], map(int, w), strict=True)), {}), "v100")
+        analyze(space.apply(dict(zip([g.key for g in space.groups], map(int, w), strict=True)), {}), platform="v100")
         for w in grid
     ]
     scalar_best = max((r for r in scalar if 2.7e6 <= r.flops <= 3e6), key=lambda r: r.attainable_flops_per_s)
@@ -228,11 +228,11 @@ def test_narrowing_any_layer_never_raises_flops_params_or_bytes(
             return  # a single-choice width cannot be narrowed
         table[key] = low + step
     narrower = dict(table) | {key: table[key] - step}
-    wide = analyze(space.apply(widths, bottlenecks), "v100", batch=batch, traffic=traffic)
+    wide = analyze(space.apply(widths, bottlenecks), platform="v100", batch=batch, traffic=traffic)
     if key in widths:
-        narrow = analyze(space.apply(narrower, bottlenecks), "v100", batch=batch, traffic=traffic)
+        narrow = analyze(space.apply(narrower, bottlenecks), platform="v100", batch=batch, traffic=traffic)
     else:
-        narrow = analyze(space.apply(widths, narrower), "v100", batch=batch, traffic=traffic)
+        narrow = analyze(space.apply(widths, narrower), platform="v100", batch=batch, traffic=traffic)
     for q in ("macs", "flops", "elementwise_flops", "params", "weight_bytes", "bytes", "peak_activation_bytes"):
         assert getattr(narrow, q) <= getattr(wide, q), q
     assert narrow.latency_s <= wide.latency_s * (1 + 1e-12)
@@ -292,7 +292,7 @@ def sequential_arch(draw: st.DrawFn) -> Arch:
 def test_analyzer_numbers_are_finite_non_negative_and_add_up(
     arch: Arch, platform: str, batch: int, traffic: str, convention: str
 ) -> None:
-    r = analyze(arch, platform, "float32", batch, traffic, convention)
+    r = analyze(arch, platform=platform, dtype="float32", batch=batch, traffic=traffic, convention=convention)
     numbers = {
         **{q: getattr(r, q) for q in (*TOTALS, "weight_bytes", "input_bytes", "output_bytes")},
         "latency_s": r.latency_s,

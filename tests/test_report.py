@@ -16,12 +16,13 @@ import pytest
 
 from conftest import missing_tool
 from explorer.cli import main
+from explorer.cost.analyze import analyze
 from explorer.cost.platforms import get_platform
-from explorer.cost.roofline import analyze
 from explorer.report import figures as F
-from explorer.report import score_report, search_report, write_report
+from explorer.report import score_report, search_report, sweep, write_report
 from explorer.report import search_figures as SF
-from explorer.search import SearchError, SearchResult, load_result
+from explorer.search import SearchError, SearchResult, load_result, load_run, repair_run
+from explorer.search.files import BEST_ARCH_JSON, SUMMARY_JSON, TRIALS_CSV
 from explorer.spec import load_arch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +75,7 @@ def test_pareto_marks_and_budget_lines(result: SearchResult) -> None:
     marks = {m.label.split(" x")[0]: m for m in info.marks}
     assert result.best is not None
     assert marks["best"].x == result.best.result.flops and marks["best"].y == result.best.result.attainable_flops_per_s
-    assert marks["base network"].x == analyze(load_arch("resnet18"), "v100").flops
+    assert marks["base network"].x == analyze(load_arch("resnet18"), platform="v100").flops
     assert "uniform" in marks
 
 
@@ -109,26 +110,21 @@ def test_channel_profile_matches_the_written_best_spec(run_dir: Path, result: Se
     assert not next(r for r in info.rows if r.op == "fc").searchable
 
 
-def test_progress_best_so_far_ends_at_the_best(result: SearchResult) -> None:
+def test_progress_is_the_screens_convergence_ending_at_the_best(result: SearchResult) -> None:
     info = SF.progress_info(result)
     assert info.maximize and info.objective == "throughput"
+    assert info.x_label == "candidates screened" and not info.points  # the batch sampler's trace
     values = [v for _, v in info.best_so_far]
-    assert values == sorted(values)
-    assert result.best is not None and values[-1] == result.best.values[0]
-    assert len(info.points) == len(trials_csv_numbers(result))
+    assert values == sorted(values) and len(info.seconds) == len(values)
+    assert [n for n, _ in info.best_so_far] == sorted(n for n, _ in info.best_so_far)
+    assert result.best is not None and values[-1] == pytest.approx(result.best.values[0], rel=1e-9)
 
 
-def trials_csv_numbers(result: SearchResult) -> list[int]:
-    return [t.number for t in result.study.trials if t.state.name == "COMPLETE"]
-
-
-def test_importances_rank_searched_parameters(result: SearchResult) -> None:
-    info = SF.importance_info(result.study, "throughput")
-    assert info is not None
-    names = {n for t in result.study.trials for n in t.params}
-    assert {n for n, _ in info.importances} <= names
-    assert all(0 <= v <= 1 for _, v in info.importances)
-    assert [v for _, v in info.importances] == sorted((v for _, v in info.importances), reverse=True)
+def test_which_choices_matter_sweeps_every_width_and_slot(result: SearchResult) -> None:
+    info = sweep.importance_info(result, top=100)
+    assert info is not None and info.objective == "throughput"
+    assert len(info.rows) == len(result.space.groups) + len(result.space.bottlenecks)
+    assert all(r.low * (1 - 1e-12) <= info.best <= r.high * (1 + 1e-12) for r in info.rows)  # the best is in each
 
 
 def test_run_writes_every_figure_embedded_and_linked(run_dir: Path) -> None:
@@ -177,13 +173,73 @@ def test_report_from_storage_url_into_another_folder(run_dir: Path, tmp_path: Pa
     ("argv", "message"),
     [
         (["report"], "give a run folder"),
-        (["report", "no/such/run"], "has no study.db"),
+        (["report", "no/such/run"], "run_dir='no/such/run' is not a folder"),
+        (["report", "."], "run_dir='.' has no study.db"),
     ],
 )
 def test_report_errors_are_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, bytes]]:
+    """A small run (no report) and the data files it wrote, byte for byte."""
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    assert main(["--space", "tiny", "--budget", "3MFLOPs", "--trials", "12", "--out", str(out), "--no-report"]) == 0
+    return out, {name: (out / name).read_bytes() for name in (SUMMARY_JSON, BEST_ARCH_JSON, TRIALS_CSV)}
+
+
+def test_report_rewrites_a_cut_short_summary_as_the_run_wrote_it(
+    tiny_run: tuple[Path, dict[str, bytes]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    run, clean = tiny_run
+    (run / SUMMARY_JSON).write_bytes(clean[SUMMARY_JSON][: len(clean[SUMMARY_JSON]) // 2])
+    (run / TRIALS_CSV).write_bytes(clean[TRIALS_CSV][:-40])
+    (run / BEST_ARCH_JSON).unlink()
+    assert main(["report", str(run)]) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if "rewrote" in line]
+    assert len(said) == 1
+    assert said[0].startswith(
+        f"rewrote 3 damaged or missing files of {run} from study 'explore': {SUMMARY_JSON}: not valid JSON ("
+    )
+    assert said[0].endswith(f"; {BEST_ARCH_JSON}: missing; {TRIALS_CSV}: cut short, its last row incomplete")
+    assert {name: (run / name).read_bytes() for name in clean} == clean
+    json.loads((run / SUMMARY_JSON).read_text())
+    assert not list(run.glob(".*.tmp"))
+    before = {name: (run / name).stat().st_mtime_ns for name in clean}
+    assert main(["report", str(run)]) == 0
+    assert "rewrote" not in capsys.readouterr().out  # sound files are left as they are
+    assert {name: (run / name).stat().st_mtime_ns for name in clean} == before
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "why"),
+    [
+        (SUMMARY_JSON, lambda b: b"", "the file is empty"),
+        (SUMMARY_JSON, lambda b: b"[1, 2]", "not a search summary"),
+        (SUMMARY_JSON, None, "missing"),
+        (BEST_ARCH_JSON, lambda b: b[:-20], "not valid JSON"),
+        (TRIALS_CSV, lambda b: b"".join(b.splitlines(keepends=True)[:5]), "cut short, 4 of 12 trial rows"),
+        (TRIALS_CSV, lambda b: b.replace(b"number,", b"n,", 1), "header"),
+        (TRIALS_CSV, lambda b: b.replace(b"COMPLETE,", b"", 1), "a row has more or fewer fields"),
+    ],
+)
+def test_each_damaged_data_file_is_named_and_rewritten(
+    tiny_run: tuple[Path, dict[str, bytes]], name: str, damage: Any, why: str
+) -> None:
+    run, clean = tiny_run
+    folder = load_run(run)
+    result = folder.result()
+    if damage is None:
+        (run / name).unlink()
+    else:
+        (run / name).write_bytes(damage(clean[name]))
+    rewritten = repair_run(result, folder)
+    assert list(rewritten) == [name] and why in rewritten[name]
+    assert {n: (run / n).read_bytes() for n in clean} == clean
+    assert repair_run(result, folder) == {}
 
 
 def test_score_report_profiles_one_architecture(tmp_path: Path) -> None:
@@ -193,7 +249,7 @@ def test_score_report_profiles_one_architecture(tmp_path: Path) -> None:
     )
     page = (tmp_path / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 1
-    result = analyze(load_arch("mobilenet_v2"), "t4", "float16")
+    result = analyze(load_arch("mobilenet_v2"), platform="t4", dtype="float16")
     assert page.count("<tr") == len(result.layers) + 2  # header + layers + total
     assert (tmp_path / "figures" / "roofline.svg").exists()
 
@@ -202,7 +258,7 @@ def test_rendering_leaves_no_global_matplotlib_state(tmp_path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rc = dict(matplotlib.rcParams)
-    write_report(*score_report(analyze(load_arch("tiny"), "v100"), get_platform("v100")), tmp_path)
+    write_report(*score_report(analyze(load_arch("tiny"), platform="v100"), get_platform("v100")), tmp_path)
     assert plt.get_fignums() == []
     assert dict(matplotlib.rcParams) == rc
 

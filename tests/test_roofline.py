@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from conftest import single
+from explorer.cost.analyze import analyze
 from explorer.cost.platforms import catalog, get_platform
-from explorer.cost.roofline import analyze, roof
+from explorer.cost.roofline import roof
 from explorer.spec import Conv, Dense
 
 
@@ -30,7 +31,7 @@ def test_roof_memory_and_compute_sides() -> None:
 
 def test_layer_times_sum_to_latency_and_throughput() -> None:
     arch = single(Conv(name="c", out=64, kernel=3, bias=False), (56, 56, 64))
-    r = analyze(arch, "v100", traffic="rw", latency_model="roofline")
+    r = analyze(arch, platform="v100", traffic="rw", latency_model="roofline")
     flops = 2 * 56 * 56 * 9 * 64 * 64
     nbytes = 4 * (9 * 64 * 64 + 2 * 56 * 56 * 64)
     intensity = flops / nbytes
@@ -43,17 +44,17 @@ def test_layer_times_sum_to_latency_and_throughput() -> None:
 
 def test_per_layer_roofline_is_never_faster_than_the_whole_model_one(base_archs) -> None:
     for arch in base_archs.values():
-        r = analyze(arch, "v100")
+        r = analyze(arch, platform="v100")
         assert r.latency_s >= r.model_roofline.time_s * (1 - 1e-12)
 
 
 def test_fc_layer_memory_bound_at_batch_1_compute_bound_at_256() -> None:
     fc = single(Dense(name="fc", out=4096), (4096,))
-    assert analyze(fc, "v100", batch=1, latency_model="roofline").layers[0].bound == "memory"
-    assert analyze(fc, "v100", batch=256, latency_model="roofline").layers[0].bound == "compute"
+    assert analyze(fc, platform="v100", batch=1, latency_model="roofline").layers[0].bound == "memory"
+    assert analyze(fc, platform="v100", batch=256, latency_model="roofline").layers[0].bound == "compute"
     # the kernel model agrees on the side of the roof: a batch-1 matmul streams its weights
-    assert analyze(fc, "v100", batch=1).layers[0].bound == "memory"
-    assert analyze(fc, "v100", batch=256).layers[0].bound == "compute"
+    assert analyze(fc, platform="v100", batch=1).layers[0].bound == "memory"
+    assert analyze(fc, platform="v100", batch=256).layers[0].bound == "compute"
 
 
 def test_catalog_entries_have_sources_and_positive_numbers() -> None:
@@ -89,7 +90,7 @@ def test_platform_file_and_its_errors(tmp_path) -> None:
     )
     mine = get_platform(str(path))
     assert (mine.key, mine.peak("fp32"), mine.bandwidth_bytes_per_s) == ("mine", 10e12, 500e9)
-    assert analyze(single(Dense(name="fc", out=8), (8,)), str(path)).peak_flops_per_s == 10e12
+    assert analyze(single(Dense(name="fc", out=8), (8,)), platform=str(path)).peak_flops_per_s == 10e12
     path.write_text("[mine]\npeak_tflop_per_s = { float32 = -1 }\nbandwidth_gb_per_s = 500\n")
     with pytest.raises(ValueError, match=r"\[mine\]: peak_tflop_per_s.float32=-1 must be a positive, finite number"):
         get_platform(str(path))

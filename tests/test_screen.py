@@ -7,14 +7,17 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 
 from conftest import plan_for
 from explorer.cost.memory import peak_memory
 from explorer.search import run_search
 from explorer.search.batch import BatchScorer
-from explorer.search.problem import OBJECTIVES, Scorer, arch_from_params, pareto_indices, sign
-from explorer.search.screen import Lattice, Screen, front_2d, spread_order
+from explorer.search.encoding import Lattice
+from explorer.search.problem import OBJECTIVES, Scorer, arch_from_params, make_objective, pareto_indices, sign
+from explorer.search.samplers import TRACE, BatchSampler
+from explorer.search.screen import Screen, ScreenConfig, spread_order
 from explorer.space import Space, load_space
 
 
@@ -42,7 +45,7 @@ def every_candidate(space: Space) -> list[tuple[dict[str, int], dict[str, int]]]
 def brute_force(space: Space, scorer: Scorer) -> tuple[float, int]:
     """The best first-objective value over every candidate scored with `analyze` one by one
     (`Scorer.score`, every budget including peak memory), and how many candidates are feasible."""
-    s = sign(scorer.scoring.objective[0])
+    s = sign(scorer.objective[0])
     best, feasible = -np.inf, 0
     for widths, reductions in every_candidate(space):
         scored = scorer.score(space.apply(widths, reductions))
@@ -59,7 +62,7 @@ def test_the_default_search_finds_the_exact_optimum_of_an_enumerable_space(dtype
     plan = plan_for(
         space, 2.5e6, "v100", dtype=dtype, latency_model=model
     )  # every other default: sampler, trials, screen
-    assert plan.settings.latency_model == ("kernel" if model == "auto" else "roofline")
+    assert plan.settings.scoring.latency_model == ("kernel" if model == "auto" else "roofline")
     optimum, feasible = brute_force(space, plan.scorer())
     assert 20 < feasible < space.size() / 2  # the budget binds
     result = run_search(plan)
@@ -174,14 +177,55 @@ def test_resumed_batch_search_never_repeats_a_candidate(tmp_path: Path) -> None:
     assert again.best is not None and again.best.values[0] >= first.best.values[0]  # type: ignore[union-attr]
 
 
-def test_front_2d_matches_the_brute_force_pareto() -> None:
+def test_the_screens_front_keeps_the_first_of_equal_points_as_brute_force_does() -> None:
+    """The screen's archive uses the one Pareto function with `first_of_equal` (rows are distinct
+    candidates): checked against brute force on arrays with many ties, 1 to 3 objectives."""
     rng = np.random.default_rng(0)
-    for n in (1, 2, 5, 50, 300):
-        f = rng.normal(size=(n, 2))
-        got = set(front_2d(f).tolist())
-        assert got == set(pareto_indices(f.tolist(), [True, True]))
+    for n, k in [(0, 2), (1, 2), (2, 1), (5, 2), (50, 2), (300, 2), (40, 1), (60, 3), (700, 3)]:
+        f = rng.integers(0, 6, size=(n, k)).astype(np.float64)
+        maximize = [bool(b) for b in rng.integers(0, 2, k)]
+        signed = f * np.where(maximize, 1.0, -1.0)
+        firsts = [i for i in range(n) if not (signed[:i] == signed[i]).all(axis=1).any()]
+        expected = [i for i in firsts if not ((signed >= signed[i]).all(1) & (signed > signed[i]).any(1)).any()]
+        assert pareto_indices(f, maximize, first_of_equal=True) == expected
     tied = np.array([[1.0, 1.0], [1.0, 1.0], [0.0, 2.0]])
-    assert front_2d(tied).tolist() == [0, 2]  # equal points: the first stays (rows are distinct candidates)
+    assert pareto_indices(tied, [True, True], first_of_equal=True) == [0, 2]
+    assert pareto_indices(tied, [True, True]) == [0, 1, 2]  # by default equal points all stay
+
+
+def test_the_screen_is_configured_by_one_object_and_traces_its_best() -> None:
+    space = small_space()
+    plan = plan_for(space, 2.5e6, "v100")
+    screen = Screen(space, plan.scorer(), seed=5, config=ScreenConfig(keep=7, starts=4))
+    found = screen.run(3000)
+    assert len(found.rows) == 7
+    candidates, best = [p.candidates for p in screen.trace], [p.best for p in screen.trace]
+    assert len(screen.trace) >= 3 and candidates == sorted(set(candidates)) and best == sorted(best)
+    assert best[-1] == pytest.approx(found.values[0, 0], rel=1e-12) and candidates[-1] <= found.evaluated
+    seconds = [p.seconds for p in screen.trace]
+    assert seconds == sorted(seconds) and seconds[-1] < 60
+    with pytest.raises(ValueError, match=r"^ScreenConfig starts=0 must be an integer >= 1$"):
+        ScreenConfig(starts=0)
+
+
+def test_the_batch_sampler_stores_the_screen_trace_in_the_study() -> None:
+    """The contract the progress figure reads: "screen_trace", a list of {candidates, seconds, best},
+    best in the first objective's own unit and direction (here latency: seconds, falling)."""
+    space = small_space()
+    plan = plan_for(space, 2.5e6, "v100", objective=("latency",))
+    scorer = plan.scorer()
+    sampler = BatchSampler(space, scorer, seed=0, config=ScreenConfig(evaluations=3000))
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    study.optimize(make_objective(space, scorer), n_trials=3)
+    trace = study.user_attrs[TRACE]
+    assert TRACE == "screen_trace" and len(trace) >= 2
+    assert all(set(p) == {"candidates", "seconds", "best"} for p in trace)
+    assert all(isinstance(p["candidates"], int) and isinstance(p["best"], float) for p in trace)
+    best = [p["best"] for p in trace]
+    assert best == sorted(best, reverse=True) and 0 < best[-1] < 1e-3
+    assert study.trials[0].values[0] == pytest.approx(best[-1], rel=1e-9)  # the first trial is the screen's best
+    other = run_search(plan_for(space, 2.5e6, "v100", sampler="random", trials=3))
+    assert TRACE not in other.study.user_attrs  # other samplers: the figure falls back to trial order
 
 
 def test_spread_order_covers_the_ends_first() -> None:
@@ -209,7 +253,7 @@ def test_batch_scores_rank_candidates_as_every_objective_does() -> None:
     space = load_space("tiny")
     plan = plan_for(space, 3e6, "t4", dtype="float16")
     scorer = plan.scorer()
-    batch = BatchScorer(space, "t4", "float16")
+    batch = BatchScorer(space, platform="t4", dtype="float16")
     widths, reductions = batch.random(30, seed=2)
     scores = batch.score(widths, reductions)
     for k in range(30):

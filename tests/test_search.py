@@ -11,9 +11,18 @@ import pytest
 
 from conftest import plan_for
 from explorer.cli import main
-from explorer.cost.platforms import get_platform
-from explorer.cost.roofline import analyze
-from explorer.search import Budget, Scorer, SearchError, Settings, parse_budget, parse_params, plan_search, run_search
+from explorer.cost.analyze import analyze
+from explorer.search import (
+    Budget,
+    Scorer,
+    SearchError,
+    Settings,
+    StudyRecord,
+    parse_budget,
+    parse_params,
+    plan_search,
+    run_search,
+)
 from explorer.space import Space, load_space
 from explorer.spec import load_arch
 
@@ -136,7 +145,7 @@ def test_main_command_writes_a_spec_that_scores_the_same(tmp_path: Path, capsys:
     summary = json.loads((out / "summary.json").read_text())
     best = summary["best"]
     assert best["flops"] <= 2e9
-    rescored = analyze(load_arch(out / "best_arch.json"), "v100")
+    rescored = analyze(load_arch(out / "best_arch.json"), platform="v100")
     assert rescored.flops == best["flops"]
     assert rescored.params == best["params"]
     assert rescored.latency_s == pytest.approx(best["latency_s"])
@@ -305,6 +314,56 @@ def test_a_study_stored_before_the_convention_field_resumes(tmp_path: Path) -> N
         run_search(plan_for("tiny", 3e6, trials=8, storage=storage, convention="exact"))
 
 
+def test_a_study_stored_before_the_latency_model_field_resumes_as_roofline(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    first = run_search(plan_for("tiny", 3e6, trials=5, storage=storage, latency_model="roofline"))
+    record = dict(first.study.user_attrs["settings"])
+    del record["latency_model"]  # as a version before the kernel model stored it
+    first.study.set_user_attr("settings", record)
+    assert StudyRecord.from_dict(record).latency_model == "roofline"
+    again = run_search(plan_for("tiny", 3e6, trials=8, storage=storage, latency_model="roofline"))
+    assert len(again.study.trials) == 8
+    with pytest.raises(SearchError, match="latency_model: stored 'roofline', asked 'kernel'"):
+        run_search(plan_for("tiny", 3e6, trials=8, storage=storage, latency_model="kernel"))
+
+
+def test_the_study_record_round_trips_every_field() -> None:
+    """Every field differs from its default, so a field left out of one direction of the mapping fails."""
+    plan = plan_for(
+        "tiny", 2.5e6, "t4", 6e3, memory=1e6, latency=1e-3, dtype="float16", batch=2, traffic="rw",
+        latency_model="roofline", convention="exact", keep=(0.5, 0.75), align=2, bottlenecks=False, floor=0.5,
+        objective=("throughput", "params"), sampler="nsga2", seed=3,
+    )  # fmt: skip
+    record = StudyRecord.from_plan(plan)
+    data = record.to_dict()
+    stored_keys = (  # the keys studies have stored since before this type
+        "space platform dtype batch traffic latency_model convention budget_flops floor params memory_bytes "
+        "latency_s objective sampler seed keep align bottlenecks"
+    )
+    assert list(data) == stored_keys.split()
+    assert json.loads(json.dumps(data)) == data and data["keep"] == [0.5, 0.75]
+    assert StudyRecord.from_dict(data) == record
+    defaults = StudyRecord.from_plan(plan_for("tiny", 3e6)).to_dict()
+    assert all(data[k] != defaults[k] for k in data if k != "space"), "every field is set away from its default"
+    rebuilt = record.plan(study="x")
+    assert StudyRecord.from_plan(rebuilt) == record and rebuilt.settings.study == "x"
+
+
+def test_a_record_refuses_a_resume_naming_every_difference() -> None:
+    stored = StudyRecord.from_plan(plan_for("tiny", 3e6))
+    stored.check_same(StudyRecord.from_plan(plan_for("tiny", 3e6, trials=9, jobs=1)), study="s")  # runs, not defines
+    asked = StudyRecord.from_plan(plan_for("tiny", 3e6, seed=1, keep=(0.5, 1.0)))
+    with pytest.raises(SearchError) as caught:
+        stored.check_same(asked, study="s")
+    assert str(caught.value) == (
+        "study='s' exists with different settings (seed: stored 0, asked 1, keep: stored [0.25, 1.0], "
+        "asked [0.5, 1.0]); use another `study` or `out`"
+    )
+    for bad in ([], {"space": "tiny"}, {"space": "tiny", "platform": "v100", "objective": "throughput"}):
+        with pytest.raises(SearchError, match="is not a study record"):
+            StudyRecord.from_dict(bad)
+
+
 def test_every_default_is_declared_once_in_settings() -> None:
     """argparse defaults are None and filled from Settings; its docstrings state why each default holds."""
     from explorer.cli import build_parser
@@ -335,7 +394,7 @@ def test_every_default_is_declared_once_in_settings() -> None:
 )
 def test_plan_search_names_its_own_argument(settings: dict[str, object], message: str) -> None:
     with pytest.raises(SearchError, match=message):
-        plan_search("tiny", "v100", 3e6, settings=Settings(**settings), files=False)  # type: ignore[arg-type]
+        plan_search("tiny", "v100", 3e6, settings=Settings.of(**settings), files=False)
 
 
 def test_one_pareto_function_matches_brute_force() -> None:
@@ -388,13 +447,10 @@ def _metrics_at(flops: float, latency_s: float) -> object:
 
 
 def test_matched_uniform_interpolates_the_curve_at_the_same_flops() -> None:
-    from explorer.search import Scorer, Scoring, UniformPoint, matched_uniform
+    from explorer.cost import ScoringOptions
+    from explorer.search import Scorer, UniformPoint, matched_uniform
 
-    scorer = Scorer(
-        Scoring(dtype="float32", batch=1, traffic="seed", convention="dense", objective=("throughput",)),
-        get_platform("v100"),
-        Budget(flops=1e12, floor_flops=0),
-    )
+    scorer = Scorer(ScoringOptions(platform="v100"), ("throughput",), Budget(flops=1e12, floor_flops=0))
     scored = scorer.score(load_arch("tiny"))
     f, lat = scored.metrics.flops, scored.metrics.latency_s
     curve = [UniformPoint(0.9, _metrics_at(f * 1.5, 4 * lat)), UniformPoint(0.5, _metrics_at(f * 0.5, 2 * lat))]  # type: ignore[arg-type]

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import ast
+import functools
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from explorer.cost.fusion import KERNEL_KIND, kernel_kind
+from explorer.cost.latency import LATENCY_MODELS, default_latency_model
+from explorer.cost.platforms import catalog
 from explorer.cost.rules import ACT_FLOPS_PER_ELEMENT, EFFICIENCY_CLASS, LAYER_CLASSES, RULES, layer_class
-from explorer.space import CHANNELS, channel_behaviour
 from explorer.spec import ACTIVATIONS, OP_KINDS, Act, Op
+from explorer.spec.channels import CHANNELS, channel_behaviour
 
 PACKAGE = Path(__file__).resolve().parents[1] / "explorer"
 
@@ -47,13 +51,26 @@ def is_module(name: str) -> bool:
     return (PACKAGE.parent / rel).with_suffix(".py").exists() or (PACKAGE.parent / rel / "__init__.py").exists()
 
 
-def runtime_imports(path: Path) -> set[str]:
+@functools.cache
+def reexports(init: Path) -> dict[str, str]:
+    """Name -> the module a package's `__init__.py` imports it from (its re-exports)."""
+    if not init.is_file():
+        return {}
+    found = {}
+    for node in ast.walk(ast.parse(init.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.update({alias.asname or alias.name: node.module for alias in node.names})
+    return found
+
+
+def runtime_imports(path: Path, *, type_checking: bool = False) -> set[str]:
     """Every module `path` imports when its code runs (function-level imports included,
-    `if TYPE_CHECKING:` blocks excluded)."""
+    `if TYPE_CHECKING:` blocks only with `type_checking`). A name imported from a package that
+    re-exports it counts as an import of the module it comes from."""
     tree = ast.parse(path.read_text())
     skipped: set[int] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        if not type_checking and isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             skipped.update(id(n) for child in node.body for n in ast.walk(child))
     found: set[str] = set()
     package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
@@ -68,9 +85,10 @@ def runtime_imports(path: Path) -> set[str]:
                 base = ".".join(
                     package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
                 )
+            init = PACKAGE.parent / Path(*base.split(".")) / "__init__.py"
             for alias in node.names:
                 full = f"{base}.{alias.name}"
-                found.add(full if is_module(full) else base)
+                found.add(full if is_module(full) else reexports(init).get(alias.name, base))
     return found
 
 
@@ -79,13 +97,14 @@ def component(module: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
-def graph() -> dict[str, set[str]]:
+def graph(*, type_checking: bool = False) -> dict[str, set[str]]:
     """explorer module -> the explorer modules it imports. An import of a module's own package
-    (`explorer.search` from `explorer.search.run`) is no edge: Python has initialised it first."""
+    (`explorer.search` from `explorer.search.run`) is no edge: Python has initialised it first;
+    a name the package re-exports is an edge to the module it comes from."""
     edges = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         name = module_name(path)
-        targets = {m for m in runtime_imports(path) if m.split(".")[0] == "explorer"}
+        targets = {m for m in runtime_imports(path, type_checking=type_checking) if m.split(".")[0] == "explorer"}
         edges[name] = {t for t in targets if t != name and not name.startswith(t + ".")}
     return edges
 
@@ -102,7 +121,9 @@ def test_imports_point_one_way_along_the_pipeline() -> None:
 
 
 def test_no_import_cycles() -> None:
-    edges = graph()
+    """No module reaches itself through imports: at the top, in a function, through a package's
+    re-export, or only for type checking (a cycle of types is a cycle of concepts)."""
+    edges = graph(type_checking=True)
     state: dict[str, int] = {}
     cycles = []
 
@@ -119,6 +140,33 @@ def test_no_import_cycles() -> None:
         if node not in state:
             visit(node, [node])
     assert not cycles, cycles
+
+
+def test_the_cycle_check_sees_every_kind_of_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cycle test can fail: a package whose modules import each other at the top, in a function,
+    through the package's re-export and under TYPE_CHECKING (search/files <-> search/run, once)."""
+    files = {
+        "__init__.py": "",
+        "search/__init__.py": "from explorer.search.run import run_search\n",
+        "search/run.py": "from explorer.search.files import write_run\nimport explorer.search.later\n",
+        "search/files.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from explorer.search.run import R\n",
+        "search/later.py": "def f():\n    from explorer.search import run_search\n",
+        "cost/a.py": "import explorer.cost.b\n",
+        "cost/b.py": "def g():\n    from explorer.cost.a import x\n",
+    }
+    for name, text in files.items():
+        (tmp_path / "explorer" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "explorer" / name).write_text(text)
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", tmp_path / "explorer")
+    with pytest.raises(AssertionError) as caught:
+        test_no_import_cycles()
+    assert str(caught.value).splitlines()[0] == repr(
+        [
+            "explorer.cost.a -> explorer.cost.b -> explorer.cost.a",
+            "explorer.search.run -> explorer.search.files -> explorer.search.run",
+            "explorer.search.run -> explorer.search.later -> explorer.search.run",
+        ]
+    )
 
 
 def test_the_check_sees_a_wrong_way_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -143,7 +191,7 @@ def test_pure_components_import_no_jax_or_optuna_statically() -> None:
 def test_importing_spec_cost_and_space_loads_no_jax_or_optuna() -> None:
     code = (
         "import sys, explorer.spec, explorer.cost, explorer.space, explorer\n"
-        "explorer.analyze(explorer.load_arch('tiny'), 'v100')\n"
+        "explorer.analyze(explorer.load_arch('tiny'), platform='v100')\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -162,6 +210,7 @@ def registry_gaps() -> list[str]:
         "Flax builder": BUILDERS,
         "channel behaviour": CHANNELS,
         "efficiency class": EFFICIENCY_CLASS,
+        "kernel kind": KERNEL_KIND,
     }
     gaps = [f"{cls.kind}: {fact}" for cls in OP_KINDS.values() for fact, table in facts.items() if cls not in table]
     for fn in ACTIVATIONS:
@@ -182,7 +231,13 @@ def test_a_missing_entry_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(BUILDERS, OP_KINDS["concat"])
     monkeypatch.delitem(ACTIVATION_FNS, "tanh")
     monkeypatch.delitem(CHANNELS, OP_KINDS["flatten"])
-    assert registry_gaps() == ["concat: Flax builder", "flatten: channel behaviour", "act tanh: Flax function"]
+    monkeypatch.delitem(KERNEL_KIND, OP_KINDS["maxpool"])
+    assert registry_gaps() == [
+        "maxpool: kernel kind",
+        "concat: Flax builder",
+        "flatten: channel behaviour",
+        "act tanh: Flax function",
+    ]
 
 
 def test_registry_answers_are_sane() -> None:
@@ -190,6 +245,39 @@ def test_registry_answers_are_sane() -> None:
         op = make_example(cls)
         assert layer_class(op, 8) in LAYER_CLASSES
         assert channel_behaviour(op) in ("sets", "follows", "ties", "concatenates")
+        assert kernel_kind(op, 8) in ("gemm", "depthwise", "elementwise", "pool", "copy", "view")
+
+
+def latency_model_gaps() -> list[str]:
+    """Every latency model that no catalog platform can run, or that lacks a fact the seams read;
+    every catalog platform whose 'auto' model is not registered."""
+    platforms = list(catalog().values())
+    gaps = []
+    for name, model in LATENCY_MODELS.items():
+        facts = {"description": model.description, "needs": model.needs, "label": model.label}
+        gaps += [f"{name}: {fact}" for fact, value in facts.items() if not value]
+        if name != "efficiency" and all(model.missing(p) is not None for p in platforms):
+            gaps.append(f"{name}: runs on no catalog platform")  # efficiency needs a calibrated platform
+    for p in platforms:
+        try:
+            default_latency_model(p)
+        except ValueError:
+            gaps.append(f"{p.key}: no model for auto")
+    return gaps
+
+
+def test_every_latency_model_is_complete_and_every_platform_has_one() -> None:
+    assert latency_model_gaps() == []
+
+
+def test_an_incomplete_latency_model_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    broken = dataclasses.replace(LATENCY_MODELS["roofline"], label="", missing=lambda p: "never")
+    monkeypatch.setitem(LATENCY_MODELS, "roofline", broken)
+    gaps = latency_model_gaps()
+    assert gaps[:2] == ["roofline: label", "roofline: runs on no catalog platform"]
+    assert "tpu-v4: no model for auto" in gaps  # the TPU has no processors/runtime: only the roofline ran there
 
 
 def make_example(cls: type[Op]) -> Op:

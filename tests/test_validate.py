@@ -3,6 +3,7 @@ models (measurements themselves are benchmarks: `explore calibrate`, `explore va
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -10,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from explorer.cli import main
+from explorer.cost.analyze import analyze
 from explorer.cost.platforms import get_platform
-from explorer.cost.roofline import analyze
 from explorer.cost.rules import layer_class
-from explorer.measure.calibrate import calibrated_latency_s, class_times_s, efficiency_of, nearest_catalog_entry
+from explorer.cost.timers import efficiency_table
+from explorer.measure.calibrate import class_times_s, nearest_catalog_entry
 from explorer.measure.validate import Row, kind_factors, rank_stats
-from explorer.spec import Act, BatchNorm, Conv, Dense, GlobalAvgPool, MaxPool, load_arch
+from explorer.spec import Act, Arch, BatchNorm, Conv, Dense, GlobalAvgPool, MaxPool, load_arch
 
 
 def test_rank_statistics_against_hand_values() -> None:
@@ -51,17 +53,30 @@ def test_layer_classes() -> None:
     assert layer_class(BatchNorm(name="b")) == layer_class(Act(name="a", fn="relu")) == "elementwise"
 
 
-def test_calibrated_latency_divides_each_kind_by_its_efficiency_and_leaves_analyze_alone() -> None:
+def test_efficiency_model_divides_each_layer_by_its_class_efficiency_and_leaves_the_default_alone() -> None:
     arch = load_arch("mobilenet_v2")
-    result = analyze(arch, "t4")
-    times = class_times_s(result, arch)
-    assert sum(times.values()) == pytest.approx(result.latency_s)
-    assert times["depthwise"] > 0 and times["conv1x1"] > 0
     efficiency = {"depthwise": 0.25, "conv1x1": 0.5}
+    plain = get_platform("t4")
+    calibrated = dataclasses.replace(plain, extra={"efficiency": efficiency})
+    roofline = analyze(arch, platform=calibrated, latency_model="roofline")
+    result = analyze(arch, platform=calibrated, latency_model="efficiency")
+    times = class_times_s(roofline, arch)
+    assert sum(times.values()) == pytest.approx(roofline.latency_s)
+    assert times["depthwise"] > 0 and times["conv1x1"] > 0
     expected = sum(t / efficiency.get(k, 1.0) for k, t in times.items())
-    assert calibrated_latency_s(result, arch, efficiency) == pytest.approx(expected)
-    assert calibrated_latency_s(result, arch, {}) == pytest.approx(result.latency_s)
-    assert analyze(arch, "t4").latency_s == result.latency_s
+    assert result.latency_s == pytest.approx(expected)
+    assert result.flops == roofline.flops
+    for layer, base in zip(result.layers, roofline.layers, strict=True):  # layer by layer, not only the total
+        assert layer.time_s == pytest.approx(base.time_s / efficiency.get(layer_class_of(arch, layer.name), 1.0))
+    # 'auto' never picks it, and a platform without the table refuses it in one line
+    assert analyze(arch, platform=calibrated).latency_model == "kernel"
+    with pytest.raises(ValueError, match=r"latency_model='efficiency' cannot run on platform 't4'.*explore calibrate"):
+        analyze(arch, platform=plain, latency_model="efficiency")
+
+
+def layer_class_of(arch: Arch, name: str) -> str:
+    node = next(n for n in arch.nodes if n.op.name == name)
+    return layer_class(node.op, node.input_shapes[0][-1] if node.input_shapes else None)
 
 
 def test_quick_calibration_writes_a_platform_file_the_catalog_accepts(
@@ -75,7 +90,7 @@ def test_quick_calibration_writes_a_platform_file_the_catalog_accepts(
     assert platform.key == "measured" and "measured by `explore calibrate`" in platform.source
     peak, bandwidth = platform.peak("float32"), platform.bandwidth_bytes_per_s
     assert 1e9 < peak < 1e15 and 1e9 < bandwidth < 1e13
-    efficiency = efficiency_of(platform)
+    efficiency = efficiency_table(platform)
     assert set(efficiency) == {"conv", "conv1x1", "depthwise", "dense", "pool", "elementwise"}
     assert all(0 < v < 10 for v in efficiency.values())
     near, distance = nearest_catalog_entry(platform)
@@ -97,9 +112,11 @@ def test_validate_on_tiny_models_writes_its_tables(tmp_path: Path, capsys: pytes
         arch = load_arch("tiny") if row["label"] == "tiny" else None
         if arch is not None:
             assert row["predicted_s"] == pytest.approx(
-                analyze(arch, "xeon-8380", traffic="rw", latency_model="roofline").latency_s
+                analyze(arch, platform="xeon-8380", traffic="rw", latency_model="roofline").latency_s
             )
-            assert row["kernel_s"] == pytest.approx(analyze(arch, "xeon-8380", latency_model="kernel").latency_s)
+            assert row["kernel_s"] == pytest.approx(
+                analyze(arch, platform="xeon-8380", latency_model="kernel").latency_s
+            )
     assert -1 <= data["roofline"]["spearman"] <= 1 and data["roofline"]["n"] == 5
     assert data["kernel"]["n"] == 5 and len(data["kernel_spearman_ci95"]) == 2 and data["noise_iqr_over_median"] >= 0
     assert data["isolated_layers"]["n"] == 5 and all(row["layers_s"] > 0 for row in data["rows"])

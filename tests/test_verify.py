@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from explorer.cli import main
+from explorer.cost.analyze import analyze
 from explorer.cost.platforms import platform_from_dict
-from explorer.cost.roofline import analyze
 from explorer.spec import load_arch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +35,9 @@ def test_verify_times_the_searched_uniform_and_base_networks(
     assert labels == ["searched", "uniform (matched FLOPs)", "uniform below", "uniform above", "base"]
     platform = platform_from_dict(summary["platform"])
     searched = v["candidates"][0]
-    assert searched["predicted_s"] == pytest.approx(analyze(load_arch(str(run / "best_arch.json")), platform).latency_s)
+    assert searched["predicted_s"] == pytest.approx(
+        analyze(load_arch(str(run / "best_arch.json")), platform=platform).latency_s
+    )
     below, above, matched = v["candidates"][2], v["candidates"][3], v["candidates"][1]
     assert below["flops_per_sample"] <= searched["flops_per_sample"] <= above["flops_per_sample"]
     assert matched["flops_per_sample"] == searched["flops_per_sample"]

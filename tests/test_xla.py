@@ -11,7 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from conftest import single, xla_primitive_flops
-from explorer.cost.roofline import analyze
+from explorer.cost.analyze import analyze
 from explorer.model import xla_cost
 from explorer.spec import ACTIVATIONS, Act, Arch, BatchNorm, Conv, Dense
 

@@ -2,17 +2,47 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from explorer.ablate.grid import cell_label
+from explorer.cost.latency import latency_label, resolve_latency_model
 from explorer.cost.platforms import get_platform
 from explorer.report.figures import BOUND_COLORS, RooflinePoint, draw_roofs, roofline_axes
+from explorer.report.search_figures import axis_label
 from explorer.search.metrics import COLUMN
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
     from explorer.ablate.run import AblationResult, EdfResult
+
+
+def latency_models(result: AblationResult) -> tuple[str, ...]:
+    """The latency models the cells were scored with ('auto' resolved on each cell's platform), in order."""
+    return _models(r["cell"] for r in result.rows)
+
+
+def edf_latency_models(result: AblationResult) -> tuple[str, ...]:
+    """The latency models of the design-space samples: the reference cell's, with each EDF value."""
+    if not result.edf or not result.rows:
+        return ()
+    reference, factor = result.rows[result.reference]["cell"], result.edf["factor"]
+    return _models(dict(reference) | {factor: curve["value"]} for curve in result.edf["curves"])
+
+
+def _models(cells: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
+    names: list[str] = []
+    for cell in cells:
+        name = resolve_latency_model(cell.get("latency_model"), get_platform(cell["platform"]))
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def latency_text(models: tuple[str, ...]) -> str:
+    """'kernel-model latency', or each model's label when the cells differ."""
+    return " or ".join(latency_label(m) for m in models) or "latency"
 
 
 class CellBar(NamedTuple):
@@ -28,6 +58,7 @@ class CellsInfo(NamedTuple):
     unit: str
     bars: tuple[CellBar, ...]
     reference: int
+    latency_models: tuple[str, ...] = ()
 
 
 def cells_info(result: AblationResult, metric: str = "attainable_flops_per_s") -> CellsInfo:
@@ -37,7 +68,7 @@ def cells_info(result: AblationResult, metric: str = "attainable_flops_per_s") -
         bound = "none" if share is None else ("memory" if share >= 0.5 else "compute")
         bars.append(CellBar(cell_label(r["cell"], result.ablation), r.get(metric), bound))
     unit = COLUMN[metric].unit
-    return CellsInfo(result.ablation.name, metric, unit, tuple(bars), result.reference)
+    return CellsInfo(result.ablation.name, metric, unit, tuple(bars), result.reference, latency_models(result))
 
 
 def draw_cells(info: CellsInfo, ax: Axes) -> None:
@@ -56,11 +87,11 @@ def draw_cells(info: CellsInfo, ax: Axes) -> None:
     if reference:
         ax.axhline(reference, color="black", ls="--", lw=1)
     column = COLUMN[info.metric]
-    label = column.label
+    label = axis_label(column, latency_text(info.latency_models)).replace(" (", "\n(", 1)  # two lines: it is long
     if values and min(values) > 0.5 * max(values):  # a few-% difference must stay visible: the axis starts above 0
         span = max(values) - min(values) or max(values) * 0.05
         ax.set_ylim(max(0.0, min(values) - 0.6 * span), max(values) + 0.3 * span)
-        label += " (axis does not start at 0)"
+        label += "\n(the axis does not start at 0)"
     for i, b in enumerate(info.bars):
         if b.value is None:
             ax.annotate("none feasible", (i, ax.get_ylim()[0]), ha="center", va="bottom", fontsize=7, rotation=90)
@@ -96,6 +127,7 @@ class CellsRooflineInfo(NamedTuple):
     roofs: tuple[Roof, ...]
     points: tuple[RooflinePoint, ...]
     roof_of_point: tuple[int, ...]
+    latency_models: tuple[str, ...] = ()
 
 
 def cells_roofline_info(result: AblationResult) -> CellsRooflineInfo:
@@ -121,7 +153,7 @@ def cells_roofline_info(result: AblationResult) -> CellsRooflineInfo:
                 r["flops"],
             )
         )
-    return CellsRooflineInfo(tuple(roofs), tuple(points), tuple(owners))
+    return CellsRooflineInfo(tuple(roofs), tuple(points), tuple(owners), latency_models(result))
 
 
 def draw_cells_roofline(info: CellsRooflineInfo, ax: Axes) -> None:
@@ -144,7 +176,7 @@ def draw_cells_roofline(info: CellsRooflineInfo, ax: Axes) -> None:
         ax,
         (low, high),
         "arithmetic intensity of the whole model (FLOP/byte)",
-        "attainable throughput: total FLOPs / per-layer roofline latency",
+        f"attainable throughput: total FLOPs / {latency_text(info.latency_models)}",
     )
     ax.legend(fontsize=7, loc="lower right")
 
@@ -159,10 +191,12 @@ class EdfInfo(NamedTuple):
     metric: str
     unit: str
     curves: tuple[EdfCurve, ...]
+    latency_models: tuple[str, ...] = ()
 
 
-def edf_info(edf: EdfResult) -> EdfInfo:
-    return EdfInfo(edf["metric"], edf["unit"], tuple(EdfCurve(c["label"], tuple(c["sorted"])) for c in edf["curves"]))
+def edf_info(edf: EdfResult, latency_models: tuple[str, ...] = ()) -> EdfInfo:
+    curves = tuple(EdfCurve(c["label"], tuple(c["sorted"])) for c in edf["curves"])
+    return EdfInfo(edf["metric"], edf["unit"], curves, latency_models)
 
 
 def draw_edf(info: EdfInfo, ax: Axes) -> None:
@@ -172,7 +206,7 @@ def draw_edf(info: EdfInfo, ax: Axes) -> None:
         n = len(curve.values)
         if n:
             ax.step(curve.values, [(i + 1) / n for i in range(n)], where="post", lw=1.8, label=f"{curve.label} (n={n})")
-    ax.set_xlabel(COLUMN[info.metric].label)
+    ax.set_xlabel(axis_label(COLUMN[info.metric], latency_text(info.latency_models)))
     ax.set_ylabel("share of sampled architectures <= x")
     ax.xaxis.set_major_formatter(EngFormatter(unit=info.unit))
     ax.set_ylim(0, 1.02)

@@ -17,8 +17,9 @@ from typing import Any
 
 from explorer.conventions import canonical_dtype
 from explorer.cost.platforms import DEFAULT_PLATFORM
-from explorer.files import read_toml
+from explorer.files import read_toml, shipped_or_file
 from explorer.search import DEFAULTS as SEARCH
+from explorer.search.settings import SCORING_FIELDS
 from explorer.spec.ops import short_repr
 
 ABLATIONS_PATH = Path(__file__).with_name("ablations.toml")
@@ -29,11 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "method": "searched",
     "bottlenecks": SEARCH.bottlenecks,
     "platform": DEFAULT_PLATFORM,
-    "dtype": SEARCH.dtype,
-    "batch": SEARCH.batch,
-    "traffic": SEARCH.traffic,
-    "latency_model": SEARCH.latency_model,
-    "convention": SEARCH.convention,
+    **{name: getattr(SEARCH.scoring, name) for name in SCORING_FIELDS},
     "budget": "2GFLOPs",  # the main command's budget
     "params": None,
     "floor": SEARCH.floor,
@@ -113,19 +110,22 @@ def load_ablations(path: Path) -> dict[str, Ablation]:
 
 def get_ablation(name: str) -> Ablation:
     known = catalog()
-    if name in known:
+    path = shipped_or_file(
+        name,
+        known,
+        suffix=".toml",
+        label=f"ablation {name!r}",
+        error=AblationError,
+        unknown=lambda: f"ablation {name!r} is not known; built in: {', '.join(known)}; or give a .toml file",
+    )
+    if path is None:
         return known[name]
-    path = Path(name)
-    if path.suffix == ".toml" or path.exists():
-        if not path.exists():
-            raise AblationError(f"ablation {name!r}: no such file")
-        found = load_ablations(path)
-        if len(found) > 1:
-            raise AblationError(
-                f"ablation file {path} holds {len(found)} ablations ({', '.join(found)}); give a file with one: split it"
-            )
-        return next(iter(found.values()))
-    raise AblationError(f"ablation {name!r} is not known; built in: {', '.join(known)}; or give a .toml file")
+    found = load_ablations(path)
+    if len(found) > 1:
+        raise AblationError(
+            f"ablation file {path} holds {len(found)} ablations ({', '.join(found)}); give a file with one: split it"
+        )
+    return next(iter(found.values()))
 
 
 def _table(where: str, key: str, value: Any) -> dict[str, Any]:

@@ -79,7 +79,8 @@ def write_outputs(result: AblationResult, out: Path) -> list[Path]:
                 ("wall time", f"{result.wall_s:.1f} s"),
                 (
                     "conventions",
-                    "FLOPs = 2 x MACs, per sample; latency per batch; attainable = total FLOPs / roofline latency",
+                    "FLOPs = 2 x MACs, per sample; latency per batch; "
+                    f"attainable = total FLOPs / {AF.latency_text(info.latency_models)}",
                 ),
             )
         ),
@@ -119,5 +120,5 @@ def write_outputs(result: AblationResult, out: Path) -> list[Path]:
                 "the share of models at or below each value; a curve further right is a better space.",
             ),
         ]
-        makers["edf"] = lambda: F.render(AF.draw_edf, [AF.edf_info(edf)], (8, 4.5))
+        makers["edf"] = lambda: F.render(AF.draw_edf, [AF.edf_info(edf, AF.edf_latency_models(result))], (8, 4.5))
     return [out / "ablation.json", out / "ablation.csv", *write_report(blocks, makers, out)]

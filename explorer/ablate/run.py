@@ -27,8 +27,8 @@ import numpy as np
 import optuna
 
 from explorer.ablate.grid import EDF_METRICS, Ablation, cell_key, cell_label, normalise
+from explorer.cost.analyze import analyze
 from explorer.cost.platforms import get_platform
-from explorer.cost.roofline import analyze
 from explorer.files import dumps_json, write_text
 from explorer.search import DEFAULTS as SEARCH
 from explorer.search import Budget, Metrics, Scored, SearchPlan, Settings, best_uniform, plan_search, run_search
@@ -42,7 +42,7 @@ from explorer.units import si
 
 def cell_plan(cell: Mapping[str, Any], storage: str | None = None) -> SearchPlan:
     """The search plan of a (non-fixed) cell: the search's own entry point, with the cell's settings."""
-    settings = Settings(
+    settings = Settings.of(
         dtype=cell["dtype"],
         batch=cell["batch"],
         traffic=cell["traffic"],
@@ -69,11 +69,11 @@ def run_cell(cell: Mapping[str, Any], folder: str) -> dict[str, Any]:
         platform = get_platform(cell["platform"])
         result = analyze(
             load_arch(cell["arch"]),
-            platform,
-            cell["dtype"],
-            cell["batch"],
-            cell["traffic"],
-            cell["convention"],
+            platform=platform,
+            dtype=cell["dtype"],
+            batch=cell["batch"],
+            traffic=cell["traffic"],
+            convention=cell["convention"],
             latency_model=cell["latency_model"],
         )
         row = Metrics.of(result).to_json() | {"widths": {}}
@@ -219,10 +219,7 @@ def design_space_edf(ablation: Ablation, overrides: Mapping[str, Any] | None = N
     for value in ablation.factors[factor]:
         cell = normalise(dict(ablation.reference_cell(overrides)) | {factor: value, "method": "searched"})
         plan = cell_plan(cell)
-        s = plan.settings
-        scorer = BatchScorer(
-            plan.space, plan.platform, s.dtype, s.batch, s.traffic, s.convention, latency_model=s.latency_model
-        )
+        scorer = BatchScorer(plan.space, plan.settings.scoring)
         _, _, scores, drawn, found = sample_feasible(scorer, plan.budget, n)
         sample = getattr(scores, metric)
 

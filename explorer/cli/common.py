@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from explorer.conventions import BYTES_PER_ELEMENT, MAC_CONVENTIONS, TRAFFIC_MODELS, canonical_dtype
+from explorer.cost.latency import LATENCY_MODELS
+from explorer.cost.options import DEFAULT_OPTIONS, ScoringOptions
 from explorer.cost.platforms import DEFAULT_PLATFORM, Platform, custom_platform, get_platform
-from explorer.cost.roofline import LATENCY_MODELS
-from explorer.search import DEFAULTS
 from explorer.units import parse_quantity
 
 DEFAULT_SPACE = "resnet18"
@@ -27,19 +28,22 @@ def add_platform_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--platform", help=f"catalog key or .toml file (default {DEFAULT_PLATFORM}; see `explore platforms`)"
     )
-    g.add_argument("--dtype", help=f"compute dtype: {', '.join(BYTES_PER_ELEMENT)} (default {DEFAULTS.dtype})")
+    g.add_argument("--dtype", help=f"compute dtype: {', '.join(BYTES_PER_ELEMENT)} (default {DEFAULT_OPTIONS.dtype})")
     g.add_argument("--peak", help="custom platform: peak FLOP/s, e.g. 15.7T or 15.7TFLOP/s (needs --bandwidth)")
     g.add_argument("--bandwidth", help="custom platform: memory bandwidth, e.g. 900GB/s (needs --peak)")
-    g.add_argument("--batch", type=int, help=f"samples per forward pass (default {DEFAULTS.batch})")
-    g.add_argument("--traffic", choices=list(TRAFFIC_MODELS), help=f"memory-traffic model (default {DEFAULTS.traffic})")
+    g.add_argument("--batch", type=int, help=f"samples per forward pass (default {DEFAULT_OPTIONS.batch})")
     g.add_argument(
-        "--convention", choices=list(MAC_CONVENTIONS), help=f"MAC convention (default {DEFAULTS.convention})"
+        "--traffic", choices=list(TRAFFIC_MODELS), help=f"memory-traffic model (default {DEFAULT_OPTIONS.traffic})"
+    )
+    g.add_argument(
+        "--convention", choices=list(MAC_CONVENTIONS), help=f"MAC convention (default {DEFAULT_OPTIONS.convention})"
     )
     g.add_argument(
         "--latency-model",
         choices=["auto", *LATENCY_MODELS],
-        help="latency model: kernel (fused kernels, overhead, tiles; validated in reports/deepbench and "
-        "reports/validation-cpu), roofline (the seed's), or auto: the platform's best-validated (default)",
+        help="latency model (docs/latency-models.md): "
+        + "; ".join(f"{m.name}: {m.description}, needs {m.needs}" for m in LATENCY_MODELS.values())
+        + "; or auto: the platform's best-validated (default)",
     )
 
 
@@ -58,14 +62,17 @@ def platform_from_args(args: argparse.Namespace, dtype: str) -> Platform:
     return platform
 
 
-def scoring_args(args: argparse.Namespace) -> tuple[str, int, str, str]:
-    """(dtype, batch, traffic, convention) from the flags, over the declared defaults."""
-    return (
-        canonical_dtype(args.dtype or DEFAULTS.dtype),
-        DEFAULTS.batch if args.batch is None else args.batch,
-        args.traffic or DEFAULTS.traffic,
-        args.convention or DEFAULTS.convention,
-    )
+def scoring_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The scoring options the flags give (`ScoringOptions` fields; the platform aside)."""
+    given = {name: getattr(args, name) for name in ("dtype", "batch", "traffic", "convention", "latency_model")}
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def options_from_args(args: argparse.Namespace) -> ScoringOptions:
+    """The scoring options of the platform and scoring flags, over the declared defaults."""
+    options = dataclasses.replace(DEFAULT_OPTIONS, **scoring_flags(args))
+    dtype = canonical_dtype(options.dtype)
+    return dataclasses.replace(options, platform=platform_from_args(args, dtype), dtype=dtype)
 
 
 SIGNAL = {"name": "SIGINT"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
@@ -15,10 +14,14 @@ from explorer.cli.common import (
     add_platform_args,
     interrupted_by,
     platform_from_args,
+    scoring_flags,
 )
 from explorer.files import writable
+from explorer.report.document import FIGURES, HTML, MARKDOWN
 from explorer.search import DEFAULTS, OBJECTIVES, SAMPLERS, SearchResult, Settings, matched_text, trial_counts
+from explorer.search.files import BEST_ARCH_JSON, SUMMARY_JSON, TRIALS_CSV
 from explorer.search.settings import DEFAULT_TRIALS, safe_name, study_folder
+from explorer.search.storage import STUDY_DB
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,7 +64,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     search.add_argument("--timeout", type=float, help="stop this run after so many seconds (default: no limit)")
     search.add_argument("--seed", type=int, help=f"sampler seed (default {DEFAULTS.seed})")
     search.add_argument("--out", help="run folder (default runs/SPACE-PLATFORM-DTYPE-bBATCH-BUDGET)")
-    search.add_argument("--storage", help="Optuna storage URL (default sqlite:///OUT/study.db) or a .log journal file")
+    search.add_argument(
+        "--storage", help=f"Optuna storage URL (default sqlite:///OUT/{STUDY_DB}) or a .log journal file"
+    )
     search.add_argument("--study", help=f"study name (default {DEFAULTS.study}); the same name resumes")
     search.add_argument(
         "--jobs", type=int, help=f"worker processes on this machine sharing the study (default {DEFAULTS.jobs})"
@@ -72,50 +77,39 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="index of this process among workers started separately on one storage "
         f"(offsets the seed; default {DEFAULTS.worker})",
     )
-    search.add_argument("--no-report", action="store_true", help="skip report.html / report.md (see `explore report`)")
+    search.add_argument("--no-report", action="store_true", help=f"skip {HTML} / {MARKDOWN} (see `explore report`)")
     search.set_defaults(func=cmd_search)
 
     report = sub.add_parser("report", help="(re)write the HTML/Markdown report of a search run or study")
-    report.add_argument("run_dir", nargs="?", help="a run folder written by `explore search` (holds study.db)")
+    report.add_argument("run_dir", nargs="?", help=f"a run folder written by `explore search` (holds {STUDY_DB})")
     report.add_argument("--storage", help="an Optuna storage URL (or .log journal file) instead of a run folder")
     report.add_argument("--study", help="study name (default: the run's, or the storage's only study)")
-    report.add_argument("--out", help="folder for report.html, report.md, figures/ (default: the run folder)")
+    report.add_argument("--out", help=f"folder for {HTML}, {MARKDOWN}, {FIGURES}/ (default: the run folder)")
     report.set_defaults(func=cmd_report)
 
 
 def write_search_report(result: SearchResult, out: Path) -> Path:
     from explorer.report import search_report, write_report
 
-    write_report(*search_report(result), out)
-    return out / "report.html"
+    return write_report(*search_report(result), out)[0]
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     import optuna
 
-    from explorer.search import load_result
+    from explorer.search import RunFolder, load_result, load_run, repair_run
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if args.run_dir is None and args.storage is None:
         raise UsageError("give a run folder (explore report runs/NAME) or --storage URL [--study NAME]")
-    study = args.study
+    run = None
     if args.storage is not None:
         storage = args.storage
+        result = load_result(storage, args.study)
     else:
-        run = Path(args.run_dir)
-        db = run / "study.db"
-        summary = run / "summary.json"
-        if not db.exists():
-            raise UsageError(
-                f"run folder {str(run)!r} has no study.db; give the folder a search wrote, or --storage URL --study NAME"
-            )
-        storage = f"sqlite:///{db}"
-        if study is None:
-            try:
-                study = json.loads(summary.read_text(encoding="utf-8")).get("study")
-            except (OSError, ValueError, AttributeError):
-                study = None  # no readable summary: the storage's only study
-    result = load_result(storage, study)
+        run = load_run(args.run_dir)
+        storage = run.storage()
+        result = run.result(args.study)
     name = result.study.study_name
     if args.out is not None:
         out = writable(args.out, "out")
@@ -123,10 +117,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         out = writable(study_folder(Path(args.run_dir), name), "out")
     else:
         out = writable(Path("runs") / f"report-{safe_name(name)}", "out")
+    files = None if run is None else study_folder(run.path, name)
+    if files is not None and files.is_dir():  # the run's own files, rewritten where damaged
+        rewritten = repair_run(result, RunFolder(files))
+        if rewritten:
+            why = "; ".join(f"{file}: {reason}" for file, reason in rewritten.items())
+            print(f"rewrote {len(rewritten)} damaged or missing files of {files} from study {name!r}: {why}")
     result.out = out
     print(f"  writing the report of study {name!r} ...", file=sys.stderr, flush=True)
     path = write_search_report(result, out)
-    print(f"report: {path} (and report.md, figures/) from {storage}, study {name!r}")
+    print(f"report: {path} (and {MARKDOWN}, {FIGURES}/) from {storage}, study {name!r}")
     return 0
 
 
@@ -150,11 +150,6 @@ def search_settings(args: argparse.Namespace) -> Settings:
     from explorer.space import parse_keep
 
     given = {
-        "dtype": args.dtype,
-        "batch": args.batch,
-        "traffic": args.traffic,
-        "latency_model": args.latency_model,
-        "convention": args.convention,
         "keep": parse_keep(args.keep) if args.keep is not None else None,
         "align": args.align,
         "bottlenecks": False if args.no_bottlenecks else None,
@@ -168,7 +163,11 @@ def search_settings(args: argparse.Namespace) -> Settings:
         "jobs": args.jobs,
         "worker": args.worker,
     }
-    return dataclasses.replace(DEFAULTS, **{k: v for k, v in given.items() if v is not None})
+    return dataclasses.replace(
+        DEFAULTS,
+        scoring=dataclasses.replace(DEFAULTS.scoring, **scoring_flags(args)),
+        **{k: v for k, v in given.items() if v is not None},
+    )
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -187,7 +186,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     settings = search_settings(args)
     plan = plan_search(
         args.space or DEFAULT_SPACE,
-        platform_from_args(args, settings.dtype),
+        platform_from_args(args, settings.scoring.dtype),
         args.budget,
         args.params,
         settings,
@@ -223,7 +222,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 
         rows = pareto_rows(result)
         shown = rows if len(rows) <= 15 else [rows[round(i * (len(rows) - 1) / 14)] for i in range(15)]
-        print(f"\n  Pareto front: {len(rows)} points" + (", 15 shown (all in summary.json)" if len(rows) > 15 else ""))
+        print(
+            f"\n  Pareto front: {len(rows)} points" + (f", 15 shown (all in {SUMMARY_JSON})" if len(rows) > 15 else "")
+        )
         print(render(shown, list(pareto_header(result)), set(range(1, len(pareto_header(result))))))
     counts = trial_counts(result.study)
     if result.best is None and counts["failed"] and not counts["complete"]:
@@ -231,16 +232,16 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"\n  every trial failed; the first error: {errors[0] if errors else 'not recorded'}")
     elif result.best is None:
         print("\n  no feasible architecture found; widen --keep, raise --budget/--params or lower --floor")
-    written = (["best_arch.json"] if result.best is not None else []) + ["summary.json", "trials.csv"]
+    written = ([BEST_ARCH_JSON] if result.best is not None else []) + [SUMMARY_JSON, TRIALS_CSV]
     print(f"\n  wrote {plan.out}/{', '.join(written)}  ({result.wall_s:.1f} s)")
     if not args.no_report:
         print("  writing the report ...", file=sys.stderr, flush=True)
         print(f"  report: {write_search_report(result, plan.out)}")
-    s = plan.settings
+    s, o = plan.settings, plan.settings.scoring
     if result.best is not None:
         print(
-            f"  check: explore score {plan.out}/best_arch.json --platform {plan.platform.key} --dtype {s.dtype} "
-            f"--batch {s.batch} --traffic {s.traffic} --convention {s.convention} --latency-model {s.latency_model}"
+            f"  check: explore score {plan.out / BEST_ARCH_JSON} --platform {plan.platform.key} --dtype {o.dtype} "
+            f"--batch {o.batch} --traffic {o.traffic} --convention {o.convention} --latency-model {o.latency_model}"
         )
     if result.worker_failures:
         print(

@@ -6,10 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from explorer.cli.common import UsageError, add_platform_args, platform_from_args, scoring_args
+from explorer.cli.common import UsageError, add_platform_args, options_from_args
 from explorer.conventions import TRAFFIC_MODELS, canonical_dtype
 from explorer.cost.platforms import catalog, get_platform
 from explorer.files import dumps_json, writable, write_text
+from explorer.report.document import FIGURES, HTML, MARKDOWN
+from explorer.search.files import BEST_ARCH_JSON, SUMMARY_JSON
 from explorer.units import si
 
 
@@ -74,7 +76,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "verify",
         help="time a search's best, uniform width at matched FLOPs and the base here; compare with predictions",
     )
-    ver.add_argument("run_dir", help="a folder written by `explore --out RUN_DIR` (summary.json, best_arch.json)")
+    ver.add_argument("run_dir", help=f"a folder written by `explore --out RUN_DIR` ({SUMMARY_JSON}, {BEST_ARCH_JSON})")
     ver.add_argument("--rounds", type=int, default=30, help="interleaved timing rounds (default 30)")
     ver.set_defaults(func=cmd_verify)
 
@@ -90,6 +92,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default="l1",
         help="channel ranking: l1 (filter L1 norm, the default), bn (|BN scale|) or random (a baseline)",
     )
+    prune.add_argument(
+        "--layout",
+        default="flax",
+        help="names and layout of the written file: flax (this project's, the default) or torchvision "
+        "(its module names, OIHW convs, (out, in) linear layers)",
+    )
     prune.set_defaults(func=cmd_prune)
 
     spaces = sub.add_parser("spaces", help="list the base architectures / search spaces")
@@ -97,14 +105,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from explorer.cost.roofline import analyze
+    from explorer.cost.analyze import analyze
     from explorer.report.table import layer_table, summary
     from explorer.spec import load_arch
 
-    dtype, batch, traffic, convention = scoring_args(args)
-    platform = platform_from_args(args, dtype)
+    options = options_from_args(args)
+    platform = options.plat
     arch = load_arch(args.arch)
-    result = analyze(arch, platform, dtype, batch, traffic, convention, latency_model=args.latency_model)
+    result = analyze(arch, options)
     if args.json == "-":
         sys.stdout.write(dumps_json(result.to_dict() | {"platform_info": platform.to_dict()}))
         return 0
@@ -117,7 +125,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
         out = writable(args.report, "report")
         write_report(*score_report(result, platform), out)
-        print(f"report: {out / 'report.html'} (and report.md, figures/)")
+        print(f"report: {out / HTML} (and {MARKDOWN}, {FIGURES}/)")
     if args.json:
         path = Path(args.json)
         try:
@@ -129,6 +137,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_platforms(args: argparse.Namespace) -> int:
+    from explorer.cost.latency import default_latency_model
     from explorer.report.table import render
 
     rows = []
@@ -137,11 +146,9 @@ def cmd_platforms(args: argparse.Namespace) -> int:
         fp32 = p.peak_flops_per_s.get("float32")
         ridge = f"{fp32 / p.bandwidth_bytes_per_s:.1f}" if fp32 else "-"
         memory = f"{p.memory_bytes / 1e9:g}" if p.memory_bytes else "-"
-        model = (
-            f"kernel ({p.runtime}, {p.processors} {'SMs' if p.runtime == 'cudnn' else 'cores'})"
-            if p.latency_model == "kernel"
-            else "roofline"
-        )
+        model = default_latency_model(p)
+        if model == "kernel":
+            model = f"kernel ({p.runtime}, {p.processors} {'SMs' if p.runtime == 'cudnn' else 'cores'})"
         rows.append([p.key, p.name, peaks, f"{p.bandwidth_bytes_per_s / 1e9:g}", ridge, memory, model])
     print(
         render(
@@ -166,14 +173,14 @@ def cmd_platforms(args: argparse.Namespace) -> int:
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:
-    from explorer.cost.roofline import analyze
+    from explorer.cost.analyze import analyze
     from explorer.report.table import render, shape_text
     from explorer.spec import base_names, load_arch
 
     rows = []
     for name in base_names():
         arch = load_arch(name)
-        r = analyze(arch, "v100")
+        r = analyze(arch, platform="v100")
         rows.append(
             [
                 name,
@@ -211,7 +218,12 @@ def cmd_ablate(args: argparse.Namespace) -> int:
                 from explorer.cost import analyze
 
                 analyze(
-                    cell["arch"], cell["platform"], cell["dtype"], cell["batch"], cell["traffic"], cell["convention"]
+                    cell["arch"],
+                    platform=cell["platform"],
+                    dtype=cell["dtype"],
+                    batch=cell["batch"],
+                    traffic=cell["traffic"],
+                    convention=cell["convention"],
                 )
             else:
                 A.cell_plan(cell)
@@ -244,7 +256,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
             else:
                 print(f"    {c['label']}: no feasible sample in {c['drawn']:,} draws")
     A.write_outputs(result, out)
-    print(f"\n  wrote {out}/report.html, report.md, ablation.csv, ablation.json  ({result.wall_s:.1f} s)")
+    print(f"\n  wrote {out}/{HTML}, {MARKDOWN}, ablation.csv, ablation.json  ({result.wall_s:.1f} s)")
     return 1 if result.errors else 0
 
 
@@ -343,7 +355,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 f"  {name:<11} Spearman {s.spearman:.3f}, Kendall {s.kendall:.3f}, median predicted/measured "
                 f"{s.median_ratio:.2f}, median |error| {s.median_abs_error:.0%}"
             )
-    print(f"  wrote {out}/report.html, report.md, validation.csv, validation.json  ({v.wall_s:.0f} s)")
+    print(f"  wrote {out}/{HTML}, {MARKDOWN}, validation.csv, validation.json  ({v.wall_s:.0f} s)")
     return 0
 
 
@@ -352,11 +364,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     if args.rounds < 5:
         raise UsageError(f"--rounds {args.rounds} must be >= 5 (the intervals need repeated rounds)")
-    run = Path(args.run_dir)
-    if not run.is_dir():
-        raise UsageError(
-            f"run_dir={args.run_dir!r} is not a folder; give the folder of a search (explore --out RUN_DIR)"
-        )
+    from explorer.search import load_run
+
+    run = load_run(args.run_dir).path
     writable(run, "run_dir")
     try:
         v = verify(run, rounds=args.rounds, stream=sys.stdout)
@@ -375,22 +385,30 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from explorer.cost.roofline import analyze
+    from explorer.cost.analyze import analyze
     from explorer.deploy.prune import prune
-    from explorer.deploy.weights import load_weights, save_arrays, to_arrays
-    from explorer.spec import load_arch
+    from explorer.deploy.weights import LAYOUTS, load_weights, save_arrays, to_arrays, torchvision_family
+    from explorer.spec import Conv, load_arch
 
+    if args.layout not in LAYOUTS:
+        raise UsageError(f"--layout {args.layout!r} is not known; use one of: {', '.join(LAYOUTS)}")
     base = load_arch(args.base)
     target_path = Path(args.target)
     if target_path.is_dir():
-        target_path = target_path / "best_arch.json"
-        if not target_path.is_file():
-            raise UsageError(f"--target {args.target!r}: the folder has no best_arch.json; give a run folder or a spec")
+        from explorer.search import load_run
+
+        target_path = load_run(target_path, argument="target").best_arch_file()
     target = load_arch(target_path)
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise UsageError(f"--out {args.out!r}: write a .safetensors file, e.g. --out pruned.safetensors")
     writable(out.parent if str(out.parent) else Path("."), "out")
+    with_bottleneck = [op.name for op in target.ops if isinstance(op, Conv) and op.bottleneck is not None]
+    if args.layout == "torchvision" and with_bottleneck:
+        raise UsageError(
+            f"--layout torchvision: target op {with_bottleneck[0]!r} has a 1x1 bottleneck, which torchvision's "
+            "networks do not; use --layout flax, or a target searched with --no-bottlenecks"
+        )
     model = load_weights(base, args.weights)
     result = prune(base, to_arrays(model), target, criterion=args.criterion)
     analytic = analyze(target).params
@@ -409,6 +427,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
             print(f"  {shown}: {full} -> {before} channels")
     for op, error in result.bottleneck_errors.items():
         print(f"  new bottleneck before {op}: truncated-SVD relative error {error:.3f}")
-    save_arrays(result.arrays, target.name, out)  # shapes checked by prune; no model to build
-    print(f"wrote {out} (load with explorer.deploy.weights.load_weights(load_arch({str(target_path)!r}), ...))")
+    # shapes checked by prune; no model to build. A pruned network keeps its base's torchvision names.
+    save_arrays(result.arrays, target, out, layout=args.layout, family=torchvision_family(base))
+    print(
+        f"wrote {out} in {args.layout} layout "
+        f"(load with explorer.deploy.weights.load_weights(load_arch({str(target_path)!r}), ...))"
+    )
     return 0

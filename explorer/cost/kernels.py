@@ -5,14 +5,9 @@ does not run layers; it runs kernels, and four effects separate the two (each is
 hand-computed cases in tests/test_kernels.py; what each earns is measured in reports/deepbench/,
 by refitting without it):
 
-1. **Fusion.** `plan_kernels` groups layers into kernels as the platform's runtime does:
-   - `cudnn` (GPU inference engines: cuDNN/TensorRT): batch-norm folds into the conv (depthwise
-     ones too), and the bias, activation and residual add run in the conv's epilogue, so a
-     conv-BN-ReLU(-add) chain is one kernel that reads its input (and the residual) and writes
-     one output.
-   - `xla` (XLA on CPU, what JAX runs here): a conv or matmul is a library call; the element-wise
-     chain after it (BN, activation, add) is one loop fusion that reads the conv's output.
-   On both, pools are kernels of their own, a concat is a copy and a flatten is free.
+1. **Fusion** (`explorer.cost.fusion`): `plan_kernels` groups layers into the kernels the
+   platform's runtime runs (`cudnn`: BN, bias, activation and residual add in the conv's epilogue;
+   `xla`: a library call per conv or matmul, one loop fusion for the element-wise chain after it).
 2. **Launch overhead:** every kernel that does any work costs a fixed time more: `overhead_s` for a
    conv or matmul (on a CPU, a library call that forks and joins the thread pool), `loop_overhead_s`
    for a pool, copy or element-wise loop; and the whole forward pass costs `call_overhead_s` once
@@ -43,26 +38,23 @@ with them.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
-from explorer.files import read_toml
-from explorer.spec import Act, Add, Arch, BatchNorm, Concat, Conv, Dense, Flatten, pair
+from explorer.cost.fusion import KernelModelError, KernelPlan, plan_kernels
+from explorer.cost.kernel_params import KernelParams, default_params
+from explorer.cost.options import ScoringOptions
+from explorer.cost.timers import Unit, UnitTimes
+from explorer.spec import (
+    Arch,
+)
 
-RUNTIMES: Final[dict[str, str]] = {
-    "cudnn": "GPU inference engine: BN folded, bias/activation/residual add in the conv's epilogue; Winograd 3x3",
-    "xla": "XLA (JAX): convs and matmuls are library calls, each element-wise chain after one is a loop fusion",
-}
 SPLITS: Final[tuple[int, ...]] = (1, 2, 4, 8, 16)
 """Split-K factors a GEMM may use to fill the processors when it has few output tiles."""
-PARAMS_PATH = Path(__file__).with_name("kernel_params.toml")
 DEFAULT_TILES: Final[dict[str, tuple[tuple[int, int], ...]]] = {
     # CUTLASS/cuBLAS threadblock tiles (rows x output channels) for SIMT and tensor-core GEMMs
     "cudnn": (
@@ -82,210 +74,6 @@ DEFAULT_TILES: Final[dict[str, tuple[tuple[int, int], ...]]] = {
     "xla": ((64, 32), (32, 16), (16, 8)),
 }
 """Tile shapes per runtime, used where a platform gives none (`tiles` in the catalog)."""
-
-
-class KernelModelError(ValueError):
-    """Malformed kernel-model parameters, or a platform the kernel model cannot describe."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KernelParams:
-    """The fitted constants of the kernel model (see the module docstring for each one's role)."""
-
-    call_overhead_s: float
-    overhead_s: float
-    loop_overhead_s: float
-    compute_efficiency: float
-    tile_reuse: float
-    prologue: float
-    winograd_gain: float
-    memory_efficiency: float
-    vector_efficiency: float
-    depthwise_efficiency: float
-    blend: float
-    source: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
-
-    def toml_lines(self) -> list[str]:
-        """`name = value` lines of a TOML table (the source as a quoted string), as `from_mapping` reads them."""
-        import json
-
-        return [f"{k} = {json.dumps(v) if isinstance(v, str) else repr(float(v))}" for k, v in self.to_dict().items()]
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], where: str) -> KernelParams:
-        names = [f.name for f in dataclasses.fields(cls) if f.init]
-        unknown = set(data) - set(names)
-        if unknown:
-            raise KernelModelError(f"{where}: unknown kernel parameter(s) {sorted(unknown)}; known: {', '.join(names)}")
-        values: dict[str, Any] = {}
-        for name in names:
-            if name == "source":
-                values[name] = str(data.get("source", ""))
-                continue
-            if name not in data:
-                raise KernelModelError(f"{where}: missing kernel parameter {name!r}")
-            value = data[name]
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
-                raise KernelModelError(f"{where}: {name}={value!r} must be a finite number >= 0")
-            values[name] = float(value)
-        for share in ("compute_efficiency", "memory_efficiency", "vector_efficiency", "depthwise_efficiency"):
-            if not 0 < values[share] <= 1:
-                raise KernelModelError(f"{where}: {share}={values[share]!r} must be a share in (0, 1]")
-        if values["blend"] < 1:
-            raise KernelModelError(f"{where}: blend={values['blend']!r} must be >= 1 (1: no overlap; large: max)")
-        return cls(**values)
-
-
-PARAM_NAMES: Final[tuple[str, ...]] = tuple(
-    f.name for f in dataclasses.fields(KernelParams) if f.init and f.name != "source"
-)
-
-
-@cache
-def default_params() -> Mapping[str, KernelParams]:
-    """The shipped parameters per runtime (`kernel_params.toml`, fitted with their source)."""
-    data = read_toml(PARAMS_PATH, "kernel parameter file", KernelModelError)
-    return {key: KernelParams.from_mapping(table, f"{PARAMS_PATH.name} [{key}]") for key, table in data.items()}
-
-
-# ---------------------------------------------------------------- fusion
-
-
-@dataclass(frozen=True, slots=True)
-class Kernel:
-    """One kernel: the layers it runs (`members`, the first is its main layer) and its kind."""
-
-    name: str
-    kind: str
-    """'gemm' (conv or dense), 'depthwise', 'pool', 'elementwise' or 'copy' (a concat)."""
-    members: tuple[str, ...]
-    m: int = 0
-    """GEMM rows: batch x output positions (gemm kernels)."""
-    groups: int = 1
-    winograd: bool = False
-    matmul: bool = False
-    """A dense layer's matmul (may split its reduction; a conv kernel does not)."""
-    winograd_padding: float = 1.0
-    """Outputs a Winograd F(4x4, 3x3) conv computes per output it keeps: its 4 x 4 output tiles
-    padded over the map, ceil(Ho / 4) 4 ceil(Wo / 4) 4 / (Ho Wo)."""
-
-
-@dataclass(frozen=True, slots=True)
-class KernelPlan:
-    """The kernels of one architecture on one runtime, with the linear maps from layer counts to
-    kernel counts: kernel quantity = coef @ layer quantity (rows kernels, columns `layers`)."""
-
-    runtime: str
-    layers: tuple[str, ...]
-    kernels: tuple[Kernel, ...]
-    main: np.ndarray
-    """(K,) index of each kernel's main layer in `layers`."""
-    flops: np.ndarray
-    """(K, L) 1 where the layer's elementwise FLOPs run in the kernel."""
-    weight: np.ndarray
-    """(K, L) coefficient of each layer's weight bytes."""
-    input: np.ndarray
-    """(K, L) coefficient of each layer's input bytes."""
-    output: np.ndarray
-    """(K, L) coefficient of each layer's output bytes."""
-
-    def kernel_of(self) -> dict[str, str]:
-        """The kernel (by name) each layer runs in; views run in none."""
-        return {member: k.name for k in self.kernels for member in k.members}
-
-
-EPILOGUE = (BatchNorm, Act, Add)
-
-
-def plan_kernels(arch: Arch, runtime: str, batch: int) -> KernelPlan:
-    """Group the layers of `arch` into the kernels `runtime` runs (see the module docstring)."""
-    if runtime not in RUNTIMES:
-        raise KernelModelError(f"runtime={runtime!r} is not known; use one of: {', '.join(RUNTIMES)}")
-    consumers: dict[str, int] = {}
-    for node in arch.nodes:
-        for name in node.inputs:
-            consumers[name] = consumers.get(name, 0) + 1
-    groups: list[dict[str, Any]] = []
-    tail: dict[str, int] = {}  # layer name -> kernel whose last member it is
-    for node in arch.nodes:
-        op = node.op
-        if isinstance(op, Flatten):
-            continue
-        if isinstance(op, EPILOGUE):
-            joinable = [
-                name
-                for name in node.inputs
-                if name in tail
-                and consumers.get(name, 0) == 1
-                and groups[tail[name]]["members"][-1] == name
-                and (
-                    groups[tail[name]]["kind"] == "elementwise"
-                    or (runtime == "cudnn" and groups[tail[name]]["kind"] in ("gemm", "depthwise"))
-                )
-            ]
-            if joinable:
-                k = tail.pop(joinable[-1])
-                groups[k]["members"].append(op.name)
-                tail[op.name] = k
-                continue
-            kind = "elementwise"
-        elif isinstance(op, Conv | Dense):
-            cin = node.input_shapes[0][-1]
-            depthwise = isinstance(op, Conv) and (op.groups == 0 or (op.groups == cin and op.groups > 1))
-            kind = "depthwise" if depthwise else "gemm"
-        elif isinstance(op, Concat):
-            kind = "copy"
-        else:
-            kind = "pool"
-        info: dict[str, Any] = {"kind": kind, "members": [op.name], "m": 0, "groups": 1, "winograd": False}
-        if kind == "gemm":
-            if isinstance(op, Conv):
-                oh, ow, _ = node.output_shape
-                info["m"] = batch * oh * ow
-                info["groups"] = op.channels(node.input_shapes[0][-1])[0]
-                info["winograd"] = (
-                    runtime == "cudnn" and pair(op.kernel) == (3, 3) and op.stride == 1 and info["groups"] == 1
-                )
-                info["winograd_padding"] = (-(-oh // 4) * 4) * (-(-ow // 4) * 4) / (oh * ow)
-            else:
-                info["m"] = batch
-                info["matmul"] = True
-        groups.append(info)
-        tail[op.name] = len(groups) - 1
-    layers = tuple(node.op.name for node in arch.nodes)
-    index = {name: i for i, name in enumerate(layers)}
-    shape = (len(groups), len(layers))
-    flops, weight, inp, out = (np.zeros(shape) for _ in range(4))
-    main = np.zeros(len(groups), dtype=np.int64)
-    kinds = {node.op.name: node.op for node in arch.nodes}
-    for k, g in enumerate(groups):
-        members = [index[name] for name in g["members"]]
-        main[k] = members[0]
-        flops[k, members] = 1.0
-        weight[k, members] = 1.0
-        inp[k, members[0]] = 1.0
-        for name in g["members"][1:]:
-            if isinstance(kinds[name], Add):  # the operands not chained from the kernel are read
-                inp[k, index[name]] += 1.0
-                out[k, index[name]] -= 1.0
-        out[k, members[-1]] += 1.0
-    kernels = tuple(
-        Kernel(
-            g["members"][0],
-            g["kind"],
-            tuple(g["members"]),
-            g["m"],
-            g["groups"],
-            g["winograd"],
-            g.get("matmul", False),
-            g.get("winograd_padding", 1.0),
-        )
-        for g in groups
-    )
-    return KernelPlan(runtime, layers, kernels, main, flops, weight, inp, out)
 
 
 # ---------------------------------------------------------------- timing
@@ -484,7 +272,30 @@ def machine(platform: Any, dtype: str, params: KernelParams | None = None) -> Ma
     )
 
 
-def layer_quantities(layers: Sequence[Any]) -> dict[str, np.ndarray]:
-    """The per-layer arrays `kernel_times` reads, from `LayerResult`s (shape (1, L))."""
-    names = ("macs", "elementwise_flops", "weight_bytes", "input_bytes", "output_bytes")
-    return {name: np.array([[float(getattr(layer, name)) for layer in layers]]) for name in names}
+@dataclass(frozen=True, slots=True)
+class KernelTimer:
+    """The kernel model prepared for one graph: its kernel plan on one machine."""
+
+    plan: KernelPlan
+    machine: Machine
+    itemsize: int
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return self.plan.layers
+
+    @property
+    def units(self) -> tuple[Unit, ...]:
+        return tuple(Unit(k.name, k.kind, k.members) for k in self.plan.kernels)
+
+    def __call__(self, q: Mapping[str, np.ndarray]) -> UnitTimes:
+        t = kernel_times(self.plan, q, self.machine, self.itemsize)
+        per_pass = np.where(t.time_s.sum(axis=-1) > 0, self.machine.params.call_overhead_s, 0.0)
+        return UnitTimes(t.compute_s, t.memory_s, t.time_s, t.bytes, per_pass)
+
+
+def kernel_timer(arch: Arch, options: ScoringOptions) -> KernelTimer:
+    """The kernel model for `arch` under resolved `options` (the platform's runtime, machine and dtype)."""
+    plat = options.plat
+    assert plat.runtime is not None
+    return KernelTimer(plan_kernels(arch, plat.runtime, options.batch), machine(plat, options.dtype), options.itemsize)

@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass
 
 from explorer.conventions import BYTES_PER_ELEMENT, canonical_dtype
-from explorer.cost.rules import RULES, make_context
+from explorer.cost.options import ScoringOptions
+from explorer.cost.rules import RULES
 from explorer.spec import INPUT, Arch
 
 
@@ -35,7 +36,9 @@ class PeakMemory:
 def peak_memory(arch: Arch, dtype: str = "float32", batch: int = 1) -> PeakMemory:
     """Weights plus the peak of live feature maps of `arch` at `batch`, in bytes of `dtype`."""
     dtype = canonical_dtype(dtype)
-    ctx = make_context(batch=batch, dtype=dtype, convention="dense")
+    ctx = ScoringOptions(dtype=dtype, batch=batch)
+    if (problem := ctx.problem()) is not None:
+        raise ValueError(problem)
     itemsize = BYTES_PER_ELEMENT[dtype]
     nodes = arch.nodes
     last_read = {INPUT: -1}

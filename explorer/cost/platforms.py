@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 import sys
 from collections.abc import Mapping
@@ -13,8 +12,8 @@ from types import MappingProxyType
 from typing import Any
 
 from explorer.conventions import BYTES_PER_ELEMENT, canonical_dtype
-from explorer.files import read_toml
-from explorer.spec.ops import short_repr
+from explorer.files import read_toml, shipped_or_file
+from explorer.spec.ops import closest, short_repr
 
 CATALOG_PATH = Path(__file__).with_name("platforms.toml")
 DEFAULT_PLATFORM = "v100"
@@ -47,11 +46,6 @@ class Platform:
     """GEMM tile shapes (rows x output channels); None: the runtime's defaults."""
     kernel_params: Any = None
     """`KernelParams` measured for this platform (a calibration); None: the runtime's fitted defaults."""
-
-    @property
-    def latency_model(self) -> str:
-        """The default latency model: 'kernel' where the platform describes its kernels, else 'roofline'."""
-        return "kernel" if self.processors is not None and self.runtime is not None else "roofline"
 
     def peak(self, dtype: str) -> float:
         """Peak FLOP/s for `dtype`; raises PlatformError listing the dtypes this platform has."""
@@ -99,7 +93,8 @@ def platform_from_dict(data: Mapping[str, Any]) -> Platform:
 
 
 def _kernel_params(value: Any, where: str) -> Any:
-    from explorer.cost.kernels import KernelModelError, KernelParams
+    from explorer.cost.fusion import KernelModelError
+    from explorer.cost.kernel_params import KernelParams
 
     if not isinstance(value, Mapping):
         raise PlatformError(f"{where}: kernel={short_repr(value)} must be a table of kernel-model parameters")
@@ -111,7 +106,7 @@ def _kernel_params(value: Any, where: str) -> Any:
 
 def _kernel_fields(where: str, table: Mapping[str, Any]) -> dict[str, Any]:
     """`processors`, `runtime`, `tiles` and `kernel` (the kernel model's view of a platform)."""
-    from explorer.cost.kernels import RUNTIMES
+    from explorer.cost.fusion import RUNTIMES
 
     out: dict[str, Any] = {}
     if "processors" in table:
@@ -248,22 +243,25 @@ def get_platform(name: str | Platform) -> Platform:
     if isinstance(name, Platform):
         return name
     known = catalog()
-    if name in known:
+    path = shipped_or_file(
+        name,
+        known,
+        suffix=".toml",
+        label=f"platform={name!r}",
+        error=PlatformError,
+        unknown=lambda: (
+            f"platform={name!r} is not known{closest(name, known)}; known: {', '.join(known)}; or give a .toml file"
+        ),
+    )
+    if path is None:
         return known[name]
-    path = Path(name)
-    if path.suffix == ".toml" or path.exists():
-        if not path.exists():
-            raise PlatformError(f"platform={name!r}: no such file")
-        found = load_platform_file(path)
-        if len(found) > 1:
-            raise PlatformError(
-                f"platform file {path} holds {len(found)} platforms ({', '.join(found)}); "
-                "--platform FILE takes a file with one: split it"
-            )
-        return next(iter(found.values()))
-    match = difflib.get_close_matches(name, list(known), n=1)
-    hint = f" (did you mean {match[0]!r}?)" if match else ""
-    raise PlatformError(f"platform={name!r} is not known{hint}; known: {', '.join(known)}; or give a .toml file")
+    found = load_platform_file(path)
+    if len(found) > 1:
+        raise PlatformError(
+            f"platform file {path} holds {len(found)} platforms ({', '.join(found)}); "
+            "--platform FILE takes a file with one: split it"
+        )
+    return next(iter(found.values()))
 
 
 def custom_platform(

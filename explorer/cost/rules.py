@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
-from explorer.conventions import BYTES_PER_ELEMENT, FLOPS_PER_MAC, MAC_CONVENTIONS, TRAFFIC_MODELS
+from explorer.conventions import FLOPS_PER_MAC, TRAFFIC_MODELS
 from explorer.spec import (
     Act,
     Add,
@@ -32,7 +32,20 @@ from explorer.spec import (
     padding_amounts,
     pair,
 )
-from explorer.spec.ops import MAX_SIZE, short_repr
+
+
+class RuleContext(Protocol):
+    """What the rules read of the scoring options (`explorer.cost.options.ScoringOptions` is one)."""
+
+    @property
+    def batch(self) -> int: ...
+    @property
+    def itemsize(self) -> int: ...
+    @property
+    def convention(self) -> str: ...
+    @property
+    def traffic(self) -> str: ...
+
 
 ACT_FLOPS_PER_ELEMENT: Final[dict[str, int]] = {
     "relu": 1,  # max(x, 0)
@@ -66,7 +79,7 @@ class Counts:
     time_s: float = 0.0
 
     def __add__(self, other: Counts) -> Counts:
-        return Counts(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(Counts)})
+        return Counts(**{name: getattr(self, name) + getattr(other, name) for name in COUNT_FIELDS})
 
     def __radd__(self, other: int) -> Counts:  # sum() starts from 0
         if other == 0:
@@ -75,7 +88,16 @@ class Counts:
 
     def counts(self) -> Counts:
         """Only the additive part (drops any subclass fields)."""
-        return Counts(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Counts)})
+        return Counts(**self.count_values())
+
+    def count_values(self) -> dict[str, int | float]:
+        """The additive fields by name."""
+        return {name: getattr(self, name) for name in COUNT_FIELDS}
+
+    @staticmethod
+    def total(parts: Sequence[Counts]) -> Counts:
+        """The sum of `parts` (as `sum(parts, Counts())`, field by field in one pass)."""
+        return Counts(**{name: sum(getattr(p, name) for p in parts) for name in COUNT_FIELDS})
 
     @property
     def total_flops(self) -> int:
@@ -88,13 +110,8 @@ class Counts:
         return self.total_flops / self.bytes if self.bytes else 0.0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Context:
-    """What a rule needs besides the node: batch, item size and MAC convention."""
-
-    batch: int = 1
-    itemsize: int = 4
-    convention: str = "dense"
+COUNT_FIELDS: Final[tuple[str, ...]] = tuple(f.name for f in dataclasses.fields(Counts))
+"""The additive fields of `Counts`: a sum walks all of them, so a new field cannot be left out."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,7 +126,8 @@ class Work:
     moves: str = "all"
 
 
-Rule = Callable[[Op, Node, Context], Work]
+Rule = Callable[[Op, Node, RuleContext], Work]
+"""A cost rule: the work of one node for the batch, item size and MAC convention of the options."""
 RULES: dict[type[Op], Rule] = {}
 
 
@@ -144,7 +162,7 @@ def valid_taps(op: Op, size: int, kernel: int, stride: int, padding: object, axi
 
 
 @rule(Conv)
-def conv_rule(op: Conv, node: Node, ctx: Context) -> Work:
+def conv_rule(op: Conv, node: Node, ctx: RuleContext) -> Work:
     """MACs = Ho Wo Kh Kw Cin/groups Cout (dense) or only in-bounds taps (exact); +1 FLOP per
     output for a bias."""
     h, w, cin = node.input_shapes[0]
@@ -162,7 +180,7 @@ def conv_rule(op: Conv, node: Node, ctx: Context) -> Work:
 
 
 @rule(Dense)
-def dense_rule(op: Dense, node: Node, ctx: Context) -> Work:
+def dense_rule(op: Dense, node: Node, ctx: RuleContext) -> Work:
     """MACs = in x out; +1 FLOP per output for a bias."""
     (n_in,) = node.input_shapes[0]
     return Work(
@@ -173,7 +191,7 @@ def dense_rule(op: Dense, node: Node, ctx: Context) -> Work:
 
 
 @rule(BatchNorm)
-def bn_rule(op: BatchNorm, node: Node, ctx: Context) -> Work:
+def bn_rule(op: BatchNorm, node: Node, ctx: RuleContext) -> Work:
     """Inference batch-norm: 2 learned params per channel (running statistics are buffers)."""
     c = node.output_shape[-1]
     return Work(
@@ -183,7 +201,7 @@ def bn_rule(op: BatchNorm, node: Node, ctx: Context) -> Work:
 
 
 @rule(Act)
-def act_rule(op: Act, node: Node, ctx: Context) -> Work:
+def act_rule(op: Act, node: Node, ctx: RuleContext) -> Work:
     """A fixed cost per element (ACT_FLOPS_PER_ELEMENT); run in place."""
     try:
         per_element = ACT_FLOPS_PER_ELEMENT[op.fn]
@@ -195,39 +213,39 @@ def act_rule(op: Act, node: Node, ctx: Context) -> Work:
 
 
 @rule(MaxPool)
-def maxpool_rule(op: MaxPool, node: Node, ctx: Context) -> Work:
+def maxpool_rule(op: MaxPool, node: Node, ctx: RuleContext) -> Work:
     """k*k - 1 comparisons per output."""
     kh, kw = pair(op.kernel)
     return Work(elementwise_flops=(kh * kw - 1) * _elements(node.output_shape) * ctx.batch)
 
 
 @rule(AvgPool)
-def avgpool_rule(op: AvgPool, node: Node, ctx: Context) -> Work:
+def avgpool_rule(op: AvgPool, node: Node, ctx: RuleContext) -> Work:
     """k*k - 1 adds and one divide per output."""
     kh, kw = pair(op.kernel)
     return Work(elementwise_flops=kh * kw * _elements(node.output_shape) * ctx.batch)
 
 
 @rule(GlobalAvgPool)
-def gap_rule(op: GlobalAvgPool, node: Node, ctx: Context) -> Work:
+def gap_rule(op: GlobalAvgPool, node: Node, ctx: RuleContext) -> Work:
     """One add per input element (the divide folds into it)."""
     return Work(elementwise_flops=_elements(node.input_shapes[0]) * ctx.batch)
 
 
 @rule(Add)
-def add_rule(op: Add, node: Node, ctx: Context) -> Work:
+def add_rule(op: Add, node: Node, ctx: RuleContext) -> Work:
     """n - 1 adds per output element for n inputs."""
     return Work(elementwise_flops=(len(node.inputs) - 1) * _elements(node.output_shape) * ctx.batch)
 
 
 @rule(Concat)
-def concat_rule(op: Concat, node: Node, ctx: Context) -> Work:
+def concat_rule(op: Concat, node: Node, ctx: RuleContext) -> Work:
     """No arithmetic: a copy of its inputs into one buffer."""
     return Work()
 
 
 @rule(Flatten)
-def flatten_rule(op: Flatten, node: Node, ctx: Context) -> Work:
+def flatten_rule(op: Flatten, node: Node, ctx: RuleContext) -> Work:
     """No arithmetic and no traffic: a reshape is a view."""
     return Work(moves="view")
 
@@ -240,7 +258,7 @@ LAYER_CLASSES = ("conv", "conv1x1", "depthwise", "dense", "pool", "elementwise")
 
 def _conv_class(op: Op, in_channels: int | None) -> str:
     assert isinstance(op, Conv)
-    if op.groups == 0 or (in_channels is not None and op.groups == in_channels and op.groups > 1):
+    if op.is_depthwise(in_channels):
         return "depthwise"
     return "conv1x1" if max(pair(op.kernel)) == 1 else "conv"
 
@@ -271,17 +289,19 @@ def layer_class(op: Op, in_channels: int | None = None) -> str:
         ) from None
 
 
-def layer_counts(node: Node, ctx: Context, traffic: str) -> Counts:
-    """Counts of one primitive node: the rule's work plus bytes under `traffic`."""
+def layer_counts(node: Node, ctx: RuleContext) -> Counts:
+    """Counts of one primitive node under `ctx` (batch, item size, convention): the rule's work plus
+    the bytes its `traffic` model moves."""
     try:
         fn = RULES[type(node.op)]
     except KeyError:
         known = ", ".join(k.kind for k in RULES)
         raise ValueError(f"no cost rule for op kind {node.op.kind!r}; rules exist for: {known}") from None
     work = fn(node.op, node, ctx)
-    weight_bytes = work.params * ctx.itemsize
-    input_bytes = sum(_elements(s) for s in node.input_shapes) * ctx.batch * ctx.itemsize
-    output_bytes = _elements(node.output_shape) * ctx.batch * ctx.itemsize
+    itemsize, traffic = ctx.itemsize, ctx.traffic
+    weight_bytes = work.params * itemsize
+    input_bytes = sum(_elements(s) for s in node.input_shapes) * ctx.batch * itemsize
+    output_bytes = _elements(node.output_shape) * ctx.batch * itemsize
     if work.moves == "view":
         input_bytes = output_bytes = 0
     if traffic == "seed":
@@ -300,13 +320,3 @@ def layer_counts(node: Node, ctx: Context, traffic: str) -> Counts:
         output_bytes=output_bytes,
         bytes=moved,
     )
-
-
-def make_context(*, batch: int, dtype: str, convention: str) -> Context:
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch={short_repr(batch)} must be an integer >= 1")
-    if batch > MAX_SIZE:
-        raise ValueError(f"batch={short_repr(batch)} must be at most {MAX_SIZE:,}")
-    if convention not in MAC_CONVENTIONS:
-        raise ValueError(f"convention={convention!r} is not known; use one of: {', '.join(MAC_CONVENTIONS)}")
-    return Context(batch=batch, itemsize=BYTES_PER_ELEMENT[dtype], convention=convention)

@@ -32,7 +32,8 @@ import numpy as np
 
 from explorer.deploy.weights import expected_shapes, from_arrays
 from explorer.model import Network
-from explorer.spec import INPUT, Add, Arch, BatchNorm, Concat, Conv, Dense, Flatten, Node, bottleneck_names
+from explorer.spec import INPUT, Arch, BatchNorm, Concat, Conv, Dense, Flatten, Node, bottleneck_names
+from explorer.spec.channels import channel_sources, tie_groups
 
 CRITERIA = ("l1", "bn", "random")
 """`random` keeps channels drawn at random (seeded): the baseline a criterion must beat."""
@@ -105,46 +106,6 @@ def _target_width(target: Arch, node_name: str) -> int:
     raise KeyError(node_name)
 
 
-def _sets(node: Node) -> bool:
-    return isinstance(node.op, Dense) or (isinstance(node.op, Conv) and node.op.groups != 0)
-
-
-def _groups_of(nodes: tuple[Node, ...]) -> tuple[list[list[str]], set[str]]:
-    """Tie groups of channel-setting nodes (union over adds), and nodes pinned to a fixed width
-    (added to the network input or to a concat)."""
-    parent = {n.op.name: n.op.name for n in nodes if _sets(n)}
-
-    def find(x: str) -> str:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    source: dict[str, str | None] = {INPUT: None}
-    pinned: set[str] = set()
-    for n in nodes:
-        name = n.op.name
-        if name in parent:
-            source[name] = name
-        elif isinstance(n.op, Add):
-            known = [source.get(i) for i in n.inputs]
-            setters = [k for k in known if k is not None]
-            for other in setters[1:]:
-                parent[find(other)] = find(setters[0])
-            if len(setters) < len(known):
-                pinned.update(setters)
-            source[name] = setters[0] if setters else None
-        elif isinstance(n.op, Concat):
-            source[name] = None
-        else:
-            source[name] = source.get(n.inputs[0]) if n.inputs else None
-    groups: dict[str, list[str]] = {}
-    for name in parent:
-        groups.setdefault(find(name), []).append(name)
-    pinned_roots = {find(p) for p in pinned}
-    return list(groups.values()), {m for root, group in groups.items() if root in pinned_roots for m in group}
-
-
 def _scores(
     node: Node, arrays: Mapping[str, np.ndarray], nodes: tuple[Node, ...], criterion: str, rng: np.random.Generator
 ) -> np.ndarray:
@@ -159,23 +120,19 @@ def _scores(
     return kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
 
 
-def _blocks(nodes: tuple[Node, ...]) -> dict[str, int]:
+def _blocks(base: Arch, source: Mapping[str, str | None]) -> dict[str, int]:
     """Setter -> the group count its channels must stay balanced over (grouped convs it feeds or is)."""
-    source: dict[str, str | None] = {INPUT: None}
     need: dict[str, int] = {}
-    for n in nodes:
-        name = n.op.name
-        if isinstance(n.op, Conv) and n.op.groups not in (0, 1):
-            src = source.get(n.inputs[0])
-            if src is not None:
-                need[src] = math.lcm(need.get(src, 1), n.op.groups)
-            need[name] = math.lcm(need.get(name, 1), n.op.groups)
-        if _sets(n):
-            source[name] = name
-        elif isinstance(n.op, Add | Concat):
-            source[name] = None if isinstance(n.op, Concat) else source.get(n.inputs[0])
-        else:
-            source[name] = source.get(n.inputs[0]) if n.inputs else None
+    for n in base.nodes:
+        if not isinstance(n.op, Conv):
+            continue
+        cin = n.input_shapes[0][-1]
+        groups = n.op.channels(cin)[0]
+        if groups == 1 or n.op.is_depthwise(cin):  # a depthwise conv keeps its input's channels one by one
+            continue
+        for setter in (source[n.inputs[0]], n.op.name):
+            if setter is not None:
+                need[setter] = math.lcm(need.get(setter, 1), groups)
     return need
 
 
@@ -231,11 +188,12 @@ def prune(base: Arch, arrays: Mapping[str, np.ndarray], target: Arch, criterion:
     rng = np.random.default_rng(seed)
     nodes = base.nodes
     by_name = {n.op.name: n for n in nodes}
-    groups, pinned = _groups_of(nodes)
-    blocks = _blocks(nodes)
+    ties = tie_groups(base)
+    blocks = _blocks(base, channel_sources(base))
     kept: dict[str, np.ndarray] = {INPUT: np.arange(base.input_shape[-1])}
     chosen: dict[str, np.ndarray] = {}
-    for group in groups:
+    for tie in ties:
+        group = tie.members
         widths = {_target_width(target, m) for m in group}
         base_width = by_name[group[0]].output_shape[-1]
         width = widths.pop() if len(widths) == 1 else None
@@ -245,7 +203,7 @@ def prune(base: Arch, arrays: Mapping[str, np.ndarray], target: Arch, criterion:
             for m in group:
                 chosen[m] = np.arange(base_width)
             continue
-        if group[0] in pinned:
+        if tie.pinned:
             raise PruneError(f"op {group[0]!r}: its width is tied to a fixed-width tensor and cannot change")
         score = sum(_normalised(_scores(by_name[m], arrays, nodes, criterion, rng)) for m in group)
         need = max(blocks.get(m, 1) for m in group)
@@ -269,7 +227,7 @@ def prune(base: Arch, arrays: Mapping[str, np.ndarray], target: Arch, criterion:
     wrong = [k for k in wanted.keys() | out.keys() if k not in out or k not in wanted or out[k].shape != wanted[k]]
     if wrong:
         raise PruneError(f"pruned weights do not fit target={target.name!r} at {sorted(wrong)[0]!r}")
-    return Pruned(target, out, kept, tuple(tuple(g) for g in groups), errors)
+    return Pruned(target, out, kept, tuple(t.members for t in ties), errors)
 
 
 def _normalised(score: np.ndarray) -> np.ndarray:
@@ -292,8 +250,9 @@ def _slice(
             new_bottleneck = tn.inputs == (act_name,) and reduce_name not in by_name
             bn = by_name[name]
             ins, outs = kept[bn.inputs[0]], kept[name]
-            groups, cin = bn.op.groups or bn.input_shapes[0][-1], bn.input_shapes[0][-1]
-            if bn.op.groups == 0:  # depthwise: one input per output channel
+            cin = bn.input_shapes[0][-1]
+            groups = bn.op.channels(cin)[0]
+            if bn.op.is_depthwise(cin):  # one input per output channel
                 kernel = np.asarray(arrays[f"{name}.kernel"])[..., outs]
             else:
                 kernel = _conv_kernel(name, np.asarray(arrays[f"{name}.kernel"]), groups, cin, ins, outs)

@@ -10,14 +10,17 @@ layer's `weight` is (out, in), batch norm has `weight`, `bias`, `running_mean`, 
 (`num_batches_tracked` is ignored). Op names map to torchvision's by the rules of the network's
 family (`TORCHVISION_RULES`: ResNet's `layer1.0.conv1.bn` is torchvision's `layer1.0.bn1`,
 MobileNet-v2's `features.2.dw` is `features.2.conv.1.0`, GoogLeNet's `inception3a.branch2.reduce` is
-`inception3a.branch2.0.conv`, VGG-16's `conv2_1` is `features.5`); other networks use the spec's
-own names, and `names=` overrides any of them.
+`inception3a.branch2.0.conv`, VGG-16's `conv2_1` is `features.5`); the family is the arch name's
+prefix unless `family=` names it (a pruned network keeps its base's family, whatever its name); other
+networks use the spec's own names, and `names=` overrides any of them. A file's metadata says its
+layout (`LAYOUTS`) and, for torchvision's, the family, so `load_weights` reads back what
+`save_arrays` wrote.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -25,7 +28,7 @@ import numpy as np
 from flax import nnx
 
 from explorer.model import Network, build_model
-from explorer.spec import Arch, BatchNorm, Conv, Dense
+from explorer.spec import Arch, BatchNorm, Conv, Dense, Op
 
 FIELDS = {Conv: ("kernel", "bias"), Dense: ("kernel", "bias"), BatchNorm: ("scale", "bias", "mean", "var")}
 """The arrays of each op kind with weights, by their Flax names."""
@@ -84,6 +87,10 @@ TORCHVISION_RULES: dict[str, tuple[tuple[str, str], ...]] = {
 }
 """Op name -> torchvision module name, per network family (the arch name's prefix); the first rule
 that matches applies. Networks of no family (mobilenet_v1 is not in torchvision) keep their names."""
+
+LAYOUTS = ("flax", "torchvision")
+"""The layouts a weights file is written in: this project's names and Flax layout (the default), or
+torchvision's names and layout."""
 
 _TV_FIELDS = {
     Conv: {"kernel": "weight", "bias": "bias"},
@@ -148,19 +155,35 @@ def from_arrays(arch: Arch, arrays: Mapping[str, np.ndarray], *, strict: bool = 
 
 def save_weights(model: Network, path: str | Path) -> Path:
     """Write the model's weights to a safetensors file (atomically); the arch name goes in its metadata."""
-    return save_arrays(to_arrays(model), model.arch.name, path)
+    return save_arrays(to_arrays(model), model.arch, path)
 
 
-def save_arrays(arrays: Mapping[str, np.ndarray], arch_name: str, path: str | Path) -> Path:
-    """Write named Flax-layout arrays (`to_arrays`, `Pruned.arrays`) to a safetensors file, atomically,
-    without building a model."""
+def save_arrays(
+    arrays: Mapping[str, np.ndarray],
+    arch: Arch,
+    path: str | Path,
+    *,
+    layout: str = "flax",
+    family: str | None = None,
+) -> Path:
+    """Write named Flax-layout arrays (`to_arrays`, `Pruned.arrays`) of `arch` to a safetensors file,
+    atomically, without building a model: in this project's layout, or with `layout="torchvision"` in
+    torchvision's names and layout (`to_torchvision`; `family` as there, the arch's by default)."""
     from safetensors.numpy import save_file
 
     from explorer.files import atomic_write
 
+    if layout not in LAYOUTS:
+        raise WeightsError(f"layout={layout!r} is not known; use one of: {', '.join(LAYOUTS)}")
+    metadata = {"arch": arch.name, "layout": layout}
+    if layout == "torchvision":
+        family = family or torchvision_family(arch)
+        arrays = to_torchvision(arch, arrays, family=family)
+        if family:
+            metadata["family"] = family
     path = Path(path)
     contiguous = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-    atomic_write(path, lambda tmp: save_file(contiguous, str(tmp), metadata={"arch": arch_name, "layout": "flax"}))
+    atomic_write(path, lambda tmp: save_file(contiguous, str(tmp), metadata=metadata))
     return path
 
 
@@ -180,16 +203,27 @@ def read_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]
 
 def load_weights(arch: Arch, path: str | Path) -> Network:
     """A model of `arch` with the weights of a safetensors file, Flax or torchvision layout (its
-    metadata says which; without it, torchvision names are recognised by their `weight` arrays)."""
+    metadata says which, and the torchvision family; without it, torchvision names are recognised by
+    their `weight` arrays and the family by the arch's name)."""
     arrays, meta = read_arrays(path)
     if meta.get("layout") == "flax" or not any(k.endswith(".weight") for k in arrays):
         return from_arrays(arch, arrays)
-    return from_arrays(arch, from_torchvision(arch, arrays))
+    return from_arrays(arch, from_torchvision(arch, arrays, family=meta.get("family")))
 
 
-def torchvision_names(arch: Arch, names: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Op name -> torchvision module name for every op with weights."""
-    rules = next((r for family, r in TORCHVISION_RULES.items() if arch.name.startswith(family)), ())
+def torchvision_family(arch: Arch) -> str | None:
+    """The torchvision network family `arch` belongs to by its name's prefix (`TORCHVISION_RULES`), or None."""
+    return next((family for family in TORCHVISION_RULES if arch.name.startswith(family)), None)
+
+
+def torchvision_names(
+    arch: Arch, names: Mapping[str, str] | None = None, *, family: str | None = None
+) -> dict[str, str]:
+    """Op name -> torchvision module name for every op with weights, by the rules of `family` (default:
+    the arch's, `torchvision_family`)."""
+    if family is not None and family not in TORCHVISION_RULES:
+        raise WeightsError(f"family={family!r} is not a torchvision family; use one of: {', '.join(TORCHVISION_RULES)}")
+    rules = TORCHVISION_RULES.get(family or torchvision_family(arch) or "", ())
     out = {}
     for op in arch.ops:
         if type(op) not in FIELDS:
@@ -204,61 +238,63 @@ def torchvision_names(arch: Arch, names: Mapping[str, str] | None = None) -> dic
 
 
 def from_torchvision(
-    arch: Arch, arrays: Mapping[str, np.ndarray], names: Mapping[str, str] | None = None
+    arch: Arch, arrays: Mapping[str, np.ndarray], names: Mapping[str, str] | None = None, *, family: str | None = None
 ) -> dict[str, np.ndarray]:
     """torchvision-layout arrays (OIHW convs, (out, in) linear layers) -> this project's names and
     Flax layout. A dense layer after a flatten of an HxWxC map gets its inputs reordered from
     torchvision's CHW flattening to NHWC's HWC."""
-    mapping = torchvision_names(arch, names)
-    flatten_of = _flatten_inputs(arch)
     out: dict[str, np.ndarray] = {}
+    for op, field, key, tv_key, flat in _torchvision_fields(arch, names, family):
+        if tv_key not in arrays:
+            if field == "bias" and not getattr(op, "bias", True):
+                continue
+            raise WeightsError(f"weights: {tv_key!r} (for op {op.name!r}) is not in the file")
+        value = np.asarray(arrays[tv_key])
+        if isinstance(op, Conv) and field == "kernel":
+            value = value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
+        elif isinstance(op, Dense) and field == "kernel":
+            value = value.T
+            if flat is not None:
+                h, w, c = flat
+                value = value.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(h * w * c, -1)
+        out[key] = value
+    return out
+
+
+def to_torchvision(
+    arch: Arch, arrays: Mapping[str, np.ndarray], names: Mapping[str, str] | None = None, *, family: str | None = None
+) -> dict[str, np.ndarray]:
+    """The inverse of `from_torchvision`: this project's arrays in torchvision names and layout."""
+    out: dict[str, np.ndarray] = {}
+    for op, field, key, tv_key, flat in _torchvision_fields(arch, names, family):
+        if key not in arrays:
+            continue
+        value = np.asarray(arrays[key])
+        if isinstance(op, Conv) and field == "kernel":
+            value = value.transpose(3, 2, 0, 1)
+        elif isinstance(op, Dense) and field == "kernel":
+            if flat is not None:
+                h, w, c = flat
+                value = value.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(h * w * c, -1)
+            value = value.T
+        out[tv_key] = np.ascontiguousarray(value)
+    return out
+
+
+def _torchvision_fields(
+    arch: Arch, names: Mapping[str, str] | None, family: str | None
+) -> Iterator[tuple[Op, str, str, str, tuple[int, int, int] | None]]:
+    """(op, field, this project's key, torchvision's key, the HxWxC map a dense layer reads flattened)
+    for every weight of `arch`; a bottleneck, which torchvision networks lack, is an error."""
+    mapping = torchvision_names(arch, names, family=family)
+    flatten_of = _flatten_inputs(arch)
     for op in arch.ops:
         if type(op) not in FIELDS:
             continue
         if isinstance(op, Conv) and op.bottleneck is not None:
             raise WeightsError(f"weights: op {op.name!r} has a bottleneck, which torchvision networks do not")
         for field, tv_field in _TV_FIELDS[type(op)].items():
-            key = f"{mapping[op.name]}.{tv_field}"
-            if key not in arrays:
-                if field == "bias" and not getattr(op, "bias", True):
-                    continue
-                raise WeightsError(f"weights: {key!r} (for op {op.name!r}) is not in the file")
-            value = np.asarray(arrays[key])
-            if isinstance(op, Conv) and field == "kernel":
-                value = value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
-            elif isinstance(op, Dense) and field == "kernel":
-                value = value.T
-                if op.name in flatten_of:
-                    h, w, c = flatten_of[op.name]
-                    value = value.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(h * w * c, -1)
-            out[f"{op.name}.{field}"] = value
-    return out
-
-
-def to_torchvision(
-    arch: Arch, arrays: Mapping[str, np.ndarray], names: Mapping[str, str] | None = None
-) -> dict[str, np.ndarray]:
-    """The inverse of `from_torchvision`: this project's arrays in torchvision names and layout."""
-    mapping = torchvision_names(arch, names)
-    flatten_of = _flatten_inputs(arch)
-    out: dict[str, np.ndarray] = {}
-    for op in arch.ops:
-        if type(op) not in FIELDS:
-            continue
-        for field, tv_field in _TV_FIELDS[type(op)].items():
-            key = f"{op.name}.{field}"
-            if key not in arrays:
-                continue
-            value = np.asarray(arrays[key])
-            if isinstance(op, Conv) and field == "kernel":
-                value = value.transpose(3, 2, 0, 1)
-            elif isinstance(op, Dense) and field == "kernel":
-                if op.name in flatten_of:
-                    h, w, c = flatten_of[op.name]
-                    value = value.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(h * w * c, -1)
-                value = value.T
-            out[f"{mapping[op.name]}.{tv_field}"] = np.ascontiguousarray(value)
-    return out
+            yield op, field, f"{op.name}.{field}", f"{mapping[op.name]}.{tv_field}", flatten_of.get(op.name)
 
 
 def _flatten_inputs(arch: Arch) -> dict[str, tuple[int, int, int]]:

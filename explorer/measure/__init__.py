@@ -3,7 +3,7 @@ platform file (`calibrate`) and validating predicted against measured latency (`
 
 Timing imports jax when it runs; nothing upstream of this package imports it."""
 
-from explorer.measure.calibrate import Calibration, calibrate, calibrated_latency_s, platform_toml
+from explorer.measure.calibrate import Calibration, calibrate, platform_toml
 from explorer.measure.report import write_outputs
 from explorer.measure.validate import Validation, validate
 
@@ -11,7 +11,6 @@ __all__ = [
     "Calibration",
     "Validation",
     "calibrate",
-    "calibrated_latency_s",
     "platform_toml",
     "validate",
     "write_outputs",

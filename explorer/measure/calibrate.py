@@ -4,8 +4,8 @@ Peak = the best median FLOP/s of square matmuls per dtype; bandwidth = the best 
 in-place streaming kernels over arrays far larger than the last-level cache. Optionally, a
 per-kind efficiency (roofline-predicted time / measured time of representative single layers:
 3x3 convs, 1x1 convs, depthwise convs, dense, pooling, element-wise) is stored with the platform.
-It is a calibration, kept apart from the analytic numbers: `calibrated_latency_s` applies it on
-request and never changes what `analyze` reports.
+It is the `efficiency` latency model's table (`explorer.cost.latency`): that model runs only when
+asked for by name, so the platform's default model is unchanged by it.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TextIO
 
-from explorer.cost.kernels import KernelParams
+from explorer.cost.analyze import Analysis, analyze
+from explorer.cost.kernel_params import KernelParams
 from explorer.cost.platforms import Platform, catalog
-from explorer.cost.roofline import Analysis, analyze
 from explorer.cost.rules import LAYER_CLASSES, layer_class
 from explorer.measure.timing import (
     MICRO,
@@ -114,7 +114,9 @@ def calibrate(
             ratios = []
             for index in range(len(MICRO[cls])) if not quick else (0,):
                 arch = micro_arch(cls, index)
-                predicted = analyze(arch, platform, dtype, batch, "rw", latency_model="roofline").latency_s
+                predicted = analyze(
+                    arch, platform=platform, dtype=dtype, batch=batch, traffic="rw", latency_model="roofline"
+                ).latency_s
                 measured, _ = forward_latency_s(arch, batch, plan["repeats"] * 3, dtype)
                 ratios.append(predicted / measured)
             cal.efficiency[cls] = statistics.median(ratios)
@@ -347,13 +349,9 @@ def platform_toml(cal: Calibration, key: str = "measured") -> str:
     return "\n".join(lines) + "\n"
 
 
-def efficiency_of(platform: Platform) -> Mapping[str, float]:
-    """The per-class efficiency stored with a calibrated platform (empty if none)."""
-    return dict(platform.extra.get("efficiency", {})) if platform.extra else {}
-
-
 def class_times_s(result: Analysis, arch: Arch) -> dict[str, float]:
-    """Roofline time of the analysis per efficiency class."""
+    """Time of the analysis per efficiency class (a layer-wise model's layer times; under the kernel
+    model each kernel's time counts to its main layer's class)."""
     nodes = {node.op.name: node for node in arch.nodes}
     out = dict.fromkeys(LAYER_CLASSES, 0.0)
     for layer in result.layers:
@@ -361,11 +359,3 @@ def class_times_s(result: Analysis, arch: Arch) -> dict[str, float]:
         cin = node.input_shapes[0][-1] if node.input_shapes else None
         out[layer_class(node.op, cin)] += layer.time_s
     return out
-
-
-def calibrated_latency_s(result: Analysis, arch: Arch, efficiency: Mapping[str, float]) -> float:
-    """Latency with each layer's roofline time divided by its class's measured efficiency.
-
-    A calibrated estimate, labelled as such wherever it is shown; `result` is not changed.
-    """
-    return sum(t / efficiency.get(cls, 1.0) for cls, t in class_times_s(result, arch).items())

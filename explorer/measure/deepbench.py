@@ -1,7 +1,7 @@
 """Leave-one-GPU-out validation of the kernel model on DeepBench's measured cuDNN/cuBLAS kernels.
 
 DeepBench (Baidu, Apache-2.0) timed the same 94 forward convolutions and 44 GEMMs on several
-GPUs (`scripts/data/deepbench/`). Each row becomes a one-layer architecture (a conv without bias,
+GPUs (`explorer/measure/data/deepbench/`, shipped in the wheel). Each row becomes a one-layer architecture (a conv without bias,
 or a dense layer: GEMM M x N x K = N samples of a K -> M layer), scored by the same code as any
 network. For each GPU, the kernel model's constants are fitted on the OTHER GPUs' tables only,
 and the GPU is predicted from its catalog entry (peaks, bandwidth, SM count). The plain
@@ -24,12 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from explorer.cost.kernels import KernelParams
+from explorer.cost.kernel_params import KernelParams
 from explorer.cost.platforms import Platform, get_platform
 from explorer.measure.fit import START, Sample, Score, Stack, fit_params, make_sample, score
 from explorer.spec import Arch, Conv, Dense
 
-DATA = Path(__file__).resolve().parents[2] / "scripts" / "data" / "deepbench"
+DATA = Path(__file__).resolve().parent / "data" / "deepbench"
+"""The measured tables and their attribution (README.md), inside the package."""
 GPUS = {"P100": "p100", "GTX1080Ti": "gtx1080ti", "TitanXp": "titanxp", "T4": "t4"}
 """DeepBench's GPU names -> catalog keys."""
 TABLES = (

@@ -16,17 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from explorer.cost.kernels import (
-    PARAM_NAMES,
-    KernelFeatures,
-    KernelParams,
-    kernel_features,
-    layer_quantities,
-    plan_kernels,
-    time_kernels,
-)
+from explorer.cost.analyze import analyze
+from explorer.cost.fusion import plan_kernels
+from explorer.cost.kernel_params import PARAM_NAMES, KernelParams
+from explorer.cost.kernels import KernelFeatures, kernel_features, time_kernels
 from explorer.cost.platforms import Platform
-from explorer.cost.roofline import analyze
+from explorer.cost.timers import layer_quantities
 from explorer.spec import Arch
 
 SHARES = ("compute_efficiency", "memory_efficiency", "vector_efficiency", "depthwise_efficiency")
@@ -65,7 +60,7 @@ def make_sample(
     from explorer.conventions import BYTES_PER_ELEMENT
     from explorer.cost.kernels import DEFAULT_TILES
 
-    result = analyze(arch, platform, dtype, batch, "rw", latency_model="roofline")
+    result = analyze(arch, platform=platform, dtype=dtype, batch=batch, traffic="rw", latency_model="roofline")
     if platform.runtime is None or platform.processors is None:
         raise ValueError(f"platform {platform.key!r} needs processors and runtime for the kernel model")
     plan = plan_kernels(arch, platform.runtime, batch)

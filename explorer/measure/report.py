@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from explorer.cost.rules import LAYER_CLASSES
+from explorer.cost.timers import efficiency_table
 from explorer.files import atomic_write, dumps_json, write_csv, write_text
-from explorer.measure.calibrate import efficiency_of
 from explorer.measure.validate import Stats, Validation
 from explorer.report import figures as F
 from explorer.report.document import Block, Heading, Items, Maker, Picture, Table, Text, write_report
@@ -169,7 +169,7 @@ def write_outputs(v: Validation, out: Path) -> list[Path]:
     stat_rows.append(stat_row("FLOPs alone (FLOPs / peak)", v.flops))
     if v.layers:
         stat_rows.append(stat_row("sum of conv/dense layers timed alone (measured, not a model)", v.layers))
-    eff = efficiency_of(v.platform)
+    eff = efficiency_table(v.platform)
     kinds = [
         (
             k,

@@ -20,10 +20,12 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from explorer.cost.analyze import analyze
+from explorer.cost.options import ScoringOptions
 from explorer.cost.platforms import Platform
-from explorer.cost.roofline import analyze
 from explorer.cost.rules import LAYER_CLASSES
-from explorer.measure.calibrate import calibrated_latency_s, class_times_s, efficiency_of
+from explorer.cost.timers import efficiency_table
+from explorer.measure.calibrate import class_times_s
 from explorer.measure.sets import choose_archs  # noqa: F401  (re-exported: explore validate's sets)
 from explorer.measure.timing import device_name, forward_latency_s
 from explorer.spec import Arch, Conv, Dense
@@ -153,20 +155,25 @@ def validate(
 ) -> Validation:
     """Measure and predict every architecture. `per_layer` also times each conv/dense layer alone
     and reports their sum, to tell a per-shape kernel effect from a roofline effect."""
-    from explorer.cost.kernels import KernelModelError
+    from explorer.cost.fusion import KernelModelError
     from explorer.measure.fit import bootstrap_spearman
     from explorer.measure.timing import interleaved_latency_s
 
     start = time.monotonic()
-    efficiency = efficiency_of(platform)
+    calibrated = efficiency_table(platform)  # the `efficiency` latency model runs where this exists
     cache: dict[Any, float] = {}
     rows = []
     print(f"  compiling {len(archs)} models, then {repeats} interleaved rounds", file=stream, flush=True)
     timed = interleaved_latency_s([a for _, _, a in archs], batch, repeats, dtype)
     for i, (label, group, arch) in enumerate(archs):
-        result = analyze(arch, platform, dtype, batch, traffic, latency_model="roofline")
+        result_options = ScoringOptions(
+            platform=platform, dtype=dtype, batch=batch, traffic=traffic, latency_model="roofline"
+        )
+        result = analyze(arch, result_options)
         try:
-            kernel_s: float | None = analyze(arch, platform, dtype, batch, latency_model="kernel").latency_s
+            kernel_s: float | None = analyze(
+                arch, platform=platform, dtype=dtype, batch=batch, latency_model="kernel"
+            ).latency_s
         except KernelModelError:
             kernel_s = None
         measured, compile_s, runs = timed[i]
@@ -176,7 +183,7 @@ def validate(
             flops=result.total_flops / batch,
             params=result.params,
             predicted_s=result.latency_s,
-            calibrated_s=calibrated_latency_s(result, arch, efficiency) if efficiency else None,
+            calibrated_s=analyze(arch, result_options, latency_model="efficiency").latency_s if calibrated else None,
             measured_s=measured,
             compile_s=compile_s,
             class_s=class_times_s(result, arch),
@@ -202,7 +209,7 @@ def validate(
         repeats=repeats,
         rows=rows,
         roofline=rank_stats([r.predicted_s for r in rows], measured),
-        calibrated=rank_stats([r.calibrated_s for r in rows], measured) if efficiency else None,  # type: ignore[misc]
+        calibrated=rank_stats([r.calibrated_s for r in rows], measured) if calibrated else None,  # type: ignore[misc]
         flops=rank_stats([r.flops * batch / peak for r in rows], measured),
         kind_factors=kind_factors(rows),
         wall_s=time.monotonic() - start,

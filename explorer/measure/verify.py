@@ -13,7 +13,6 @@ interval, which is the noise the verdict compares against.
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,11 +20,9 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from explorer.cost.platforms import Platform, platform_from_dict
-from explorer.cost.roofline import analyze
+from explorer.cost.analyze import analyze
 from explorer.files import dumps_json, write_text
-from explorer.report.document import Block, Heading, Items, Table, Text, html_blocks, to_markdown
-from explorer.spec import Arch, load_arch
+from explorer.report.document import HTML, MARKDOWN, Block, Heading, Items, Table, Text, html_blocks, to_markdown
 from explorer.units import si
 
 
@@ -78,35 +75,21 @@ def _bootstrap_median(values: np.ndarray, n: int = 2000, seed: int = 0) -> tuple
     return float(low), float(high)
 
 
-def load_run(run: Path) -> tuple[dict[str, Any], Platform, Arch]:
-    summary_path = run / "summary.json"
-    if not summary_path.is_file():
-        raise VerifyError(f"run_dir={str(run)!r} has no summary.json; give the folder an `explore` search wrote")
-    try:
-        summary = json.loads(summary_path.read_text())
-        platform = platform_from_dict(summary["platform"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise VerifyError(f"run_dir={str(run)!r}: summary.json is not a search summary ({exc})") from None
-    best = run / "best_arch.json"
-    if not best.is_file():
-        raise VerifyError(f"run_dir={str(run)!r} has no best_arch.json: the search found no feasible network")
+def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verification:
+    """Time the searched, matched-uniform and base networks of `run` here and compare with the predictions."""
+    from explorer.measure.timing import device_name, interleaved_latency_s
+    from explorer.search import load_run
+    from explorer.search.baselines import at_flops
+    from explorer.space import load_space
+
+    folder = load_run(run)
+    summary, platform, searched, s = folder.summary(), folder.platform(), folder.best_arch(), folder.record()
     if not summary.get("matched_uniform"):
         raise VerifyError(
             f"run_dir={str(run)!r}: the searched network's FLOPs lie outside the uniform-width curve, "
             "so there is no uniform network at matched FLOPs to compare with"
         )
-    return summary, platform, load_arch(str(best))
-
-
-def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verification:
-    """Time the searched, matched-uniform and base networks of `run` here and compare with the predictions."""
-    from explorer.measure.timing import device_name, interleaved_latency_s
-    from explorer.search.settings import record_settings
-    from explorer.space import load_space
-
-    summary, platform, searched = load_run(run)
-    space_ref, _, _, _, bottlenecks, s = record_settings(dict(summary["settings"]))
-    space = load_space(space_ref, keep=s.keep, align=s.align, bottlenecks=bottlenecks)
+    space = load_space(s.space, keep=s.keep, align=s.align, bottlenecks=s.bottlenecks)
     low, high = summary["matched_uniform"]["between"]
     archs = {
         "searched": searched,
@@ -117,7 +100,7 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
     predicted = {}
     flops = {}
     for label, arch in archs.items():
-        result = analyze(arch, platform, s.dtype, s.batch, s.traffic, s.convention, latency_model=s.latency_model)
+        result = analyze(arch, s.options(platform))
         predicted[label], flops[label] = result.latency_s, result.flops / s.batch
     print(
         f"  timing {len(archs)} networks ({', '.join(archs)}) at batch {s.batch}, {s.dtype}: {rounds} interleaved rounds",
@@ -126,12 +109,9 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
     )
     timed = interleaved_latency_s(list(archs.values()), s.batch, rounds, s.dtype)
     runs = {label: np.array(t[2]) for label, t in zip(archs, timed, strict=True)}
-    fl, fh = flops["uniform below"], flops["uniform above"]
-    t = 0.0 if fh == fl else (flops["searched"] - fl) / (fh - fl)
-    runs["uniform (matched FLOPs)"] = runs["uniform below"] + t * (runs["uniform above"] - runs["uniform below"])
-    predicted["uniform (matched FLOPs)"] = predicted["uniform below"] + t * (
-        predicted["uniform above"] - predicted["uniform below"]
-    )
+    bracket = (flops["searched"], flops["uniform below"], flops["uniform above"])
+    runs["uniform (matched FLOPs)"] = at_flops(*bracket, runs["uniform below"], runs["uniform above"])
+    predicted["uniform (matched FLOPs)"] = at_flops(*bracket, predicted["uniform below"], predicted["uniform above"])
     flops["uniform (matched FLOPs)"] = flops["searched"]
     candidates = [
         Timed(
@@ -227,15 +207,17 @@ MARK = "<!-- explore verify -->"
 
 def write_verification(v: Verification, run: Path) -> list[Path]:
     """verify.json, and the section in report.md (replacing an earlier one) and report.html."""
-    write_text(run / "verify.json", dumps_json(v.to_dict()))
-    written = [run / "verify.json"]
+    from explorer.search.files import VERIFY_JSON
+
+    write_text(run / VERIFY_JSON, dumps_json(v.to_dict()))
+    written = [run / VERIFY_JSON]
     text = section(v)
-    md = run / "report.md"
+    md = run / MARKDOWN
     if md.is_file():
         body = md.read_text().split(MARK)[0].rstrip("\n")
         write_text(md, f"{body}\n\n{MARK}\n{text}")
         written.append(md)
-    html = run / "report.html"
+    html = run / HTML
     if html.is_file():
         page = html.read_text()
         start = page.find(MARK)

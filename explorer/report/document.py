@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 FIGURES = "figures"
+HTML = "report.html"
+MARKDOWN = "report.md"
+"""The files a report writes into its folder, beside FIGURES/."""
 Maker = Callable[[], "Figure | None"]
 """Builds one figure of a report (None: nothing to draw, and its picture is left out)."""
 
@@ -76,9 +79,9 @@ def write_report(blocks: Sequence[Block], makers: Mapping[str, Maker], out: Path
             for stale in (folder / f"{stem}.png", folder / f"{stem}.svg"):
                 stale.unlink(missing_ok=True)
     kept = [b for b in blocks if not isinstance(b, Picture) or b.stem in drawn]
-    write_text(out / "report.html", to_html(kept, folder))
-    write_text(out / "report.md", to_markdown(kept))
-    return [out / "report.html", out / "report.md", *written]
+    write_text(out / HTML, to_html(kept, folder))
+    write_text(out / MARKDOWN, to_markdown(kept))
+    return [out / HTML, out / MARKDOWN, *written]
 
 
 # ---------------------------------------------------------------- renderers

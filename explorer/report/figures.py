@@ -3,7 +3,9 @@
 Each `*_info` function is pure (results in, NamedTuples out), so tests compare numbers, not pixels.
 Each `draw_*` function draws one info object onto matplotlib axes. `render` makes a figure with
 `matplotlib.figure.Figure` under `matplotlib.style.context` (no pyplot, no global rcParams, no
-backend state) and saves it as PNG and SVG.
+backend state), keeps names literal (`literal`: a '$' in a layer name is drawn as typed, while tick
+labels keep their mathtext), moves overlapping annotations apart (`separate_annotations`), and
+saves it as PNG and SVG.
 
 Units: intensity in FLOP/byte, throughput in FLOP/s (FLOPs = 2 x MACs plus element-wise FLOPs),
 FLOPs per sample, latency per batch in seconds, parameters as a count.
@@ -15,7 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from explorer.cost.roofline import Analysis
+from explorer.cost.analyze import Analysis
+from explorer.cost.latency import LATENCY_MODELS, latency_label
 from explorer.files import atomic_write
 from explorer.units import printable
 
@@ -34,7 +37,6 @@ STYLE: dict[str, Any] = {
     "axes.spines.right": False,
     "svg.fonttype": "none",
     "svg.hashsalt": "explorer",  # reproducible SVG ids
-    "text.parse_math": False,  # names are data: '$x$' in a layer or space name is drawn as typed
 }
 BOUND_COLORS = {"compute": "#1f77b4", "memory": "#d62728", "none": "#7f7f7f"}
 
@@ -59,9 +61,12 @@ class RooflineInfo(NamedTuple):
     layers: tuple[RooflinePoint, ...]
     """Every layer of the main analysis that does work and moves bytes (log axes need both > 0)."""
     models: tuple[RooflinePoint, ...]
-    """Whole models: x = total FLOPs / total bytes, y = total FLOPs / per-layer roofline latency."""
+    """Whole models: x = total FLOPs / total bytes, y = total FLOPs / latency under `latency_model`."""
     skipped: tuple[str, ...]
     """Layers left off the chart: no FLOPs or no bytes (views such as flatten)."""
+    latency_model: str = "roofline"
+    """The model that timed the layers (`Analysis.latency_model`); the kernel model times kernels,
+    each drawn at its main layer with the FLOPs of the layers fused into it."""
 
 
 def model_point(result: Analysis, label: str) -> RooflinePoint:
@@ -102,6 +107,7 @@ def roofline_info(result: Analysis, others: Sequence[tuple[str, Analysis]] = (),
         layers=tuple(layers),
         models=tuple(models),
         skipped=tuple(skipped),
+        latency_model=result.latency_model,
     )
 
 
@@ -146,6 +152,8 @@ def draw_roofline(info: RooflineInfo, ax: Axes) -> None:
         fontsize=8,
         color="gray",
     )
+    model = LATENCY_MODELS.get(info.latency_model)
+    unit = "kernel" if model is not None and model.kernels else "layer"
     for bound in ("compute", "memory"):
         points = [p for p in info.layers if p.bound == bound]
         if points:
@@ -155,7 +163,7 @@ def draw_roofline(info: RooflineInfo, ax: Axes) -> None:
                 s=18,
                 alpha=0.75,
                 color=BOUND_COLORS[bound],
-                label=f"layer, {bound}-bound ({len(points)})",
+                label=f"{unit}, {bound}-bound ({len(points)})",
             )
     for k, (marker, point) in enumerate(zip(("*", "D", "s", "^"), info.models, strict=False)):
         ax.scatter(
@@ -167,7 +175,9 @@ def draw_roofline(info: RooflineInfo, ax: Axes) -> None:
             zorder=10 - k,  # the first (the best architecture) is drawn on top
             label=f"{point.label}: {point.attainable_flops_per_s / 1e12:.3g} TFLOP/s",
         )
-    roofline_axes(ax, (low, high), "arithmetic intensity (FLOP/byte)", "attainable throughput")
+    roofline_axes(
+        ax, (low, high), "arithmetic intensity (FLOP/byte)", f"throughput: FLOPs / {latency_label(info.latency_model)}"
+    )
     ax.set_title(info.title)
     ax.legend(loc="lower right", fontsize=7)
 
@@ -175,20 +185,107 @@ def draw_roofline(info: RooflineInfo, ax: Axes) -> None:
 # ---------------------------------------------------------------- rendering
 
 
+def literal(text: str) -> str:
+    """`text` as matplotlib draws it verbatim: every '$' escaped (so no name is read as mathtext)
+    and no control character (none reaches a font)."""
+    return printable(text, newlines=True).replace("$", r"\$")
+
+
 def render(draw: Callable[[Any, Axes], None], infos: Sequence[Any], size: tuple[float, float]) -> Figure:
-    """A figure with one panel per info object, drawn by `draw`; no pyplot state is touched."""
+    """A figure with one panel per info object, drawn by `draw`; no pyplot state is touched.
+
+    Every text the drawing wrote (titles, labels, legends, annotations, tick labels given as text)
+    is made `literal`; tick labels made by number formatters keep their mathtext ('10^-1' on log axes)."""
     from matplotlib.figure import Figure
     from matplotlib.text import Text
+    from matplotlib.ticker import FixedFormatter, FuncFormatter
 
     fig = Figure(figsize=size, layout="constrained")
     axes = fig.subplots(1, len(infos), squeeze=False)[0]
     for info, ax in zip(infos, axes, strict=True):
         draw(info, ax)
-    for text in fig.findobj(Text):  # names are data: no control character reaches a font
-        shown = text.get_text()
-        if printable(shown, newlines=True) != shown:
-            text.set_text(printable(shown, newlines=True))
+    done: set[int] = set()  # each object once: escaping twice would show the backslashes
+    for text in fig.findobj(Text):
+        if id(text) not in done:
+            done.add(id(text))
+            text.set_text(literal(text.get_text()))
+    for ax in fig.axes:  # tick labels given as text (set_ticks with labels) are names too
+        for axis in (ax.xaxis, ax.yaxis):
+            for get, put in (
+                (axis.get_major_formatter, axis.set_major_formatter),
+                (axis.get_minor_formatter, axis.set_minor_formatter),
+            ):
+                named = get()
+                if isinstance(named, FixedFormatter | FuncFormatter) and id(named) not in done:
+                    wrapped = FuncFormatter(lambda x, pos=None, named=named: literal(str(named(x, pos))))
+                    done.add(id(wrapped))
+                    put(wrapped)
+    separate_annotations(fig)
     return fig
+
+
+def _overlaps(box: Any, others: Sequence[Any]) -> bool:
+    return any(box.overlaps(other) for other in others)
+
+
+def _free(box: Any, others: Sequence[Any], span: tuple[float, float]) -> bool:
+    """`box` overlaps none of `others` and lies within the vertical `span` (window pixels)."""
+    return span[0] <= box.y0 and box.y1 <= span[1] and not _overlaps(box, others)
+
+
+def _text_box(ann: Any, renderer: Any) -> Any:
+    """The window box of an annotation's text alone (its arrow left out)."""
+    from matplotlib.text import Text
+
+    ann.update_positions(renderer)
+    return Text.get_window_extent(ann, renderer)
+
+
+def separate_annotations(fig: Figure, gap_pt: float = 2.0, tries: int = 12) -> None:
+    """Move annotations apart: in each panel, an annotation placed in offset points whose text
+    overlaps an earlier annotation, the legend or a point an arrow marks (6 pt around it) is moved
+    down (then up) by steps of its own height to the first place where it overlaps none and stays
+    between the panel's bottom and the figure's top; annotations placed otherwise stay and are
+    avoided. Runs after the layout."""
+    from matplotlib.text import Annotation
+    from matplotlib.transforms import Bbox
+
+    fig.draw_without_rendering()  # the constrained layout places the axes first
+    renderer = fig._get_renderer()  # type: ignore[attr-defined]
+    to_points = 72.0 / fig.dpi
+    reach = 6 / to_points  # a marked point keeps 6 pt clear around it: no text covers a marker
+    for ax in fig.axes:
+        notes = [a for a in ax.texts if isinstance(a, Annotation) and a.get_visible() and a.get_text()]
+        fixed = [legend.get_window_extent(renderer) for legend in [ax.get_legend()] if legend is not None]
+        for ann in notes:
+            if ann.xycoords == "data" and ann.arrow_patch is not None:
+                x, y = ax.transData.transform(ann.xy)
+                fixed.append(Bbox([[x - reach, y - reach], [x + reach, y + reach]]))
+        span = (ax.get_window_extent(renderer).y0, fig.bbox.y1)
+        placed: list[Any] = []
+        for ann in notes:
+            box = _text_box(ann, renderer)
+            if ann.anncoords == "offset points" and not _free(box, fixed + placed, span):
+                x0, y0 = ann.xyann
+                step = box.height * to_points + gap_pt
+                for k in [*range(1, tries + 1), *range(-1, -tries - 1, -1)]:
+                    ann.xyann = (x0, y0 - k * step)
+                    box = _text_box(ann, renderer)
+                    if _free(box, fixed + placed, span):
+                        break
+                else:
+                    ann.xyann = (x0, y0)
+                    box = _text_box(ann, renderer)
+            placed.append(box)
+
+
+def annotation_boxes(fig: Figure) -> list[list[Any]]:
+    """Per panel, the window boxes of its annotations' texts (after a draw): what must not overlap."""
+    from matplotlib.text import Annotation
+
+    fig.draw_without_rendering()
+    renderer = fig._get_renderer()  # type: ignore[attr-defined]
+    return [[_text_box(a, renderer) for a in ax.texts if isinstance(a, Annotation) and a.get_text()] for ax in fig.axes]
 
 
 def save(make: Callable[[], Figure | None], folder: Path, stem: str) -> list[Path]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from explorer.conventions import FLOPS_PER_MAC, TRAFFIC_MODELS
+from explorer.cost.analyze import Analysis
+from explorer.cost.latency import latency_label as model_latency
 from explorer.cost.platforms import Platform
-from explorer.cost.roofline import Analysis
 from explorer.report import figures as F
 from explorer.report.document import Block, Heading, Items, Maker, Picture, Table
 from explorer.report.table import LAYER_HEADER, LAYER_RIGHT, latency_label, layer_rows
@@ -72,7 +73,11 @@ def score_report(result: Analysis, platform: Platform) -> tuple[list[Block], dic
         Heading(f"{result.arch} on {platform.name}, {result.dtype}, batch {result.batch}"),
         Items(tuple(platform_items(platform, result.dtype) + analysis_items(result) + totals)),
         Heading("Roofline"),
-        Picture("roofline", "Every layer (coloured by bound) and the whole model; log-log."),
+        Picture(
+            "roofline",
+            f"Every {'kernel' if result.kernels else 'layer'}, coloured by bound, and the whole model "
+            f"(total FLOPs / {model_latency(result.latency_model)}); log-log.",
+        ),
         Heading(f"Per-layer table (whole batch of {result.batch})"),
         layer_table(result),
     ]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from explorer.conventions import FLOPS_PER_MAC
-from explorer.cost.roofline import LATENCY_MODELS
+from explorer.cost.latency import LATENCY_MODELS
 from explorer.report import figures as F
 from explorer.report import search_figures as SF
+from explorer.report import sweep
 from explorer.report.document import Block, Heading, Items, Maker, Picture, Table, Text
 from explorer.report.score import analysis_items, layer_table, platform_items
 from explorer.search import OBJECTIVES, Scored, SearchResult, matched_text, trial_counts, uniform_label
@@ -66,6 +67,7 @@ def comparison_table(result: SearchResult) -> Table:
 
 def search_items(result: SearchResult) -> list[tuple[str, str]]:
     s, b, space = result.plan.settings, result.budget, result.space
+    o = s.scoring
     parts = []
     if b.flops is not None:
         parts.append(
@@ -75,7 +77,7 @@ def search_items(result: SearchResult) -> list[tuple[str, str]]:
     if b.params is not None:
         parts.append(f"params <= {si(b.params)}")
     if b.latency_s is not None:
-        parts.append(f"latency <= {si(b.latency_s, 's')} per batch of {s.batch}")
+        parts.append(f"latency <= {si(b.latency_s, 's')} per batch of {o.batch}")
     if b.memory_bytes is not None:
         parts.append(f"peak memory <= {si(b.memory_bytes, 'B')}")
     budget = "; ".join(parts)
@@ -89,7 +91,10 @@ def search_items(result: SearchResult) -> list[tuple[str, str]]:
         ),
         ("budgets", budget),
         ("objective", ", ".join(f"{OBJECTIVES[o].direction} {o}" for o in s.objective)),
-        ("latency model", f"{s.latency_model}: {LATENCY_MODELS.get(s.latency_model, '')}"),
+        (
+            "latency model",
+            f"{o.latency_model}: {LATENCY_MODELS[o.latency_model].description if o.latency_model in LATENCY_MODELS else ''}",
+        ),
         ("sampler", f"{s.sampler}, seed {s.seed}"),
         ("trials", ", ".join(f"{v} {'running or stale' if k == 'running' else k}" for k, v in counts.items())),
         ("search wall time", f"{result.wall_s:.1f} s"),
@@ -102,13 +107,13 @@ def search_items(result: SearchResult) -> list[tuple[str, str]]:
 
 def search_report(result: SearchResult) -> tuple[list[Block], dict[str, Maker]]:
     """The blocks and figure makers of a search run's report."""
-    s = result.plan.settings
+    s, o = result.plan.settings, result.plan.settings.scoring
     analysis = result.best.result if result.best else result.base.result
     base_label = f"base {result.space.arch.name}"
     others = [(base_label, result.base.result)] if result.best else []
     if result.best and result.uniform:
         others.append((uniform_label(result.uniform_multiplier), result.uniform.result))
-    roofline = F.roofline_info(analysis, others, title=f"best architecture on {result.platform.name}, {s.dtype}")
+    roofline = F.roofline_info(analysis, others, title=f"best architecture on {result.platform.name}, {o.dtype}")
     paretos = [SF.pareto_info(result, "flops", "attainable_flops_per_s"), SF.pareto_info(result, "params", "latency_s")]
     n_widths = sum(1 for op in result.space.arch.ops if getattr(op, "out", None) is not None)
     makers: dict[str, Maker] = {
@@ -116,12 +121,12 @@ def search_report(result: SearchResult) -> tuple[list[Block], dict[str, Maker]]:
         "pareto": lambda: F.render(SF.draw_pareto, paretos, (13, 5)),
         "channels": lambda: F.render(SF.draw_channels, [SF.channel_info(result)], (max(7.0, 0.3 * n_widths), 4.5)),
         "progress": lambda: F.render(SF.draw_progress, [SF.progress_info(result)], (8, 4)),
-        "importance": lambda: F.maybe(SF.draw_importance, SF.importance_info(result.study, s.objective[0]), (8, 4.5)),
+        "importance": lambda: F.maybe(sweep.draw_importance, sweep.importance_info(result), (8, 4.5)),
     }
-    title = f"explore: {result.plan.space_ref} on {result.platform.name}, {s.dtype}, batch {s.batch}"
+    title = f"explore: {result.plan.space_ref} on {result.platform.name}, {o.dtype}, batch {o.batch}"
     blocks: list[Block] = [
         Heading(title),
-        Items(tuple(search_items(result) + platform_items(result.platform, s.dtype) + analysis_items(analysis))),
+        Items(tuple(search_items(result) + platform_items(result.platform, o.dtype) + analysis_items(analysis))),
         Heading("Best, base network and best uniform width"),
         comparison_table(result),
     ]
@@ -142,8 +147,9 @@ def search_report(result: SearchResult) -> tuple[list[Block], dict[str, Maker]]:
         Heading("Roofline of the best architecture"),
         Picture(
             "roofline",
-            "Every layer of the best architecture (coloured by bound) and whole-model points "
-            "(total FLOPs / total bytes, total FLOPs / roofline latency); log-log.",
+            "Every layer (under the kernel model: every kernel) of the best architecture, coloured by bound, "
+            f"and whole-model points (total FLOPs / total bytes, total FLOPs / {o.latency_model}-model latency); "
+            "log-log.",
         ),
         Heading("Pareto fronts over all trials"),
         Picture(
@@ -157,8 +163,17 @@ def search_report(result: SearchResult) -> tuple[list[Block], dict[str, Maker]]:
             "channels", "Output channels per conv/dense layer: base (wide grey) vs searched; 1x1 bottlenecks marked."
         ),
         Heading("Search progress"),
-        Picture("progress", "Objective per trial and the best feasible value so far, against the best uniform width."),
-        Picture("importance", "Optuna's parameter importances (PED-ANOVA) for the first objective."),
+        Picture(
+            "progress",
+            "The batch sampler's screen: the best feasible value against candidates screened (and seconds); other "
+            "samplers: each trial and the best so far, in the order Optuna ran them. Dashed: the best uniform width.",
+        ),
+        Picture(
+            "importance",
+            "Which choices matter, by a one-at-a-time sweep around the best architecture with the batch scorer: "
+            "each width (or 1x1 bottleneck) varied over its values, the rest held at the best; the bar is the "
+            "first objective's range, dark where the budgets are met.",
+        ),
         Heading(f"Per-layer table of {analysis.arch} (whole batch of {analysis.batch})"),
         layer_table(analysis),
     ]

@@ -1,19 +1,22 @@
-"""Figures of a search: Pareto fronts, channel profile, progress and parameter importances.
+"""Figures of a search: Pareto fronts, channel profile, the screen's convergence, which choices matter.
 
 Info builders are pure (a `SearchResult` in, NamedTuples out); renderers only draw. Axes come
-from `explorer.search.metrics.COLUMNS`, so their labels and units are the tables' own.
+from `explorer.search.metrics.COLUMNS`, so their labels and units are the tables' own, and an
+axis that shows a time (or a rate from one) names the latency model that produced it.
 """
 
 from __future__ import annotations
 
-import warnings
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
 import optuna
 
+from explorer.cost.latency import latency_label
 from explorer.search import OBJECTIVES, Scored, SearchResult, is_feasible, pareto_indices, sign, uniform_label
 from explorer.search.metrics import COLUMN, Column
+from explorer.search.samplers import TRACE
 from explorer.units import si
 
 if TYPE_CHECKING:
@@ -45,6 +48,22 @@ class ParetoInfo(NamedTuple):
     marks: tuple[Mark, ...]
     curve: tuple[tuple[float, float], ...] = ()
     """The uniform-width networks (one multiplier each) as (x, y), in multiplier order: the baseline at every x."""
+    latency_model: str = "roofline"
+    """The model behind every time and rate (`Analysis.latency_model`)."""
+
+
+TIMED = frozenset({"latency_s", "attainable_flops_per_s", "images_per_s", "memory_bound_share"})
+"""Metrics that depend on the latency model: their axes name it."""
+
+
+def axis_label(column: Column, latency: str) -> str:
+    """The column's label, naming the latency (`latency_label`, e.g. 'kernel-model latency') when
+    the metric depends on it."""
+    if column.key not in TIMED:
+        return column.label
+    if "latency" in column.label:
+        return column.label.replace("latency", latency)
+    return f"{column.label} (from {latency})"
 
 
 def trial_points(trials: Iterable[optuna.trial.FrozenTrial], x: str, y: str) -> list[TrialPoint]:
@@ -83,7 +102,10 @@ def pareto_info(result: SearchResult, x: str, y: str) -> ParetoInfo:
             m = scored.metrics
             marks.append(Mark(label, m.value(x), m.value(y)))
     curve = tuple((p.metrics.value(x), p.metrics.value(y)) for p in result.curve)
-    return ParetoInfo(ax, ay, tuple(points), pareto_front(points, ax, ay), tuple(limits), tuple(marks), curve)
+    front = pareto_front(points, ax, ay)
+    return ParetoInfo(
+        ax, ay, tuple(points), front, tuple(limits), tuple(marks), curve, result.base.result.latency_model
+    )
 
 
 def draw_pareto(info: ParetoInfo, ax: Axes) -> None:
@@ -165,8 +187,9 @@ def draw_pareto(info: ParetoInfo, ax: Axes) -> None:
                 fontsize=7,
                 arrowprops={"arrowstyle": "->", "lw": 0.8},
             )
-    ax.set_xlabel(info.x.label)
-    ax.set_ylabel(info.y.label)
+    latency = latency_label(info.latency_model)
+    ax.set_xlabel(axis_label(info.x, latency))
+    ax.set_ylabel(axis_label(info.y, latency))
     ax.xaxis.set_major_formatter(EngFormatter(unit=info.x.unit))
     ax.yaxis.set_major_formatter(EngFormatter(unit=info.y.unit))
     better_x = "larger" if info.x.maximize else "smaller"
@@ -251,17 +274,53 @@ class ProgressInfo(NamedTuple):
     objective: str
     unit: str
     maximize: bool
+    x_label: str
     points: tuple[TrialPoint, ...]
-    """x = trial number, y = objective value."""
-    best_so_far: tuple[tuple[int, float], ...]
-    """(trial number, best feasible value up to it), one entry per feasible improvement."""
+    """Trials (x = trial number, y = objective value); empty when the screen's trace is drawn."""
+    best_so_far: tuple[tuple[float, float], ...]
+    """(x, best feasible value up to x): candidates screened, or trial numbers without a trace."""
+    seconds: tuple[float, ...]
+    """Seconds since the screen started at each `best_so_far` entry; empty without a trace."""
     baselines: tuple[Mark, ...]
 
 
+def screen_trace(study: optuna.Study) -> list[tuple[float, float, float]] | None:
+    """The batch sampler's (candidates, seconds, best) steps, candidates and seconds running on
+    across screen phases that start again from 0; None when absent or unreadable."""
+    trace = study.user_attrs.get(TRACE)
+    if not isinstance(trace, list):
+        return None
+    steps: list[tuple[float, float, float]] = []
+    offset = (0.0, 0.0)
+    last = (0.0, 0.0)
+    for entry in trace:
+        try:
+            n, t, best = (float(entry[k]) for k in ("candidates", "seconds", "best"))
+        except (TypeError, KeyError, ValueError):
+            return None
+        if not all(map(math.isfinite, (n, t, best))):
+            continue
+        if n < last[0]:  # a new screen (a resumed run): it counts on from the last one
+            offset = (offset[0] + last[0], offset[1] + last[1])
+        last = (n, t)
+        steps.append((offset[0] + n, offset[1] + t, best))
+    return steps or None
+
+
 def progress_info(result: SearchResult) -> ProgressInfo:
+    """The screen's convergence (best against candidates screened) when the study holds its trace;
+    otherwise the best feasible value so far against the trial number, in the order Optuna ran them."""
     name = result.plan.settings.objective[0]
     s = sign(name)
-    points, best, steps = [], None, []
+    baselines = []
+    if result.uniform is not None:
+        baselines.append(Mark(f"best {uniform_label(result.uniform_multiplier)}", 0.0, result.uniform.values[0]))
+    head = (name, OBJECTIVES[name].unit, s > 0)
+    trace = screen_trace(result.study)
+    if trace is not None:
+        steps = tuple((n, best) for n, _, best in trace)
+        return ProgressInfo(*head, "candidates screened", (), steps, tuple(t for _, t, _ in trace), tuple(baselines))
+    points, best, found = [], None, []
     for t in sorted(result.study.trials, key=lambda t: t.number):
         if t.state != optuna.trial.TrialState.COMPLETE:
             continue
@@ -270,11 +329,8 @@ def progress_info(result: SearchResult) -> ProgressInfo:
         points.append(TrialPoint(t.number, float(t.number), value, feasible))
         if feasible and (best is None or s * value > s * best):
             best = value
-            steps.append((t.number, value))
-    baselines = []
-    if result.uniform is not None:
-        baselines.append(Mark(f"best {uniform_label(result.uniform_multiplier)}", 0.0, result.uniform.values[0]))
-    return ProgressInfo(name, OBJECTIVES[name].unit, s > 0, tuple(points), tuple(steps), tuple(baselines))
+            found.append((float(t.number), value))
+    return ProgressInfo(*head, "trial number", tuple(points), tuple(found), (), tuple(baselines))
 
 
 def draw_progress(info: ProgressInfo, ax: Axes) -> None:
@@ -282,62 +338,40 @@ def draw_progress(info: ProgressInfo, ax: Axes) -> None:
 
     for feasible, color, label in ((False, "#bbbbbb", "infeasible trial"), (True, "#1f77b4", "feasible trial")):
         pts = [p for p in info.points if p.feasible == feasible]
-        ax.scatter([p.x for p in pts], [p.y for p in pts], s=8, color=color, alpha=0.6, label=f"{label} ({len(pts)})")
+        if info.points:  # none drawn with the screen's trace: the batch sampler records its trials best first
+            ax.scatter(
+                [p.x for p in pts], [p.y for p in pts], s=8, color=color, alpha=0.6, label=f"{label} ({len(pts)})"
+            )
     if info.best_so_far:
-        last = max(p.x for p in info.points)
-        xs = [n for n, _ in info.best_so_far] + [last]
-        ys = [v for _, v in info.best_so_far] + [info.best_so_far[-1][1]]
-        ax.step(xs, ys, where="post", color="#ff7f0e", lw=2, label="best feasible so far")
+        xs = [x for x, _ in info.best_so_far]
+        ys = [v for _, v in info.best_so_far]
+        last = max(xs + [p.x for p in info.points])
+        label = "best feasible so far"
+        if info.seconds:
+            label += f" ({last:,.0f} candidates in {info.seconds[-1]:.1f} s)"
+        ax.step([*xs, last], [*ys, ys[-1]], where="post", color="#ff7f0e", lw=2, label=label)
+        if info.seconds:
+            ax.scatter(xs, ys, s=14, color="#ff7f0e", zorder=5)  # each improvement (one point: an exhaustive screen)
+            if xs[0] > 0 and last / xs[0] > 100:
+                ax.set_xscale("log")
+            else:
+                ax.set_xlim(0, last * 1.05)
+            first = next(i for i, v in enumerate(ys) if v == ys[-1])  # where the final best was found
+            ax.annotate(
+                f"best {si(ys[-1], info.unit)} found after {xs[first]:,.0f} candidates, {info.seconds[first]:.1f} s",
+                (xs[first], ys[first]),
+                xytext=(0.98, 0.12 if info.maximize else 0.88),  # the corner the curve leaves empty
+                textcoords="axes fraction",
+                ha="right",
+                va="center",
+                fontsize=7,
+                arrowprops={"arrowstyle": "->", "lw": 0.8},
+            )
     for mark in info.baselines:
         ax.axhline(mark.y, color="black", ls="--", lw=1, label=mark.label)
-    ax.set_xlabel("trial number")
+    ax.set_xlabel(info.x_label if info.seconds else f"{info.x_label} (the order Optuna ran them)")
     ax.set_ylabel(info.objective)  # the ticks carry the unit
     ax.yaxis.set_major_formatter(EngFormatter(unit=info.unit))
-    ax.set_title(f"search progress ({'maximise' if info.maximize else 'minimise'} {info.objective})")
+    goal = f"{'maximise' if info.maximize else 'minimise'} {info.objective}"
+    ax.set_title(f"screen convergence ({goal})" if info.seconds else f"search progress ({goal})")
     ax.legend(fontsize=7)
-
-
-class ImportanceInfo(NamedTuple):
-    objective: str
-    evaluator: str
-    importances: tuple[tuple[str, float], ...]
-    """(Optuna parameter name, importance), largest first; importances sum to 1 over all parameters."""
-    others: int
-    """Parameters left off (beyond `top`)."""
-
-
-def importance_info(study: optuna.Study, objective: str, top: int = 15) -> ImportanceInfo | None:
-    """Optuna's parameter importances (its default evaluator) for the first objective; None with
-    under 10 completed trials or when Optuna cannot compute them. The evaluator ranks what drives
-    its target low, so a maximised objective is negated first."""
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if len(complete) < 10:
-        return None
-    s = 1.0 if study.directions[0] == optuna.study.StudyDirection.MINIMIZE else -1.0
-    evaluator = optuna.importance.PedAnovaImportanceEvaluator()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        warnings.filterwarnings("ignore", message=".*importances of params to achieve low", category=UserWarning)
-        # trials of the batch sampler cluster near the optimum: some values are seen once
-        warnings.filterwarnings("ignore", message="Some regimes for parameter", category=UserWarning)
-        try:
-            found = optuna.importance.get_param_importances(
-                study, evaluator=evaluator, target=lambda t: s * t.values[0]
-            )
-        except (ValueError, RuntimeError):
-            return None
-    ranked = sorted(found.items(), key=lambda kv: -kv[1])
-    return ImportanceInfo(objective, type(evaluator).__name__, tuple(ranked[:top]), max(0, len(ranked) - top))
-
-
-def draw_importance(info: ImportanceInfo, ax: Axes) -> None:
-    names = [name for name, _ in info.importances][::-1]
-    values = [value for _, value in info.importances][::-1]
-    colors = ["#1f77b4" if n.startswith("w:") else "#ff7f0e" for n in names]
-    ax.barh(range(len(names)), values, color=colors)
-    ax.set_yticks(range(len(names)), names, fontsize=7)
-    for i, v in enumerate(values):
-        ax.annotate(f"{v:.2f}", (v, i), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
-    more = f"; {info.others} more not shown" if info.others else ""
-    ax.set_xlabel(f"importance for {info.objective} ({info.evaluator}{more})")
-    ax.set_title("which choices matter: w: width, b:/r: bottleneck on/off and its width")

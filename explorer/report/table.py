@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from explorer.conventions import FLOPS_PER_MAC, TRAFFIC_MODELS
+from explorer.cost.analyze import Analysis
+from explorer.cost.latency import LATENCY_MODELS
 from explorer.cost.platforms import Platform
-from explorer.cost.roofline import Analysis
 from explorer.units import printable, si
 
 
@@ -77,9 +78,12 @@ def layer_table(result: Analysis) -> str:
 
 def latency_label(result: Analysis) -> str:
     """Which model produced the latency, in words."""
-    if result.latency_model == "kernel":
-        return f"kernel model, {len(result.kernels)} kernels (fused as the platform's runtime runs them, launch overhead, tiles)"
-    return "roofline, per layer (the seed's model)"
+    model = LATENCY_MODELS.get(result.latency_model)
+    if model is None:
+        return result.latency_model
+    if model.kernels:
+        return f"{model.name} model, {len(result.kernels)} kernels: {model.description}"
+    return f"{model.name} model, per layer: {model.description}"
 
 
 def summary(result: Analysis, platform: Platform) -> str:

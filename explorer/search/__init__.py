@@ -1,6 +1,6 @@
 """The search: `Settings` and `plan_search` (one entry point), the problem, baselines, runs, storage, workers.
 
-plan = plan_search("resnet18", "v100", "2GFLOPs", settings=Settings(dtype="float16"))
+plan = plan_search("resnet18", "v100", "2GFLOPs", settings=Settings.of(dtype="float16"))
 result = run_search(plan)
 """
 
@@ -14,22 +14,23 @@ from explorer.search.baselines import (
     uniform_curve,
     uniform_label,
 )
-from explorer.search.files import trial_counts, write_run
+from explorer.search.files import RunFolder, load_run, repair_run, trial_counts, write_run
 from explorer.search.metrics import COLUMNS, METRIC_HEADER, Column, Metrics, metric_cells
 from explorer.search.problem import (
     OBJECTIVES,
-    SAMPLERS,
     Budget,
     Scored,
     Scorer,
-    Scoring,
     SearchError,
     is_feasible,
     make_objective,
     pareto_indices,
     sign,
 )
-from explorer.search.run import SearchResult, load_result, plan_from_study, run_search
+from explorer.search.record import StudyRecord
+from explorer.search.result import SearchResult, load_result, plan_from_study
+from explorer.search.run import run_search
+from explorer.search.samplers import SAMPLERS
 from explorer.search.settings import (
     DEFAULTS,
     SearchPlan,
@@ -52,19 +53,21 @@ __all__ = [
     "Column",
     "Matched",
     "Metrics",
+    "RunFolder",
     "Scored",
     "Scorer",
-    "Scoring",
     "SearchError",
     "SearchPlan",
     "SearchResult",
     "Settings",
     "StorageURL",
+    "StudyRecord",
     "UniformPoint",
     "best_uniform",
     "fail_stale",
     "is_feasible",
     "load_result",
+    "load_run",
     "make_objective",
     "matched_text",
     "matched_uniform",
@@ -77,6 +80,7 @@ __all__ = [
     "parse_params",
     "plan_from_study",
     "plan_search",
+    "repair_run",
     "run_search",
     "sign",
     "trial_counts",

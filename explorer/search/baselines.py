@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from explorer.search.metrics import Metrics
 from explorer.search.problem import Budget, Scored, Scorer
@@ -87,6 +87,13 @@ def matched_text(matched: Matched | None, scored: Scored | None) -> str:
     )
 
 
+def at_flops(flops: float, low_flops: float, high_flops: float, low: Any, high: Any) -> Any:
+    """The value at `flops` interpolated linearly in FLOPs between `low` (a network of `low_flops`)
+    and `high` (one of `high_flops`); numbers or NumPy arrays (e.g. timed rounds)."""
+    t = 0.0 if high_flops == low_flops else (flops - low_flops) / (high_flops - low_flops)
+    return low + t * (high - low)
+
+
 def matched_uniform(curve: Sequence[UniformPoint], scored: Scored) -> Matched | None:
     """The uniform curve at `scored`'s FLOPs per sample; None when its FLOPs lie outside the curve."""
     flops = scored.metrics.flops
@@ -94,8 +101,7 @@ def matched_uniform(curve: Sequence[UniformPoint], scored: Scored) -> Matched | 
     for a, b in itertools.pairwise(points):
         fa, fb = a.metrics.flops, b.metrics.flops
         if fa <= flops <= fb:
-            t = 0.0 if fb == fa else (flops - fa) / (fb - fa)
-            latency = a.metrics.latency_s + t * (b.metrics.latency_s - a.metrics.latency_s)
+            latency = at_flops(flops, fa, fb, a.metrics.latency_s, b.metrics.latency_s)
             batch = scored.result.batch
             return Matched(
                 flops, latency, batch / latency, (a.multiplier, b.multiplier), latency / scored.metrics.latency_s
@@ -109,7 +115,7 @@ def min_max_flops(space: Space, scorer: Scorer) -> tuple[float, float]:
     A bottleneck changes only its own conv's cost, so the smallest network takes every width
     at its low end and each bottleneck exactly where it saves FLOPs.
     """
-    batch = scorer.scoring.batch
+    batch = scorer.options.batch
     return _least(space, scorer, "flops") / batch, scorer.analyze(space.largest()).flops / batch
 
 

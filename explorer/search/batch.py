@@ -20,17 +20,18 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from explorer.conventions import BYTES_PER_ELEMENT, canonical_dtype
-from explorer.cost.kernels import kernel_times, machine, plan_kernels
-from explorer.cost.platforms import Platform, get_platform
-from explorer.cost.roofline import Analysis, analyze, resolve_latency_model
+from explorer.cost.analyze import Analysis, analyze
+from explorer.cost.latency import LATENCY_MODELS, resolve_options
+from explorer.cost.options import ScoringOptions, scoring_options
+from explorer.cost.rules import layer_counts
+from explorer.cost.timers import QUANTITIES
 from explorer.space import Space
-from explorer.spec import bottleneck_names
+from explorer.spec import Arch, bottleneck_names
 
-QUANTITIES = ("macs", "flops", "elementwise_flops", "params", "bytes", "weight_bytes", "input_bytes", "output_bytes")
 TOTALS = QUANTITIES[:5]
 """The quantities `BatchScores` sums (the others feed the kernel model)."""
 
@@ -95,23 +96,15 @@ class BatchScorer:
     """Scores width vectors of `space` in bulk; agrees exactly with `analyze` (checked on creation)."""
 
     def __init__(
-        self,
-        space: Space,
-        platform: str | Platform = "v100",
-        dtype: str = "float32",
-        batch: int = 1,
-        traffic: str = "seed",
-        convention: str = "dense",
-        *,
-        latency_model: str | None = None,
-        check: int = 16,
+        self, space: Space, options: ScoringOptions | None = None, /, *, check: int = 16, **fields: Any
     ) -> None:
+        """Identify the count polynomials of `space` and prepare the latency model `options` name
+        (`ScoringOptions`; keywords replace its fields); check `check` random candidates against `analyze`."""
         self.space = space
-        self.platform = get_platform(platform)
-        self.latency_model = resolve_latency_model(latency_model, self.platform)
-        self.dtype, self.batch, self.traffic, self.convention = dtype, batch, traffic, convention
-        self.peak = self.platform.peak(dtype)
-        self.bandwidth = self.platform.bandwidth_bytes_per_s
+        self.options = resolve_options(scoring_options(options, **fields))
+        self.platform = self.options.plat
+        self.latency_model = self.options.latency_model
+        self.batch = self.options.batch
         self.groups = space.groups
         self.slots = space.bottlenecks
         self._off = self._identify(with_bottlenecks=False)
@@ -125,35 +118,26 @@ class BatchScorer:
             for name in (s.op, *bottleneck_names(s.op)):
                 slot_of[name] = k
         self._owner = np.array([slot_of.get(name, -1) for name in self.layers])
-        self._plan = None
-        if self.latency_model == "kernel":
-            full = self.space.apply(
-                {g.key: g.low for g in self.groups}, {s.op: s.low for s in self.slots}, name=self.space.name
-            )
-            assert self.platform.runtime is not None
-            self._plan = plan_kernels(full, self.platform.runtime, batch)
-            if self._plan.layers != self.layers:
-                raise RuntimeError(f"kernel plan of {self.space.name} does not follow its layers")
-            self._machine = machine(self.platform, dtype)
-            self._itemsize = BYTES_PER_ELEMENT[canonical_dtype(dtype)]
+        # the latency model is prepared once for the graph with every layer present; a layer a
+        # candidate lacks has zero counts and so zero time
+        full = self.space.apply(
+            {g.key: g.low for g in self.groups}, {s.op: s.low for s in self.slots}, name=self.space.name
+        )
+        self._timer = LATENCY_MODELS[self.latency_model].timer(full, self.options)
+        if self._timer.layers != self.layers:
+            raise RuntimeError(f"the {self.latency_model} timer of {self.space.name} does not follow its layers")
         if check:
             self.check(check)
 
     # -------------------------------------------------------------- candidates
 
-    def _analyze(self, widths: Sequence[int], reductions: Sequence[int], model: str | None = None) -> Analysis:
-        arch = self.space.apply(
+    def _analyze(self, widths: Sequence[int], reductions: Sequence[int]) -> Analysis:
+        return analyze(self._arch(widths, reductions), self.options)
+
+    def _arch(self, widths: Sequence[int], reductions: Sequence[int]) -> Arch:
+        return self.space.apply(
             {g.key: int(w) for g, w in zip(self.groups, widths, strict=True)},
             {s.op: int(r) for s, r in zip(self.slots, reductions, strict=True) if r},
-        )
-        return analyze(
-            arch,
-            self.platform,
-            self.dtype,
-            self.batch,
-            self.traffic,
-            self.convention,
-            latency_model=model or self.latency_model,
         )
 
     def random(self, n: int, seed: int = 0, bottleneck_share: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
@@ -177,10 +161,10 @@ class BatchScorer:
             if with_bottlenecks
             else [0] * len(self.slots)
         )
-        result = self._analyze(widths, reductions, "roofline")  # counts only: they do not depend on the model
-        names = tuple(layer.name for layer in result.layers)
-        values = np.array([[float(getattr(layer, q)) for q in QUANTITIES] for layer in result.layers])
-        return names, values
+        arch = self._arch(widths, reductions)
+        counts = [layer_counts(node, self.options) for node in arch.nodes]
+        names = tuple(node.op.name for node in arch.nodes)
+        return names, np.array([[float(getattr(c, q)) for q in QUANTITIES] for c in counts])
 
     def _identify(self, with_bottlenecks: bool) -> _Poly:
         sizes = [len(g.choices()) for g in self.groups]
@@ -254,19 +238,11 @@ class BatchScorer:
 
     def _score(self, c: np.ndarray) -> tuple[np.ndarray, ...]:
         q = {name: c[:, :, k] for k, name in enumerate(QUANTITIES)}
-        if self._plan is not None:
-            times = kernel_times(self._plan, q, self._machine, self._itemsize)
-            compute_s, memory_s, time_s = times.compute_s, times.memory_s, times.time_s
-        else:
-            compute_s = (q["flops"] + q["elementwise_flops"]) / self.peak
-            memory_s = q["bytes"] / self.bandwidth
-            time_s = np.maximum(compute_s, memory_s)
-        memory_bound = (memory_s > compute_s) & (time_s > 0)
+        t = self._timer(q)
+        memory_bound = (t.memory_s > t.compute_s) & (t.time_s > 0)
         totals = [q[name].sum(axis=1) for name in TOTALS]
-        latency = time_s.sum(axis=1)
-        if self._plan is not None:
-            latency = latency + np.where(latency > 0, self._machine.params.call_overhead_s, 0.0)
-        return (*totals, latency, np.where(memory_bound, time_s, 0.0).sum(axis=1))
+        latency = t.time_s.sum(axis=1) + t.per_pass_s
+        return (*totals, latency, np.where(memory_bound, t.time_s, 0.0).sum(axis=1))
 
     def _validate(self, widths: np.ndarray, reductions: np.ndarray) -> None:
         for k, g in enumerate(self.groups):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from explorer.conventions import FLOPS_PER_MAC
-from explorer.cost.roofline import Analysis
+from explorer.cost.analyze import Analysis
 from explorer.units import si
 
 
@@ -32,12 +32,12 @@ class Metrics:
     intensity: float
     """Arithmetic intensity of the whole model, FLOP/byte."""
     attainable_flops_per_s: float
-    """Total FLOPs / roofline latency."""
+    """Total FLOPs / latency (under the scoring's latency model)."""
     latency_s: float
-    """Roofline latency of one batch, seconds."""
+    """Latency of one batch under the scoring's latency model, seconds."""
     images_per_s: float
     memory_bound_share: float
-    """Share of the roofline latency spent in memory-bound layers."""
+    """Share of the latency spent in memory-bound layers (or kernels)."""
     peak_memory_bytes: float
     """Weights plus the peak of live feature maps in one forward pass of the batch (`cost.memory`)."""
     feasible: bool
@@ -110,7 +110,7 @@ COLUMNS: tuple[Column, ...] = (
         True,
         lambda v: si(v, "FLOP/s"),
     ),
-    Column("latency_s", "latency/batch", "latency", "roofline latency per batch", "s", False, lambda v: si(v, "s")),
+    Column("latency_s", "latency/batch", "latency", "latency per batch", "s", False, lambda v: si(v, "s")),
     Column("images_per_s", "images/s", "images/s", "images/s", "images/s", True, "{:,.0f}".format),
     Column(
         "memory_bound_share",

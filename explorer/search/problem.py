@@ -5,8 +5,8 @@ are pure checks on the score, given to Optuna with `Trial.set_constraint` (feasi
 so infeasible trials are recorded as such.
 
 Objectives (any one, or two comma-separated for a Pareto front):
-  throughput  maximise attainable FLOP/s = model FLOPs / roofline latency (default)
-  latency     minimise roofline latency of one batch (s)
+  throughput  maximise attainable FLOP/s = model FLOPs / latency (default)
+  latency     minimise the latency of one batch (s), under the scoring's latency model
   images      maximise images/s (= batch / latency; with fixed FLOPs, same ranking as latency)
   params      minimise parameters
   flops       minimise FLOPs (2 x MACs)
@@ -26,8 +26,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import optuna
 
+from explorer.cost.analyze import Analysis, analyze
+from explorer.cost.latency import resolve_options
+from explorer.cost.options import ScoringOptions
 from explorer.cost.platforms import Platform
-from explorer.cost.roofline import Analysis, analyze
+from explorer.search.encoding import bottleneck_param, reduction_param, width_param
 from explorer.search.metrics import Metrics
 from explorer.space import Space
 from explorer.spec import Arch
@@ -53,9 +56,6 @@ OBJECTIVES: dict[str, Objective] = {
     "max_flops": Objective("maximize", lambda r: r.flops * 1.0, "FLOPs"),
     "max_params": Objective("maximize", lambda r: r.params * 1.0, ""),
 }
-SAMPLERS = ("batch", "tpe", "random", "nsga2", "cmaes", "gp")
-"""`batch` screens many candidates per trial with the batch scorer (`explorer.search.screen`);
-the others are Optuna's own samplers."""
 
 
 def sign(objective: str) -> int:
@@ -63,29 +63,38 @@ def sign(objective: str) -> int:
     return 1 if OBJECTIVES[objective].direction == "maximize" else -1
 
 
-def pareto_indices(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -> list[int]:
-    """Indices of the points no other point dominates (equal points all stay), in input order.
+def pareto_indices(
+    points: Sequence[Sequence[float]] | np.ndarray, maximize: Sequence[bool], *, first_of_equal: bool = False
+) -> list[int]:
+    """Indices of the points no other point dominates, in input order; equal points all stay (with
+    `first_of_equal`, only the first of them).
 
     A point dominates another when it is at least as good in every coordinate and better in one.
+    Vectorised: one sorted sweep for one or two coordinates, pairwise comparisons in blocks for more.
     """
-    signs = [1.0 if m else -1.0 for m in maximize]
-    scaled = [tuple(s * v for s, v in zip(signs, p, strict=True)) for p in points]
-
-    def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-        return all(x >= y for x, y in zip(a, b, strict=True)) and a != b
-
-    if len(signs) <= 2:  # one sweep, best first coordinate first: p survives when it beats all before on the second
-        order = sorted(range(len(scaled)), key=lambda i: tuple(-v for v in scaled[i]))
-        kept: list[int] = []
-        best_second = float("-inf")
-        for i in order:
-            p = scaled[i]
-            second = p[1] if len(p) > 1 else 0.0
-            if second > best_second or (kept and scaled[kept[-1]] == p):
-                kept.append(i)
-            best_second = max(best_second, second)
-        return sorted(kept)
-    return [i for i, p in enumerate(scaled) if not any(dominates(q, p) for q in scaled)]
+    signs = np.where(np.asarray(maximize, dtype=bool), 1.0, -1.0)
+    scaled = np.asarray(points, dtype=np.float64).reshape(-1, len(signs)) * signs
+    n = len(scaled)
+    if first_of_equal and n:
+        _, first = np.unique(scaled, axis=0, return_index=True)
+        unique = np.sort(first)
+        return unique[pareto_indices(scaled[unique], [True] * len(signs))].tolist()
+    if len(signs) <= 2:  # best first coordinate first: a point survives when it beats all before on the second
+        if len(signs) == 1:
+            scaled = np.hstack([scaled, np.zeros((n, 1))])
+        order = np.lexsort((-scaled[:, 1], -scaled[:, 0]))
+        second = scaled[order, 1]
+        kept = second > np.maximum.accumulate(np.concatenate([[-np.inf], second[:-1]]))
+        same = np.concatenate([[False], np.all(scaled[order][1:] == scaled[order][:-1], axis=1)])
+        run_start = np.maximum.accumulate(np.where(same, 0, np.arange(n)))  # equal points share the first's fate
+        return np.sort(order[kept[run_start]]).tolist()
+    dominated = np.zeros(n, dtype=bool)
+    for start in range(0, n, 512):
+        block = scaled[start : start + 512, None, :]  # (b, 1, d) against every point (1, n, d)
+        at_least = np.all(scaled[None, :, :] >= block, axis=2)
+        better = np.any(scaled[None, :, :] > block, axis=2)
+        dominated[start : start + 512] = np.any(at_least & better, axis=1)
+    return np.flatnonzero(~dominated).tolist()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,19 +141,6 @@ class Budget:
         return np.all(stacked <= 0, axis=0), np.clip(stacked, 0, None).sum(axis=0)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Scoring:
-    """How an architecture is scored: dtype, batch, traffic model, MAC convention, objectives."""
-
-    dtype: str
-    batch: int
-    traffic: str
-    convention: str
-    objective: tuple[str, ...]
-    latency_model: str = "roofline"
-    """A concrete model (`LATENCY_MODELS`), resolved from the platform when the search was planned."""
-
-
 @dataclass(slots=True)
 class Scored:
     """One evaluated architecture."""
@@ -169,20 +165,23 @@ class Scored:
 
 
 class Scorer:
-    """Scores architectures on one platform under one set of budgets; pure apart from its settings."""
+    """Scores architectures under one set of scoring options, objectives and budgets; pure apart from them."""
 
-    def __init__(self, scoring: Scoring, platform: Platform, budget: Budget) -> None:
-        self.scoring = scoring
-        self.platform = platform
+    def __init__(self, options: ScoringOptions, objective: Sequence[str], budget: Budget) -> None:
+        self.options = resolve_options(options)
+        self.objective = tuple(objective)
         self.budget = budget
 
+    @property
+    def platform(self) -> Platform:
+        return self.options.plat
+
     def analyze(self, arch: Arch) -> Analysis:
-        s = self.scoring
-        return analyze(arch, self.platform, s.dtype, s.batch, s.traffic, s.convention, latency_model=s.latency_model)
+        return analyze(arch, self.options)
 
     def score(self, arch: Arch, number: int = -1) -> Scored:
         result = self.analyze(arch)
-        values = tuple(float(OBJECTIVES[name].value(result)) for name in self.scoring.objective)
+        values = tuple(float(OBJECTIVES[name].value(result)) for name in self.objective)
         return Scored(arch, result, self.budget.feasible(result), values, number)
 
     def better(self, a: Scored, b: Scored | None) -> bool:
@@ -191,24 +190,26 @@ class Scorer:
             return True
         if a.feasible != b.feasible:
             return a.feasible
-        s = sign(self.scoring.objective[0])
+        s = sign(self.objective[0])
         return s * a.values[0] > s * b.values[0]
 
 
 def suggest(trial: optuna.Trial, space: Space) -> Arch:
     """Sample one architecture of `space`."""
-    widths = {g.key: trial.suggest_int(f"w:{g.key}", g.low, g.high, step=g.step) for g in space.groups}
+    widths = {g.key: trial.suggest_int(width_param(g.key), g.low, g.high, step=g.step) for g in space.groups}
     bottlenecks: dict[str, int | None] = {}
     for slot in space.bottlenecks:
-        if trial.suggest_categorical(f"b:{slot.op}", [False, True]):
-            bottlenecks[slot.op] = trial.suggest_int(f"r:{slot.op}", slot.low, slot.high, step=slot.step)
+        if trial.suggest_categorical(bottleneck_param(slot.op), [False, True]):
+            bottlenecks[slot.op] = trial.suggest_int(reduction_param(slot.op), slot.low, slot.high, step=slot.step)
     return space.apply(widths, bottlenecks, name=f"{space.arch.name}-trial{trial.number}")
 
 
 def arch_from_params(space: Space, params: Mapping[str, Any], name: str) -> Arch:
     """Rebuild a trial's architecture from its Optuna params."""
-    widths = {g.key: int(params[f"w:{g.key}"]) for g in space.groups if f"w:{g.key}" in params}
-    bottlenecks = {s.op: int(params[f"r:{s.op}"]) for s in space.bottlenecks if params.get(f"b:{s.op}")}
+    widths = {g.key: int(params[width_param(g.key)]) for g in space.groups if width_param(g.key) in params}
+    bottlenecks = {
+        s.op: int(params[reduction_param(s.op)]) for s in space.bottlenecks if params.get(bottleneck_param(s.op))
+    }
     return space.apply(widths, bottlenecks, name=name)
 
 

@@ -13,129 +13,73 @@ records only what is worth recording:
    evaluation budget is spent.
 
 Infeasible candidates rank below feasible ones, by their summed violation, so a search started
-outside the budgets walks into them. Peak memory is not a polynomial of the widths: when it is
-capped, it is checked exactly (with `analyze`) on each move the search would accept.
+outside the budgets walks into them. A peak-memory cap is checked exactly (with `analyze`) on each
+move the search would accept.
 
 With two objectives, the screen maximises each one alone, then the first under a sweep of
 thresholds on the second (the epsilon-constraint method), and keeps every non-dominated candidate
 it scored; the front's points become the trials, spread along it.
 
-A candidate is a vector of lattice indices (`Lattice`): x[v] picks a choice of width group v; for
-bottleneck slot k, 0 is "no bottleneck" and i > 0 its (i-1)-th reduction width.
+A candidate is a row of `explorer.search.encoding.Lattice`; `ScreenConfig` says how much to search;
+`Screen.trace` keeps how the best improved. `explorer.search.samplers.BatchSampler` wraps it for Optuna.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, TextIO
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
-import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 
 from explorer.search.batch import BatchScorer
-from explorer.search.problem import OBJECTIVES, Scorer, is_feasible, sign
+from explorer.search.encoding import Lattice
+from explorer.search.problem import OBJECTIVES, Scorer, pareto_indices, sign
 from explorer.space import Space
-from explorer.spec import Arch
-
-EVALUATIONS = 200_000
-"""Candidates scored before the first proposal (about 2 s on the resnet18 space, 2 cores)."""
-STARTS = 12
-"""Local searches run side by side."""
-PAIRS = 1024
-"""Most (+1 step, -1 step) pair moves per point and round; all of them when the space has fewer."""
-RANDOM_MOVES = 384
-"""Random two- and three-variable moves per point and round."""
-PATIENCE = 2
-"""Rounds without an improving move before a local search stops (the random moves differ each round)."""
-EPSILON_LEVELS = 10
-"""Thresholds on the second objective swept with two objectives."""
-KEEP = 512
-GRID_CHUNK = 8192
-"""Two-variable grid moves scored per step of the final polish."""
-DEEP = 1
-"""Elites given the final polish over every two-variable move."""
-"""Best distinct candidates kept as proposals (single objective)."""
 
 
-class Lattice:
-    """The candidates of a space as integer vectors, and their Optuna params."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScreenConfig:
+    """How much the screen searches; the defaults are the default search's."""
 
-    def __init__(self, space: Space) -> None:
-        self.space = space
-        self.groups, self.slots = space.groups, space.bottlenecks
-        self.n_groups = len(self.groups)
-        self.sizes = np.array(
-            [len(g.choices()) for g in self.groups] + [1 + len(s.choices()) for s in self.slots], dtype=np.int64
-        )
-        self._low = np.array([g.low for g in self.groups] + [s.low for s in self.slots], dtype=np.int64)
-        self._step = np.array([g.step for g in self.groups] + [s.step for s in self.slots], dtype=np.int64)
+    evaluations: int = 200_000
+    """Candidates scored before the first proposal (about 2 s on the resnet18 space, 2 cores)."""
+    starts: int = 12
+    """Local searches run side by side."""
+    pairs: int = 1024
+    """Most (+1 step, -1 step) pair moves per point and round; all of them when the space has fewer."""
+    random_moves: int = 384
+    """Random two- and three-variable moves per point and round."""
+    patience: int = 2
+    """Rounds without an improving move before a local search stops (the random moves differ each round)."""
+    epsilon_levels: int = 10
+    """Thresholds on the second objective swept with two objectives."""
+    keep: int = 512
+    """Best distinct candidates kept as proposals (single objective)."""
+    grid_chunk: int = 8192
+    """Two-variable grid moves scored per step of the final polish."""
+    deep: int = 1
+    """Elites given the final polish over every two-variable move."""
 
-    def __len__(self) -> int:
-        return len(self.sizes)
+    def __post_init__(self) -> None:
+        for name in (f.name for f in fields(self)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"ScreenConfig {name}={value!r} must be an integer >= 1")
 
-    def decode(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Widths (N, groups) and reductions (N, slots; 0 = no bottleneck) of lattice rows."""
-        x = np.asarray(rows, dtype=np.int64).reshape(-1, len(self))
-        g = self.n_groups
-        widths = self._low[:g] + x[:, :g] * self._step[:g]
-        r = x[:, g:]
-        return widths, np.where(r > 0, self._low[g:] + (r - 1) * self._step[g:], 0)
 
-    def random(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """n candidates, every variable uniform on its choices (a slot is off with chance 1/(choices+1))."""
-        return (rng.random((n, len(self))) * self.sizes).astype(np.int64)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TracePoint:
+    """The screen's best so far: after `candidates` scored, `seconds` into the screen."""
 
-    def uniform(self, multipliers: np.ndarray) -> np.ndarray:
-        """The uniform-width networks (no bottlenecks) at `multipliers`, clipped to the lattice."""
-        rows = np.zeros((len(multipliers), len(self)), dtype=np.int64)
-        for k, g in enumerate(self.groups):
-            width = np.maximum(g.step, np.round(multipliers * g.base / g.step) * g.step)
-            rows[:, k] = np.clip((width - g.low) // g.step, 0, self.sizes[k] - 1)
-        return rows
+    candidates: int
+    seconds: float
+    best: float
+    """Best feasible value of the first objective, in its own direction and unit (e.g. FLOP/s)."""
 
-    def params(self, row: np.ndarray) -> dict[str, Any]:
-        """The Optuna params of one row, as `problem.suggest` names them."""
-        widths, reductions = self.decode(row)
-        out: dict[str, Any] = {f"w:{g.key}": int(w) for g, w in zip(self.groups, widths[0], strict=True)}
-        for s, r in zip(self.slots, reductions[0], strict=True):
-            out[f"b:{s.op}"] = bool(r)
-            if r:
-                out[f"r:{s.op}"] = int(r)
-        return out
-
-    def from_params(self, params: Mapping[str, Any]) -> np.ndarray | None:
-        """The row of a trial's params; None when they are not a point of this lattice."""
-        row = np.zeros(len(self), dtype=np.int64)
-        try:
-            for k, g in enumerate(self.groups):
-                row[k] = (int(params[f"w:{g.key}"]) - g.low) // g.step
-            for k, s in enumerate(self.slots):
-                on = params.get(f"b:{s.op}")
-                row[self.n_groups + k] = 1 + (int(params[f"r:{s.op}"]) - s.low) // s.step if on else 0
-        except (KeyError, TypeError, ValueError):
-            return None
-        return row if bool(np.all((row >= 0) & (row < self.sizes))) else None
-
-    def arch(self, row: np.ndarray, name: str) -> Arch:
-        widths, reductions = self.decode(row)
-        return self.space.apply(
-            {g.key: int(w) for g, w in zip(self.groups, widths[0], strict=True)},
-            {s.op: int(r) for s, r in zip(self.slots, reductions[0], strict=True) if r},
-            name=name,
-        )
-
-    def distributions(self) -> dict[str, BaseDistribution]:
-        """Every param `problem.suggest` may ask for, with its distribution."""
-        out: dict[str, BaseDistribution] = {
-            f"w:{g.key}": IntDistribution(g.low, g.high, step=g.step) for g in self.groups
-        }
-        for s in self.slots:
-            out[f"b:{s.op}"] = CategoricalDistribution([False, True])
-            out[f"r:{s.op}"] = IntDistribution(s.low, s.high, step=s.step)
-        return out
+    def to_json(self) -> dict[str, Any]:
+        return {"candidates": self.candidates, "seconds": self.seconds, "best": self.best}
 
 
 Rank = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -156,21 +100,31 @@ class Found:
 class Screen:
     """The batch scorer driven by a seeded, vectorised local search; deterministic for a seed and budget."""
 
-    def __init__(self, space: Space, scorer: Scorer, *, seed: int = 0, batch: BatchScorer | None = None) -> None:
-        s = scorer.scoring
+    def __init__(
+        self,
+        space: Space,
+        scorer: Scorer,
+        *,
+        seed: int = 0,
+        batch: BatchScorer | None = None,
+        config: ScreenConfig | None = None,
+    ) -> None:
+        self.config = config or ScreenConfig()
         self.scorer = scorer
         self.budget = scorer.budget
-        self.batch = batch or BatchScorer(
-            space, scorer.platform, s.dtype, s.batch, s.traffic, s.convention, latency_model=s.latency_model, check=4
-        )
+        self.batch = batch or BatchScorer(space, scorer.options, check=4)
         self.lattice = Lattice(space)
-        self.objective = s.objective
-        self.signs = np.array([sign(o) for o in s.objective], dtype=np.float64)
+        self.objective = scorer.objective
+        self.signs = np.array([sign(o) for o in scorer.objective], dtype=np.float64)
         self.rng = np.random.default_rng(seed)
         self.evaluated = 0
         self._memory: dict[bytes, bool] = {}
         self._archive = np.zeros((0, len(self.lattice)), dtype=np.int64)
         self._archive_f = np.zeros((0, len(self.signs)))
+        self.trace: list[TracePoint] = []
+        """The best so far, noted when it improves and at the end of each phase."""
+        self._best = -np.inf
+        self._clock = time.monotonic()
         sizes = self.lattice.sizes
         self._line_var = np.repeat(np.arange(len(sizes)), sizes)
         self._line_value = np.concatenate([np.arange(n) for n in sizes]) if len(sizes) else np.zeros(0, np.int64)
@@ -212,7 +166,8 @@ class Screen:
 
     def _remember(self, rows: np.ndarray, f: np.ndarray, ok: np.ndarray) -> None:
         """Keep the best distinct feasible candidates (one objective) or the non-dominated ones (two)."""
-        if f.shape[1] == 1 and len(self._archive) >= 4 * KEEP:
+        keep_n = 4 * self.config.keep
+        if f.shape[1] == 1 and len(self._archive) >= keep_n:
             ok = ok & (f[:, 0] >= self._archive_f[-1, 0])  # only what can enter the kept best
         if not ok.any():
             return
@@ -225,11 +180,30 @@ class Screen:
             for k in np.argsort(-f[:, 0], kind="stable"):
                 if self.memory_ok(rows[k]):
                     keep.append(k)
-                    if len(keep) == 4 * KEEP:
+                    if len(keep) == keep_n:
                         break
+        elif f.shape[1] == 1:
+            keep = np.argsort(-f[:, 0], kind="stable")[:keep_n]
         else:
-            keep = np.argsort(-f[:, 0], kind="stable")[: 4 * KEEP] if f.shape[1] == 1 else front_2d(f)
+            keep = np.array(pareto_indices(f, (True, True), first_of_equal=True), dtype=np.int64)
         self._archive, self._archive_f = rows[keep], f[keep]
+        self._note()
+
+    def _note(self, *, phase_end: bool = False) -> None:
+        """Add to `trace` when the best kept feasible candidate improves (or a phase ends)."""
+        f = self._archive_f
+        order = np.argsort(-f[:, 0], kind="stable") if f.shape[1] > 1 else range(min(1, len(f)))
+        fits = (k for k in order if f.shape[1] == 1 or self.memory_ok(self._archive[k]))  # 1: kept within the cap
+        top = next(fits, None)
+        if top is None or not (f[top, 0] > self._best or phase_end):
+            return
+        if phase_end and self.trace and self.trace[-1].candidates == self.evaluated:
+            return
+        self._best = max(self._best, float(f[top, 0]))
+        point = TracePoint(
+            candidates=self.evaluated, seconds=time.monotonic() - self._clock, best=float(self.signs[0] * self._best)
+        )
+        self.trace.append(point)
 
     # ---------------------------------------------------------------- moves
 
@@ -242,8 +216,8 @@ class Screen:
             line[np.arange(len(line)), self._line_var] = self._line_value
             line = line[x[self._line_var] != self._line_value]
             pairs = self._pairs
-            if len(pairs) > PAIRS:
-                pairs = pairs[self.rng.choice(len(pairs), PAIRS, replace=False)]
+            if len(pairs) > self.config.pairs:
+                pairs = pairs[self.rng.choice(len(pairs), self.config.pairs, replace=False)]
             pair = np.repeat(x[None, :], len(pairs), axis=0)
             rows = np.arange(len(pairs))
             pair[rows, pairs[:, 0]] += 1
@@ -251,7 +225,7 @@ class Screen:
             parts = [line, pair]
             if len(self._movable) >= 2:
                 for width, reach in ((2, 3), (3, 2)):
-                    n = RANDOM_MOVES // 2
+                    n = self.config.random_moves // 2
                     shuffled = np.argsort(self.rng.random((n, len(self._movable))), axis=1)
                     chosen = self._movable[shuffled[:, : min(width, len(self._movable))]]
                     step = self.rng.integers(1, reach + 1, chosen.shape) * self.rng.choice([-1, 1], chosen.shape)
@@ -273,7 +247,7 @@ class Screen:
                 ok[p], value[p] = False, 0.0
         stuck = np.zeros(len(points), dtype=np.int64)
         while True:
-            live = np.flatnonzero(stuck < PATIENCE)
+            live = np.flatnonzero(stuck < self.config.patience)
             if not len(live):
                 return points, ok, value
             moves, owner = self.neighbours(points[live])
@@ -302,7 +276,7 @@ class Screen:
         improved = True
         while improved and len(a_var):
             improved = False
-            for chunk in np.array_split(self.rng.permutation(len(a_var)), max(1, len(a_var) // GRID_CHUNK)):
+            for chunk in np.array_split(self.rng.permutation(len(a_var)), max(1, len(a_var) // self.config.grid_chunk)):
                 moves = np.repeat(x[None, :], len(chunk), axis=0)
                 rows = np.arange(len(chunk))
                 moves[rows, a_var[chunk]] = a_val[chunk]
@@ -317,8 +291,10 @@ class Screen:
 
     # ---------------------------------------------------------------- searches
 
-    def run(self, evaluations: int = EVALUATIONS) -> Found:
-        """Screen until about `evaluations` candidates are scored; the best candidates found."""
+    def run(self, evaluations: int | None = None) -> Found:
+        """Screen until about `evaluations` (default: the config's) candidates are scored; the best found."""
+        evaluations = self.config.evaluations if evaluations is None else evaluations
+        n_keep = self.config.keep
         start = time.monotonic()
         if self.lattice.space.size() <= evaluations:  # a small space: score every candidate, exactly
             sizes = self.lattice.sizes
@@ -328,18 +304,19 @@ class Screen:
             if len(self.signs) == 1 and self.budget.memory_bytes is not None:  # the archive may miss the cap
                 order = np.flatnonzero(ok)[np.argsort(-f[ok, 0], kind="stable")]
                 kept = []
-                for k in order:  # best first, until KEEP fit the cap (each check is exact and cached)
+                for k in order:  # best first, until `keep` fit the cap (each check is exact and cached)
                     if self.memory_ok(grid[k]):
                         kept.append(k)
-                        if len(kept) == KEEP:
+                        if len(kept) == n_keep:
                             break
                 self._archive, self._archive_f = grid[kept], f[kept]
         elif len(self.signs) == 1:
             self._single(_rank_first, evaluations)
         else:
             self._pareto(evaluations)
+        self._note(phase_end=True)
         if len(self.signs) == 1:
-            rows, f = self._archive[:KEEP], self._archive_f[:KEEP]
+            rows, f = self._archive[:n_keep], self._archive_f[:n_keep]
             rows = np.array([r for r in rows if self.memory_ok(r)], dtype=np.int64).reshape(-1, len(self.lattice))
             f = self.evaluate(rows)[0] if len(rows) else f[:0]
         else:
@@ -355,6 +332,7 @@ class Screen:
         stop = self.evaluated + evaluations
         rank = _rank_first if len(self.signs) == 1 else self._weighted_rank(0.5)
         self._iterate(np.asarray(points, dtype=np.int64), rank, stop)
+        self._note(phase_end=True)
         return Found(self._archive, self._archive_f * self.signs, self.evaluated, time.monotonic() - start)
 
     def _starts(self, rank: Rank, pool: np.ndarray, n: int) -> np.ndarray:
@@ -375,15 +353,18 @@ class Screen:
     def _single(self, rank: Rank, evaluations: int) -> None:
         stop = self.evaluated + evaluations
         pool = self._pool(max(1000, evaluations // 10))
-        points, _, _ = self.polish(self._starts(rank, pool, STARTS), rank)
+        points, _, _ = self.polish(self._starts(rank, pool, self.config.starts), rank)
+        self._note(phase_end=True)
         elites = self._iterate(points, rank, stop)
-        for point in elites[:DEEP]:
+        self._note(phase_end=True)
+        for point in elites[: self.config.deep]:
             self.polish(self.deep_polish(point, rank)[None, :], rank)
+        self._note(phase_end=True)
 
     def _iterate(self, elites: np.ndarray, rank: Rank, stop: int) -> np.ndarray:
         """Perturb elites in 2-4 variables and polish again, keeping the best, until `stop` evaluations."""
         while self.evaluated < stop and len(self._movable):
-            base = elites[self.rng.integers(0, len(elites), STARTS)]
+            base = elites[self.rng.integers(0, len(elites), self.config.starts)]
             kicked = base.copy()
             for row in kicked:
                 chosen = self.rng.choice(self._movable, min(len(self._movable), self.rng.integers(2, 5)), replace=False)
@@ -393,22 +374,24 @@ class Screen:
             e_ok, e_value = rank(*self.evaluate(everyone))
             order = np.lexsort((-e_value, ~e_ok))
             _, first = np.unique(everyone[order], axis=0, return_index=True)
-            elites = everyone[order][np.sort(first)[:STARTS]]
+            elites = everyone[order][np.sort(first)[: self.config.starts]]
         return elites
 
     def _pareto(self, evaluations: int) -> None:
         """Both extremes, then the first objective under thresholds on the second."""
-        share = evaluations // (2 + EPSILON_LEVELS)
+        levels = self.config.epsilon_levels
+        share = evaluations // (2 + levels)
         self._single(_rank_first, share)
         self._single(_rank_second, share)
         f = self._archive_f
         if not len(f):
             return
-        for eps in np.linspace(f[:, 1].min(), f[:, 1].max(), EPSILON_LEVELS + 2)[1:-1]:
+        for eps in np.linspace(f[:, 1].min(), f[:, 1].max(), levels + 2)[1:-1]:
             rank = _rank_first_above(eps)
-            starts = self._starts(rank, np.vstack([self._archive, self.lattice.random(self.rng, 256)]), STARTS // 2)
-            points, _, _ = self.polish(starts, rank)
+            pool = np.vstack([self._archive, self.lattice.random(self.rng, 256)])
+            points, _, _ = self.polish(self._starts(rank, pool, self.config.starts // 2), rank)
             self._iterate(points, rank, self.evaluated + share // 2)
+            self._note(phase_end=True)
 
     def _weighted_rank(self, w: float) -> Rank:
         scale = np.abs(self._archive_f).max(axis=0) + 1e-300 if len(self._archive_f) else np.ones(len(self.signs))
@@ -442,14 +425,6 @@ def _rank_first_above(eps: float) -> Rank:
     return rank
 
 
-def front_2d(f: np.ndarray) -> np.ndarray:
-    """Indices of the rows of `f` (N, 2; both maximised) no other row dominates (ties: the first)."""
-    order = np.lexsort((-f[:, 1], -f[:, 0]))
-    second = f[order, 1]
-    best_before = np.maximum.accumulate(np.concatenate([[-np.inf], second[:-1]]))
-    return np.sort(order[second > best_before])
-
-
 def spread_order(values: np.ndarray) -> np.ndarray:
     """An order of points that covers their range early: ends first, then repeated bisection."""
     order = np.argsort(values, kind="stable")
@@ -470,130 +445,3 @@ def spread_order(values: np.ndarray) -> np.ndarray:
                 nxt += [(a, m), (m, b)]
         gaps = nxt
     return order[np.array(picked)]
-
-
-CLAIM = "screen:params"
-"""Trial system attribute holding the params a batch sampler chose for it, set when the trial is
-created (under the claim lock `explorer.search.workers.work` holds around `study.ask()`), so that
-workers sharing a study never propose the same candidate twice."""
-
-
-class BatchSampler(optuna.samplers.BaseSampler):
-    """An Optuna sampler that proposes what `Screen` found: the best candidate first, then the
-    next best distinct ones (or the front, spread), never one the study already holds or another
-    worker has claimed. When the proposals run out it searches on around the study's best trials
-    (other workers' included). Call `prepare()` before taking the claim lock: the screen then runs
-    in every worker at once, not one after another under the lock."""
-
-    def __init__(
-        self,
-        space: Space,
-        scorer: Scorer,
-        seed: int = 0,
-        evaluations: int = EVALUATIONS,
-        stream: TextIO | None = None,
-    ) -> None:
-        self._space, self._scorer, self._seed = space, scorer, seed
-        self._evaluations = evaluations
-        self._stream = stream
-        self._screen: Screen | None = None
-        self._queue: list[np.ndarray] = []
-        self._exhausted = False
-        self._chosen: dict[int, dict[str, Any]] = {}
-        self._fallback = optuna.samplers.RandomSampler(seed=seed)
-        self._lattice = Lattice(space)
-        self.found: Found | None = None
-
-    def reseed_rng(self) -> None:
-        self._fallback.reseed_rng()
-
-    def prepare(self) -> None:
-        """Run the screen now (once)."""
-        if self._screen is None:
-            self._start()
-
-    def infer_relative_search_space(
-        self, study: optuna.Study, trial: optuna.trial.FrozenTrial
-    ) -> dict[str, BaseDistribution]:
-        return self._lattice.distributions()
-
-    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        """Choose the trial's candidate as it is created and claim it in the storage."""
-        if "fixed_params" in trial.system_attrs:  # an enqueued trial keeps its own params
-            return
-        params = self._choose(study, trial)
-        study._storage.set_trial_system_attr(trial._trial_id, CLAIM, params)  # as Optuna's NSGA-II stores its own
-        self._chosen[trial.number] = params
-
-    def sample_relative(
-        self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: dict[str, BaseDistribution]
-    ) -> dict[str, Any]:
-        if not search_space:
-            return {}
-        return self._chosen.pop(trial.number, None) or self._choose(study, trial)
-
-    def _choose(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-        self.prepare()
-        assert self._screen is not None
-        held = set()
-        for t in study.get_trials(deepcopy=False):
-            if t.number != trial.number:
-                held |= {self._key(t.params), self._key(t.system_attrs.get(CLAIM, {}))}
-        for attempt in range(3):
-            while self._queue:
-                row = self._queue.pop(0)
-                if row.tobytes() not in held:
-                    return self._lattice.params(row)
-            if attempt < 2 and not self._exhausted:  # search on from the study's best, then from random points
-                self._queue = [
-                    r
-                    for r in self._screen.more(self._seeds(study, attempt), self._evaluations // 4).rows
-                    if r.tobytes() not in held
-                ]
-        # every good candidate found is in the study (a small space): random ones from now on
-        self._exhausted = True
-        for row in self._lattice.random(self._screen.rng, 256):
-            if row.tobytes() not in held:
-                return self._lattice.params(row)
-        return self._lattice.params(row)
-
-    def sample_independent(
-        self,
-        study: optuna.Study,
-        trial: optuna.trial.FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
-    ) -> Any:
-        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
-
-    def _start(self) -> None:
-        if self._stream is not None:
-            print(
-                f"  screening {self._evaluations:,} candidates with the batch scorer ...", file=self._stream, flush=True
-            )
-        self._screen = Screen(self._space, self._scorer, seed=self._seed)
-        self.found = self._screen.run(self._evaluations)
-        self._queue = list(self.found.rows)
-        if self._stream is not None:
-            print(
-                f"  screened {self.found.evaluated:,} candidates in {self.found.seconds:.1f} s; "
-                f"the best distinct ones become trials, best first",
-                file=self._stream,
-                flush=True,
-            )
-
-    def _key(self, params: Mapping[str, Any]) -> bytes | None:
-        row = self._lattice.from_params(params) if params else None
-        return None if row is None else row.tobytes()
-
-    def _seeds(self, study: optuna.Study, attempt: int) -> np.ndarray:
-        assert self._screen is not None
-        if attempt == 0:
-            states = (optuna.trial.TrialState.COMPLETE,)
-            done = [t for t in study.get_trials(deepcopy=False, states=states) if is_feasible(t)]
-            s = sign(self._scorer.scoring.objective[0])
-            done.sort(key=lambda t: -s * t.values[0])
-            rows = [r for r in (self._lattice.from_params(t.params) for t in done[:STARTS]) if r is not None]
-            if rows:
-                return np.stack(rows)
-        return self._lattice.random(self._screen.rng, STARTS)

@@ -1,6 +1,6 @@
 """One entry point for every search: `Settings` (each default declared once) and `plan_search`.
 
-    plan = plan_search("resnet18", "v100", "2GFLOPs", settings=Settings(dtype="float16"))
+    plan = plan_search("resnet18", "v100", "2GFLOPs", settings=Settings.of(dtype="float16"))
     result = run_search(plan)
 
 The CLI, ablations, tests and scripts all build searches this way; `plan_search` makes every
@@ -10,20 +10,21 @@ check that can fail before any trial runs and names the argument at fault (`budg
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from explorer.conventions import BYTES_PER_ELEMENT, FLOPS_PER_MAC, MAC_CONVENTIONS, TRAFFIC_MODELS, canonical_dtype
+from explorer.conventions import FLOPS_PER_MAC, canonical_dtype
+from explorer.cost.latency import resolve_options
+from explorer.cost.options import DEFAULT_OPTIONS, ScoringOptions, scoring_options
 from explorer.cost.platforms import Platform, get_platform
 from explorer.files import writable
 from explorer.search.baselines import floor_budget, min_latency, min_max_flops, min_memory, min_params
-from explorer.search.problem import OBJECTIVES, SAMPLERS, Budget, Scorer, Scoring, SearchError
-from explorer.search.storage import StorageURL
+from explorer.search.problem import OBJECTIVES, Budget, Scorer, SearchError
+from explorer.search.samplers import DEFAULT_TRIALS, sampler_problem
+from explorer.search.storage import STUDY_DB, StorageURL
 from explorer.space import Space, load_space
 from explorer.spec.ops import MAX_SIZE, short_repr
 from explorer.units import parse_quantity, si
@@ -38,17 +39,9 @@ TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 class Settings:
     """Every choice of a search besides the space, platform and budgets, each default declared here once."""
 
-    dtype: str = "float32"
-    """Compute dtype: sets the bytes per element and which of the platform's peaks applies."""
-    batch: int = 1
-    """Samples per forward pass; latency is per batch, counts per sample."""
-    traffic: str = "seed"
-    """Memory-traffic model (`explorer.conventions.TRAFFIC_MODELS`): the seed article's, or reads + writes."""
-    latency_model: str = "auto"
-    """How latency is predicted (`explorer.cost.roofline.LATENCY_MODELS`): 'auto' (the platform's
-    best-validated model: 'kernel' where it describes its kernels), 'kernel' or 'roofline' (the seed's)."""
-    convention: str = "dense"
-    """MAC convention (`explorer.conventions.MAC_CONVENTIONS`): every tap, or only in-bounds taps as XLA counts."""
+    scoring: ScoringOptions = DEFAULT_OPTIONS
+    """How every network is scored (dtype, batch, traffic, MAC convention, latency model; defaults in
+    `explorer.cost.options`). Its platform is replaced by the one `plan_search` is given."""
     keep: tuple[float, float] | None = None
     """Keep-ratio range of every width vs the base; None: the space file's (0.5-1.0 for a bare base network)."""
     align: int | None = None
@@ -74,27 +67,19 @@ class Settings:
     worker: int = 0
     """Index of this process among workers started separately on one storage (offsets the sampler seed)."""
 
-    IDENTITY = (
-        "dtype",
-        "batch",
-        "traffic",
-        "latency_model",
-        "convention",
-        "floor",
-        "objective",
-        "sampler",
-        "seed",
-        "keep",
-        "align",
-    )
-    """Fields that define a study (with the space, platform, budgets and bottlenecks); the rest only run it."""
+    @classmethod
+    def of(cls, **fields: Any) -> Settings:
+        """Settings from flat keywords: `ScoringOptions` fields (dtype, batch, ...) go to `scoring`.
+
+        Settings.of(dtype="float16", sampler="tpe") == Settings(scoring=ScoringOptions(dtype="float16"), sampler="tpe")
+        """
+        scoring = {k: fields.pop(k) for k in SCORING_FIELDS if k in fields}
+        return cls(**fields, scoring=scoring_options(fields.pop("scoring", DEFAULT_OPTIONS), **scoring))
 
 
+SCORING_FIELDS = tuple(f.name for f in dataclasses.fields(ScoringOptions) if f.name != "platform")
+"""The scoring options a search sets (its platform is `plan_search`'s own argument)."""
 DEFAULTS = Settings()
-DEFAULT_TRIALS = {"batch": 100, "tpe": 300, "random": 300, "nsga2": 300, "cmaes": 300, "gp": 300}
-"""Trials when none are asked for: the batch sampler's trials are the best of hundreds of thousands
-of screened candidates, so 100 of them cost a few seconds of storage; 300 TPE trials find the
-optimum of the tiny space."""
 
 
 def parse_budget(text: str) -> tuple[float, str]:
@@ -156,52 +141,16 @@ class SearchPlan:
     storage: str | None
     """Optuna storage URL or journal file (None: in memory)."""
 
-    @property
-    def scoring(self) -> Scoring:
-        s = self.settings
-        return Scoring(
-            dtype=s.dtype,
-            batch=s.batch,
-            traffic=s.traffic,
-            convention=s.convention,
-            objective=s.objective,
-            latency_model=s.latency_model,
-        )
-
     def scorer(self) -> Scorer:
-        return Scorer(self.scoring, self.platform, self.budget)
-
-    def record(self) -> dict[str, Any]:
-        """What a study stores to be resumed, and compared on resume (JSON-ready)."""
-        s = self.settings
-        data = {
-            "space": self.space_ref,
-            "platform": self.platform.key,
-            "dtype": s.dtype,
-            "batch": s.batch,
-            "traffic": s.traffic,
-            "latency_model": s.latency_model,
-            "convention": s.convention,
-            "budget_flops": self.budget.flops,
-            "floor": s.floor,
-            "params": self.budget.params,
-            "memory_bytes": self.budget.memory_bytes,
-            "latency_s": self.budget.latency_s,
-            "objective": s.objective,
-            "sampler": s.sampler,
-            "seed": s.seed,
-            "keep": s.keep,
-            "align": s.align,
-            "bottlenecks": s.bottlenecks,
-        }
-        return json.loads(json.dumps(data))
+        return Scorer(self.settings.scoring, self.settings.objective, self.budget)
 
     def describe(self) -> list[str]:
         """The lines a person reads before the search starts."""
         s, space, b, p = self.settings, self.space, self.budget, self.platform
+        o = s.scoring
         lines = [
             f"explore: {space.name} ({len(space.groups)} widths, {len(space.bottlenecks)} optional bottlenecks, "
-            f"{space.size():.3g} architectures) on {p.name} [{p.key}], {s.dtype}, batch {s.batch}",
+            f"{space.size():.3g} architectures) on {p.name} [{p.key}], {o.dtype}, batch {o.batch}",
             f"  budget: {self.budget_text}"
             + (f"; floor {s.floor:.0%} -> FLOPs in [{si(b.floor_flops)}, {si(b.flops)}]" if b.flops is not None else "")
             + (f"; params <= {si(b.params)}" if b.params is not None else "")
@@ -214,30 +163,10 @@ class SearchPlan:
             )
         lines.append(
             f"  objective: {', '.join(f'{OBJECTIVES[o].direction} {o}' for o in s.objective)} "
-            f"({s.latency_model} latency model); sampler {s.sampler}, "
+            f"({o.latency_model} latency model); sampler {s.sampler}, "
             f"seed {s.seed}, {s.trials} trials; storage {self.storage or 'in memory'}, study {s.study!r}"
         )
         return lines
-
-
-def record_settings(record: dict[str, Any]) -> tuple[str, str, float | None, float | None, bool, Settings]:
-    """(space, platform key, FLOPs budget, params budget, bottlenecks, settings) of a stored record;
-    a record from before the `convention` field reads 'dense', the only convention searched then, and
-    one from before `latency_model` reads 'roofline'."""
-    known = {k: record[k] for k in Settings.IDENTITY if k in record}
-    known.setdefault("latency_model", "roofline")  # the only model before the field existed
-    known["objective"] = tuple(known.get("objective", DEFAULTS.objective))
-    if known.get("keep") is not None:
-        known["keep"] = tuple(known["keep"])
-    settings = dataclasses.replace(DEFAULTS, **known, bottlenecks=bool(record.get("bottlenecks", True)))
-    return (
-        str(record["space"]),
-        str(record["platform"]),
-        None if record.get("budget_flops") is None else float(record["budget_flops"]),
-        record.get("params"),
-        settings.bottlenecks,
-        settings,
-    )
 
 
 def safe_name(text: str) -> str:
@@ -249,7 +178,7 @@ def safe_name(text: str) -> str:
 def default_run_folder(space_ref: str, platform: Platform, settings: Settings, *budgets: object) -> Path:
     """runs/SPACE-PLATFORM-DTYPE-bBATCH-BUDGETS, every part a safe file name (never a path of its own)."""
     given = [str(b).replace(" ", "") for b in budgets if b is not None]
-    parts = [Path(space_ref).stem, platform.key, settings.dtype, f"b{settings.batch}", *given]
+    parts = [Path(space_ref).stem, platform.key, settings.scoring.dtype, f"b{settings.scoring.batch}", *given]
     return Path("runs") / "-".join(safe_name(part) for part in parts)
 
 
@@ -276,19 +205,15 @@ def check_settings(s: Settings) -> Settings:
     if s.trials is None and isinstance(s.sampler, str) and s.sampler in DEFAULT_TRIALS:
         s = dataclasses.replace(s, trials=DEFAULT_TRIALS[s.sampler])
     objective = tuple(s.objective) if isinstance(s.objective, list | tuple) else None
+    sampler_trouble = sampler_problem(s.sampler, len(objective or ()))
     checks: list[tuple[str, object, Callable[[], bool], str]] = [
-        ("dtype", s.dtype, lambda: isinstance(s.dtype, str), f"is not known; use one of: {', '.join(BYTES_PER_ELEMENT)}"),
-        ("batch", s.batch, lambda: _integer(s.batch, 1, MAX_SIZE), f"must be an integer >= 1 and at most {MAX_SIZE:,}"),
-        ("traffic", s.traffic, lambda: isinstance(s.traffic, str) and s.traffic in TRAFFIC_MODELS, f"is not known; use one of: {', '.join(TRAFFIC_MODELS)}"),
-        ("convention", s.convention, lambda: isinstance(s.convention, str) and s.convention in MAC_CONVENTIONS, f"is not known; use one of: {', '.join(MAC_CONVENTIONS)}"),
+        ("scoring", s.scoring, lambda: isinstance(s.scoring, ScoringOptions), "must be a ScoringOptions (explorer.cost.options)"),
         ("keep", s.keep, lambda: s.keep is None or (isinstance(s.keep, list | tuple) and len(s.keep) == 2 and all(_number(v) for v in s.keep)), "must be (low, high) keep ratios, e.g. (0.5, 1.0)"),
         ("align", s.align, lambda: s.align is None or _integer(s.align, 1, MAX_SIZE), "must be an integer >= 1"),
         ("bottlenecks", s.bottlenecks, lambda: isinstance(s.bottlenecks, bool), "must be True or False"),
         ("floor", s.floor, lambda: _number(s.floor) and 0 <= s.floor <= 1, "must be between 0 and 1 (a share of the FLOPs budget)"),
         ("objective", s.objective, lambda: objective is not None and all(isinstance(o, str) for o in objective), "must be a tuple of objective names, e.g. ('throughput',)"),
-        ("sampler", s.sampler, lambda: isinstance(s.sampler, str) and s.sampler in SAMPLERS, f"is not known; use one of: {', '.join(SAMPLERS)}"),
-        ("sampler", s.sampler, lambda: s.sampler != "cmaes" or len(objective or ()) == 1, "supports one objective only; use tpe or nsga2 for two"),
-        ("sampler", s.sampler, lambda: s.sampler != "gp" or importlib.util.find_spec("torch") is not None, "needs PyTorch (pip install torch); use tpe, random, nsga2 or cmaes"),
+        ("sampler", s.sampler, lambda: sampler_trouble is None, sampler_trouble or ""),
         ("seed", s.seed, lambda: _integer(s.seed, 0, seed_max), f"must be an integer in [0, {seed_max:,}] (NumPy's seed range)"),
         ("trials", s.trials, lambda: _integer(s.trials, 1, MAX_SIZE), "must be an integer >= 1"),
         ("timeout_s", s.timeout_s, lambda: s.timeout_s is None or (_number(s.timeout_s) and s.timeout_s > 0), "must be a positive number of seconds"),
@@ -300,10 +225,13 @@ def check_settings(s: Settings) -> Settings:
     for name, value, ok, problem in checks:
         if not ok():
             raise SearchError(f"{name}={short_repr(value)} {problem}")
+        if name == "scoring" and (trouble := s.scoring.problem()) is not None:
+            raise SearchError(trouble)
     assert objective is not None
     _check_objective(objective, ",".join(objective))
     keep = None if s.keep is None else (float(s.keep[0]), float(s.keep[1]))
-    return dataclasses.replace(s, dtype=canonical_dtype(s.dtype), objective=objective, keep=keep)
+    scoring = dataclasses.replace(s.scoring, dtype=canonical_dtype(s.scoring.dtype))
+    return dataclasses.replace(s, scoring=scoring, objective=objective, keep=keep)
 
 
 def plan_search(
@@ -338,13 +266,12 @@ def plan_search(
     """
     settings = check_settings(settings)
     platform = get_platform(platform)
-    from explorer.cost.roofline import resolve_latency_model
-
+    platform.peak(settings.scoring.dtype)  # fails early, listing the dtypes it has
     try:
-        settings = dataclasses.replace(settings, latency_model=resolve_latency_model(settings.latency_model, platform))
+        scoring = resolve_options(dataclasses.replace(settings.scoring, platform=platform))
     except ValueError as exc:
         raise SearchError(str(exc)) from None
-    platform.peak(settings.dtype)  # fails early, listing the dtypes it has
+    settings = dataclasses.replace(settings, scoring=scoring)
     if isinstance(space, Space):  # stored by the name or path it was loaded from, with its own keep and align
         space_ref, built = space.origin or space.name, space
         settings = dataclasses.replace(
@@ -363,7 +290,7 @@ def plan_search(
             raise SearchError(
                 "budget=None: give a FLOPs budget (`budget`, e.g. 2GFLOPs) or a latency budget (`latency`)"
             )
-        budget_flops, budget_text = None, f"latency <= {si(latency_s, 's')} per batch of {settings.batch}"
+        budget_flops, budget_text = None, f"latency <= {si(latency_s, 's')} per batch of {scoring.batch}"
     elif isinstance(budget, str):
         budget_flops, budget_text = parse_budget(budget)
     elif _number(budget):
@@ -378,22 +305,11 @@ def plan_search(
     memory_budget = parse_memory(memory) if isinstance(memory, str) else (None if memory is None else float(memory))
     if params_budget is not None and not (math.isfinite(params_budget) and params_budget > 0):
         raise SearchError(f"params={params!r} must be a positive number of parameters, e.g. 5M")
-    scorer = Scorer(
-        Scoring(
-            dtype=settings.dtype,
-            batch=settings.batch,
-            traffic=settings.traffic,
-            convention=settings.convention,
-            objective=settings.objective,
-            latency_model=settings.latency_model,
-        ),
-        platform,
-        Budget(flops=budget_flops, floor_flops=0.0),
-    )
+    scorer = Scorer(scoring, settings.objective, Budget(flops=budget_flops, floor_flops=0.0))
     smallest, largest = min_max_flops(built, scorer)
     keep = settings.keep or (0.0, 0.0)
     if budget_flops is not None and latency_s is not None:
-        budget_text += f"; latency <= {si(latency_s, 's')} per batch of {settings.batch}"
+        budget_text += f"; latency <= {si(latency_s, 's')} per batch of {scoring.batch}"
     if budget_flops is not None and budget_flops < smallest:
         raise SearchError(
             f"budget={budget!r} ({si(budget_flops, 'FLOPs')}) is below the smallest network the space can express "
@@ -411,14 +327,14 @@ def plan_search(
         if latency_s < fastest:
             raise SearchError(
                 f"latency={latency!r} ({si(latency_s, 's')}) is below the latency of the smallest network of the space "
-                f"on {platform.key} ({si(fastest, 's')} per batch of {settings.batch}); raise `latency` or lower `keep`"
+                f"on {platform.key} ({si(fastest, 's')} per batch of {scoring.batch}); raise `latency` or lower `keep`"
             )
     if memory_budget is not None:
         least = min_memory(built, scorer)
         if memory_budget < least:
             raise SearchError(
                 f"memory={memory!r} ({si(memory_budget, 'B')}) is below the peak memory of the smallest network of "
-                f"the space ({si(least, 'B')} at batch {settings.batch}); raise `memory` or lower `keep` or `batch`"
+                f"the space ({si(least, 'B')} at batch {scoring.batch}); raise `memory` or lower `keep` or `batch`"
             )
     run_folder: Path | None = None
     if out is not None and str(out).strip() == "":
@@ -427,7 +343,7 @@ def plan_search(
         base = Path(out) if out is not None else default_run_folder(space_ref, platform, settings, budget, latency)
         run_folder = writable(study_folder(base, settings.study), "out")
         if storage is None:
-            storage = f"sqlite:///{base / 'study.db'}"
+            storage = f"sqlite:///{base / STUDY_DB}"
     if storage is not None:
         storage = StorageURL.parse(storage).url  # its form is checked before any work
     if settings.jobs > 1 and storage is None:

@@ -12,6 +12,8 @@ from typing import Any, Literal
 import optuna
 
 JOURNAL_SUFFIXES = (".log", ".journal")
+STUDY_DB = "study.db"
+"""The SQLite file a run folder keeps its studies in (its default storage)."""
 
 
 DIALECTS = ("sqlite", "postgresql", "mysql")
@@ -42,7 +44,7 @@ class StorageURL:
             if not path or path == ":memory:" or path.startswith("file::memory:"):
                 raise StorageError(
                     f"storage={url!r} keeps the study in memory, where no rerun or worker finds it; "
-                    "give a file: sqlite:///study.db"
+                    f"give a file: sqlite:///{STUDY_DB}"
                 )
             folder = Path(path).parent
             if not folder.is_dir():
@@ -54,7 +56,7 @@ class StorageURL:
                 if not folder.is_dir():
                     raise StorageError(f"storage={url!r}: folder {str(folder)!r} does not exist; create it first")
                 return cls(text, "journal", "journal", Path(text))
-            hint = f"sqlite:///{text}" if text.endswith((".db", ".sqlite", ".sqlite3")) else "sqlite:///study.db"
+            hint = f"sqlite:///{text}" if text.endswith((".db", ".sqlite", ".sqlite3")) else f"sqlite:///{STUDY_DB}"
             raise StorageError(
                 f"storage={url!r} is not a storage URL; write e.g. {hint}, study.log (a journal file) "
                 "or postgresql://USER@HOST/DB"

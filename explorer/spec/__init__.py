@@ -1,4 +1,5 @@
-"""The architecture spec: op kinds (`ops`), the validated graph (`graph`) and JSON files (`io`).
+"""The architecture spec: op kinds (`ops`), the validated graph (`graph`), JSON files (`io`) and
+channel ties (`channels`: which widths must move together, for the search space and for pruning).
 
 Pure Python: nothing here imports jax, flax or optuna.
 """

@@ -155,17 +155,21 @@ def load_arch(name_or_path: str | Path) -> Arch:
     A spec file may be a bare spec or a search result holding one under "arch".
     """
     text = str(name_or_path)
-    if text in base_names():
-        return _load_base(text)
-    path = Path(text)
-    if path.suffix == ".json" or path.exists():
-        if not path.exists():
-            raise SpecError(f"ARCH {text!r}: no such file")
-        data = read_json(path)
-        if isinstance(data, dict) and "arch" in data and "ops" not in data:
-            data = data["arch"]
-        return arch_from_dict(data, str(path))
-    hint = closest(text, base_names())
-    raise SpecError(
-        f"ARCH {text!r} is not a known architecture{hint}; known: {', '.join(base_names())}; or give a .json spec file"
+    names = base_names()
+    path = files.shipped_or_file(
+        text,
+        names,
+        suffix=".json",
+        label=f"ARCH {text!r}",
+        error=SpecError,
+        unknown=lambda: (
+            f"ARCH {text!r} is not a known architecture{closest(text, names)}; known: {', '.join(names)}; "
+            "or give a .json spec file"
+        ),
     )
+    if path is None:
+        return _load_base(text)
+    data = read_json(path)
+    if isinstance(data, dict) and "arch" in data and "ops" not in data:
+        data = data["arch"]
+    return arch_from_dict(data, str(path))

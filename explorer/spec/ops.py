@@ -200,6 +200,12 @@ class Conv(Op):
             return cin, self.out or cin
         return self.groups, self.out  # type: ignore[return-value]
 
+    def is_depthwise(self, cin: int | None) -> bool:
+        """One input channel per group (each output channel reads one input channel): `groups=0`, or
+        `groups` equal to the `cin` input channels and above 1 (`cin=None`: not known; only `groups=0`
+        tells). The one rule for the cost model's kernel class, the space's channel ties and pruning."""
+        return self.groups == 0 or (cin is not None and self.groups == cin > 1)
+
     def out_shape(self, shapes: Sequence[Shape]) -> Shape:
         self.check_arity(shapes)
         cin = self.need_map(shapes[0])[2]

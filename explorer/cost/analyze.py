@@ -1,0 +1,266 @@
+"""`analyze`: count every layer of a network and time it with a latency model.
+
+    analyze("resnet18")                                   # v100, float32, batch 1, the platform's model
+    analyze("resnet18", platform="t4", dtype="float16")   # keywords build a `ScoringOptions`
+    analyze(arch, ScoringOptions(platform="xeon-8380", batch=8, latency_model="roofline"))
+
+Counts come from the per-kind rules (`explorer.cost.rules`), times from the registered latency
+model the options name (`explorer.cost.latency`): every `Analysis` names the model that produced
+its times, and its totals are the sums of its layers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from explorer.conventions import FLOPS_PER_MAC
+from explorer.cost.latency import LATENCY_MODELS, resolve_options
+from explorer.cost.memory import peak_memory
+from explorer.cost.options import ScoringOptions, scoring_options
+from explorer.cost.roofline import Bound, RoofPoint, roof
+from explorer.cost.rules import Counts, layer_counts
+from explorer.cost.timers import Unit, UnitTimes, layer_quantities
+from explorer.spec import Arch, Shape, load_arch
+from explorer.units import si
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayerResult(Counts):
+    """One primitive layer: its counts (for the whole batch) and its roofline."""
+
+    name: str
+    kind: str
+    output_shape: Shape
+    attainable_flops_per_s: float
+    bound: Bound
+    kernel: str = ""
+    """Under the kernel model: the kernel (named by its main layer) this layer runs in; a layer
+    fused into another's kernel has time 0 and bound 'none'."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["output_shape"] = list(self.output_shape)
+        out["total_flops"] = self.total_flops
+        out["intensity"] = self.intensity
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KernelResult:
+    """One kernel of the kernel model: its layers and its time (whole batch)."""
+
+    name: str
+    kind: str
+    members: tuple[str, ...]
+    bytes: float
+    compute_s: float
+    memory_s: float
+    time_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["members"] = list(self.members)
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Analysis(Counts):
+    """A whole model on one platform: totals (the sums of `layers`) and the roofline.
+
+    Counts are for the whole batch; `per_sample()` divides feature-map terms by the batch.
+    """
+
+    arch: str
+    platform: str
+    dtype: str
+    batch: int
+    traffic: str
+    convention: str
+    peak_flops_per_s: float
+    bandwidth_bytes_per_s: float
+    layers: tuple[LayerResult, ...]
+    peak_activation_bytes: int = 0
+    """The largest set of feature maps alive at once in one forward pass of the batch (`cost.memory`)."""
+    latency_model: str = "roofline"
+    """Which model produced the times (`LATENCY_MODELS`)."""
+    kernels: tuple[KernelResult, ...] = ()
+    """The kernels (kernel model only); their times plus `dispatch_s` make `latency_s`."""
+    dispatch_s: float = 0.0
+    """Kernel model: the once-per-forward-pass cost of dispatching the compiled program (in no layer)."""
+
+    @property
+    def peak_memory_bytes(self) -> int:
+        """Weights plus the peak of live feature maps: what one forward pass of the batch holds."""
+        return self.weight_bytes + self.peak_activation_bytes
+
+    @property
+    def latency_s(self) -> float:
+        """Latency of one batch under `latency_model`: the sum of layer (or kernel) times, plus the
+        kernel model's once-per-pass dispatch."""
+        return self.time_s + self.dispatch_s
+
+    def __repr__(self) -> str:
+        return (
+            f"Analysis({self.arch!r} on {self.platform!r}, {self.dtype}, batch {self.batch}: "
+            f"{si(self.flops / self.batch, 'FLOPs')}/sample (2 x MACs), {si(self.params)} params, "
+            f"{si(self.bytes, 'B')} moved, latency {si(self.latency_s, 's')} ({self.latency_model} model), "
+            f"{si(self.attainable_flops_per_s, 'FLOP/s')}; {len(self.layers)} layers)"
+        )
+
+    @property
+    def attainable_flops_per_s(self) -> float:
+        return self.total_flops / self.latency_s if self.latency_s else 0.0
+
+    @property
+    def images_per_s(self) -> float:
+        return self.batch / self.latency_s if self.latency_s else 0.0
+
+    @property
+    def ridge_flops_per_byte(self) -> float:
+        return self.peak_flops_per_s / self.bandwidth_bytes_per_s
+
+    @property
+    def model_roofline(self) -> RoofPoint:
+        """The classic whole-model roofline: total FLOPs and total bytes on one roof."""
+        return roof(self.total_flops, self.bytes, self.peak_flops_per_s, self.bandwidth_bytes_per_s)
+
+    @property
+    def memory_bound_share(self) -> float:
+        """Share of the latency spent in memory-bound layers."""
+        memory = sum(layer.time_s for layer in self.layers if layer.bound == "memory")
+        return memory / self.latency_s if self.latency_s else 0.0
+
+    def per_sample(self) -> dict[str, float]:
+        """Totals / batch: per-sample cost with weights amortised over the batch."""
+        return {
+            "macs": self.macs / self.batch,
+            "flops": self.flops / self.batch,
+            "elementwise_flops": self.elementwise_flops / self.batch,
+            "bytes": self.bytes / self.batch,
+            "latency_s": self.latency_s / self.batch,
+        }
+
+    def to_dict(self, layers: bool = True) -> dict[str, Any]:
+        point = self.model_roofline
+        out: dict[str, Any] = {
+            "arch": self.arch,
+            "platform": self.platform,
+            "dtype": self.dtype,
+            "batch": self.batch,
+            "traffic": self.traffic,
+            "convention": self.convention,
+            "latency_model": self.latency_model,
+            "flops_per_mac": FLOPS_PER_MAC,
+            "peak_flops_per_s": self.peak_flops_per_s,
+            "bandwidth_bytes_per_s": self.bandwidth_bytes_per_s,
+            "ridge_flops_per_byte": self.ridge_flops_per_byte,
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(Counts)},
+            "total_flops": self.total_flops,
+            "intensity": self.intensity,
+            "attainable_flops_per_s": self.attainable_flops_per_s,
+            "latency_s": self.latency_s,
+            "dispatch_s": self.dispatch_s,
+            "images_per_s": self.images_per_s,
+            "peak_activation_bytes": self.peak_activation_bytes,
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "memory_bound_share": self.memory_bound_share,
+            "model_roofline": dataclasses.asdict(point),
+            "per_sample": self.per_sample(),
+        }
+        if layers:
+            out["layers"] = [layer.to_dict() for layer in self.layers]
+            if self.kernels:
+                out["kernels"] = [k.to_dict() for k in self.kernels]
+        return out
+
+
+def analyze(arch: Arch | str, options: ScoringOptions | None = None, /, **fields: Any) -> Analysis:
+    """Count and time every layer of `arch`.
+
+    Args:
+        arch: the network spec, or a shipped architecture's name ("resnet18") or a spec file.
+        options: how to score it (`ScoringOptions`: platform, dtype, batch, traffic, convention,
+            latency model); None: the defaults.
+        **fields: `ScoringOptions` fields that replace those of `options` (`platform="t4"`).
+
+    Returns:
+        An `Analysis` whose totals are the sums of its `layers` (FLOPs, bytes in bytes, time in s).
+    """
+    opts = resolve_options(scoring_options(options, **fields))
+    if isinstance(arch, str):
+        arch = load_arch(arch)
+    counts = [layer_counts(node, opts) for node in arch.nodes]
+    model = LATENCY_MODELS[opts.latency_model]
+    timer = model.timer(arch, opts)
+    times = timer(layer_quantities(counts))
+    layers = _timed_layers(arch, counts, timer.units, times, kernels=model.kernels)
+    kernels: tuple[KernelResult, ...] = ()
+    if model.kernels:
+        kernels = tuple(
+            KernelResult(
+                name=u.name,
+                kind=u.kind,
+                members=u.members,
+                bytes=float(times.bytes[0, i]),
+                compute_s=float(times.compute_s[0, i]),
+                memory_s=float(times.memory_s[0, i]),
+                time_s=float(times.time_s[0, i]),
+            )
+            for i, u in enumerate(timer.units)
+        )
+    total = Counts.total(layers)
+    plat = opts.plat
+    return Analysis(
+        **total.count_values(),
+        arch=arch.name,
+        platform=plat.key,
+        dtype=opts.dtype,
+        batch=opts.batch,
+        traffic=opts.traffic,
+        convention=opts.convention,
+        peak_flops_per_s=plat.peak(opts.dtype),
+        bandwidth_bytes_per_s=plat.bandwidth_bytes_per_s,
+        layers=tuple(layers),
+        peak_activation_bytes=peak_memory(arch, opts.dtype, opts.batch).activation_bytes,
+        latency_model=opts.latency_model,
+        kernels=kernels,
+        dispatch_s=float(times.per_pass_s[0]),
+    )
+
+
+def _timed_layers(
+    arch: Arch, counts: list[Counts], units: Sequence[Unit], times: UnitTimes, *, kernels: bool
+) -> list[LayerResult]:
+    """Layers with their unit's time: a unit's time sits on its main (first) layer, the layers it
+    fuses get 0 and bound 'none'; attainable FLOP/s = the unit's FLOPs / its time."""
+    main_of = {u.members[0]: (i, u) for i, u in enumerate(units)}
+    unit_of = {member: u.name for u in units for member in u.members}
+    flops_of = {name: c.total_flops for name, c in zip((n.op.name for n in arch.nodes), counts, strict=True)}
+    out = []
+    for node, c in zip(arch.nodes, counts, strict=True):
+        name = node.op.name
+        hit = main_of.get(name)
+        if hit is None:
+            bound: Bound = "none"
+            time_s = attainable = 0.0
+        else:
+            i, unit = hit
+            time_s = float(times.time_s[0, i])
+            compute_s, memory_s = float(times.compute_s[0, i]), float(times.memory_s[0, i])
+            bound = "none" if time_s == 0 else ("compute" if compute_s >= memory_s else "memory")
+            attainable = sum(flops_of[m] for m in unit.members) / time_s if time_s else 0.0
+        out.append(
+            LayerResult(
+                **(c.count_values() | {"time_s": time_s}),
+                name=name,
+                kind=node.op.kind,
+                output_shape=node.output_shape,
+                attainable_flops_per_s=attainable,
+                bound=bound,
+                kernel=unit_of.get(name, "") if kernels else "",
+            )
+        )
+    return out

@@ -1,0 +1,200 @@
+"""Fusion: which kernels a runtime runs for a network (the kernel model's first effect).
+
+`plan_kernels` groups layers into kernels as the platform's runtime does:
+- `cudnn` (GPU inference engines: cuDNN/TensorRT): batch-norm folds into the conv (depthwise ones
+  too), and the bias, activation and residual add run in the conv's epilogue, so a
+  conv-BN-ReLU(-add) chain is one kernel that reads its input (and the residual) and writes one output.
+- `xla` (XLA on CPU, what JAX runs here): a conv or matmul is a library call; the element-wise chain
+  after it (BN, activation, add) is one loop fusion that reads the conv's output.
+On both, pools are kernels of their own, a concat is a copy and a flatten is free. What kind of
+kernel each op kind runs as is one registry, `KERNEL_KIND`; an op kind missing from it is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+
+from explorer.spec import (
+    Act,
+    Add,
+    Arch,
+    AvgPool,
+    BatchNorm,
+    Concat,
+    Conv,
+    Dense,
+    Flatten,
+    GlobalAvgPool,
+    MaxPool,
+    Op,
+    pair,
+)
+
+RUNTIMES: Final[dict[str, str]] = {
+    "cudnn": "GPU inference engine: BN folded, bias/activation/residual add in the conv's epilogue; Winograd 3x3",
+    "xla": "XLA (JAX): convs and matmuls are library calls, each element-wise chain after one is a loop fusion",
+}
+
+
+class KernelModelError(ValueError):
+    """Malformed kernel-model parameters, or a platform the kernel model cannot describe."""
+
+
+@dataclass(frozen=True, slots=True)
+class Kernel:
+    """One kernel: the layers it runs (`members`, the first is its main layer) and its kind."""
+
+    name: str
+    kind: str
+    """'gemm' (conv or dense), 'depthwise', 'pool', 'elementwise' or 'copy' (a concat)."""
+    members: tuple[str, ...]
+    m: int = 0
+    """GEMM rows: batch x output positions (gemm kernels)."""
+    groups: int = 1
+    winograd: bool = False
+    matmul: bool = False
+    """A dense layer's matmul (may split its reduction; a conv kernel does not)."""
+    winograd_padding: float = 1.0
+    """Outputs a Winograd F(4x4, 3x3) conv computes per output it keeps: its 4 x 4 output tiles
+    padded over the map, ceil(Ho / 4) 4 ceil(Wo / 4) 4 / (Ho Wo)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KernelPlan:
+    """The kernels of one architecture on one runtime, with the linear maps from layer counts to
+    kernel counts: kernel quantity = coef @ layer quantity (rows kernels, columns `layers`)."""
+
+    runtime: str
+    layers: tuple[str, ...]
+    kernels: tuple[Kernel, ...]
+    main: np.ndarray
+    """(K,) index of each kernel's main layer in `layers`."""
+    flops: np.ndarray
+    """(K, L) 1 where the layer's elementwise FLOPs run in the kernel."""
+    weight: np.ndarray
+    """(K, L) coefficient of each layer's weight bytes."""
+    input: np.ndarray
+    """(K, L) coefficient of each layer's input bytes."""
+    output: np.ndarray
+    """(K, L) coefficient of each layer's output bytes."""
+
+    def kernel_of(self) -> dict[str, str]:
+        """The kernel (by name) each layer runs in; views run in none."""
+        return {member: k.name for k in self.kernels for member in k.members}
+
+
+EPILOGUE = (BatchNorm, Act, Add)
+
+
+def _conv_kind(op: Op, cin: int) -> str:
+    assert isinstance(op, Conv)
+    return "depthwise" if op.is_depthwise(cin) else "gemm"
+
+
+KERNEL_KIND: dict[type[Op], Callable[[Op, int], str]] = {
+    Conv: _conv_kind,
+    Dense: lambda op, cin: "gemm",
+    BatchNorm: lambda op, cin: "elementwise",  # joins the kernel before it where the runtime fuses (EPILOGUE)
+    Act: lambda op, cin: "elementwise",
+    Add: lambda op, cin: "elementwise",
+    MaxPool: lambda op, cin: "pool",
+    AvgPool: lambda op, cin: "pool",
+    GlobalAvgPool: lambda op, cin: "pool",
+    Concat: lambda op, cin: "copy",
+    Flatten: lambda op, cin: "view",  # a reshape: no kernel at all
+}
+"""The kind of kernel each op kind runs as on its own (`Kernel.kind`, or 'view': none), keyed by op class."""
+
+
+def kernel_kind(op: Op, in_channels: int) -> str:
+    """The kernel kind of a primitive op; an op kind the kernel model does not know is an error."""
+    try:
+        return KERNEL_KIND[type(op)](op, in_channels)
+    except KeyError:
+        raise KernelModelError(
+            f"op kind {op.kind!r} has no kernel kind; the kernel model knows: {', '.join(k.kind for k in KERNEL_KIND)}"
+        ) from None
+
+
+def plan_kernels(arch: Arch, runtime: str, batch: int) -> KernelPlan:
+    """Group the layers of `arch` into the kernels `runtime` runs (see the module docstring)."""
+    if runtime not in RUNTIMES:
+        raise KernelModelError(f"runtime={runtime!r} is not known; use one of: {', '.join(RUNTIMES)}")
+    consumers: dict[str, int] = {}
+    for node in arch.nodes:
+        for name in node.inputs:
+            consumers[name] = consumers.get(name, 0) + 1
+    groups: list[dict[str, Any]] = []
+    tail: dict[str, int] = {}  # layer name -> kernel whose last member it is
+    for node in arch.nodes:
+        op = node.op
+        kind = kernel_kind(op, node.input_shapes[0][-1] if node.input_shapes else 0)
+        if kind == "view":
+            continue
+        if isinstance(op, EPILOGUE):
+            joinable = [
+                name
+                for name in node.inputs
+                if name in tail
+                and consumers.get(name, 0) == 1
+                and groups[tail[name]]["members"][-1] == name
+                and (
+                    groups[tail[name]]["kind"] == "elementwise"
+                    or (runtime == "cudnn" and groups[tail[name]]["kind"] in ("gemm", "depthwise"))
+                )
+            ]
+            if joinable:
+                k = tail.pop(joinable[-1])
+                groups[k]["members"].append(op.name)
+                tail[op.name] = k
+                continue
+        info: dict[str, Any] = {"kind": kind, "members": [op.name], "m": 0, "groups": 1, "winograd": False}
+        if kind == "gemm":
+            if isinstance(op, Conv):
+                oh, ow, _ = node.output_shape
+                info["m"] = batch * oh * ow
+                info["groups"] = op.channels(node.input_shapes[0][-1])[0]
+                info["winograd"] = (
+                    runtime == "cudnn" and pair(op.kernel) == (3, 3) and op.stride == 1 and info["groups"] == 1
+                )
+                info["winograd_padding"] = (-(-oh // 4) * 4) * (-(-ow // 4) * 4) / (oh * ow)
+            else:
+                info["m"] = batch
+                info["matmul"] = True
+        groups.append(info)
+        tail[op.name] = len(groups) - 1
+    layers = tuple(node.op.name for node in arch.nodes)
+    index = {name: i for i, name in enumerate(layers)}
+    shape = (len(groups), len(layers))
+    flops, weight, inp, out = (np.zeros(shape) for _ in range(4))
+    main = np.zeros(len(groups), dtype=np.int64)
+    kinds = {node.op.name: node.op for node in arch.nodes}
+    for k, g in enumerate(groups):
+        members = [index[name] for name in g["members"]]
+        main[k] = members[0]
+        flops[k, members] = 1.0
+        weight[k, members] = 1.0
+        inp[k, members[0]] = 1.0
+        for name in g["members"][1:]:
+            if isinstance(kinds[name], Add):  # the operands not chained from the kernel are read
+                inp[k, index[name]] += 1.0
+                out[k, index[name]] -= 1.0
+        out[k, members[-1]] += 1.0
+    kernels = tuple(
+        Kernel(
+            g["members"][0],
+            g["kind"],
+            tuple(g["members"]),
+            g["m"],
+            g["groups"],
+            g["winograd"],
+            g.get("matmul", False),
+            g.get("winograd_padding", 1.0),
+        )
+        for g in groups
+    )
+    return KernelPlan(runtime, layers, kernels, main, flops, weight, inp, out)

@@ -1,0 +1,134 @@
+"""What a study stores to be resumed: `StudyRecord`, the one mapping between a plan and its stored record.
+
+record = StudyRecord.from_plan(plan)           # stored as the study's "settings" attribute
+StudyRecord.from_dict(stored).check_same(record, study="explore")   # on resume
+plan = StudyRecord.from_dict(stored).plan(platform, study="explore")  # a worker, a report
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from explorer.cost.options import ScoringOptions
+from explorer.cost.platforms import Platform
+from explorer.search.problem import SearchError
+from explorer.search.settings import DEFAULTS, SCORING_FIELDS, SearchPlan, Settings, plan_search
+from explorer.spec.ops import short_repr
+
+OLDER = {"convention": "dense", "latency_model": "roofline"}
+"""What a record from before a field existed meant: the only convention and latency model searched then."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StudyRecord:
+    """The space, platform, budgets and settings that define a study: a resume must ask for the same."""
+
+    space: str
+    """How the space was named (a name or a .toml path)."""
+    platform: str
+    """The platform's key (the study stores the platform itself beside the record)."""
+    dtype: str
+    batch: int
+    traffic: str
+    latency_model: str
+    convention: str
+    budget_flops: float | None
+    floor: float
+    params: float | None
+    memory_bytes: float | None
+    latency_s: float | None
+    objective: tuple[str, ...]
+    sampler: str
+    seed: int
+    keep: tuple[float, float] | None
+    align: int | None
+    bottlenecks: bool
+
+    @classmethod
+    def from_plan(cls, plan: SearchPlan) -> StudyRecord:
+        b = plan.budget
+        return cls(
+            space=plan.space_ref,
+            platform=plan.platform.key,
+            budget_flops=b.flops,
+            params=b.params,
+            memory_bytes=b.memory_bytes,
+            latency_s=b.latency_s,
+            **{name: getattr(plan.settings.scoring, name) for name in SCORING_FIELDS},
+            **{name: getattr(plan.settings, name) for name in SETTINGS},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: tuples become lists, in the order of the fields."""
+        return {
+            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in dataclasses.fields(self)
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> StudyRecord:
+        """A stored record, of this version or an older one: a field it lacks reads as it meant then
+        (`OLDER`), else as today's default; a field it has that this version does not know is ignored."""
+        if not isinstance(data, Mapping) or any(not isinstance(data.get(k), str) for k in ("space", "platform")):
+            raise SearchError(f"record={short_repr(data)} is not a study record (it needs a space and a platform)")
+        values = (
+            {name: getattr(DEFAULTS.scoring, name) for name in SCORING_FIELDS}
+            | {name: getattr(DEFAULTS, name) for name in SETTINGS}
+            | dict.fromkeys(("budget_flops", "params", "memory_bytes", "latency_s"))
+            | OLDER
+            | {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
+        )
+        try:
+            if not isinstance(values["objective"], list | tuple):
+                raise TypeError(f"objective={short_repr(values['objective'])} is not a list of names")
+            values["objective"] = tuple(values["objective"])
+            values["keep"] = None if values["keep"] is None else tuple(float(k) for k in values["keep"])
+            for name in ("budget_flops", "params", "memory_bytes", "latency_s"):
+                values[name] = None if values[name] is None else float(values[name])
+            values["bottlenecks"] = bool(values["bottlenecks"])
+        except (TypeError, ValueError) as exc:
+            raise SearchError(f"record={short_repr(data)} is not a study record ({exc})") from None
+        return cls(**values)
+
+    def settings(self, **changes: Any) -> Settings:
+        """The recorded settings over the defaults (those that only run a search, such as `trials`, are the defaults')."""
+        return dataclasses.replace(
+            DEFAULTS, scoring=self.options(), **{name: getattr(self, name) for name in SETTINGS}, **changes
+        )
+
+    def options(self, platform: str | Platform | None = None) -> ScoringOptions:
+        """The recorded scoring options on `platform` (default: the recorded key)."""
+        recorded = {name: getattr(self, name) for name in SCORING_FIELDS}
+        return ScoringOptions(platform=self.platform if platform is None else platform, **recorded)
+
+    def plan(self, platform: str | Platform | None = None, *, study: str, storage: str | None = None) -> SearchPlan:
+        """The plan of the recorded search, in memory (no run folder); `platform`: the one the study
+        stores, else the recorded key."""
+        return plan_search(
+            self.space,
+            self.platform if platform is None else platform,
+            self.budget_flops,
+            self.params,
+            self.settings(study=study),
+            memory=self.memory_bytes,
+            latency=self.latency_s,
+            storage=storage,
+            files=False,
+        )
+
+    def check_same(self, asked: StudyRecord, *, study: str) -> None:
+        """Refuse to resume this stored study with other settings: a SearchError naming each difference."""
+        stored, wanted = self.to_dict(), asked.to_dict()
+        changes = [f"{k}: stored {stored[k]!r}, asked {v!r}" for k, v in wanted.items() if stored[k] != v]
+        if changes:
+            raise SearchError(
+                f"study={study!r} exists with different settings ({', '.join(changes)}); use another `study` or `out`"
+            )
+
+
+SETTINGS = tuple(
+    f.name for f in dataclasses.fields(StudyRecord) if f.name in {g.name for g in dataclasses.fields(Settings)}
+)
+"""The recorded fields that are `Settings` fields of the same name (the scoring options' are `SCORING_FIELDS`)."""
