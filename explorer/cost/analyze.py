@@ -21,7 +21,7 @@ from explorer.cost.latency import LATENCY_MODELS, resolve_options
 from explorer.cost.memory import peak_memory
 from explorer.cost.options import ScoringOptions, scoring_options
 from explorer.cost.roofline import Bound, RoofPoint, roof
-from explorer.cost.rules import Counts, layer_counts
+from explorer.cost.rules import Counts, layer_counts, layer_work
 from explorer.cost.timers import Unit, UnitTimes, layer_quantities
 from explorer.spec import Arch, Shape, load_arch
 from explorer.units import si
@@ -192,7 +192,8 @@ def analyze(arch: Arch | str, options: ScoringOptions | None = None, /, **fields
     opts = resolve_options(scoring_options(options, **fields))
     if isinstance(arch, str):
         arch = load_arch(arch)
-    counts = [layer_counts(node, opts) for node in arch.nodes]
+    works = [layer_work(node, opts) for node in arch.nodes]
+    counts = [layer_counts(node, opts, work) for node, work in zip(arch.nodes, works, strict=True)]
     model = LATENCY_MODELS[opts.latency_model]
     timer = model.timer(arch, opts)
     times = timer(layer_quantities(counts))
@@ -224,7 +225,7 @@ def analyze(arch: Arch | str, options: ScoringOptions | None = None, /, **fields
         peak_flops_per_s=plat.peak(opts.dtype),
         bandwidth_bytes_per_s=plat.bandwidth_bytes_per_s,
         layers=tuple(layers),
-        peak_activation_bytes=peak_memory(arch, opts.dtype, opts.batch).activation_bytes,
+        peak_activation_bytes=peak_memory(arch, opts.dtype, opts.batch, works=works).activation_bytes,
         latency_model=opts.latency_model,
         kernels=kernels,
         dispatch_s=float(times.per_pass_s[0]),

@@ -14,25 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from functools import lru_cache
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 
-from explorer.spec import (
-    Act,
-    Add,
-    Arch,
-    AvgPool,
-    BatchNorm,
-    Concat,
-    Conv,
-    Dense,
-    Flatten,
-    GlobalAvgPool,
-    MaxPool,
-    Op,
-    pair,
-)
+from explorer.spec import Arch, Node, Op, pair
+from explorer.spec.ops import Act, Add, AvgPool, BatchNorm, Concat, Conv, Dense, Flatten, GlobalAvgPool, MaxPool
 
 RUNTIMES: Final[dict[str, str]] = {
     "cudnn": "GPU inference engine: BN folded, bias/activation/residual add in the conv's epilogue; Winograd 3x3",
@@ -120,22 +108,61 @@ def kernel_kind(op: Op, in_channels: int) -> str:
         ) from None
 
 
+class _Facts(NamedTuple):
+    """What fusion reads of one node; the plan is a function of these alone, so it is cached by them."""
+
+    name: str
+    inputs: tuple[str, ...]
+    kind: str
+    epilogue: bool
+    add: bool
+    positions: int = 0
+    """GEMM rows per sample: output positions of a conv, 1 for a matmul."""
+    groups: int = 1
+    winograd: bool = False
+    winograd_padding: float = 1.0
+    matmul: bool = False
+
+
+def _facts(node: Node, runtime: str) -> _Facts:
+    op = node.op
+    cin = node.input_shapes[0][-1] if node.input_shapes else 0
+    kind = kernel_kind(op, cin)
+    base = (op.name, node.inputs, kind, isinstance(op, EPILOGUE), isinstance(op, Add))
+    if kind != "gemm":
+        return _Facts(*base)
+    if not isinstance(op, Conv):
+        return _Facts(*base, positions=1, matmul=True)
+    oh, ow, _ = node.output_shape
+    groups = op.channels(cin)[0]
+    winograd = runtime == "cudnn" and pair(op.kernel) == (3, 3) and op.stride == 1 and groups == 1
+    padding = (-(-oh // 4) * 4) * (-(-ow // 4) * 4) / (oh * ow)
+    return _Facts(*base, positions=oh * ow, groups=groups, winograd=winograd, winograd_padding=padding)
+
+
 def plan_kernels(arch: Arch, runtime: str, batch: int) -> KernelPlan:
-    """Group the layers of `arch` into the kernels `runtime` runs (see the module docstring)."""
+    """Group the layers of `arch` into the kernels `runtime` runs (see the module docstring).
+
+    The plan depends on the graph, the spatial sizes and the batch, never on channel widths, so
+    networks of one space share one (cached) plan; its arrays are read-only."""
     if runtime not in RUNTIMES:
         raise KernelModelError(f"runtime={runtime!r} is not known; use one of: {', '.join(RUNTIMES)}")
+    return _plan(runtime, batch, tuple(_facts(node, runtime) for node in arch.nodes))
+
+
+@lru_cache(maxsize=256)
+def _plan(runtime: str, batch: int, nodes: tuple[_Facts, ...]) -> KernelPlan:
     consumers: dict[str, int] = {}
-    for node in arch.nodes:
+    for node in nodes:
         for name in node.inputs:
             consumers[name] = consumers.get(name, 0) + 1
     groups: list[dict[str, Any]] = []
     tail: dict[str, int] = {}  # layer name -> kernel whose last member it is
-    for node in arch.nodes:
-        op = node.op
-        kind = kernel_kind(op, node.input_shapes[0][-1] if node.input_shapes else 0)
+    for node in nodes:
+        kind = node.kind
         if kind == "view":
             continue
-        if isinstance(op, EPILOGUE):
+        if node.epilogue:
             joinable = [
                 name
                 for name in node.inputs
@@ -149,30 +176,26 @@ def plan_kernels(arch: Arch, runtime: str, batch: int) -> KernelPlan:
             ]
             if joinable:
                 k = tail.pop(joinable[-1])
-                groups[k]["members"].append(op.name)
-                tail[op.name] = k
+                groups[k]["members"].append(node.name)
+                tail[node.name] = k
                 continue
-        info: dict[str, Any] = {"kind": kind, "members": [op.name], "m": 0, "groups": 1, "winograd": False}
+        info: dict[str, Any] = {"kind": kind, "members": [node.name], "m": 0, "groups": 1, "winograd": False}
         if kind == "gemm":
-            if isinstance(op, Conv):
-                oh, ow, _ = node.output_shape
-                info["m"] = batch * oh * ow
-                info["groups"] = op.channels(node.input_shapes[0][-1])[0]
-                info["winograd"] = (
-                    runtime == "cudnn" and pair(op.kernel) == (3, 3) and op.stride == 1 and info["groups"] == 1
-                )
-                info["winograd_padding"] = (-(-oh // 4) * 4) * (-(-ow // 4) * 4) / (oh * ow)
-            else:
-                info["m"] = batch
-                info["matmul"] = True
+            info |= {
+                "m": batch * node.positions,
+                "groups": node.groups,
+                "winograd": node.winograd,
+                "winograd_padding": node.winograd_padding,
+                "matmul": node.matmul,
+            }
         groups.append(info)
-        tail[op.name] = len(groups) - 1
-    layers = tuple(node.op.name for node in arch.nodes)
+        tail[node.name] = len(groups) - 1
+    layers = tuple(node.name for node in nodes)
     index = {name: i for i, name in enumerate(layers)}
     shape = (len(groups), len(layers))
     flops, weight, inp, out = (np.zeros(shape) for _ in range(4))
     main = np.zeros(len(groups), dtype=np.int64)
-    kinds = {node.op.name: node.op for node in arch.nodes}
+    adds = {node.name for node in nodes if node.add}
     for k, g in enumerate(groups):
         members = [index[name] for name in g["members"]]
         main[k] = members[0]
@@ -180,10 +203,12 @@ def plan_kernels(arch: Arch, runtime: str, batch: int) -> KernelPlan:
         weight[k, members] = 1.0
         inp[k, members[0]] = 1.0
         for name in g["members"][1:]:
-            if isinstance(kinds[name], Add):  # the operands not chained from the kernel are read
+            if name in adds:  # the operands not chained from the kernel are read
                 inp[k, index[name]] += 1.0
                 out[k, index[name]] -= 1.0
         out[k, members[-1]] += 1.0
+    for array in (main, flops, weight, inp, out):
+        array.flags.writeable = False  # shared by every network with this plan
     kernels = tuple(
         Kernel(
             g["members"][0],

@@ -126,18 +126,17 @@ def _fastest_tiling(
     p: KernelParams,
     splittable: np.ndarray,
 ) -> np.ndarray:
-    best = np.full(m.shape, np.inf)
+    tm, tn = (np.array([t[i] for t in tiles], dtype=float)[:, None] for i in (0, 1))  # (tiles, 1)
+    efficiency = 1.0 / (1.0 + p.tile_reuse * (tm + tn) / (tm * tn))
+    count = groups * np.ceil(m / tm) * np.ceil(n_group / tn)  # (tiles, GEMMs): every tile at once
+    per_step = 2.0 * tm * tn / (rate * efficiency)
+    best = (np.ceil(count / processors) * (np.ceil(k) + p.prologue) * per_step).min(axis=0)
     split_at = np.flatnonzero(splittable)  # split-K is computed for matmuls only
-    for tm, tn in tiles:
-        efficiency = 1.0 / (1.0 + p.tile_reuse * (tm + tn) / (tm * tn))
-        count = groups * np.ceil(m / tm) * np.ceil(n_group / tn)
-        per_step = 2.0 * tm * tn / (rate * efficiency)
-        best = np.minimum(best, np.ceil(count / processors) * (np.ceil(k) + p.prologue) * per_step)
-        if split_at.size:
-            c, kk, proc, step = count[split_at], k[split_at], processors[split_at], per_step[split_at]
-            for split in SPLITS[1:]:
-                time = np.ceil(c * split / proc) * (np.ceil(kk / split) + p.prologue) * step
-                best[split_at] = np.minimum(best[split_at], time)
+    if split_at.size:
+        c, kk, proc, step = count[:, split_at], k[split_at], processors[split_at], per_step[:, split_at]
+        for split in SPLITS[1:]:
+            time = (np.ceil(c * split / proc) * (np.ceil(kk / split) + p.prologue) * step).min(axis=0)
+            best[split_at] = np.minimum(best[split_at], time)
     return best
 
 

@@ -10,11 +10,12 @@ of live buffers while any op runs (its inputs and its output are alive together)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from explorer.conventions import BYTES_PER_ELEMENT, canonical_dtype
 from explorer.cost.options import ScoringOptions
-from explorer.cost.rules import RULES
+from explorer.cost.rules import Work, layer_work
 from explorer.spec import INPUT, Arch
 
 
@@ -33,8 +34,11 @@ class PeakMemory:
         return self.weight_bytes + self.activation_bytes
 
 
-def peak_memory(arch: Arch, dtype: str = "float32", batch: int = 1) -> PeakMemory:
-    """Weights plus the peak of live feature maps of `arch` at `batch`, in bytes of `dtype`."""
+def peak_memory(
+    arch: Arch, dtype: str = "float32", batch: int = 1, *, works: Sequence[Work] | None = None
+) -> PeakMemory:
+    """Weights plus the peak of live feature maps of `arch` at `batch`, in bytes of `dtype`
+    (`works`: each node's rule work, where the caller has it; only parameters and moves are read)."""
     dtype = canonical_dtype(dtype)
     ctx = ScoringOptions(dtype=dtype, batch=batch)
     if (problem := ctx.problem()) is not None:
@@ -52,7 +56,7 @@ def peak_memory(arch: Arch, dtype: str = "float32", batch: int = 1) -> PeakMemor
     names_of = {INPUT: [INPUT]}
     weights = 0
     for i, node in enumerate(nodes):
-        work = RULES[type(node.op)](node.op, node, ctx)
+        work = works[i] if works is not None else layer_work(node, ctx)
         weights += work.params * itemsize
         name = node.op.name
         source = buffer_of[node.inputs[0]] if node.inputs else None
@@ -69,10 +73,15 @@ def peak_memory(arch: Arch, dtype: str = "float32", batch: int = 1) -> PeakMemor
             names_of[name] = [name]
             size[name] = math.prod(node.output_shape) * batch * itemsize
             born[name] = i
-    death = {b: max(last_read.get(n, -1) for n in names_of[b]) for b in size}
-    peak, at = 0, nodes[0].op.name
+    change = [0] * (len(nodes) + 2)  # live bytes while op i runs = the sum of change[: i + 1]
+    for b, bytes_ in size.items():
+        death = max(last_read.get(n, -1) for n in names_of[b])
+        if death >= max(born[b], 0):
+            change[max(born[b], 0)] += bytes_
+            change[death + 1] -= bytes_
+    peak, at, live = 0, nodes[0].op.name, 0
     for i, node in enumerate(nodes):
-        live = sum(size[b] for b in size if born[b] <= i <= death[b])
+        live += change[i]
         if live > peak:
             peak, at = live, node.op.name
     return PeakMemory(weight_bytes=weights, activation_bytes=peak, at=at)

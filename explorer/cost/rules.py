@@ -289,15 +289,21 @@ def layer_class(op: Op, in_channels: int | None = None) -> str:
         ) from None
 
 
-def layer_counts(node: Node, ctx: RuleContext) -> Counts:
-    """Counts of one primitive node under `ctx` (batch, item size, convention): the rule's work plus
-    the bytes its `traffic` model moves."""
+def layer_work(node: Node, ctx: RuleContext) -> Work:
+    """The cost rule's work for one primitive node; an op kind without a rule is an error."""
     try:
         fn = RULES[type(node.op)]
     except KeyError:
         known = ", ".join(k.kind for k in RULES)
         raise ValueError(f"no cost rule for op kind {node.op.kind!r}; rules exist for: {known}") from None
-    work = fn(node.op, node, ctx)
+    return fn(node.op, node, ctx)
+
+
+def layer_counts(node: Node, ctx: RuleContext, work: Work | None = None) -> Counts:
+    """Counts of one primitive node under `ctx` (batch, item size, convention): the rule's work
+    (`work`, if already computed with the same `ctx`) plus the bytes its `traffic` model moves."""
+    if work is None:
+        work = layer_work(node, ctx)
     itemsize, traffic = ctx.itemsize, ctx.traffic
     weight_bytes = work.params * itemsize
     input_bytes = sum(_elements(s) for s in node.input_shapes) * ctx.batch * itemsize
