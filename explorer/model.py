@@ -26,6 +26,7 @@ from explorer.spec import (
     Op,
     Padding,
     Pool,
+    Scale,
     padding_amounts,
     pair,
 )
@@ -150,6 +151,7 @@ BUILDERS: dict[type[Op], Builder] = {
     GlobalAvgPool: Builder(_no_weights, lambda node, layer, xs: xs[0].mean(axis=(1, 2))),
     Add: Builder(_no_weights, _add),
     Concat: Builder(_no_weights, lambda node, layer, xs: jnp.concatenate(list(xs), axis=-1)),
+    Scale: Builder(_no_weights, lambda node, layer, xs: xs[0] * node.op.factor),  # type: ignore[attr-defined]
     Flatten: Builder(_no_weights, lambda node, layer, xs: xs[0].reshape(xs[0].shape[0], -1)),
 }
 """The Flax builder of each op kind, keyed by op class."""

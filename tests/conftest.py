@@ -1,7 +1,11 @@
-"""Shared helpers: small specs built in code, and XLA as an independent oracle."""
+"""Shared helpers: small specs built in code, XLA as an independent oracle, every candidate of a small
+space analyzed once, runs and processes seen from outside."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import json
 import os
 import subprocess
 import sys
@@ -10,12 +14,14 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from explorer.search import SearchPlan, Settings, plan_search
+from explorer.search.problem import Scorer
 from explorer.space import Space
 from explorer.spec import Arch, Op
 
@@ -66,6 +72,21 @@ def base_archs() -> dict[str, Arch]:
     return {name: load_arch(name) for name in base_names()}
 
 
+@pytest.fixture(scope="session")
+def main_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The main command (`explore --platform v100 --budget 2GFLOPs`, 40 trials, report included) run
+    once for every test that reads it, and what it printed. A test that changes the folder beyond
+    re-rendering its report works on a copy (`shutil.copytree`)."""
+    import io
+
+    from explorer.cli import main
+
+    out = tmp_path_factory.mktemp("main") / "run"
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        assert main(["--platform", "v100", "--budget", "2GFLOPs", "--trials", "40", "--out", str(out)]) == 0
+    return out, printed.getvalue()
+
+
 def plan_for(
     space: Space | str,
     budget: float | None = 2e9,
@@ -89,6 +110,51 @@ def plan_for(
         storage=storage,
         files=False,
     )
+
+
+# ---------------------------------------------------------------- every candidate of a small space, for oracles
+
+
+def every_candidate(space: Space) -> list[tuple[dict[str, int], dict[str, int]]]:
+    """Every (widths, bottlenecks) of `space`, widths in `itertools.product` order, then bottleneck choices."""
+    slots = [[0, *s.choices()] for s in space.bottlenecks]
+    out = []
+    for widths in itertools.product(*(g.choices() for g in space.groups)):
+        for reductions in itertools.product(*slots):
+            out.append(
+                (
+                    dict(zip((g.key for g in space.groups), widths, strict=True)),
+                    {s.op: r for s, r in zip(space.bottlenecks, reductions, strict=True) if r},
+                )
+            )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Analyzed:
+    """What budgets and objectives read of one candidate's `Analysis` (the whole of it, kept for
+    every candidate of a space, would take hundreds of MB)."""
+
+    flops: int
+    batch: int
+    params: int
+    latency_s: float
+    peak_memory_bytes: float
+    attainable_flops_per_s: float
+    images_per_s: float
+
+
+ANALYZED: dict[tuple[str, str, str], list[Analyzed]] = {}
+"""`analyze` of every candidate of a space, once per space and scoring options, for every test that reads it."""
+
+
+def every_analysis(space: Space, scorer: Scorer) -> list[Analyzed]:
+    """Every candidate of `space` (in `every_candidate`'s order) scored with `analyze` one by one."""
+    key = (space.name, repr((space.groups, space.bottlenecks)), json.dumps(scorer.options.to_dict(), sort_keys=True))
+    if key not in ANALYZED:
+        results = (scorer.analyze(space.apply(w, r)) for w, r in every_candidate(space))
+        ANALYZED[key] = [Analyzed(*(getattr(result, f) for f in Analyzed.__slots__)) for result in results]
+    return ANALYZED[key]
 
 
 # ---------------------------------------------------------------- processes and stores seen from outside
@@ -121,6 +187,19 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+@contextlib.contextmanager
+def reaped(*procs: subprocess.Popen[Any]) -> Iterator[None]:
+    """Kill whichever of `procs` still runs when the block ends: a failed assertion never leaves a
+    search running on into the next tests."""
+    try:
+        yield
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+
+
 def complete_count(db: Path) -> int:
     """COMPLETE trials in an SQLite study, read-only (so a worker creating the schema is never raced)."""
     import sqlite3
@@ -132,9 +211,16 @@ def complete_count(db: Path) -> int:
         return 0
 
 
-def explore_workers(out: Path, trials: int, count: int) -> list[subprocess.Popen[str]]:
+TINY_SEARCH = ("--space", "tiny", "--budget", "3MFLOPs")
+"""The CLI's search on the 4,160-network test space: a screen of a fraction of a second, for tests of
+processes, signals and storages, where what is searched does not matter (ResNet-18's screen costs seconds)."""
+
+
+def explore_workers(
+    out: Path, trials: int, count: int, search: tuple[str, ...] = TINY_SEARCH
+) -> list[subprocess.Popen[str]]:
     """`count` separate `explore --worker K` processes on one run folder, started together (stderr piped)."""
-    argv = [sys.executable, "-m", "explorer.cli", "--budget", "2GFLOPs", "--trials", str(trials), "--out", str(out)]
+    argv = [sys.executable, "-m", "explorer.cli", *search, "--trials", str(trials), "--out", str(out)]
     return [
         subprocess.Popen(
             [*argv, "--worker", str(k), "--no-report"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import children, complete_count, explore_workers, plan_for
+from conftest import TINY_SEARCH, children, complete_count, explore_workers, plan_for, reaped
 from explorer.cli import main
 from explorer.search import run_search
 from explorer.search.storage import repair_journal
@@ -24,15 +24,16 @@ NASTY = "<img src=x onerror=alert(1)>\n$\\frac{$ \x1b[31mred\x1b[0m"
 
 def test_a_parent_whose_worker_died_still_writes_the_summary(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    argv = [*EXPLORE, "--budget", "2GFLOPs", "--trials", "300", "--jobs", "2", "--out", str(out), "--no-report"]
+    argv = [*EXPLORE, *TINY_SEARCH, "--trials", "120", "--jobs", "2", "--out", str(out), "--no-report"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while complete_count(out / "study.db") < 10 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    workers = [w for w in children(proc.pid) if b"spawn_main" in Path(f"/proc/{w}/cmdline").read_bytes()]
-    assert len(workers) == 2  # (the other child is multiprocessing's resource tracker)
-    os.kill(workers[0], signal.SIGKILL)
-    stdout, stderr = proc.communicate(timeout=300)
+    with reaped(proc):
+        deadline = time.monotonic() + 120
+        while complete_count(out / "study.db") < 10 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers = [w for w in children(proc.pid) if b"spawn_main" in Path(f"/proc/{w}/cmdline").read_bytes()]
+        assert len(workers) == 2  # (the other child is multiprocessing's resource tracker)
+        os.kill(workers[0], signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 1, stderr  # not success: the study may be short of its trials
     assert "workers died" in stderr and "run the same command again" in stderr
     summary = json.loads((out / "summary.json").read_text())
@@ -44,10 +45,11 @@ def test_workers_started_together_on_one_folder_do_not_race(tmp_path: Path) -> N
     """Each checks the folder with its own probe file (a shared `.write-test` made some die)."""
     out = tmp_path / "run"
     procs = explore_workers(out, trials=12, count=4)
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        # 1 = no feasible architecture among so few trials, an answer; an error would be 2
-        assert p.returncode in (0, 1) and "explore: error" not in err and "Traceback" not in err, err
+    with reaped(*procs):
+        for p in procs:
+            _, err = p.communicate(timeout=300)
+            # 1 = no feasible architecture among so few trials, an answer; an error would be 2
+            assert p.returncode in (0, 1) and "explore: error" not in err and "Traceback" not in err, err
     assert not list(out.glob(".write-test*"))
     assert (out / "summary.json").exists()
 

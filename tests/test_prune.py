@@ -173,7 +173,7 @@ def test_pruned_parameters_equal_the_analytic_and_the_built_models_count(name: s
     widths = {g.key: int(rng.choice(list(g.choices()))) for g in space.groups}
     target = space.apply(widths, {s.op: s.low for s in space.bottlenecks[:3]})
     rng_weights = np.random.default_rng(1)  # shapes suffice for counts; random values rank channels
-    arrays = {k: rng_weights.random(s).astype(np.float32) for k, s in expected_shapes(space.arch).items()}
+    arrays = {k: rng_weights.random(s, dtype=np.float32) for k, s in expected_shapes(space.arch).items()}
     pruned = prune(space.arch, arrays, target)
     import jax
 
@@ -251,7 +251,7 @@ def test_torchvision_resnet18_weights_load_in_nhwc() -> None:
     arch = load_arch("resnet18")
     rng = np.random.default_rng(0)
     shapes = _tv_shapes()
-    tv = {k: rng.normal(size=shapes[k]).astype(np.float32) for k in TORCHVISION_RESNET18}
+    tv = {k: rng.standard_normal(shapes[k], dtype=np.float32) for k in TORCHVISION_RESNET18}
     tv["layer1.0.bn1.num_batches_tracked"] = np.array(7)
     ours = from_torchvision(arch, tv)
     assert len(ours) == len(TORCHVISION_RESNET18) == 102
@@ -286,7 +286,7 @@ def _tv_shapes() -> dict[str, tuple[int, ...]]:
 
 def test_a_flatten_into_a_dense_layer_converts_chw_to_hwc() -> None:
     arch = load_arch("alexnet")
-    ours = {k: np.random.default_rng(1).normal(size=v.shape).astype(np.float32) for k, v in _shapes(arch).items()}
+    ours = {k: np.random.default_rng(1).standard_normal(v.shape, dtype=np.float32) for k, v in _shapes(arch).items()}
     tv = to_torchvision(arch, ours)  # fc6 is torchvision's classifier.1, reading a flattened 6x6x256 map
     h, w, c = 6, 6, 256
     np.testing.assert_array_equal(  # input (y, x, channel) in HWC order is torchvision's (channel, y, x)
@@ -360,7 +360,7 @@ def test_prune_writes_torchvision_layout_that_reads_back_bit_exact(
 
     space = load_space("mobilenet_v2")
     rng = np.random.default_rng(0)
-    weights = {k: rng.normal(size=shape).astype(np.float32) for k, shape in expected_shapes(space.arch).items()}
+    weights = {k: rng.standard_normal(shape, dtype=np.float32) for k, shape in expected_shapes(space.arch).items()}
     save_arrays(weights, space.arch, tmp_path / "base.safetensors")
     target = space.apply({g.key: g.low for g in space.groups}, {}, name="small")
     dump_arch(target, tmp_path / "small.json")
@@ -511,7 +511,7 @@ def test_zoo_weights_map_to_torchvision_names_and_layout(name: str) -> None:
     arch = load_arch(name)
     count, known = TORCHVISION_FACTS[name]
     rng = np.random.default_rng(0)
-    ours = {k: rng.normal(size=v.shape).astype(np.float32) for k, v in _shapes(arch).items()}
+    ours = {k: rng.standard_normal(v.shape, dtype=np.float32) for k, v in _shapes(arch).items()}
     tv = to_torchvision(arch, ours)
     assert len(tv) == count
     for key, shape in known.items():

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import alive, children, complete_count, explore_workers, missing_tool, plan_for
+from conftest import TINY_SEARCH, alive, children, complete_count, explore_workers, missing_tool, plan_for, reaped
 from explorer.cost.analyze import analyze
 from explorer.search import make_objective, open_storage, run_search, work
 from explorer.search.batch import TOTALS, BatchScorer
@@ -104,7 +104,7 @@ def test_interrupt_keeps_completed_trials_and_says_how_to_resume(
     tmp_path: Path, signum: int, code: int, said: str
 ) -> None:
     out = tmp_path / "run"
-    argv = [*EXPLORE, "--budget", "2GFLOPs", "--trials", "3000", "--out", str(out), "--no-report"]
+    argv = [*EXPLORE, *TINY_SEARCH, "--trials", "3000", "--out", str(out), "--no-report"]
     # as from a terminal: a shell's background job (a CI runner's, say) starts with SIGINT ignored,
     # and a child inherits that; a trampoline restores the default before exec, as Ctrl-C would find it
     trampoline = (
@@ -145,11 +145,12 @@ def test_interrupt_keeps_completed_trials_and_says_how_to_resume(
 def test_three_separate_workers_on_one_sqlite_study_stop_at_the_total(tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
-    total = 240  # trials run at ~35/s after each worker's screen: enough for the later screens to finish and join
+    total = 90  # tiny's screen takes a fraction of a second: every worker joins; 90 candidates, none twice
     procs = explore_workers(out, trials=total, count=3)
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
+    with reaped(*procs):
+        for p in procs:
+            _, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err
     trials = optuna.load_study(study_name="explore", storage=f"sqlite:///{out / 'study.db'}").trials
     assert len(trials) == total
     assert sorted(t.number for t in trials) == list(range(total))
@@ -162,15 +163,16 @@ def test_three_separate_workers_on_one_sqlite_study_stop_at_the_total(tmp_path: 
 def test_workers_die_with_their_parent(tmp_path: Path) -> None:
     """A SIGKILLed `explore --jobs 2` leaves no worker searching on; every completed trial stays."""
     out = tmp_path / "run"
-    argv = [*EXPLORE, "--budget", "2GFLOPs", "--trials", "100000", "--jobs", "2", "--out", str(out), "--no-report"]
+    argv = [*EXPLORE, *TINY_SEARCH, "--trials", "100000", "--jobs", "2", "--out", str(out), "--no-report"]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while complete_count(out / "study.db") < 10 and time.monotonic() < deadline:
-        time.sleep(0.3)
-    workers = children(proc.pid)
-    assert len(workers) >= 2 and complete_count(out / "study.db") >= 10
-    proc.kill()
-    proc.wait()
+    with reaped(proc):
+        deadline = time.monotonic() + 120
+        while complete_count(out / "study.db") < 10 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        workers = children(proc.pid)
+        assert len(workers) >= 2 and complete_count(out / "study.db") >= 10
+        proc.kill()
+        proc.wait()
     deadline = time.monotonic() + 20
     while any(alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -382,9 +384,10 @@ def test_three_workers_on_postgresql_stop_at_the_total(postgres_url: str, tmp_pa
         )
         for k in range(3)
     ]
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
+    with reaped(*procs):
+        for p in procs:
+            _, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err
     storage = open_storage(postgres_url)
     try:
         trials = optuna.load_study(study_name="pg", storage=storage).trials

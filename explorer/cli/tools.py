@@ -1,4 +1,4 @@
-"""The other subcommands: score, platforms, spaces, prune, ablate, calibrate, validate, verify."""
+"""The other subcommands: score, platforms, spaces, prune, export, ablate, calibrate, validate, verify."""
 
 from __future__ import annotations
 
@@ -38,8 +38,15 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     ablate.set_defaults(func=cmd_ablate)
 
-    cal = sub.add_parser("calibrate", help="measure this machine's peak FLOP/s and bandwidth into a platform file")
-    cal.add_argument("--out", default="measured.toml", help="platform file to write (default measured.toml)")
+    cal = sub.add_parser(
+        "calibrate",
+        help="measure this machine's peak FLOP/s and bandwidth into a platform file, or fit any device's "
+        "from measured networks (--measured)",
+    )
+    cal.add_argument(
+        "--out",
+        help="platform file to write (default measured.toml); with --select, a CSV template of the chosen networks",
+    )
     cal.add_argument("--key", default="measured", help="the platform's key in the file (default measured)")
     cal.add_argument("--dtypes", default="float32,bfloat16", help="dtypes to measure (default float32,bfloat16)")
     cal.add_argument("--quick", action="store_true", help="small sizes and few repeats (seconds; less accurate)")
@@ -50,6 +57,26 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         metavar="FILE",
         help="refit the kernel-model constants of a calibrated platform FILE from the measurements stored beside it "
         "(FILE.training.json); times nothing",
+    )
+    few = cal.add_argument_group("any device, from measured networks (explorer/measure/fewshot.py)")
+    few.add_argument(
+        "--measured",
+        metavar="CSV",
+        help="fit a device from its measured networks: a CSV with `arch` (spec file, shipped name or nb201:|...|) "
+        "and `latency_ms`, `latency_s` or `latency_us`, 10 rows or more; times nothing here",
+    )
+    few.add_argument(
+        "--select",
+        type=int,
+        metavar="N",
+        help="print the N networks to measure, spread over what decides latency (all NB201 networks, or --candidates)",
+    )
+    few.add_argument("--candidates", metavar="FILE", help="--select among these networks (one a line)")
+    few.add_argument(
+        "--platform", help="the prior: a catalog key or .toml file near the device (see `explore platforms`)"
+    )
+    few.add_argument(
+        "--runtime", help="runtime the latencies were measured under: cudnn, xla or eager (default: the prior's)"
     )
     cal.set_defaults(func=cmd_calibrate)
 
@@ -68,6 +95,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     val.add_argument("--seed", type=int, default=0, help="seed of the random variants (default 0)")
     val.add_argument(
         "--per-layer", action="store_true", help="also time every conv/dense layer alone and compare their sum"
+    )
+    val.add_argument(
+        "--runtime",
+        default="jax",
+        help="what runs the networks: jax (the jitted Flax model, the default) or onnxruntime (each exported to "
+        "ONNX and run by ONNX Runtime on the CPU; needs the onnx extra)",
     )
     val.add_argument("--out", default="runs/validate", help="report folder (default runs/validate)")
     val.set_defaults(func=cmd_validate)
@@ -99,6 +132,22 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "(its module names, OIHW convs, (out, in) linear layers)",
     )
     prune.set_defaults(func=cmd_prune)
+
+    export = sub.add_parser("export", help="export a network and its weights to ONNX, checked under ONNX Runtime")
+    export.add_argument(
+        "arch", help="a base architecture name, an nb201:|...| string, a spec .json file or a run folder"
+    )
+    export.add_argument(
+        "--weights", help="a .safetensors file of its weights (this project's or torchvision's; default: seed-0 init)"
+    )
+    export.add_argument("--out", required=True, help="the .onnx file to write")
+    export.add_argument(
+        "--input-layout", default="nchw", help="nchw (the default, ONNX's Conv layout) or nhwc (a Transpose in front)"
+    )
+    export.add_argument(
+        "--no-check", action="store_true", help="skip comparing the ONNX Runtime output with the Flax model's"
+    )
+    export.set_defaults(func=cmd_export)
 
     spaces = sub.add_parser("spaces", help="list the base architectures / search spaces")
     spaces.set_defaults(func=cmd_spaces)
@@ -169,6 +218,50 @@ def cmd_platforms(args: argparse.Namespace) -> int:
     if args.sources:
         for p in catalog().values():
             print(f"  {p.key}: {p.source}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from explorer.spec import load_arch
+
+    try:
+        from explorer.deploy.onnx import INPUT_LAYOUTS, OPSET, check, export, session
+    except ImportError as exc:
+        raise UsageError(f"explore export: {exc}") from None
+    if args.input_layout not in INPUT_LAYOUTS:
+        raise UsageError(f"--input-layout {args.input_layout!r} is not known; use one of: {', '.join(INPUT_LAYOUTS)}")
+    out = Path(args.out)
+    if out.suffix != ".onnx":
+        raise UsageError(f"--out {args.out!r}: write an .onnx file, e.g. --out model.onnx")
+    writable(out.parent if str(out.parent) else Path("."), "out")
+    source = Path(args.arch)
+    if source.is_dir():
+        from explorer.search import load_run
+
+        source = load_run(source, argument="arch").best_arch_file()
+    arch = load_arch(source)
+    try:
+        path, model = export(arch, out, weights=args.weights, input_layout=args.input_layout)
+    except ImportError as exc:
+        raise UsageError(f"explore export: {exc}") from None
+    layout = args.input_layout.upper() if len(arch.input_shape) == 3 else "(batch, features)"
+    print(
+        f"wrote {path} ({si(path.stat().st_size, 'B')}): {arch.name}, opset {OPSET}, float32, input {layout} "
+        f"{arch.input_shape} per sample, weights {'from ' + args.weights if args.weights else 'of build_model (seed 0)'}"
+    )
+    if args.no_check:
+        return 0
+    try:
+        result = check(model, session(path))
+    except ImportError as exc:
+        raise UsageError(f"explore export: {exc}; or pass --no-check") from None
+    print(
+        f"  ONNX Runtime vs the Flax model on a random input: max |diff| {result.max_abs_diff:.2g} "
+        f"(output scale {result.max_abs_output:.3g}, tolerance {result.tolerance:.2g}): "
+        + ("equal within float32 rounding" if result.passed else "DIFFERENT")
+    )
+    if not result.passed:
+        raise RuntimeError(f"the exported model {path} does not match the Flax model; please report it")
     return 0
 
 
@@ -260,8 +353,79 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return 1 if result.errors else 0
 
 
+def cmd_calibrate_measured(args: argparse.Namespace) -> int:
+    """`explore calibrate --measured CSV` and `--select N`: a device's constants from whole-network latencies."""
+    from explorer.cost.fusion import RUNTIMES
+    from explorer.files import read_text
+    from explorer.measure import fewshot
+
+    if args.platform is None:
+        raise UsageError("--measured and --select need --platform: the prior platform nearest the device")
+    prior = get_platform(args.platform)
+    runtime = args.runtime or prior.runtime
+    if runtime not in RUNTIMES:
+        raise UsageError(f"--runtime {runtime!r} is not known; use one of: {', '.join(RUNTIMES)}")
+    if args.batch < 1:
+        raise UsageError(f"--batch {args.batch} must be >= 1")
+    dtype = canonical_dtype(args.dtypes.split(",")[0].strip())
+    if args.select is not None:
+        if args.candidates:
+            path = Path(args.candidates)
+            text = read_text(path, "candidates file", UsageError)
+            names = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+            base = path.parent
+        else:
+            names, base = fewshot.all_nb201_strings(), None
+        if not 1 <= args.select <= len(names):
+            raise UsageError(f"--select {args.select} must be between 1 and the {len(names)} candidates")
+        bank = fewshot.bank_of(names, runtime, args.batch, dtype, base)
+        chosen = [names[i] for i in fewshot.select_networks(bank, args.select)]
+        print(f"measure these {len(chosen)} networks (batch {args.batch}), then run explore calibrate --measured CSV:")
+        for name in chosen:
+            print(f"  {name}")
+        if args.out:
+            out = Path(args.out)
+            if out.suffix != ".csv":
+                raise UsageError(f"--out {args.out!r}: with --select, a CSV template, e.g. --out measure.csv")
+            write_text(out, "arch,latency_ms\n" + "".join(f"{name},\n" for name in chosen))
+            print(f"  wrote {out}: fill in latency_ms")
+        return 0
+    path = Path(args.measured)
+    rows = fewshot.read_measured(read_text(path, "measured CSV", UsageError), str(path))
+    out = Path(args.out or "measured.toml")
+    if out.suffix != ".toml":
+        raise UsageError(f"--out {args.out!r}: a platform file ends in .toml, e.g. --out device.toml")
+    writable(out.parent if str(out.parent) else ".", "out")
+    result = fewshot.calibrate_measured(
+        rows, prior, runtime, batch=args.batch, dtype=dtype, key=args.key, where=path.name, base=path.parent
+    )
+    fit, loo = result.fit, result.loo
+    print(f"explore calibrate: {len(rows)} measured networks, prior {prior.key}, runtime {runtime}, batch {args.batch}")
+    print(
+        f"  effective peak {si(fit.device.peak_flops_per_s, 'FLOP/s')} ({fit.peak_scale:.3g} x the prior's), "
+        f"bandwidth {si(fit.device.bandwidth_bytes_per_s, 'B/s')} ({fit.bandwidth_scale:.3g} x)"
+    )
+    for name in fit.free:
+        if name not in fewshot.SCALES:
+            print(f"  {name} = {getattr(fit.device.params, name):.4g} (prior {getattr(fit.prior.params, name):.4g})")
+    print(
+        f"  leave-one-out over the {len(rows)} networks: Spearman {loo.spearman:.3f}, median |error| "
+        f"{loo.median_abs_error:.1%}"
+    )
+    write_text(out, result.text)
+    print(f"  wrote {out}; use it with --platform {out}")
+    return 0
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from explorer.measure.calibrate import calibrate, nearest_catalog_entry, platform_toml, refit
+
+    if args.measured is not None or args.select is not None:
+        if args.measured is not None and args.select is not None:
+            raise UsageError("--measured and --select are two steps; give one of them")
+        return cmd_calibrate_measured(args)
+    if args.platform is not None or args.runtime is not None or args.candidates is not None:
+        raise UsageError("--platform, --runtime and --candidates go with --measured or --select")
 
     if args.refit is not None:
         path = Path(args.refit)
@@ -282,7 +446,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise UsageError("--key '' is empty; give the platform's key, e.g. --key measured")
     if args.batch < 1:
         raise UsageError(f"--batch {args.batch} must be >= 1")
-    out = Path(args.out)
+    out = Path(args.out or "measured.toml")
     if out.suffix != ".toml":
         raise UsageError(f"--out {args.out!r}: a platform file ends in .toml, e.g. --out measured.toml")
     writable(out.parent if str(out.parent) else ".", "out")
@@ -323,6 +487,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     bases = [b for b in args.bases.split(",") if b] if args.bases is not None else list(DEFAULT_BASES)
     from explorer.space import parse_keep
 
+    timer, measurement = None, None
+    if args.runtime == "onnxruntime":
+        try:
+            from explorer.deploy.onnx import interleaved_latency_s, runtime_description
+
+            timer, measurement = interleaved_latency_s, runtime_description(args.batch, args.repeats)
+        except ImportError as exc:
+            raise UsageError(f"--runtime onnxruntime: {exc}") from None
+    elif args.runtime != "jax":
+        raise UsageError(f"--runtime {args.runtime!r} is not known; use jax or onnxruntime")
     archs = choose_archs(args.space, args.n, args.seed, bases, keep=parse_keep(args.keep))
     if len(archs) < 3:
         raise UsageError("validation needs at least 3 architectures (raise --n or add --bases)")
@@ -342,9 +516,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         traffic=args.traffic,
         per_layer=args.per_layer,
         stream=sys.stdout,
+        timer=timer,
+        measurement=measurement,
     )
     write_outputs(v, out)
     for name, s in (
+        ("kernel", v.kernel),
         ("roofline", v.roofline),
         ("calibrated", v.calibrated),
         ("FLOPs alone", v.flops),

@@ -6,7 +6,10 @@
   conv-BN-ReLU(-add) chain is one kernel that reads its input (and the residual) and writes one output.
 - `xla` (XLA on CPU, what JAX runs here): a conv or matmul is a library call; the element-wise chain
   after it (BN, activation, add) is one loop fusion that reads the conv's output.
-On both, pools are kernels of their own, a concat is a copy and a flatten is free. What kind of
+- `eager` (PyTorch eager mode, as NAS-Bench-201's and most research code runs): no fusion at all;
+  every conv, batch-norm, activation, add, pool and scale is its own kernel, and each op costs the
+  host a dispatch (`KernelParams.op_dispatch_s`, `explorer.cost.kernels`).
+On all, pools are kernels of their own, a concat is a copy and a flatten is free. What kind of
 kernel each op kind runs as is one registry, `KERNEL_KIND`; an op kind missing from it is an error.
 """
 
@@ -20,12 +23,32 @@ from typing import Any, Final, NamedTuple
 import numpy as np
 
 from explorer.spec import Arch, Node, Op, pair
-from explorer.spec.ops import Act, Add, AvgPool, BatchNorm, Concat, Conv, Dense, Flatten, GlobalAvgPool, MaxPool
+from explorer.spec.ops import (
+    Act,
+    Add,
+    AvgPool,
+    BatchNorm,
+    Concat,
+    Conv,
+    Dense,
+    Flatten,
+    GlobalAvgPool,
+    MaxPool,
+    Scale,
+)
 
 RUNTIMES: Final[dict[str, str]] = {
     "cudnn": "GPU inference engine: BN folded, bias/activation/residual add in the conv's epilogue; Winograd 3x3",
     "xla": "XLA (JAX): convs and matmuls are library calls, each element-wise chain after one is a loop fusion",
+    "eager": "PyTorch eager: every op (conv, BN, activation, add, pool) its own kernel, each dispatched from the host",
 }
+
+
+FUSING_RUNTIMES: Final[tuple[str, ...]] = ("cudnn", "xla")
+"""Runtimes that join element-wise ops to the kernel before them (`eager` runs each op alone)."""
+WINOGRAD_RUNTIMES: Final[tuple[str, ...]] = ("cudnn", "eager")
+"""Runtimes whose 3x3 stride-1 convs may run as Winograd (PyTorch eager calls cuDNN, or oneDNN on a
+CPU, where a fitted `winograd_gain` of 0 turns it off)."""
 
 
 class KernelModelError(ValueError):
@@ -49,6 +72,9 @@ class Kernel:
     winograd_padding: float = 1.0
     """Outputs a Winograd F(4x4, 3x3) conv computes per output it keeps: its 4 x 4 output tiles
     padded over the map, ceil(Ho / 4) 4 ceil(Wo / 4) 4 / (Ho Wo)."""
+    library: bool = False
+    """A call into a vendor library (its overhead is `overhead_s`) though not a GEMM: a batch-norm
+    run alone under `eager` (PyTorch calls cuDNN's, or oneDNN's on a CPU)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +101,7 @@ class KernelPlan:
         return {member: k.name for k in self.kernels for member in k.members}
 
 
-EPILOGUE = (BatchNorm, Act, Add)
+EPILOGUE = (BatchNorm, Act, Add, Scale)
 
 
 def _conv_kind(op: Op, cin: int) -> str:
@@ -92,6 +118,7 @@ KERNEL_KIND: dict[type[Op], Callable[[Op, int], str]] = {
     MaxPool: lambda op, cin: "pool",
     AvgPool: lambda op, cin: "pool",
     GlobalAvgPool: lambda op, cin: "pool",
+    Scale: lambda op, cin: "elementwise",
     Concat: lambda op, cin: "copy",
     Flatten: lambda op, cin: "view",  # a reshape: no kernel at all
 }
@@ -122,6 +149,7 @@ class _Facts(NamedTuple):
     winograd: bool = False
     winograd_padding: float = 1.0
     matmul: bool = False
+    library: bool = False
 
 
 def _facts(node: Node, runtime: str) -> _Facts:
@@ -130,12 +158,12 @@ def _facts(node: Node, runtime: str) -> _Facts:
     kind = kernel_kind(op, cin)
     base = (op.name, node.inputs, kind, isinstance(op, EPILOGUE), isinstance(op, Add))
     if kind != "gemm":
-        return _Facts(*base)
+        return _Facts(*base, library=runtime == "eager" and isinstance(op, BatchNorm))
     if not isinstance(op, Conv):
         return _Facts(*base, positions=1, matmul=True)
     oh, ow, _ = node.output_shape
     groups = op.channels(cin)[0]
-    winograd = runtime == "cudnn" and pair(op.kernel) == (3, 3) and op.stride == 1 and groups == 1
+    winograd = runtime in WINOGRAD_RUNTIMES and pair(op.kernel) == (3, 3) and op.stride == 1 and groups == 1
     padding = (-(-oh // 4) * 4) * (-(-ow // 4) * 4) / (oh * ow)
     return _Facts(*base, positions=oh * ow, groups=groups, winograd=winograd, winograd_padding=padding)
 
@@ -162,7 +190,7 @@ def _plan(runtime: str, batch: int, nodes: tuple[_Facts, ...]) -> KernelPlan:
         kind = node.kind
         if kind == "view":
             continue
-        if node.epilogue:
+        if node.epilogue and runtime in FUSING_RUNTIMES:
             joinable = [
                 name
                 for name in node.inputs
@@ -179,7 +207,14 @@ def _plan(runtime: str, batch: int, nodes: tuple[_Facts, ...]) -> KernelPlan:
                 groups[k]["members"].append(node.name)
                 tail[node.name] = k
                 continue
-        info: dict[str, Any] = {"kind": kind, "members": [node.name], "m": 0, "groups": 1, "winograd": False}
+        info: dict[str, Any] = {
+            "kind": kind,
+            "members": [node.name],
+            "m": 0,
+            "groups": 1,
+            "winograd": False,
+            "library": node.library,
+        }
         if kind == "gemm":
             info |= {
                 "m": batch * node.positions,
@@ -219,6 +254,7 @@ def _plan(runtime: str, batch: int, nodes: tuple[_Facts, ...]) -> KernelPlan:
             g["winograd"],
             g.get("matmul", False),
             g.get("winograd_padding", 1.0),
+            g["library"],
         )
         for g in groups
     )

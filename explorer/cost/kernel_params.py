@@ -36,6 +36,16 @@ class KernelParams:
     vector_efficiency: float
     depthwise_efficiency: float
     blend: float
+    op_dispatch_s: float = 0.0
+    """Host time to dispatch one op (the `eager` runtime: framework, dispatcher and launch call); 0 where
+    a compiled program or engine launches the kernels (`cudnn`, `xla`)."""
+    library_dispatch_s: float = 0.0
+    """Host time a call into a vendor library (conv, matmul, cuDNN's batch-norm) adds to `op_dispatch_s`
+    (descriptors, algorithm choice, workspace); 0 where the runtime prepares its calls ahead."""
+    dispatch_overlap: float = 0.0
+    """Share of the shorter of host dispatch and device time hidden under the longer, per kernel: 1 on
+    a GPU, whose kernels run asynchronously while the host dispatches the next; 0 on a CPU, which
+    dispatches and computes in turn."""
     source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -58,6 +68,9 @@ class KernelParams:
             if name == "source":
                 values[name] = str(data.get("source", ""))
                 continue
+            if name not in data and name in OPTIONAL:
+                values[name] = OPTIONAL[name]
+                continue
             if name not in data:
                 raise KernelModelError(f"{where}: missing kernel parameter {name!r}")
             value = data[name]
@@ -67,10 +80,20 @@ class KernelParams:
         for share in ("compute_efficiency", "memory_efficiency", "vector_efficiency", "depthwise_efficiency"):
             if not 0 < values[share] <= 1:
                 raise KernelModelError(f"{where}: {share}={values[share]!r} must be a share in (0, 1]")
+        if values["dispatch_overlap"] > 1:
+            raise KernelModelError(
+                f"{where}: dispatch_overlap={values['dispatch_overlap']!r} must be a share in [0, 1]"
+            )
         if values["blend"] < 1:
             raise KernelModelError(f"{where}: blend={values['blend']!r} must be >= 1 (1: no overlap; large: max)")
         return cls(**values)
 
+
+OPTIONAL: Final[dict[str, float]] = {"op_dispatch_s": 0.0, "library_dispatch_s": 0.0, "dispatch_overlap": 0.0}
+"""Parameters a table may leave out (those added after files were written), with the value that keeps
+the model as it was."""
+EAGER_PARAMS: Final[tuple[str, ...]] = ("op_dispatch_s", "library_dispatch_s", "dispatch_overlap")
+"""The host-dispatch terms, which only the `eager` runtime uses (0 elsewhere)."""
 
 PARAM_NAMES: Final[tuple[str, ...]] = tuple(
     f.name for f in dataclasses.fields(KernelParams) if f.init and f.name != "source"

@@ -27,7 +27,11 @@ by refitting without it):
    reductions pay the prologue.
 
 A kernel's time is its overhead + (compute^p + memory^p)^(1/p) with p = `blend` (p -> inf is
-the roofline's max, p = 1 no overlap). Compute runs at `compute_efficiency` x peak (GEMMs),
+the roofline's max, p = 1 no overlap). Under the `eager` runtime the host also dispatches every op
+(`op_dispatch_s`, plus `library_dispatch_s` for a library call: conv, matmul, cuDNN batch-norm): a
+kernel costs device + dispatch - `dispatch_overlap` x min(device, dispatch), the
+sum on a CPU (overlap 0: dispatch, then compute) and the longer of the two on a GPU (overlap 1: the
+host dispatches the next op while the device runs this one). Compute runs at `compute_efficiency` x peak (GEMMs),
 `depthwise_efficiency` x peak (depthwise convs: no GEMM to tile) or `vector_efficiency` x peak
 (pools, element-wise work); memory at
 `memory_efficiency` x bandwidth. The parameters are fitted (never per shape or per platform
@@ -73,6 +77,9 @@ DEFAULT_TILES: Final[dict[str, tuple[tuple[int, int], ...]]] = {
     # CPU GEMM register/cache blocks: rows x output channels in multiples of the 8-lane AVX2 vector
     "xla": ((64, 32), (32, 16), (16, 8)),
 }
+DEFAULT_TILES["eager"] = DEFAULT_TILES[
+    "cudnn"
+]  # PyTorch eager on a GPU calls cuDNN; a CPU's platform file names its own
 """Tile shapes per runtime, used where a platform gives none (`tiles` in the catalog)."""
 
 
@@ -148,7 +155,8 @@ class KernelFeatures:
     splittable: np.ndarray
     """Matmuls (dense layers), which may split the reduction across processors; convs do not."""
     library: np.ndarray
-    """Depthwise convs: library calls like GEMMs (their overhead), but not tiled as GEMMs."""
+    """Depthwise convs (and batch-norms under `eager`): library calls like GEMMs (their overhead), but
+    not tiled as GEMMs."""
     winograd: np.ndarray
     winograd_padding: np.ndarray
     m: np.ndarray
@@ -173,7 +181,9 @@ def kernel_features(plan: KernelPlan, q: Mapping[str, np.ndarray], itemsize: int
     shape = macs.shape
     return KernelFeatures(
         gemm=np.broadcast_to(np.array([k.kind == "gemm" for k in plan.kernels], dtype=bool), shape),
-        library=np.broadcast_to(np.array([k.kind == "depthwise" for k in plan.kernels], dtype=bool), shape),
+        library=np.broadcast_to(
+            np.array([k.kind == "depthwise" or k.library for k in plan.kernels], dtype=bool), shape
+        ),
         splittable=np.broadcast_to(np.array([k.matmul for k in plan.kernels], dtype=bool), shape),
         winograd=np.broadcast_to(np.array([k.winograd for k in plan.kernels], dtype=bool), shape),
         winograd_padding=np.broadcast_to(np.array([k.winograd_padding for k in plan.kernels]), shape),
@@ -233,7 +243,11 @@ def time_kernels(
         safe = np.where(top > 0, top, 1.0)
         body = top * ((compute / safe) ** p.blend + (memory / safe) ** p.blend) ** (1.0 / p.blend)
     overhead = np.where(f.gemm | f.library, p.overhead_s, p.loop_overhead_s)
-    return KernelTimes(compute, memory, np.where(busy, overhead + body, 0.0), f.bytes)
+    device = overhead + body
+    if p.op_dispatch_s > 0 or p.library_dispatch_s > 0:  # eager: the host dispatches every op
+        host = p.op_dispatch_s + np.where(f.gemm | f.library, p.library_dispatch_s, 0.0)
+        device = device + host - p.dispatch_overlap * np.minimum(device, host)  # the shorter hides under the longer
+    return KernelTimes(compute, memory, np.where(busy, device, 0.0), f.bytes)
 
 
 def kernel_times(plan: KernelPlan, q: Mapping[str, np.ndarray], machine: Machine, itemsize: int) -> KernelTimes:

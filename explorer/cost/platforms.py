@@ -41,7 +41,7 @@ class Platform:
     processors: int | None = None
     """Streaming multiprocessors (GPU) or cores (CPU) that kernels' tiles are dealt to (kernel model)."""
     runtime: str | None = None
-    """How kernels are formed and run: 'cudnn' or 'xla' (`explorer.cost.kernels.RUNTIMES`)."""
+    """How kernels are formed and run: 'cudnn', 'xla' or 'eager' (`explorer.cost.kernels.RUNTIMES`)."""
     tiles: tuple[tuple[int, int], ...] | None = None
     """GEMM tile shapes (rows x output channels); None: the runtime's defaults."""
     kernel_params: Any = None

@@ -29,6 +29,7 @@ from explorer.spec import (
     MaxPool,
     Node,
     Op,
+    Scale,
     padding_amounts,
     pair,
 )
@@ -238,6 +239,13 @@ def add_rule(op: Add, node: Node, ctx: RuleContext) -> Work:
     return Work(elementwise_flops=(len(node.inputs) - 1) * _elements(node.output_shape) * ctx.batch)
 
 
+@rule(Scale)
+def scale_rule(op: Scale, node: Node, ctx: RuleContext) -> Work:
+    """One multiply per element; it reads its input and writes a new output (NAS-Bench-201's
+    `none` edge, x * 0, is not in place)."""
+    return Work(elementwise_flops=_elements(node.output_shape) * ctx.batch)
+
+
 @rule(Concat)
 def concat_rule(op: Concat, node: Node, ctx: RuleContext) -> Work:
     """No arithmetic: a copy of its inputs into one buffer."""
@@ -272,6 +280,7 @@ EFFICIENCY_CLASS: dict[type[Op], Callable[[Op, int | None], str]] = {
     BatchNorm: lambda op, cin: "elementwise",
     Act: lambda op, cin: "elementwise",
     Add: lambda op, cin: "elementwise",
+    Scale: lambda op, cin: "elementwise",
     Concat: lambda op, cin: "elementwise",  # a copy: bandwidth-bound like element-wise ops
     Flatten: lambda op, cin: "elementwise",  # a view: no time of its own
 }

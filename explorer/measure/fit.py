@@ -18,13 +18,15 @@ import numpy as np
 
 from explorer.cost.analyze import analyze
 from explorer.cost.fusion import plan_kernels
-from explorer.cost.kernel_params import PARAM_NAMES, KernelParams
+from explorer.cost.kernel_params import EAGER_PARAMS, PARAM_NAMES, KernelParams
 from explorer.cost.kernels import KernelFeatures, kernel_features, time_kernels
 from explorer.cost.platforms import Platform
 from explorer.cost.timers import layer_quantities
 from explorer.spec import Arch
 
 SHARES = ("compute_efficiency", "memory_efficiency", "vector_efficiency", "depthwise_efficiency")
+BOUNDED = (*SHARES, "dispatch_overlap")
+"""Parameters in (0, 1), fitted on the logit scale."""
 
 
 @dataclass(slots=True)
@@ -122,7 +124,7 @@ def _encode(params: KernelParams, free: Sequence[str]) -> np.ndarray:
     out = []
     for name in free:
         v = getattr(params, name)
-        if name in SHARES:
+        if name in BOUNDED:
             v = min(max(v, 1e-6), 1 - 1e-6)
             out.append(math.log(v / (1 - v)))
         elif name == "blend":
@@ -136,7 +138,7 @@ def _decode(x: np.ndarray, base: KernelParams, free: Sequence[str]) -> KernelPar
     values = {}
     for name, raw in zip(free, x, strict=True):
         v = float(np.clip(raw, -40, 40))
-        if name in SHARES:
+        if name in BOUNDED:
             values[name] = 1 / (1 + math.exp(-v))
         elif name == "blend":
             values[name] = 1.0 + math.exp(v)
@@ -167,11 +169,12 @@ def fit_params(
     fixed: Iterable[str] = (),
     source: str = "",
 ) -> KernelParams:
-    """Least-squares fit (soft L1 on log ratios, each group weighing the same) of the free constants."""
+    """Least-squares fit (soft L1 on log ratios, each group weighing the same) of the free constants.
+    The host-dispatch terms (`EAGER_PARAMS`) are free only where `start` has a dispatch (an eager prior)."""
     from scipy.optimize import least_squares
 
     fixed = set(fixed)
-    free = [n for n in PARAM_NAMES if n not in fixed]
+    free = [n for n in PARAM_NAMES if n not in fixed and (n not in EAGER_PARAMS or start.op_dispatch_s > 0)]
     counts: dict[str, int] = {}
     for s in samples:
         counts[s.group] = counts.get(s.group, 0) + 1

@@ -85,6 +85,7 @@ def write_outputs(v: Validation, out: Path) -> list[Path]:
         "batch": v.batch,
         "traffic": v.traffic,
         "repeats": v.repeats,
+        "measurement": v.measurement,
         "roofline": asdict(v.roofline),
         "calibrated": asdict(v.calibrated) if v.calibrated else None,
         "flops_only": asdict(v.flops),
@@ -191,11 +192,7 @@ def write_outputs(v: Validation, out: Path) -> list[Path]:
                 ),
                 ("source", v.platform.source or "-"),
                 ("set", f"{len(v.rows)} architectures: " + ", ".join(sorted({r.group for r in v.rows}))),
-                (
-                    "measurement",
-                    f"jitted Flax forward pass, batch {v.batch}, median of {v.repeats} interleaved rounds after "
-                    "2 warm-up rounds, block_until_ready",
-                ),
+                ("measurement", v.measurement),
                 (
                     "prediction",
                     "kernel model (explorer/cost/kernels.py) with the platform's calibrated constants; roofline latency "

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -32,6 +32,12 @@ from explorer.spec import Arch, Conv, Dense
 from explorer.units import si
 
 DEFAULT_BASES = ("resnet18", "mobilenet_v2", "mobilenet_v1", "googlenet", "alexnet")
+
+Timer = Callable[[Sequence[Arch], int, int, str], list[tuple[float, float, list[float]]]]
+"""Times networks as `explorer.measure.timing.interleaved_latency_s` does: (archs, batch, repeats,
+dtype) -> (median s, preparation s, every run s) per arch. The default runs the jitted Flax model;
+`explorer.deploy.onnx.interleaved_latency_s` runs the exported ONNX model under ONNX Runtime."""
+JAX_MEASUREMENT = "jitted Flax forward pass, batch {batch}, median of {repeats} interleaved rounds after 2 warm-up rounds, block_until_ready"
 
 
 @dataclass(slots=True)
@@ -94,6 +100,8 @@ class Validation:
     """95% bootstrap interval of the kernel model's Spearman (resampling architectures)."""
     noise: float = 0.0
     """Median over architectures of the interquartile range of the timed runs / their median."""
+    measurement: str = ""
+    """What was timed, and how (the runtime)."""
 
 
 def rank_stats(predicted: Sequence[float], measured: Sequence[float]) -> Stats:
@@ -121,7 +129,9 @@ def kind_factors(rows: Sequence[Row]) -> dict[str, float]:
     return dict(zip(used, map(float, coef), strict=True))
 
 
-def isolated_layers_s(arch: Arch, batch: int, repeats: int, cache: dict[Any, float], dtype: str = "float32") -> float:
+def isolated_layers_s(
+    arch: Arch, batch: int, repeats: int, cache: dict[Any, float], dtype: str = "float32", timer: Timer | None = None
+) -> float:
     """Sum of the median times of the conv and dense layers of `arch`, each compiled and run alone
     (distinct shapes measured once, in `cache`). Element-wise layers are left out: XLA fuses them."""
     import dataclasses
@@ -137,7 +147,11 @@ def isolated_layers_s(arch: Arch, batch: int, repeats: int, cache: dict[Any, flo
         key = (node.input_shapes[0], op)
         if key not in cache:
             single = Arch(name="layer", input_shape=node.input_shapes[0], ops=(op,))
-            cache[key] = forward_latency_s(single, batch, repeats, dtype)[0]
+            cache[key] = (
+                timer([single], batch, repeats, dtype)[0][0]
+                if timer
+                else forward_latency_s(single, batch, repeats, dtype)[0]
+            )
         total += cache[key]
     return total
 
@@ -152,9 +166,12 @@ def validate(
     dtype: str = "float32",
     per_layer: bool = False,
     stream: TextIO = sys.stderr,
+    timer: Timer | None = None,
+    measurement: str | None = None,
 ) -> Validation:
     """Measure and predict every architecture. `per_layer` also times each conv/dense layer alone
-    and reports their sum, to tell a per-shape kernel effect from a roofline effect."""
+    and reports their sum, to tell a per-shape kernel effect from a roofline effect. `timer` runs the
+    networks (default: the jitted Flax model); `measurement` says what it times, for the report."""
     from explorer.cost.fusion import KernelModelError
     from explorer.measure.fit import bootstrap_spearman
     from explorer.measure.timing import interleaved_latency_s
@@ -164,7 +181,7 @@ def validate(
     cache: dict[Any, float] = {}
     rows = []
     print(f"  compiling {len(archs)} models, then {repeats} interleaved rounds", file=stream, flush=True)
-    timed = interleaved_latency_s([a for _, _, a in archs], batch, repeats, dtype)
+    timed = (timer or interleaved_latency_s)([a for _, _, a in archs], batch, repeats, dtype)
     for i, (label, group, arch) in enumerate(archs):
         result_options = ScoringOptions(
             platform=platform, dtype=dtype, batch=batch, traffic=traffic, latency_model="roofline"
@@ -187,7 +204,7 @@ def validate(
             measured_s=measured,
             compile_s=compile_s,
             class_s=class_times_s(result, arch),
-            layers_s=isolated_layers_s(arch, batch, max(3, repeats // 2), cache, dtype) if per_layer else None,
+            layers_s=isolated_layers_s(arch, batch, max(3, repeats // 2), cache, dtype, timer) if per_layer else None,
             kernel_s=kernel_s,
             runs_s=runs,
         )
@@ -217,4 +234,5 @@ def validate(
         kernel=rank_stats([r.kernel_s for r in rows], measured) if has_kernel else None,  # type: ignore[misc]
         kernel_spearman_ci=bootstrap_spearman([r.kernel_s for r in rows], measured) if has_kernel else None,  # type: ignore[misc]
         noise=float(np.median([np.subtract(*np.percentile(r.runs_s, [75, 25])) / r.measured_s for r in rows])),
+        measurement=measurement or JAX_MEASUREMENT.format(batch=batch, repeats=repeats),
     )

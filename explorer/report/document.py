@@ -27,7 +27,8 @@ HTML = "report.html"
 MARKDOWN = "report.md"
 """The files a report writes into its folder, beside FIGURES/."""
 Maker = Callable[[], "Figure | None"]
-"""Builds one figure of a report (None: nothing to draw, and its picture is left out)."""
+"""Builds one figure of a report (None: nothing to draw, and its picture is left out). It may run
+in a forked child process (`figures.save_all`): it draws what is in memory and reads no storage."""
 
 
 class Table(NamedTuple):
@@ -65,13 +66,13 @@ def write_report(blocks: Sequence[Block], makers: Mapping[str, Maker], out: Path
 
     Every file is replaced atomically, so an interrupted rewrite leaves the old report or the new
     one; a figure this report no longer draws is removed, and no other file in figures/ is touched.
+    The figures are drawn on two cores where `figures.save_all` may fork.
     """
     out.mkdir(parents=True, exist_ok=True)
     folder = out / FIGURES
     written: list[Path] = []
     drawn: set[str] = set()
-    for stem, make in makers.items():
-        paths = F.save(make, folder, stem)
+    for stem, paths in F.save_all(makers, folder).items():
         if paths:
             written += paths
             drawn.add(stem)

@@ -4,8 +4,8 @@ Each `*_info` function is pure (results in, NamedTuples out), so tests compare n
 Each `draw_*` function draws one info object onto matplotlib axes. `render` makes a figure with
 `matplotlib.figure.Figure` under `matplotlib.style.context` (no pyplot, no global rcParams, no
 backend state), keeps names literal (`literal`: a '$' in a layer name is drawn as typed, while tick
-labels keep their mathtext), moves overlapping annotations apart (`separate_annotations`), and
-saves it as PNG and SVG.
+labels keep their mathtext), moves overlapping annotations apart (`separate_annotations`) and
+fixes the layout, so that saving it as PNG and SVG draws it once per format.
 
 Units: intensity in FLOP/byte, throughput in FLOP/s (FLOPs = 2 x MACs plus element-wise FLOPs),
 FLOPs per sample, latency per batch in seconds, parameters as a count.
@@ -13,7 +13,14 @@ FLOPs per sample, latency per batch in seconds, parameters as a count.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import gc
+import os
+import select
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -27,8 +34,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 STYLE: dict[str, Any] = {
-    "figure.dpi": 100,
-    "savefig.dpi": 130,
+    "figure.dpi": 130,  # the PNG's: the layout is placed once, at the resolution it is saved at
+    "savefig.dpi": "figure",
     "font.size": 9,
     "axes.titlesize": 10,
     "axes.grid": True,
@@ -37,6 +44,8 @@ STYLE: dict[str, Any] = {
     "axes.spines.right": False,
     "svg.fonttype": "none",
     "svg.hashsalt": "explorer",  # reproducible SVG ids
+    "figure.autolayout": False,  # so that `set_layout_engine(None)` removes the layout engine
+    "figure.constrained_layout.use": False,
 }
 BOUND_COLORS = {"compute": "#1f77b4", "memory": "#d62728", "none": "#7f7f7f"}
 
@@ -195,12 +204,18 @@ def render(draw: Callable[[Any, Axes], None], infos: Sequence[Any], size: tuple[
     """A figure with one panel per info object, drawn by `draw`; no pyplot state is touched.
 
     Every text the drawing wrote (titles, labels, legends, annotations, tick labels given as text)
-    is made `literal`; tick labels made by number formatters keep their mathtext ('10^-1' on log axes)."""
+    is made `literal`; tick labels made by number formatters keep their mathtext ('10^-1' on log axes).
+    The constrained layout is placed (again after `separate_annotations` moved a text) and then
+    fixed: a save draws the figure once, with no layout pass of its own."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
     from matplotlib.text import Text
     from matplotlib.ticker import FixedFormatter, FuncFormatter
 
-    fig = Figure(figsize=size, layout="constrained")
+    layout = ConstrainedLayoutEngine()
+    fig = Figure(figsize=size, layout=layout)
+    FigureCanvasAgg(fig)  # its own canvas: every layout pass and the PNG reuse one renderer and its text cache
     axes = fig.subplots(1, len(infos), squeeze=False)[0]
     for info, ax in zip(infos, axes, strict=True):
         draw(info, ax)
@@ -220,7 +235,10 @@ def render(draw: Callable[[Any, Axes], None], infos: Sequence[Any], size: tuple[
                     wrapped = FuncFormatter(lambda x, pos=None, named=named: literal(str(named(x, pos))))
                     done.add(id(wrapped))
                     put(wrapped)
-    separate_annotations(fig)
+    layout.execute(fig)  # the constrained layout places the axes (what a draw does first; no draw)
+    if separate_annotations(fig):
+        layout.execute(fig)  # and places them again around the moved texts, as a save would
+    fig.set_layout_engine(None)  # None under STYLE: the axes keep the places the layout gave them
     return fig
 
 
@@ -241,16 +259,16 @@ def _text_box(ann: Any, renderer: Any) -> Any:
     return Text.get_window_extent(ann, renderer)
 
 
-def separate_annotations(fig: Figure, gap_pt: float = 2.0, tries: int = 12) -> None:
+def separate_annotations(fig: Figure, gap_pt: float = 2.0, tries: int = 12) -> int:
     """Move annotations apart: in each panel, an annotation placed in offset points whose text
     overlaps an earlier annotation, the legend or a point an arrow marks (6 pt around it) is moved
     down (then up) by steps of its own height to the first place where it overlaps none and stays
     between the panel's bottom and the figure's top; annotations placed otherwise stay and are
-    avoided. Runs after the layout."""
+    avoided. Runs after a draw has placed the layout; returns how many annotations it moved."""
     from matplotlib.text import Annotation
     from matplotlib.transforms import Bbox
 
-    fig.draw_without_rendering()  # the constrained layout places the axes first
+    moved = 0
     renderer = fig._get_renderer()  # type: ignore[attr-defined]
     to_points = 72.0 / fig.dpi
     reach = 6 / to_points  # a marked point keeps 6 pt clear around it: no text covers a marker
@@ -276,7 +294,9 @@ def separate_annotations(fig: Figure, gap_pt: float = 2.0, tries: int = 12) -> N
                 else:
                     ann.xyann = (x0, y0)
                     box = _text_box(ann, renderer)
+                moved += ann.xyann != (x0, y0)
             placed.append(box)
+    return moved
 
 
 def annotation_boxes(fig: Figure) -> list[list[Any]]:
@@ -306,6 +326,80 @@ def save(make: Callable[[], Figure | None], folder: Path, stem: str) -> list[Pat
                 path, lambda tmp, kind=kind, metadata=metadata: fig.savefig(tmp, format=kind, metadata=metadata)
             )
     return paths
+
+
+def save_all(makers: Mapping[str, Callable[[], Figure | None]], folder: Path) -> dict[str, list[Path]]:
+    """`save` each maker's figure: stem -> the files written ([] where the maker drew none).
+
+    Where a fork is safe (`can_fork`), a child process shares the work: each process takes the
+    next figure neither has taken, so two cores draw the figures of one report. The parent then
+    draws any figure the child did not report saved, so a maker that fails, fails here as it would
+    in one process, and the files are those one process writes."""
+    saved: dict[str, list[Path]] = {}
+    if 1 < len(makers) < 256 and can_fork():
+        saved = _save_shared(makers, folder)
+    for stem, make in makers.items():
+        if stem not in saved:
+            saved[stem] = save(make, folder, stem)
+    return {stem: saved[stem] for stem in makers}
+
+
+def can_fork() -> bool:
+    """Whether `save_all` may fork: two or more processors to use, and nothing that forking would
+    break (a second Python thread, or JAX, whose runtime threads a child would inherit mid-work)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return hasattr(os, "fork") and cpus > 1 and threading.active_count() == 1 and "jax" not in sys.modules
+
+
+def _save_shared(makers: Mapping[str, Callable[[], Figure | None]], folder: Path) -> dict[str, list[Path]]:
+    """Figures saved by this process and a forked child. The figures' numbers wait in a pipe, one
+    byte each; a read takes one, so each figure goes to whichever process is free first. The child
+    sends back (number, drew one) for each figure it saved; a child that has not finished a
+    minute (and four times this process's own share) after this process did is stopped."""
+    import matplotlib.backends.backend_agg
+    import matplotlib.backends.backend_svg
+    import matplotlib.figure  # noqa: F401 (imported before the fork: the child inherits them)
+
+    stems = list(makers)
+    todo_read, todo_write = os.pipe()
+    os.write(todo_write, bytes(range(len(stems))))  # at most 255 figures: `save_all` checks
+    os.close(todo_write)
+    done_read, done_write = os.pipe()
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns, and runs none of the parent's exit work
+        try:
+            code = 1
+            gc.freeze()  # the parent's objects are never collected here: no finalizer of theirs runs twice
+            os.close(done_read)
+            while task := os.read(todo_read, 1):
+                stem = stems[task[0]]
+                os.write(done_write, bytes([task[0], bool(save(makers[stem], folder, stem))]))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(done_write)
+    saved: dict[str, list[Path]] = {}
+    reply, exited = b"", False
+    try:
+        while task := os.read(todo_read, 1):
+            stem = stems[task[0]]
+            saved[stem] = save(makers[stem], folder, stem)
+        deadline = time.monotonic() + 60 + 4 * (time.monotonic() - start)
+        while not exited and select.select([done_read], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            part = os.read(done_read, 512)
+            reply += part
+            exited = not part  # the pipe's end: the child has exited
+    finally:
+        os.close(todo_read)
+        os.close(done_read)
+        if not exited:  # failed here, or the child is stuck: this process draws what the child has not sent
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    for number, drawn in zip(reply[::2], reply[1::2], strict=False):
+        stem = stems[number]
+        saved[stem] = [folder / f"{stem}.png", folder / f"{stem}.svg"] if drawn else []
+    return saved
 
 
 def maybe(draw: Callable[[Any, Axes], None], info: Any, size: tuple[float, float]) -> Figure | None:

@@ -114,14 +114,19 @@ def search_report(result: SearchResult) -> tuple[list[Block], dict[str, Maker]]:
     if result.best and result.uniform:
         others.append((uniform_label(result.uniform_multiplier), result.uniform.result))
     roofline = F.roofline_info(analysis, others, title=f"best architecture on {result.platform.name}, {o.dtype}")
-    paretos = [SF.pareto_info(result, "flops", "attainable_flops_per_s"), SF.pareto_info(result, "params", "latency_s")]
+    trials = result.study.get_trials(deepcopy=False)  # one read of the storage, here: makers read none
+    paretos = [
+        SF.pareto_info(result, "flops", "attainable_flops_per_s", trials),
+        SF.pareto_info(result, "params", "latency_s", trials),
+    ]
+    channels, progress = SF.channel_info(result), SF.progress_info(result, trials)
     n_widths = sum(1 for op in result.space.arch.ops if getattr(op, "out", None) is not None)
-    makers: dict[str, Maker] = {
-        "roofline": lambda: F.render(F.draw_roofline, [roofline], (8, 5.5)),
+    makers: dict[str, Maker] = {  # the costliest first: two processes share them out best so
         "pareto": lambda: F.render(SF.draw_pareto, paretos, (13, 5)),
-        "channels": lambda: F.render(SF.draw_channels, [SF.channel_info(result)], (max(7.0, 0.3 * n_widths), 4.5)),
-        "progress": lambda: F.render(SF.draw_progress, [SF.progress_info(result)], (8, 4)),
         "importance": lambda: F.maybe(sweep.draw_importance, sweep.importance_info(result), (8, 4.5)),
+        "roofline": lambda: F.render(F.draw_roofline, [roofline], (8, 5.5)),
+        "channels": lambda: F.render(SF.draw_channels, [channels], (max(7.0, 0.3 * n_widths), 4.5)),
+        "progress": lambda: F.render(SF.draw_progress, [progress], (8, 4)),
     }
     title = f"explore: {result.plan.space_ref} on {result.platform.name}, {o.dtype}, batch {o.batch}"
     blocks: list[Block] = [

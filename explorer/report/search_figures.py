@@ -8,7 +8,7 @@ axis that shows a time (or a rate from one) names the latency model that produce
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import optuna
@@ -82,9 +82,13 @@ def pareto_front(points: Iterable[TrialPoint], x: Column, y: Column) -> tuple[in
     return tuple(p.number for p in sorted((feasible[i] for i in on_front), key=lambda p: (p.x, p.number)))
 
 
-def pareto_info(result: SearchResult, x: str, y: str) -> ParetoInfo:
+def pareto_info(
+    result: SearchResult, x: str, y: str, trials: Sequence[optuna.trial.FrozenTrial] | None = None
+) -> ParetoInfo:
+    """Every completed trial at (x, y), its feasible front, budgets and marks (`trials`: the
+    study's, when already read)."""
     ax, ay = COLUMN[x], COLUMN[y]
-    points = trial_points(result.study.trials, x, y)
+    points = trial_points(result.study.trials if trials is None else trials, x, y)
     limits: list[tuple[str, float]] = []
     if x == "flops":
         if result.budget.flops is not None:
@@ -307,9 +311,10 @@ def screen_trace(study: optuna.Study) -> list[tuple[float, float, float]] | None
     return steps or None
 
 
-def progress_info(result: SearchResult) -> ProgressInfo:
+def progress_info(result: SearchResult, trials: Sequence[optuna.trial.FrozenTrial] | None = None) -> ProgressInfo:
     """The screen's convergence (best against candidates screened) when the study holds its trace;
-    otherwise the best feasible value so far against the trial number, in the order Optuna ran them."""
+    otherwise the best feasible value so far against the trial number, in the order Optuna ran them
+    (`trials`: the study's, when already read)."""
     name = result.plan.settings.objective[0]
     s = sign(name)
     baselines = []
@@ -321,7 +326,7 @@ def progress_info(result: SearchResult) -> ProgressInfo:
         steps = tuple((n, best) for n, _, best in trace)
         return ProgressInfo(*head, "candidates screened", (), steps, tuple(t for _, t, _ in trace), tuple(baselines))
     points, best, found = [], None, []
-    for t in sorted(result.study.trials, key=lambda t: t.number):
+    for t in sorted(result.study.trials if trials is None else trials, key=lambda t: t.number):
         if t.state != optuna.trial.TrialState.COMPLETE:
             continue
         feasible = is_feasible(t)

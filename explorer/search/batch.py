@@ -13,6 +13,11 @@ plan is fixed by the space's graph and whose GEMM shapes follow from the counts.
 A bottleneck slot changes which layers exist, so two polynomial models are identified: every
 slot off, and every slot on (the reduction width is a variable too); each candidate takes, layer
 by layer, the model its slots select.
+
+The polynomials are sparse (each layer's counts depend on a few widths), so they are evaluated as
+sparse matrix products, into arrays laid out quantity by quantity, and only the layers a slot
+decides are computed twice (the others are checked to be the same polynomial in both models).
+Counts are integers well below 2**53, so every order of summation gives exactly the same numbers.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +36,9 @@ from explorer.cost.rules import layer_counts
 from explorer.cost.timers import QUANTITIES
 from explorer.space import Space
 from explorer.spec import Arch, bottleneck_names
+
+if TYPE_CHECKING:
+    import scipy.sparse
 
 TOTALS = QUANTITIES[:5]
 """The quantities `BatchScores` sums (the others feed the kernel model)."""
@@ -85,11 +93,21 @@ class _Poly:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """x: (N, V) lattice offsets -> (N, layers, quantities)."""
-        ones = np.ones((len(x), 1))
-        xx = np.hstack([x.astype(np.float64), ones])
-        products = xx[:, self.i] * xx[:, self.j]
         terms, layers, quantities = self.coef.shape
-        return (products @ self.coef.reshape(terms, layers * quantities)).reshape(len(x), layers, quantities)
+        return (self.products(x) @ self.coef.reshape(terms, layers * quantities)).reshape(len(x), layers, quantities)
+
+    def products(self, x: np.ndarray) -> np.ndarray:
+        """The terms' monomials (N, terms) at lattice offsets x (N, V)."""
+        xx = np.hstack([x.astype(np.float64), np.ones((len(x), 1))])
+        return xx[:, self.i] * xx[:, self.j]
+
+    def matrix(self, layers: np.ndarray) -> scipy.sparse.csc_array:
+        """The coefficients of `layers` (indices) as a sparse (terms, quantities x layers) matrix,
+        columns quantity by quantity: products @ matrix -> (N, quantities, layers) once reshaped."""
+        import scipy.sparse  # when a scorer is built, not at every import (0.2-0.4 s)
+
+        coef = self.coef[:, layers, :]
+        return scipy.sparse.csc_array(coef.transpose(0, 2, 1).reshape(len(coef), -1))
 
 
 class BatchScorer:
@@ -118,6 +136,8 @@ class BatchScorer:
             for name in (s.op, *bottleneck_names(s.op)):
                 slot_of[name] = k
         self._owner = np.array([slot_of.get(name, -1) for name in self.layers])
+        self._sparse = self._sparse_plan()
+        self._totals: tuple[np.ndarray, ...] | None = None  # `totals`' coefficients, made when first asked
         # the latency model is prepared once for the graph with every layer present; a layer a
         # candidate lacks has zero counts and so zero time
         full = self.space.apply(
@@ -202,15 +222,139 @@ class BatchScorer:
             np.stack([t[2] for t in terms]),
         )
 
-    # -------------------------------------------------------------- scoring
+    def _sparse_plan(self) -> tuple[Any, ...] | None:
+        """The sparse evaluation's matrices: every layer of the "on" model, and the "off" model of
+        the layers a slot decides that exist without it; None where a layer no slot decides has
+        other counts in the two models (then `_counts_dense` selects layer by layer)."""
+        every = np.arange(len(self.layers))
+        if not self.slots:
+            return (self._on.matrix(every), every[:0], every[:0], None)
+        g, v = len(self.groups), len(self.groups) + len(self.slots)
 
-    def counts(self, widths: np.ndarray, reductions: np.ndarray | None = None) -> np.ndarray:
-        """Per-layer counts (N, layers, quantities) for candidates; layers as `self.layers`."""
+        def table(poly: _Poly, const: int) -> dict[tuple[int, int], np.ndarray]:
+            out: dict[tuple[int, int], np.ndarray] = {}
+            for t, (a, b) in enumerate(zip(poly.i.tolist(), poly.j.tolist(), strict=True)):
+                key = tuple(sorted(v if x == const else x for x in (a, b)))
+                out[key] = out.get(key, 0) + poly.coef[t]  # type: ignore[index]
+            return out
+
+        on, off = table(self._on, v), table(self._off, g)
+        free = np.flatnonzero(self._owner < 0)
+        mapped = self._off_of_on[free]
+        for key in on.keys() | off.keys():
+            a = on.get(key, np.zeros_like(self._on.coef[0]))[free]
+            b = off.get(key, np.zeros_like(self._off.coef[0]))[mapped.clip(0)] * (mapped >= 0)[:, None]
+            if not np.array_equal(a, b):
+                return None
+        owned = np.flatnonzero(self._owner >= 0)
+        twice = owned[self._off_of_on[owned] >= 0]  # the convs a bottleneck feeds: counts differ
+        only_on = owned[self._off_of_on[owned] < 0]  # the bottleneck's own layers: none without it
+        return (self._on.matrix(every), twice, only_on, self._off.matrix(self._off_of_on[twice]))
+
+    def _total_plan(self) -> tuple[np.ndarray, ...]:
+        """Coefficients of the `TOTALS` on the "on" model's monomials: summed over every layer, then
+        per slot over the layers it decides, then per slot over those layers of the "off" model
+        (which reads only widths: its monomials are the "on" model's with every slot at its lowest
+        width; one it lacks is added). Returns the transposed coefficients, sparse (totals x
+        (1 + 2 slots), monomials), block by block and total by total, and the monomials' (i, j)."""
+        picks = [QUANTITIES.index(name) for name in TOTALS]
+        on = self._on.coef[:, :, picks]  # (terms, layers, totals)
+        g, v = len(self.groups), len(self.groups) + len(self.slots)
+        keys = {
+            tuple(sorted((a, b))): t
+            for t, (a, b) in enumerate(zip(self._on.i.tolist(), self._on.j.tolist(), strict=True))
+        }
+        i, j = self._on.i.tolist(), self._on.j.tolist()
+        rows = []
+        for a, b in zip(self._off.i.tolist(), self._off.j.tolist(), strict=True):
+            key = tuple(sorted(v if x == g else x for x in (a, b)))
+            if key not in keys:
+                keys[key] = len(i)
+                i.append(key[0])
+                j.append(key[1])
+            rows.append(keys[key])
+        blocks = [on.sum(axis=1)]
+        off_blocks = []
+        for k in range(len(self.slots)):
+            mine = np.flatnonzero(self._owner == k)
+            blocks.append(on[:, mine].sum(axis=1))
+            present = self._off_of_on[mine][self._off_of_on[mine] >= 0]
+            off_blocks.append(self._off.coef[:, present][:, :, picks].sum(axis=1))
+        coef = np.zeros((len(i), len(picks) * (1 + 2 * len(self.slots))))
+        coef[: len(on), : len(picks) * (1 + len(self.slots))] = np.hstack(blocks)
+        if off_blocks:
+            np.add.at(coef[:, len(picks) * (1 + len(self.slots)) :], np.array(rows), np.hstack(off_blocks))
+        import scipy.sparse
+
+        return scipy.sparse.csr_array(coef.T), np.array(i), np.array(j)
+
+    def totals(self, widths: np.ndarray, reductions: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The `TOTALS` of candidates (whole batch, arrays (N,)) without the latency model: a
+        fraction of `score`'s cost, and exactly its totals."""
         widths = np.asarray(widths, dtype=np.int64).reshape(-1, len(self.groups))
         n = len(widths)
         if reductions is None:
             reductions = np.zeros((n, len(self.slots)), dtype=np.int64)
         reductions = np.asarray(reductions, dtype=np.int64).reshape(n, len(self.slots))
+        if self._sparse is None:
+            counts = self._counts(widths, reductions)
+            return {name: counts[:, QUANTITIES.index(name), :].sum(axis=1) for name in TOTALS}
+        self._validate(widths, reductions)
+        if self._totals is None:
+            self._totals = self._total_plan()
+        coef_t, i, j = self._totals
+        xw = (widths - [g.low for g in self.groups]) // np.array([g.step for g in self.groups] or [1])
+        if self.slots:
+            lows = np.array([s.low for s in self.slots])
+            steps = np.array([s.step for s in self.slots])
+            # a slot off is read at its lowest width: the "off" monomials' values
+            xw = np.hstack([xw, (np.where(reductions > 0, reductions, lows) - lows) // steps])
+        xx = np.hstack([xw.astype(np.float64), np.ones((n, 1))]).T  # (variables, N): rows gathered fast
+        sums = (coef_t @ (xx[i] * xx[j])).T
+        t, slots = len(TOTALS), len(self.slots)
+        out = sums[:, :t]
+        if slots:  # a slot that is off: its layers take the "off" model's counts
+            on = sums[:, t : t * (1 + slots)].reshape(n, slots, t)
+            off = sums[:, t * (1 + slots) :].reshape(n, slots, t)
+            out = out + ((off - on) * (reductions == 0)[:, :, None]).sum(axis=1)
+        return {name: out[:, k] for k, name in enumerate(TOTALS)}
+
+    # -------------------------------------------------------------- scoring
+
+    def counts(self, widths: np.ndarray, reductions: np.ndarray | None = None) -> np.ndarray:
+        """Per-layer counts (N, layers, quantities) for candidates; layers as `self.layers`."""
+        return np.ascontiguousarray(self._counts(widths, reductions).transpose(0, 2, 1))
+
+    def _counts(self, widths: np.ndarray, reductions: np.ndarray | None = None) -> np.ndarray:
+        """Per-layer counts laid out quantity by quantity (N, quantities, layers)."""
+        widths = np.asarray(widths, dtype=np.int64).reshape(-1, len(self.groups))
+        n = len(widths)
+        if reductions is None:
+            reductions = np.zeros((n, len(self.slots)), dtype=np.int64)
+        reductions = np.asarray(reductions, dtype=np.int64).reshape(n, len(self.slots))
+        if self._sparse is None:
+            return np.ascontiguousarray(self._counts_dense(widths, reductions).transpose(0, 2, 1))
+        self._validate(widths, reductions)
+        on_matrix, twice, only_on, off_matrix = self._sparse
+        xw = (widths - [g.low for g in self.groups]) // np.array([g.step for g in self.groups] or [1])
+        quantities = len(QUANTITIES)
+        if not self.slots:
+            return (self._on.products(xw) @ on_matrix).reshape(n, quantities, -1)
+        lows = np.array([s.low for s in self.slots])
+        steps = np.array([s.step for s in self.slots])
+        xr = (np.where(reductions > 0, reductions, lows) - lows) // steps
+        out = (self._on.products(np.hstack([xw, xr])) @ on_matrix).reshape(n, quantities, -1)
+        on = reductions > 0
+        if len(only_on):
+            out[:, :, only_on] = np.where(on[:, self._owner[only_on]][:, None, :], out[:, :, only_on], 0.0)
+        if len(twice):
+            off = (self._off.products(xw) @ off_matrix).reshape(n, quantities, len(twice))
+            out[:, :, twice] = np.where(on[:, self._owner[twice]][:, None, :], out[:, :, twice], off)
+        return out
+
+    def _counts_dense(self, widths: np.ndarray, reductions: np.ndarray) -> np.ndarray:
+        """`counts` evaluated as identified: both models in full, then selected layer by layer."""
+        n = len(widths)
         self._validate(widths, reductions)
         xw = (widths - [g.low for g in self.groups]) // np.array([g.step for g in self.groups] or [1])
         off = self._off(xw)
@@ -233,27 +377,40 @@ class BatchScorer:
         parts = []
         for start in range(0, len(widths), chunk):
             red = None if reductions is None else np.asarray(reductions)[start : start + chunk]
-            parts.append(self._score(self.counts(widths[start : start + chunk], red)))
+            parts.append(self._score(self._counts(widths[start : start + chunk], red)))
         return BatchScores(*(np.concatenate([p[k] for p in parts]) for k in range(7)), batch=self.batch)  # type: ignore[arg-type]
 
     def _score(self, c: np.ndarray) -> tuple[np.ndarray, ...]:
-        q = {name: c[:, :, k] for k, name in enumerate(QUANTITIES)}
+        """Totals and times from counts (N, quantities, layers)."""
+        q = {name: c[:, k, :] for k, name in enumerate(QUANTITIES)}
         t = self._timer(q)
-        memory_bound = (t.memory_s > t.compute_s) & (t.time_s > 0)
+        time_s = np.ascontiguousarray(t.time_s)  # summed row by row in one order, whatever layout the timer gave
+        memory_bound = (t.memory_s > t.compute_s) & (time_s > 0)
         totals = [q[name].sum(axis=1) for name in TOTALS]
-        latency = t.time_s.sum(axis=1) + t.per_pass_s
-        return (*totals, latency, np.where(memory_bound, t.time_s, 0.0).sum(axis=1))
+        latency = time_s.sum(axis=1) + t.per_pass_s
+        return (*totals, latency, np.ascontiguousarray(np.where(memory_bound, time_s, 0.0)).sum(axis=1))
 
     def _validate(self, widths: np.ndarray, reductions: np.ndarray) -> None:
-        for k, g in enumerate(self.groups):
+        """Raise on the first group (then slot) with a value that is not one of its choices."""
+        low, high, step = (
+            np.array([getattr(g, a) for g in self.groups], dtype=np.int64) for a in ("low", "high", "step")
+        )
+        wrong = ((widths < low) | (widths > high) | ((widths - low) % step.clip(1) != 0)).any(axis=0)
+        for k in np.flatnonzero(wrong)[:1]:
+            g = self.groups[k]
             bad = (widths[:, k] < g.low) | (widths[:, k] > g.high) | ((widths[:, k] - g.low) % g.step != 0)
-            if bad.any():
-                value = int(widths[bad.argmax(), k])
-                raise ValueError(
-                    f"width {g.key}={value} is not a choice of space {self.space.name} "
-                    f"({g.low}..{g.high} step {g.step})"
-                )
-        for k, s in enumerate(self.slots):
+            value = int(widths[bad.argmax(), k])
+            raise ValueError(
+                f"width {g.key}={value} is not a choice of space {self.space.name} ({g.low}..{g.high} step {g.step})"
+            )
+        low, high, step = (
+            np.array([getattr(s, a) for s in self.slots], dtype=np.int64) for a in ("low", "high", "step")
+        )
+        wrong = (
+            (reductions != 0) & ((reductions < low) | (reductions > high) | ((reductions - low) % step.clip(1) != 0))
+        ).any(axis=0)
+        for k in np.flatnonzero(wrong)[:1]:
+            s = self.slots[k]
             r = reductions[:, k]
             bad = (r != 0) & ((r < s.low) | (r > s.high) | ((r - s.low) % s.step != 0))
             if bad.any():

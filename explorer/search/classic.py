@@ -17,16 +17,35 @@ headline question: the highest attainable FLOP/s with FLOPs per sample in [floor
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from explorer.search.screen import Screen
+from explorer.search.batch import BatchScorer
+from explorer.search.encoding import Lattice
+from explorer.search.problem import Budget
 
 BINS = 2048
 """FLOPs bins of the knapsack (over the space's FLOPs range)."""
 ROUNDS = 8
 """Knapsacks solved, each re-reading the latency table around the previous answer."""
+
+
+class ScreenView(Protocol):
+    """What the baselines use of a screen (`explorer.search.screen.Screen`, which starts from `halp`'s
+    answers): its lattice, budgets and scorer, and its scoring, counted in `evaluated`."""
+
+    lattice: Lattice
+    budget: Budget
+    batch: BatchScorer
+    signs: np.ndarray
+    evaluated: int
+
+    def evaluate(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+    def memory_ok(self, row: np.ndarray) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +58,16 @@ class Baseline:
     """Its first-objective value (in the objective's own direction; NaN when none found)."""
     evaluated: int
     """Candidates scored."""
+    tried: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    """Lattice rows of every answer scored exactly (halp: each knapsack's answers in the budget band)."""
 
 
-def _widths_only(screen: Screen) -> np.ndarray:
+def _widths_only(screen: ScreenView) -> np.ndarray:
     """Lattice variables that are width groups (bottleneck slots stay off)."""
     return np.arange(screen.lattice.n_groups)
 
 
-def netadapt(screen: Screen) -> Baseline:
+def netadapt(screen: ScreenView) -> Baseline:
     """Greedy one-step shrinks from the widest network, keeping the best objective each time."""
     lattice = screen.lattice
     x = np.zeros(len(lattice), dtype=np.int64)
@@ -74,13 +95,13 @@ def netadapt(screen: Screen) -> Baseline:
     )
 
 
-def _flops(screen: Screen, rows: np.ndarray) -> np.ndarray:
+def _flops(screen: ScreenView, rows: np.ndarray) -> np.ndarray:
     widths, reductions = screen.lattice.decode(rows)
     scores = screen.batch.score(widths, reductions)
     return scores.flops / scores.batch
 
 
-def halp(screen: Screen) -> Baseline:
+def halp(screen: ScreenView) -> Baseline:
     """Multiple-choice knapsack over per-group latency, re-linearised `ROUNDS` times."""
     lattice, budget = screen.lattice, screen.budget
     groups = _widths_only(screen)
@@ -93,6 +114,7 @@ def halp(screen: Screen) -> Baseline:
         float(_flops(screen, x[None, :])[0]),
     )
     top = budget.flops if budget.flops is not None else high_flops
+    tried = []
     for _ in range(ROUNDS):
         costs, values = [], []
         for v in groups:  # the lookup table: every width of group v, the others held at x
@@ -110,6 +132,7 @@ def halp(screen: Screen) -> Baseline:
         in_band = [(budget.floor_flops <= fl <= top) for fl in _flops(screen, candidates)]
         candidates = candidates[np.array(in_band, dtype=bool)] if any(in_band) else candidates
         f, ok, _ = screen.evaluate(candidates)
+        tried.append(candidates)
         ok = ok & np.array([screen.memory_ok(r) if o else False for r, o in zip(candidates, ok, strict=True)])
         if not ok.any():
             break
@@ -119,7 +142,10 @@ def halp(screen: Screen) -> Baseline:
         best_row, best_value, x = candidates[k].copy(), float(f[k, 0]), candidates[k].copy()
     sgn = screen.signs[0]
     return Baseline(
-        best_row, float(sgn * best_value) if best_row is not None else float("nan"), screen.evaluated - start
+        best_row,
+        float(sgn * best_value) if best_row is not None else float("nan"),
+        screen.evaluated - start,
+        np.vstack(tried) if tried else np.zeros((0, len(lattice)), dtype=np.int64),
     )
 
 

@@ -25,8 +25,8 @@ SAMPLERS = ("batch", "tpe", "random", "nsga2", "cmaes", "gp")
 Optuna's own samplers."""
 DEFAULT_TRIALS = {"batch": 100, "tpe": 300, "random": 300, "nsga2": 300, "cmaes": 300, "gp": 300}
 """Trials when none are asked for: the batch sampler's trials are the best of hundreds of thousands
-of screened candidates, so 100 of them cost a few seconds of storage; 300 TPE trials find the
-optimum of the tiny space."""
+of screened candidates, known at once, so 100 of them are stored in one transaction
+(`explorer.search.run.write_known`); 300 TPE trials find the optimum of the tiny space."""
 TRACE = "screen_trace"
 """Study user attribute holding the screen's convergence (`Screen.trace`), for the progress figure."""
 
@@ -140,13 +140,37 @@ class BatchSampler(optuna.samplers.BaseSampler):
             return {}
         return self._chosen.pop(trial.number, None) or self._choose(study, trial)
 
-    def _choose(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    def propose(self, study: optuna.Study, n: int) -> list[dict[str, Any]]:
+        """The params of up to `n` next trials, in the order single trials would get them: what the
+        screen found and the study does not hold yet, best first; once those run out, the one
+        candidate a single trial would get (the next call proposes what that search found)."""
         self.prepare()
-        assert self._screen is not None
+        held = self._held(study)
+        chosen = []
+        while self._queue and len(chosen) < n:
+            row = self._queue.pop(0)
+            if row.tobytes() not in held:
+                held.add(row.tobytes())
+                chosen.append(self._lattice.params(row))
+        if chosen:
+            self._publish(study)
+            return chosen
+        return [self._choose_from(study, held)] if n > 0 else []
+
+    def _held(self, study: optuna.Study, but: int | None = None) -> set[bytes | None]:
+        """The rows of every trial of `study` (params, or the claim of one not yet sampled) but trial `but`."""
         held = set()
         for t in study.get_trials(deepcopy=False):
-            if t.number != trial.number:
+            if t.number != but:
                 held |= {self._key(t.params), self._key(t.system_attrs.get(CLAIM, {}))}
+        return held
+
+    def _choose(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        self.prepare()
+        return self._choose_from(study, self._held(study, but=trial.number))
+
+    def _choose_from(self, study: optuna.Study, held: set[bytes | None]) -> dict[str, Any]:
+        assert self._screen is not None
         for attempt in range(3):
             while self._queue:
                 row = self._queue.pop(0)
@@ -185,11 +209,10 @@ class BatchSampler(optuna.samplers.BaseSampler):
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)
 
     def _start(self) -> None:
-        evaluations = self._config.evaluations
         if self._stream is not None:
-            print(f"  screening {evaluations:,} candidates with the batch scorer ...", file=self._stream, flush=True)
+            print("  screening candidates with the batch scorer ...", file=self._stream, flush=True)
         self._screen = Screen(self._space, self._scorer, seed=self._seed, config=self._config)
-        self.found = self._screen.run(evaluations)
+        self.found = self._screen.run()
         self._queue = list(self.found.rows)
         if self._stream is not None:
             print(

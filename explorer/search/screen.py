@@ -4,13 +4,16 @@ A trial costs tens of milliseconds (mostly storage); `BatchScorer` rates tens of
 candidates a second with exactly `analyze`'s numbers. So the `batch` sampler screens first and
 records only what is worth recording:
 
-1. a random pool plus the uniform-width curve;
+1. a random pool plus the uniform-width curve and (one objective) HALP's knapsack answers
+   (`explorer.search.classic.halp`: the least latency for each FLOPs total, width by width);
 2. best-improvement local search from the best distinct starting points, all of them at once:
    every value of each variable (line moves); paired moves that grow one variable by a step while
    shrinking another (the moves that trade FLOPs under a cap); random moves of two and three
    variables;
-3. iterated local search: elites perturbed in a few variables and polished again, until the
-   evaluation budget is spent.
+3. iterated local search: elites perturbed in a few variables and polished again, until its best
+   has not improved for `ScreenConfig.settle` rounds (one objective) or the evaluation budget is
+   spent; then the best is polished over every joint value of every two variables, until a whole
+   pass finds nothing better.
 
 Infeasible candidates rank below feasible ones, by their summed violation, so a search started
 outside the budgets walks into them. A peak-memory cap is checked exactly (with `analyze`) on each
@@ -34,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from explorer.search.batch import BatchScorer
+from explorer.search.classic import halp
 from explorer.search.encoding import Lattice
 from explorer.search.problem import OBJECTIVES, Scorer, pareto_indices, sign
 from explorer.space import Space
@@ -44,7 +48,8 @@ class ScreenConfig:
     """How much the screen searches; the defaults are the default search's."""
 
     evaluations: int = 200_000
-    """Candidates scored before the first proposal (about 2 s on the resnet18 space, 2 cores)."""
+    """Most candidates the iterated local search scores (one objective: it stops sooner once
+    settled), and the budget of the search with two objectives."""
     starts: int = 12
     """Local searches run side by side."""
     pairs: int = 1024
@@ -61,6 +66,14 @@ class ScreenConfig:
     """Two-variable grid moves scored per step of the final polish."""
     deep: int = 1
     """Elites given the final polish over every two-variable move."""
+    deep_evaluations: int = 100_000
+    """Most candidates the final polish scores per elite: a whole pass over every two-variable move
+    is C(variables, 2) x values^2 candidates (about 320,000 on googlenet, for a gain of 1e-4 of
+    the objective there; scripts/bench_search.py)."""
+    settle: int = 1
+    """Rounds of the iterated local search in a row that find no better best (than the elites it
+    started from, or the last round that did) after which it stops (one objective): on the
+    benchmark's spaces (scripts/bench_search.py) a longer search finds no better."""
 
     def __post_init__(self) -> None:
         for name in (f.name for f in fields(self)):
@@ -84,6 +97,17 @@ class TracePoint:
 
 Rank = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 """(signed objective values (N, objectives), feasible (N,), violation (N,)) -> (feasible, value to maximise)."""
+
+
+class _Totals:
+    """Totals of candidates (`BatchScorer.totals`) where `Budget.batch_feasibility` reads `BatchScores`."""
+
+    def __init__(self, totals: dict[str, np.ndarray], batch: int) -> None:
+        self.__dict__.update(totals)
+        self.batch = batch
+
+    def __len__(self) -> int:
+        return len(self.flops)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +142,8 @@ class Screen:
         self.signs = np.array([sign(o) for o in scorer.objective], dtype=np.float64)
         self.rng = np.random.default_rng(seed)
         self.evaluated = 0
+        self.lazy = len(self.signs) == 1 and self.budget.latency_s is None
+        """Whether the search's own scoring may skip the latency model of candidates outside the budgets."""
         self._memory: dict[bytes, bool] = {}
         self._archive = np.zeros((0, len(self.lattice)), dtype=np.int64)
         self._archive_f = np.zeros((0, len(self.signs)))
@@ -144,12 +170,29 @@ class Screen:
 
     # ---------------------------------------------------------------- scoring
 
-    def evaluate(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Signed objective values (maximised), feasibility (all budgets but memory) and violation."""
+    def evaluate(self, rows: np.ndarray, *, lazy: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Signed objective values (maximised), feasibility (all budgets but memory) and violation.
+
+        `lazy`, with one objective and no latency budget (`self.lazy`): the latency model runs only
+        for candidates within the budgets, read off the totals (`BatchScorer.totals`); the others'
+        objective values are NaN, which a ranking that puts feasible candidates first never reads."""
         widths, reductions = self.lattice.decode(rows)
-        scores = self.batch.score(widths, reductions)
-        f = np.stack([sgn * OBJECTIVES[o].value(scores) for sgn, o in zip(self.signs, self.objective, strict=True)], 1)
-        ok, violation = self.budget.batch_feasibility(scores)
+        if lazy and self.lazy:
+            ok, violation = self.budget.batch_feasibility(
+                _Totals(self.batch.totals(widths, reductions), self.batch.batch)
+            )
+            f = np.full((len(rows), len(self.signs)), np.nan)
+            if ok.any():
+                scores = self.batch.score(widths[ok], reductions[ok])
+                f[ok] = np.stack(
+                    [sgn * OBJECTIVES[o].value(scores) for sgn, o in zip(self.signs, self.objective, strict=True)], 1
+                )
+        else:
+            scores = self.batch.score(widths, reductions)
+            f = np.stack(
+                [sgn * OBJECTIVES[o].value(scores) for sgn, o in zip(self.signs, self.objective, strict=True)], 1
+            )
+            ok, violation = self.budget.batch_feasibility(scores)
         self.evaluated += len(rows)
         self._remember(rows, f, ok)
         return f, ok, violation
@@ -241,7 +284,7 @@ class Screen:
     def polish(self, points: np.ndarray, rank: Rank) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Best-improvement local search from every point at once, until no move improves any."""
         points = np.array(points, dtype=np.int64, copy=True)
-        ok, value = rank(*self.evaluate(points))
+        ok, value = rank(*self.evaluate(points, lazy=True))
         for p in range(len(points)):
             if ok[p] and not self.memory_ok(points[p]):
                 ok[p], value[p] = False, 0.0
@@ -251,7 +294,7 @@ class Screen:
             if not len(live):
                 return points, ok, value
             moves, owner = self.neighbours(points[live])
-            move_ok, move_value = rank(*self.evaluate(moves))
+            move_ok, move_value = rank(*self.evaluate(moves, lazy=True))
             for j, p in enumerate(live):
                 mine = np.flatnonzero(owner == j)
                 better = mine[
@@ -267,21 +310,25 @@ class Screen:
 
     def deep_polish(self, point: np.ndarray, rank: Rank) -> np.ndarray:
         """Local search over every joint value of every two variables (first improvement, in
-        chunks of random order), until a whole pass finds no improving move."""
+        chunks of random order), until a whole pass finds no improving move or
+        `ScreenConfig.deep_evaluations` candidates are scored."""
         x = np.array(point, dtype=np.int64, copy=True)
-        ok, value = rank(*self.evaluate(x[None, :]))
+        ok, value = rank(*self.evaluate(x[None, :], lazy=True))
         ok0 = bool(ok[0]) and self.memory_ok(x)
         value0 = float(value[0]) if ok0 == bool(ok[0]) else 0.0
         a_var, a_val, b_var, b_val = self._grid
+        stop = self.evaluated + self.config.deep_evaluations
         improved = True
-        while improved and len(a_var):
+        while improved and len(a_var) and self.evaluated < stop:
             improved = False
             for chunk in np.array_split(self.rng.permutation(len(a_var)), max(1, len(a_var) // self.config.grid_chunk)):
+                if self.evaluated >= stop:
+                    break
                 moves = np.repeat(x[None, :], len(chunk), axis=0)
                 rows = np.arange(len(chunk))
                 moves[rows, a_var[chunk]] = a_val[chunk]
                 moves[rows, b_var[chunk]] = b_val[chunk]
-                move_ok, move_value = rank(*self.evaluate(moves))
+                move_ok, move_value = rank(*self.evaluate(moves, lazy=True))
                 better = np.flatnonzero((move_ok & ~ok0) | ((move_ok == ok0) & (move_value > _above(value0))))
                 for k in better[np.lexsort((-move_value[better], ~move_ok[better]))][:64]:
                     if not move_ok[k] or self.memory_ok(moves[k]):
@@ -299,7 +346,7 @@ class Screen:
         if self.lattice.space.size() <= evaluations:  # a small space: score every candidate, exactly
             sizes = self.lattice.sizes
             grid = np.stack(np.meshgrid(*[np.arange(n) for n in sizes], indexing="ij"), -1).reshape(-1, len(sizes))
-            parts = [self.evaluate(chunk) for chunk in np.array_split(grid, max(1, len(grid) // 16384))]
+            parts = [self.evaluate(chunk, lazy=True) for chunk in np.array_split(grid, max(1, len(grid) // 16384))]
             f, ok = np.vstack([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
             if len(self.signs) == 1 and self.budget.memory_bytes is not None:  # the archive may miss the cap
                 order = np.flatnonzero(ok)[np.argsort(-f[ok, 0], kind="stable")]
@@ -311,7 +358,7 @@ class Screen:
                             break
                 self._archive, self._archive_f = grid[kept], f[kept]
         elif len(self.signs) == 1:
-            self._single(_rank_first, evaluations)
+            self._single(_rank_first, evaluations, knapsack=True, settle=self.config.settle)
         else:
             self._pareto(evaluations)
         self._note(phase_end=True)
@@ -336,7 +383,7 @@ class Screen:
         return Found(self._archive, self._archive_f * self.signs, self.evaluated, time.monotonic() - start)
 
     def _starts(self, rank: Rank, pool: np.ndarray, n: int) -> np.ndarray:
-        ok, value = rank(*self.evaluate(pool))
+        ok, value = rank(*self.evaluate(pool, lazy=True))
         order = np.lexsort((-value, ~ok))
         _, first = np.unique(pool[order], axis=0, return_index=True)
         ranked = pool[order][np.sort(first)]
@@ -346,24 +393,33 @@ class Screen:
             ranked = ranked[fits + rest]
         return ranked[:n]
 
-    def _pool(self, n: int) -> np.ndarray:
+    def _pool(self, n: int, knapsack: bool = False) -> np.ndarray:
         uniform = self.lattice.uniform(np.linspace(0.0, 1.5, 301))
-        return np.vstack([uniform, self.lattice.random(self.rng, n)])
+        parts = [uniform]
+        if knapsack and self.lattice.n_groups:
+            parts.append(halp(self).tried)
+        return np.vstack([*parts, self.lattice.random(self.rng, n)])
 
-    def _single(self, rank: Rank, evaluations: int) -> None:
+    def _single(self, rank: Rank, evaluations: int, *, knapsack: bool = False, settle: int | None = None) -> None:
+        """Polish the best starts, iterate until settled (or `evaluations`), then polish the best deeply."""
         stop = self.evaluated + evaluations
-        pool = self._pool(max(1000, evaluations // 10))
+        pool = self._pool(max(1000, evaluations // 10), knapsack)
         points, _, _ = self.polish(self._starts(rank, pool, self.config.starts), rank)
         self._note(phase_end=True)
-        elites = self._iterate(points, rank, stop)
+        elites = self._iterate(points, rank, stop, settle)
         self._note(phase_end=True)
         for point in elites[: self.config.deep]:
             self.polish(self.deep_polish(point, rank)[None, :], rank)
         self._note(phase_end=True)
 
-    def _iterate(self, elites: np.ndarray, rank: Rank, stop: int) -> np.ndarray:
-        """Perturb elites in 2-4 variables and polish again, keeping the best, until `stop` evaluations."""
-        while self.evaluated < stop and len(self._movable):
+    def _iterate(self, elites: np.ndarray, rank: Rank, stop: int, settle: int | None = None) -> np.ndarray:
+        """Perturb elites in 2-4 variables and polish again, keeping the best, until `stop`
+        evaluations, or (with `settle`) until so many rounds in a row found no better best."""
+        calm = 0
+        if settle is not None:  # the best to beat: the elites' own
+            e_ok, e_value = rank(*self.evaluate(elites, lazy=True))
+            top = max(zip(e_ok.tolist(), e_value.tolist(), strict=True), default=(False, -np.inf))
+        while self.evaluated < stop and len(self._movable) and (settle is None or calm < settle):
             base = elites[self.rng.integers(0, len(elites), self.config.starts)]
             kicked = base.copy()
             for row in kicked:
@@ -371,10 +427,15 @@ class Screen:
                 row[chosen] = (self.rng.random(len(chosen)) * self.lattice.sizes[chosen]).astype(np.int64)
             points, _, _ = self.polish(kicked, rank)
             everyone = np.vstack([elites, points])
-            e_ok, e_value = rank(*self.evaluate(everyone))
+            e_ok, e_value = rank(*self.evaluate(everyone, lazy=True))
             order = np.lexsort((-e_value, ~e_ok))
             _, first = np.unique(everyone[order], axis=0, return_index=True)
             elites = everyone[order][np.sort(first)[: self.config.starts]]
+            if settle is not None:
+                best = (bool(e_ok[order[0]]), float(e_value[order[0]]))
+                better = (best[0] and not top[0]) or (best[0] == top[0] and best[1] > _above(top[1]))
+                calm = 0 if better else calm + 1
+                top = best if better else top
         return elites
 
     def _pareto(self, evaluations: int) -> None:

@@ -28,6 +28,7 @@ from explorer.spec.ops import (
     GlobalAvgPool,
     MaxPool,
     Op,
+    Scale,
     SpecError,
 )
 
@@ -51,6 +52,7 @@ CHANNELS: dict[type[Op], Callable[[Op, int | None], ChannelBehaviour]] = {
     AvgPool: lambda op, cin: "follows",
     GlobalAvgPool: lambda op, cin: "follows",
     Flatten: lambda op, cin: "follows",
+    Scale: lambda op, cin: "follows",
     Add: lambda op, cin: "ties",
     Concat: lambda op, cin: "concatenates",
 }

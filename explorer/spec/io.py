@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from explorer import files
+from explorer.spec import nb201
 from explorer.spec.graph import Arch
 from explorer.spec.ops import OP_KINDS, Op, SpecError, closest, short_repr
 
@@ -59,6 +60,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "bias": (bool,),
     "ceil_mode": (bool,),
     "eps": (float, int),
+    "factor": (float, int),
     "fn": (str,),
     "kernel": (int, list),
     "padding": (int, str, list),
@@ -144,17 +146,25 @@ def base_names() -> list[str]:
 
 
 @cache
+def _load_nb201(text: str) -> Arch:
+    return nb201.nb201_arch(text)
+
+
+@cache
 def _load_base(name: str) -> Arch:
     path = spaces_dir() / f"{name}.json"
     return arch_from_dict(read_json(path), str(path.name))
 
 
 def load_arch(name_or_path: str | Path) -> Arch:
-    """A shipped base architecture by name (e.g. "resnet18") or a spec JSON file.
+    """A shipped base architecture by name (e.g. "resnet18"), a NAS-Bench-201 network by its arch
+    string (`nb201:|nor_conv_3x3~0|+|...|`, `explorer.spec.nb201`) or a spec JSON file.
 
     A spec file may be a bare spec or a search result holding one under "arch".
     """
     text = str(name_or_path)
+    if text.startswith(nb201.PREFIX):
+        return _load_nb201(text)
     names = base_names()
     path = files.shipped_or_file(
         text,

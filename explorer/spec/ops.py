@@ -368,6 +368,23 @@ class Concat(Op):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Scale(Op):
+    """Elementwise multiply by a constant, x * factor. NAS-Bench-201's `none` edge is x * 0, which
+    PyTorch still runs as a kernel (it does not know the product is zero), so it costs one here too."""
+
+    kind: ClassVar[str] = "scale"
+    factor: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.factor, bool) or not isinstance(self.factor, int | float) or not math.isfinite(self.factor):
+            raise op_error(self, "factor", self.factor, "must be a finite number", "use e.g. 0.0 (a zero edge)")
+
+    def out_shape(self, shapes: Sequence[Shape]) -> Shape:
+        self.check_arity(shapes)
+        return shapes[0]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Flatten(Op):
     """(h, w, c) -> (h*w*c,): a reshape, a view that moves no data."""
 
@@ -379,7 +396,7 @@ class Flatten(Op):
 
 
 OP_KINDS: dict[str, type[Op]] = {
-    cls.kind: cls for cls in (Conv, Dense, BatchNorm, Act, MaxPool, AvgPool, GlobalAvgPool, Add, Concat, Flatten)
+    cls.kind: cls for cls in (Conv, Dense, BatchNorm, Act, MaxPool, AvgPool, GlobalAvgPool, Add, Concat, Scale, Flatten)
 }
 """The one registry of op kinds; cost rules and model builders are keyed by these classes."""
 

@@ -1,0 +1,142 @@
+"""Few-shot calibration from whole-network latencies (`explore calibrate --measured`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from explorer.cost.analyze import analyze
+from explorer.cost.platforms import get_platform
+from explorer.measure import fewshot as F
+from explorer.spec import nb201 as nb
+
+RNG = np.random.default_rng(7)
+ALL = F.all_nb201_strings()
+SOME = [ALL[i] for i in RNG.choice(len(ALL), 600, replace=False)]
+
+
+def truth(prior: F.Device) -> F.Device:
+    """A made-up device the fit must find from its prior: slower GEMMs, faster memory, dearer dispatch."""
+    params = dataclasses.replace(
+        prior.params, op_dispatch_s=26e-6, library_dispatch_s=21e-6, vector_efficiency=0.08, call_overhead_s=90e-6
+    )
+    return dataclasses.replace(
+        prior,
+        peak_flops_per_s=prior.peak_flops_per_s * 0.4,
+        bandwidth_bytes_per_s=prior.bandwidth_bytes_per_s * 1.7,
+        params=params,
+    )
+
+
+def test_the_nb201_bank_is_exactly_the_networks_analysed_one_by_one() -> None:
+    names = SOME[:3]
+    fast = F.nb201_bank(names, "eager", batch=32)
+    slow = F.bank_from_archs([nb.nb201_arch(n) for n in names], "eager", batch=32)
+    platform = dataclasses.replace(get_platform("rtx2080ti"), runtime="eager")
+    device = F.prior_device(get_platform("rtx2080ti"), "eager")
+    direct = [analyze(nb.nb201_arch(n), platform=platform, batch=32).latency_s for n in names]
+    np.testing.assert_allclose(F.predict_s(fast, device), direct, rtol=1e-12)
+    np.testing.assert_allclose(F.predict_s(slow, device), direct, rtol=1e-12)
+    np.testing.assert_array_equal(fast.layers, slow.layers)
+    np.testing.assert_allclose(fast.flops, [analyze(nb.nb201_arch(n), batch=32).total_flops for n in names])
+    with pytest.raises(ValueError, match="cudnn"):
+        F.nb201_bank(names, "cudnn")
+
+
+@pytest.mark.parametrize("batch", [1, 256])
+def test_the_fit_finds_a_device_from_ten_of_its_networks(batch: int) -> None:
+    """An oracle test: latencies made by known constants; ten networks fitted from the prior predict 600
+    others as the truth does."""
+    bank = F.nb201_bank(SOME, "eager", batch)
+    prior = F.prior_device(get_platform("titan-rtx"), "eager")
+    made = F.predict_s(bank, truth(prior))
+    shots = F.select_networks(bank, 10)
+    fit = F.fit_few_shot(bank.subset(shots), made[shots], prior)
+    held = np.setdiff1d(np.arange(len(SOME)), shots)
+    got = F.accuracy(F.predict_s(bank, fit.device)[held], made[held])
+    before = F.accuracy(F.predict_s(bank, prior)[held], made[held])
+    assert got.median_abs_error < 0.03 and got.spearman > 0.99
+    assert before.median_abs_error > 0.1 > 3 * got.median_abs_error  # the prior alone is far off: the fit did the work
+
+
+def test_leave_one_out_scores_each_network_by_a_fit_on_the_others() -> None:
+    bank = F.nb201_bank(SOME[:10], "eager", 1)
+    prior = F.prior_device(get_platform("rtx2080ti"), "eager")
+    loo = F.leave_one_out(bank, F.predict_s(bank, truth(prior)), prior)
+    assert loo.n == 10 and loo.median_abs_error < 0.05
+    with pytest.raises(ValueError, match="too few"):
+        F.fit_few_shot(bank.subset(range(5)), np.ones(5), prior)
+    with pytest.raises(ValueError, match="positive"):
+        F.fit_few_shot(bank, -np.ones(10), prior)
+
+
+def test_selection_spreads_over_what_decides_latency() -> None:
+    bank = F.nb201_bank(ALL, "eager", 1)
+    chosen = F.select_networks(bank, 10)
+    assert chosen == F.select_networks(bank, 10) and len(set(chosen)) == 10
+    x = bank.selection_features()
+    covered = np.ptp(x[chosen], axis=0) / np.ptp(x, axis=0)
+    assert np.all(covered > 0.8), covered
+    random = RNG.choice(len(ALL), 10, replace=False)
+    assert np.mean(np.ptp(x[random], axis=0) / np.ptp(x, axis=0)) < np.mean(covered)
+
+
+def test_measured_csv_rows_and_their_errors() -> None:
+    rows = F.read_measured("arch,latency_us\nnb201:|a|,1500\n\nresnet18,2e3\n", "m.csv")
+    assert rows == [("nb201:|a|", 1.5e-3), ("resnet18", 2e-3)]
+    for text, message in (
+        ("arch,latency\nx,1\n", "unit"),
+        ("net,latency_ms\nx,1\n", "`arch` column"),
+        ("arch,latency_ms\nx,-1\n", "line 2: latency_ms='-1' must be a positive"),
+        ("arch,latency_ms\nx,fast\n", "not a number"),
+        ("", "empty"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            F.read_measured(text, "m.csv")
+
+
+def test_explore_calibrate_measured_writes_a_platform_that_predicts_the_device(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from explorer.cli import main
+
+    assert (
+        main(
+            [
+                "calibrate",
+                "--select",
+                "12",
+                "--platform",
+                "rtx2080ti",
+                "--runtime",
+                "eager",
+                "--out",
+                str(tmp_path / "pick.csv"),
+            ]
+        )
+        == 0
+    )
+    picked = [line.split(",")[0] for line in (tmp_path / "pick.csv").read_text().splitlines()[1:]]
+    assert len(picked) == 12 and all(nb.is_nb201(p) for p in picked)
+    bank = F.nb201_bank(picked, "eager", 1)
+    made = F.predict_s(bank, truth(F.prior_device(get_platform("rtx2080ti"), "eager")))
+    csv = tmp_path / "measured.csv"
+    csv.write_text("arch,latency_ms\n" + "".join(f"{a},{t * 1e3}\n" for a, t in zip(picked, made, strict=True)))
+    out = tmp_path / "device.toml"
+    assert (
+        main(["calibrate", "--measured", str(csv), "--platform", "rtx2080ti", "--runtime", "eager", "--out", str(out)])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "leave-one-out over the 12 networks: Spearman" in printed
+    device = get_platform(str(out))
+    assert device.runtime == "eager" and device.kernel_params.op_dispatch_s > 0
+    other = next(a for a in SOME if a not in picked)
+    want = F.predict_s(F.nb201_bank([other], "eager", 1), truth(F.prior_device(get_platform("rtx2080ti"), "eager")))[0]
+    assert analyze(nb.nb201_arch(other), platform=device).latency_s == pytest.approx(want, rel=0.05)
+    csv.write_text("arch,latency_ms\n" + "".join(f"{a},1\n" for a in picked[:4]))
+    assert main(["calibrate", "--measured", str(csv), "--platform", "rtx2080ti", "--out", str(out)]) == 2
+    assert main(["calibrate", "--measured", str(csv), "--out", str(out)]) == 2  # no prior platform
