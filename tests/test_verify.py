@@ -10,6 +10,7 @@ import pytest
 from explorer.cli import main
 from explorer.cost.analyze import analyze
 from explorer.cost.platforms import platform_from_dict
+from explorer.measure.verify import judge, verdict_text
 from explorer.spec import load_arch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +54,12 @@ def test_verify_times_the_searched_uniform_and_base_networks(
     low, high = v["measured_gain_ci95"]
     assert low <= v["measured_gain"] <= high
     assert v["gain_error_points"] == pytest.approx(abs(v["predicted_gain"] - v["measured_gain"]) * 100)
+    expected = "faster" if low > 0 else ("slower" if high < 0 else "indistinguishable")
+    assert v["measured"] == expected and v["faster"] == (expected == "faster")
+    inside = low <= v["predicted_gain"] <= high
+    assert v["prediction_agrees"] == (inside or v["gain_error_points"] <= 3.0)
+    assert v["verdict"].startswith(f"the searched network is measured {expected}")
+    assert ("agrees" if v["prediction_agrees"] else "disagrees") in v["verdict"]
     report = (run / "report.md").read_text()
     assert report.count("Measured on this machine (explore verify)") == 1
     assert main(["verify", str(run), "--rounds", "5"]) == 0  # a second verification replaces the first section
@@ -74,3 +81,27 @@ def test_verify_refuses_bad_input_in_one_line(
     assert main([a.format(tmp=tmp_path) for a in argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message.format(tmp=tmp_path) in err[0]
+
+
+@pytest.mark.parametrize(
+    ("predicted", "measured", "ci95", "what", "agrees", "why"),
+    [
+        # re-timed 2.5 GFLOPs run of issue 21: clearly faster, the model 29 points off (was "within the noise")
+        (0.057, 0.346, (0.273, 0.522), "faster", False, "off by 28.9 points"),
+        # the 1 GFLOPs run: the gain is lost in the noise, and the prediction sits inside the interval
+        (0.016, -0.003, (-0.060, 0.054), "indistinguishable", True, "inside the interval"),
+        # uniform width measured faster: the searched network is slower, predicted faster
+        (0.05, -0.11, (-0.15, -0.08), "slower", False, "off by 16.0 points"),
+        # outside a narrow interval but within 3 points of the measured median
+        (0.12, 0.10, (0.095, 0.105), "faster", True, "within 3 points"),
+        (0.14, 0.10, (0.095, 0.105), "faster", False, "off by 4.0 points"),
+    ],
+)
+def test_the_verdict_reads_the_measurement_first(
+    predicted: float, measured: float, ci95: tuple[float, float], what: str, agrees: bool, why: str
+) -> None:
+    assert judge(predicted, measured, ci95) == (what, agrees, why)
+    text = verdict_text(predicted, measured, ci95, what, why)
+    assert text.startswith(f"the searched network is measured {what}")
+    assert f"{100 * measured:+.1f}%, 95% interval {100 * ci95[0]:+.1f}% to {100 * ci95[1]:+.1f}%" in text
+    assert ("agrees" if agrees else "disagrees") in text.split(";")[1] and why in text

@@ -85,6 +85,8 @@ FLAGS = {
     "memory": "--memory",
     "latency": "--latency",
     "weights": "--weights",
+    "data": "--data",
+    "importance": "--importance",
     "target": "--target",
     "criterion": "--criterion",
     "dtype": "--dtype",

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from explorer.cli.common import (
     DEFAULT_SPACE,
@@ -20,8 +21,13 @@ from explorer.files import writable
 from explorer.report.document import FIGURES, HTML, MARKDOWN
 from explorer.search import DEFAULTS, OBJECTIVES, SAMPLERS, SearchResult, Settings, matched_text, trial_counts
 from explorer.search.files import BEST_ARCH_JSON, SUMMARY_JSON, TRIALS_CSV
+from explorer.search.importance import ChannelImportance
 from explorer.search.settings import DEFAULT_TRIALS, safe_name, study_folder
 from explorer.search.storage import STUDY_DB
+
+if TYPE_CHECKING:
+    from explorer.measure.loop import LoopSettings
+    from explorer.search.settings import SearchPlan
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,6 +53,19 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     search.add_argument("--align", type=int, help="channel step (default: the space file's, else 8)")
     search.add_argument("--no-bottlenecks", action="store_true", help="forbid the optional 1x1 bottlenecks")
+    search.add_argument(
+        "--weights",
+        help="the trained base network (.safetensors, this project's layout or torchvision's): its channel scores "
+        "feed --objective importance (with --no-bottlenecks)",
+    )
+    search.add_argument(
+        "--importance",
+        help="channel scores of --weights: l1 (filter L1 norm, the default), bn (|BN scale|) or taylor "
+        "(HALP's first-order Taylor scores on --data)",
+    )
+    search.add_argument(
+        "--data", help="an .npz file of x (images, NHWC) and y (integer labels) for --importance taylor"
+    )
     add_platform_args(search)
     search.add_argument(
         "--objective",
@@ -78,6 +97,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         f"(offsets the seed; default {DEFAULTS.worker})",
     )
     search.add_argument("--no-report", action="store_true", help=f"skip {HTML} / {MARKDOWN} (see `explore report`)")
+    add_measure_loop_args(search)
     search.set_defaults(func=cmd_search)
 
     report = sub.add_parser("report", help="(re)write the HTML/Markdown report of a search run or study")
@@ -170,6 +190,20 @@ def search_settings(args: argparse.Namespace) -> Settings:
     )
 
 
+def search_importance(args: argparse.Namespace) -> ChannelImportance | None:
+    """The channel scores of --weights (None without it); --importance and --data need --weights."""
+    if args.weights is None:
+        for flag, value in (("--importance", args.importance), ("--data", args.data)):
+            if value is not None:
+                raise UsageError(f"{flag} {value!r} scores the channels of trained weights; give --weights FILE too")
+        return None
+    from explorer.deploy.saliency import channel_importance
+    from explorer.space import load_space
+
+    base = load_space(args.space or DEFAULT_SPACE).arch
+    return channel_importance(base, args.weights, args.importance or "l1", data=args.data)
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     import optuna
 
@@ -184,6 +218,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             "(or 1GMACs, 500MFLOPs, 2e9), or a latency per batch, e.g. --latency 150us"
         )
     settings = search_settings(args)
+    importance = search_importance(args)
     plan = plan_search(
         args.space or DEFAULT_SPACE,
         platform_from_args(args, settings.scoring.dtype),
@@ -194,10 +229,14 @@ def cmd_search(args: argparse.Namespace) -> int:
         latency=args.latency,
         out=args.out,
         storage=args.storage,
+        importance=importance,
     )
     assert plan.out is not None and plan.storage is not None
+    loop = measure_loop_settings(args)
     for line in plan.describe():
         print(line)
+    if loop is not None:
+        run_measure_loop(plan, loop)
     try:
         result = run_search(plan, stream=sys.stderr)  # progress on stderr; results on stdout
     except KeyboardInterrupt:
@@ -233,6 +272,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     elif result.best is None:
         print("\n  no feasible architecture found; widen --keep, raise --budget/--params or lower --floor")
     written = ([BEST_ARCH_JSON] if result.best is not None else []) + [SUMMARY_JSON, TRIALS_CSV]
+    if loop is not None:
+        written.append(record_measure_loop(plan, result))
     print(f"\n  wrote {plan.out}/{', '.join(written)}  ({result.wall_s:.1f} s)")
     if not args.no_report:
         print("  writing the report ...", file=sys.stderr, flush=True)
@@ -251,3 +292,79 @@ def cmd_search(args: argparse.Namespace) -> int:
         )
         return 1
     return 0 if result.best is not None else 1
+
+
+# ---------------------------------------------------------------- --measure-loop (explorer.measure.loop)
+
+_LOOP_FLAGS = {"top": "--measure-top", "max_rounds": "--measure-rounds", "accept_foreign": "--measure-foreign"}
+
+
+def add_measure_loop_args(search: argparse.ArgumentParser) -> None:
+    from explorer.measure.loop import LoopSettings
+
+    d = LoopSettings()
+    search.add_argument(
+        "--measure-loop",
+        action="store_true",
+        help="with --latency-model table: time here the kernels the best candidates run that the table has not "
+        "measured, add them to the table and search again, until the best is built only from measured kernels",
+    )
+    search.add_argument(
+        "--measure-top", type=int, help=f"best distinct candidates measured per round (default {d.top})"
+    )
+    search.add_argument("--measure-rounds", type=int, help=f"most rounds that measure (default {d.max_rounds})")
+    search.add_argument(
+        "--measure-foreign",
+        action="store_true",
+        help="add rows to a table measured on another device or jax/jaxlib version",
+    )
+
+
+def measure_loop_settings(args: argparse.Namespace) -> LoopSettings | None:
+    """The loop's settings from the --measure-* flags (None without --measure-loop)."""
+    from explorer.measure.loop import LoopSettings
+
+    given = {"top": args.measure_top, "max_rounds": args.measure_rounds}
+    if not args.measure_loop:
+        for name, value in [*given.items(), ("accept_foreign", args.measure_foreign or None)]:
+            if value is not None:
+                raise UsageError(f"{_LOOP_FLAGS[name]} {value!r} sets the measurement loop; give --measure-loop too")
+        return None
+    settings = LoopSettings(
+        **{k: v for k, v in given.items() if v is not None}, accept_foreign=bool(args.measure_foreign)
+    )
+    problem = settings.problem()
+    if problem is not None:
+        name, rest = problem.split("=", 1)
+        raise UsageError(f"{_LOOP_FLAGS.get(name, name)} {rest}")
+    return settings
+
+
+def run_measure_loop(plan: SearchPlan, settings: LoopSettings) -> None:
+    """Run the loop before the search (which then screens on the table the loop left)."""
+    from explorer.measure.loop import LoopError, measure_loop
+
+    try:
+        measure_loop(plan, settings, stream=sys.stderr)
+    except LoopError as exc:
+        text = str(exc).replace("`accept_foreign`", "--measure-foreign")
+        for name, flag in _LOOP_FLAGS.items():
+            text = text.replace(f"{name}=", f"{flag} ", 1) if text.startswith(f"{name}=") else text
+        raise UsageError(text) from None
+
+
+def record_measure_loop(plan: SearchPlan, result: SearchResult) -> str:
+    """Note in loop.json the table the search scored on and whether its best is built only from measured kernels."""
+    from explorer.measure.loop import LOOP_JSON, record_search
+    from explorer.spec import load_arch
+
+    assert plan.out is not None
+    best = load_arch(plan.out / BEST_ARCH_JSON) if result.best is not None else None
+    check = record_search(plan, best)
+    if check:
+        print(
+            f"  measurement loop: the searched best has {check['kernels_measured']} of {check['kernels']} kernels "
+            "measured"
+            + ("" if check["built_only_from_measured"] else f" (not: {', '.join(check['unmeasured_kernels'][:5])})")
+        )
+    return LOOP_JSON

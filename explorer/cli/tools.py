@@ -1,4 +1,4 @@
-"""The other subcommands: score, platforms, spaces, prune, export, ablate, calibrate, validate, verify."""
+"""The other subcommands: score, platforms, spaces, prune, export, ablate, calibrate, validate, verify, profile."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from explorer.cost.platforms import catalog, get_platform
 from explorer.files import dumps_json, writable, write_text
 from explorer.report.document import FIGURES, HTML, MARKDOWN
 from explorer.search.files import BEST_ARCH_JSON, SUMMARY_JSON
+from explorer.search.importance import ChannelImportance
+from explorer.spec import Arch
 from explorer.units import si
 
 
@@ -113,6 +115,35 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     ver.add_argument("--rounds", type=int, default=30, help="interleaved timing rounds (default 30)")
     ver.set_defaults(func=cmd_verify)
 
+    prof = sub.add_parser(
+        "profile",
+        help="time every kernel the networks of a space run, here, into a table for --latency-model table",
+    )
+    prof.add_argument("space", nargs="?", default="resnet18", help="the space to profile (default resnet18)")
+    prof.add_argument(
+        "--platform",
+        default="measured.toml",
+        help="platform whose runtime plans the kernels and whose kernel model times those the table lacks "
+        "(default measured.toml, from `explore calibrate`)",
+    )
+    prof.add_argument("--dtype", default="float32", help="compute dtype (default float32)")
+    prof.add_argument("--batch", type=int, default=1, help="samples per forward pass (default 1)")
+    prof.add_argument("--out", help="folder of the table (default runs/profile-SPACE-DTYPE-bBATCH); resumed if there")
+    prof.add_argument("--keep", help="keep-ratio range of the space's widths, as the search's --keep")
+    prof.add_argument("--align", type=int, help="channel step of the space, as the search's --align")
+    prof.add_argument("--no-bottlenecks", action="store_true", help="profile the space without bottleneck slots")
+    prof.add_argument("--repeats", type=int, default=15, help="interleaved timed rounds per kernel (default 15)")
+    prof.add_argument("--grid", type=int, default=5, help="channel counts per axis timed per signature (default 5)")
+    prof.add_argument("--held-out", type=int, default=2, help="shapes per signature held out to measure the interpolation (default 2)")  # fmt: skip
+    prof.add_argument("--exhaustive-up-to", type=int, default=300, help="time every shape when there are at most this many (default 300)")  # fmt: skip
+    prof.add_argument("--networks", type=int, default=5, help="whole networks timed to fit the per-pass terms (default 5)")  # fmt: skip
+    prof.add_argument("--max-kernels", type=int, help="time at most this many kernels in this run (rerun to resume)")
+    prof.add_argument("--budget-minutes", type=float, help="start no new kernels after this many minutes")
+    prof.add_argument(
+        "--accept-foreign", action="store_true", help="add to a table measured on another device or jax/jaxlib version"
+    )
+    prof.set_defaults(func=cmd_profile)
+
     prune = sub.add_parser("prune", help="prune trained weights of a base network to a searched architecture")
     prune.add_argument("base", help="the base architecture the weights belong to (a name or a spec .json file)")
     prune.add_argument(
@@ -122,9 +153,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     prune.add_argument("--out", required=True, help="the .safetensors file to write the pruned weights to")
     prune.add_argument(
         "--criterion",
-        default="l1",
-        help="channel ranking: l1 (filter L1 norm, the default), bn (|BN scale|) or random (a baseline)",
+        help="channel ranking: l1 (filter L1 norm), bn (|BN scale|), taylor (HALP's Taylor scores on --data) or "
+        "random (a baseline); default: the scores a run folder's importance search summed, else l1",
     )
+    prune.add_argument("--data", help="an .npz file of x (images, NHWC) and y (integer labels) for --criterion taylor")
     prune.add_argument(
         "--layout",
         default="flax",
@@ -561,6 +593,92 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def prune_scores(args: argparse.Namespace, base: Arch, target: Path) -> ChannelImportance | None:
+    """The channel scores `explore prune` ranks by, when not the weights' own l1/bn/random: those
+    an importance search stored in its run folder (the ranking its objective summed), or Taylor
+    scores of --data; None otherwise."""
+    from explorer.deploy.saliency import channel_importance, file_sha256
+
+    if args.criterion == "taylor" or args.data is not None:
+        if args.criterion not in (None, "taylor"):
+            raise UsageError(f"--data {args.data!r} is read only by --criterion taylor; leave it out")
+        return channel_importance(base, args.weights, "taylor", data=args.data)
+    if args.criterion is not None or not target.is_dir():
+        return None
+    from explorer.search import load_run
+
+    run = load_run(target, argument="target")
+    if not run.summary_json.is_file():  # a folder holding only a best_arch.json: no scores stored
+        return None
+    stored = run.record().channel_importance()
+    if stored is None:
+        return None
+    if stored.weights_sha256 and stored.weights_sha256 != file_sha256(args.weights):
+        raise UsageError(
+            f"--weights {args.weights!r} is not the file run {str(target)!r} was searched with ({stored.weights}); "
+            "give that file, or a --criterion to rank these weights by"
+        )
+    return stored
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from explorer.measure.profile import ProfileError, ProfileSettings, profile
+    from explorer.space import load_space, parse_keep
+
+    try:
+        dtype = canonical_dtype(args.dtype)
+    except ValueError as exc:
+        raise UsageError(f"--dtype {args.dtype!r}: {exc}") from None
+    flags = {"batch": "--batch", "repeats": "--repeats", "grid": "--grid", "held_out": "--held-out",
+             "networks": "--networks", "max_kernels": "--max-kernels", "budget_minutes": "--budget-minutes",
+             "exhaustive_up_to": "--exhaustive-up-to"}  # fmt: skip
+    settings = ProfileSettings(
+        dtype=dtype,
+        batch=args.batch,
+        repeats=args.repeats,
+        grid=args.grid,
+        held_out=args.held_out,
+        exhaustive_up_to=args.exhaustive_up_to,
+        networks=args.networks,
+        max_kernels=args.max_kernels,
+        budget_minutes=args.budget_minutes,
+        accept_foreign=args.accept_foreign,
+    )
+    problem = settings.problem()
+    if problem is not None:
+        name, rest = problem.split("=", 1)
+        raise UsageError(f"{flags.get(name, name)} {rest}")
+    space = load_space(
+        args.space,
+        keep=parse_keep(args.keep) if args.keep is not None else None,
+        align=args.align,
+        bottlenecks=not args.no_bottlenecks,
+    )
+    platform = get_platform(args.platform)
+    out = writable(args.out or f"runs/profile-{space.name}-{dtype}-b{args.batch}", "out")
+    try:
+        result = profile(space, platform, out, settings, stream=sys.stdout)
+    except ProfileError as exc:
+        raise UsageError(str(exc).replace("out=", "--out ", 1)) from None
+    p = result.provenance
+    shapes, interp = p["shapes"], p["interpolation"]
+    print(
+        f"  table: {shapes['measured'] + shapes['held_out']:,} kernels timed, {shapes['interpolated']:,} interpolated, "
+        f"of {shapes['distinct_shapes']:,} shapes; median spread +-{(p['spread']['median'] or 0):.1%}; "
+        f"{p['cost_minutes']:.1f} min in all"
+    )
+    if interp.get("held_out"):
+        print(
+            f"  interpolation on {interp['held_out']} held-out kernels: median |error| {interp['median_abs_error']:.1%}, "
+            f"90th percentile {interp['p90_abs_error']:.1%}"
+        )
+    if not result.complete:
+        print("  incomplete: rerun the same command to resume; missing kernels are timed by the kernel model")
+    print(f"  wrote {result.table}, {result.sidecar.name}, {result.platform_file.name}")
+    print(f"  use it with: --platform {result.platform_file} --latency-model table")
+    return 0
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     from explorer.cost.analyze import analyze
     from explorer.deploy.prune import prune
@@ -587,13 +705,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
             "networks do not; use --layout flax, or a target searched with --no-bottlenecks"
         )
     model = load_weights(base, args.weights)
-    result = prune(base, to_arrays(model), target, criterion=args.criterion)
+    scores = prune_scores(args, base, Path(args.target))
+    criterion = scores.criterion if scores is not None else args.criterion or "l1"
+    result = prune(base, to_arrays(model), target, criterion=criterion, scores=scores)
     analytic = analyze(target).params
     if result.params != analytic:
         raise RuntimeError(f"pruned weights hold {result.params} parameters but the target has {analytic}")
     print(
         f"pruned {base.name} ({analyze(base).params:,} params) to {target.name} ({result.params:,} params, "
-        f"= the analytic count) by {args.criterion}"
+        f"= the analytic count) by {criterion}" + (f" ({scores.describe()})" if scores is not None else "")
     )
     for group in result.groups:
         node = group[0]

@@ -90,6 +90,8 @@ class Analysis(Counts):
     """The kernels (kernel model only); their times plus `dispatch_s` make `latency_s`."""
     dispatch_s: float = 0.0
     """Kernel model: the once-per-forward-pass cost of dispatching the compiled program (in no layer)."""
+    fallback_kernels: tuple[str, ...] = ()
+    """Table model: the kernels the measured table lacks, timed by the kernel model instead."""
 
     @property
     def peak_memory_bytes(self) -> int:
@@ -107,7 +109,13 @@ class Analysis(Counts):
             f"Analysis({self.arch!r} on {self.platform!r}, {self.dtype}, batch {self.batch}: "
             f"{si(self.flops / self.batch, 'FLOPs')}/sample (2 x MACs), {si(self.params)} params, "
             f"{si(self.bytes, 'B')} moved, latency {si(self.latency_s, 's')} ({self.latency_model} model), "
-            f"{si(self.attainable_flops_per_s, 'FLOP/s')}; {len(self.layers)} layers)"
+            f"{si(self.attainable_flops_per_s, 'FLOP/s')}; {len(self.layers)} layers"
+            + (
+                f"; {len(self.fallback_kernels)} of {len(self.kernels)} kernels not in the table"
+                if self.fallback_kernels
+                else ""
+            )
+            + ")"
         )
 
     @property
@@ -163,6 +171,7 @@ class Analysis(Counts):
             "attainable_flops_per_s": self.attainable_flops_per_s,
             "latency_s": self.latency_s,
             "dispatch_s": self.dispatch_s,
+            **({"fallback_kernels": list(self.fallback_kernels)} if self.latency_model == "table" else {}),
             "images_per_s": self.images_per_s,
             "peak_activation_bytes": self.peak_activation_bytes,
             "peak_memory_bytes": self.peak_memory_bytes,
@@ -229,6 +238,9 @@ def analyze(arch: Arch | str, options: ScoringOptions | None = None, /, **fields
         latency_model=opts.latency_model,
         kernels=kernels,
         dispatch_s=float(times.per_pass_s[0]),
+        fallback_kernels=tuple(u.name for u, fell in zip(timer.units, times.fallback[0], strict=True) if fell)
+        if times.fallback is not None
+        else (),
     )
 
 

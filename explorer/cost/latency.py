@@ -19,6 +19,10 @@ that the platform can run):
   validation (reports/validation-cpu/batch-1) it ranks as the kernel model does (Spearman 0.907
   against 0.897) but sizes worse (median error 21% against 17%), so it is offered by name and
   never picked by 'auto'.
+- `table`: each kernel's time looked up in a table measured on the device (`explore profile`,
+  `explorer.cost.table`) plus a per-pass term fitted from whole networks; a kernel the table lacks
+  is timed by the kernel model and counted (`Analysis.fallback_kernels`). Needs the platform's
+  `extra.table`; by name only, since a table describes one device, dtype and batch.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from explorer.conventions import canonical_dtype
 from explorer.cost.kernels import kernel_timer
 from explorer.cost.options import ScoringOptions
 from explorer.cost.platforms import Platform, get_platform
+from explorer.cost.table import missing as table_missing
+from explorer.cost.table import table_timer
 from explorer.cost.timers import Timer, efficiency_table, efficiency_timer, roofline_timer
 from explorer.spec import Arch
 
@@ -145,5 +151,17 @@ register(
         kernels=False,
         auto=False,
         label="efficiency-corrected roofline latency",
+    )
+)
+register(
+    LatencyModel(
+        name="table",
+        description="each kernel's time measured on the device (explore profile) plus a fitted per-pass term",
+        needs="a profiled platform's extra.table (the platform file explore profile writes)",
+        missing=table_missing,
+        timer=table_timer,
+        kernels=True,
+        auto=False,
+        label="measured-table latency",
     )
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections.abc import Mapping
@@ -161,6 +162,8 @@ def _extra(where: str, value: Any) -> dict[str, Any]:
 
     if not isinstance(value, Mapping):
         raise PlatformError(f"{where}: extra={short_repr(value)} must be a table, e.g. [KEY.extra]")
+    if not isinstance(value.get("table", ""), str):
+        raise PlatformError(f"{where}: extra.table={short_repr(value['table'])} must be the path of a latency table")
     efficiency = value.get("efficiency", {})
     if not isinstance(efficiency, Mapping):
         raise PlatformError(f"{where}: extra.efficiency={short_repr(efficiency)} must be a table of class = share")
@@ -228,7 +231,11 @@ def load_platform_file(path: Path) -> dict[str, Platform]:
     for key, table in data.items():
         if not isinstance(table, Mapping):
             raise PlatformError(f"platform file {path}: {key!r} must be a [table], not a value")
-        platforms[key] = platform_from_table(key, table, str(path))
+        platform = platform_from_table(key, table, str(path))
+        if isinstance(platform.extra.get("table"), str):  # a profiled table: relative to this file's folder
+            extra = {**platform.extra, "table": str(path.parent / platform.extra["table"])}
+            platform = dataclasses.replace(platform, extra=MappingProxyType(extra))
+        platforms[key] = platform
     return platforms
 
 

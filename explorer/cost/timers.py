@@ -40,6 +40,9 @@ class UnitTimes:
     time_s: np.ndarray
     bytes: np.ndarray
     per_pass_s: np.ndarray
+    fallback: np.ndarray | None = None
+    """(N, units) True where a measured model lacked the unit and the kernel model timed it (the
+    table model, `explorer.cost.table`); None for models that measure nothing."""
 
 
 class Timer(Protocol):

@@ -6,11 +6,14 @@ set of ops whose outputs must keep the same channels because residual adds sum t
 dependency graph Torch-Pruning's DepGraph builds, derived here from the spec):
 
 * each op that sets its channels (a conv, a dense layer, a bottleneck's 1x1 reduce conv) scores its
-  output channels by `criterion`: `l1`, the L1 norm of each filter (Li et al., ICLR 2017), or `bn`,
+  output channels by `criterion`: `l1`, the L1 norm of each filter (Li et al., ICLR 2017), `bn`,
   |gamma| of the batch norm that reads it (network slimming, Liu et al., ICCV 2017; ops without
-  one fall back to L1); a group sums its members' scores, each divided by its largest;
+  one fall back to L1), or `taylor`, HALP's first-order Taylor scores (given as `scores`,
+  `explorer.deploy.saliency.channel_importance`); a group sums its members' scores, each divided by
+  its largest;
 * the group keeps its `width` best channels (balanced over the blocks of a grouped conv), in their
-  original order;
+  original order: `explorer.search.importance.kept_channels`, the very ranking whose scores the
+  search's `importance` objective sums, so a searched network is pruned to the channels it was scored by;
 * the choice then follows the graph: batch norm statistics, activations, pools and depthwise convs
   keep their input's channels, a concat keeps each input's choice at its offset, a flatten keeps
   every position of the kept channels, and the next layers keep the matching input channels.
@@ -32,10 +35,17 @@ import numpy as np
 
 from explorer.deploy.weights import expected_shapes, from_arrays
 from explorer.model import Network
-from explorer.spec import INPUT, Arch, BatchNorm, Concat, Conv, Dense, Flatten, Node, bottleneck_names
-from explorer.spec.channels import channel_sources, tie_groups
+from explorer.search.importance import (
+    ChannelImportance,
+    ImportanceError,
+    kept_channels,
+    layer_scores,
+    target_width,
+)
+from explorer.spec import INPUT, Arch, BatchNorm, Concat, Conv, Dense, Flatten, bottleneck_names
+from explorer.spec.channels import tie_groups
 
-CRITERIA = ("l1", "bn", "random")
+CRITERIA = ("l1", "bn", "taylor", "random")
 """`random` keeps channels drawn at random (seeded): the baseline a criterion must beat."""
 
 
@@ -97,55 +107,6 @@ def _check_target(base: Arch, target: Arch) -> None:
             raise PruneError(f"target op {b.name!r}: bottleneck={bn_b} is wider than the base's {bn_a}")
 
 
-def _target_width(target: Arch, node_name: str) -> int:
-    for op in target.ops:
-        if op.name == node_name:
-            return int(op.out)  # type: ignore[attr-defined]
-        if bottleneck_names(op.name)[0] == node_name:
-            return int(op.bottleneck)  # type: ignore[attr-defined]
-    raise KeyError(node_name)
-
-
-def _scores(
-    node: Node, arrays: Mapping[str, np.ndarray], nodes: tuple[Node, ...], criterion: str, rng: np.random.Generator
-) -> np.ndarray:
-    name = node.op.name
-    if criterion == "random":
-        return rng.random(node.output_shape[-1])
-    if criterion == "bn":
-        for n in nodes:
-            if isinstance(n.op, BatchNorm) and n.inputs == (name,):
-                return np.abs(np.asarray(arrays[f"{n.op.name}.scale"], dtype=np.float64))
-    kernel = np.abs(np.asarray(arrays[f"{name}.kernel"], dtype=np.float64))
-    return kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
-
-
-def _blocks(base: Arch, source: Mapping[str, str | None]) -> dict[str, int]:
-    """Setter -> the group count its channels must stay balanced over (grouped convs it feeds or is)."""
-    need: dict[str, int] = {}
-    for n in base.nodes:
-        if not isinstance(n.op, Conv):
-            continue
-        cin = n.input_shapes[0][-1]
-        groups = n.op.channels(cin)[0]
-        if groups == 1 or n.op.is_depthwise(cin):  # a depthwise conv keeps its input's channels one by one
-            continue
-        for setter in (source[n.inputs[0]], n.op.name):
-            if setter is not None:
-                need[setter] = math.lcm(need.get(setter, 1), groups)
-    return need
-
-
-def _select(score: np.ndarray, width: int, blocks: int) -> np.ndarray:
-    if width % blocks or len(score) % blocks:
-        raise PruneError(f"width {width} cannot stay balanced over {blocks} groups of a grouped conv")
-    size, per = len(score) // blocks, width // blocks
-    chosen = [
-        q * size + np.sort(np.argsort(-score[q * size : (q + 1) * size], kind="stable")[:per]) for q in range(blocks)
-    ]
-    return np.concatenate(chosen).astype(np.int64)
-
-
 def _svd_bottleneck(kernel: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray, float]:
     """(reduce kernel (1, 1, cin, r), conv kernel (kh, kw, r, cout), relative error) of `kernel`."""
     kh, kw, cin, cout = kernel.shape
@@ -179,22 +140,53 @@ def _conv_kernel(name: str, kernel: np.ndarray, groups: int, cin: int, ins: np.n
     return np.concatenate(parts, axis=-1)
 
 
-def prune(base: Arch, arrays: Mapping[str, np.ndarray], target: Arch, criterion: str = "l1", seed: int = 0) -> Pruned:
-    """Weights of `target` taken from `arrays` (the base's weights, Flax layout, `to_arrays`);
-    `seed` draws the channels of the `random` criterion."""
+def channel_scores(
+    base: Arch, arrays: Mapping[str, np.ndarray], criterion: str = "l1", seed: int = 0
+) -> ChannelImportance:
+    """The scores `prune` ranks channels by, from the weights alone: `l1`, `bn`, or `random` (drawn
+    with `seed`); `taylor` needs data (`explorer.deploy.saliency.channel_importance`)."""
     if criterion not in CRITERIA:
         raise PruneError(f"criterion={criterion!r} is not known; use one of: {', '.join(CRITERIA)}")
+    if criterion == "taylor":
+        raise PruneError(
+            "criterion='taylor' needs gradients on data: pass `scores` (explorer.deploy.saliency.channel_importance)"
+        )
+    if criterion == "random":
+        rng = np.random.default_rng(seed)
+        widths = {n.op.name: n.output_shape[-1] for n in base.nodes}
+        drawn = {m: rng.random(widths[m]) for tie in tie_groups(base) for m in tie.members}
+        return ChannelImportance.of(base, drawn, criterion)
+    try:
+        return ChannelImportance.of(base, layer_scores(base, arrays, criterion), criterion)
+    except ImportanceError as exc:
+        raise PruneError(str(exc)) from None
+
+
+def prune(
+    base: Arch,
+    arrays: Mapping[str, np.ndarray],
+    target: Arch,
+    criterion: str = "l1",
+    seed: int = 0,
+    *,
+    scores: ChannelImportance | None = None,
+) -> Pruned:
+    """Weights of `target` taken from `arrays` (the base's weights, Flax layout, `to_arrays`);
+    `seed` draws the channels of the `random` criterion. `scores` (e.g. the ones a search's
+    `importance` objective summed) replace `criterion`'s."""
     _check_target(base, target)
-    rng = np.random.default_rng(seed)
+    if scores is None:
+        scores = channel_scores(base, arrays, criterion, seed)
     nodes = base.nodes
     by_name = {n.op.name: n for n in nodes}
-    ties = tie_groups(base)
-    blocks = _blocks(base, channel_sources(base))
+    pinned = {tie.members: tie.pinned for tie in tie_groups(base)}
+    if set(pinned) != {g.members for g in scores.groups}:
+        raise PruneError(f"scores of {scores.arch!r} do not fit base={base.name!r}: other tie groups")
     kept: dict[str, np.ndarray] = {INPUT: np.arange(base.input_shape[-1])}
     chosen: dict[str, np.ndarray] = {}
-    for tie in ties:
-        group = tie.members
-        widths = {_target_width(target, m) for m in group}
+    for g in scores.groups:
+        group = g.members
+        widths = {target_width(target, m) for m in group}
         base_width = by_name[group[0]].output_shape[-1]
         width = widths.pop() if len(widths) == 1 else None
         if width is None:
@@ -203,11 +195,12 @@ def prune(base: Arch, arrays: Mapping[str, np.ndarray], target: Arch, criterion:
             for m in group:
                 chosen[m] = np.arange(base_width)
             continue
-        if tie.pinned:
+        if pinned[group]:
             raise PruneError(f"op {group[0]!r}: its width is tied to a fixed-width tensor and cannot change")
-        score = sum(_normalised(_scores(by_name[m], arrays, nodes, criterion, rng)) for m in group)
-        need = max(blocks.get(m, 1) for m in group)
-        selection = _select(np.asarray(score), width, need)
+        try:
+            selection = kept_channels(g.score, width, g.blocks)
+        except ImportanceError as exc:
+            raise PruneError(str(exc)) from None
         for m in group:
             chosen[m] = selection
     for n in nodes:
@@ -227,12 +220,7 @@ def prune(base: Arch, arrays: Mapping[str, np.ndarray], target: Arch, criterion:
     wrong = [k for k in wanted.keys() | out.keys() if k not in out or k not in wanted or out[k].shape != wanted[k]]
     if wrong:
         raise PruneError(f"pruned weights do not fit target={target.name!r} at {sorted(wrong)[0]!r}")
-    return Pruned(target, out, kept, tuple(t.members for t in ties), errors)
-
-
-def _normalised(score: np.ndarray) -> np.ndarray:
-    top = float(score.max()) if score.size else 0.0
-    return score / top if top > 0 else score
+    return Pruned(target, out, kept, tuple(g.members for g in scores.groups), errors)
 
 
 def _slice(

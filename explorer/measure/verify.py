@@ -8,7 +8,9 @@ networks are timed in interleaved rounds (each round runs every network once), s
 vs uniform comparison is paired round by round. Reported per network: predicted latency (with
 the run's latency model) and the measured median with a 95% bootstrap interval; for the gain
 over uniform width: predicted, measured (median of the per-round ratios) and its 95% bootstrap
-interval, which is the noise the verdict compares against.
+interval. The verdict reads the measurement first: faster, slower or indistinguishable from
+uniform width (the interval above 0, below 0, or holding it); then whether the prediction agrees
+(inside the interval, or within 3 points of the measured gain).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 
 from explorer.cost.analyze import analyze
 from explorer.files import dumps_json, write_text
+from explorer.measure.loop import loop_check, loop_text
 from explorer.report.document import HTML, MARKDOWN, Block, Heading, Items, Table, Text, html_blocks, to_markdown
 from explorer.units import si
 
@@ -56,13 +59,24 @@ class Verification:
     measured_gain_ci95: tuple[float, float]
     gain_error_points: float
     """|predicted - measured| gain, in percentage points."""
-    gain_exceeds_noise: bool
-    """Whether the predicted gain lies outside the measured gain's 95% interval half-width."""
+    measured: str
+    """What the stopwatch says, from the measured gain's 95% interval: 'faster' (interval above 0),
+    'slower' (below 0) or 'indistinguishable' (it holds 0) from uniform width at matched FLOPs."""
+    prediction_agrees: bool
+    """Whether the predicted gain lies inside the measured gain's 95% interval or within
+    `AGREEMENT_POINTS` points of the measured gain."""
+    agreement: str
+    """Why it agrees ('inside the interval', 'within 3 points') or how far off it is ('off by 29.0 points')."""
     faster: bool
     """Whether the searched network is measured faster than uniform width (interval above 0)."""
     verdict: str
+    """Both in words: the measurement first, then the prediction."""
     measured_here: bool = True
     """Whether the run's platform was measured on this machine (`explore calibrate`)."""
+    measure_loop: dict[str, Any] | None = None
+    """A search with the measurement loop (`explorer.measure.loop`, loop.json): its rounds, kernels
+    measured and seconds, and whether the searched network is built only from measured kernels on the
+    table as it is now."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -127,20 +141,10 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
     measured_gain = float(np.median(per_round))
     ci = _bootstrap_median(per_round)
     predicted_gain = predicted["uniform (matched FLOPs)"] / predicted["searched"] - 1
-    half_width = (ci[1] - ci[0]) / 2
-    exceeds = abs(predicted_gain) > half_width
-    faster = ci[0] > 0
+    measured, agrees, agreement = judge(predicted_gain, measured_gain, ci)
     error = abs(predicted_gain - measured_gain) * 100
-    if exceeds and predicted_gain > 0:
-        verdict = (
-            "confirmed"
-            if faster and error <= 5
-            else ("faster, but the gain is off by more than 5 points" if faster else "not confirmed")
-        )
-    else:
-        verdict = "the predicted gain is within the noise" + (
-            "; the measured gain agrees within 5 points" if error <= 5 else ""
-        )
+    verdict = verdict_text(predicted_gain, measured_gain, ci, measured, agreement)
+    loop = loop_check(run, searched, s.options(platform)) if s.latency_model == "table" else None
     return Verification(
         run=run.name,
         platform=platform.key,
@@ -154,11 +158,51 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
         measured_gain=measured_gain,
         measured_gain_ci95=ci,
         gain_error_points=error,
-        gain_exceeds_noise=exceeds,
-        faster=faster,
+        measured=measured,
+        prediction_agrees=agrees,
+        agreement=agreement,
+        faster=measured == "faster",
         verdict=verdict,
         measured_here="explore calibrate" in platform.source,
+        measure_loop=loop,
     )
+
+
+AGREEMENT_POINTS = 3.0
+"""A prediction within this many percentage points of the measured gain agrees with it (as does one
+inside the measured gain's 95% interval)."""
+
+
+def judge(predicted_gain: float, measured_gain: float, ci95: tuple[float, float]) -> tuple[str, bool, str]:
+    """(what was measured, whether the prediction agrees, why or by how much it is off), reading the
+    measurement first: 'faster' / 'slower' when the 95% interval of the measured gain excludes 0,
+    'indistinguishable' when it holds 0; the prediction agrees inside that interval or within
+    `AGREEMENT_POINTS` points of the measured median."""
+    low, high = ci95
+    measured = "faster" if low > 0 else ("slower" if high < 0 else "indistinguishable")
+    off = abs(predicted_gain - measured_gain) * 100
+    if low <= predicted_gain <= high:
+        return measured, True, "inside the interval"
+    if off <= AGREEMENT_POINTS:
+        return measured, True, f"within {AGREEMENT_POINTS:g} points"
+    return measured, False, f"off by {off:.1f} points"
+
+
+def verdict_text(
+    predicted_gain: float, measured_gain: float, ci95: tuple[float, float], measured: str, agreement: str
+) -> str:
+    """The verdict in words: what the stopwatch says, then whether the prediction agrees."""
+    what = {
+        "faster": "the searched network is measured faster than uniform width",
+        "slower": "the searched network is measured slower than uniform width",
+        "indistinguishable": "the searched network is measured indistinguishable from uniform width",
+    }[measured]
+    interval = f"{100 * measured_gain:+.1f}%, 95% interval {100 * ci95[0]:+.1f}% to {100 * ci95[1]:+.1f}%"
+    if agreement.startswith("off"):
+        tail = f"the prediction ({100 * predicted_gain:+.1f}%) disagrees: {agreement}"
+    else:
+        tail = f"the prediction ({100 * predicted_gain:+.1f}%) agrees ({agreement})"
+    return f"{what} ({interval}); {tail}"
 
 
 def section_blocks(v: Verification) -> list[Block]:
@@ -191,7 +235,10 @@ def section_blocks(v: Verification) -> list[Block]:
         Items(
             (
                 ("gain of the searched network over uniform width at matched FLOPs", gain),
+                ("measured", v.measured),
+                ("prediction", ("agrees: " if v.prediction_agrees else "disagrees: ") + v.agreement),
                 ("verdict", v.verdict),
+                *((("measurement loop", loop_text(v.measure_loop)),) if v.measure_loop else ()),
             )
         ),
     ]

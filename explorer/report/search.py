@@ -119,10 +119,12 @@ def search_report(result: SearchResult) -> tuple[list[Block], dict[str, Maker]]:
         SF.pareto_info(result, "flops", "attainable_flops_per_s", trials),
         SF.pareto_info(result, "params", "latency_s", trials),
     ]
+    front = SF.objective_pareto_info(result, trials)
     channels, progress = SF.channel_info(result), SF.progress_info(result, trials)
     n_widths = sum(1 for op in result.space.arch.ops if getattr(op, "out", None) is not None)
     makers: dict[str, Maker] = {  # the costliest first: two processes share them out best so
         "pareto": lambda: F.render(SF.draw_pareto, paretos, (13, 5)),
+        "front": lambda: F.maybe(SF.draw_pareto, front, (7, 5)),
         "importance": lambda: F.maybe(sweep.draw_importance, sweep.importance_info(result), (8, 4.5)),
         "roofline": lambda: F.render(F.draw_roofline, [roofline], (8, 5.5)),
         "channels": lambda: F.render(SF.draw_channels, [channels], (max(7.0, 0.3 * n_widths), 4.5)),
@@ -191,7 +193,13 @@ def pareto_blocks(result: SearchResult) -> list[Block]:
         return []
     header = pareto_header(result)
     return [
-        Heading("Pareto front of the two objectives, at matched FLOPs"),
+        Heading("Pareto front of the two objectives"),
+        Picture(
+            "front",
+            "Every trial at its two objective values (" + " vs ".join(reversed(result.plan.settings.objective)) + "), "
+            "infeasible ones faded, the front of the feasible trials in orange, the uniform-width curve in green.",
+        ),
+        Heading("The front at matched FLOPs"),
         Text(
             "Every non-dominated feasible trial; 'uniform at same FLOPs' is the latency of the uniform-width "
             "curve read at the point's FLOPs (linear between neighbouring multipliers), and 'speed vs uniform' "

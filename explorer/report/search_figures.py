@@ -15,6 +15,7 @@ import optuna
 
 from explorer.cost.latency import latency_label
 from explorer.search import OBJECTIVES, Scored, SearchResult, is_feasible, pareto_indices, sign, uniform_label
+from explorer.search.baselines import UniformPoint
 from explorer.search.metrics import COLUMN, Column
 from explorer.search.samplers import TRACE
 from explorer.units import si
@@ -50,6 +51,34 @@ class ParetoInfo(NamedTuple):
     """The uniform-width networks (one multiplier each) as (x, y), in multiplier order: the baseline at every x."""
     latency_model: str = "roofline"
     """The model behind every time and rate (`Analysis.latency_model`)."""
+
+
+IMPORTANCE_COLUMN = Column(
+    "importance",
+    "importance",
+    "importance",
+    "summed importance of the kept channels (each layer's best = 1)",
+    "",
+    True,
+    "{:,.1f}".format,
+)
+"""The `importance` objective as an axis: the channel scores a search read, summed over what it keeps."""
+OBJECTIVE_COLUMNS = {
+    "throughput": "attainable_flops_per_s",
+    "latency": "latency_s",
+    "images": "images_per_s",
+    "params": "params",
+    "flops": "flops",
+    "max_flops": "flops",
+    "max_params": "params",
+}
+"""The metric column each objective's value is (the `importance` objective's is `IMPORTANCE_COLUMN`)."""
+
+
+def objective_column(objective: str) -> Column:
+    """The axis of an objective's values, better in the objective's own direction."""
+    column = COLUMN[OBJECTIVE_COLUMNS[objective]] if objective in OBJECTIVE_COLUMNS else IMPORTANCE_COLUMN
+    return column._replace(maximize=sign(objective) > 0)
 
 
 TIMED = frozenset({"latency_s", "attainable_flops_per_s", "images_per_s", "memory_bound_share"})
@@ -110,6 +139,40 @@ def pareto_info(
     return ParetoInfo(
         ax, ay, tuple(points), front, tuple(limits), tuple(marks), curve, result.base.result.latency_model
     )
+
+
+def objective_pareto_info(
+    result: SearchResult, trials: Sequence[optuna.trial.FrozenTrial] | None = None
+) -> ParetoInfo | None:
+    """With two objectives: every completed trial at (second objective, first objective), read from
+    the trials' own values, its feasible front, the budget on the x axis and the marks; None otherwise."""
+    objective = result.plan.settings.objective
+    if len(objective) != 2:
+        return None
+    y_name, x_name = objective
+    ax, ay = objective_column(x_name), objective_column(y_name)
+    points = [
+        TrialPoint(t.number, float(t.values[1]), float(t.values[0]), is_feasible(t))
+        for t in (result.study.trials if trials is None else trials)
+        if t.state == optuna.trial.TrialState.COMPLETE and t.values is not None and len(t.values) == 2
+    ]
+    limits = {"latency": result.budget.latency_s, "params": result.budget.params, "flops": result.budget.flops}
+    x_limits = () if limits.get(x_name) is None else ((f"{x_name} budget", float(limits[x_name])),)  # type: ignore[arg-type]
+    named: list[tuple[str, Scored | None]] = [("best", result.best), ("base network", result.base)]
+    if result.uniform_multiplier is not None:
+        named.append((uniform_label(result.uniform_multiplier), result.uniform))
+    marks = tuple(Mark(label, s.values[1], s.values[0]) for label, s in named if s is not None and len(s.values) == 2)
+    importance = result.plan.importance
+
+    def value(name: str, point: UniformPoint) -> float:
+        if name in OBJECTIVE_COLUMNS:
+            return point.metrics.value(OBJECTIVE_COLUMNS[name])
+        assert importance is not None  # the only other objective reads it
+        return importance.value(result.space.uniform(point.multiplier))
+
+    curve = tuple((value(x_name, p), value(y_name, p)) for p in result.curve)
+    front = pareto_front(points, ax, ay)
+    return ParetoInfo(ax, ay, tuple(points), front, x_limits, marks, curve, result.base.result.latency_model)
 
 
 def draw_pareto(info: ParetoInfo, ax: Axes) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 
 from explorer.cost.latency import latency_label
 from explorer.search import OBJECTIVES, SearchResult
+from explorer.search.problem import WEIGHTED, Weighed
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -75,8 +76,11 @@ def importance_info(result: SearchResult, top: int = 15) -> ImportanceInfo | Non
         r[:, k] = values
         variants.append((f"1x1 before {slot.op}", np.repeat(center_w[None, :], len(values), axis=0), r))
     reductions = np.vstack([r for _, _, r in variants]) if space.bottlenecks else None
-    scores = sweep_scorer(result).score(np.vstack([w for _, w, _ in variants]), reductions)
-    value = np.asarray(OBJECTIVES[name].value(scores), dtype=np.float64)
+    widths = np.vstack([w for _, w, _ in variants])
+    scores = sweep_scorer(result).score(widths, reductions)
+    importance = result.plan.importance
+    view = Weighed(scores, importance.table(space, check=0)(widths)) if importance and name in WEIGHTED else scores
+    value = np.asarray(OBJECTIVES[name].value(view), dtype=np.float64)
     feasible, _ = result.budget.batch_feasibility(scores)
     rows, start = [], 0
     for label, w, _ in variants:

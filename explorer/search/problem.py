@@ -12,9 +12,12 @@ Objectives (any one, or two comma-separated for a Pareto front):
   flops       minimise FLOPs (2 x MACs)
   max_flops   maximise FLOPs: the most capacity, e.g. within a latency budget (HALP's question)
   max_params  maximise parameters: the most capacity counted in weights
+  importance  maximise the summed importance of the trained channels the widths keep (needs the
+              weights: `explorer.search.importance`)
 
 Each objective's value function works on one `Analysis` and on `BatchScores` (arrays) alike, so
-the batch screen (`explorer.search.screen`) ranks candidates exactly as trials are ranked.
+the batch screen (`explorer.search.screen`) ranks candidates exactly as trials are ranked; the
+`importance` objective reads the value `Weighed` puts beside either.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from explorer.cost.latency import resolve_options
 from explorer.cost.options import ScoringOptions
 from explorer.cost.platforms import Platform
 from explorer.search.encoding import bottleneck_param, reduction_param, width_param
+from explorer.search.importance import ChannelImportance
 from explorer.search.metrics import Metrics
 from explorer.space import Space
 from explorer.spec import Arch
@@ -55,7 +59,22 @@ OBJECTIVES: dict[str, Objective] = {
     "flops": Objective("minimize", lambda r: r.flops * 1.0, "FLOPs"),
     "max_flops": Objective("maximize", lambda r: r.flops * 1.0, "FLOPs"),
     "max_params": Objective("maximize", lambda r: r.params * 1.0, ""),
+    "importance": Objective("maximize", lambda r: r.importance, ""),
 }
+WEIGHTED = frozenset({"importance"})
+"""Objectives that read the trained weights (a `ChannelImportance`), not only the architecture."""
+
+
+@dataclass(frozen=True, slots=True)
+class Weighed:
+    """A result (`Analysis`, or `BatchScores` with arrays) and the summed importance of the channels
+    its widths keep (a float, or an array of one per candidate): what the `importance` objective reads."""
+
+    result: Any
+    importance: Any
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.result, name)
 
 
 def sign(objective: str) -> int:
@@ -167,21 +186,39 @@ class Scored:
 class Scorer:
     """Scores architectures under one set of scoring options, objectives and budgets; pure apart from them."""
 
-    def __init__(self, options: ScoringOptions, objective: Sequence[str], budget: Budget) -> None:
+    def __init__(
+        self,
+        options: ScoringOptions,
+        objective: Sequence[str],
+        budget: Budget,
+        importance: ChannelImportance | None = None,
+    ) -> None:
         self.options = resolve_options(options)
         self.objective = tuple(objective)
         self.budget = budget
+        self.importance = importance
+        """The trained channels' scores, which the `importance` objective sums (None: no weights given)."""
+        if WEIGHTED & set(self.objective) and importance is None:
+            raise SearchError(
+                f"objective={','.join(self.objective)!r}: importance needs the trained weights; give `weights`"
+            )
 
     @property
     def platform(self) -> Platform:
         return self.options.plat
+
+    @property
+    def weighed(self) -> bool:
+        """Whether an objective reads the trained channels' importance."""
+        return self.importance is not None and bool(WEIGHTED & set(self.objective))
 
     def analyze(self, arch: Arch) -> Analysis:
         return analyze(arch, self.options)
 
     def score(self, arch: Arch, number: int = -1) -> Scored:
         result = self.analyze(arch)
-        values = tuple(float(OBJECTIVES[name].value(result)) for name in self.objective)
+        view = Weighed(result, self.importance.value(arch)) if self.weighed else result
+        values = tuple(float(OBJECTIVES[name].value(view)) for name in self.objective)
         return Scored(arch, result, self.budget.feasible(result), values, number)
 
     def better(self, a: Scored, b: Scored | None) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 
 from explorer.cost.options import ScoringOptions
 from explorer.cost.platforms import Platform
+from explorer.search.importance import ChannelImportance, ImportanceError
 from explorer.search.problem import SearchError
 from explorer.search.settings import DEFAULTS, SCORING_FIELDS, SearchPlan, Settings, plan_search
 from explorer.spec.ops import short_repr
@@ -46,6 +47,10 @@ class StudyRecord:
     keep: tuple[float, float] | None
     align: int | None
     bottlenecks: bool
+    importance: dict[str, Any] | None = None
+    """The channel scores the `importance` objective sums (`ChannelImportance.to_json`: criterion,
+    weights file and its SHA-256, data file, the scores), stored so that workers, resumes and reports
+    read the same scores without the files; None without weights."""
 
     @classmethod
     def from_plan(cls, plan: SearchPlan) -> StudyRecord:
@@ -57,14 +62,18 @@ class StudyRecord:
             params=b.params,
             memory_bytes=b.memory_bytes,
             latency_s=b.latency_s,
+            importance=plan.importance.to_json() if plan.importance is not None else None,
             **{name: getattr(plan.settings.scoring, name) for name in SCORING_FIELDS},
             **{name: getattr(plan.settings, name) for name in SETTINGS},
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: tuples become lists, in the order of the fields."""
+        """JSON-ready: tuples become lists, in the order of the fields; `importance` only when set (a
+        search without weights stores what searches stored before the field existed)."""
         return {
-            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in dataclasses.fields(self)
+            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+            for f in dataclasses.fields(self)
+            if not (f.name == "importance" and self.importance is None)
         }
 
     @classmethod
@@ -76,7 +85,7 @@ class StudyRecord:
         values = (
             {name: getattr(DEFAULTS.scoring, name) for name in SCORING_FIELDS}
             | {name: getattr(DEFAULTS, name) for name in SETTINGS}
-            | dict.fromkeys(("budget_flops", "params", "memory_bytes", "latency_s"))
+            | dict.fromkeys(("budget_flops", "params", "memory_bytes", "latency_s", "importance"))
             | OLDER
             | {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
         )
@@ -88,6 +97,8 @@ class StudyRecord:
             for name in ("budget_flops", "params", "memory_bytes", "latency_s"):
                 values[name] = None if values[name] is None else float(values[name])
             values["bottlenecks"] = bool(values["bottlenecks"])
+            if values["importance"] is not None and not isinstance(values["importance"], Mapping):
+                raise TypeError(f"importance={short_repr(values['importance'])} is not a mapping")
         except (TypeError, ValueError) as exc:
             raise SearchError(f"record={short_repr(data)} is not a study record ({exc})") from None
         return cls(**values)
@@ -116,11 +127,26 @@ class StudyRecord:
             latency=self.latency_s,
             storage=storage,
             files=False,
+            importance=self.channel_importance(),
         )
+
+    def channel_importance(self) -> ChannelImportance | None:
+        """The stored channel scores, or None."""
+        if self.importance is None:
+            return None
+        try:
+            return ChannelImportance.from_json(self.importance)
+        except ImportanceError as exc:
+            raise SearchError(str(exc)) from None
 
     def check_same(self, asked: StudyRecord, *, study: str) -> None:
         """Refuse to resume this stored study with other settings: a SearchError naming each difference."""
         stored, wanted = self.to_dict(), asked.to_dict()
+        for record in (stored, wanted):  # the scores follow from the files, which their names and digest identify
+            if record.get("importance") is not None:
+                record["importance"] = {k: v for k, v in record["importance"].items() if k != "groups"}
+            else:
+                record["importance"] = None
         changes = [f"{k}: stored {stored[k]!r}, asked {v!r}" for k, v in wanted.items() if stored[k] != v]
         if changes:
             raise SearchError(

@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from explorer.search.batch import BatchScorer
+from explorer.search.batch import BatchScorer, BatchScores
 from explorer.search.classic import halp
 from explorer.search.encoding import Lattice
-from explorer.search.problem import OBJECTIVES, Scorer, pareto_indices, sign
+from explorer.search.problem import OBJECTIVES, Scorer, Weighed, pareto_indices, sign
 from explorer.space import Space
 
 
@@ -139,6 +139,8 @@ class Screen:
         self.batch = batch or BatchScorer(space, scorer.options, check=4)
         self.lattice = Lattice(space)
         self.objective = scorer.objective
+        self.importance = scorer.importance.table(space, check=4) if scorer.weighed else None  # type: ignore[union-attr]
+        """The `importance` objective of width vectors (None when no objective reads it)."""
         self.signs = np.array([sign(o) for o in scorer.objective], dtype=np.float64)
         self.rng = np.random.default_rng(seed)
         self.evaluated = 0
@@ -183,19 +185,20 @@ class Screen:
             )
             f = np.full((len(rows), len(self.signs)), np.nan)
             if ok.any():
-                scores = self.batch.score(widths[ok], reductions[ok])
-                f[ok] = np.stack(
-                    [sgn * OBJECTIVES[o].value(scores) for sgn, o in zip(self.signs, self.objective, strict=True)], 1
-                )
+                f[ok] = self._values(self.batch.score(widths[ok], reductions[ok]), widths[ok])
         else:
             scores = self.batch.score(widths, reductions)
-            f = np.stack(
-                [sgn * OBJECTIVES[o].value(scores) for sgn, o in zip(self.signs, self.objective, strict=True)], 1
-            )
+            f = self._values(scores, widths)
             ok, violation = self.budget.batch_feasibility(scores)
         self.evaluated += len(rows)
         self._remember(rows, f, ok)
         return f, ok, violation
+
+    def _values(self, scores: BatchScores, widths: np.ndarray) -> np.ndarray:
+        """Signed objective values (N, objectives); the `importance` objective from the table of the
+        trained channels' prefix sums (`ImportanceTable`), the others from the scores."""
+        view = Weighed(scores, self.importance(widths)) if self.importance is not None else scores
+        return np.stack([sgn * OBJECTIVES[o].value(view) for sgn, o in zip(self.signs, self.objective, strict=True)], 1)
 
     def memory_ok(self, row: np.ndarray) -> bool:
         """Whether a candidate meets the peak-memory cap (exact, with `analyze`; cached)."""

@@ -22,7 +22,8 @@ from explorer.cost.options import DEFAULT_OPTIONS, ScoringOptions, scoring_optio
 from explorer.cost.platforms import Platform, get_platform
 from explorer.files import writable
 from explorer.search.baselines import floor_budget, min_latency, min_max_flops, min_memory, min_params
-from explorer.search.problem import OBJECTIVES, Budget, Scorer, SearchError
+from explorer.search.importance import ChannelImportance, ImportanceError
+from explorer.search.problem import OBJECTIVES, WEIGHTED, Budget, Scorer, SearchError
 from explorer.search.samplers import DEFAULT_TRIALS, sampler_problem
 from explorer.search.storage import STUDY_DB, StorageURL
 from explorer.space import Space, load_space
@@ -140,9 +141,11 @@ class SearchPlan:
     folder, or RUN/STUDY for a study other than the default one."""
     storage: str | None
     """Optuna storage URL or journal file (None: in memory)."""
+    importance: ChannelImportance | None = None
+    """The trained base network's channel scores, which the `importance` objective sums."""
 
     def scorer(self) -> Scorer:
-        return Scorer(self.settings.scoring, self.settings.objective, self.budget)
+        return Scorer(self.settings.scoring, self.settings.objective, self.budget, self.importance)
 
     def describe(self) -> list[str]:
         """The lines a person reads before the search starts."""
@@ -161,6 +164,8 @@ class SearchPlan:
                 f"  note: the budget is above the largest network of the space "
                 f"({si(self.flops_range[1], 'FLOPs')}); searching anyway"
             )
+        if self.importance is not None:
+            lines.append(f"  importance: {self.importance.describe()}, normalised per layer, summed per tie group")
         lines.append(
             f"  objective: {', '.join(f'{OBJECTIVES[o].direction} {o}' for o in s.objective)} "
             f"({o.latency_model} latency model); sampler {s.sampler}, "
@@ -246,6 +251,7 @@ def plan_search(
     out: str | Path | None = None,
     storage: str | None = None,
     files: bool = True,
+    importance: ChannelImportance | None = None,
 ) -> SearchPlan:
     """Check a search and fill in every default.
 
@@ -263,6 +269,8 @@ def plan_search(
         out: run folder; None: runs/SPACE-PLATFORM-DTYPE-bBATCH-BUDGET (with `files`).
         storage: Optuna storage URL or journal file; None: OUT/study.db (with `files`), else in memory.
         files: False keeps the run in memory and writes nothing (tests, notebooks).
+        importance: the trained base network's channel scores (`explorer.deploy.saliency.channel_importance`),
+            needed by the `importance` objective; the space must then have no optional bottlenecks.
     """
     settings = check_settings(settings)
     platform = get_platform(platform)
@@ -305,7 +313,22 @@ def plan_search(
     memory_budget = parse_memory(memory) if isinstance(memory, str) else (None if memory is None else float(memory))
     if params_budget is not None and not (math.isfinite(params_budget) and params_budget > 0):
         raise SearchError(f"params={params!r} must be a positive number of parameters, e.g. 5M")
-    scorer = Scorer(scoring, settings.objective, Budget(flops=budget_flops, floor_flops=0.0))
+    if WEIGHTED & set(settings.objective) and importance is None:
+        raise SearchError(
+            f"objective={','.join(settings.objective)!r}: importance sums the trained channels each width keeps; "
+            "give the base network's `weights`"
+        )
+    if importance is not None:
+        if built.bottlenecks:
+            raise SearchError(
+                f"weights={importance.weights or importance.arch!r}: the importance of trained channels cannot score a "
+                f"new 1x1 bottleneck (space {built.name} has {len(built.bottlenecks)}); search with `bottlenecks`=False"
+            )
+        try:
+            importance.check(built)
+        except ImportanceError as exc:
+            raise SearchError(str(exc)) from None
+    scorer = Scorer(scoring, settings.objective, Budget(flops=budget_flops, floor_flops=0.0), importance)
     smallest, largest = min_max_flops(built, scorer)
     keep = settings.keep or (0.0, 0.0)
     if budget_flops is not None and latency_s is not None:
@@ -360,4 +383,5 @@ def plan_search(
         flops_range=(smallest, largest),
         out=run_folder,
         storage=storage,
+        importance=importance,
     )

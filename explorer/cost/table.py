@@ -1,0 +1,441 @@
+"""The measured latency model: each kernel's time looked up in a table measured on the device.
+
+`explore profile` (`explorer.measure.profile`) times every kernel the networks of a space run, on
+the machine where it runs, and writes the table: a CSV with one row per kernel shape and a JSON
+sidecar with its provenance (device, jax/jaxlib versions, dtype, batch, date, repeats, spread) and
+the fitted per-pass term. Under `latency_model='table'` a network's latency is
+
+    the sum over its kernels of the table's time + the fitted per-pass terms
+    (once per pass, and once per kernel the table timed: what isolated timing misses),
+
+where the kernels are those `explorer.cost.fusion.plan_kernels` plans under the table's runtime.
+A kernel the table lacks (another dtype or batch, a width outside the profiled lattice, a
+signature never profiled) is timed by the kernel model (`explorer.cost.kernels`) instead, and the
+result names it (`Analysis.fallback_kernels`).
+
+A kernel's row is keyed by its *signature* (the op kinds it runs with their fixed fields, and its
+spatial sizes: `kernel_signatures`), dtype, batch, and its input and output channels. The
+channels are read back from the per-layer counts (input bytes of its main layer, output bytes of
+its last) exactly as the batch scorer hands them over, so `analyze` and the batch scorer look up
+the same rows. The platform names the table (`[KEY.extra] table = "profile.csv"`, a path relative
+to the platform file), as a calibrated platform names its `efficiency` table.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from explorer.cost.fusion import KernelPlan, plan_kernels
+from explorer.cost.kernels import KernelTimer, machine
+from explorer.cost.options import ScoringOptions
+from explorer.cost.platforms import Platform
+from explorer.cost.timers import Unit, UnitTimes
+from explorer.files import read_json, read_text
+from explorer.spec import Arch
+from explorer.spec.ops import op_to_dict
+
+TABLE_COLUMNS: Final[tuple[str, ...]] = (
+    "signature",
+    "kind",
+    "dtype",
+    "batch",
+    "in_channels",
+    "out_channels",
+    "time_s",
+    "ci95_low_s",
+    "ci95_high_s",
+    "repeats",
+    "source",
+    "example",
+)
+"""The table's columns: what the kernel is, its median time and 95% interval (seconds, whole batch),
+timed runs, how the row was obtained (`SOURCES`) and the network layer it was first measured in."""
+SOURCES: Final[dict[str, str]] = {
+    "measured": "timed on the device (a point of the designed subset, or every shape where the lattice is small)",
+    "held-out": "timed on the device and left out of the interpolation, to measure its error",
+    "interpolated": "interpolated in log space between measured shapes of the same signature",
+    "searched": "timed on the device by a search's measurement loop (explorer.measure.loop), for a kernel its best "
+    "candidates run",
+}
+TABLE_FORMAT: Final[int] = 1
+"""The sidecar's `format`; a table of another format is refused."""
+SKIPPED_FIELDS: Final[frozenset[str]] = frozenset({"name", "kind", "inputs", "out", "bottleneck"})
+"""Op fields that are not part of a kernel's signature: its name, wiring and channel counts."""
+
+
+class TableError(ValueError):
+    """A latency table that cannot be read or used."""
+
+
+def sidecar_path(table: Path) -> Path:
+    """The provenance sidecar of a table: profile.csv -> profile.json."""
+    return table.with_suffix(".json")
+
+
+def table_path(platform: Platform) -> Path | None:
+    """The table a platform names (`extra.table`), or None."""
+    value = platform.extra.get("table") if platform.extra else None
+    return Path(value) if isinstance(value, str) and value else None
+
+
+def missing(platform: Platform) -> str | None:
+    """Why the table model cannot run on `platform` (None: it can)."""
+    path = table_path(platform)
+    if path is None:
+        return "it has no extra.table (run `explore profile`, then use the platform file it writes)"
+    if platform.processors is None or platform.runtime is None:
+        return "it has no processors/runtime entry, which the kernel model that times missing kernels needs"
+    if not path.is_file():
+        return f"its extra.table {str(path)!r} is not a file (run `explore profile` to write it)"
+    return None
+
+
+# ---------------------------------------------------------------- kernel keys
+
+
+def _field_text(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "x".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _spatial(shape: Sequence[int]) -> str:
+    return "x".join(str(s) for s in shape[:-1]) or "1"
+
+
+def kernel_signatures(arch: Arch, plan: KernelPlan) -> tuple[str, ...]:
+    """What each kernel of `plan` runs apart from its channel counts, as text: its members' op kinds
+    with their fixed fields, the number of operands of an add or concat, and the spatial size in and
+    out, e.g. 'conv[kernel=3 stride=1 padding=1 bias=false] 56x56->56x56'."""
+    nodes = {node.op.name: node for node in arch.nodes}
+    out = []
+    for kernel in plan.kernels:
+        parts = []
+        for name in kernel.members:
+            node = nodes[name]
+            fields = op_to_dict(node.op)
+            text = " ".join(f"{k}={_field_text(v)}" for k, v in fields.items() if k not in SKIPPED_FIELDS)
+            if len(node.inputs) > 1:
+                text = f"{text} operands={len(node.inputs)}".strip()
+            parts.append(f"{node.op.kind}[{text}]" if text else node.op.kind)
+        first, last = nodes[kernel.members[0]], nodes[kernel.members[-1]]
+        spatial_in = _spatial(first.input_shapes[0]) if first.input_shapes else "1"
+        out.append(f"{'+'.join(parts)} {spatial_in}->{_spatial(last.output_shape)}")
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class KernelKeys:
+    """How to read each kernel's channels from per-layer counts: input channels = the main layer's
+    input bytes / `in_bytes_per_channel`, output channels = the last member's output bytes /
+    `out_bytes_per_channel` (whole batch: item size x batch x spatial positions)."""
+
+    signatures: tuple[str, ...]
+    kinds: tuple[str, ...]
+    main: np.ndarray
+    last: np.ndarray
+    in_bytes_per_channel: np.ndarray
+    out_bytes_per_channel: np.ndarray
+
+    def channels(self, q: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(input channels, output channels) of every kernel, integer arrays (N, kernels); 0 where the
+        kernel does not run (a bottleneck a candidate lacks)."""
+        cin = np.rint(q["input_bytes"][..., self.main] / self.in_bytes_per_channel).astype(np.int64)
+        cout = np.rint(q["output_bytes"][..., self.last] / self.out_bytes_per_channel).astype(np.int64)
+        return cin, cout
+
+
+def kernel_keys(arch: Arch, plan: KernelPlan, itemsize: int, batch: int) -> KernelKeys:
+    """The signatures and channel readers of every kernel of `plan` (`arch`'s kernels)."""
+    nodes = {node.op.name: node for node in arch.nodes}
+    index = {name: i for i, name in enumerate(plan.layers)}
+    firsts = [nodes[k.members[0]] for k in plan.kernels]
+    lasts = [nodes[k.members[-1]] for k in plan.kernels]
+    return KernelKeys(
+        signatures=kernel_signatures(arch, plan),
+        kinds=tuple(k.kind for k in plan.kernels),
+        main=np.array([index[k.members[0]] for k in plan.kernels], dtype=np.int64),
+        last=np.array([index[k.members[-1]] for k in plan.kernels], dtype=np.int64),
+        in_bytes_per_channel=np.array(
+            [itemsize * batch * math.prod(n.input_shapes[0][:-1]) if n.input_shapes else 1.0 for n in firsts],
+            dtype=float,
+        ),
+        out_bytes_per_channel=np.array([itemsize * batch * math.prod(n.output_shape[:-1]) for n in lasts], dtype=float),
+    )
+
+
+# ---------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True, slots=True)
+class Grid:
+    """The rows of one signature (dtype, batch) as a dense grid: times[in_index[cin], out_index[cout]]
+    in seconds, NaN where the table has no row; an index of -1 is a channel count it never saw."""
+
+    in_index: np.ndarray
+    out_index: np.ndarray
+    times: np.ndarray
+
+    def lookup(self, cin: np.ndarray, cout: np.ndarray) -> np.ndarray:
+        """Times of (cin, cout) pairs (arrays of one shape); NaN where the table lacks the shape."""
+        ok = (cin >= 0) & (cin < len(self.in_index)) & (cout >= 0) & (cout < len(self.out_index))
+        i = self.in_index[np.where(ok, cin, 0)]
+        o = self.out_index[np.where(ok, cout, 0)]
+        ok &= (i >= 0) & (o >= 0)
+        return np.where(ok, self.times[np.where(ok, i, 0), np.where(ok, o, 0)], np.nan)
+
+
+@dataclass(frozen=True, slots=True)
+class TableRow:
+    """One row of a latency table (`TABLE_COLUMNS`)."""
+
+    signature: str
+    kind: str
+    dtype: str
+    batch: int
+    in_channels: int
+    out_channels: int
+    time_s: float
+    ci95_low_s: float = math.nan
+    ci95_high_s: float = math.nan
+    repeats: int = 0
+    source: str = "measured"
+    example: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, int, int, int]:
+        return (self.signature, self.dtype, self.batch, self.in_channels, self.out_channels)
+
+    def cells(self) -> list[Any]:
+        """The row as CSV cells (`TABLE_COLUMNS`): times to 6 significant digits, an unknown interval empty."""
+
+        def seconds(v: float) -> str:
+            return "" if math.isnan(v) else f"{v:.6g}"
+
+        values = [getattr(self, c) for c in TABLE_COLUMNS]
+        return [seconds(v) if c.endswith("_s") else v for c, v in zip(TABLE_COLUMNS, values, strict=True)]
+
+
+def table_text(rows: Sequence[TableRow]) -> str:
+    """A table's CSV text: the header (`TABLE_COLUMNS`), then one line per row."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(TABLE_COLUMNS)
+    for r in rows:
+        w.writerow(r.cells())
+    return buf.getvalue()
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyTable:
+    """A profiled table: its rows and provenance, the per-pass term and a grid per signature."""
+
+    path: Path
+    provenance: Mapping[str, Any]
+    rows: tuple[TableRow, ...]
+    grids: Mapping[tuple[str, str, int], Grid] = field(repr=False)
+
+    @property
+    def runtime(self) -> str:
+        return str(self.provenance.get("runtime", ""))
+
+    @property
+    def per_pass_s(self) -> float:
+        """The once-per-forward-pass time fitted from whole networks (0 where none were timed)."""
+        return float((self.provenance.get("per_pass") or {}).get("per_pass_s") or 0.0)
+
+    @property
+    def per_kernel_s(self) -> float:
+        """What a kernel costs inside a network beyond its timed runs (launch between kernels), fitted
+        from whole networks with different kernel counts (0 where their counts did not differ)."""
+        return float((self.provenance.get("per_pass") or {}).get("per_kernel_s") or 0.0)
+
+
+def parse_rows(text: str, where: str) -> list[TableRow]:
+    """The rows of a table's CSV text; a TableError names the first bad row and column."""
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None or tuple(header) != TABLE_COLUMNS:
+        raise TableError(
+            f"latency table {where}: the header is {','.join(header or [])!r}; a table has the columns "
+            f"{','.join(TABLE_COLUMNS)} (write it with `explore profile`)"
+        )
+    rows = []
+    for line, values in enumerate(reader, start=2):
+        if not values:
+            continue
+        if len(values) != len(TABLE_COLUMNS):
+            raise TableError(f"latency table {where}: line {line} has {len(values)} values, not {len(TABLE_COLUMNS)}")
+        try:
+            row = TableRow(
+                signature=values[0],
+                kind=values[1],
+                dtype=values[2],
+                batch=int(values[3]),
+                in_channels=int(values[4]),
+                out_channels=int(values[5]),
+                time_s=float(values[6]),
+                ci95_low_s=float(values[7]) if values[7] else math.nan,
+                ci95_high_s=float(values[8]) if values[8] else math.nan,
+                repeats=int(values[9]) if values[9] else 0,
+                source=values[10],
+                example=values[11],
+            )
+        except ValueError as exc:
+            raise TableError(f"latency table {where}: line {line}: {exc}") from None
+        if not (math.isfinite(row.time_s) and row.time_s >= 0):
+            raise TableError(f"latency table {where}: line {line}: time_s={values[6]} must be a time >= 0 in seconds")
+        if row.source not in SOURCES:
+            raise TableError(
+                f"latency table {where}: line {line}: source={row.source!r}; use one of {', '.join(SOURCES)}"
+            )
+        rows.append(row)
+    return rows
+
+
+def build_grids(rows: Sequence[TableRow]) -> dict[tuple[str, str, int], Grid]:
+    """One dense grid per (signature, dtype, batch); a later row of the same shape replaces an earlier one."""
+    by: dict[tuple[str, str, int], dict[tuple[int, int], float]] = {}
+    for r in rows:
+        by.setdefault((r.signature, r.dtype, r.batch), {})[(r.in_channels, r.out_channels)] = r.time_s
+    grids = {}
+    for key, shapes in by.items():
+        cins = sorted({c for c, _ in shapes})
+        couts = sorted({c for _, c in shapes})
+        in_index = np.full(cins[-1] + 1, -1, dtype=np.int64)
+        in_index[cins] = np.arange(len(cins))
+        out_index = np.full(couts[-1] + 1, -1, dtype=np.int64)
+        out_index[couts] = np.arange(len(couts))
+        times = np.full((len(cins), len(couts)), np.nan)
+        for (c, o), t in shapes.items():
+            times[in_index[c], out_index[o]] = t
+        grids[key] = Grid(in_index, out_index, times)
+    return grids
+
+
+_CACHE: dict[tuple[str, int, int, int, int], LatencyTable] = {}
+
+
+def load_table(path: Path) -> LatencyTable:
+    """The table at `path` with its sidecar (cached while neither file changes)."""
+    side = sidecar_path(path)
+    try:
+        info, side_info = os.stat(path), os.stat(side)
+    except OSError as exc:
+        raise TableError(
+            f"latency table {exc.filename}: cannot be read ({exc.strerror}); run `explore profile`"
+        ) from None
+    key = (str(path), info.st_mtime_ns, info.st_size, side_info.st_mtime_ns, side_info.st_size)
+    if key in _CACHE:
+        return _CACHE[key]
+    provenance = read_json(side, "latency table sidecar", TableError)
+    if not isinstance(provenance, dict) or provenance.get("format") != TABLE_FORMAT:
+        raise TableError(
+            f"latency table sidecar {side}: not a format-{TABLE_FORMAT} table sidecar; rerun `explore profile`"
+        )
+    rows = tuple(parse_rows(read_text(path, "latency table", TableError), str(path)))
+    table = LatencyTable(path, provenance, rows, build_grids(rows))
+    if len(_CACHE) > 8:
+        _CACHE.clear()
+    _CACHE[key] = table
+    return table
+
+
+# ---------------------------------------------------------------- the timer
+
+
+@dataclass(frozen=True, slots=True)
+class TableTimer:
+    """The table model prepared for one graph: a grid per kernel (None: its signature is not in the
+    table), and the kernel model for the kernels the table lacks."""
+
+    plan: KernelPlan
+    keys: KernelKeys
+    grids: tuple[Grid | None, ...]
+    fallback: KernelTimer
+    per_pass_s: float
+    per_kernel_s: float
+    peak_flops_per_s: float
+    bandwidth_bytes_per_s: float
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return self.plan.layers
+
+    @property
+    def units(self) -> tuple[Unit, ...]:
+        return tuple(Unit(k.name, k.kind, k.members) for k in self.plan.kernels)
+
+    def lookup(self, q: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(table times with NaN where the table lacks the kernel, whether the kernel runs), (N, kernels)."""
+        cin, cout = self.keys.channels(q)
+        runs = (cout > 0) & (q["output_bytes"][..., self.keys.last] > 0)
+        time = np.full(cin.shape, np.nan)
+        for k, grid in enumerate(self.grids):
+            if grid is not None:
+                time[..., k] = grid.lookup(cin[..., k], cout[..., k])
+        return time, runs
+
+    def __call__(self, q: Mapping[str, np.ndarray]) -> UnitTimes:
+        time, runs = self.lookup(q)
+        fell_back = runs & np.isnan(time)
+        rows = np.flatnonzero(fell_back.any(axis=-1))
+        if rows.size:  # the kernel model, only for the candidates that need it
+            model = self.fallback({name: value[rows] for name, value in q.items()})
+            time[rows] = np.where(fell_back[rows], model.time_s, time[rows])
+        time = np.where(runs, time, 0.0)
+        plan = self.plan
+        flops = (q["flops"] + q["elementwise_flops"]) @ plan.flops.T
+        kernel_bytes = (
+            q["weight_bytes"] @ plan.weight.T + q["input_bytes"] @ plan.input.T + q["output_bytes"] @ plan.output.T
+        )
+        from_table = (runs & ~fell_back).sum(axis=-1)
+        per_pass = np.where(time.sum(axis=-1) > 0, self.per_pass_s + self.per_kernel_s * from_table, 0.0)
+        return UnitTimes(
+            flops / self.peak_flops_per_s,
+            kernel_bytes / self.bandwidth_bytes_per_s,
+            time,
+            kernel_bytes,
+            per_pass,
+            fallback=fell_back,
+        )
+
+
+def table_timer(arch: Arch, options: ScoringOptions) -> TableTimer:
+    """The table model for `arch` under resolved `options`: the platform's table, its runtime's kernel plan."""
+    plat = options.plat
+    path = table_path(plat)
+    if path is None:
+        raise TableError(
+            f"platform {plat.key!r} has no extra.table; run `explore profile` and use the platform file it writes"
+        )
+    table = load_table(path)
+    if table.runtime != plat.runtime:
+        raise TableError(
+            f"latency table {path} was planned for runtime {table.runtime!r} but platform {plat.key!r} runs "
+            f"{plat.runtime!r}; use the platform file `explore profile` wrote beside it"
+        )
+    assert plat.runtime is not None
+    plan = plan_kernels(arch, plat.runtime, options.batch)
+    keys = kernel_keys(arch, plan, options.itemsize, options.batch)
+    return TableTimer(
+        plan=plan,
+        keys=keys,
+        grids=tuple(table.grids.get((sig, options.dtype, options.batch)) for sig in keys.signatures),
+        fallback=KernelTimer(plan, machine(plat, options.dtype), options.itemsize),
+        per_pass_s=table.per_pass_s,
+        per_kernel_s=table.per_kernel_s,
+        peak_flops_per_s=plat.peak(options.dtype),
+        bandwidth_bytes_per_s=plat.bandwidth_bytes_per_s,
+    )

@@ -1,0 +1,684 @@
+"""Measurement in the loop: a search on the `table` latency model that times, on this machine, the
+kernels its best candidates run and the table has not measured, until its best is built only from
+measured kernels.
+
+Peers (NetAdapt, HALP, MetaPruning, AMC, OFA) measure the whole table first; `explore profile`
+measures a designed subset and interpolates the rest. Where a search lands is where interpolation
+errors matter, so the loop measures exactly there:
+
+1. screen the space on the current table (`explorer.search.screen.Screen`, the batch sampler's
+   own screen: same seed, same settings);
+2. take the `top` best distinct candidates and the kernels they run (`kernel_needs`: the same
+   signature and channels the table model looks up) that the table has no timed row for (missing,
+   or only `interpolated`; rows `measured`, `held-out` and `searched` were timed here);
+3. time exactly those with `explore profile`'s timing (`explorer.measure.profile.kernel_program`,
+   interleaved rounds, median and 95% interval, the table's own repeats and warm-up), appending
+   them as `searched` rows, flushed after every batch, so an interrupt loses at most the batch in
+   flight and a rerun measures only what is still lacking;
+4. reload the table and screen again; stop when the best candidate's kernels are all measured, or
+   after `max_rounds` rounds that measured (then a last screen says how far the best is).
+
+Each round is one screen; a round that finds the best built only from measured kernels measures
+nothing and ends the loop. The table stays a table `explore profile` can resume and any later
+search can read: measured rows supersede the interpolated rows of the same shape (which are
+dropped), and the sidecar gains a session per loop run. What happened (rounds, kernels measured
+per round, seconds) is written to the run folder's `loop.json`; `explore verify` rechecks that
+the searched network's kernels are all measured (`loop_check`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from explorer.cost.analyze import analyze
+from explorer.cost.fusion import plan_kernels
+from explorer.cost.latency import resolve_options
+from explorer.cost.options import ScoringOptions
+from explorer.cost.rules import layer_counts, layer_work
+from explorer.cost.table import (
+    SOURCES,
+    TableError,
+    TableRow,
+    kernel_keys,
+    load_table,
+    parse_rows,
+    sidecar_path,
+    table_path,
+    table_text,
+)
+from explorer.cost.timers import layer_quantities
+from explorer.files import dumps_json, read_json, read_text, write_text
+from explorer.spec import Arch
+from explorer.units import si
+
+if TYPE_CHECKING:
+    from explorer.search.settings import SearchPlan
+
+LOOP_JSON = "loop.json"
+"""The run folder's record of the loop: its settings, every round, and the searched best's check."""
+LOOP_FORMAT = 1
+LOOP_SOURCE = "searched"
+"""The `source` of a row the loop measured (`explorer.cost.table.SOURCES`)."""
+TIMED_SOURCES = frozenset({"measured", "held-out", LOOP_SOURCE})
+"""Row sources timed on the device; a kernel with only an `interpolated` row (or none) is lacking."""
+FOREIGN_KEYS = ("device", "backend", "jax", "jaxlib")
+
+Key = tuple[str, str, int, int, int]
+"""A table row's key: (signature, dtype, batch, in_channels, out_channels)."""
+
+
+class LoopError(ValueError):
+    """A measurement loop that cannot run: bad settings, or a table it must not add rows to."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoopSettings:
+    """The loop's choices; defaults declared here once."""
+
+    top: int = 4
+    """Best distinct candidates whose lacking kernels are measured each round: more than the best
+    alone, so a close second that measurement would promote is measured in the same round."""
+    max_rounds: int = 10
+    """Most rounds that measure; a last screen then reports how far the best is (`stopped`)."""
+    batch_size: int = 8
+    """Kernels compiled and timed together (one interleaved group; rows appended after each)."""
+    repeats: int | None = None
+    """Timed rounds per kernel; None: the table's own (its sidecar's `repeats`)."""
+    warmup: int | None = None
+    """Warm-up rounds per kernel; None: the table's own."""
+    accept_foreign: bool = False
+    """Add rows to a table measured on another device or jax/jaxlib version."""
+
+    def problem(self) -> str | None:
+        """'field=value problem; fix' for the first unusable setting, or None."""
+        checks = [
+            ("top", self.top, _integer(self.top, 1), "must be an integer >= 1 (best candidates measured per round)"),
+            ("max_rounds", self.max_rounds, _integer(self.max_rounds, 1), "must be an integer >= 1 (rounds that measure)"),
+            ("batch_size", self.batch_size, _integer(self.batch_size, 1), "must be an integer >= 1"),
+            ("repeats", self.repeats, self.repeats is None or _integer(self.repeats, 6), "must be an integer >= 6 (the 95% interval of a median needs 6 rounds)"),
+            ("warmup", self.warmup, self.warmup is None or _integer(self.warmup, 0), "must be an integer >= 0"),
+        ]  # fmt: skip
+        for name, value, ok, why in checks:
+            if not ok:
+                return f"{name}={value!r} {why}"
+        return None
+
+
+def _integer(value: object, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+# ---------------------------------------------------------------- what a candidate needs
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """One kernel a network runs, keyed as the table model looks it up."""
+
+    key: Key
+    kind: str
+    kernel: str
+    """The kernel's name (its first layer) in the network: what `kernel_program` builds."""
+
+
+def kernel_needs(arch: Arch, options: ScoringOptions) -> list[Need]:
+    """The kernels `arch` runs under the platform's runtime, with the keys the table model reads
+    (`explorer.cost.table.TableTimer.lookup`: channels from the per-layer counts)."""
+    opts = resolve_options(options)
+    runtime = opts.plat.runtime
+    if runtime is None:
+        raise LoopError(f"platform={opts.plat.key!r} has no runtime; use the platform file `explore profile` wrote")
+    counts = [layer_counts(node, opts, layer_work(node, opts)) for node in arch.nodes]
+    q = layer_quantities(counts)
+    plan = plan_kernels(arch, runtime, opts.batch)
+    keys = kernel_keys(arch, plan, opts.itemsize, opts.batch)
+    cin, cout = keys.channels(q)
+    runs = (cout > 0) & (q["output_bytes"][..., keys.last] > 0)
+    return [
+        Need((keys.signatures[k], opts.dtype, opts.batch, int(cin[0, k]), int(cout[0, k])), keys.kinds[k], kernel.name)
+        for k, kernel in enumerate(plan.kernels)
+        if runs[0, k]
+    ]
+
+
+def timed_keys(rows: Sequence[TableRow]) -> set[Key]:
+    """The keys of the rows timed on the device (`TIMED_SOURCES`)."""
+    return {r.key for r in rows if r.source in TIMED_SOURCES}
+
+
+# ---------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True, slots=True)
+class TableHandle:
+    """The table a loop adds to: its CSV, sidecar and the settings its rows were timed with."""
+
+    path: Path
+    repeats: int
+    warmup: int
+    runtime: str
+
+
+def open_table(options: ScoringOptions, settings: LoopSettings) -> TableHandle:
+    """The platform's table, checked: one the loop may add rows to here (this device and jax/jaxlib
+    unless `accept_foreign`; the search's dtype and batch)."""
+    from explorer.measure.profile import provenance_now
+
+    plat = options.plat
+    path = table_path(plat)
+    if path is None or not path.is_file():
+        raise LoopError(
+            f"platform={plat.key!r} names no latency table (extra.table); run `explore profile` and pass the "
+            "platform file it writes"
+        )
+    side = sidecar_path(path)
+    info = read_json(side, "latency table sidecar", LoopError)
+    if not isinstance(info, dict):
+        raise LoopError(f"latency table sidecar {side} is not a JSON object; rerun `explore profile`")
+    here = provenance_now()
+    for key in ("dtype", "batch"):
+        ours = getattr(options, key)
+        if info.get(key) != ours:
+            raise LoopError(
+                f"{key}={ours!r}: the latency table {path} was timed at {key}={info.get(key)!r}; search at its "
+                f"{key}, or profile another table (`explore profile --{key} {ours}`)"
+            )
+    if not settings.accept_foreign:
+        for key in FOREIGN_KEYS:
+            if info.get(key) != here[key]:
+                raise LoopError(
+                    f"platform={plat.key!r}: its latency table {path} was measured with {key}={info.get(key)!r}, and "
+                    f"this machine has {here[key]!r}; measure on that machine, profile a table here, or "
+                    "`accept_foreign` to add rows to it anyway"
+                )
+    repeats = settings.repeats if settings.repeats is not None else int(info.get("repeats") or 15)
+    warmup = settings.warmup if settings.warmup is not None else int(info.get("warmup") or 2)
+    return TableHandle(path, max(repeats, 6), warmup, str(info.get("runtime") or plat.runtime))
+
+
+def table_rows(path: Path) -> list[TableRow]:
+    """The rows of a table as written (a damaged file: a one-line LoopError)."""
+    try:
+        return parse_rows(read_text(path, "latency table", TableError), str(path))
+    except TableError as exc:
+        raise LoopError(str(exc)) from None
+
+
+def compact(rows: Sequence[TableRow]) -> list[TableRow]:
+    """The rows with one per key, as the table model reads them (a later row of a shape wins): a
+    timed row supersedes an interpolated one of the same shape, a later timed row an earlier one;
+    each kept row at its first timed place, the order otherwise kept."""
+    last_timed = {r.key: r for r in rows if r.source in TIMED_SOURCES}
+    out: list[TableRow] = []
+    seen: set[Key] = set()
+    for r in rows:
+        if r.key in seen or (r.key in last_timed and r.source not in TIMED_SOURCES):
+            continue
+        seen.add(r.key)
+        out.append(last_timed.get(r.key, r))
+    return out
+
+
+def table_digest(path: Path) -> str:
+    """sha256 of the table's CSV: what the search's trials were scored on."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------- timing
+
+
+Timer = Callable[[Sequence[tuple[Arch, Need]], int, int, str], list[tuple[float, float, float]]]
+"""(kernels with the network each runs in, repeats, warmup, runtime) -> (median, low, high) seconds each."""
+
+
+def time_kernels(
+    part: Sequence[tuple[Arch, Need]], repeats: int, warmup: int, runtime: str
+) -> list[tuple[float, float, float]]:
+    """`explore profile`'s timing of a batch of kernels: each jitted into a loop of its runs, the
+    batch timed in interleaved rounds; median and 95% interval of (loop of 1 + extra - loop of 1) / extra."""
+    from explorer.measure.profile import kernel_program, median_ci95, time_interleaved
+
+    calls, extras = [], []
+    for arch, need in part:
+        _, dtype, batch, _, _ = need.key
+        once, more, extra = kernel_program(arch, need.kernel, runtime, batch, dtype)
+        calls += [once, more]
+        extras.append(extra)
+    seconds = time_interleaved(calls, repeats, warmup)
+    return [median_ci95((seconds[:, 2 * k + 1] - seconds[:, 2 * k]) / e) for k, e in enumerate(extras)]
+
+
+def measure(
+    needs: Sequence[tuple[Arch, Need]],
+    table: TableHandle,
+    batch_size: int,
+    *,
+    timer: Timer = time_kernels,
+    into: list[TableRow] | None = None,
+) -> list[TableRow]:
+    """Time `needs` and append them to the table as `searched` rows, flushed after every batch; the
+    rows written are also added to `into` as each batch lands (what an interrupted caller keeps)."""
+    from explorer.measure.profile import append_rows, seconds_cell
+
+    written: list[TableRow] = [] if into is None else into
+    for start in range(0, len(needs), batch_size):
+        part = needs[start : start + batch_size]
+        times = timer(part, table.repeats, table.warmup, table.runtime)
+        rows = [
+            TableRow(
+                signature=need.key[0],
+                kind=need.kind,
+                dtype=need.key[1],
+                batch=need.key[2],
+                in_channels=need.key[3],
+                out_channels=need.key[4],
+                time_s=seconds_cell(median),
+                ci95_low_s=seconds_cell(low),
+                ci95_high_s=seconds_cell(high),
+                repeats=table.repeats,
+                source=LOOP_SOURCE,
+                example=need.kernel,
+            )
+            for (_, need), (median, low, high) in zip(part, times, strict=True)
+        ]
+        append_rows(table.path, rows)
+        written += rows
+    return written
+
+
+def settle_table(table: TableHandle, session: Mapping[str, Any] | None = None) -> None:
+    """Rewrite the table with one row per shape (`compact`), count its `searched` rows in the sidecar
+    and add the loop's `session` to it (None: none yet, mid-loop)."""
+    rows = table_rows(table.path)
+    write_text(table.path, table_text(compact(rows)))  # a crash before this: the appended rows already win
+    side = sidecar_path(table.path)
+    info = read_json(side, "latency table sidecar", LoopError)
+    if not isinstance(info, dict):
+        raise LoopError(f"latency table sidecar {side} is not a JSON object; rerun `explore profile`")
+    sessions = list(info.get("sessions", []))
+    if session is not None:
+        sessions.append(dict(session))
+        info["updated"] = session.get("ended", info.get("updated"))
+    info["sessions"] = sessions
+    info.setdefault("sources", {})[LOOP_SOURCE] = LOOP_SOURCE_DOC
+    shapes = dict(info.get("shapes") or {})
+    kept = compact(rows)
+    shapes[LOOP_SOURCE] = sum(r.source == LOOP_SOURCE for r in kept)
+    shapes["interpolated"] = sum(r.source == "interpolated" for r in kept)
+    info["shapes"] = shapes
+    info["cost_minutes"] = round(sum(float(s.get("wall_s", 0.0)) for s in sessions) / 60, 2)
+    write_text(side, dumps_json(info))
+
+
+LOOP_SOURCE_DOC = SOURCES[LOOP_SOURCE]
+
+
+# ---------------------------------------------------------------- the loop
+
+
+@dataclass(slots=True)
+class Round:
+    """One screen of the loop and what it measured after it."""
+
+    round: int
+    run: int
+    """Which invocation of the loop on this run folder (1: the first; a rerun resumes at 2)."""
+    screen_seconds: float
+    best_predicted_s: float
+    """The best candidate's latency on the table of this round (seconds per batch)."""
+    best_objective: float
+    best_kernels: int
+    best_kernels_measured: int
+    lacking: int
+    """Distinct kernels of the top candidates the table had not timed."""
+    kernels_measured: int
+    measure_seconds: float
+    measured: list[list[Any]] = field(default_factory=list)
+    """[signature, in_channels, out_channels] of every kernel measured this round."""
+    interrupted: bool = False
+    """Whether the run was stopped while this round measured (its rows written so far are kept)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(slots=True)
+class LoopResult:
+    rounds: list[Round]
+    converged: bool
+    stopped: str
+    """'converged' (the best is built only from measured kernels) or 'round limit'."""
+    seconds: float
+    table: Path
+
+    @property
+    def kernels_measured(self) -> int:
+        return sum(r.kernels_measured for r in self.rounds)
+
+
+def _study_trials(plan: SearchPlan) -> int:
+    """Trials the run's study already holds (0: no study yet)."""
+    import optuna
+
+    if plan.storage is None:
+        return 0
+    try:
+        study = optuna.load_study(study_name=plan.settings.study, storage=plan.storage)
+    except KeyError:
+        return 0
+    return len(study.get_trials(deepcopy=False))
+
+
+def check_plan(plan: SearchPlan) -> None:
+    """Refuse, in one line, a search the loop cannot drive."""
+    s = plan.settings
+    if s.scoring.latency_model != "table":
+        raise LoopError(
+            f"latency_model={s.scoring.latency_model!r}: the measurement loop adds kernels to a measured table; "
+            "use `latency_model` 'table' with the platform file `explore profile` wrote"
+        )
+    if len(s.objective) != 1:
+        raise LoopError(
+            f"objective={','.join(s.objective)!r}: the measurement loop measures the best candidate of one "
+            "objective; give one `objective`"
+        )
+    if s.sampler != "batch":
+        raise LoopError(
+            f"sampler={s.sampler!r}: the measurement loop screens with the batch scorer and the search must "
+            "propose what it screened; use `sampler` batch"
+        )
+    if s.jobs != 1:
+        raise LoopError(f"jobs={s.jobs!r}: the measurement loop runs in one process; use `jobs` 1")
+    if plan.out is None:
+        raise LoopError("out=None: the measurement loop records its rounds in the run folder; give `out`")
+
+
+def measure_loop(
+    plan: SearchPlan,
+    settings: LoopSettings = LoopSettings(),
+    *,
+    stream: TextIO = sys.stderr,
+    timer: Timer = time_kernels,
+) -> LoopResult:
+    """Screen, measure what the best candidates lack, screen again (see the module docstring).
+
+    Args:
+        plan: a search on the `table` latency model, one objective, the batch sampler, a run folder.
+        settings: candidates per round, round limit and timing (`LoopSettings`).
+        timer: how a batch of kernels is timed (`time_kernels`; tests may count calls through it).
+
+    Returns:
+        Every round (this run's), whether the best is built only from measured kernels, the
+        seconds spent. loop.json in the run folder holds these and the earlier runs' rounds.
+    """
+    from explorer.measure.profile import _now, provenance_now
+    from explorer.search.encoding import Lattice
+    from explorer.search.screen import Screen
+
+    problem = settings.problem()
+    if problem is not None:
+        raise LoopError(problem)
+    check_plan(plan)
+    assert plan.out is not None
+    options = plan.settings.scoring
+    table = open_table(options, settings)
+    record_file = plan.out / LOOP_JSON
+    earlier = read_loop(record_file) if record_file.is_file() else {}
+    earlier_rounds = list(earlier.get("rounds", []))
+    run_index = 1 + max((int(r.get("run", 0)) for r in earlier_rounds), default=0)
+    frozen = _study_trials(plan) > 0  # its trials were scored on this table: measuring would change it under them
+    if frozen and earlier.get("searched_on_table_sha256") != table_digest(table.path):
+        raise LoopError(
+            f"out={str(plan.out)!r} holds a study whose trials were scored on an earlier state of the table "
+            f"{table.path}; give another `out` for a new search"
+        )
+    lattice = Lattice(plan.space)
+    started = time.perf_counter()
+    session: dict[str, Any] = {
+        "what": "measure loop (explore search --measure-loop)",
+        **provenance_now(),
+        "started": _now(),
+        "kernels_timed": 0,
+        "wall_s": 0.0,
+    }
+    if frozen:
+        print(
+            f"  the study in {plan.out} already holds trials scored on this table: the loop measures nothing more "
+            "(give another --out to measure and search again)",
+            file=stream,
+            flush=True,
+        )
+    rounds: list[Round] = []
+    seed = plan.settings.seed + plan.settings.worker  # the batch sampler's seed: the last screen is the search's
+    measuring = 0
+    converged = False
+    print(
+        f"  measurement loop: top {settings.top} candidates per round, at most {settings.max_rounds} rounds that "
+        f"measure; table {table.path} ({table.repeats} timed rounds per kernel)",
+        file=stream,
+        flush=True,
+    )
+    try:
+        while True:
+            clock = time.perf_counter()
+            screen = Screen(plan.space, plan.scorer(), seed=seed)
+            found = screen.run()
+            screen_s = time.perf_counter() - clock
+            if not len(found.rows):
+                raise LoopError("the screen found no feasible candidate on the table; raise `budget` or lower `floor`")
+            rows = table_rows(table.path)
+            timed = timed_keys(rows)
+            top = [lattice.arch(row, f"candidate{k}") for k, row in enumerate(found.rows[: settings.top])]
+            needs = [kernel_needs(arch, options) for arch in top]
+            best_keys = {n.key for n in needs[0]}
+            lacking: dict[Key, tuple[Arch, Need]] = {}
+            for arch, arch_needs in zip(top, needs, strict=True):
+                for need in arch_needs:
+                    if need.key not in timed and need.key not in lacking:
+                        lacking[need.key] = (arch, need)
+            predicted_s = analyze(top[0], options).latency_s
+            n_best_timed = len(best_keys & timed)
+            done = n_best_timed == len(best_keys)
+            limit = frozen or measuring >= settings.max_rounds
+            todo = [] if done or limit else list(lacking.values())
+            clock = time.perf_counter()
+            written: list[TableRow] = []
+            interrupted = True
+            try:
+                if todo:
+                    measure(todo, table, settings.batch_size, timer=timer, into=written)
+                interrupted = False
+            finally:  # an interrupted round is recorded with the rows it wrote
+                measure_s = time.perf_counter() - clock
+                if todo:
+                    measuring += 1
+                    session["kernels_timed"] += len(written)
+                r = Round(
+                    round=len(earlier_rounds) + len(rounds) + 1,
+                    run=run_index,
+                    screen_seconds=round(screen_s, 2),
+                    best_predicted_s=predicted_s,
+                    best_objective=float(found.values[0, 0]),
+                    best_kernels=len(best_keys),
+                    best_kernels_measured=n_best_timed,
+                    lacking=len(lacking),
+                    kernels_measured=len(written),
+                    measure_seconds=round(measure_s, 2),
+                    measured=[[row.signature, row.in_channels, row.out_channels] for row in written],
+                    interrupted=interrupted,
+                )
+                rounds.append(r)
+                _write_record(record_file, earlier, earlier_rounds + [x.to_dict() for x in rounds], settings, table)
+            if todo:
+                settle_table(table)
+            print(
+                f"  round {r.round}: best predicted {si(predicted_s, 's')}, {n_best_timed}/{len(best_keys)} of its "
+                f"kernels measured; the top {len(top)} lack {len(lacking)}; measured {len(written)} kernels in "
+                f"{measure_s:.1f} s (screen {screen_s:.1f} s, {(time.perf_counter() - started) / 60:.1f} min in all)",
+                file=stream,
+                flush=True,
+            )
+            if done:
+                converged = True
+                break
+            if limit:
+                break
+    finally:
+        session["wall_s"] = round(time.perf_counter() - started, 1)
+        session["ended"] = _now()
+        session["rounds"] = len(rounds)
+        settle_table(table, session)
+    stopped = "converged" if converged else "round limit"
+    seconds = time.perf_counter() - started
+    print(
+        "  measurement loop "
+        + (
+            "converged: the best candidate is built only from measured kernels"
+            if converged
+            else f"stopped at the round limit ({0 if frozen else settings.max_rounds}): the best has "
+            f"{rounds[-1].best_kernels_measured} of {rounds[-1].best_kernels} kernels measured"
+        )
+        + f"; {sum(r.kernels_measured for r in rounds)} kernels measured in {len(rounds)} rounds, {seconds / 60:.1f} min",
+        file=stream,
+        flush=True,
+    )
+    result = LoopResult(rounds, converged, stopped, seconds, table.path)
+    _write_record(record_file, earlier, earlier_rounds + [x.to_dict() for x in rounds], settings, table, result)
+    return result
+
+
+def read_loop(path: Path) -> dict[str, Any]:
+    """A run folder's loop.json (a one-line LoopError when it is not one)."""
+    data = read_json(path, "measurement loop record", LoopError)
+    if not isinstance(data, dict) or data.get("format") != LOOP_FORMAT:
+        raise LoopError(f"{path} is not a format-{LOOP_FORMAT} measurement loop record; give another run folder")
+    return data
+
+
+def _write_record(
+    path: Path,
+    earlier: Mapping[str, Any],
+    rounds: Sequence[Mapping[str, Any]],
+    settings: LoopSettings,
+    table: TableHandle,
+    result: LoopResult | None = None,
+) -> None:
+    data: dict[str, Any] = {
+        "format": LOOP_FORMAT,
+        "what": "measurement in the loop: each round screens on the table, then times the kernels the top "
+        "candidates run that the table had not timed (appended as 'searched' rows); the loop ends when the "
+        "best candidate's kernels are all timed, or at the round limit",
+        "settings": {
+            "top": settings.top,
+            "max_rounds": settings.max_rounds,
+            "batch_size": settings.batch_size,
+            "repeats": table.repeats,
+            "warmup": table.warmup,
+        },
+        "table": str(table.path),
+        "rounds": list(rounds),
+        "rounds_total": len(rounds),
+        "kernels_measured": sum(int(r["kernels_measured"]) for r in rounds),
+        "seconds": round(sum(float(r["screen_seconds"]) + float(r["measure_seconds"]) for r in rounds), 2),
+        "converged": None if result is None else result.converged,
+        "stopped": "running" if result is None else result.stopped,
+    }
+    for key in ("searched_on_table_sha256", "best"):
+        if key in earlier:
+            data[key] = earlier[key]
+    write_text(path, dumps_json(data))
+
+
+def record_search(plan: SearchPlan, best: Arch | None) -> dict[str, Any]:
+    """After the search on the loop's table: write into loop.json which table state its trials were
+    scored on and whether its best is built only from measured kernels; returns that check."""
+    assert plan.out is not None
+    path = plan.out / LOOP_JSON
+    data = read_loop(path)
+    options = plan.settings.scoring
+    table = table_path(options.plat)
+    assert table is not None
+    data["searched_on_table_sha256"] = table_digest(table)
+    check = best_check(best, options) if best is not None else None
+    data["best"] = check
+    write_text(path, dumps_json(data))
+    return check or {}
+
+
+def best_check(arch: Arch, options: ScoringOptions) -> dict[str, Any]:
+    """How many of `arch`'s kernels the table has timed, and the ones it has not."""
+    table = table_path(resolve_options(options).plat)
+    assert table is not None
+    timed = timed_keys(load_table(table).rows)
+    needs = kernel_needs(arch, options)
+    keys = list(dict.fromkeys(n.key for n in needs))
+    untimed = [n.kernel for n in needs if n.key not in timed]
+    return {
+        "arch": arch.name,
+        "kernels": len(keys),
+        "kernels_measured": sum(k in timed for k in keys),
+        "unmeasured_kernels": untimed,
+        "built_only_from_measured": not untimed,
+    }
+
+
+def loop_check(run: Path, arch: Arch, options: ScoringOptions) -> dict[str, Any] | None:
+    """For `explore verify`: the loop's record in `run` (None without one) and, on the table as it
+    is now, whether the searched network `arch` is built only from measured kernels."""
+    path = run / LOOP_JSON
+    if not path.is_file():
+        return None
+    data = read_loop(path)
+    return {
+        "rounds": data.get("rounds_total"),
+        "kernels_measured": data.get("kernels_measured"),
+        "seconds": data.get("seconds"),
+        "stopped": data.get("stopped"),
+        "searched": best_check(arch, options),
+    }
+
+
+def loop_text(check: Mapping[str, Any]) -> str:
+    """The loop's line in the verification: rounds, kernels measured, and the searched network's kernels."""
+    minutes = float(check.get("seconds") or 0.0) / 60
+    best = check["searched"]
+    tail = (
+        f"the searched network is built only from measured kernels ({best['kernels']} of {best['kernels']})"
+        if best["built_only_from_measured"]
+        else f"the searched network has {best['kernels'] - best['kernels_measured']} of {best['kernels']} "
+        f"kernels not measured ({', '.join(best['unmeasured_kernels'][:5])})"
+    )
+    return (
+        f"{check.get('rounds')} rounds ({check.get('stopped')}), {check.get('kernels_measured')} kernels measured "
+        f"in {minutes:.1f} min; {tail}"
+    )
+
+
+def lacking_of(archs: Sequence[Arch], options: ScoringOptions, rows: Sequence[TableRow]) -> set[Key]:
+    """The distinct keys of the kernels `archs` run that `rows` have not timed."""
+    timed = timed_keys(rows)
+    return {n.key for arch in archs for n in kernel_needs(arch, options) if n.key not in timed}
+
+
+__all__ = [
+    "LOOP_JSON",
+    "LOOP_SOURCE",
+    "LoopError",
+    "LoopResult",
+    "LoopSettings",
+    "Need",
+    "Round",
+    "best_check",
+    "kernel_needs",
+    "lacking_of",
+    "loop_check",
+    "measure_loop",
+    "record_search",
+]

@@ -1,0 +1,944 @@
+"""`explore profile SPACE`: time, on this machine, every kernel the networks of a space run.
+
+On JAX's default backend (the CPU here, a GPU wherever JAX sees one), for one dtype and batch:
+
+1. **What is timed.** The kernels `explorer.cost.fusion.plan_kernels` plans under the platform's
+   runtime (under `xla`: each conv or dense layer, each element-wise chain after it, pools,
+   concats; under `cudnn`: a conv with its fused epilogue), for every distinct shape on the
+   space's lattice: a kernel's *signature* (`explorer.cost.table.kernel_signatures`: its ops and
+   spatial sizes) and its input and output channels. The shapes are found by moving the width
+   variables each kernel depends on over all their choices (the batch scorer's counts).
+2. **How.** Each kernel is built from the network's own Flax builders (`explorer.model`), jitted,
+   compiled and warmed up, and timed in interleaved rounds with the other kernels of its batch: a
+   round calls its program with the kernel in a loop of 1 and of 1 + extra runs (about 2 ms of
+   them), and the kernel's time in the round is the difference / extra (so the program's dispatch and start,
+   about 100 us on this CPU and paid once per network, is not charged to every kernel). The output buffer is
+   donated back to every call, as a network reuses its buffers, so no call measures page faults of
+   fresh memory. Median over rounds, with a 95% interval (order statistics of the median).
+3. **Coverage.** Every shape where the lattice has at most `exhaustive_up_to`; otherwise a designed
+   subset per signature (`grid` channel counts per axis, spaced evenly in log channels, ends
+   included) is timed and the rest interpolated bilinearly in log time over log channels; a few
+   shapes per signature are timed and held out of the interpolation, and its error on them is
+   reported.
+4. **Per-pass terms.** A few whole networks of the space are timed, and measured - the sum of
+   their table kernels is fitted as a term per pass (dispatch) plus a term per kernel (what a
+   kernel costs among others beyond its own runs), which the table model adds.
+5. **Robustness.** Rows are appended and flushed as each batch of kernels is timed, so an
+   interrupted run resumes where it stopped; a table measured on another device or jax/jaxlib is
+   refused in one line unless `accept_foreign`. Progress lines give the time left.
+
+Writes OUT/profile.csv (`explorer.cost.table.TABLE_COLUMNS`), OUT/profile.json (provenance) and
+OUT/platform.toml: the fallback platform with `extra.table`, for `--latency-model table`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime
+import itertools
+import json
+import math
+import os
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from explorer.cost.analyze import analyze
+from explorer.cost.fusion import plan_kernels
+from explorer.cost.options import ScoringOptions
+from explorer.cost.platforms import Platform, get_platform
+from explorer.cost.table import (
+    TABLE_COLUMNS,
+    TABLE_FORMAT,
+    TableError,
+    TableRow,
+    kernel_keys,
+    parse_rows,
+    sidecar_path,
+    table_text,
+)
+from explorer.cost.timers import QUANTITIES
+from explorer.files import dumps_json, read_json, read_text, write_text
+from explorer.space import Space
+from explorer.spec import Arch
+from explorer.units import printable
+
+TABLE_CSV = "profile.csv"
+PLATFORM_TOML = "platform.toml"
+LOOP_EXTRA = 4
+"""Fewest extra runs of a kernel in its timing loop: its time is (loop of 1 + extra - loop of 1) / extra."""
+MAX_LOOP_EXTRA = 256
+LOOP_SECONDS = 2e-3
+"""The extra runs of a kernel take about this long, so that a fast kernel's difference stands above the
+jitter of a call (tens of microseconds on a shared CPU)."""
+MAX_ENUMERATED = 200_000
+"""Most lattice points enumerated for one kernel; above it, a seeded sample of them."""
+
+
+class ProfileError(ValueError):
+    """A profile that cannot run: bad settings, or a table that belongs to another device or setting."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProfileSettings:
+    """Every choice of a profile; defaults are declared here once."""
+
+    dtype: str = "float32"
+    batch: int = 1
+    repeats: int = 15
+    """Timed rounds per kernel (after `warmup`): the median's 95% interval needs 6 or more."""
+    warmup: int = 2
+    grid: int = 5
+    """Channel counts per axis of a signature's designed subset (ends included)."""
+    held_out: int = 2
+    """Shapes per interpolated signature timed and left out of the interpolation, to measure its error."""
+    exhaustive_up_to: int = 300
+    """Time every shape when the lattice has at most this many distinct kernel shapes."""
+    batch_size: int = 8
+    """Kernels compiled and timed together (one interleaved group; rows are written after each)."""
+    networks: int = 5
+    """Whole networks timed to fit the per-pass term (0: none; the term is then 0)."""
+    network_repeats: int = 15
+    max_kernels: int | None = None
+    """Stop after timing this many kernels in this run (the rest: another run resumes)."""
+    budget_minutes: float | None = None
+    """Stop starting new kernel batches after this many minutes."""
+    accept_foreign: bool = False
+    """Resume a table measured on another device or jax/jaxlib version."""
+    seed: int = 0
+
+    def problem(self) -> str | None:
+        """'field=value problem; fix' for the first unusable setting, or None."""
+        checks = [
+            ("batch", self.batch, self.batch >= 1, "must be >= 1"),
+            ("repeats", self.repeats, self.repeats >= 6, "must be >= 6 (the 95% interval of a median needs 6 rounds)"),
+            ("warmup", self.warmup, self.warmup >= 0, "must be >= 0"),
+            ("grid", self.grid, self.grid >= 2, "must be >= 2 (both ends of every axis)"),
+            ("held_out", self.held_out, self.held_out >= 0, "must be >= 0"),
+            ("exhaustive_up_to", self.exhaustive_up_to, self.exhaustive_up_to >= 0, "must be >= 0"),
+            ("batch_size", self.batch_size, self.batch_size >= 1, "must be >= 1"),
+            ("networks", self.networks, self.networks == 0 or self.networks >= 2, "must be 0 or >= 2"),
+            ("network_repeats", self.network_repeats, self.network_repeats >= 3, "must be >= 3"),
+            ("max_kernels", self.max_kernels, self.max_kernels is None or self.max_kernels >= 1, "must be >= 1"),
+            (
+                "budget_minutes",
+                self.budget_minutes,
+                self.budget_minutes is None or self.budget_minutes > 0,
+                "must be > 0",
+            ),
+        ]
+        for name, value, ok, why in checks:
+            if not ok:
+                return f"{name}={value!r} {why}"
+        return None
+
+
+# ---------------------------------------------------------------- the shapes of a space
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """One kernel shape to time, and a network of the space that runs it (its lattice point)."""
+
+    signature: str
+    kind: str
+    in_channels: int
+    out_channels: int
+    example: str
+    """The kernel (its main layer's name) in the example network."""
+    widths: tuple[int, ...]
+    reductions: tuple[int, ...]
+
+    @property
+    def pair(self) -> tuple[int, int]:
+        return (self.in_channels, self.out_channels)
+
+
+@dataclass(slots=True)
+class Signature:
+    """The shapes of one kernel signature on the lattice."""
+
+    signature: str
+    kind: str
+    shapes: dict[tuple[int, int], Shape] = field(default_factory=dict)
+
+    def axes(self) -> tuple[str, list[int], list[int]]:
+        """('channels', values, values) when input = output channels, ('in'|'out', values, the fixed
+        other) when one side is fixed, else ('2d', input values, output values)."""
+        cins = sorted({c for c, _ in self.shapes})
+        couts = sorted({o for _, o in self.shapes})
+        if all(c == o for c, o in self.shapes):
+            return "channels", cins, cins
+        if len(cins) == 1:
+            return "out", cins, couts
+        if len(couts) == 1:
+            return "in", cins, couts
+        return "2d", cins, couts
+
+
+def lattice_shapes(space: Space, options: ScoringOptions, runtime: str) -> dict[str, Signature]:
+    """Every distinct kernel shape the networks of `space` run under `runtime`, by signature.
+
+    The channels of each kernel depend on a few width variables (a width group or a bottleneck
+    slot); these are found by moving each variable alone (with every slot on, and with every slot
+    off), and the kernel's shapes are the products of its variables' choices (others at their
+    lowest), read from the batch scorer's counts exactly as the table model reads them."""
+    from explorer.search.batch import BatchScorer
+
+    scorer = BatchScorer(space, dataclasses.replace(options, latency_model="roofline"), check=0)
+    groups, slots = space.groups, space.bottlenecks
+    full = space.apply({g.key: g.low for g in groups}, {s.op: s.low for s in slots})
+    plan = plan_kernels(full, runtime, options.batch)
+    if plan.layers != scorer.layers:
+        raise RuntimeError(f"the kernel plan of space {space.name} does not follow the batch scorer's layers")
+    keys = kernel_keys(full, plan, options.itemsize, options.batch)
+    n_groups = len(groups)
+    values: list[list[int]] = [list(g.choices()) for g in groups] + [[0, *s.choices()] for s in slots]
+    low = [g.low for g in groups]
+
+    def channels(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cin, cout = [], []
+        for start in range(0, len(rows), 4096):
+            part = rows[start : start + 4096]
+            c = scorer.counts(part[:, :n_groups], part[:, n_groups:])
+            q = {name: c[:, :, k] for k, name in enumerate(QUANTITIES)}
+            a, b = keys.channels(q)
+            cin.append(a)
+            cout.append(b)
+        return np.vstack(cin), np.vstack(cout)
+
+    # which variables each kernel's channels depend on: move each alone, from two bases
+    bases = [np.array(low + [s.low for s in slots]), np.array(low + [0] * len(slots))]
+    probes, moved_var, base_of = [], [], []
+    for b, base in enumerate(bases):
+        probes.append(base)
+        moved_var.append(-1)
+        base_of.append(b)
+        for v, choices in enumerate(values):
+            for value in choices[:3]:
+                if value != base[v]:
+                    row = base.copy()
+                    row[v] = value
+                    probes.append(row)
+                    moved_var.append(v)
+                    base_of.append(b)
+    pin, pout = channels(np.array(probes, dtype=np.int64))
+    first_of = {b: base_of.index(b) for b in range(len(bases))}
+    involved: list[set[int]] = [set() for _ in plan.kernels]
+    for r, (v, b) in enumerate(zip(moved_var, base_of, strict=True)):
+        if v >= 0:
+            ref = first_of[b]
+            for k in np.flatnonzero((pin[r] != pin[ref]) | (pout[r] != pout[ref])):
+                involved[k].add(v)
+
+    rng = np.random.default_rng(0)
+    out: dict[str, Signature] = {}
+    default = np.array(low + [0] * len(slots), dtype=np.int64)
+    for k, kernel in enumerate(plan.kernels):
+        variables = sorted(involved[k])
+        total = math.prod(len(values[v]) for v in variables)
+        if total <= MAX_ENUMERATED:
+            combos = np.array(list(itertools.product(*(values[v] for v in variables))), dtype=np.int64)
+        else:
+            combos = np.stack([rng.choice(values[v], MAX_ENUMERATED) for v in variables], axis=1)
+        rows = np.repeat(default[None, :], max(len(combos), 1), axis=0)
+        if variables:
+            rows[:, variables] = combos.reshape(len(rows), len(variables))
+        cin, cout = channels(rows)
+        pairs = np.stack([cin[:, k], cout[:, k]], axis=1)
+        _, first = np.unique(pairs, axis=0, return_index=True)
+        sig = out.setdefault(keys.signatures[k], Signature(keys.signatures[k], keys.kinds[k]))
+        for i in first:
+            c, o = int(pairs[i, 0]), int(pairs[i, 1])
+            if o <= 0 or (c, o) in sig.shapes:
+                continue
+            row = rows[i]
+            sig.shapes[(c, o)] = Shape(
+                sig.signature,
+                sig.kind,
+                c,
+                o,
+                kernel.name,
+                tuple(int(w) for w in row[:n_groups]),
+                tuple(int(r) for r in row[n_groups:]),
+            )
+    return out
+
+
+# ---------------------------------------------------------------- the designed subset
+
+
+def log_spaced(values: Sequence[int], n: int) -> list[int]:
+    """At most `n` of sorted `values`, nearest to even spacing in log from the first to the last (both kept)."""
+    if len(values) <= n:
+        return list(values)
+    targets = np.exp(np.linspace(math.log(values[0]), math.log(values[-1]), n))
+    logs = np.log(np.array(values, dtype=float))
+    chosen = {values[int(np.argmin(np.abs(logs - math.log(t))))] for t in targets}
+    return sorted(chosen | {values[0], values[-1]})
+
+
+@dataclass(frozen=True, slots=True)
+class Design:
+    """What to time: the interpolation grid per signature, the held-out shapes, and the shapes
+    interpolated (none where every shape is timed)."""
+
+    grid: dict[str, list[Shape]]
+    held_out: dict[str, list[Shape]]
+    interpolated: dict[str, list[tuple[int, int]]]
+    exhaustive: bool
+
+    def to_time(self) -> list[tuple[Shape, str]]:
+        """Every shape to time with its row source: the grid of every signature first, then the held-out."""
+        grid = [(s, "measured") for shapes in self.grid.values() for s in shapes]
+        return grid + [(s, "held-out") for shapes in self.held_out.values() for s in shapes]
+
+
+def grid_pairs(sig: Signature, n: int) -> list[tuple[int, int]]:
+    """The designed subset of one signature: `n` log-spaced channel counts per axis, their product in 2-D."""
+    mode, cins, couts = sig.axes()
+    if mode == "channels":
+        return [(c, c) for c in log_spaced(cins, n)]
+    if mode == "out":
+        return [(cins[0], o) for o in log_spaced(couts, n)]
+    if mode == "in":
+        return [(c, couts[0]) for c in log_spaced(cins, n)]
+    return [(c, o) for c in log_spaced(cins, n) for o in log_spaced(couts, n)]
+
+
+def design(signatures: Mapping[str, Signature], settings: ProfileSettings) -> Design:
+    """Every shape where the lattice has at most `settings.exhaustive_up_to`; else a grid per
+    signature plus `settings.held_out` random other shapes of it (seeded)."""
+    total = sum(len(s.shapes) for s in signatures.values())
+    if total <= settings.exhaustive_up_to:
+        return Design({k: list(s.shapes.values()) for k, s in signatures.items()}, {}, {}, True)
+    rng = np.random.default_rng(settings.seed)
+    grid, held, interpolated = {}, {}, {}
+    for key, sig in signatures.items():
+        pairs = [p for p in grid_pairs(sig, settings.grid) if p in sig.shapes]  # a product point off the lattice: none
+        grid[key] = [sig.shapes[p] for p in pairs]
+        rest = [p for p in sig.shapes if p not in set(pairs)]
+        picks = rng.choice(len(rest), min(settings.held_out, len(rest)), replace=False) if rest else []
+        held[key] = [sig.shapes[rest[int(i)]] for i in sorted(picks)]
+        interpolated[key] = [p for p in rest if p not in {s.pair for s in held[key]}]
+    return Design(grid, held, interpolated, False)
+
+
+# ---------------------------------------------------------------- interpolation
+
+
+def interpolate(
+    sig: Signature, measured: Mapping[tuple[int, int], float], pairs: Sequence[tuple[int, int]]
+) -> list[float]:
+    """Times of `pairs` from the measured shapes of one signature: linear in log time over log
+    channels along one axis; over both, linear on the triangles between measured shapes (bilinear-like
+    on a full grid), the nearest measured shape outside them."""
+    mode = sig.axes()[0]
+    floor = 1e-9  # log of a time: a kernel measured at 0 s (faster than the empty program) counts as 1 ns
+    if mode in ("channels", "out", "in"):
+        axis = 0 if mode in ("channels", "in") else 1
+        points = sorted((p[axis], t) for p, t in measured.items())
+        if len(points) < 2:
+            return [math.nan] * len(pairs)
+        xs = np.log([p for p, _ in points])
+        ys = np.log(np.maximum([t for _, t in points], floor))
+        return [float(np.exp(np.interp(math.log(p[axis]), xs, ys))) for p in pairs]
+    points = np.log(np.array(list(measured), dtype=float))
+    logt = np.log(np.maximum(list(measured.values()), floor))
+    query = np.log(np.array(pairs, dtype=float).reshape(-1, 2))
+    from scipy.interpolate import LinearNDInterpolator, NearestNDInterpolator
+
+    nearest = NearestNDInterpolator(points, logt)(query)
+    try:  # linear on the Delaunay triangles of the measured shapes; outside them, the nearest
+        linear = LinearNDInterpolator(points, logt)(query)
+    except Exception:  # collinear or too few points: Qhull cannot triangulate them
+        linear = np.full(len(query), np.nan)
+    return [float(np.exp(v)) for v in np.where(np.isnan(linear), nearest, linear)]
+
+
+# ---------------------------------------------------------------- timing kernels
+
+
+def median_ci95(values: np.ndarray) -> tuple[float, float, float]:
+    """(median, low, high): the median and its distribution-free 95% interval (order statistics:
+    ranks n/2 -+ 1.96 sqrt(n)/2)."""
+    x = np.sort(np.asarray(values, dtype=float))
+    n = len(x)
+    half = 1.96 * math.sqrt(n) / 2
+    low = max(0, math.floor(n / 2 - half))
+    high = min(n - 1, math.ceil(n / 2 + half) - 1)
+    return float(np.median(x)), float(x[low]), float(x[high])
+
+
+def kernel_arch(space: Space, shape: Shape) -> Arch:
+    """The example network of `shape`: its lattice point."""
+    return space.apply(
+        {g.key: w for g, w in zip(space.groups, shape.widths, strict=True)},
+        {s.op: r for s, r in zip(space.bottlenecks, shape.reductions, strict=True) if r},
+    )
+
+
+def kernel_program(
+    arch: Arch, kernel_name: str, runtime: str, batch: int, dtype: str
+) -> tuple[Callable[[], None], Callable[[], None], int]:
+    """Two calls of one compiled program that runs kernel `kernel_name` of `arch` in a loop, once and
+    1 + `extra` times, and `extra` (enough runs to take about `LOOP_SECONDS`, at least `LOOP_EXTRA`):
+    (second - first) / extra is the kernel's time as it runs among
+    others, without the program's dispatch and start (which a network pays once, not per kernel).
+    The members are built with the network's own Flax builders; inputs read from outside are ones
+    (each run writes one element of the first from the last run's output, so no run can be hoisted
+    or skipped), weights 0.01; the output buffer is donated back to every call."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from explorer.model import builder
+
+    plan = plan_kernels(arch, runtime, batch)
+    kernel = next(k for k in plan.kernels if k.name == kernel_name)
+    nodes = {node.op.name: node for node in arch.nodes}
+    members = [nodes[m] for m in kernel.members]
+    inside = set(kernel.members)
+    external: dict[str, tuple[int, ...]] = {}
+    for node in members:
+        for name, shape in zip(node.inputs, node.input_shapes, strict=True):
+            if name not in inside:
+                external.setdefault(name, shape)
+    kdtype = jnp.dtype(dtype)
+
+    class Kernel(nnx.Module):
+        def __init__(self) -> None:
+            rngs = nnx.Rngs(0)
+            layers = {}
+            for node in members:
+                layer = builder(node.op).make(node, rngs, kdtype)
+                if layer is not None:
+                    layers[node.op.name] = layer
+            self.layers = nnx.Dict(layers)
+            self.weighted = tuple(layers)
+
+        def __call__(self, inputs: Sequence[jax.Array]) -> jax.Array:
+            env = dict(zip(external, inputs, strict=True))
+            for node in members:
+                name = node.op.name
+                layer = self.layers[name] if name in self.weighted else None
+                env[name] = builder(node.op).apply(node, layer, [env[n] for n in node.inputs])
+            return env[members[-1].op.name]
+
+    graph, state = nnx.split(nnx.eval_shape(Kernel))
+    state = jax.tree.map(lambda s: jnp.full(s.shape, 0.01, s.dtype), state)
+    inputs = [jnp.ones((batch, *shape), kdtype) for shape in external.values()]
+    out = jax.ShapeDtypeStruct((batch, *members[-1].output_shape), kdtype)
+
+    def body(i: Any, carry: tuple[list[jax.Array], jax.Array]) -> tuple[list[jax.Array], jax.Array]:
+        xs, _ = carry
+        y = nnx.merge(graph, state_arg["state"])(xs)
+        first = xs[0].at[(0,) * xs[0].ndim].set(y.reshape(-1)[0].astype(xs[0].dtype))  # the next run reads this one
+        return [first, *xs[1:]], y
+
+    state_arg: dict[str, Any] = {}
+
+    def program(st: Any, xs: list[jax.Array], buf: jax.Array, n: jax.Array) -> jax.Array:
+        state_arg["state"] = st
+        return jax.lax.fori_loop(0, n, body, (list(xs), buf))[1]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a donated buffer XLA cannot reuse is only slower, not wrong
+        run = jax.jit(program, donate_argnums=2).lower(state, inputs, out, jnp.int32(1)).compile()
+    held = {"out": jnp.zeros(out.shape, kdtype)}
+
+    def calls(n: int) -> Callable[[], None]:
+        count = jnp.int32(n)
+
+        def call() -> None:
+            held["out"] = run(state, inputs, held["out"], count)
+            held["out"].block_until_ready()
+
+        return call
+
+    once, probe = calls(1), calls(9)
+    first = [_timed(once) for _ in range(3)]
+    per_run = (statistics.median(_timed(probe) for _ in range(3)) - statistics.median(first)) / 8
+    extra = int(np.clip(LOOP_SECONDS / max(per_run, 1e-7), LOOP_EXTRA, MAX_LOOP_EXTRA))
+    return once, calls(1 + extra), extra
+
+
+def seconds_cell(seconds: float) -> float:
+    """A time as the table stores it: at least 0 (a kernel lost in the jitter of its calls), 6 significant
+    digits (so a row reads back as it was used)."""
+    return float(f"{max(seconds, 0.0):.6g}")
+
+
+def _timed(call: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def time_interleaved(calls: Sequence[Callable[[], None]], repeats: int, warmup: int) -> np.ndarray:
+    """Seconds of every call per round (rounds, calls): each round runs every call once, in turn."""
+    out = np.zeros((repeats, len(calls)))
+    for round_ in range(warmup + repeats):
+        for k, call in enumerate(calls):
+            start = time.perf_counter()
+            call()
+            if round_ >= warmup:
+                out[round_ - warmup, k] = time.perf_counter() - start
+    return out
+
+
+# ---------------------------------------------------------------- provenance
+
+
+def provenance_now() -> dict[str, Any]:
+    """What the measurements depend on: the device, backend and jax/jaxlib versions."""
+    import jax
+    import jaxlib
+
+    from explorer.measure.timing import device_name
+
+    return {
+        "device": device_name(),
+        "backend": jax.default_backend(),
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+    }
+
+
+FOREIGN_KEYS = ("device", "backend", "jax", "jaxlib")
+SETTING_KEYS = ("dtype", "batch", "runtime", "space")
+
+
+def check_resumable(old: Mapping[str, Any], new: Mapping[str, Any], path: Path, accept_foreign: bool) -> None:
+    """Refuse, in one line, to add rows to a table of other settings, or of another device or
+    version unless `accept_foreign`."""
+    for key in SETTING_KEYS:
+        if old.get(key) != new.get(key):
+            raise ProfileError(
+                f"out={str(path.parent)!r} holds a table of {key}={old.get(key)!r}, not {new.get(key)!r}; "
+                "give another --out"
+            )
+    if accept_foreign:
+        return
+    for key in FOREIGN_KEYS:
+        if old.get(key) != new.get(key):
+            raise ProfileError(
+                f"out={str(path.parent)!r} holds a table measured with {key}={old.get(key)!r}, and this machine has "
+                f"{new.get(key)!r}; give another --out, or --accept-foreign to add to it"
+            )
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# ---------------------------------------------------------------- the profile
+
+
+@dataclass(slots=True)
+class ProfileResult:
+    table: Path
+    sidecar: Path
+    platform_file: Path
+    provenance: dict[str, Any]
+    measured_now: int
+    complete: bool
+
+
+def append_rows(path: Path, rows: Sequence[TableRow]) -> None:
+    """Append rows (with the header first if the file is new) and flush them to disk."""
+    new = not path.exists() or path.stat().st_size == 0
+    with path.open("a", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        if new:
+            w.writerow(TABLE_COLUMNS)
+        for r in rows:
+            w.writerow(r.cells())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def platform_text(platform: Platform, key: str, table_name: str, note: str) -> str:
+    """A platform file: `platform` under `key` with `extra.table = table_name` (relative to the file)."""
+    q = json.dumps
+    peaks = ", ".join(f"{d} = {v / 1e12:.6g}" for d, v in platform.peak_flops_per_s.items())
+    lines = [
+        f"# {note}",
+        f"[{q(key)}]",
+        f"name = {q(platform.name + ', kernels timed by explore profile')}",
+        f"peak_tflop_per_s = {{ {peaks} }}",
+        f"bandwidth_gb_per_s = {platform.bandwidth_bytes_per_s / 1e9:.6g}",
+        f"source = {q(platform.source)}",
+    ]
+    if platform.memory_bytes is not None:
+        lines.append(f"memory_gb = {platform.memory_bytes / 1e9:.6g}")
+    if platform.processors is not None:
+        lines.append(f"processors = {platform.processors}")
+    if platform.runtime is not None:
+        lines.append(f"runtime = {q(platform.runtime)}")
+    if platform.tiles:
+        lines.append(f"tiles = {q([list(t) for t in platform.tiles])}")
+    extra = {k: v for k, v in (platform.extra or {}).items() if k != "table"}
+    scalars = {k: v for k, v in extra.items() if not isinstance(v, Mapping)}
+    lines += ["", f"[{q(key)}.extra]", f"table = {q(table_name)}"]
+    lines += [f"{k} = {q(v)}" for k, v in scalars.items()]
+    for name, sub in extra.items():
+        if isinstance(sub, Mapping):
+            lines += ["", f"[{q(key)}.extra.{q(name)}]"] + [f"{k} = {q(v)}" for k, v in sub.items()]
+    if platform.kernel_params is not None:
+        lines += ["", f"[{q(key)}.kernel]", *platform.kernel_params.toml_lines()]
+    return "\n".join(lines) + "\n"
+
+
+def profile(
+    space: Space,
+    platform: Platform,
+    out: Path,
+    settings: ProfileSettings = ProfileSettings(),
+    *,
+    stream: TextIO = sys.stderr,
+) -> ProfileResult:
+    """Time every kernel shape of `space` here (see the module docstring) into OUT/profile.csv.
+
+    Args:
+        space: the search space whose lattice is profiled.
+        platform: the platform whose runtime plans the kernels and whose kernel model times the
+            kernels the table lacks; written with the table into OUT/platform.toml.
+        out: the folder of the table (created; an earlier table there is resumed).
+        settings: dtype, batch, repeats, design and limits (`ProfileSettings`).
+
+    Returns:
+        The paths written, the provenance (as in the sidecar), how many kernels were timed in this
+        run and whether the table is complete.
+    """
+    problem = settings.problem()
+    if problem is not None:
+        raise ProfileError(problem)
+    if platform.runtime is None or platform.processors is None:
+        raise ProfileError(
+            f"platform={platform.key!r} has no runtime/processors entry; give a platform the kernel model runs on "
+            "(e.g. the file `explore calibrate` writes)"
+        )
+    platform.peak(settings.dtype)
+    started = time.perf_counter()
+    options = ScoringOptions(platform=platform, dtype=settings.dtype, batch=settings.batch, latency_model="kernel")
+    table_file, side = out / TABLE_CSV, sidecar_path(out / TABLE_CSV)
+    here = provenance_now()
+    setting = {
+        "dtype": settings.dtype,
+        "batch": settings.batch,
+        "runtime": platform.runtime,
+        "space": {"name": space.origin or space.name, "keep": list(space.keep), "align": space.align},
+    }
+    old: dict[str, Any] = {}
+    rows: list[TableRow] = []
+    if table_file.exists():
+        if not side.exists():
+            raise ProfileError(
+                f"out={str(out)!r} has {TABLE_CSV} but no {side.name} (its provenance); give another --out"
+            )
+        old = read_json(side, "latency table sidecar", ProfileError)
+        if not isinstance(old, dict) or old.get("format") != TABLE_FORMAT:
+            raise ProfileError(
+                f"out={str(out)!r}: {side.name} is not a format-{TABLE_FORMAT} sidecar; give another --out"
+            )
+        check_resumable(old, {**here, **setting}, table_file, settings.accept_foreign)
+        try:
+            rows = list(parse_rows(read_text(table_file, "latency table", TableError), str(table_file)))
+        except TableError as exc:
+            raise ProfileError(str(exc)) from None
+        rows = [r for r in rows if r.source != "interpolated"]  # recomputed at the end
+    sessions = list(old.get("sessions", []))
+    session = {**here, "started": _now(), "kernels_timed": 0, "wall_s": 0.0}
+    provenance: dict[str, Any] = {
+        "format": TABLE_FORMAT,
+        **{k: old.get(k, here[k]) for k in FOREIGN_KEYS},
+        **setting,
+        "created": old.get("created", _now()),
+        "updated": _now(),
+        "repeats": settings.repeats,
+        "warmup": settings.warmup,
+        "timing": (
+            "each kernel jitted from the network's own Flax builders into a loop of its runs, compiled, warmed up, "
+            "then timed in interleaved rounds with its batch; time = median over rounds of (loop of 1 + extra runs - "
+            f"loop of 1) / extra, extra >= {LOOP_EXTRA} runs taking about {LOOP_SECONDS * 1e3:g} ms; 95% interval "
+            "from order statistics; the output buffer donated to each call"
+        ),
+        "columns": dict(zip(TABLE_COLUMNS, _COLUMN_DOCS, strict=True)),
+        "sources": _sources(),
+        "sessions": sessions,
+    }
+    print(f"explore profile: space {space.name} on {here['device']} (jax {here['jax']}), {settings.dtype}, batch {settings.batch}, runtime {platform.runtime}", file=stream, flush=True)  # fmt: skip
+    signatures = lattice_shapes(space, options, platform.runtime)
+    plan = design(signatures, settings)
+    n_shapes = sum(len(s.shapes) for s in signatures.values())
+    todo = plan.to_time()
+    order = np.random.default_rng(settings.seed).permutation(
+        len(todo)
+    )  # drift of the machine hits grid and held-out alike
+    todo = [todo[int(i)] for i in order]
+    done = {(r.signature, r.in_channels, r.out_channels) for r in rows}
+    todo = [(s, src) for s, src in todo if (s.signature, s.in_channels, s.out_channels) not in done]
+    n_planned = len(plan.to_time())
+    print(
+        f"  {n_shapes:,} distinct kernel shapes in {len(signatures)} signatures; "
+        + ("timing every one" if plan.exhaustive else f"timing a designed subset of {n_planned:,} ({settings.grid} per axis + {settings.held_out} held out per signature), interpolating the rest")
+        + (f"; {len(rows):,} already in {table_file}" if rows else ""),
+        file=stream,
+        flush=True,
+    )  # fmt: skip
+    write_text(side, dumps_json({**provenance, "complete": False}))
+    timed_now = 0
+    batch_start = time.perf_counter()
+    for start in range(0, len(todo), settings.batch_size):
+        elapsed = time.perf_counter() - started
+        if settings.budget_minutes is not None and elapsed > settings.budget_minutes * 60:
+            print(f"  stopping: --budget-minutes {settings.budget_minutes:g} spent", file=stream, flush=True)
+            break
+        if settings.max_kernels is not None and timed_now >= settings.max_kernels:
+            print(f"  stopping: --max-kernels {settings.max_kernels} timed", file=stream, flush=True)
+            break
+        part = todo[start : start + settings.batch_size]
+        if settings.max_kernels is not None:
+            part = part[: settings.max_kernels - timed_now]
+        calls: list[Callable[[], None]] = []
+        extras = []
+        for shape, _ in part:
+            arch = kernel_arch(space, shape)
+            once, more, extra = kernel_program(arch, shape.example, platform.runtime, settings.batch, settings.dtype)
+            calls += [once, more]
+            extras.append(extra)
+        seconds = time_interleaved(calls, settings.repeats, settings.warmup)
+        new_rows = []
+        for k, (shape, source) in enumerate(part):
+            median, low, high = median_ci95((seconds[:, 2 * k + 1] - seconds[:, 2 * k]) / extras[k])
+            new_rows.append(
+                TableRow(
+                    signature=shape.signature,
+                    kind=shape.kind,
+                    dtype=settings.dtype,
+                    batch=settings.batch,
+                    in_channels=shape.in_channels,
+                    out_channels=shape.out_channels,
+                    time_s=seconds_cell(median),
+                    ci95_low_s=seconds_cell(low),
+                    ci95_high_s=seconds_cell(high),
+                    repeats=settings.repeats,
+                    source=source,
+                    example=shape.example,
+                )
+            )
+        append_rows(table_file, new_rows)
+        rows += new_rows
+        timed_now += len(part)
+        left = len(todo) - start - len(part)
+        per_kernel = (time.perf_counter() - batch_start) / timed_now
+        print(
+            f"  {len(rows):,}/{n_planned:,} kernels timed ({timed_now} this run), "
+            f"{(time.perf_counter() - started) / 60:.1f} min, about {left * per_kernel / 60:.1f} min left",
+            file=stream,
+            flush=True,
+        )
+    measured = {r.key: r for r in rows}
+    complete = all(
+        (s.signature, settings.dtype, settings.batch, s.in_channels, s.out_channels) in measured
+        for s, _ in plan.to_time()
+    )
+    interpolated_rows, errors = _interpolate_rows(signatures, plan, rows, settings)
+    all_rows = rows + interpolated_rows
+    write_text(table_file, table_text(all_rows))
+    spreads = [
+        (r.ci95_high_s - r.ci95_low_s) / 2 / r.time_s for r in rows if r.time_s > 0 and r.source != "interpolated"
+    ]
+    provenance["spread"] = {
+        "what": "half-width of each measured kernel's 95% interval / its median",
+        "median": statistics.median(spreads) if spreads else None,
+        "p90": float(np.percentile(spreads, 90)) if spreads else None,
+    }
+    provenance["shapes"] = {
+        "signatures": len(signatures),
+        "distinct_shapes": n_shapes,
+        "measured": sum(r.source == "measured" for r in rows),
+        "held_out": sum(r.source == "held-out" for r in rows),
+        "interpolated": len(interpolated_rows),
+        "design": "every shape" if plan.exhaustive else f"{settings.grid} log-spaced channel counts per axis, {settings.held_out} held out per signature",
+    }  # fmt: skip
+    provenance["interpolation"] = errors
+    session["kernels_timed"] = timed_now
+    session["wall_s"] = round(time.perf_counter() - started, 1)
+    sessions.append(session)
+    provenance["complete"] = complete
+    write_text(side, dumps_json(provenance))
+    platform_file = out / PLATFORM_TOML
+    key = f"{platform.key}-table"
+    note = (
+        f"Written by `explore profile` on {printable(here['device'])}, {_now()} (jax {here['jax']}): platform "
+        f"{platform.key!r} with the kernel table {TABLE_CSV}. Use with: --platform THIS_FILE --latency-model table"
+    )
+    write_text(platform_file, platform_text(platform, key, TABLE_CSV, note))
+    if settings.networks and complete:
+        provenance["per_pass"] = fit_per_pass(space, platform_file, settings, stream)
+    session["wall_s"] = round(time.perf_counter() - started, 1)
+    provenance["cost_minutes"] = round(sum(s.get("wall_s", 0.0) for s in sessions) / 60, 2)
+    write_text(side, dumps_json(provenance))
+    return ProfileResult(table_file, side, platform_file, provenance, timed_now, complete)
+
+
+_COLUMN_DOCS = (
+    "the kernel's ops with their fixed fields, and its spatial size in -> out (explorer.cost.table.kernel_signatures)",
+    "gemm (conv or dense), depthwise, pool, elementwise or copy (explorer.cost.fusion)",
+    "compute dtype",
+    "samples per forward pass",
+    "input channels of its main layer (summed over operands of an add or concat)",
+    "output channels of its last layer",
+    "median time of one call, whole batch, in seconds",
+    "95% interval of the median, low, seconds (empty: interpolated)",
+    "95% interval of the median, high, seconds",
+    "timed rounds",
+    "measured, held-out or interpolated",
+    "the layer it was timed as, in a network of the space",
+)
+
+
+def _sources() -> dict[str, str]:
+    from explorer.cost.table import SOURCES
+
+    return dict(SOURCES)
+
+
+def _interpolate_rows(
+    signatures: Mapping[str, Signature], plan: Design, rows: Sequence[TableRow], settings: ProfileSettings
+) -> tuple[list[TableRow], dict[str, Any]]:
+    """Rows for every shape not timed (from its signature's grid), and the interpolation's error on the held-out rows."""
+    if plan.exhaustive:
+        return [], {"held_out": 0, "what": "every shape was timed: nothing interpolated"}
+    by_sig: dict[str, dict[tuple[int, int], TableRow]] = {}
+    for r in rows:
+        by_sig.setdefault(r.signature, {})[(r.in_channels, r.out_channels)] = r
+    out: list[TableRow] = []
+    errors: list[dict[str, Any]] = []
+    for key, sig in signatures.items():
+        have = by_sig.get(key, {})
+        grid = {s.pair: have[s.pair].time_s for s in plan.grid[key] if s.pair in have}
+        if len(grid) < len(plan.grid[key]):
+            continue  # an incomplete grid: these shapes stay out of the table (the kernel model times them)
+        wanted = [p for p in plan.interpolated[key] if p not in have]
+        for pair, t in zip(wanted, interpolate(sig, grid, wanted), strict=True):
+            if math.isfinite(t):
+                shape = sig.shapes[pair]
+                out.append(
+                    TableRow(
+                        signature=key,
+                        kind=sig.kind,
+                        dtype=settings.dtype,
+                        batch=settings.batch,
+                        in_channels=pair[0],
+                        out_channels=pair[1],
+                        time_s=t,
+                        source="interpolated",
+                        example=shape.example,
+                    )
+                )
+        held = [s for s in plan.held_out[key] if s.pair in have]
+        for shape, t in zip(held, interpolate(sig, grid, [s.pair for s in held]), strict=True):
+            measured = have[shape.pair]
+            if measured.time_s > 0 and math.isfinite(t):
+                errors.append(
+                    {
+                        "signature": key,
+                        "kind": sig.kind,
+                        "in_channels": shape.in_channels,
+                        "out_channels": shape.out_channels,
+                        "measured_s": measured.time_s,
+                        "interpolated_s": t,
+                        "error": t / measured.time_s - 1,
+                        "within_ci95": measured.ci95_low_s <= t <= measured.ci95_high_s,
+                    }
+                )
+    summary: dict[str, Any] = {
+        "what": "interpolated / measured - 1 on held-out shapes (timed, not used by the interpolation)",
+        "held_out": len(errors),
+    }
+    if errors:
+        abs_err = np.abs([e["error"] for e in errors])
+        summary |= {
+            "median_abs_error": float(np.median(abs_err)),
+            "p90_abs_error": float(np.percentile(abs_err, 90)),
+            "max_abs_error": float(abs_err.max()),
+            "within_ci95": sum(e["within_ci95"] for e in errors),
+            "by_kind": {
+                kind: float(np.median([abs(e["error"]) for e in errors if e["kind"] == kind]))
+                for kind in sorted({e["kind"] for e in errors})
+            },
+            "points": errors,
+        }
+    return out, summary
+
+
+def fit_per_pass(space: Space, platform_file: Path, settings: ProfileSettings, stream: TextIO) -> dict[str, Any]:
+    """Time a few whole networks of the space and fit what isolated kernels miss: measured - the sum
+    of their table kernels = per_pass_s + per_kernel_s x (kernels timed from the table), least
+    squares where the networks' kernel counts differ (bottlenecks add kernels) and the slope is not
+    negative, else the median with per_kernel_s = 0. Each network's error after the fit is kept."""
+    from explorer.measure.timing import interleaved_latency_s
+
+    rng = np.random.default_rng(settings.seed + 1)
+    archs = [space.smallest(False), space.largest(), space.uniform(0.75)]
+    if space.bottlenecks:
+        archs.append(space.smallest(True))
+    while len(archs) < settings.networks:
+        widths = {g.key: int(rng.choice(np.array(g.choices()))) for g in space.groups}
+        slots = {s.op: int(rng.choice(np.array(s.choices()))) for s in space.bottlenecks if rng.random() < 0.5}
+        archs.append(space.apply(widths, slots, name=f"random{len(archs)}"))
+    archs = archs[: settings.networks]
+    print(f"  fitting the per-pass terms: {len(archs)} whole networks, {settings.network_repeats} interleaved rounds", file=stream, flush=True)  # fmt: skip
+    timed = interleaved_latency_s(archs, settings.batch, settings.network_repeats, settings.dtype)
+    platform = get_platform(str(platform_file))
+    sums, fell, counts = [], [], []
+    for arch in archs:
+        r = analyze(arch, platform=platform, dtype=settings.dtype, batch=settings.batch, latency_model="table")
+        sums.append(r.latency_s - r.dispatch_s)
+        fell.append(len(r.fallback_kernels))
+        counts.append(sum(k.bytes > 0 for k in r.kernels) - len(r.fallback_kernels))
+    measured = np.array([t[0] for t in timed])
+    residual = measured - np.array(sums)
+    k = np.array(counts, dtype=float)
+    per_kernel, per_pass = 0.0, float(np.median(residual))
+    if k.max() - k.min() >= 4 and len(archs) >= 3:
+        slope, intercept = (float(v) for v in np.polyfit(k, residual, 1))
+        if slope >= 0:  # a kernel costs no less among others than alone; a negative slope is noise
+            per_kernel, per_pass = slope, intercept
+    networks = [
+        {
+            "arch": arch.name,
+            "measured_s": float(m),
+            "kernels_sum_s": s,
+            "table_kernels": int(c),
+            "fallback_kernels": f,
+            "error_after_fit": (s + per_pass + per_kernel * c) / m - 1,
+        }
+        for arch, m, s, c, f in zip(archs, measured, sums, counts, fell, strict=True)
+    ]
+    errors = [abs(n["error_after_fit"]) for n in networks]
+    print(
+        f"  per pass {per_pass * 1e6:.0f} us, per kernel {per_kernel * 1e6:.1f} us; whole networks after the fit: "
+        f"median |error| {statistics.median(errors):.1%}, worst {max(errors):.1%}",
+        file=stream,
+        flush=True,
+    )
+    return {
+        "per_pass_s": per_pass,
+        "per_kernel_s": per_kernel,
+        "what": "measured latency - sum of the table's kernels = per_pass_s + per_kernel_s x kernels from the table, "
+        "fitted over whole networks of the space",
+        "median_abs_error": statistics.median(errors),
+        "networks": networks,
+    }

@@ -1,0 +1,301 @@
+"""The measurement loop (`explorer.measure.loop`, `explore --measure-loop`): on the tiny space with a
+small table, it measures exactly the kernels its top candidates lack, ends with a best built only
+from measured kernels, loses no row when interrupted and resumed, and refuses bad input in one line.
+
+The oracle for "measured" is the table model itself: on a copy of the table with its interpolated
+rows dropped, `analyze` names every kernel the table has not timed (`fallback_kernels`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import shutil
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from explorer.cli import main
+from explorer.cost import analyze, get_platform
+from explorer.cost.options import ScoringOptions
+from explorer.cost.table import TABLE_FORMAT, TableRow, parse_rows, table_text
+from explorer.measure.loop import (
+    LOOP_JSON,
+    LOOP_SOURCE,
+    LoopError,
+    LoopSettings,
+    Need,
+    compact,
+    measure_loop,
+    record_search,
+)
+from explorer.measure.profile import lattice_shapes, platform_text, provenance_now
+from explorer.search import DEFAULTS, plan_search, run_search
+from explorer.search.encoding import Lattice
+from explorer.search.screen import Screen
+from explorer.space import load_space
+from explorer.spec import Arch, load_arch
+
+ROOT = Path(__file__).resolve().parents[1]
+MEASURED = str(ROOT / "reports" / "validation-cpu" / "measured.toml")
+BUDGET = "4MFLOPs"
+
+
+def synthetic_table(folder: Path) -> Path:
+    """The tiny space's 277 kernel shapes: a third timed ('measured'), a third interpolated, a third
+    missing; times a formula of the channels (seconds). Returns the platform file naming it."""
+    folder.mkdir(parents=True)
+    platform = get_platform(MEASURED)
+    space = load_space("tiny")
+    options = ScoringOptions(platform=platform, latency_model="kernel")
+    rows = []
+    for sig in lattice_shapes(space, options, "xla").values():
+        for shape in sig.shapes.values():
+            which = zlib.crc32(f"{shape.signature}{shape.pair}".encode()) % 3
+            if which == 2:
+                continue
+            t = 2e-6 + 1e-9 * shape.in_channels * shape.out_channels
+            rows.append(
+                TableRow(
+                    signature=shape.signature,
+                    kind=shape.kind,
+                    dtype="float32",
+                    batch=1,
+                    in_channels=shape.in_channels,
+                    out_channels=shape.out_channels,
+                    time_s=t,
+                    ci95_low_s=t * 0.9 if which == 0 else float("nan"),
+                    ci95_high_s=t * 1.1 if which == 0 else float("nan"),
+                    repeats=6 if which == 0 else 0,
+                    source="measured" if which == 0 else "interpolated",
+                    example=shape.example,
+                )
+            )
+    (folder / "profile.csv").write_text(table_text(rows))
+    side = {
+        "format": TABLE_FORMAT,
+        **provenance_now(),
+        "dtype": "float32",
+        "batch": 1,
+        "runtime": "xla",
+        "space": {"name": "tiny", "keep": list(space.keep), "align": space.align},
+        "repeats": 6,
+        "warmup": 0,
+        "sessions": [],
+    }
+    (folder / "profile.json").write_text(json.dumps(side))
+    (folder / "platform.toml").write_text(platform_text(platform, "tiny-table", "profile.csv", "a test table"))
+    return folder / "platform.toml"
+
+
+@pytest.fixture(scope="module")
+def table_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synthetic_table(tmp_path_factory.mktemp("template") / "table").parent.parent
+
+
+def fresh(template: Path, tmp_path: Path) -> Path:
+    """A copy of the template table (the loop writes into it); its platform file."""
+    shutil.copytree(template / "table", tmp_path / "table")
+    return tmp_path / "table" / "platform.toml"
+
+
+def plan_for(platform_file: Path, out: Path, trials: int = 5):  # type: ignore[no-untyped-def]
+    settings = dataclasses.replace(
+        DEFAULTS, scoring=dataclasses.replace(DEFAULTS.scoring, latency_model="table"), trials=trials
+    )
+    return plan_search("tiny", str(platform_file), BUDGET, settings=settings, out=out)
+
+
+def fake_timer(calls: list[list[tuple[str, int, int]]], interrupt_at: int | None = None):  # type: ignore[no-untyped-def]
+    """A timer that records what it was asked to time and answers a formula unlike the table's (so
+    measuring moves the ranking); raises KeyboardInterrupt on call number `interrupt_at`."""
+
+    def timer(part: Sequence[tuple[Arch, Need]], repeats: int, warmup: int, runtime: str) -> list:
+        if interrupt_at is not None and len(calls) == interrupt_at:
+            raise KeyboardInterrupt
+        calls.append([(n.key[0], n.key[3], n.key[4]) for _, n in part])
+        out = []
+        for _, need in part:
+            sig, _, _, cin, cout = need.key
+            t = (2e-6 + 1e-9 * cin * cout) * (1.6 if zlib.crc32(f"{sig}{cin}".encode()) % 2 else 0.7)
+            out.append((t, t * 0.95, t * 1.05))
+        return out
+
+    return timer
+
+
+def timed_only(platform_file: Path, where: Path) -> ScoringOptions:
+    """Options of a copy of the table holding only its timed rows: `analyze` then names every
+    kernel the table has not timed."""
+    shutil.copytree(platform_file.parent, where)
+    csv = where / "profile.csv"
+    rows = [r for r in parse_rows(csv.read_text(), str(csv)) if r.source != "interpolated"]
+    csv.write_text(table_text(rows))
+    return ScoringOptions(platform=get_platform(str(where / "platform.toml")), latency_model="table")
+
+
+def untimed(arch: Arch, options: ScoringOptions) -> tuple[str, ...]:
+    return analyze(arch, options).fallback_kernels
+
+
+def table_rows(platform_file: Path) -> list[TableRow]:
+    csv = platform_file.parent / "profile.csv"
+    return parse_rows(csv.read_text(), str(csv))
+
+
+def top_archs(plan, k: int) -> list[Arch]:  # type: ignore[no-untyped-def]
+    found = Screen(plan.space, plan.scorer(), seed=plan.settings.seed).run()
+    lattice = Lattice(plan.space)
+    return [lattice.arch(row, f"top{i}") for i, row in enumerate(found.rows[:k])]
+
+
+def test_measures_exactly_what_the_top_candidates_lack(table_template: Path, tmp_path: Path) -> None:
+    platform_file = fresh(table_template, tmp_path)
+    plan = plan_for(platform_file, tmp_path / "run")
+    before = table_rows(platform_file)
+    timed_before = {r.key for r in before if r.source != "interpolated"}
+    top = top_archs(plan, 3)
+    oracle_before = timed_only(platform_file, tmp_path / "oracle-before")
+    lacking = [set(untimed(a, oracle_before)) for a in top]
+    assert any(lacking), "the synthetic table must leave kernels of the top candidates untimed"
+    calls: list[list[tuple[str, int, int]]] = []
+    result = measure_loop(plan, LoopSettings(top=3, max_rounds=1, batch_size=4), timer=fake_timer(calls))
+    first = result.rounds[0]
+    measured = [tuple(m) for m in first.measured]
+    assert measured == [m for batch in calls for m in batch] and len(measured) == first.kernels_measured
+    assert len(set(measured)) == len(measured)  # each kernel timed once
+    assert not {(s, "float32", 1, c, o) for s, c, o in measured} & timed_before  # none already timed
+    oracle_after = timed_only(platform_file, tmp_path / "oracle-after")
+    assert all(untimed(a, oracle_after) == () for a in top)  # every kernel they lacked is timed now
+    assert max(len(x) for x in lacking) <= len(measured) <= sum(len(x) for x in lacking)
+    assert first.lacking == len(measured)
+    assert all(len(b) <= 4 for b in calls)
+    # a second run with nothing left to measure for them measures only what a new best lacks
+    rows = table_rows(platform_file)
+    assert {r.key for r in rows if r.source == LOOP_SOURCE} == {(s, "float32", 1, c, o) for s, c, o in measured}
+
+
+def test_the_loop_ends_with_a_best_built_only_from_measured_kernels(table_template: Path, tmp_path: Path) -> None:
+    platform_file = fresh(table_template, tmp_path)
+    plan = plan_for(platform_file, tmp_path / "run")
+    calls: list[list[tuple[str, int, int]]] = []
+    result = measure_loop(plan, LoopSettings(top=2, max_rounds=30), timer=fake_timer(calls))
+    assert result.converged and result.stopped == "converged"
+    assert result.rounds[-1].kernels_measured == 0 and all(r.kernels_measured for r in result.rounds[:-1])
+    last = result.rounds[-1]
+    assert last.best_kernels_measured == last.best_kernels
+    search = run_search(plan, stream=io.StringIO())
+    best = load_arch(plan.out / "best_arch.json")
+    check = record_search(plan, best)
+    assert check["built_only_from_measured"] and check["kernels_measured"] == check["kernels"]
+    assert untimed(best, timed_only(platform_file, tmp_path / "oracle")) == ()  # the table model agrees
+    assert search.best is not None
+    record = json.loads((plan.out / LOOP_JSON).read_text())
+    assert record["converged"] and record["rounds_total"] == len(result.rounds)
+    assert record["kernels_measured"] == sum(len(c) for c in calls) == result.kernels_measured
+    assert [r["kernels_measured"] for r in record["rounds"]] == [r.kernels_measured for r in result.rounds]
+    rows = table_rows(platform_file)
+    keys = [r.key for r in rows]
+    assert len(keys) == len(set(keys))  # one row per shape: measured rows replaced the interpolated ones
+    assert sum(r.source == LOOP_SOURCE for r in rows) == result.kernels_measured
+    side = json.loads((platform_file.parent / "profile.json").read_text())
+    assert side["sessions"][-1]["kernels_timed"] == result.kernels_measured
+    assert side["shapes"][LOOP_SOURCE] == result.kernels_measured
+    # the table serves any later search: another run measures nothing more for the same search
+    again = measure_loop(plan_for(platform_file, tmp_path / "run2"), LoopSettings(top=2), timer=fake_timer([]))
+    assert again.converged and again.kernels_measured == 0 and len(again.rounds) == 1
+
+
+def test_an_interrupted_loop_resumes_without_losing_a_row(table_template: Path, tmp_path: Path) -> None:
+    platform_file = fresh(table_template, tmp_path)
+    plan = plan_for(platform_file, tmp_path / "run")
+    before = {r.key: r for r in table_rows(platform_file)}
+    calls: list[list[tuple[str, int, int]]] = []
+    with pytest.raises(KeyboardInterrupt):
+        measure_loop(plan, LoopSettings(top=3, batch_size=2), timer=fake_timer(calls, interrupt_at=2))
+    assert len(calls) == 2
+    kept = {r.key: r for r in table_rows(platform_file)}
+    first = {("float32", s, c, o) for batch in calls for s, c, o in batch}
+    assert {(k[1], k[0], k[3], k[4]) for k, r in kept.items() if r.source == LOOP_SOURCE} == first
+    for key, row in before.items():  # every row is still there; timed rows unchanged
+        assert key in kept and (row.source == "interpolated" or kept[key] == row)
+    assert len(table_rows(platform_file)) == len(kept)  # settled after the interrupt: one row per shape
+    resumed: list[list[tuple[str, int, int]]] = []
+    result = measure_loop(plan, LoopSettings(top=3, batch_size=2), timer=fake_timer(resumed))
+    again = {(s, c, o) for batch in resumed for s, c, o in batch}
+    assert not again & {(s, c, o) for _, s, c, o in first}  # nothing timed twice
+    assert result.converged
+    final = {r.key: r for r in table_rows(platform_file)}
+    for key, row in kept.items():
+        assert key in final and (row.source == "interpolated" or final[key] == row)
+    record = json.loads((plan.out / LOOP_JSON).read_text())
+    assert {r["run"] for r in record["rounds"]} == {1, 2}  # the rerun's rounds follow the first run's
+    assert record["kernels_measured"] == len(first) + len(again)
+
+
+def test_compact_keeps_one_row_per_shape() -> None:
+    def row(source: str, t: float, cin: int = 4) -> TableRow:
+        return TableRow("sig", "gemm", "float32", 1, cin, 8, t, source=source)
+
+    rows = [row("measured", 1.0, 2), row("interpolated", 2.0), row("measured", 3.0, 6), row(LOOP_SOURCE, 4.0)]
+    assert compact(rows) == [rows[0], rows[2], rows[3]]  # the interpolated row of (4, 8) gives way
+    rows = [row(LOOP_SOURCE, 1.0), row("interpolated", 2.0, 2), row(LOOP_SOURCE, 5.0)]
+    assert compact(rows) == [rows[2], rows[1]]  # the later timing wins, in the first one's place
+
+
+def one_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    assert main(list(args)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("explore: error: ") and "\n" not in err, err
+    return err
+
+
+def test_bad_input_is_refused_in_one_line(
+    table_template: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    platform_file = fresh(table_template, tmp_path)
+    base = ["--space", "tiny", "--platform", str(platform_file), "--budget", BUDGET, "--out", str(tmp_path / "r")]
+    table = [*base, "--latency-model", "table"]
+    err = one_error(capsys, *table, "--measure-loop", "--measure-top", "0")
+    assert "--measure-top 0 must be an integer >= 1" in err
+    err = one_error(capsys, *table, "--measure-loop", "--measure-rounds", "0")
+    assert "--measure-rounds 0 must be" in err
+    err = one_error(capsys, *table, "--measure-top", "2")
+    assert "--measure-top 2" in err and "give --measure-loop" in err
+    err = one_error(capsys, *base, "--latency-model", "kernel", "--measure-loop")
+    assert "--latency-model 'kernel'" in err and "table" in err
+    err = one_error(capsys, *table, "--measure-loop", "--sampler", "tpe")
+    assert "--sampler 'tpe'" in err and "batch" in err
+    side = platform_file.parent / "profile.json"
+    info = json.loads(side.read_text())
+    side.write_text(json.dumps({**info, "device": "gpu: another one"}))
+    before = (platform_file.parent / "profile.csv").read_text()
+    err = one_error(capsys, *table, "--measure-loop")
+    assert "device='gpu: another one'" in err and "--measure-foreign" in err
+    assert (platform_file.parent / "profile.csv").read_text() == before  # nothing added
+    with pytest.raises(LoopError, match="top=-1"):
+        measure_loop(plan_for(platform_file, tmp_path / "x"), LoopSettings(top=-1))
+
+
+def test_explore_measure_loop_then_verify_confirms_it(
+    table_template: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The whole path with profile's own timing (few kernels, 6 rounds each): the search, loop.json,
+    and `explore verify` confirming the searched network is built only from measured kernels."""
+    platform_file = fresh(table_template, tmp_path)
+    run = tmp_path / "run"
+    args = ["--space", "tiny", "--platform", str(platform_file), "--latency-model", "table", "--budget", BUDGET]
+    args += ["--measure-loop", "--measure-top", "1", "--out", str(run), "--no-report", "--trials", "3"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "round 1: best predicted" in captured.err and "measurement loop converged" in captured.err
+    record = json.loads((run / LOOP_JSON).read_text())
+    assert record["converged"] and record["best"]["built_only_from_measured"]
+    assert record["kernels_measured"] > 0 and record["seconds"] > 0
+    assert main(["verify", str(run), "--rounds", "5"]) == 0
+    printed = capsys.readouterr().out
+    verified = json.loads((run / "verify.json").read_text())["measure_loop"]
+    assert verified["searched"]["built_only_from_measured"] and verified["rounds"] == record["rounds_total"]
+    assert "measurement loop" in printed and "built only from measured kernels" in printed

@@ -1,0 +1,163 @@
+"""`explore profile`: kernels timed here into a table with provenance, a designed subset
+interpolated with its error measured, an interrupted run resumed without losing a row, a table of
+another device refused, and the interpolation and intervals as formulas."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from explorer.cli import main
+from explorer.cost import analyze, get_platform
+from explorer.cost.table import TABLE_COLUMNS
+from explorer.measure.profile import Signature, interpolate, log_spaced, median_ci95
+
+ROOT = Path(__file__).resolve().parents[1]
+MEASURED = str(ROOT / "reports" / "validation-cpu" / "measured.toml")
+SPEC = {
+    "name": "small",
+    "input": [8, 8, 3],
+    "ops": [
+        {"name": "conv", "kind": "conv", "out": 16, "kernel": 3, "bias": False},
+        {"name": "conv.bn", "kind": "bn"},
+        {"name": "conv.act", "kind": "act", "fn": "relu"},
+        {"name": "pool", "kind": "gap"},
+        {"name": "fc", "kind": "dense", "out": 4},
+    ],
+}
+
+
+def small_space(folder: Path) -> str:
+    """A space of one conv width, 4..16 in steps of 2 (7 choices): 4 kernel signatures, 28 shapes."""
+    (folder / "small.json").write_text(json.dumps(SPEC))
+    (folder / "small.space.toml").write_text('arch = "small.json"\nkeep = [0.25, 1.0]\nalign = 2\nfixed = ["fc"]\n')
+    return str(folder / "small.space.toml")
+
+
+def rows(table: Path) -> list[dict[str, str]]:
+    with table.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def run(*args: str) -> int:
+    return main(["profile", *args])
+
+
+def test_profile_times_a_designed_subset_resumes_and_refuses_a_foreign_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    space, out = small_space(tmp_path), tmp_path / "table"
+    common = [space, "--platform", MEASURED, "--out", str(out), "--repeats", "6", "--grid", "3", "--held-out", "1"]
+    common += ["--exhaustive-up-to", "10", "--networks", "3"]
+    assert run(*common, "--max-kernels", "5") == 0  # interrupted: 5 kernels timed
+    printed = capsys.readouterr().out
+    assert "28 distinct kernel shapes in 4 signatures" in printed and "min left" in printed
+    assert "incomplete: rerun the same command to resume" in printed
+    first = [r for r in rows(out / "profile.csv") if r["source"] != "interpolated"]
+    # (a signature whose grid is all timed is interpolated already)
+    assert len(first) == 5 and list(first[0]) == list(TABLE_COLUMNS)
+    assert run(*common) == 0  # resumed: the first rows are kept as they were, nothing is timed twice
+    printed = capsys.readouterr().out
+    assert "5 already in" in printed
+    table = rows(out / "profile.csv")
+    held = sum(r["source"] == "held-out" and float(r["time_s"]) > 0 for r in table)  # (0 s: lost in the jitter)
+    assert held == 0 or f"interpolation on {held} held-out kernels" in printed
+    assert table[:5] == first  # measured rows first, in the order they were timed
+    keys = [(r["signature"], r["in_channels"], r["out_channels"]) for r in table]
+    assert len(keys) == len(set(keys)) == 28
+    sources = [r["source"] for r in table]
+    assert sources.count("measured") == 4 * 3 and sources.count("held-out") == 4 and sources.count("interpolated") == 12
+    for r in table:
+        t = float(r["time_s"])
+        assert t >= 0 and r["dtype"] == "float32" and r["batch"] == "1"
+        if r["source"] != "interpolated":
+            assert float(r["ci95_low_s"]) <= t <= float(r["ci95_high_s"]) and r["repeats"] == "6"
+    side = json.loads((out / "profile.json").read_text())
+    for key in ("device", "backend", "jax", "jaxlib", "dtype", "batch", "created", "repeats", "spread", "runtime"):
+        assert side[key] not in (None, ""), key
+    assert side["complete"] and [s["kernels_timed"] for s in side["sessions"]] == [5, 11]
+    assert side["interpolation"]["held_out"] == held
+    errors = [abs(e["interpolated_s"] / e["measured_s"] - 1) for e in side["interpolation"].get("points", [])]
+    assert side["interpolation"].get("median_abs_error", 0) == pytest.approx(float(np.median(errors)) if errors else 0)
+    assert side["per_pass"]["per_pass_s"] == pytest.approx(
+        np.median([n["measured_s"] - n["kernels_sum_s"] for n in side["per_pass"]["networks"]])
+    )  # no bottlenecks: every network runs the same kernels, so the per-kernel term is 0
+    assert side["per_pass"]["per_kernel_s"] == 0 and side["cost_minutes"] > 0
+    assert str(tmp_path) not in (out / "platform.toml").read_text()  # the table is named relative to the file
+
+    platform = get_platform(str(out / "platform.toml"))
+    from explorer.space import load_space
+
+    arch = load_space(space).uniform(0.5)
+    r = analyze(arch, platform=platform, latency_model="table")
+    assert r.fallback_kernels == () and len(r.kernels) == 4
+    by_key = {(t["signature"], int(t["in_channels"]), int(t["out_channels"])): float(t["time_s"]) for t in table}
+    conv = next(k for k in r.kernels if k.name == "conv")
+    assert conv.time_s == by_key[("conv[kernel=3 bias=false] 8x8->8x8", 3, 8)]
+    assert r.latency_s == pytest.approx(sum(k.time_s for k in r.kernels) + side["per_pass"]["per_pass_s"])
+
+    side["device"] = "cpu: another machine, 64 cores"
+    (out / "profile.json").write_text(json.dumps(side))
+    assert run(*common) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "measured with device='cpu: another machine, 64 cores'" in err[0]
+    assert "--accept-foreign" in err[0]
+    assert run(*common, "--accept-foreign", "--networks", "0") == 0  # nothing left to time
+    assert rows(out / "profile.csv") == table
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--batch", "0"], "--batch 0 must be >= 1"),
+        (["--repeats", "3"], "--repeats 3 must be >= 6"),
+        (["--grid", "1"], "--grid 1 must be >= 2"),
+        (["--networks", "1"], "--networks 1 must be 0 or >= 2"),
+        (["--platform", "tpu-v4"], "--platform 'tpu-v4' has no runtime/processors entry"),
+        (["--platform", "{tmp}/none.toml"], "--platform '{tmp}/none.toml': no such file"),
+        (["--dtype", "float64"], "--dtype 'float64'"),
+    ],
+)
+def test_profile_refuses_bad_input_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    args = ["tiny", "--platform", MEASURED, "--out", str(tmp_path / "t")]
+    args += [a.format(tmp=tmp_path) for a in argv]
+    assert run(*args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message.format(tmp=tmp_path) in err[0]
+
+
+def test_interpolation_is_exact_on_power_laws_and_bounded_between_points() -> None:
+    """A power law t = a cin^p cout^q is linear in log space: interpolated exactly between measured shapes."""
+    law = lambda c, o: 2e-6 * c**1.3 * o**0.7  # noqa: E731
+    sig = Signature("s", "gemm", {(c, o): None for c in range(8, 65, 8) for o in range(16, 129, 8)})  # type: ignore[misc]
+    grid = {
+        (c, o): law(c, o) for c in log_spaced(list(range(8, 65, 8)), 4) for o in log_spaced(list(range(16, 129, 8)), 4)
+    }
+    wanted = [(24, 40), (56, 120), (8, 16), (64, 128), (40, 72)]
+    for got, pair in zip(interpolate(sig, grid, wanted), wanted, strict=True):
+        assert got == pytest.approx(law(*pair), rel=1e-9)
+    line = Signature("l", "elementwise", {(c, c): None for c in range(4, 33, 4)})  # type: ignore[misc]
+    measured = {(4, 4): 1e-6, (32, 32): 8e-6}
+    (mid,) = interpolate(line, measured, [(16, 16)])
+    assert mid == pytest.approx(1e-6 * (16 / 4) ** (math.log(8) / math.log(32 / 4)), rel=1e-9)  # a power law in log
+    assert interpolate(line, {(4, 4): 1e-6}, [(16, 16)]) != interpolate(line, measured, [(16, 16)])
+
+
+def test_log_spacing_keeps_both_ends_and_the_median_interval_holds_the_median() -> None:
+    values = list(range(32, 513, 8))
+    picks = log_spaced(values, 5)
+    assert picks[0] == 32 and picks[-1] == 512 and len(picks) == 5 and picks == sorted(picks)
+    assert np.diff(np.log(picks)).std() < 0.1  # evenly spaced in log
+    assert log_spaced([8, 16], 4) == [8, 16]
+    samples = np.random.default_rng(0).normal(1.0, 0.1, 31)
+    median, low, high = median_ci95(samples)
+    assert low < median < high and median == pytest.approx(np.median(samples))
+    ranks = np.sort(samples)
+    assert low == ranks[math.floor(31 / 2 - 1.96 * math.sqrt(31) / 2)]

@@ -1,0 +1,202 @@
+"""The measured latency model (`latency_model='table'`, explorer/cost/table.py): a network's latency
+is the sum of its kernels looked up in a table plus the fitted per-pass terms; a kernel the table
+lacks is timed by the kernel model and named; the batch scorer agrees with `analyze` exactly.
+
+The tables here are synthetic (a formula of the kernel's kind and channels), so every expected
+latency is computed from the network's own shapes, independently of how the model reads them."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from explorer.cost import analyze, get_platform
+from explorer.cost.latency import resolve_options
+from explorer.cost.options import ScoringOptions
+from explorer.cost.table import TABLE_FORMAT, TableError, TableRow, load_table, table_text
+from explorer.files import dumps_json
+from explorer.measure.profile import lattice_shapes, platform_text
+from explorer.search.batch import BatchScorer
+from explorer.space import load_space
+
+PER_PASS_S = 40e-6
+PER_KERNEL_S = 3e-6
+WEIGHT = {"gemm": 3.0, "depthwise": 2.0, "elementwise": 1.0, "pool": 1.5, "copy": 0.5}
+
+
+def formula_s(kind: str, cin: int, cout: int) -> float:
+    """The synthetic table's time of a kernel: distinct for every kind and channel pair."""
+    return 1e-8 * WEIGHT[kind] * (cin + 1) * (cout + 2)
+
+
+def write_table(folder: Path, space_name: str, *, drop: str = "", batch: int = 1, share: float = 1.0) -> Path:
+    """A table of every kernel shape of `space_name` (timed by `formula_s`), without the signatures
+    containing `drop` and keeping a seeded `share` of the rest; its platform file, in `folder`."""
+    base = get_platform("xeon-8380")
+    space = load_space(space_name)
+    signatures = lattice_shapes(space, ScoringOptions(platform=base, batch=batch), "xla")
+    rng = np.random.default_rng(7)
+    rows = [
+        TableRow(
+            signature=s.signature,
+            kind=s.kind,
+            dtype="float32",
+            batch=batch,
+            in_channels=s.in_channels,
+            out_channels=s.out_channels,
+            time_s=formula_s(s.kind, s.in_channels, s.out_channels),
+            source="measured",
+        )
+        for key, sig in signatures.items()
+        if not (drop and drop in key)
+        for s in sig.shapes.values()
+        if rng.random() < share
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "profile.csv").write_text(table_text(rows))
+    sidecar = {
+        "format": TABLE_FORMAT,
+        "runtime": "xla",
+        "dtype": "float32",
+        "batch": batch,
+        "per_pass": {"per_pass_s": PER_PASS_S, "per_kernel_s": PER_KERNEL_S},
+    }
+    (folder / "profile.json").write_text(dumps_json(sidecar))
+    (folder / "platform.toml").write_text(platform_text(base, "profiled", "profile.csv", "a synthetic table"))
+    return folder / "platform.toml"
+
+
+def expected_s(arch_name_or_arch, platform, batch: int = 1) -> tuple[float, list[str]]:
+    """The table latency computed from the network's shapes: each kernel's channels read off its
+    main layer's inputs and its last layer's output; kernels the kernel model times instead are
+    those whose time is not the formula's."""
+    from explorer.spec import load_arch
+
+    arch = load_arch(arch_name_or_arch) if isinstance(arch_name_or_arch, str) else arch_name_or_arch
+    nodes = {n.op.name: n for n in arch.nodes}
+    r = analyze(arch, platform=platform, latency_model="table", batch=batch)
+    total, table_kernels = PER_PASS_S, 0
+    for k in r.kernels:
+        main, last = nodes[k.members[0]], nodes[k.members[-1]]
+        cin = sum(shape[-1] for shape in main.input_shapes)
+        cout = last.output_shape[-1]
+        if k.name in r.fallback_kernels:
+            continue
+        total += formula_s(k.kind, cin, cout) + PER_KERNEL_S
+        table_kernels += 1
+    return total, list(r.fallback_kernels)
+
+
+def test_the_latency_is_the_sum_of_the_table_kernels_plus_the_fitted_terms(tmp_path: Path) -> None:
+    platform = get_platform(str(write_table(tmp_path, "tiny")))
+    space = load_space("tiny")
+    for multiplier in (0.5, 0.75, 1.0):
+        arch = space.uniform(multiplier)
+        r = analyze(arch, platform=platform, latency_model="table")
+        total, fell = expected_s(arch, platform)
+        assert fell == [] and r.fallback_kernels == ()
+        assert r.latency_s == pytest.approx(total, rel=1e-12)
+        assert r.latency_model == "table" and len(r.kernels) == 19 and r.dispatch_s > PER_PASS_S
+        assert r.latency_s == pytest.approx(sum(layer.time_s for layer in r.layers) + r.dispatch_s)
+
+
+def test_a_kernel_missing_from_the_table_is_timed_by_the_kernel_model_and_named(tmp_path: Path) -> None:
+    drop = "bn+act[fn=relu] 32x32->32x32"  # the stem's element-wise kernel
+    platform = get_platform(str(write_table(tmp_path, "tiny", drop=drop)))
+    r = analyze("tiny", platform=platform, latency_model="table")
+    assert r.fallback_kernels == ("stem.bn",)
+    kernel_model = analyze("tiny", platform=platform, latency_model="kernel")
+    by_name = {k.name: k.time_s for k in kernel_model.kernels}
+    mine = {k.name: k.time_s for k in r.kernels}
+    assert mine["stem.bn"] == by_name["stem.bn"]
+    total, _ = expected_s("tiny", platform)
+    assert r.latency_s == pytest.approx(total + by_name["stem.bn"], rel=1e-12)
+    assert "1 of 19 kernels not in the table" in repr(r) and r.to_dict()["fallback_kernels"] == ["stem.bn"]
+    at_batch_2 = analyze("tiny", platform=platform, latency_model="table", batch=2)  # a batch never profiled
+    assert len(at_batch_2.fallback_kernels) == len(at_batch_2.kernels) == 19
+    assert at_batch_2.latency_s == pytest.approx(
+        sum(k.time_s for k in analyze("tiny", platform=platform, latency_model="kernel", batch=2).kernels) + PER_PASS_S,
+        rel=1e-12,
+    )
+
+
+@pytest.mark.parametrize(("space_name", "share"), [("tiny", 0.7), ("tiny_bottlenecks", 0.7), ("resnet18", 0.6)])
+def test_the_batch_scorer_agrees_with_analyze_under_the_table_model(
+    tmp_path: Path, space_name: str, share: float
+) -> None:
+    """Many random candidates, with bottlenecks, some kernels from the table and some falling back."""
+    platform = get_platform(str(write_table(tmp_path, space_name, share=share)))
+    space = load_space(space_name)
+    scorer = BatchScorer(space, platform=platform, latency_model="table", check=8)
+    widths, reductions = scorer.random(120, seed=5)
+    scores = scorer.score(widths, reductions)
+    fell = 0
+    for k in range(len(widths)):
+        arch = space.apply(
+            {g.key: int(w) for g, w in zip(space.groups, widths[k], strict=True)},
+            {s.op: int(r) for s, r in zip(space.bottlenecks, reductions[k], strict=True) if r},
+        )
+        ref = analyze(arch, scorer.options)
+        assert scores.latency_s[k] == pytest.approx(ref.latency_s, rel=1e-12)
+        assert scores.flops[k] == ref.flops
+        fell += len(ref.fallback_kernels)
+    assert fell > 0  # the fallback path was exercised, not only lookups
+
+
+def test_every_kernel_of_random_networks_is_among_the_lattice_shapes(tmp_path: Path) -> None:
+    """The profiled shapes cover the space: a full table leaves nothing to the kernel model."""
+    platform = get_platform(str(write_table(tmp_path, "tiny_bottlenecks")))
+    space = load_space("tiny_bottlenecks")
+    scorer = BatchScorer(space, platform=platform, latency_model="table", check=0)
+    widths, reductions = scorer.random(60, seed=11)
+    for k in range(len(widths)):
+        arch = space.apply(
+            {g.key: int(w) for g, w in zip(space.groups, widths[k], strict=True)},
+            {s.op: int(r) for s, r in zip(space.bottlenecks, reductions[k], strict=True) if r},
+        )
+        assert analyze(arch, platform=platform, latency_model="table").fallback_kernels == ()
+
+
+def test_a_platform_file_names_its_table_relative_to_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_table(tmp_path / "sub", "tiny")
+    monkeypatch.chdir(tmp_path)
+    platform = get_platform("sub/platform.toml")
+    assert platform.extra["table"] == str(Path("sub") / "profile.csv")
+    assert analyze("tiny", platform=platform, latency_model="table").latency_s > 0
+    assert resolve_options(ScoringOptions(platform=platform, latency_model="auto")).latency_model == "kernel"
+
+
+def test_bad_tables_are_refused_in_one_line(tmp_path: Path) -> None:
+    platform = get_platform(str(write_table(tmp_path, "tiny")))
+    table = tmp_path / "profile.csv"
+    good = table.read_text()
+    for text, message in [
+        ("a,b\n1,2\n", r"the header is 'a,b'; a table has the columns signature,kind"),
+        (good.replace(",measured", ",guessed", 1), r"line 2: source='guessed'; use one of measured, held-out"),
+        (good + "x,gemm,float32,1,3,4,-1,,,0,measured,\n", r"time_s=-1 must be a time >= 0 in seconds"),
+        (good + "x,gemm,float32,one,3,4,1,,,0,measured,\n", r"line \d+: invalid literal for int"),
+    ]:
+        table.write_text(text)
+        with pytest.raises(TableError, match=message) as info:
+            load_table(table)
+        assert "\n" not in str(info.value)
+    table.write_text(good)
+    (tmp_path / "profile.json").write_text('{"format": 99}')
+    with pytest.raises(TableError, match=r"not a format-1 table sidecar"):
+        load_table(table)
+    (tmp_path / "profile.json").write_text(dumps_json({"format": TABLE_FORMAT, "runtime": "cudnn"}))
+    with pytest.raises(TableError, match=r"planned for runtime 'cudnn' but platform 'profiled' runs 'xla'"):
+        analyze("tiny", platform=platform, latency_model="table")
+    bare = dataclasses.replace(platform, extra={})
+    with pytest.raises(
+        ValueError, match=r"latency_model='table' cannot run on platform 'profiled': it has no extra.table"
+    ):
+        analyze("tiny", platform=bare, latency_model="table")
+    gone = dataclasses.replace(platform, extra={"table": str(tmp_path / "none.csv")})
+    with pytest.raises(ValueError, match=r"none.csv' is not a file \(run `explore profile`"):
+        analyze("tiny", platform=gone, latency_model="table")
+    assert math.isfinite(analyze("tiny", platform=platform, latency_model="kernel").latency_s)
