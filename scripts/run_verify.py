@@ -5,12 +5,15 @@ section) and reports/verify-<backend>/summary.md. About 3 minutes on 2 cores aft
 scripts/run_validation.py has written the calibrated platform.
 
     python scripts/run_verify.py
+    python scripts/run_verify.py --platform reports/profile-cpu/platform.toml --latency-model table \
+        --out reports/verify-table-cpu      # searched and predicted on this machine's kernel table
 
 Run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -27,17 +30,25 @@ def main() -> int:
     from explorer.cli import main as explore
     from explorer.files import write_text
 
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--platform", help="platform file (default: reports/validation-<backend>/measured.toml)")
+    parser.add_argument("--latency-model", help="the search's latency model (default: the platform's)")
+    parser.add_argument("--budgets", default=",".join(BUDGETS), help=f"comma-separated (default {','.join(BUDGETS)})")
+    parser.add_argument("--out", help="folder of the runs and summary.md (default: reports/verify-<backend>)")
+    args = parser.parse_args()
     os.chdir(ROOT)  # relative paths only
     backend = jax.default_backend()
-    platform = Path("reports") / f"validation-{backend}" / "measured.toml"
+    platform = Path(args.platform or Path("reports") / f"validation-{backend}" / "measured.toml")
     if not platform.is_file():
         print(f"run scripts/run_validation.py first: {platform} is missing", file=sys.stderr)
         return 2
-    out = Path("reports") / f"verify-{backend}"
+    out = Path(args.out or Path("reports") / f"verify-{backend}")
+    model = ["--latency-model", args.latency_model] if args.latency_model else []
     rows = []
-    for budget in BUDGETS:
+    load_before = os.getloadavg()[0]
+    for budget in args.budgets.split(","):
         run = out / budget
-        code = explore(["--space", SPACE, "--platform", str(platform), "--budget", budget, "--out", str(run)])
+        code = explore(["--space", SPACE, "--platform", str(platform), *model, "--budget", budget, "--out", str(run)])
         if code:
             return code
         code = explore(["verify", str(run), "--rounds", "40"])
@@ -48,9 +59,12 @@ def main() -> int:
     lines = [
         f"# The closed loop on this machine: searched widths vs uniform width, measured ({SPACE}, batch 1)",
         "",
-        f"Each budget: `explore --space {SPACE} --platform {platform} --budget B`, then `explore verify` (40",
+        f"Each budget: `explore --space {SPACE} --platform {platform} {' '.join(model)} --budget B`, then "
+        "`explore verify` (40",
         "interleaved rounds; 95% bootstrap intervals). Gain = uniform-width latency at the searched network's FLOPs",
         "/ searched latency - 1. Written by `scripts/run_verify.py`.",
+        "",
+        f"Load average (1 min, 2 cores) before the first run: {load_before:.1f}; after the last: {os.getloadavg()[0]:.1f}.",
         "",
         "| budget | latency model | searched: predicted / measured | uniform at matched FLOPs: predicted / measured "
         "| predicted gain | measured gain (95% interval) | gain error | verdict |",

@@ -188,3 +188,39 @@ def test_a_truncated_study_database_is_one_line_for_search_and_report(
         assert main(command) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "cannot be opened as an Optuna storage" in err and "study.db" in err
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_interrupt_lost_in_a_finalizer_still_stops_the_search(tmp_path: Path) -> None:
+    """A signal handled while Python runs a finalizer (a database connection's, say) raises its
+    KeyboardInterrupt there, where Python only prints it: the stop the handler noted still ends
+    the trial loops at their next trial, and the trials stored before it are kept."""
+    import gc
+
+    import optuna
+
+    from explorer.cli.common import SIGNAL, on_sigterm
+    from explorer.search.workers import check_stop, clear_stop, work
+
+    class Finalized:
+        def __del__(self) -> None:
+            on_sigterm(signal.SIGTERM, None)  # as the CLI's handler runs when SIGTERM lands here
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    run_search(plan_for("tiny", 3e6, trials=5, storage=storage))
+    try:
+        Finalized()  # collected at once: its KeyboardInterrupt is printed, not raised
+        gc.collect()
+        with pytest.raises(KeyboardInterrupt):
+            check_stop()
+        with pytest.raises(KeyboardInterrupt):  # the batch sampler's loop (`write_known`)
+            run_search(plan_for("tiny", 3e6, trials=40, storage=storage))
+        study = optuna.load_study(study_name="explore", storage=storage)
+        with pytest.raises(KeyboardInterrupt):  # the one-by-one loop
+            work(study, lambda t: 1.0, 40, lock=__import__("contextlib").nullcontext())
+        assert len(study.trials) == 5  # nothing ran after the stop, nothing before it was lost
+    finally:
+        clear_stop()
+        SIGNAL["name"] = "SIGINT"
+    run_search(plan_for("tiny", 3e6, trials=8, storage=storage))  # a new command goes on
+    assert len(optuna.load_study(study_name="explore", storage=storage).trials) == 8

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from explorer.cli import search, tools
-from explorer.cli.common import SIGNAL, interrupted_by, on_sigterm
+from explorer.cli.common import SIGNAL, interrupted_by, on_sigint, on_sigterm
+from explorer.search.workers import clear_stop
 from explorer.spec.ops import short_repr
 from explorer.units import printable
 
@@ -54,7 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     on_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, on_sigterm) if on_main else None  # a polite kill stops like Ctrl-C
+    # Ctrl-C as Python's own handler, noted for the trial loops too; an ignored SIGINT stays ignored
+    own_sigint = on_main and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if own_sigint:
+        signal.signal(signal.SIGINT, on_sigint)
     SIGNAL["name"] = "SIGINT"
+    clear_stop()
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
@@ -75,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if on_main:
             signal.signal(signal.SIGTERM, previous)
+        if own_sigint:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 FLAGS = {

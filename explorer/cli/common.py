@@ -10,6 +10,7 @@ from explorer.conventions import BYTES_PER_ELEMENT, MAC_CONVENTIONS, TRAFFIC_MOD
 from explorer.cost.latency import LATENCY_MODELS
 from explorer.cost.options import DEFAULT_OPTIONS, ScoringOptions
 from explorer.cost.platforms import DEFAULT_PLATFORM, Platform, custom_platform, get_platform
+from explorer.search.workers import request_stop
 from explorer.units import parse_quantity
 
 DEFAULT_SPACE = "resnet18"
@@ -80,6 +81,13 @@ SIGNAL = {"name": "SIGINT"}
 
 def on_sigterm(signum: int, frame: Any) -> None:
     SIGNAL["name"] = "SIGTERM"
+    request_stop()
+    raise KeyboardInterrupt
+
+
+def on_sigint(signum: int, frame: Any) -> None:
+    """Python's own SIGINT handler, and the stop noted for the trial loops (`request_stop`)."""
+    request_stop()
     raise KeyboardInterrupt
 
 

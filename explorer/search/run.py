@@ -31,7 +31,16 @@ from explorer.search.result import WALL_S, SearchResult, plan_from_study, summar
 from explorer.search.samplers import CLAIM, BatchSampler, make_sampler
 from explorer.search.settings import SearchPlan
 from explorer.search.storage import claim_lock, open_storage
-from explorer.search.workers import STALE_AFTER_S, _alive, fail_stale, run_workers, signals_deferred, work, worker_id
+from explorer.search.workers import (
+    STALE_AFTER_S,
+    _alive,
+    check_stop,
+    fail_stale,
+    run_workers,
+    signals_deferred,
+    work,
+    worker_id,
+)
 from explorer.space import Space
 from explorer.units import si
 
@@ -252,6 +261,7 @@ def write_known(
     objective = make_objective(space, scorer)
     done = 0
     while deadline is None or time.monotonic() < deadline:
+        check_stop()
         with lock:
             if not _alone(study):
                 break

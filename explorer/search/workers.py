@@ -29,6 +29,28 @@ ORPHAN_AFTER_S = 60.0
 """A running trial that no worker has claimed (interrupted between creation and claim) after this long."""
 
 
+_stopping = threading.Event()
+
+
+def request_stop() -> None:
+    """Note that the run was asked to stop (Ctrl-C, SIGTERM). The signal handlers call this before
+    raising KeyboardInterrupt, and the trial loops (`work`, `explorer.search.run.write_known`) stop
+    at their next trial when it is set: an interrupt raised while Python runs a finalizer (a
+    database connection's, say) is only printed, never propagated, and would otherwise be lost."""
+    _stopping.set()
+
+
+def clear_stop() -> None:
+    """Forget an earlier stop (a new command starts)."""
+    _stopping.clear()
+
+
+def check_stop() -> None:
+    """Raise KeyboardInterrupt when a stop was asked for (`request_stop`)."""
+    if _stopping.is_set():
+        raise KeyboardInterrupt
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -56,6 +78,7 @@ def work(
         # CMA-ES cannot use constraints; infeasible trials are still recorded and never chosen as best
         warnings.filterwarnings("ignore", message="Constraints have been set", category=UserWarning)
         while deadline is None or time.monotonic() < deadline:
+            check_stop()
             trial: optuna.Trial | None = None
             try:
                 with lock, signals_deferred():  # an interrupt lands after `trial` is known, never inside ask()
@@ -141,6 +164,7 @@ def _alive(pid: int) -> bool:
 
 
 def _terminate(signum: int, frame: Any) -> None:
+    request_stop()
     raise KeyboardInterrupt
 
 

@@ -1,0 +1,113 @@
+"""The measured-table latency model against whole networks it was not fitted on, on this machine.
+
+    python scripts/validate_table.py                     # 30 random ResNet-18 variants, seed 7
+    python scripts/validate_table.py --n 40 --seed 11 --repeats 15
+
+The table (reports/profile-cpu: `explore profile resnet18` on this machine) was fitted on its kernels
+and on a few whole networks (uniform widths: the smallest, x0.75, the largest; profile.json lists
+them). This script draws random variants of the same space (widths on its lattice, 1x1 bottlenecks
+on with probability 0.3, `explorer.measure.sets.variants`: networks no fit used), times each as a
+jitted Flax model in interleaved rounds (`interleaved_latency_s`), and predicts it under the `table`,
+`kernel` and `roofline` latency models and by FLOPs alone. Writes reports/profile-cpu/validate.md and
+validate.json: Spearman, Kendall and median |predicted / measured - 1| for each, with the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLE = Path("reports") / "profile-cpu"
+
+
+def main() -> int:
+    import dataclasses
+
+    import jax
+
+    from explorer.cost.analyze import analyze
+    from explorer.cost.platforms import get_platform
+    from explorer.files import write_text
+    from explorer.measure.sets import variants
+    from explorer.measure.timing import device_name, interleaved_latency_s
+    from explorer.measure.validate import rank_stats
+    from explorer.space import load_space
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=30, help="random variants (default 30)")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the variants (default 7)")
+    parser.add_argument("--repeats", type=int, default=10, help="interleaved timed rounds (default 10)")
+    args = parser.parse_args()
+    os.chdir(ROOT)  # relative paths only
+    platform = get_platform(str(TABLE / "platform.toml"))
+    keep = tuple(load_space("resnet18").keep)  # the profiled lattice's: every kernel is in the table
+    archs = variants("resnet18", args.n, args.seed, keep)
+    load_before = os.getloadavg()[0]
+    print(f"timing {len(archs)} networks, {args.repeats} interleaved rounds ...", file=sys.stderr, flush=True)
+    timed = interleaved_latency_s([a for _, _, a in archs], 1, args.repeats)
+    load_after = os.getloadavg()[0]
+    rows = []
+    for (label, _, arch), (measured_s, _, _) in zip(archs, timed, strict=True):
+        row = {"network": label, "measured_s": measured_s}
+        for model in ("table", "kernel", "roofline"):
+            result = analyze(arch, platform=platform, latency_model=model)
+            row[f"{model}_s"] = result.latency_s
+            if model == "table":
+                row["fallback_kernels"] = len(result.fallback_kernels)
+                row["flops"] = result.total_flops
+        rows.append(row)
+    measured = [r["measured_s"] for r in rows]
+    stats = {m: rank_stats([r[f"{m}_s"] for r in rows], measured) for m in ("table", "kernel", "roofline")}
+    flops = rank_stats([r["flops"] for r in rows], measured)
+    info = {
+        "device": device_name(),
+        "jax": jax.__version__,
+        "date": datetime.date.today().isoformat(),
+        "n": len(rows),
+        "seed": args.seed,
+        "repeats": args.repeats,
+        "load_average_before_after": [load_before, load_after],
+        "stats": {m: dataclasses.asdict(s) for m, s in {**stats, "flops": flops}.items()},
+        "rows": rows,
+    }
+    lines = [
+        f"# The measured table against {len(rows)} networks no fit used (this machine)",
+        "",
+        f"Written by `python scripts/validate_table.py --n {args.n} --seed {args.seed} --repeats {args.repeats}` on "
+        f"{info['date']}: {info['device']}, jax {jax.__version__}, batch 1, float32. Random ResNet-18 variants "
+        f"(keep {keep[0]:g}-{keep[1]:g}, the profiled lattice; bottlenecks with probability 0.3), timed as jitted Flax models in interleaved rounds "
+        f"(median); load average {load_before:.1f} before, {load_after:.1f} after (2 cores).",
+        "",
+        "| predictor | Spearman | Kendall | median \\|predicted / measured - 1\\| | median predicted / measured |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, s in (*stats.items(), ("FLOPs alone", flops)):
+        error = "-" if name == "FLOPs alone" else f"{100 * s.median_abs_error:.1f}%"
+        ratio = "-" if name == "FLOPs alone" else f"{s.median_ratio:.2f}"
+        lines.append(f"| {name} | {s.spearman:.3f} | {s.kendall:.3f} | {error} | {ratio} |")
+    fell = sum(r["fallback_kernels"] for r in rows)
+    lines += [
+        "",
+        f"Kernels the table lacked (timed by the kernel model instead): {fell} in all {len(rows)} networks.",
+        "",
+        "| network | FLOPs | measured | table | kernel | roofline |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(rows, key=lambda r: r["measured_s"]):
+        lines.append(
+            f"| {r['network']} | {r['flops'] / 1e9:.2f} G | {r['measured_s'] * 1e3:.2f} ms | {r['table_s'] * 1e3:.2f} ms | "
+            f"{r['kernel_s'] * 1e3:.2f} ms | {r['roofline_s'] * 1e3:.2f} ms |"
+        )
+    write_text(TABLE / "validate.md", "\n".join(lines) + "\n")
+    write_text(TABLE / "validate.json", json.dumps(info, indent=1, default=float) + "\n")
+    print("\n".join(lines[:14]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
