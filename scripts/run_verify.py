@@ -33,6 +33,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--platform", help="platform file (default: reports/validation-<backend>/measured.toml)")
     parser.add_argument("--latency-model", help="the search's latency model (default: the platform's)")
+    parser.add_argument("--space", default=SPACE, help=f"the space searched (default {SPACE})")
     parser.add_argument("--budgets", default=",".join(BUDGETS), help=f"comma-separated (default {','.join(BUDGETS)})")
     parser.add_argument("--out", help="folder of the runs and summary.md (default: reports/verify-<backend>)")
     args = parser.parse_args()
@@ -48,7 +49,9 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     for budget in args.budgets.split(","):
         run = out / budget
-        code = explore(["--space", SPACE, "--platform", str(platform), *model, "--budget", budget, "--out", str(run)])
+        code = explore(
+            ["--space", args.space, "--platform", str(platform), *model, "--budget", budget, "--out", str(run)]
+        )
         if code:
             return code
         code = explore(["verify", str(run), "--rounds", "40"])
@@ -57,9 +60,9 @@ def main() -> int:
         v = json.loads((run / "verify.json").read_text())
         rows.append((budget, v))
     lines = [
-        f"# The closed loop on this machine: searched widths vs uniform width, measured ({SPACE}, batch 1)",
+        f"# The closed loop on this machine: searched widths vs uniform width, measured ({args.space}, batch 1)",
         "",
-        f"Each budget: `explore --space {SPACE} --platform {platform} {' '.join(model)} --budget B`, then "
+        f"Each budget: `explore --space {args.space} --platform {platform} {' '.join(model)} --budget B`, then "
         "`explore verify` (40",
         "interleaved rounds; 95% bootstrap intervals). Gain = uniform-width latency at the searched network's FLOPs",
         "/ searched latency - 1. Written by `scripts/run_verify.py`.",
