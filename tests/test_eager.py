@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_kernels import PLAIN  # constants that make hand computation easy
 
 from explorer.cost.analyze import analyze
 from explorer.cost.fusion import RUNTIMES, plan_kernels
@@ -16,20 +16,6 @@ from explorer.cost.kernels import DEFAULT_TILES, Machine, kernel_times
 from explorer.cost.platforms import PlatformError, get_platform, load_platform_file
 from explorer.cost.timers import layer_quantities
 from explorer.spec import Act, Add, Arch, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Scale
-
-PLAIN = KernelParams(
-    call_overhead_s=0.0,
-    overhead_s=0.0,
-    loop_overhead_s=0.0,
-    compute_efficiency=1.0,
-    tile_reuse=0.0,
-    prologue=0.0,
-    winograd_gain=0.0,
-    memory_efficiency=1.0,
-    vector_efficiency=1.0,
-    depthwise_efficiency=1.0,
-    blend=math.inf,
-)
 
 
 def block() -> Arch:

@@ -15,7 +15,7 @@ kernel each op kind runs as is one registry, `KERNEL_KIND`; an op kind missing f
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final, NamedTuple
@@ -95,6 +95,11 @@ class KernelPlan:
     """(K, L) coefficient of each layer's input bytes."""
     output: np.ndarray
     """(K, L) coefficient of each layer's output bytes."""
+
+    def kernel_bytes(self, q: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Bytes each kernel moves (..., K), from per-layer counts `q` (arrays (..., L) of
+        `weight_bytes`, `input_bytes`, `output_bytes`)."""
+        return q["weight_bytes"] @ self.weight.T + q["input_bytes"] @ self.input.T + q["output_bytes"] @ self.output.T
 
     def kernel_of(self) -> dict[str, str]:
         """The kernel (by name) each layer runs in; views run in none."""

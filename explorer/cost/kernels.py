@@ -171,9 +171,7 @@ class KernelFeatures:
 def kernel_features(plan: KernelPlan, q: Mapping[str, np.ndarray], itemsize: int) -> KernelFeatures:
     """Kernel features (..., K) from per-layer counts `q` (arrays (..., L) of whole-batch `macs`,
     `elementwise_flops`, `weight_bytes`, `input_bytes`, `output_bytes`)."""
-    kernel_bytes = (
-        q["weight_bytes"] @ plan.weight.T + q["input_bytes"] @ plan.input.T + q["output_bytes"] @ plan.output.T
-    )
+    kernel_bytes = plan.kernel_bytes(q)
     macs = q["macs"][..., plan.main]
     m = np.array([max(k.m, 1) for k in plan.kernels], dtype=float)
     n = q["output_bytes"][..., plan.main] / (itemsize * m)

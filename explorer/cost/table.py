@@ -360,22 +360,20 @@ class TableTimer:
     """The table model prepared for one graph: a grid per kernel (None: its signature is not in the
     table), and the kernel model for the kernels the table lacks."""
 
-    plan: KernelPlan
     keys: KernelKeys
     grids: tuple[Grid | None, ...]
     fallback: KernelTimer
+    """The kernel model on the same kernel plan and machine: the plan, the units and the roofs are its."""
     per_pass_s: float
     per_kernel_s: float
-    peak_flops_per_s: float
-    bandwidth_bytes_per_s: float
 
     @property
     def layers(self) -> tuple[str, ...]:
-        return self.plan.layers
+        return self.fallback.layers
 
     @property
     def units(self) -> tuple[Unit, ...]:
-        return tuple(Unit(k.name, k.kind, k.members) for k in self.plan.kernels)
+        return self.fallback.units
 
     def lookup(self, q: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(table times with NaN where the table lacks the kernel, whether the kernel runs), (N, kernels)."""
@@ -395,16 +393,14 @@ class TableTimer:
             model = self.fallback({name: value[rows] for name, value in q.items()})
             time[rows] = np.where(fell_back[rows], model.time_s, time[rows])
         time = np.where(runs, time, 0.0)
-        plan = self.plan
+        plan, machine = self.fallback.plan, self.fallback.machine
         flops = (q["flops"] + q["elementwise_flops"]) @ plan.flops.T
-        kernel_bytes = (
-            q["weight_bytes"] @ plan.weight.T + q["input_bytes"] @ plan.input.T + q["output_bytes"] @ plan.output.T
-        )
+        kernel_bytes = plan.kernel_bytes(q)
         from_table = (runs & ~fell_back).sum(axis=-1)
         per_pass = np.where(time.sum(axis=-1) > 0, self.per_pass_s + self.per_kernel_s * from_table, 0.0)
         return UnitTimes(
-            flops / self.peak_flops_per_s,
-            kernel_bytes / self.bandwidth_bytes_per_s,
+            flops / machine.peak_flops_per_s,
+            kernel_bytes / machine.bandwidth_bytes_per_s,
             time,
             kernel_bytes,
             per_pass,
@@ -430,12 +426,9 @@ def table_timer(arch: Arch, options: ScoringOptions) -> TableTimer:
     plan = plan_kernels(arch, plat.runtime, options.batch)
     keys = kernel_keys(arch, plan, options.itemsize, options.batch)
     return TableTimer(
-        plan=plan,
         keys=keys,
         grids=tuple(table.grids.get((sig, options.dtype, options.batch)) for sig in keys.signatures),
         fallback=KernelTimer(plan, machine(plat, options.dtype), options.itemsize),
         per_pass_s=table.per_pass_s,
         per_kernel_s=table.per_kernel_s,
-        peak_flops_per_s=plat.peak(options.dtype),
-        bandwidth_bytes_per_s=plat.bandwidth_bytes_per_s,
     )

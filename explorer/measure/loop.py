@@ -241,18 +241,12 @@ Timer = Callable[[Sequence[tuple[Arch, Need]], int, int, str], list[tuple[float,
 def time_kernels(
     part: Sequence[tuple[Arch, Need]], repeats: int, warmup: int, runtime: str
 ) -> list[tuple[float, float, float]]:
-    """`explore profile`'s timing of a batch of kernels: each jitted into a loop of its runs, the
-    batch timed in interleaved rounds; median and 95% interval of (loop of 1 + extra - loop of 1) / extra."""
-    from explorer.measure.profile import kernel_program, median_ci95, time_interleaved
+    """`explore profile`'s timing of a batch of kernels (`explorer.measure.profile.time_kernels`)."""
+    from explorer.measure import profile
 
-    calls, extras = [], []
-    for arch, need in part:
-        _, dtype, batch, _, _ = need.key
-        once, more, extra = kernel_program(arch, need.kernel, runtime, batch, dtype)
-        calls += [once, more]
-        extras.append(extra)
-    seconds = time_interleaved(calls, repeats, warmup)
-    return [median_ci95((seconds[:, 2 * k + 1] - seconds[:, 2 * k]) / e) for k, e in enumerate(extras)]
+    return profile.time_kernels(
+        [(arch, need.kernel, need.key[2], need.key[1]) for arch, need in part], runtime, repeats, warmup
+    )
 
 
 def measure(

@@ -495,6 +495,22 @@ def time_interleaved(calls: Sequence[Callable[[], None]], repeats: int, warmup: 
     return out
 
 
+def time_kernels(
+    kernels: Sequence[tuple[Arch, str, int, str]], runtime: str, repeats: int, warmup: int
+) -> list[tuple[float, float, float]]:
+    """Median and 95% interval (seconds) of each kernel, given as (a network it runs in, the
+    kernel's name, batch, dtype): each jitted into a loop of 1 and of 1 + extra runs
+    (`kernel_program`), all timed in interleaved rounds; (loop of 1 + extra - loop of 1) / extra."""
+    calls: list[Callable[[], None]] = []
+    extras = []
+    for arch, kernel, batch, dtype in kernels:
+        once, more, extra = kernel_program(arch, kernel, runtime, batch, dtype)
+        calls += [once, more]
+        extras.append(extra)
+    seconds = time_interleaved(calls, repeats, warmup)
+    return [median_ci95((seconds[:, 2 * k + 1] - seconds[:, 2 * k]) / e) for k, e in enumerate(extras)]
+
+
 # ---------------------------------------------------------------- provenance
 
 
@@ -709,17 +725,14 @@ def profile(
         part = todo[start : start + settings.batch_size]
         if settings.max_kernels is not None:
             part = part[: settings.max_kernels - timed_now]
-        calls: list[Callable[[], None]] = []
-        extras = []
-        for shape, _ in part:
-            arch = kernel_arch(space, shape)
-            once, more, extra = kernel_program(arch, shape.example, platform.runtime, settings.batch, settings.dtype)
-            calls += [once, more]
-            extras.append(extra)
-        seconds = time_interleaved(calls, settings.repeats, settings.warmup)
+        times = time_kernels(
+            [(kernel_arch(space, shape), shape.example, settings.batch, settings.dtype) for shape, _ in part],
+            platform.runtime,
+            settings.repeats,
+            settings.warmup,
+        )
         new_rows = []
-        for k, (shape, source) in enumerate(part):
-            median, low, high = median_ci95((seconds[:, 2 * k + 1] - seconds[:, 2 * k]) / extras[k])
+        for (shape, source), (median, low, high) in zip(part, times, strict=True):
             new_rows.append(
                 TableRow(
                     signature=shape.signature,

@@ -291,25 +291,18 @@ class BatchScorer:
     def totals(self, widths: np.ndarray, reductions: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The `TOTALS` of candidates (whole batch, arrays (N,)) without the latency model: a
         fraction of `score`'s cost, and exactly its totals."""
-        widths = np.asarray(widths, dtype=np.int64).reshape(-1, len(self.groups))
-        n = len(widths)
-        if reductions is None:
-            reductions = np.zeros((n, len(self.slots)), dtype=np.int64)
-        reductions = np.asarray(reductions, dtype=np.int64).reshape(n, len(self.slots))
+        _, reductions, xw, xr = self._candidates(widths, reductions)
+        n = len(xw)
         if self._sparse is None:
-            counts = self._counts(widths, reductions)
+            counts = self._dense(reductions, xw, xr).transpose(0, 2, 1)
             return {name: counts[:, QUANTITIES.index(name), :].sum(axis=1) for name in TOTALS}
-        self._validate(widths, reductions)
         if self._totals is None:
             self._totals = self._total_plan()
         coef_t, i, j = self._totals
-        xw = (widths - [g.low for g in self.groups]) // np.array([g.step for g in self.groups] or [1])
-        if self.slots:
-            lows = np.array([s.low for s in self.slots])
-            steps = np.array([s.step for s in self.slots])
-            # a slot off is read at its lowest width: the "off" monomials' values
-            xw = np.hstack([xw, (np.where(reductions > 0, reductions, lows) - lows) // steps])
-        xx = np.hstack([xw.astype(np.float64), np.ones((n, 1))]).T  # (variables, N): rows gathered fast
+        # a slot off is read at its lowest width: the "off" monomials' values
+        xx = (
+            np.hstack([xw, xr, np.ones((n, 1), dtype=np.int64)]).astype(np.float64).T
+        )  # (variables, N): rows gathered fast
         sums = (coef_t @ (xx[i] * xx[j])).T
         t, slots = len(TOTALS), len(self.slots)
         out = sums[:, :t]
@@ -325,24 +318,34 @@ class BatchScorer:
         """Per-layer counts (N, layers, quantities) for candidates; layers as `self.layers`."""
         return np.ascontiguousarray(self._counts(widths, reductions).transpose(0, 2, 1))
 
-    def _counts(self, widths: np.ndarray, reductions: np.ndarray | None = None) -> np.ndarray:
-        """Per-layer counts laid out quantity by quantity (N, quantities, layers)."""
+    def _candidates(
+        self, widths: np.ndarray, reductions: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Candidates as int64 arrays, widths (N, groups) and reductions (N, slots; None: every slot
+        off), checked (`_validate`), and their lattice offsets: the widths' (N, groups) and the
+        slots' (N, slots), a slot that is off read at its lowest width."""
         widths = np.asarray(widths, dtype=np.int64).reshape(-1, len(self.groups))
         n = len(widths)
         if reductions is None:
             reductions = np.zeros((n, len(self.slots)), dtype=np.int64)
         reductions = np.asarray(reductions, dtype=np.int64).reshape(n, len(self.slots))
-        if self._sparse is None:
-            return np.ascontiguousarray(self._counts_dense(widths, reductions).transpose(0, 2, 1))
         self._validate(widths, reductions)
-        on_matrix, twice, only_on, off_matrix = self._sparse
         xw = (widths - [g.low for g in self.groups]) // np.array([g.step for g in self.groups] or [1])
+        lows = np.array([s.low for s in self.slots], dtype=np.int64)
+        steps = np.array([s.step for s in self.slots], dtype=np.int64)
+        xr = (np.where(reductions > 0, reductions, lows) - lows) // steps
+        return widths, reductions, xw, xr
+
+    def _counts(self, widths: np.ndarray, reductions: np.ndarray | None = None) -> np.ndarray:
+        """Per-layer counts laid out quantity by quantity (N, quantities, layers)."""
+        _, reductions, xw, xr = self._candidates(widths, reductions)
+        n = len(xw)
+        if self._sparse is None:
+            return np.ascontiguousarray(self._dense(reductions, xw, xr).transpose(0, 2, 1))
+        on_matrix, twice, only_on, off_matrix = self._sparse
         quantities = len(QUANTITIES)
         if not self.slots:
             return (self._on.products(xw) @ on_matrix).reshape(n, quantities, -1)
-        lows = np.array([s.low for s in self.slots])
-        steps = np.array([s.step for s in self.slots])
-        xr = (np.where(reductions > 0, reductions, lows) - lows) // steps
         out = (self._on.products(np.hstack([xw, xr])) @ on_matrix).reshape(n, quantities, -1)
         on = reductions > 0
         if len(only_on):
@@ -352,19 +355,19 @@ class BatchScorer:
             out[:, :, twice] = np.where(on[:, self._owner[twice]][:, None, :], out[:, :, twice], off)
         return out
 
-    def _counts_dense(self, widths: np.ndarray, reductions: np.ndarray) -> np.ndarray:
+    def _counts_dense(self, widths: np.ndarray, reductions: np.ndarray | None = None) -> np.ndarray:
         """`counts` evaluated as identified: both models in full, then selected layer by layer."""
-        n = len(widths)
-        self._validate(widths, reductions)
-        xw = (widths - [g.low for g in self.groups]) // np.array([g.step for g in self.groups] or [1])
+        _, reductions, xw, xr = self._candidates(widths, reductions)
+        return self._dense(reductions, xw, xr)
+
+    def _dense(self, reductions: np.ndarray, xw: np.ndarray, xr: np.ndarray) -> np.ndarray:
+        """`_counts_dense` of checked candidates (`_candidates`): (N, layers, quantities)."""
+        n = len(xw)
         off = self._off(xw)
         if self._off_of_on.min() < 0 or len(self._off.layers) != len(self.layers):
             off = np.where(self._off_of_on[None, :, None] >= 0, off[:, self._off_of_on.clip(0), :], 0.0)
         if not self.slots:
             return off
-        lows = np.array([s.low for s in self.slots])
-        steps = np.array([s.step for s in self.slots])
-        xr = (np.where(reductions > 0, reductions, lows) - lows) // steps
         on = self._on(np.hstack([xw, xr]))
         use_on = np.zeros((n, len(self.layers)), dtype=bool)
         owned = self._owner >= 0
