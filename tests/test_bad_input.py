@@ -44,6 +44,18 @@ CLI_CASES: list[tuple[str, dict[str, object], list[str], str]] = [
     ("negative peak", {}, ["score", "tiny", "--peak=-5T", "--bandwidth", "1GB/s"], "--peak '-5T' is not a quantity"),
     ("unknown space", {}, ["--budget", "2GFLOPs", "--space", "resnet99"], "--space 'resnet99' is not known"),
     ("missing spec file", {}, ["score", "nothere.json"], "ARCH 'nothere.json': no such file"),
+    (
+        "weights a folder",
+        {"w/": None},
+        ["--space", "digits_resnet", "--budget", "6MFLOPs", "--objective", "importance", "--weights", "w"],
+        "--weights 'w': not a regular file (a folder, device or pipe); give a .safetensors file",
+    ),
+    (
+        "weights a pipe",
+        {"w.safetensors": FIFO},
+        ["--space", "digits_resnet", "--budget", "6MFLOPs", "--objective", "importance", "--weights", "w.safetensors"],
+        "--weights 'w.safetensors': not a regular file",
+    ),
     ("report folder without study", {}, ["report", "."], "has no study.db"),
     # spec JSON
     ("empty spec", {"a.json": ""}, ["score", "a.json"], "a.json: the file is empty"),

@@ -44,9 +44,8 @@ def read_data(path: str | Path, arch: Arch) -> tuple[np.ndarray, np.ndarray]:
     `arch` is an error naming `data=` and the fix."""
     path = Path(path)
     if not path.is_file():
-        raise ImportanceError(
-            f"data={str(path)!r}: no such file; give an .npz file with arrays x (images) and y (labels)"
-        )
+        what = "not a regular file (a folder, device or pipe)" if path.exists() else "no such file"
+        raise ImportanceError(f"data={str(path)!r}: {what}; give an .npz file with arrays x (images) and y (labels)")
     if path.stat().st_size > MAX_DATA_BYTES:
         raise ImportanceError(f"data={str(path)!r} is over {MAX_DATA_BYTES >> 20} MiB; a few batches are enough")
     try:

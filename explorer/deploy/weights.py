@@ -193,7 +193,8 @@ def read_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]
 
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"weights={str(path)!r}: no such file")
+        what = "not a regular file (a folder, device or pipe)" if path.exists() else "no such file"
+        raise WeightsError(f"weights={str(path)!r}: {what}; give a .safetensors file")
     try:
         with safe_open(str(path), framework="numpy") as f:
             return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118
