@@ -3,10 +3,15 @@
     python scripts/bench_analyze.py                     # this tree only
     python scripts/bench_analyze.py --before ../old     # and an older checkout of the project (A B A B ...)
 
-Each round starts one process per tree that loads the network once and times `analyze` of it
-(V100, float32, batch 1, the platform's default model: the kernel model) `--calls` times; a
-round's figure is the best of `--repeats` such timings, the table the median over `--rounds`
-rounds with the min-max spread, and the ratio is taken round by round. Writes
+Each round starts one process per tree that times `analyze` (V100, float32, batch 1, the
+platform's default model: the kernel model) in two ways:
+- `fresh widths`: each call scores another of 64 width variants of the network (random widths of
+  its space, built before the clock starts), as a report or a search scores its candidates, so no
+  result of an earlier call can be reused; only what never depends on the widths (kernel plans,
+  buffer lifetimes) is shared;
+- `same network`: the shipped network `--calls` times over, as the speed goal was first measured.
+A round's figure is the best of `--repeats` timings of `--calls` calls, the table the median over
+`--rounds` rounds with the min-max spread, and the ratio is taken round by round. Writes
 reports/bench_analyze.md.
 """
 
@@ -24,28 +29,37 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 NETWORKS = ("resnet18", "mobilenet_v2", "googlenet")
 SNIPPET = """
-import inspect, sys, time
+import inspect, random, sys, time
 import explorer.cost as c
+from explorer.space import load_space
 from explorer.spec import load_arch
-arch = load_arch(sys.argv[1])
+network, calls, repeats, fresh = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "fresh"
 keywords = "options" in inspect.signature(c.analyze).parameters
-run = (lambda: c.analyze(arch, platform="v100")) if keywords else (lambda: c.analyze(arch, "v100"))
-for _ in range(20):
-    run()
+score = (lambda a: c.analyze(a, platform="v100")) if keywords else (lambda a: c.analyze(a, "v100"))
+if fresh:
+    space, rng = load_space(network), random.Random(0)
+    archs = [
+        space.apply({g.key: rng.choice(list(g.choices())) for g in space.groups}, {}, name=f"v{i}") for i in range(64)
+    ]
+else:
+    archs = [load_arch(network)]
+for arch in archs:
+    score(arch)
 best = float("inf")
-for _ in range(int(sys.argv[3])):
+for _ in range(repeats):
     start = time.perf_counter()
-    for _ in range(int(sys.argv[2])):
-        run()
-    best = min(best, (time.perf_counter() - start) / int(sys.argv[2]))
+    for i in range(calls):
+        score(archs[i % len(archs)])
+    best = min(best, (time.perf_counter() - start) / calls)
 print(best)
 """
+WAYS = ("fresh widths", "same network")
 
 
-def time_once(tree: Path, network: str, calls: int, repeats: int) -> float:
+def time_once(tree: Path, network: str, calls: int, repeats: int, way: str) -> float:
     env = dict(os.environ, PYTHONPATH=str(tree), JAX_PLATFORMS="cpu")
     out = subprocess.run(
-        [sys.executable, "-c", SNIPPET, network, str(calls), str(repeats)],
+        [sys.executable, "-c", SNIPPET, network, str(calls), str(repeats), "fresh" if way == WAYS[0] else "same"],
         cwd=tree,
         env=env,
         capture_output=True,
@@ -64,27 +78,30 @@ def main() -> int:
     args = parser.parse_args()
     rows = []
     for network in NETWORKS:
-        after, before = [], []
-        for _ in range(args.rounds):
-            after.append(time_once(ROOT, network, args.calls, args.repeats))
-            if args.before is not None:
-                before.append(time_once(args.before.resolve(), network, args.calls, args.repeats))
-        rows.append((network, after, before))
-        print(network, f"{statistics.median(after) * 1e3:.2f} ms", file=sys.stderr)
+        for way in WAYS:
+            after, before = [], []
+            for _ in range(args.rounds):
+                after.append(time_once(ROOT, network, args.calls, args.repeats, way))
+                if args.before is not None:
+                    before.append(time_once(args.before.resolve(), network, args.calls, args.repeats, way))
+            rows.append((f"{network}, {way}", after, before))
+            print(network, way, f"{statistics.median(after) * 1e3:.3f} ms", file=sys.stderr)
     lines = [
         "# One `analyze` of a whole network",
         "",
         f"`python scripts/bench_analyze.py{' --before OLD' if args.before else ''}` on {platform.machine()} "
         f"({os.cpu_count()} cores), Python {platform.python_version()}, {datetime.date.today().isoformat()}. "
         f"V100, float32, batch 1, the kernel model; per round the best of {args.repeats} x {args.calls} calls "
-        f"in one process; median (min-max) over {args.rounds} rounds, the trees alternating round by round.",
+        f"in one process; median (min-max) over {args.rounds} rounds, the trees alternating round by round. "
+        "`fresh widths`: each call scores another of 64 random width variants of the network's space; "
+        "`same network`: the shipped network every call.",
         "",
     ]
     if args.before is None:
-        lines += ["| network | analyze (ms) |", "|---|---:|"]
+        lines += ["| network, calls | analyze (ms) |", "|---|---:|"]
         lines += [f"| {n} | {_spread(a)} |" for n, a, _ in rows]
     else:
-        lines += ["| network | before (ms) | after (ms) | after / before |", "|---|---:|---:|---:|"]
+        lines += ["| network, calls | before (ms) | after (ms) | after / before |", "|---|---:|---:|---:|"]
         for n, a, b in rows:
             ratios = [x / y for x, y in zip(a, b, strict=True)]
             lines.append(f"| {n} | {_spread(b)} | {_spread(a)} | {statistics.median(ratios):.3f} |")
@@ -95,7 +112,7 @@ def main() -> int:
 
 def _spread(values: list[float]) -> str:
     ms = [v * 1e3 for v in values]
-    return f"{statistics.median(ms):.2f} ({min(ms):.2f}-{max(ms):.2f})"
+    return f"{statistics.median(ms):.3f} ({min(ms):.3f}-{max(ms):.3f})"
 
 
 if __name__ == "__main__":

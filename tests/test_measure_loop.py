@@ -84,6 +84,7 @@ def synthetic_table(folder: Path) -> Path:
         "repeats": 6,
         "warmup": 0,
         "sessions": [],
+        "interpolation": {"p90_abs_error": 0.3},  # what `table-upper` adds to an interpolated kernel
     }
     (folder / "profile.json").write_text(json.dumps(side))
     (folder / "platform.toml").write_text(platform_text(platform, "tiny-table", "profile.csv", "a test table"))
@@ -101,9 +102,9 @@ def fresh(template: Path, tmp_path: Path) -> Path:
     return tmp_path / "table" / "platform.toml"
 
 
-def plan_for(platform_file: Path, out: Path, trials: int = 5):  # type: ignore[no-untyped-def]
+def plan_for(platform_file: Path, out: Path, trials: int = 5, model: str = "table"):  # type: ignore[no-untyped-def]
     settings = dataclasses.replace(
-        DEFAULTS, scoring=dataclasses.replace(DEFAULTS.scoring, latency_model="table"), trials=trials
+        DEFAULTS, scoring=dataclasses.replace(DEFAULTS.scoring, latency_model=model), trials=trials
     )
     return plan_search("tiny", str(platform_file), BUDGET, settings=settings, out=out)
 
@@ -177,9 +178,12 @@ def test_measures_exactly_what_the_top_candidates_lack(table_template: Path, tmp
     assert {r.key for r in rows if r.source == LOOP_SOURCE} == {(s, "float32", 1, c, o) for s, c, o in measured}
 
 
-def test_the_loop_ends_with_a_best_built_only_from_measured_kernels(table_template: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", ["table", "table-upper"])
+def test_the_loop_ends_with_a_best_built_only_from_measured_kernels(
+    table_template: Path, tmp_path: Path, model: str
+) -> None:
     platform_file = fresh(table_template, tmp_path)
-    plan = plan_for(platform_file, tmp_path / "run")
+    plan = plan_for(platform_file, tmp_path / "run", model=model)
     calls: list[list[tuple[str, int, int]]] = []
     result = measure_loop(plan, LoopSettings(top=2, max_rounds=30), timer=fake_timer(calls))
     assert result.converged and result.stopped == "converged"
@@ -204,7 +208,9 @@ def test_the_loop_ends_with_a_best_built_only_from_measured_kernels(table_templa
     assert side["sessions"][-1]["kernels_timed"] == result.kernels_measured
     assert side["shapes"][LOOP_SOURCE] == result.kernels_measured
     # the table serves any later search: another run measures nothing more for the same search
-    again = measure_loop(plan_for(platform_file, tmp_path / "run2"), LoopSettings(top=2), timer=fake_timer([]))
+    again = measure_loop(
+        plan_for(platform_file, tmp_path / "run2", model=model), LoopSettings(top=2), timer=fake_timer([])
+    )
     assert again.converged and again.kernels_measured == 0 and len(again.rounds) == 1
 
 
@@ -286,7 +292,7 @@ def test_explore_measure_loop_then_verify_confirms_it(
     and `explore verify` confirming the searched network is built only from measured kernels."""
     platform_file = fresh(table_template, tmp_path)
     run = tmp_path / "run"
-    args = ["--space", "tiny", "--platform", str(platform_file), "--latency-model", "table", "--budget", BUDGET]
+    args = ["--space", "tiny", "--platform", str(platform_file), "--latency-model", "table-upper", "--budget", BUDGET]
     args += ["--measure-loop", "--measure-top", "1", "--out", str(run), "--no-report", "--trials", "3"]
     assert main(args) == 0
     captured = capsys.readouterr()
@@ -296,6 +302,26 @@ def test_explore_measure_loop_then_verify_confirms_it(
     assert record["kernels_measured"] > 0 and record["seconds"] > 0
     assert main(["verify", str(run), "--rounds", "5"]) == 0
     printed = capsys.readouterr().out
-    verified = json.loads((run / "verify.json").read_text())["measure_loop"]
+    verification = json.loads((run / "verify.json").read_text())
+    verified = verification["measure_loop"]
     assert verified["searched"]["built_only_from_measured"] and verified["rounds"] == record["rounds_total"]
+    # searched on table-upper, predicted with its estimates: the table model
+    assert verification["latency_model"] == "table-upper" and verification["predicted_with"] == "table"
+    best = load_arch(run / "best_arch.json")
+    table = analyze(best, platform=get_platform(str(platform_file)), latency_model="table")
+    assert verification["candidates"][0]["predicted_s"] == pytest.approx(table.latency_s, rel=1e-12)
+    summary = json.loads((run / "summary.json").read_text())  # compared on the estimates, the uniform width too
+    options = ScoringOptions(platform=get_platform(str(platform_file)), latency_model="table")
+    space = load_space("tiny")
+    assert summary["base"]["latency_s"] == pytest.approx(analyze(space.arch, options).latency_s, rel=1e-12)
+    matched = summary["matched_uniform"]
+    low, high = (space.uniform(m) for m in matched["between"])
+    flops = [analyze(a, options).flops for a in (low, high)]
+    for model in ("table", "table-upper"):
+        at = [analyze(a, dataclasses.replace(options, latency_model=model)).latency_s for a in (low, high)]
+        line = at[0] + (at[1] - at[0]) * (matched["flops"] - flops[0]) / (flops[1] - flops[0])
+        if model == "table":
+            assert matched["latency_s"] == pytest.approx(line, rel=1e-9)
+        else:  # the uniform networks have interpolated kernels, which table-upper pads
+            assert line > matched["latency_s"]
     assert "measurement loop" in printed and "built only from measured kernels" in printed

@@ -256,8 +256,10 @@ def latency_model_gaps() -> list[str]:
     for name, model in LATENCY_MODELS.items():
         facts = {"description": model.description, "needs": model.needs, "label": model.label}
         gaps += [f"{name}: {fact}" for fact, value in facts.items() if not value]
-        if name not in ("efficiency", "table") and all(model.missing(p) is not None for p in platforms):
+        if name != "efficiency" and not model.table and all(model.missing(p) is not None for p in platforms):
             gaps.append(f"{name}: runs on no catalog platform")  # these need a calibrated / profiled platform
+        if model.estimate is not None and model.estimate not in LATENCY_MODELS:
+            gaps.append(f"{name}: its estimate {model.estimate!r} is not a registered model")
     for p in platforms:
         try:
             default_latency_model(p)

@@ -1,6 +1,7 @@
 """The measured latency model (`latency_model='table'`, explorer/cost/table.py): a network's latency
 is the sum of its kernels looked up in a table plus the fitted per-pass terms; a kernel the table
-lacks is timed by the kernel model and named; the batch scorer agrees with `analyze` exactly.
+lacks is timed by the kernel model and named; `table-upper` prices each interpolated kernel at the
+table's held-out interpolation margin; the batch scorer agrees with `analyze` exactly on both.
 
 The tables here are synthetic (a formula of the kernel's kind and channels), so every expected
 latency is computed from the network's own shapes, independently of how the model reads them."""
@@ -9,15 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from explorer.cost import analyze, get_platform
+from explorer.cost.fusion import plan_kernels
 from explorer.cost.latency import resolve_options
 from explorer.cost.options import ScoringOptions
-from explorer.cost.table import TABLE_FORMAT, TableError, TableRow, load_table, table_text
+from explorer.cost.table import TABLE_FORMAT, TableError, TableRow, kernel_keys, load_table, table_text
 from explorer.files import dumps_json
 from explorer.measure.profile import lattice_shapes, platform_text
 from explorer.search.batch import BatchScorer
@@ -33,9 +36,19 @@ def formula_s(kind: str, cin: int, cout: int) -> float:
     return 1e-8 * WEIGHT[kind] * (cin + 1) * (cout + 2)
 
 
+MARGIN = 0.25
+"""The held-out 90th-percentile interpolation error the synthetic sidecar states (`table-upper`)."""
+
+
+def interpolated(signature: str, cin: int, cout: int) -> bool:
+    """Which rows of the synthetic table are marked interpolated (a fixed half of them)."""
+    return zlib.crc32(f"{signature}|{cin}|{cout}".encode()) % 2 == 1
+
+
 def write_table(folder: Path, space_name: str, *, drop: str = "", batch: int = 1, share: float = 1.0) -> Path:
-    """A table of every kernel shape of `space_name` (timed by `formula_s`), without the signatures
-    containing `drop` and keeping a seeded `share` of the rest; its platform file, in `folder`."""
+    """A table of every kernel shape of `space_name` (timed by `formula_s`; half the rows marked
+    `interpolated`), without the signatures containing `drop` and keeping a seeded `share` of the
+    rest; its platform file, in `folder`."""
     base = get_platform("xeon-8380")
     space = load_space(space_name)
     signatures = lattice_shapes(space, ScoringOptions(platform=base, batch=batch), "xla")
@@ -49,7 +62,7 @@ def write_table(folder: Path, space_name: str, *, drop: str = "", batch: int = 1
             in_channels=s.in_channels,
             out_channels=s.out_channels,
             time_s=formula_s(s.kind, s.in_channels, s.out_channels),
-            source="measured",
+            source="interpolated" if interpolated(s.signature, s.in_channels, s.out_channels) else "measured",
         )
         for key, sig in signatures.items()
         if not (drop and drop in key)
@@ -64,6 +77,7 @@ def write_table(folder: Path, space_name: str, *, drop: str = "", batch: int = 1
         "dtype": "float32",
         "batch": batch,
         "per_pass": {"per_pass_s": PER_PASS_S, "per_kernel_s": PER_KERNEL_S},
+        "interpolation": {"p90_abs_error": MARGIN},
     }
     (folder / "profile.json").write_text(dumps_json(sidecar))
     (folder / "platform.toml").write_text(platform_text(base, "profiled", "profile.csv", "a synthetic table"))
@@ -124,14 +138,36 @@ def test_a_kernel_missing_from_the_table_is_timed_by_the_kernel_model_and_named(
     )
 
 
+def test_table_upper_prices_each_interpolated_kernel_at_its_margin(tmp_path: Path) -> None:
+    platform = get_platform(str(write_table(tmp_path, "tiny")))
+    space = load_space("tiny")
+    raised = 0
+    for multiplier in (0.5, 0.75, 1.0):
+        arch = space.uniform(multiplier)
+        nodes = {n.op.name: n for n in arch.nodes}
+        estimate = analyze(arch, platform=platform, latency_model="table")
+        upper = analyze(arch, platform=platform, latency_model="table-upper")
+        keys = kernel_keys(arch, plan_kernels(arch, "xla", 1), 4, 1)
+        for k, (a, b) in enumerate(zip(estimate.kernels, upper.kernels, strict=True)):
+            main, last = nodes[a.members[0]], nodes[a.members[-1]]
+            cin, cout = sum(shape[-1] for shape in main.input_shapes), last.output_shape[-1]
+            factor = 1 + MARGIN if interpolated(keys.signatures[k], cin, cout) else 1.0
+            assert b.time_s == pytest.approx(a.time_s * factor, rel=1e-12), a.name
+            raised += factor > 1
+        assert upper.latency_s - upper.dispatch_s == pytest.approx(sum(k.time_s for k in upper.kernels), rel=1e-12)
+        assert upper.fallback_kernels == estimate.fallback_kernels == () and upper.to_dict()["fallback_kernels"] == []
+    assert raised > 0
+
+
+@pytest.mark.parametrize("model", ["table", "table-upper"])
 @pytest.mark.parametrize(("space_name", "share"), [("tiny", 0.7), ("tiny_bottlenecks", 0.7), ("resnet18", 0.6)])
 def test_the_batch_scorer_agrees_with_analyze_under_the_table_model(
-    tmp_path: Path, space_name: str, share: float
+    tmp_path: Path, space_name: str, share: float, model: str
 ) -> None:
     """Many random candidates, with bottlenecks, some kernels from the table and some falling back."""
     platform = get_platform(str(write_table(tmp_path, space_name, share=share)))
     space = load_space(space_name)
-    scorer = BatchScorer(space, platform=platform, latency_model="table", check=8)
+    scorer = BatchScorer(space, platform=platform, latency_model=model, check=8)
     widths, reductions = scorer.random(120, seed=5)
     scores = scorer.score(widths, reductions)
     fell = 0

@@ -129,3 +129,24 @@ def test_validate_needs_enough_architectures(capsys: pytest.CaptureFixture[str],
     argv = ["validate", "--platform", "v100", "--n", "1", "--bases", "", "--out", str(tmp_path)]
     assert main(argv) == 2
     assert "at least 3 architectures" in capsys.readouterr().err
+
+
+def test_validate_on_a_profiled_platform_adds_the_table_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_table_model import write_table
+
+    platform_file = write_table(tmp_path / "table", "tiny")
+    out = tmp_path / "val"
+    argv = ["validate", "--platform", str(platform_file), "--space", "tiny", "--n", "4", "--bases", "tiny"]
+    assert main([*argv, "--repeats", "2", "--out", str(out)]) == 0
+    assert "table" in capsys.readouterr().out
+    data = json.loads((out / "validation.json").read_text())
+    assert data["table"]["n"] == 5 and -1 <= data["table"]["spearman"] <= 1
+    tiny = next(row for row in data["rows"] if row["label"] == "tiny")
+    assert tiny["table_s"] == pytest.approx(
+        analyze("tiny", platform=get_platform(str(platform_file)), latency_model="table").latency_s
+    )
+    ratios = [row["table_s"] / row["measured_s"] for row in data["rows"]]
+    assert data["table"]["median_ratio"] == pytest.approx(sorted(ratios)[2])
+    assert "measured table" in (out / "report.md").read_text()

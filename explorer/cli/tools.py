@@ -136,7 +136,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     prof.add_argument("--grid", type=int, default=5, help="channel counts per axis timed per signature (default 5)")
     prof.add_argument("--held-out", type=int, default=2, help="shapes per signature held out to measure the interpolation (default 2)")  # fmt: skip
     prof.add_argument("--exhaustive-up-to", type=int, default=300, help="time every shape when there are at most this many (default 300)")  # fmt: skip
-    prof.add_argument("--networks", type=int, default=5, help="whole networks timed to fit the per-pass terms (default 5)")  # fmt: skip
+    prof.add_argument("--networks", type=int, default=12, help="whole networks timed to fit the per-pass time and the in-network scale of each kernel class (default 12)")  # fmt: skip
     prof.add_argument("--max-kernels", type=int, help="time at most this many kernels in this run (rerun to resume)")
     prof.add_argument("--budget-minutes", type=float, help="start no new kernels after this many minutes")
     prof.add_argument(
@@ -553,6 +553,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     )
     write_outputs(v, out)
     for name, s in (
+        ("table", v.table),
         ("kernel", v.kernel),
         ("roofline", v.roofline),
         ("calibrated", v.calibrated),

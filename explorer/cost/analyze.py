@@ -12,17 +12,17 @@ its times, and its totals are the sums of its layers.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from explorer.conventions import FLOPS_PER_MAC
 from explorer.cost.latency import LATENCY_MODELS, resolve_options
-from explorer.cost.memory import peak_memory
+from explorer.cost.memory import peak_from_works
 from explorer.cost.options import ScoringOptions, scoring_options
 from explorer.cost.roofline import Bound, RoofPoint, roof
-from explorer.cost.rules import Counts, layer_counts, layer_work
-from explorer.cost.timers import Unit, UnitTimes, layer_quantities
+from explorer.cost.rules import ROW_FIELDS, Counts, layer_rows
+from explorer.cost.timers import Unit, UnitTimes, row_quantities
 from explorer.spec import Arch, Shape, load_arch
 from explorer.units import si
 
@@ -66,6 +66,65 @@ class KernelResult:
         return out
 
 
+class Detail:
+    """An analysis's per-layer and per-kernel results, kept as the arrays and rows they come from
+    and built into `LayerResult`s and `KernelResult`s on first use (then kept). Two are equal when
+    their layers and kernels are."""
+
+    __slots__ = ("_arch", "_built", "_kernels", "_rows", "_times", "_units")
+
+    def __init__(
+        self,
+        arch: Arch,
+        rows: Sequence[tuple[int, ...]],
+        units: Callable[[], Sequence[Unit]],
+        times: UnitTimes,
+        *,
+        kernels: bool,
+    ) -> None:
+        self._arch, self._rows, self._units, self._times, self._kernels = arch, rows, units, times, kernels
+        self._built: tuple[tuple[LayerResult, ...], tuple[KernelResult, ...]] | None = None
+
+    def _build(self) -> tuple[tuple[LayerResult, ...], tuple[KernelResult, ...]]:
+        if self._built is None:
+            units, times = tuple(self._units()), self._times
+            layers = tuple(_timed_layers(self._arch, self._rows, units, times, kernels=self._kernels))
+            kernels: tuple[KernelResult, ...] = ()
+            if self._kernels:
+                kernels = tuple(
+                    KernelResult(
+                        name=u.name,
+                        kind=u.kind,
+                        members=u.members,
+                        bytes=float(times.bytes[0, i]),
+                        compute_s=float(times.compute_s[0, i]),
+                        memory_s=float(times.memory_s[0, i]),
+                        time_s=float(times.time_s[0, i]),
+                    )
+                    for i, u in enumerate(units)
+                )
+            self._built = (layers, kernels)
+        return self._built
+
+    def layers(self) -> tuple[LayerResult, ...]:
+        return self._build()[0]
+
+    def kernels(self) -> tuple[KernelResult, ...]:
+        return self._build()[1]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Detail) and self._build() == other._build()
+
+    def __hash__(self) -> int:
+        return hash(self._build())
+
+    def __getstate__(self) -> tuple[tuple[LayerResult, ...], tuple[KernelResult, ...]]:
+        return self._build()
+
+    def __setstate__(self, state: tuple[tuple[LayerResult, ...], tuple[KernelResult, ...]]) -> None:
+        self._built = state
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Analysis(Counts):
     """A whole model on one platform: totals (the sums of `layers`) and the roofline.
@@ -81,17 +140,28 @@ class Analysis(Counts):
     convention: str
     peak_flops_per_s: float
     bandwidth_bytes_per_s: float
-    layers: tuple[LayerResult, ...]
+    detail: Detail = dataclasses.field(repr=False)
+    """Where `layers` and `kernels` come from: built on first use, so scoring a network costs no
+    Python object per layer."""
     peak_activation_bytes: int = 0
     """The largest set of feature maps alive at once in one forward pass of the batch (`cost.memory`)."""
     latency_model: str = "roofline"
     """Which model produced the times (`LATENCY_MODELS`)."""
-    kernels: tuple[KernelResult, ...] = ()
-    """The kernels (kernel model only); their times plus `dispatch_s` make `latency_s`."""
     dispatch_s: float = 0.0
     """Kernel model: the once-per-forward-pass cost of dispatching the compiled program (in no layer)."""
     fallback_kernels: tuple[str, ...] = ()
     """Table model: the kernels the measured table lacks, timed by the kernel model instead."""
+
+    @property
+    def layers(self) -> tuple[LayerResult, ...]:
+        """Every primitive layer with its counts and roofline; their fields sum to the totals."""
+        return self.detail.layers()
+
+    @property
+    def kernels(self) -> tuple[KernelResult, ...]:
+        """The kernels (models that time kernels only; else empty); their times plus `dispatch_s`
+        make `latency_s`."""
+        return self.detail.kernels()
 
     @property
     def peak_memory_bytes(self) -> int:
@@ -171,7 +241,7 @@ class Analysis(Counts):
             "attainable_flops_per_s": self.attainable_flops_per_s,
             "latency_s": self.latency_s,
             "dispatch_s": self.dispatch_s,
-            **({"fallback_kernels": list(self.fallback_kernels)} if self.latency_model == "table" else {}),
+            **({"fallback_kernels": list(self.fallback_kernels)} if _reads_table(self.latency_model) else {}),
             "images_per_s": self.images_per_s,
             "peak_activation_bytes": self.peak_activation_bytes,
             "peak_memory_bytes": self.peak_memory_bytes,
@@ -184,6 +254,11 @@ class Analysis(Counts):
             if self.kernels:
                 out["kernels"] = [k.to_dict() for k in self.kernels]
         return out
+
+
+def _reads_table(latency_model: str) -> bool:
+    model = LATENCY_MODELS.get(latency_model)
+    return model is not None and model.table
 
 
 def analyze(arch: Arch | str, options: ScoringOptions | None = None, /, **fields: Any) -> Analysis:
@@ -201,30 +276,16 @@ def analyze(arch: Arch | str, options: ScoringOptions | None = None, /, **fields
     opts = resolve_options(scoring_options(options, **fields))
     if isinstance(arch, str):
         arch = load_arch(arch)
-    works = [layer_work(node, opts) for node in arch.nodes]
-    counts = [layer_counts(node, opts, work) for node, work in zip(arch.nodes, works, strict=True)]
+    works, rows = layer_rows(arch.nodes, opts)
     model = LATENCY_MODELS[opts.latency_model]
     timer = model.timer(arch, opts)
-    times = timer(layer_quantities(counts))
-    layers = _timed_layers(arch, counts, timer.units, times, kernels=model.kernels)
-    kernels: tuple[KernelResult, ...] = ()
-    if model.kernels:
-        kernels = tuple(
-            KernelResult(
-                name=u.name,
-                kind=u.kind,
-                members=u.members,
-                bytes=float(times.bytes[0, i]),
-                compute_s=float(times.compute_s[0, i]),
-                memory_s=float(times.memory_s[0, i]),
-                time_s=float(times.time_s[0, i]),
-            )
-            for i, u in enumerate(timer.units)
-        )
-    total = Counts.total(layers)
+    times = timer(row_quantities(rows))
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(ROW_FIELDS)
+    totals = {name: sum(column) for name, column in zip(ROW_FIELDS, columns, strict=True)}
+    totals["time_s"] = sum(times.time_s[0].tolist())  # units run in layer order: the sum of the layers' times
     plat = opts.plat
     return Analysis(
-        **total.count_values(),
+        **totals,
         arch=arch.name,
         platform=plat.key,
         dtype=opts.dtype,
@@ -233,10 +294,9 @@ def analyze(arch: Arch | str, options: ScoringOptions | None = None, /, **fields
         convention=opts.convention,
         peak_flops_per_s=plat.peak(opts.dtype),
         bandwidth_bytes_per_s=plat.bandwidth_bytes_per_s,
-        layers=tuple(layers),
-        peak_activation_bytes=peak_memory(arch, opts.dtype, opts.batch, works=works).activation_bytes,
+        detail=Detail(arch, rows, lambda: timer.units, times, kernels=model.kernels),
+        peak_activation_bytes=peak_from_works(arch, works, opts.itemsize, opts.batch).activation_bytes,
         latency_model=opts.latency_model,
-        kernels=kernels,
         dispatch_s=float(times.per_pass_s[0]),
         fallback_kernels=tuple(u.name for u, fell in zip(timer.units, times.fallback[0], strict=True) if fell)
         if times.fallback is not None
@@ -245,15 +305,16 @@ def analyze(arch: Arch | str, options: ScoringOptions | None = None, /, **fields
 
 
 def _timed_layers(
-    arch: Arch, counts: list[Counts], units: Sequence[Unit], times: UnitTimes, *, kernels: bool
+    arch: Arch, rows: Sequence[tuple[int, ...]], units: Sequence[Unit], times: UnitTimes, *, kernels: bool
 ) -> list[LayerResult]:
     """Layers with their unit's time: a unit's time sits on its main (first) layer, the layers it
     fuses get 0 and bound 'none'; attainable FLOP/s = the unit's FLOPs / its time."""
     main_of = {u.members[0]: (i, u) for i, u in enumerate(units)}
     unit_of = {member: u.name for u in units for member in u.members}
-    flops_of = {name: c.total_flops for name, c in zip((n.op.name for n in arch.nodes), counts, strict=True)}
+    flops_at, elementwise_at = ROW_FIELDS.index("flops"), ROW_FIELDS.index("elementwise_flops")
+    flops_of = {n.op.name: row[flops_at] + row[elementwise_at] for n, row in zip(arch.nodes, rows, strict=True)}
     out = []
-    for node, c in zip(arch.nodes, counts, strict=True):
+    for node, row in zip(arch.nodes, rows, strict=True):
         name = node.op.name
         hit = main_of.get(name)
         if hit is None:
@@ -267,7 +328,8 @@ def _timed_layers(
             attainable = sum(flops_of[m] for m in unit.members) / time_s if time_s else 0.0
         out.append(
             LayerResult(
-                **(c.count_values() | {"time_s": time_s}),
+                **dict(zip(ROW_FIELDS, row, strict=True)),
+                time_s=time_s,
                 name=name,
                 kind=node.op.kind,
                 output_shape=node.output_shape,

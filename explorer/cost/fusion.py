@@ -78,6 +78,36 @@ class Kernel:
 
 
 @dataclass(frozen=True, slots=True)
+class KernelArrays:
+    """The facts of the kernels of a plan that no channel width changes, as read-only arrays (K,)."""
+
+    gemm: np.ndarray
+    library: np.ndarray
+    """Depthwise convs and `Kernel.library` calls: library calls that are not tiled as GEMMs."""
+    splittable: np.ndarray
+    winograd: np.ndarray
+    winograd_padding: np.ndarray
+    m: np.ndarray
+    """GEMM rows (at least 1)."""
+    groups: np.ndarray
+
+    @staticmethod
+    def of(kernels: tuple[Kernel, ...]) -> KernelArrays:
+        arrays = KernelArrays(
+            gemm=np.array([k.kind == "gemm" for k in kernels], dtype=bool),
+            library=np.array([k.kind == "depthwise" or k.library for k in kernels], dtype=bool),
+            splittable=np.array([k.matmul for k in kernels], dtype=bool),
+            winograd=np.array([k.winograd for k in kernels], dtype=bool),
+            winograd_padding=np.array([k.winograd_padding for k in kernels], dtype=float),
+            m=np.array([max(k.m, 1) for k in kernels], dtype=float),
+            groups=np.array([k.groups for k in kernels], dtype=float),
+        )
+        for array in (getattr(arrays, name) for name in arrays.__slots__):
+            array.flags.writeable = False
+        return arrays
+
+
+@dataclass(frozen=True, slots=True)
 class KernelPlan:
     """The kernels of one architecture on one runtime, with the linear maps from layer counts to
     kernel counts: kernel quantity = coef @ layer quantity (rows kernels, columns `layers`)."""
@@ -95,6 +125,8 @@ class KernelPlan:
     """(K, L) coefficient of each layer's input bytes."""
     output: np.ndarray
     """(K, L) coefficient of each layer's output bytes."""
+    facts: KernelArrays
+    """The kernels' fixed facts as arrays (K,), read by every timing of the plan."""
 
     def kernel_bytes(self, q: Mapping[str, np.ndarray]) -> np.ndarray:
         """Bytes each kernel moves (..., K), from per-layer counts `q` (arrays (..., L) of
@@ -159,18 +191,43 @@ class _Facts(NamedTuple):
 
 def _facts(node: Node, runtime: str) -> _Facts:
     op = node.op
-    cin = node.input_shapes[0][-1] if node.input_shapes else 0
-    kind = kernel_kind(op, cin)
-    base = (op.name, node.inputs, kind, isinstance(op, EPILOGUE), isinstance(op, Add))
-    if kind != "gemm":
-        return _Facts(*base, library=runtime == "eager" and isinstance(op, BatchNorm))
-    if not isinstance(op, Conv):
-        return _Facts(*base, positions=1, matmul=True)
-    oh, ow, _ = node.output_shape
-    groups = op.channels(cin)[0]
-    winograd = runtime in WINOGRAD_RUNTIMES and pair(op.kernel) == (3, 3) and op.stride == 1 and groups == 1
-    padding = (-(-oh // 4) * 4) * (-(-ow // 4) * 4) / (oh * ow)
-    return _Facts(*base, positions=oh * ow, groups=groups, winograd=winograd, winograd_padding=padding)
+    cls = type(op)
+    static = _STATIC.get(cls)
+    if static is None or static[0] is not KERNEL_KIND.get(cls):  # new, or the registry changed
+        static = _static(op)
+    fn, kind, epilogue, add, norm = static
+    make = tuple.__new__  # _Facts without NamedTuple's keyword path: this runs for every layer scored
+    if kind is None:  # a conv: its kind depends on its input channels
+        cin = node.input_shapes[0][-1]
+        kind = fn(op, cin)
+        if kind == "gemm":
+            assert isinstance(op, Conv)
+            oh, ow, _ = node.output_shape
+            groups = op.channels(cin)[0]
+            winograd = runtime in WINOGRAD_RUNTIMES and pair(op.kernel) == (3, 3) and op.stride == 1 and groups == 1
+            padding = (-(-oh // 4) * 4) * (-(-ow // 4) * 4) / (oh * ow)
+            return make(
+                _Facts, (op.name, node.inputs, kind, epilogue, add, oh * ow, groups, winograd, padding, False, False)
+            )
+    elif kind == "gemm":
+        return make(_Facts, (op.name, node.inputs, kind, epilogue, add, 1, 1, False, 1.0, True, False))
+    library = norm and runtime == "eager"
+    return make(_Facts, (op.name, node.inputs, kind, epilogue, add, 0, 1, False, 1.0, False, library))
+
+
+_STATIC: dict[type[Op], tuple[Any, str | None, bool, bool, bool]] = {}
+"""Per op class: the `KERNEL_KIND` entry it was read from, its kernel kind (None for a conv, whose
+kind depends on its input channels), and whether it is an epilogue, an add, a batch-norm."""
+
+
+def _static(op: Op) -> tuple[Any, str | None, bool, bool, bool]:
+    cls = type(op)
+    if cls not in KERNEL_KIND:
+        kernel_kind(op, 0)  # the error naming the kinds the model knows
+    fn = KERNEL_KIND[cls]
+    kind = None if cls is Conv else fn(op, 0)
+    _STATIC[cls] = (fn, kind, isinstance(op, EPILOGUE), isinstance(op, Add), isinstance(op, BatchNorm))
+    return _STATIC[cls]
 
 
 def plan_kernels(arch: Arch, runtime: str, batch: int) -> KernelPlan:
@@ -263,4 +320,4 @@ def _plan(runtime: str, batch: int, nodes: tuple[_Facts, ...]) -> KernelPlan:
         )
         for g in groups
     )
-    return KernelPlan(runtime, layers, kernels, main, flops, weight, inp, out)
+    return KernelPlan(runtime, layers, kernels, main, flops, weight, inp, out, KernelArrays.of(kernels))

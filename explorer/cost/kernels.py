@@ -45,6 +45,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Final
 
 import numpy as np
@@ -59,6 +60,8 @@ from explorer.spec import (
 
 SPLITS: Final[tuple[int, ...]] = (1, 2, 4, 8, 16)
 """Split-K factors a GEMM may use to fill the processors when it has few output tiles."""
+_SPLIT_K = np.array(SPLITS[1:], dtype=float)
+_SPLIT_K.flags.writeable = False
 DEFAULT_TILES: Final[dict[str, tuple[tuple[int, int], ...]]] = {
     # CUTLASS/cuBLAS threadblock tiles (rows x output channels) for SIMT and tensor-core GEMMs
     "cudnn": (
@@ -112,14 +115,45 @@ def gemm_compute_s(
     tile and split-K (where `splittable`: matmuls; convolution kernels tile outputs only), in waves
     over the processors, each tile at its efficiency; 0 where there is no work (m, n or k is 0)."""
     shape = np.broadcast(m, n, k, groups, processors, rate, splittable).shape
-    flat = [np.broadcast_to(np.asarray(x, dtype=float), shape).ravel() for x in (m, n, k, groups, processors, rate)]
-    split_ok = np.broadcast_to(np.asarray(splittable, dtype=bool), shape).ravel()
-    out = np.zeros(flat[0].size)
-    busy = np.flatnonzero((flat[0] > 0) & (flat[1] > 0) & (flat[2] > 0))  # time only the GEMMs that exist
+    m_, n_, k_ = (_flat(x, shape, float) for x in (m, n, k))
+    out = np.zeros(m_.size)
+    busy = np.flatnonzero((m_ > 0) & (n_ > 0) & (k_ > 0))  # time only the GEMMs that exist
     if busy.size:
-        m_, n_, k_, g_, proc_, rate_ = (x[busy] for x in flat)
-        out[busy] = _fastest_tiling(m_, n_ / g_, k_, g_, proc_, rate_, tiles, params, split_ok[busy])
+        g_, proc_, rate_ = (_picked(x, shape, float, busy) for x in (groups, processors, rate))
+        split_ok = _picked(splittable, shape, bool, busy)
+        out[busy] = _fastest_tiling(m_[busy], n_[busy] / g_, k_[busy], g_, proc_, rate_, tiles, params, split_ok)
     return out.reshape(shape)
+
+
+def _flat(x: Any, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """`x` broadcast to `shape` and flattened (without numpy's general broadcast where it needs none)."""
+    x = np.asarray(x, dtype=dtype)
+    if x.shape == shape:
+        return x.ravel()
+    return np.broadcast_to(x, shape).ravel()
+
+
+def _picked(x: Any, shape: tuple[int, ...], dtype: type, at: np.ndarray) -> np.ndarray:
+    """`x` broadcast to `shape`, flattened and taken `at` those places; a scalar stays a scalar."""
+    x = np.asarray(x, dtype=dtype)
+    return x if x.ndim == 0 else _flat(x, shape, dtype)[at]
+
+
+def _expand(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only view of the per-kernel array `x` (K,) with the shape (..., K) of the counts."""
+    if len(shape) == 2 and shape[0] == 1:
+        return x.reshape(1, -1)
+    return np.broadcast_to(x, shape)
+
+
+@lru_cache(maxsize=64)
+def _tiles(tiles: tuple[tuple[int, int], ...], tile_reuse: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tile rows and columns (tiles, 1) and each tile's efficiency, 1 / (1 + reuse (tm + tn) / (tm tn))."""
+    tm, tn = (np.array([t[i] for t in tiles], dtype=float)[:, None] for i in (0, 1))
+    efficiency = 1.0 / (1.0 + tile_reuse * (tm + tn) / (tm * tn))
+    for array in (tm, tn, efficiency):
+        array.flags.writeable = False
+    return tm, tn, efficiency
 
 
 def _fastest_tiling(
@@ -133,17 +167,19 @@ def _fastest_tiling(
     p: KernelParams,
     splittable: np.ndarray,
 ) -> np.ndarray:
-    tm, tn = (np.array([t[i] for t in tiles], dtype=float)[:, None] for i in (0, 1))  # (tiles, 1)
-    efficiency = 1.0 / (1.0 + p.tile_reuse * (tm + tn) / (tm * tn))
+    """The fastest tiling of each GEMM (arrays (GEMMs,); `processors`, `rate` and `splittable` may be scalars)."""
+    tm, tn, efficiency = _tiles(tuple(tiles), p.tile_reuse)
     count = groups * np.ceil(m / tm) * np.ceil(n_group / tn)  # (tiles, GEMMs): every tile at once
-    per_step = 2.0 * tm * tn / (rate * efficiency)
+    per_step = 2.0 * tm * tn / (rate * efficiency)  # (tiles, 1) for one rate, (tiles, GEMMs) for one each
     best = (np.ceil(count / processors) * (np.ceil(k) + p.prologue) * per_step).min(axis=0)
-    split_at = np.flatnonzero(splittable)  # split-K is computed for matmuls only
+    split_at = np.flatnonzero(np.broadcast_to(splittable, m.shape))  # split-K is computed for matmuls only
     if split_at.size:
-        c, kk, proc, step = count[:, split_at], k[split_at], processors[split_at], per_step[:, split_at]
-        for split in SPLITS[1:]:
-            time = (np.ceil(c * split / proc) * (np.ceil(kk / split) + p.prologue) * step).min(axis=0)
-            best[split_at] = np.minimum(best[split_at], time)
+        proc = processors if processors.ndim == 0 else processors[split_at]
+        step = per_step[:, None, :] if rate.ndim == 0 else per_step[:, None, split_at]
+        c, kk = count[:, None, split_at], k[split_at]
+        split = _SPLIT_K[:, None]  # (splits, 1): every split factor above 1 at once
+        time = (np.ceil(c * split / proc) * (np.ceil(kk / split) + p.prologue) * step).min(axis=(0, 1))
+        best[split_at] = np.minimum(best[split_at], time)
     return best
 
 
@@ -173,22 +209,21 @@ def kernel_features(plan: KernelPlan, q: Mapping[str, np.ndarray], itemsize: int
     `elementwise_flops`, `weight_bytes`, `input_bytes`, `output_bytes`)."""
     kernel_bytes = plan.kernel_bytes(q)
     macs = q["macs"][..., plan.main]
-    m = np.array([max(k.m, 1) for k in plan.kernels], dtype=float)
+    facts = plan.facts
+    m = facts.m
     n = q["output_bytes"][..., plan.main] / (itemsize * m)
     k_steps = np.where(n > 0, macs / np.maximum(m * n, 1.0), 0.0)  # per group: (cin / groups) Kh Kw
     shape = macs.shape
     return KernelFeatures(
-        gemm=np.broadcast_to(np.array([k.kind == "gemm" for k in plan.kernels], dtype=bool), shape),
-        library=np.broadcast_to(
-            np.array([k.kind == "depthwise" or k.library for k in plan.kernels], dtype=bool), shape
-        ),
-        splittable=np.broadcast_to(np.array([k.matmul for k in plan.kernels], dtype=bool), shape),
-        winograd=np.broadcast_to(np.array([k.winograd for k in plan.kernels], dtype=bool), shape),
-        winograd_padding=np.broadcast_to(np.array([k.winograd_padding for k in plan.kernels]), shape),
-        m=np.broadcast_to(m, shape),
+        gemm=_expand(facts.gemm, shape),
+        library=_expand(facts.library, shape),
+        splittable=_expand(facts.splittable, shape),
+        winograd=_expand(facts.winograd, shape),
+        winograd_padding=_expand(facts.winograd_padding, shape),
+        m=_expand(m, shape),
         n=n,
         k=k_steps,
-        groups=np.broadcast_to(np.array([k.groups for k in plan.kernels], dtype=float), shape),
+        groups=_expand(facts.groups, shape),
         macs=macs,
         elementwise_flops=q["elementwise_flops"] @ plan.flops.T,
         bytes=kernel_bytes,
@@ -233,12 +268,12 @@ def time_kernels(
     depthwise_rate = peak_flops_per_s * p.depthwise_efficiency
     compute = f.elementwise_flops / vector_rate + np.where(f.gemm, direct, 2.0 * f.macs / depthwise_rate)
     memory = f.bytes / (bandwidth_bytes_per_s * p.memory_efficiency)
-    busy = (compute > 0) | (memory > 0)
     top = np.maximum(compute, memory)
+    busy = top > 0  # compute or memory (both >= 0) is
     if math.isinf(p.blend):
         body = top
     else:
-        safe = np.where(top > 0, top, 1.0)
+        safe = np.where(busy, top, 1.0)
         body = top * ((compute / safe) ** p.blend + (memory / safe) ** p.blend) ** (1.0 / p.blend)
     overhead = np.where(f.gemm | f.library, p.overhead_s, p.loop_overhead_s)
     device = overhead + body

@@ -23,6 +23,10 @@ that the platform can run):
   `explorer.cost.table`) plus a per-pass term fitted from whole networks; a kernel the table lacks
   is timed by the kernel model and counted (`Analysis.fallback_kernels`). Needs the platform's
   `extra.table`; by name only, since a table describes one device, dtype and batch.
+- `table-upper`: the table with each *interpolated* kernel at its time x (1 + the table's held-out
+  90th-percentile interpolation error) and timed kernels as timed: an upper estimate where nothing
+  was measured, so a search on it prefers candidates built from measured kernels and a measurement
+  loop on it converges (`explorer.measure.loop`). Its estimates are `table`'s (`LatencyModel.estimate`).
 """
 
 from __future__ import annotations
@@ -30,13 +34,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from explorer.conventions import canonical_dtype
 from explorer.cost.kernels import kernel_timer
 from explorer.cost.options import ScoringOptions
-from explorer.cost.platforms import Platform, get_platform
+from explorer.cost.platforms import Platform, catalog, get_platform
 from explorer.cost.table import missing as table_missing
-from explorer.cost.table import table_timer
+from explorer.cost.table import table_timer, table_upper_timer
 from explorer.cost.timers import Timer, efficiency_table, efficiency_timer, roofline_timer
 from explorer.spec import Arch
 
@@ -59,6 +64,12 @@ class LatencyModel:
     """'auto' may pick it (in registration order)."""
     label: str
     """How figures and tables name its latency, e.g. 'kernel-model latency'."""
+    table: bool = False
+    """It reads a table measured on the device (`explorer.cost.table`): results name the kernels the
+    table lacked (`Analysis.fallback_kernels`), and a measurement loop may add rows to it."""
+    estimate: str | None = None
+    """The model whose times are this one's best estimates, where this one prices on purpose above
+    them (`table-upper`): `explore verify` states its predictions with it (None: this model)."""
 
 
 LATENCY_MODELS: dict[str, LatencyModel] = {}
@@ -95,6 +106,23 @@ def resolve_latency_model(latency_model: str | None, platform: Platform) -> str:
 def resolve_options(options: ScoringOptions) -> ScoringOptions:
     """`options` made concrete: a `Platform`, the canonical dtype, a registered latency model the
     platform can run ('auto' picked); a ValueError names the first bad field."""
+    if isinstance(options.platform, str) and options.platform in _CATALOG_KEYS:
+        try:  # a catalog platform never changes: resolved once per options and registry
+            return _resolve_catalog(options, tuple(map(id, LATENCY_MODELS.values())))
+        except TypeError:  # an unhashable field: `_resolve` names it
+            pass
+    return _resolve(options)
+
+
+_CATALOG_KEYS = frozenset(catalog())
+
+
+@lru_cache(maxsize=64)
+def _resolve_catalog(options: ScoringOptions, registry: tuple[int, ...]) -> ScoringOptions:
+    return _resolve(options)
+
+
+def _resolve(options: ScoringOptions) -> ScoringOptions:
     problem = options.problem()
     if problem is not None:
         raise ValueError(problem)
@@ -163,5 +191,21 @@ register(
         kernels=True,
         auto=False,
         label="measured-table latency",
+        table=True,
+    )
+)
+register(
+    LatencyModel(
+        name="table-upper",
+        description="the table, with each interpolated kernel at the upper end of the table's interpolation error "
+        "(its held-out 90th percentile): a search on it prefers what was measured (--measure-loop)",
+        needs="a profiled platform's extra.table (the platform file explore profile writes)",
+        missing=table_missing,
+        timer=table_upper_timer,
+        kernels=True,
+        auto=False,
+        label="measured-table latency (interpolations at their upper end)",
+        table=True,
+        estimate="table",
     )
 )

@@ -12,6 +12,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
 
 from explorer.conventions import BYTES_PER_ELEMENT, canonical_dtype
 from explorer.cost.options import ScoringOptions
@@ -43,27 +46,56 @@ def peak_memory(
     ctx = ScoringOptions(dtype=dtype, batch=batch)
     if (problem := ctx.problem()) is not None:
         raise ValueError(problem)
-    itemsize = BYTES_PER_ELEMENT[dtype]
+    if works is None:
+        works = [layer_work(node, ctx) for node in arch.nodes]
+    return peak_from_works(arch, works, BYTES_PER_ELEMENT[dtype], batch)
+
+
+def peak_from_works(arch: Arch, works: Sequence[Work], itemsize: int, batch: int) -> PeakMemory:
+    """`peak_memory` once the options are checked and each node's rule work is known."""
     nodes = arch.nodes
+    life = _lifetimes(
+        tuple(node.op.name for node in nodes), tuple(node.inputs for node in nodes), tuple(w.moves for w in works)
+    )
+    per_sample = [math.prod(arch.input_shape)] + [math.prod(nodes[i].output_shape) for i in life.owners[1:]]
+    live = life.alive @ np.array(per_sample, dtype=np.int64)  # (ops,) elements alive while each op runs
+    at = int(np.argmax(live))  # the first op at the peak
+    return PeakMemory(
+        weight_bytes=sum(w.params for w in works) * itemsize,
+        activation_bytes=int(live[at]) * batch * itemsize,
+        at=nodes[at].op.name,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Lifetimes:
+    """Which buffers a graph allocates and while which ops each is alive (no sizes: the same for
+    every width of one graph, so it is cached by the graph's wiring)."""
+
+    owners: tuple[int, ...]
+    """The op that allocates each buffer (-1: the network input, always buffer 0)."""
+    alive: np.ndarray
+    """(ops, buffers) 1 while op i runs and the buffer is alive."""
+
+
+@lru_cache(maxsize=256)
+def _lifetimes(names: tuple[str, ...], inputs: tuple[tuple[str, ...], ...], moves: tuple[str, ...]) -> _Lifetimes:
+    n = len(names)
     last_read = {INPUT: -1}
-    for i, node in enumerate(nodes):
-        for name in node.inputs:
+    for i, reads in enumerate(inputs):
+        for name in reads:
             last_read[name] = i
-    last_read[nodes[-1].op.name] = len(nodes)  # the output is kept
+    last_read[names[-1]] = n  # the output is kept
     buffer_of = {INPUT: INPUT}
-    size = {INPUT: math.prod(arch.input_shape) * batch * itemsize}
     born = {INPUT: -1}
     names_of = {INPUT: [INPUT]}
-    weights = 0
-    for i, node in enumerate(nodes):
-        work = works[i] if works is not None else layer_work(node, ctx)
-        weights += work.params * itemsize
-        name = node.op.name
-        source = buffer_of[node.inputs[0]] if node.inputs else None
-        shares = work.moves == "view" or (
-            work.moves == "inplace"
+    owner = {INPUT: -1}
+    for i, (name, reads, move) in enumerate(zip(names, inputs, moves, strict=True)):
+        source = buffer_of[reads[0]] if reads else None
+        shares = move == "view" or (
+            move == "inplace"
             and source is not None
-            and max(last_read.get(n, -1) for n in names_of[source]) <= i  # nothing later reads the input
+            and max(last_read.get(x, -1) for x in names_of[source]) <= i  # nothing later reads the input
         )
         if shares and source is not None:
             buffer_of[name] = source
@@ -71,17 +103,14 @@ def peak_memory(
         else:
             buffer_of[name] = name
             names_of[name] = [name]
-            size[name] = math.prod(node.output_shape) * batch * itemsize
             born[name] = i
-    change = [0] * (len(nodes) + 2)  # live bytes while op i runs = the sum of change[: i + 1]
-    for b, bytes_ in size.items():
-        death = max(last_read.get(n, -1) for n in names_of[b])
-        if death >= max(born[b], 0):
-            change[max(born[b], 0)] += bytes_
-            change[death + 1] -= bytes_
-    peak, at, live = 0, nodes[0].op.name, 0
-    for i, node in enumerate(nodes):
-        live += change[i]
-        if live > peak:
-            peak, at = live, node.op.name
-    return PeakMemory(weight_bytes=weights, activation_bytes=peak, at=at)
+            owner[name] = i
+    buffers = list(born)  # the input first, then in the order ops allocate them
+    alive = np.zeros((n, len(buffers)), dtype=np.int64)
+    for b, buffer in enumerate(buffers):
+        start = max(born[buffer], 0)
+        death = max(last_read.get(x, -1) for x in names_of[buffer])
+        if death >= start:
+            alive[start : death + 1, b] = 1
+    alive.flags.writeable = False
+    return _Lifetimes(tuple(owner[b] for b in buffers), alive)

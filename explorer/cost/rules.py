@@ -13,7 +13,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from explorer.conventions import FLOPS_PER_MAC, TRAFFIC_MODELS
 from explorer.spec import (
@@ -115,9 +115,8 @@ COUNT_FIELDS: Final[tuple[str, ...]] = tuple(f.name for f in dataclasses.fields(
 """The additive fields of `Counts`: a sum walks all of them, so a new field cannot be left out."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Work:
-    """What a rule returns. `moves` says which tensors the op really reads/writes:
+class Work(NamedTuple):
+    """What a rule returns (a named tuple: one is built for every layer scored). `moves` says which tensors the op really reads/writes:
     'all' (a normal op), 'inplace' (writes over its input: its output adds no new memory
     under the `seed` model) or 'view' (a reshape: moves nothing)."""
 
@@ -311,27 +310,55 @@ def layer_work(node: Node, ctx: RuleContext) -> Work:
 def layer_counts(node: Node, ctx: RuleContext, work: Work | None = None) -> Counts:
     """Counts of one primitive node under `ctx` (batch, item size, convention): the rule's work
     (`work`, if already computed with the same `ctx`) plus the bytes its `traffic` model moves."""
-    if work is None:
-        work = layer_work(node, ctx)
-    itemsize, traffic = ctx.itemsize, ctx.traffic
-    weight_bytes = work.params * itemsize
-    input_bytes = sum(_elements(s) for s in node.input_shapes) * ctx.batch * itemsize
-    output_bytes = _elements(node.output_shape) * ctx.batch * itemsize
-    if work.moves == "view":
-        input_bytes = output_bytes = 0
-    if traffic == "seed":
-        moved = weight_bytes + (0 if work.moves == "inplace" else output_bytes)
-    elif traffic == "rw":
-        moved = weight_bytes + input_bytes + output_bytes
-    else:
+    _, (row,) = layer_rows((node,), ctx, None if work is None else (work,))
+    return Counts(**dict(zip(ROW_FIELDS, row, strict=True)))
+
+
+ROW_FIELDS: Final[tuple[str, ...]] = (
+    "macs",
+    "flops",
+    "elementwise_flops",
+    "params",
+    "weight_bytes",
+    "input_bytes",
+    "output_bytes",
+    "bytes",
+)
+"""The integer counts of `Counts` (all but `time_s`), in the order of a `layer_rows` row."""
+assert set(ROW_FIELDS) == set(COUNT_FIELDS) - {"time_s"}, "a new Counts field needs its place in a row"
+
+
+def layer_rows(
+    nodes: Sequence[Node], ctx: RuleContext, works: Sequence[Work] | None = None
+) -> tuple[list[Work], list[tuple[int, ...]]]:
+    """Each node's rule work (`works`, if already computed with the same `ctx`) and its counts as a
+    row of `ROW_FIELDS`: the rule's work plus the bytes the `traffic` model moves. `analyze` reads
+    every node of a graph this way, without a `Counts` object per layer."""
+    batch, itemsize, traffic = ctx.batch, ctx.itemsize, ctx.traffic
+    if traffic not in TRAFFIC_MODELS:
         raise ValueError(f"traffic={traffic!r} is not known; use one of: {', '.join(TRAFFIC_MODELS)}")
-    return Counts(
-        macs=work.macs,
-        flops=FLOPS_PER_MAC * work.macs,
-        elementwise_flops=work.elementwise_flops,
-        params=work.params,
-        weight_bytes=weight_bytes,
-        input_bytes=input_bytes,
-        output_bytes=output_bytes,
-        bytes=moved,
-    )
+    done: list[Work] = []
+    rows = []
+    rules, prod, seed, scale = RULES, math.prod, traffic == "seed", batch * itemsize
+    for i, node in enumerate(nodes):  # this runs for every layer `analyze` scores: no call it can spare
+        op = node.op
+        if works is not None:
+            work = works[i]
+        else:
+            fn = rules.get(type(op))
+            work = fn(op, node, ctx) if fn is not None else layer_work(node, ctx)  # layer_work: the error
+        done.append(work)
+        macs, elementwise, params, moves = work
+        weight_bytes = params * itemsize
+        if moves == "view":
+            input_bytes = output_bytes = 0
+        else:
+            shapes = node.input_shapes
+            input_bytes = (prod(shapes[0]) if len(shapes) == 1 else sum(map(prod, shapes))) * scale
+            output_bytes = prod(node.output_shape) * scale
+        if seed:
+            moved = weight_bytes + (0 if moves == "inplace" else output_bytes)
+        else:
+            moved = weight_bytes + input_bytes + output_bytes
+        rows.append((macs, FLOPS_PER_MAC * macs, elementwise, params, weight_bytes, input_bytes, output_bytes, moved))
+    return done, rows

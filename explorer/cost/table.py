@@ -3,10 +3,16 @@
 `explore profile` (`explorer.measure.profile`) times every kernel the networks of a space run, on
 the machine where it runs, and writes the table: a CSV with one row per kernel shape and a JSON
 sidecar with its provenance (device, jax/jaxlib versions, dtype, batch, date, repeats, spread) and
-the fitted per-pass term. Under `latency_model='table'` a network's latency is
+the fitted whole-network terms. Under `latency_model='table'` a network's latency is
 
-    the sum over its kernels of the table's time + the fitted per-pass terms
-    (once per pass, and once per kernel the table timed: what isolated timing misses),
+    the sum over its kernels of scale[class] x the table's time + the fitted per-pass terms
+    (once per pass, and once per kernel the table timed),
+
+where scale[class] (per kernel class of `explorer.cost.rules.LAYER_CLASSES`: 3x3 conv, 1x1 conv,
+depthwise, dense, pool, element-wise) says how much longer such a kernel runs inside a whole
+network than timed alone (cold caches, layouts): what isolated timing misses, fitted with the
+per-pass term over a dozen whole networks (`explorer.measure.profile.fit_per_pass`; 1 in a table
+without the fit),
 
 where the kernels are those `explorer.cost.fusion.plan_kernels` plans under the table's runtime.
 A kernel the table lacks (another dtype or batch, a width outside the profiled lattice, a
@@ -24,6 +30,7 @@ to the platform file), as a calibrated platform names its `efficiency` table.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import os
@@ -38,6 +45,7 @@ from explorer.cost.fusion import KernelPlan, plan_kernels
 from explorer.cost.kernels import KernelTimer, machine
 from explorer.cost.options import ScoringOptions
 from explorer.cost.platforms import Platform
+from explorer.cost.rules import LAYER_CLASSES, layer_class
 from explorer.cost.timers import Unit, UnitTimes
 from explorer.files import read_json, read_text
 from explorer.spec import Arch
@@ -143,6 +151,9 @@ class KernelKeys:
 
     signatures: tuple[str, ...]
     kinds: tuple[str, ...]
+    classes: tuple[str, ...]
+    """Each kernel's class, its main layer's (`explorer.cost.rules.LAYER_CLASSES`): what the table's
+    in-network scales are fitted and applied by."""
     main: np.ndarray
     last: np.ndarray
     in_bytes_per_channel: np.ndarray
@@ -165,6 +176,7 @@ def kernel_keys(arch: Arch, plan: KernelPlan, itemsize: int, batch: int) -> Kern
     return KernelKeys(
         signatures=kernel_signatures(arch, plan),
         kinds=tuple(k.kind for k in plan.kernels),
+        classes=tuple(layer_class(n.op, n.input_shapes[0][-1] if n.input_shapes else None) for n in firsts),
         main=np.array([index[k.members[0]] for k in plan.kernels], dtype=np.int64),
         last=np.array([index[k.members[-1]] for k in plan.kernels], dtype=np.int64),
         in_bytes_per_channel=np.array(
@@ -245,6 +257,7 @@ class LatencyTable:
     provenance: Mapping[str, Any]
     rows: tuple[TableRow, ...]
     grids: Mapping[tuple[str, str, int], Grid] = field(repr=False)
+    _upper: dict[tuple[str, str, int], Grid] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def runtime(self) -> str:
@@ -254,6 +267,34 @@ class LatencyTable:
     def per_pass_s(self) -> float:
         """The once-per-forward-pass time fitted from whole networks (0 where none were timed)."""
         return float((self.provenance.get("per_pass") or {}).get("per_pass_s") or 0.0)
+
+    @property
+    def interpolation_margin(self) -> float:
+        """How much slower than its interpolated time a kernel may plausibly run: the 90th percentile
+        of |interpolated / measured - 1| on the shapes `explore profile` held out (0 without any)."""
+        return float((self.provenance.get("interpolation") or {}).get("p90_abs_error") or 0.0)
+
+    def upper_grids(self) -> Mapping[tuple[str, str, int], Grid]:
+        """The grids with every `interpolated` row at its time x (1 + `interpolation_margin`), timed
+        rows as timed (`table-upper`); built on first use."""
+        if not self._upper:
+            scale = 1.0 + self.interpolation_margin
+            self._upper.update(
+                build_grids(
+                    [
+                        dataclasses.replace(r, time_s=r.time_s * scale) if r.source == "interpolated" else r
+                        for r in self.rows
+                    ]
+                )
+            )
+        return self._upper
+
+    @property
+    def scales(self) -> dict[str, float]:
+        """Per kernel class (`LAYER_CLASSES`): how much longer a kernel of the class runs inside a whole
+        network than timed alone, fitted with `per_pass_s` over whole networks (1 where not fitted)."""
+        fitted = (self.provenance.get("per_pass") or {}).get("scales") or {}
+        return {c: float(fitted.get(c, 1.0)) for c in LAYER_CLASSES}
 
     @property
     def per_kernel_s(self) -> float:
@@ -366,6 +407,8 @@ class TableTimer:
     """The kernel model on the same kernel plan and machine: the plan, the units and the roofs are its."""
     per_pass_s: float
     per_kernel_s: float
+    scales: np.ndarray
+    """(kernels,) the table's in-network scale of each kernel's class (`LatencyTable.scales`)."""
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -388,6 +431,7 @@ class TableTimer:
     def __call__(self, q: Mapping[str, np.ndarray]) -> UnitTimes:
         time, runs = self.lookup(q)
         fell_back = runs & np.isnan(time)
+        time = time * self.scales  # a kernel inside a network, from its time alone
         rows = np.flatnonzero(fell_back.any(axis=-1))
         if rows.size:  # the kernel model, only for the candidates that need it
             model = self.fallback({name: value[rows] for name, value in q.items()})
@@ -410,6 +454,16 @@ class TableTimer:
 
 def table_timer(arch: Arch, options: ScoringOptions) -> TableTimer:
     """The table model for `arch` under resolved `options`: the platform's table, its runtime's kernel plan."""
+    return _table_timer(arch, options, upper=False)
+
+
+def table_upper_timer(arch: Arch, options: ScoringOptions) -> TableTimer:
+    """The `table-upper` model: as `table_timer`, with each interpolated kernel at the upper end of
+    the table's interpolation error (`LatencyTable.upper_grids`)."""
+    return _table_timer(arch, options, upper=True)
+
+
+def _table_timer(arch: Arch, options: ScoringOptions, *, upper: bool) -> TableTimer:
     plat = options.plat
     path = table_path(plat)
     if path is None:
@@ -425,10 +479,12 @@ def table_timer(arch: Arch, options: ScoringOptions) -> TableTimer:
     assert plat.runtime is not None
     plan = plan_kernels(arch, plat.runtime, options.batch)
     keys = kernel_keys(arch, plan, options.itemsize, options.batch)
+    grids = table.upper_grids() if upper else table.grids
     return TableTimer(
         keys=keys,
-        grids=tuple(table.grids.get((sig, options.dtype, options.batch)) for sig in keys.signatures),
+        grids=tuple(grids.get((sig, options.dtype, options.batch)) for sig in keys.signatures),
         fallback=KernelTimer(plan, machine(plat, options.dtype), options.itemsize),
         per_pass_s=table.per_pass_s,
         per_kernel_s=table.per_kernel_s,
+        scales=np.array([table.scales[c] for c in keys.classes]),
     )

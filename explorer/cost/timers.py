@@ -7,7 +7,8 @@ to the times of its units (arrays (N, units)): layers, or the kernels a runtime 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from explorer.cost.options import ScoringOptions
 from explorer.cost.platforms import Platform
+from explorer.cost.rules import ROW_FIELDS
 from explorer.spec import Arch
 
 QUANTITIES = ("macs", "flops", "elementwise_flops", "params", "bytes", "weight_bytes", "input_bytes", "output_bytes")
@@ -59,6 +61,14 @@ class Timer(Protocol):
 def layer_quantities(layers: Any) -> dict[str, np.ndarray]:
     """The per-layer arrays a timer reads, from `Counts` of each layer (shape (1, L))."""
     return {name: np.array([[float(getattr(layer, name)) for layer in layers]]) for name in QUANTITIES}
+
+
+def row_quantities(rows: Sequence[tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """The per-layer arrays a timer reads (shape (1, L)), from rows of `explorer.cost.rules.ROW_FIELDS`
+    (`layer_rows`): the same numbers as `layer_quantities` of the layers' `Counts`."""
+    width = len(ROW_FIELDS)
+    table = np.fromiter(itertools.chain.from_iterable(rows), float, len(rows) * width).reshape(len(rows), width).T
+    return {name: table[ROW_FIELDS.index(name)][None, :] for name in QUANTITIES}
 
 
 # ---------------------------------------------------------------- layer-wise models

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from explorer.cost.analyze import analyze
 from explorer.cost.fusion import plan_kernels
-from explorer.cost.latency import resolve_options
+from explorer.cost.latency import LATENCY_MODELS, resolve_options
 from explorer.cost.options import ScoringOptions
 from explorer.cost.rules import layer_counts, layer_work
 from explorer.cost.table import (
@@ -373,10 +373,11 @@ def _study_trials(plan: SearchPlan) -> int:
 def check_plan(plan: SearchPlan) -> None:
     """Refuse, in one line, a search the loop cannot drive."""
     s = plan.settings
-    if s.scoring.latency_model != "table":
+    model = LATENCY_MODELS.get(str(s.scoring.latency_model))
+    if model is None or not model.table:
         raise LoopError(
             f"latency_model={s.scoring.latency_model!r}: the measurement loop adds kernels to a measured table; "
-            "use `latency_model` 'table' with the platform file `explore profile` wrote"
+            "use `latency_model` 'table-upper' (or 'table') with the platform file `explore profile` wrote"
         )
     if len(s.objective) != 1:
         raise LoopError(

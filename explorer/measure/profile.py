@@ -20,9 +20,11 @@ On JAX's default backend (the CPU here, a GPU wherever JAX sees one), for one dt
    included) is timed and the rest interpolated bilinearly in log time over log channels; a few
    shapes per signature are timed and held out of the interpolation, and its error on them is
    reported.
-4. **Per-pass terms.** A few whole networks of the space are timed, and measured - the sum of
-   their table kernels is fitted as a term per pass (dispatch) plus a term per kernel (what a
-   kernel costs among others beyond its own runs), which the table model adds.
+4. **Whole-network terms.** A dozen whole networks of the space are timed, and their latency is
+   fitted as a term per pass (dispatch) plus, per kernel class (3x3 conv, 1x1 conv, depthwise,
+   dense, pool, element-wise), a scale on the class's table kernels: how much longer they run
+   inside a network than alone (cold caches, layouts). Each network's error is reported after the
+   fit and with it left out of the fit (`fit_per_pass`).
 5. **Robustness.** Rows are appended and flushed as each batch of kernels is timed, so an
    interrupted run resumes where it stopped; a table measured on another device or jax/jaxlib is
    refused in one line unless `accept_foreign`. Progress lines give the time left.
@@ -51,8 +53,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from explorer.cost.analyze import analyze
 from explorer.cost.fusion import plan_kernels
+from explorer.cost.latency import resolve_options
 from explorer.cost.options import ScoringOptions
 from explorer.cost.platforms import Platform, get_platform
 from explorer.cost.table import (
@@ -104,8 +106,9 @@ class ProfileSettings:
     """Time every shape when the lattice has at most this many distinct kernel shapes."""
     batch_size: int = 8
     """Kernels compiled and timed together (one interleaved group; rows are written after each)."""
-    networks: int = 5
-    """Whole networks timed to fit the per-pass term (0: none; the term is then 0)."""
+    networks: int = 12
+    """Whole networks timed to fit the per-pass term and the in-network scales (0: none; the term is
+    then 0 and the scales 1)."""
     network_repeats: int = 15
     max_kernels: int | None = None
     """Stop after timing this many kernels in this run (the rest: another run resumes)."""
@@ -896,11 +899,72 @@ def _interpolate_rows(
     return out, summary
 
 
+SCALE_BOUNDS = (0.5, 3.0)
+"""The range a kernel class's in-network scale is fitted in (`fit_per_pass`)."""
+SCALE_PRIOR = 0.05
+"""Weight of (scale - 1)^2 against each network's squared relative error: a class with little time in
+the fitted networks keeps a scale near 1 instead of absorbing their noise."""
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkParts:
+    """A whole network on the table, taken apart for the fit: its table kernels' times by class
+    (unscaled, as timed alone), the time of the kernels the kernel model timed instead, and counts."""
+
+    by_class: dict[str, float]
+    fallback_s: float
+    table_kernels: int
+    fallback_kernels: int
+
+
+def network_parts(arch: Arch, options: ScoringOptions) -> NetworkParts:
+    """`arch` on the table model of resolved `options`, with every in-network scale at 1."""
+    from explorer.cost.rules import layer_rows
+    from explorer.cost.table import table_timer
+    from explorer.cost.timers import row_quantities
+
+    timer = table_timer(arch, options)
+    timer = dataclasses.replace(timer, scales=np.ones_like(timer.scales))
+    t = timer(row_quantities(layer_rows(arch.nodes, options)[1]))
+    time = t.time_s[0]
+    fell = t.fallback[0] if t.fallback is not None else np.zeros(len(time), dtype=bool)
+    by_class: dict[str, float] = {}
+    for k, c in enumerate(timer.keys.classes):
+        if time[k] > 0 and not fell[k]:
+            by_class[c] = by_class.get(c, 0.0) + float(time[k])
+    ran = time > 0
+    return NetworkParts(by_class, float(time[fell].sum()), int((ran & ~fell).sum()), int((ran & fell).sum()))
+
+
+def fit_scales(parts: Sequence[NetworkParts], measured_s: Sequence[float]) -> tuple[float, dict[str, float]]:
+    """(per_pass_s, scale per class) minimising each network's squared relative error of
+    per_pass_s + sum_c scale_c x (its class-c kernels' table time) + its fallback time, plus
+    `SCALE_PRIOR` x (scale_c - 1)^2; per_pass_s >= 0, scales within `SCALE_BOUNDS`."""
+    from scipy.optimize import lsq_linear
+
+    classes = sorted({c for p in parts for c in p.by_class})
+    m = np.asarray(measured_s, dtype=float)
+    a = np.array([[1.0, *(p.by_class.get(c, 0.0) for c in classes)] for p in parts]) / m[:, None]
+    b = 1.0 - np.array([p.fallback_s for p in parts]) / m
+    prior = np.sqrt(SCALE_PRIOR) * np.eye(len(classes) + 1)[1:]
+    low, high = SCALE_BOUNDS
+    fit = lsq_linear(
+        np.vstack([a, prior]),
+        np.concatenate([b, np.full(len(classes), np.sqrt(SCALE_PRIOR))]),
+        bounds=([0.0, *[low] * len(classes)], [np.inf, *[high] * len(classes)]),
+    )
+    return float(fit.x[0]), dict(zip(classes, (float(v) for v in fit.x[1:]), strict=True))
+
+
+def predict_whole(parts: NetworkParts, per_pass_s: float, scales: Mapping[str, float]) -> float:
+    """A network's latency from its parts under the fitted terms (what the table model computes)."""
+    return per_pass_s + sum(scales.get(c, 1.0) * t for c, t in parts.by_class.items()) + parts.fallback_s
+
+
 def fit_per_pass(space: Space, platform_file: Path, settings: ProfileSettings, stream: TextIO) -> dict[str, Any]:
-    """Time a few whole networks of the space and fit what isolated kernels miss: measured - the sum
-    of their table kernels = per_pass_s + per_kernel_s x (kernels timed from the table), least
-    squares where the networks' kernel counts differ (bottlenecks add kernels) and the slope is not
-    negative, else the median with per_kernel_s = 0. Each network's error after the fit is kept."""
+    """Time a dozen whole networks of the space and fit what isolated kernels miss: a once-per-pass
+    time and, per kernel class, how much longer its kernels run inside a network than alone
+    (`fit_scales`). Each network's error after the fit, and with it left out of the fit, is kept."""
     from explorer.measure.timing import interleaved_latency_s
 
     rng = np.random.default_rng(settings.seed + 1)
@@ -912,46 +976,50 @@ def fit_per_pass(space: Space, platform_file: Path, settings: ProfileSettings, s
         slots = {s.op: int(rng.choice(np.array(s.choices()))) for s in space.bottlenecks if rng.random() < 0.5}
         archs.append(space.apply(widths, slots, name=f"random{len(archs)}"))
     archs = archs[: settings.networks]
-    print(f"  fitting the per-pass terms: {len(archs)} whole networks, {settings.network_repeats} interleaved rounds", file=stream, flush=True)  # fmt: skip
+    print(f"  fitting the whole-network terms: {len(archs)} whole networks, {settings.network_repeats} interleaved rounds", file=stream, flush=True)  # fmt: skip
     timed = interleaved_latency_s(archs, settings.batch, settings.network_repeats, settings.dtype)
-    platform = get_platform(str(platform_file))
-    sums, fell, counts = [], [], []
-    for arch in archs:
-        r = analyze(arch, platform=platform, dtype=settings.dtype, batch=settings.batch, latency_model="table")
-        sums.append(r.latency_s - r.dispatch_s)
-        fell.append(len(r.fallback_kernels))
-        counts.append(sum(k.bytes > 0 for k in r.kernels) - len(r.fallback_kernels))
-    measured = np.array([t[0] for t in timed])
-    residual = measured - np.array(sums)
-    k = np.array(counts, dtype=float)
-    per_kernel, per_pass = 0.0, float(np.median(residual))
-    if k.max() - k.min() >= 4 and len(archs) >= 3:
-        slope, intercept = (float(v) for v in np.polyfit(k, residual, 1))
-        if slope >= 0:  # a kernel costs no less among others than alone; a negative slope is noise
-            per_kernel, per_pass = slope, intercept
+    options = resolve_options(
+        ScoringOptions(platform=get_platform(str(platform_file)), dtype=settings.dtype, batch=settings.batch, latency_model="table")
+    )  # fmt: skip
+    parts = [network_parts(arch, options) for arch in archs]
+    measured = [float(t[0]) for t in timed]
+    per_pass, scales = fit_scales(parts, measured)
+    left_out = []
+    for i in range(len(archs)):  # each network predicted by a fit that did not see it
+        rest = [j for j in range(len(archs)) if j != i]
+        p, sc = fit_scales([parts[j] for j in rest], [measured[j] for j in rest])
+        left_out.append(predict_whole(parts[i], p, sc) / measured[i] - 1)
     networks = [
         {
             "arch": arch.name,
-            "measured_s": float(m),
-            "kernels_sum_s": s,
-            "table_kernels": int(c),
-            "fallback_kernels": f,
-            "error_after_fit": (s + per_pass + per_kernel * c) / m - 1,
+            "measured_s": m,
+            "kernels_sum_s": sum(p.by_class.values()) + p.fallback_s,
+            "kernels_by_class_s": p.by_class,
+            "table_kernels": p.table_kernels,
+            "fallback_kernels": p.fallback_kernels,
+            "error_after_fit": predict_whole(p, per_pass, scales) / m - 1,
+            "error_left_out": loo,
         }
-        for arch, m, s, c, f in zip(archs, measured, sums, counts, fell, strict=True)
+        for arch, m, p, loo in zip(archs, measured, parts, left_out, strict=True)
     ]
     errors = [abs(n["error_after_fit"]) for n in networks]
+    errors_out = [abs(e) for e in left_out]
     print(
-        f"  per pass {per_pass * 1e6:.0f} us, per kernel {per_kernel * 1e6:.1f} us; whole networks after the fit: "
-        f"median |error| {statistics.median(errors):.1%}, worst {max(errors):.1%}",
+        f"  per pass {per_pass * 1e6:.0f} us; in-network scales "
+        + ", ".join(f"{c} {v:.2f}" for c, v in scales.items())
+        + f"; whole networks: median |error| {statistics.median(errors):.1%} after the fit, "
+        f"{statistics.median(errors_out):.1%} each left out of it (worst {max(errors_out):.1%})",
         file=stream,
         flush=True,
     )
     return {
         "per_pass_s": per_pass,
-        "per_kernel_s": per_kernel,
-        "what": "measured latency - sum of the table's kernels = per_pass_s + per_kernel_s x kernels from the table, "
-        "fitted over whole networks of the space",
+        "per_kernel_s": 0.0,
+        "scales": scales,
+        "what": "measured latency = per_pass_s + sum over kernel classes of scales[class] x the class's table "
+        "kernels + the kernels the table lacked (kernel model), fitted over whole networks of the space (relative "
+        f"least squares, scales in {list(SCALE_BOUNDS)} held towards 1 with weight {SCALE_PRIOR})",
         "median_abs_error": statistics.median(errors),
+        "median_abs_error_left_out": statistics.median(errors_out),
         "networks": networks,
     }

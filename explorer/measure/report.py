@@ -93,6 +93,7 @@ def write_outputs(v: Validation, out: Path) -> list[Path]:
         "isolated_layers": asdict(v.layers) if v.layers else None,
         "kernel": asdict(v.kernel) if v.kernel else None,
         "kernel_spearman_ci95": list(v.kernel_spearman_ci) if v.kernel_spearman_ci else None,
+        "table": asdict(v.table) if v.table else None,
         "noise_iqr_over_median": v.noise,
         "rows": [asdict(r) | {"ratio": r.ratio, "calibrated_ratio": r.calibrated_ratio} for r in v.rows],
         "wall_s": v.wall_s,
@@ -101,6 +102,8 @@ def write_outputs(v: Validation, out: Path) -> list[Path]:
     header = ["architecture", "group", "FLOPs/sample", "params", "measured", "roofline", "roofline / measured"]
     if v.kernel:
         header += ["kernel model", "kernel / measured"]
+    if v.table:
+        header += ["table model", "table / measured"]
     if v.calibrated:
         header += ["calibrated", "calibrated / measured"]
     lines = [
@@ -115,6 +118,7 @@ def write_outputs(v: Validation, out: Path) -> list[Path]:
             "layers_s",
             "compile_s",
             "kernel_s",
+            "table_s",
         ]
     ]
     rows = []
@@ -131,6 +135,7 @@ def write_outputs(v: Validation, out: Path) -> list[Path]:
                 "" if r.layers_s is None else f"{r.layers_s:.6g}",
                 f"{r.compile_s:.3g}",
                 "" if r.kernel_s is None else f"{r.kernel_s:.6g}",
+                "" if r.table_s is None else f"{r.table_s:.6g}",
             ]
         )
         row = [
@@ -144,6 +149,8 @@ def write_outputs(v: Validation, out: Path) -> list[Path]:
         ]
         if v.kernel:
             row += [si(r.kernel_s or 0, "s"), f"{(r.kernel_s or 0) / r.measured_s:.2f}"]
+        if v.table:
+            row += [si(r.table_s or 0, "s"), f"{(r.table_s or 0) / r.measured_s:.2f}"]
         if v.calibrated:
             row += [si(r.calibrated_s or 0, "s"), f"{r.calibrated_ratio:.2f}"]
         rows.append(row)
@@ -160,6 +167,10 @@ def write_outputs(v: Validation, out: Path) -> list[Path]:
         )
 
     stat_rows = []
+    if v.table:
+        stat_rows.append(
+            stat_row("measured table (kernels timed here by explore profile, whole-network terms)", v.table)
+        )
     if v.kernel:
         stat_rows.append(
             stat_row("kernel model (fused kernels, overhead, tiles; constants from calibration)", v.kernel)

@@ -24,6 +24,7 @@ from explorer.cost.analyze import analyze
 from explorer.cost.options import ScoringOptions
 from explorer.cost.platforms import Platform
 from explorer.cost.rules import LAYER_CLASSES
+from explorer.cost.table import missing as table_missing
 from explorer.cost.timers import efficiency_table
 from explorer.measure.calibrate import class_times_s
 from explorer.measure.sets import choose_archs  # noqa: F401  (re-exported: explore validate's sets)
@@ -55,6 +56,8 @@ class Row:
     """Sum of the measured times of the model's conv and dense layers, each run alone."""
     kernel_s: float | None = None
     """The kernel model's prediction (None where the platform cannot run it)."""
+    table_s: float | None = None
+    """The measured-table model's prediction (None where the platform names no table)."""
     runs_s: list[float] = field(default_factory=list)
     """Every timed run (interleaved rounds)."""
 
@@ -96,6 +99,9 @@ class Validation:
     """The sum of isolated conv/dense layer times as the prediction (a measurement, not a model)."""
     kernel: Stats | None = None
     """The kernel model (`explorer.cost.kernels`) with the platform's constants."""
+    table: Stats | None = None
+    """The measured-table model (`explorer.cost.table`), where the platform names a table
+    (`explore profile`'s platform file)."""
     kernel_spearman_ci: tuple[float, float] | None = None
     """95% bootstrap interval of the kernel model's Spearman (resampling architectures)."""
     noise: float = 0.0
@@ -178,6 +184,7 @@ def validate(
 
     start = time.monotonic()
     calibrated = efficiency_table(platform)  # the `efficiency` latency model runs where this exists
+    has_table = table_missing(platform) is None  # and the `table` model where a profiled table is named
     cache: dict[Any, float] = {}
     rows = []
     print(f"  compiling {len(archs)} models, then {repeats} interleaved rounds", file=stream, flush=True)
@@ -193,6 +200,11 @@ def validate(
             ).latency_s
         except KernelModelError:
             kernel_s = None
+        table_s = (
+            analyze(arch, platform=platform, dtype=dtype, batch=batch, latency_model="table").latency_s
+            if has_table
+            else None
+        )
         measured, compile_s, runs = timed[i]
         row = Row(
             label=label,
@@ -206,6 +218,7 @@ def validate(
             class_s=class_times_s(result, arch),
             layers_s=isolated_layers_s(arch, batch, max(3, repeats // 2), cache, dtype, timer) if per_layer else None,
             kernel_s=kernel_s,
+            table_s=table_s,
             runs_s=runs,
         )
         rows.append(row)
@@ -232,6 +245,7 @@ def validate(
         wall_s=time.monotonic() - start,
         layers=rank_stats([r.layers_s for r in rows], measured) if per_layer else None,  # type: ignore[misc]
         kernel=rank_stats([r.kernel_s for r in rows], measured) if has_kernel else None,  # type: ignore[misc]
+        table=rank_stats([r.table_s for r in rows], measured) if has_table else None,  # type: ignore[misc]
         kernel_spearman_ci=bootstrap_spearman([r.kernel_s for r in rows], measured) if has_kernel else None,  # type: ignore[misc]
         noise=float(np.median([np.subtract(*np.percentile(r.runs_s, [75, 25])) / r.measured_s for r in rows])),
         measurement=measurement or JAX_MEASUREMENT.format(batch=batch, repeats=repeats),

@@ -70,8 +70,9 @@ class SearchResult:
 
 
 def summarise(study: optuna.Study, plan: SearchPlan, *, out: Path | None = None, wall_s: float = 0.0) -> SearchResult:
-    """The best trial, the Pareto front, the base network and the best uniform width of a study."""
-    scorer = plan.scorer()
+    """The best trial, the Pareto front, the base network and the best uniform width of a study, all
+    scored with `plan.report_scorer()` (the best and the front chosen by the trials' own values)."""
+    scorer = plan.report_scorer()
     base = scorer.score(plan.space.arch)
     scored_curve = uniform_curve(plan.space, scorer)
     uniform, multiplier = best_feasible(scored_curve, scorer)

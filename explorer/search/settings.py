@@ -147,6 +147,23 @@ class SearchPlan:
     def scorer(self) -> Scorer:
         return Scorer(self.settings.scoring, self.settings.objective, self.budget, self.importance)
 
+    def report_scorer(self) -> Scorer:
+        """The scorer results are stated with: the search's own, or, where its latency model prices
+        above its estimates on purpose (`table-upper`), the model of those estimates (`table`), so the
+        best, the base and the uniform widths are compared on the same, unpadded numbers."""
+        from explorer.cost.latency import LATENCY_MODELS
+
+        options = self.settings.scoring
+        model = LATENCY_MODELS.get(str(options.latency_model))
+        if model is None or not model.estimate:
+            return self.scorer()
+        return Scorer(
+            dataclasses.replace(options, latency_model=model.estimate),
+            self.settings.objective,
+            self.budget,
+            self.importance,
+        )
+
     def describe(self) -> list[str]:
         """The lines a person reads before the search starts."""
         s, space, b, p = self.settings, self.space, self.budget, self.platform
