@@ -8,7 +8,11 @@ and on a few whole networks (uniform widths: the smallest, x0.75, the largest; p
 them). This script draws random variants of the same space (widths on its lattice, 1x1 bottlenecks
 on with probability 0.3, `explorer.measure.sets.variants`: networks no fit used), times each as a
 jitted Flax model in interleaved rounds (`interleaved_latency_s`), and predicts it under the `table`,
-`kernel` and `roofline` latency models and by FLOPs alone. Writes reports/profile-cpu/validate.md and
+`kernel` and `roofline` latency models and by FLOPs alone. The networks are then timed again in a
+second session, and that second timing is scored against the first like a predictor: the ceiling
+this machine's repeatability puts on any model. One of the networks the table's whole-network terms
+were fitted on is timed with them, and the ratio of its time now to its time then (the machine's
+drift since the fit) is reported, with the table's predictions scaled by it. Writes reports/profile-cpu/validate.md and
 validate.json: Spearman, Kendall and median |predicted / measured - 1| for each, with the machine's load.
 """
 
@@ -47,13 +51,19 @@ def main() -> int:
     platform = get_platform(str(TABLE / "platform.toml"))
     keep = tuple(load_space("resnet18").keep)  # the profiled lattice's: every kernel is in the table
     archs = variants("resnet18", args.n, args.seed, keep)
+    fit = json.loads((TABLE / "profile.json").read_text())["per_pass"]
+    reference = load_space("resnet18").uniform(0.75)  # one of the fit's whole networks, timed then and now
+    reference_then = next(n["measured_s"] for n in fit["networks"] if n["arch"] == reference.name)
     load_before = os.getloadavg()[0]
     print(f"timing {len(archs)} networks, {args.repeats} interleaved rounds ...", file=sys.stderr, flush=True)
-    timed = interleaved_latency_s([a for _, _, a in archs], 1, args.repeats)
+    *timed, reference_now = interleaved_latency_s([*(a for _, _, a in archs), reference], 1, args.repeats)
+    print("timing them again, a second session (the measurement against itself) ...", file=sys.stderr, flush=True)
+    *again, _ = interleaved_latency_s([*(a for _, _, a in archs), reference], 1, args.repeats)
     load_after = os.getloadavg()[0]
+    drift = reference_now[0] / reference_then  # how much slower this machine runs now than when the table was fitted
     rows = []
-    for (label, _, arch), (measured_s, _, _) in zip(archs, timed, strict=True):
-        row = {"network": label, "measured_s": measured_s}
+    for (label, _, arch), (measured_s, _, _), (second_s, _, _) in zip(archs, timed, again, strict=True):
+        row = {"network": label, "measured_s": measured_s, "measured_again_s": second_s}
         for model in ("table", "kernel", "roofline"):
             result = analyze(arch, platform=platform, latency_model=model)
             row[f"{model}_s"] = result.latency_s
@@ -64,6 +74,8 @@ def main() -> int:
     measured = [r["measured_s"] for r in rows]
     stats = {m: rank_stats([r[f"{m}_s"] for r in rows], measured) for m in ("table", "kernel", "roofline")}
     flops = rank_stats([r["flops"] for r in rows], measured)
+    retest = rank_stats([r["measured_again_s"] for r in rows], measured)
+    drifted = rank_stats([r["table_s"] * drift for r in rows], measured)
     info = {
         "device": device_name(),
         "jax": jax.__version__,
@@ -72,7 +84,16 @@ def main() -> int:
         "seed": args.seed,
         "repeats": args.repeats,
         "load_average_before_after": [load_before, load_after],
-        "stats": {m: dataclasses.asdict(s) for m, s in {**stats, "flops": flops}.items()},
+        "reference": {
+            "arch": reference.name,
+            "measured_at_fit_s": reference_then,
+            "measured_now_s": reference_now[0],
+            "drift": drift,
+        },
+        "stats": {
+            m: dataclasses.asdict(s)
+            for m, s in {**stats, "table_times_drift": drifted, "flops": flops, "second_session": retest}.items()
+        },
         "rows": rows,
     }
     lines = [
@@ -81,12 +102,17 @@ def main() -> int:
         f"Written by `python scripts/validate_table.py --n {args.n} --seed {args.seed} --repeats {args.repeats}` on "
         f"{info['date']}: {info['device']}, jax {jax.__version__}, batch 1, float32. Random ResNet-18 variants "
         f"(keep {keep[0]:g}-{keep[1]:g}, the profiled lattice; bottlenecks with probability 0.3), timed as jitted Flax models in interleaved rounds "
-        f"(median); load average {load_before:.1f} before, {load_after:.1f} after (2 cores).",
+        f"(median); load average {load_before:.1f} before, {load_after:.1f} after (2 cores). {reference.name}, one of the "
+        f"networks the table's whole-network terms were fitted on, measured {reference_then * 1e3:.2f} ms then and "
+        f"{reference_now[0] * 1e3:.2f} ms now, timed with the others: this machine runs {drift:.2f}x as long as when "
+        "the table was fitted, which moves every absolute error but no rank.",
         "",
         "| predictor | Spearman | Kendall | median \\|predicted / measured - 1\\| | median predicted / measured |",
         "|---|---:|---:|---:|---:|",
     ]
-    for name, s in (*stats.items(), ("FLOPs alone", flops)):
+    second = "the same networks timed again (a second session): what the measurement itself repeats to"
+    scaled = f"table x {drift:.3f}, the machine's drift since the fit ({reference.name} then and now)"
+    for name, s in (*stats.items(), (scaled, drifted), ("FLOPs alone", flops), (second, retest)):
         error = "-" if name == "FLOPs alone" else f"{100 * s.median_abs_error:.1f}%"
         ratio = "-" if name == "FLOPs alone" else f"{s.median_ratio:.2f}"
         lines.append(f"| {name} | {s.spearman:.3f} | {s.kendall:.3f} | {error} | {ratio} |")
@@ -95,12 +121,13 @@ def main() -> int:
         "",
         f"Kernels the table lacked (timed by the kernel model instead): {fell} in all {len(rows)} networks.",
         "",
-        "| network | FLOPs | measured | table | kernel | roofline |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| network | FLOPs | measured | measured again | table | kernel | roofline |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in sorted(rows, key=lambda r: r["measured_s"]):
         lines.append(
-            f"| {r['network']} | {r['flops'] / 1e9:.2f} G | {r['measured_s'] * 1e3:.2f} ms | {r['table_s'] * 1e3:.2f} ms | "
+            f"| {r['network']} | {r['flops'] / 1e9:.2f} G | {r['measured_s'] * 1e3:.2f} ms | "
+            f"{r['measured_again_s'] * 1e3:.2f} ms | {r['table_s'] * 1e3:.2f} ms | "
             f"{r['kernel_s'] * 1e3:.2f} ms | {r['roofline_s'] * 1e3:.2f} ms |"
         )
     write_text(TABLE / "validate.md", "\n".join(lines) + "\n")
