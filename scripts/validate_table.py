@@ -46,12 +46,21 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=30, help="random variants (default 30)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the variants (default 7)")
     parser.add_argument("--repeats", type=int, default=10, help="interleaved timed rounds (default 10)")
+    parser.add_argument("--table", type=Path, default=TABLE, help=f"the profiled table's folder (default {TABLE})")
     args = parser.parse_args()
     os.chdir(ROOT)  # relative paths only
-    platform = get_platform(str(TABLE / "platform.toml"))
+    table = args.table
+    platform = get_platform(str(table / "platform.toml"))
+    profiled_flags = json.loads((table / "profile.json").read_text()).get("xla_flags", "")
+    if profiled_flags != os.environ.get("XLA_FLAGS", "").strip():
+        print(
+            f"validate_table: the table was profiled with XLA_FLAGS={profiled_flags!r}; run this with the same",
+            file=sys.stderr,
+        )
+        return 2
     keep = tuple(load_space("resnet18").keep)  # the profiled lattice's: every kernel is in the table
     archs = variants("resnet18", args.n, args.seed, keep)
-    fit = json.loads((TABLE / "profile.json").read_text())["per_pass"]
+    fit = json.loads((table / "profile.json").read_text())["per_pass"]
     reference = load_space("resnet18").uniform(0.75)  # one of the fit's whole networks, timed then and now
     reference_then = next(n["measured_s"] for n in fit["networks"] if n["arch"] == reference.name)
     load_before = os.getloadavg()[0]
@@ -79,6 +88,7 @@ def main() -> int:
     info = {
         "device": device_name(),
         "jax": jax.__version__,
+        "xla_flags": profiled_flags,
         "date": datetime.date.today().isoformat(),
         "n": len(rows),
         "seed": args.seed,
@@ -99,7 +109,8 @@ def main() -> int:
     lines = [
         f"# The measured table against {len(rows)} networks no fit used (this machine)",
         "",
-        f"Written by `python scripts/validate_table.py --n {args.n} --seed {args.seed} --repeats {args.repeats}` on "
+        f"Written by `{'XLA_FLAGS=' + repr(profiled_flags) + ' ' if profiled_flags else ''}python scripts/validate_table.py "
+        f"--n {args.n} --seed {args.seed} --repeats {args.repeats}{'' if table == TABLE else ' --table ' + str(table)}` on "
         f"{info['date']}: {info['device']}, jax {jax.__version__}, batch 1, float32. Random ResNet-18 variants "
         f"(keep {keep[0]:g}-{keep[1]:g}, the profiled lattice; bottlenecks with probability 0.3), timed as jitted Flax models in interleaved rounds "
         f"(median); load average {load_before:.1f} before, {load_after:.1f} after (2 cores). {reference.name}, one of the "
@@ -130,8 +141,8 @@ def main() -> int:
             f"{r['measured_again_s'] * 1e3:.2f} ms | {r['table_s'] * 1e3:.2f} ms | "
             f"{r['kernel_s'] * 1e3:.2f} ms | {r['roofline_s'] * 1e3:.2f} ms |"
         )
-    write_text(TABLE / "validate.md", "\n".join(lines) + "\n")
-    write_text(TABLE / "validate.json", json.dumps(info, indent=1, default=float) + "\n")
+    write_text(table / "validate.md", "\n".join(lines) + "\n")
+    write_text(table / "validate.json", json.dumps(info, indent=1, default=float) + "\n")
     print("\n".join(lines[:14]))
     return 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import shutil
 import zlib
 from collections.abc import Sequence
@@ -324,4 +325,11 @@ def test_explore_measure_loop_then_verify_confirms_it(
             assert matched["latency_s"] == pytest.approx(line, rel=1e-9)
         else:  # the uniform networks have interpolated kernels, which table-upper pads
             assert line > matched["latency_s"]
+    assert verification["xla_flags"] == os.environ.get("XLA_FLAGS", "").strip()
+    side_path = platform_file.parent / "profile.json"
+    side = json.loads(side_path.read_text())
+    side_path.write_text(json.dumps({**side, "xla_flags": "--xla_cpu_experimental_ynn_fusion_type=x"}))
+    assert main(["verify", str(run), "--rounds", "5"]) == 2  # a table of other compiler flags: refused
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "profiled with XLA_FLAGS='--xla_cpu_experimental_ynn_fusion_type=x'" in err[0]
     assert "measurement loop" in printed and "built only from measured kernels" in printed

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,20 @@ def test_profile_times_a_designed_subset_resumes_and_refuses_a_foreign_table(
     conv = next(k for k in r.kernels if k.name == "conv")
     assert conv.time_s == pytest.approx(by_key[("conv[kernel=3 bias=false] 8x8->8x8", 3, 8)] * fit["scales"]["conv"])
     assert r.latency_s == pytest.approx(sum(k.time_s for k in r.kernels) + side["per_pass"]["per_pass_s"])
+
+    assert side["xla_flags"] == os.environ.get("XLA_FLAGS", "").strip()  # the compiler's flags are provenance
+    recorded = dict(side)
+    side["xla_flags"] = "--xla_cpu_experimental_ynn_fusion_type="
+    (out / "profile.json").write_text(json.dumps(side))
+    assert run(*common) == 2  # other flags compile other kernels: another runtime
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "measured with xla_flags='--xla_cpu_experimental_ynn_fusion_type='" in err[0]
+    side = {k: v for k, v in recorded.items() if k != "xla_flags"}  # a table from before flags were recorded
+    (out / "profile.json").write_text(json.dumps(side))
+    if not os.environ.get("XLA_FLAGS", "").strip():
+        assert run(*common, "--networks", "0") == 0  # it ran with none, as this run does
+        capsys.readouterr()
+        side = json.loads((out / "profile.json").read_text())
 
     side["device"] = "cpu: another machine, 64 cores"
     (out / "profile.json").write_text(json.dumps(side))

@@ -68,7 +68,6 @@ LOOP_SOURCE = "searched"
 """The `source` of a row the loop measured (`explorer.cost.table.SOURCES`)."""
 TIMED_SOURCES = frozenset({"measured", "held-out", LOOP_SOURCE})
 """Row sources timed on the device; a kernel with only an `interpolated` row (or none) is lacking."""
-FOREIGN_KEYS = ("device", "backend", "jax", "jaxlib")
 
 Key = tuple[str, str, int, int, int]
 """A table row's key: (signature, dtype, batch, in_channels, out_channels)."""
@@ -169,7 +168,7 @@ class TableHandle:
 def open_table(options: ScoringOptions, settings: LoopSettings) -> TableHandle:
     """The platform's table, checked: one the loop may add rows to here (this device and jax/jaxlib
     unless `accept_foreign`; the search's dtype and batch)."""
-    from explorer.measure.profile import provenance_now
+    from explorer.measure.profile import FOREIGN_KEYS, provenance_now, recorded
 
     plat = options.plat
     path = table_path(plat)
@@ -192,9 +191,9 @@ def open_table(options: ScoringOptions, settings: LoopSettings) -> TableHandle:
             )
     if not settings.accept_foreign:
         for key in FOREIGN_KEYS:
-            if info.get(key) != here[key]:
+            if recorded(info, key) != here[key]:
                 raise LoopError(
-                    f"platform={plat.key!r}: its latency table {path} was measured with {key}={info.get(key)!r}, and "
+                    f"platform={plat.key!r}: its latency table {path} was measured with {key}={recorded(info, key)!r}, and "
                     f"this machine has {here[key]!r}; measure on that machine, profile a table here, or "
                     "`accept_foreign` to add rows to it anyway"
                 )

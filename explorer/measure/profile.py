@@ -518,7 +518,9 @@ def time_kernels(
 
 
 def provenance_now() -> dict[str, Any]:
-    """What the measurements depend on: the device, backend and jax/jaxlib versions."""
+    """What the measurements depend on: the device, backend, jax/jaxlib versions and the XLA flags
+    the compiler ran with (`XLA_FLAGS`: they change which kernels XLA emits, e.g.
+    `--xla_cpu_experimental_ynn_fusion_type=`)."""
     import jax
     import jaxlib
 
@@ -529,10 +531,18 @@ def provenance_now() -> dict[str, Any]:
         "backend": jax.default_backend(),
         "jax": jax.__version__,
         "jaxlib": jaxlib.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS", "").strip(),
     }
 
 
-FOREIGN_KEYS = ("device", "backend", "jax", "jaxlib")
+FOREIGN_KEYS = ("device", "backend", "jax", "jaxlib", "xla_flags")
+
+
+def recorded(info: Mapping[str, Any], key: str) -> Any:
+    """A provenance value as recorded; a table from before `xla_flags` was recorded ran with none."""
+    return info.get(key, "" if key == "xla_flags" else None)
+
+
 SETTING_KEYS = ("dtype", "batch", "runtime", "space")
 
 
@@ -548,10 +558,10 @@ def check_resumable(old: Mapping[str, Any], new: Mapping[str, Any], path: Path, 
     if accept_foreign:
         return
     for key in FOREIGN_KEYS:
-        if old.get(key) != new.get(key):
+        if recorded(old, key) != new.get(key):
             raise ProfileError(
-                f"out={str(path.parent)!r} holds a table measured with {key}={old.get(key)!r}, and this machine has "
-                f"{new.get(key)!r}; give another --out, or --accept-foreign to add to it"
+                f"out={str(path.parent)!r} holds a table measured with {key}={recorded(old, key)!r}, and this machine "
+                f"has {new.get(key)!r}; give another --out, or --accept-foreign to add to it"
             )
 
 
@@ -679,7 +689,7 @@ def profile(
     session = {**here, "started": _now(), "kernels_timed": 0, "wall_s": 0.0}
     provenance: dict[str, Any] = {
         "format": TABLE_FORMAT,
-        **{k: old.get(k, here[k]) for k in FOREIGN_KEYS},
+        **{k: recorded(old, k) if old else here[k] for k in FOREIGN_KEYS},
         **setting,
         "created": old.get("created", _now()),
         "updated": _now(),

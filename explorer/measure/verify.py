@@ -16,6 +16,7 @@ uniform width (the interval above 0, below 0, or holding it); then whether the p
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -73,6 +74,8 @@ class Verification:
     """Whether the searched network is measured faster than uniform width (interval above 0)."""
     verdict: str
     """Both in words: the measurement first, then the prediction."""
+    xla_flags: str = ""
+    """`XLA_FLAGS` the networks were compiled with (they change the kernels XLA emits)."""
     predicted_with: str = ""
     """The latency model the predictions are stated with: the run's, or the one whose estimates it
     prices above on purpose (`table` for a `table-upper` run; `LatencyModel.estimate`)."""
@@ -117,6 +120,9 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
         "base": space.arch,
     }
     model = LATENCY_MODELS.get(s.latency_model)
+    flags = os.environ.get("XLA_FLAGS", "").strip()
+    if model is not None and model.table:
+        _same_flags_as_the_table(platform, flags)
     predicted_with = model.estimate if model is not None and model.estimate else s.latency_model
     options = dataclasses.replace(s.options(platform), latency_model=predicted_with)
     predicted = {}
@@ -159,6 +165,7 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
         latency_model=s.latency_model,
         predicted_with=predicted_with,
         device=device_name(),
+        xla_flags=flags,
         batch=s.batch,
         dtype=s.dtype,
         rounds=rounds,
@@ -175,6 +182,23 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
         measured_here="explore calibrate" in platform.source,
         measure_loop=loop,
     )
+
+
+def _same_flags_as_the_table(platform: Any, flags: str) -> None:
+    """Refuse to time against a kernel table profiled under other XLA flags (another runtime)."""
+    from explorer.cost.table import sidecar_path, table_path
+    from explorer.files import read_json
+
+    path = table_path(platform)
+    if path is None or not sidecar_path(path).is_file():
+        return
+    info = read_json(sidecar_path(path), "latency table sidecar", VerifyError)
+    profiled = str(info.get("xla_flags", "")) if isinstance(info, dict) else ""
+    if profiled != flags:
+        raise VerifyError(
+            f"XLA_FLAGS={flags!r}: the run's latency table {path} was profiled with XLA_FLAGS={profiled!r}, which "
+            "compiles other kernels; run explore verify with the same XLA_FLAGS"
+        )
 
 
 AGREEMENT_POINTS = 3.0
@@ -235,7 +259,8 @@ def section_blocks(v: Verification) -> list[Block]:
         Text(
             f"The searched network, the uniform-width network at the same FLOPs (interpolated between the two uniform "
             f"networks around it, both built and timed) and the base network, built as Flax models and timed on "
-            f"{v.device}, batch {v.batch}, {v.dtype}, in {v.rounds} interleaved rounds. Predictions: "
+            f"{v.device}{f' (XLA_FLAGS={v.xla_flags})' if v.xla_flags else ''}, batch {v.batch}, {v.dtype}, in "
+            f"{v.rounds} interleaved rounds. Predictions: "
             + (
                 f"the run's '{v.latency_model}' latency model"
                 if v.predicted_with in ("", v.latency_model)
