@@ -150,3 +150,10 @@ def test_validate_on_a_profiled_platform_adds_the_table_model(
     ratios = [row["table_s"] / row["measured_s"] for row in data["rows"]]
     assert data["table"]["median_ratio"] == pytest.approx(sorted(ratios)[2])
     assert "measured table" in (out / "report.md").read_text()
+    side = platform_file.parent / "profile.json"
+    side.write_text(
+        json.dumps({**json.loads(side.read_text()), "xla_flags": "--xla_cpu_experimental_ynn_fusion_type=x"})
+    )
+    assert main([*argv[:5], "--n", "2", *argv[7:], "--repeats", "2", "--out", str(out)]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "kernel table" in line]
+    assert len(warned) == 1 and "profiled with XLA_FLAGS='--xla_cpu_experimental_ynn_fusion_type=x'" in warned[0]

@@ -538,6 +538,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
             "timed; its predictions and these timings describe different hardware (run `explore calibrate` first)",
             file=sys.stderr,
         )
+    from explorer.cost.table import TableError, profiled_flags, xla_flags_now
+
+    try:
+        profiled = profiled_flags(platform)
+    except TableError:
+        profiled = None  # a damaged table: the table predictor names the problem
+    if profiled is not None and profiled != xla_flags_now():
+        print(
+            f"explore: warning: --platform {args.platform} names a kernel table profiled with XLA_FLAGS={profiled!r}, "
+            f"and these networks compile with XLA_FLAGS={xla_flags_now()!r}: its predictions describe other "
+            "kernels (run with the table's flags)",
+            file=sys.stderr,
+        )
     out = writable(args.out, "out")
     print(f"explore validate: {len(archs)} architectures on {platform.name} [{platform.key}], batch {args.batch}")
     v = validate(

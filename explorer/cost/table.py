@@ -107,6 +107,20 @@ def missing(platform: Platform) -> str | None:
     return None
 
 
+def xla_flags_now() -> str:
+    """The `XLA_FLAGS` this process compiles with (they change which kernels XLA emits)."""
+    return os.environ.get("XLA_FLAGS", "").strip()
+
+
+def profiled_flags(platform: Platform) -> str | None:
+    """The `XLA_FLAGS` the platform's table was profiled with ('' for a table from before they were
+    recorded; None where the platform names no table file)."""
+    path = table_path(platform)
+    if path is None or not path.is_file():
+        return None
+    return str(load_table(path).provenance.get("xla_flags", ""))
+
+
 # ---------------------------------------------------------------- kernel keys
 
 

@@ -66,6 +66,7 @@ from explorer.cost.table import (
     parse_rows,
     sidecar_path,
     table_text,
+    xla_flags_now,
 )
 from explorer.cost.timers import QUANTITIES
 from explorer.files import dumps_json, read_json, read_text, write_text
@@ -531,7 +532,7 @@ def provenance_now() -> dict[str, Any]:
         "backend": jax.default_backend(),
         "jax": jax.__version__,
         "jaxlib": jaxlib.__version__,
-        "xla_flags": os.environ.get("XLA_FLAGS", "").strip(),
+        "xla_flags": xla_flags_now(),
     }
 
 

@@ -16,7 +16,6 @@ uniform width (the interval above 0, below 0, or holding it); then whether the p
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 
 from explorer.cost.analyze import analyze
 from explorer.cost.latency import LATENCY_MODELS
+from explorer.cost.table import xla_flags_now
 from explorer.files import dumps_json, write_text
 from explorer.measure.loop import loop_check, loop_text
 from explorer.report.document import HTML, MARKDOWN, Block, Heading, Items, Table, Text, html_blocks, to_markdown
@@ -120,7 +120,7 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
         "base": space.arch,
     }
     model = LATENCY_MODELS.get(s.latency_model)
-    flags = os.environ.get("XLA_FLAGS", "").strip()
+    flags = xla_flags_now()
     if model is not None and model.table:
         _same_flags_as_the_table(platform, flags)
     predicted_with = model.estimate if model is not None and model.estimate else s.latency_model
@@ -186,18 +186,16 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
 
 def _same_flags_as_the_table(platform: Any, flags: str) -> None:
     """Refuse to time against a kernel table profiled under other XLA flags (another runtime)."""
-    from explorer.cost.table import sidecar_path, table_path
-    from explorer.files import read_json
+    from explorer.cost.table import TableError, profiled_flags, table_path
 
-    path = table_path(platform)
-    if path is None or not sidecar_path(path).is_file():
-        return
-    info = read_json(sidecar_path(path), "latency table sidecar", VerifyError)
-    profiled = str(info.get("xla_flags", "")) if isinstance(info, dict) else ""
-    if profiled != flags:
+    try:
+        profiled = profiled_flags(platform)
+    except TableError as exc:
+        raise VerifyError(str(exc)) from None
+    if profiled is not None and profiled != flags:
         raise VerifyError(
-            f"XLA_FLAGS={flags!r}: the run's latency table {path} was profiled with XLA_FLAGS={profiled!r}, which "
-            "compiles other kernels; run explore verify with the same XLA_FLAGS"
+            f"XLA_FLAGS={flags!r}: the run's latency table {table_path(platform)} was profiled with "
+            f"XLA_FLAGS={profiled!r}, which compiles other kernels; run explore verify with the same XLA_FLAGS"
         )
 
 
