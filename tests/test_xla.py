@@ -50,6 +50,9 @@ def odd_conv(draw: st.DrawFn) -> Arch:
     # one tap per output (a 1x1 depthwise conv) is rewritten by XLA into a multiply it counts as 1 FLOP;
     # FLOPs = 2 x MACs is declared for every conv, so that degenerate case is left out of the comparison
     assume(kh * kw * (1 if groups in (0, c) else c) > 1)
+    # likewise a depthwise conv whose window spans a whole (padded) input axis: XLA turns it into a
+    # multiply and a reduction and counts taps - 1 adds per output (2 x 1 taps on a 2 x 1 input: 3 FLOPs)
+    assume(not (groups in (0, c) and (kh == h + 2 * ph or kw == w + 2 * pw)))
     conv = Conv(
         name="c",
         out=None if groups == 0 else 4 * c,
