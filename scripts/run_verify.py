@@ -68,6 +68,13 @@ def main() -> int:
             return code
         v = json.loads((run / "verify.json").read_text())
         rows.append((budget, v))
+    shifted = sorted(
+        {
+            (v["latency_model"], v.get("predicted_with"))
+            for _, v in rows
+            if v.get("predicted_with") not in (None, "", v["latency_model"])
+        }
+    )
     lines = [
         f"# The closed loop on this machine: searched widths vs uniform width, measured ({args.space}, batch 1)",
         "",
@@ -76,6 +83,15 @@ def main() -> int:
         "interleaved rounds; 95% bootstrap intervals). Gain = uniform-width latency at the searched network's FLOPs",
         "/ searched latency - 1. Written by `scripts/run_verify.py`.",
         "",
+        *(
+            line
+            for searched_on, predicted_with in shifted
+            for line in (
+                f"Searched on `{searched_on}`; predictions stated with `{predicted_with}`, whose estimates it prices "
+                "above on purpose.",
+                "",
+            )
+        ),
         f"Load average (1 min, 2 cores) before the first run: {load_before:.1f}; after the last: {os.getloadavg()[0]:.1f}.",
         "",
         "| budget | latency model | searched: predicted / measured | uniform at matched FLOPs: predicted / measured "
@@ -83,16 +99,6 @@ def main() -> int:
         + (" measurement loop |" if args.measure_loop else ""),
         "|---|---|---:|---:|---:|---:|---:|---|" + ("---|" if args.measure_loop else ""),
     ]
-    shifted = {
-        (v["latency_model"], v.get("predicted_with"))
-        for _, v in rows
-        if v.get("predicted_with") not in (None, "", v["latency_model"])
-    }
-    for searched_on, predicted_with in sorted(shifted):
-        lines[6:6] = [
-            f"Searched on `{searched_on}`; predictions stated with `{predicted_with}`, whose estimates it prices above on purpose.",
-            "",
-        ]
     for budget, v in rows:
         s, u = v["candidates"][0], v["candidates"][1]
         lo, hi = v["measured_gain_ci95"]

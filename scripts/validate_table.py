@@ -36,6 +36,8 @@ def main() -> int:
 
     from explorer.cost.analyze import analyze
     from explorer.cost.platforms import get_platform
+    from explorer.cost.table import profiled_flags as profiled_flags_of
+    from explorer.cost.table import xla_flags_now
     from explorer.files import write_text
     from explorer.measure.sets import variants
     from explorer.measure.timing import device_name, interleaved_latency_s
@@ -51,8 +53,8 @@ def main() -> int:
     os.chdir(ROOT)  # relative paths only
     table = args.table
     platform = get_platform(str(table / "platform.toml"))
-    profiled_flags = json.loads((table / "profile.json").read_text()).get("xla_flags", "")
-    if profiled_flags != os.environ.get("XLA_FLAGS", "").strip():
+    profiled_flags = profiled_flags_of(platform) or ""
+    if profiled_flags != xla_flags_now():
         print(
             f"validate_table: the table was profiled with XLA_FLAGS={profiled_flags!r}; run this with the same",
             file=sys.stderr,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from explorer.conventions import FLOPS_PER_MAC
-from explorer.cost.latency import LATENCY_MODELS, resolve_options
+from explorer.cost.latency import LATENCY_MODELS, reads_table, resolve_options
 from explorer.cost.memory import peak_from_works
 from explorer.cost.options import ScoringOptions, scoring_options
 from explorer.cost.roofline import Bound, RoofPoint, roof
@@ -241,7 +241,7 @@ class Analysis(Counts):
             "attainable_flops_per_s": self.attainable_flops_per_s,
             "latency_s": self.latency_s,
             "dispatch_s": self.dispatch_s,
-            **({"fallback_kernels": list(self.fallback_kernels)} if _reads_table(self.latency_model) else {}),
+            **({"fallback_kernels": list(self.fallback_kernels)} if reads_table(self.latency_model) else {}),
             "images_per_s": self.images_per_s,
             "peak_activation_bytes": self.peak_activation_bytes,
             "peak_memory_bytes": self.peak_memory_bytes,
@@ -254,11 +254,6 @@ class Analysis(Counts):
             if self.kernels:
                 out["kernels"] = [k.to_dict() for k in self.kernels]
         return out
-
-
-def _reads_table(latency_model: str) -> bool:
-    model = LATENCY_MODELS.get(latency_model)
-    return model is not None and model.table
 
 
 def analyze(arch: Arch | str, options: ScoringOptions | None = None, /, **fields: Any) -> Analysis:

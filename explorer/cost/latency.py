@@ -135,6 +135,18 @@ def _resolve(options: ScoringOptions) -> ScoringOptions:
     return dataclasses.replace(options, platform=plat, dtype=dtype, latency_model=model)
 
 
+def reads_table(latency_model: str) -> bool:
+    """Whether the registered model `latency_model` reads a table measured on the device."""
+    model = LATENCY_MODELS.get(latency_model)
+    return model is not None and model.table
+
+
+def estimate_of(latency_model: str) -> str:
+    """The model whose times are `latency_model`'s estimates: its `LatencyModel.estimate`, else itself."""
+    model = LATENCY_MODELS.get(latency_model)
+    return model.estimate if model is not None and model.estimate else latency_model
+
+
 def latency_label(latency_model: str) -> str:
     """How a figure or table names latency under `latency_model` ('kernel-model latency')."""
     model = LATENCY_MODELS.get(latency_model)

@@ -39,9 +39,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from explorer.cost.analyze import analyze
 from explorer.cost.fusion import plan_kernels
-from explorer.cost.latency import LATENCY_MODELS, resolve_options
+from explorer.cost.latency import reads_table, resolve_options
 from explorer.cost.options import ScoringOptions
-from explorer.cost.rules import layer_counts, layer_work
+from explorer.cost.rules import layer_rows
 from explorer.cost.table import (
     SOURCES,
     TableError,
@@ -53,7 +53,7 @@ from explorer.cost.table import (
     table_path,
     table_text,
 )
-from explorer.cost.timers import layer_quantities
+from explorer.cost.timers import row_quantities
 from explorer.files import dumps_json, read_json, read_text, write_text
 from explorer.spec import Arch
 from explorer.units import si
@@ -134,8 +134,7 @@ def kernel_needs(arch: Arch, options: ScoringOptions) -> list[Need]:
     runtime = opts.plat.runtime
     if runtime is None:
         raise LoopError(f"platform={opts.plat.key!r} has no runtime; use the platform file `explore profile` wrote")
-    counts = [layer_counts(node, opts, layer_work(node, opts)) for node in arch.nodes]
-    q = layer_quantities(counts)
+    q = row_quantities(layer_rows(arch.nodes, opts)[1])
     plan = plan_kernels(arch, runtime, opts.batch)
     keys = kernel_keys(arch, plan, opts.itemsize, opts.batch)
     cin, cout = keys.channels(q)
@@ -258,28 +257,15 @@ def measure(
 ) -> list[TableRow]:
     """Time `needs` and append them to the table as `searched` rows, flushed after every batch; the
     rows written are also added to `into` as each batch lands (what an interrupted caller keeps)."""
-    from explorer.measure.profile import append_rows, seconds_cell
+    from explorer.measure.profile import append_rows, timed_row
 
     written: list[TableRow] = [] if into is None else into
     for start in range(0, len(needs), batch_size):
         part = needs[start : start + batch_size]
         times = timer(part, table.repeats, table.warmup, table.runtime)
         rows = [
-            TableRow(
-                signature=need.key[0],
-                kind=need.kind,
-                dtype=need.key[1],
-                batch=need.key[2],
-                in_channels=need.key[3],
-                out_channels=need.key[4],
-                time_s=seconds_cell(median),
-                ci95_low_s=seconds_cell(low),
-                ci95_high_s=seconds_cell(high),
-                repeats=table.repeats,
-                source=LOOP_SOURCE,
-                example=need.kernel,
-            )
-            for (_, need), (median, low, high) in zip(part, times, strict=True)
+            timed_row(need.key, need.kind, timing, table.repeats, LOOP_SOURCE, need.kernel)
+            for (_, need), timing in zip(part, times, strict=True)
         ]
         append_rows(table.path, rows)
         written += rows
@@ -372,8 +358,7 @@ def _study_trials(plan: SearchPlan) -> int:
 def check_plan(plan: SearchPlan) -> None:
     """Refuse, in one line, a search the loop cannot drive."""
     s = plan.settings
-    model = LATENCY_MODELS.get(str(s.scoring.latency_model))
-    if model is None or not model.table:
+    if not reads_table(str(s.scoring.latency_model)):
         raise LoopError(
             f"latency_model={s.scoring.latency_model!r}: the measurement loop adds kernels to a measured table; "
             "use `latency_model` 'table-upper' (or 'table') with the platform file `explore profile` wrote"

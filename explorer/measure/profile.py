@@ -481,6 +481,34 @@ def seconds_cell(seconds: float) -> float:
     return float(f"{max(seconds, 0.0):.6g}")
 
 
+def timed_row(
+    key: tuple[str, str, int, int, int],
+    kind: str,
+    times: tuple[float, float, float],
+    repeats: int,
+    source: str,
+    example: str,
+) -> TableRow:
+    """A table row of a kernel timed here: its key (signature, dtype, batch, in and out channels), the
+    (median, low, high) seconds of its timing as the table stores them (`seconds_cell`)."""
+    signature, dtype, batch, in_channels, out_channels = key
+    median, low, high = times
+    return TableRow(
+        signature=signature,
+        kind=kind,
+        dtype=dtype,
+        batch=batch,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        time_s=seconds_cell(median),
+        ci95_low_s=seconds_cell(low),
+        ci95_high_s=seconds_cell(high),
+        repeats=repeats,
+        source=source,
+        example=example,
+    )
+
+
 def _timed(call: Callable[[], None]) -> float:
     start = time.perf_counter()
     call()
@@ -745,24 +773,17 @@ def profile(
             settings.repeats,
             settings.warmup,
         )
-        new_rows = []
-        for (shape, source), (median, low, high) in zip(part, times, strict=True):
-            new_rows.append(
-                TableRow(
-                    signature=shape.signature,
-                    kind=shape.kind,
-                    dtype=settings.dtype,
-                    batch=settings.batch,
-                    in_channels=shape.in_channels,
-                    out_channels=shape.out_channels,
-                    time_s=seconds_cell(median),
-                    ci95_low_s=seconds_cell(low),
-                    ci95_high_s=seconds_cell(high),
-                    repeats=settings.repeats,
-                    source=source,
-                    example=shape.example,
-                )
+        new_rows = [
+            timed_row(
+                (shape.signature, settings.dtype, settings.batch, shape.in_channels, shape.out_channels),
+                shape.kind,
+                timing,
+                settings.repeats,
+                source,
+                shape.example,
             )
+            for (shape, source), timing in zip(part, times, strict=True)
+        ]
         append_rows(table_file, new_rows)
         rows += new_rows
         timed_now += len(part)

@@ -24,7 +24,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from explorer.cost.analyze import analyze
-from explorer.cost.latency import LATENCY_MODELS
+from explorer.cost.latency import estimate_of, reads_table
 from explorer.cost.table import xla_flags_now
 from explorer.files import dumps_json, write_text
 from explorer.measure.loop import loop_check, loop_text
@@ -119,11 +119,11 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
         "uniform above": space.uniform(high),
         "base": space.arch,
     }
-    model = LATENCY_MODELS.get(s.latency_model)
+    table = reads_table(s.latency_model)
     flags = xla_flags_now()
-    if model is not None and model.table:
+    if table:
         _same_flags_as_the_table(platform, flags)
-    predicted_with = model.estimate if model is not None and model.estimate else s.latency_model
+    predicted_with = estimate_of(s.latency_model)
     options = dataclasses.replace(s.options(platform), latency_model=predicted_with)
     predicted = {}
     flops = {}
@@ -158,7 +158,7 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
     measured, agrees, agreement = judge(predicted_gain, measured_gain, ci)
     error = abs(predicted_gain - measured_gain) * 100
     verdict = verdict_text(predicted_gain, measured_gain, ci, measured, agreement)
-    loop = loop_check(run, searched, s.options(platform)) if model is not None and model.table else None
+    loop = loop_check(run, searched, s.options(platform)) if table else None
     return Verification(
         run=run.name,
         platform=platform.key,

@@ -151,14 +151,14 @@ class SearchPlan:
         """The scorer results are stated with: the search's own, or, where its latency model prices
         above its estimates on purpose (`table-upper`), the model of those estimates (`table`), so the
         best, the base and the uniform widths are compared on the same, unpadded numbers."""
-        from explorer.cost.latency import LATENCY_MODELS
+        from explorer.cost.latency import estimate_of
 
         options = self.settings.scoring
-        model = LATENCY_MODELS.get(str(options.latency_model))
-        if model is None or not model.estimate:
+        estimate = estimate_of(str(options.latency_model))
+        if estimate == str(options.latency_model):
             return self.scorer()
         return Scorer(
-            dataclasses.replace(options, latency_model=model.estimate),
+            dataclasses.replace(options, latency_model=estimate),
             self.settings.objective,
             self.budget,
             self.importance,
