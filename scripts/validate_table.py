@@ -52,6 +52,10 @@ def main() -> int:
     args = parser.parse_args()
     os.chdir(ROOT)  # relative paths only
     table = args.table
+    if not (table / "platform.toml").is_file() or not (table / "profile.json").is_file():
+        print(f"validate_table: --table {str(table)!r} holds no profiled table (platform.toml, profile.json); "
+              "give a folder `explore profile` wrote", file=sys.stderr)  # fmt: skip
+        return 2
     platform = get_platform(str(table / "platform.toml"))
     profiled_flags = profiled_flags_of(platform) or ""
     if profiled_flags != xla_flags_now():
