@@ -8,7 +8,7 @@ scripts/run_validation.py has written the calibrated platform.
     python scripts/run_verify.py --platform reports/profile-cpu/platform.toml --latency-model table \
         --out reports/verify-table-cpu      # searched and predicted on this machine's kernel table
     python scripts/run_verify.py --platform COPY/platform.toml --latency-model table-upper --measure-loop \
-        --out reports/verify-table-upper-cpu  # each search measures what its best lacks (into COPY's table)
+        --out reports/verify-table-upper-cpu-dot-pool  # each search measures what its best lacks (into COPY's table)
 
 Run it on an otherwise idle machine.
 """

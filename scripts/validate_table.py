@@ -3,7 +3,7 @@
     python scripts/validate_table.py                     # 30 random ResNet-18 variants, seed 7
     python scripts/validate_table.py --n 40 --seed 11 --repeats 15
 
-The table (reports/profile-cpu: `explore profile resnet18` on this machine) was fitted on its kernels
+The table (reports/profile-cpu-dot-pool: `explore profile resnet18` on this machine) was fitted on its kernels
 and on a few whole networks (uniform widths: the smallest, x0.75, the largest; profile.json lists
 them). This script draws random variants of the same space (widths on its lattice, 1x1 bottlenecks
 on with probability 0.3, `explorer.measure.sets.variants`: networks no fit used), times each as a
@@ -12,8 +12,8 @@ jitted Flax model in interleaved rounds (`interleaved_latency_s`), and predicts 
 second session, and that second timing is scored against the first like a predictor: the ceiling
 this machine's repeatability puts on any model. One of the networks the table's whole-network terms
 were fitted on is timed with them, and the ratio of its time now to its time then (the machine's
-drift since the fit) is reported, with the table's predictions scaled by it. Writes reports/profile-cpu/validate.md and
-validate.json: Spearman, Kendall and median |predicted / measured - 1| for each, with the machine's load.
+drift since the fit) is reported, with the table's predictions scaled by it. Writes validate.md and
+validate.json into the table's folder: Spearman, Kendall and median |predicted / measured - 1| for each, with the machine's load.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLE = Path("reports") / "profile-cpu"
+TABLE = Path("reports") / "profile-cpu-dot-pool"
 
 
 def main() -> int:

@@ -31,6 +31,13 @@ def single(op: Op, input_shape: tuple[int, ...] = (14, 14, 8)) -> Arch:
     return Arch(name=op.name, input_shape=input_shape, ops=(op,))  # type: ignore[arg-type]
 
 
+def pool_dot_flops(result: Any) -> int:
+    """XLA's FLOPs for the built model's global average pools: each is a dot with a 1/n vector
+    (`explorer.model` says why), a multiply and an add per input element, where the cost rule
+    counts one add per element (the divide folds into it): twice the rule's count."""
+    return 2 * sum(layer.elementwise_flops for layer in result.layers if layer.kind == "gap")
+
+
 def xla_primitive_flops(arch: Arch, primitives: tuple[str, ...] = ("conv_general_dilated", "dot_general")) -> int:
     """XLA's FLOPs for just the conv/dense primitives of the built model.
 

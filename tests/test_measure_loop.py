@@ -28,7 +28,9 @@ from explorer.measure.loop import (
     LoopError,
     LoopSettings,
     Need,
+    best_check,
     compact,
+    lacking_of,
     measure_loop,
     record_search,
 )
@@ -301,16 +303,6 @@ def test_explore_measure_loop_then_verify_confirms_it(
     record = json.loads((run / LOOP_JSON).read_text())
     assert record["converged"] and record["best"]["built_only_from_measured"]
     assert record["kernels_measured"] > 0 and record["seconds"] > 0
-    assert main(["verify", str(run), "--rounds", "5"]) == 0
-    printed = capsys.readouterr().out
-    verification = json.loads((run / "verify.json").read_text())
-    verified = verification["measure_loop"]
-    assert verified["searched"]["built_only_from_measured"] and verified["rounds"] == record["rounds_total"]
-    # searched on table-upper, predicted with its estimates: the table model
-    assert verification["latency_model"] == "table-upper" and verification["predicted_with"] == "table"
-    best = load_arch(run / "best_arch.json")
-    table = analyze(best, platform=get_platform(str(platform_file)), latency_model="table")
-    assert verification["candidates"][0]["predicted_s"] == pytest.approx(table.latency_s, rel=1e-12)
     summary = json.loads((run / "summary.json").read_text())  # compared on the estimates, the uniform width too
     options = ScoringOptions(platform=get_platform(str(platform_file)), latency_model="table")
     space = load_space("tiny")
@@ -325,9 +317,45 @@ def test_explore_measure_loop_then_verify_confirms_it(
             assert matched["latency_s"] == pytest.approx(line, rel=1e-9)
         else:  # the uniform networks have interpolated kernels, which table-upper pads
             assert line > matched["latency_s"]
+    between = matched["between"]
+    compared = {
+        "uniform below": space.uniform(between[0]),
+        "uniform above": space.uniform(between[1]),
+        "base": space.arch,
+    }
+    lacking = lacking_of(list(compared.values()), options, table_rows(platform_file))
+    assert lacking  # the uniform widths fall between the timed ones: verify has kernels to time
+    assert main(["verify", str(run), "--rounds", "5"]) == 0
+    printed = capsys.readouterr().out
+    verification = json.loads((run / "verify.json").read_text())
+    verified = verification["measure_loop"]
+    assert verified["searched"]["built_only_from_measured"] and verified["rounds"] == record["rounds_total"]
+    # verify timed what the networks it compares lacked, before predicting them: all of it, only that
+    assert verified["compared"]["kernels_measured"] == len(lacking)
+    assert verified["compared"]["networks"]["searched"]["timed_before"] == verified["searched"]["kernels"]
+    for label, arch in compared.items():
+        assert best_check(arch, options)["built_only_from_measured"], label
+        predicted = next(c["predicted_s"] for c in verification["candidates"] if c["label"] == label)
+        assert predicted == pytest.approx(analyze(arch, options).latency_s, rel=1e-12), label
+    rows = table_rows(platform_file)
+    assert len({r.key for r in rows}) == len(rows)  # one row per shape: the timed ones replaced interpolations
+    side = json.loads((platform_file.parent / "profile.json").read_text())
+    assert side["sessions"][-1]["what"].startswith("explore verify") and side["sessions"][-1]["kernels_timed"] == len(
+        lacking
+    )
+    # searched on table-upper, predicted with its estimates: the table model
+    assert verification["latency_model"] == "table-upper" and verification["predicted_with"] == "table"
+    best = load_arch(run / "best_arch.json")
+    table = analyze(best, platform=get_platform(str(platform_file)), latency_model="table")
+    assert verification["candidates"][0]["predicted_s"] == pytest.approx(table.latency_s, rel=1e-12)
     assert verification["xla_flags"] == os.environ.get("XLA_FLAGS", "").strip()
     side_path = platform_file.parent / "profile.json"
-    side = json.loads(side_path.read_text())
+    side_path.write_text(json.dumps({**side, "device": "gpu: another one"}))  # re-timed on another machine
+    before = (platform_file.parent / "profile.csv").read_text()
+    assert main(["verify", str(run), "--rounds", "5"]) == 0  # times the networks, adds nothing to the table
+    skipped = json.loads((run / "verify.json").read_text())["measure_loop"]["compared"]["skipped"]
+    assert "device='gpu: another one'" in skipped and (platform_file.parent / "profile.csv").read_text() == before
+    assert "not timed here" in capsys.readouterr().out
     side_path.write_text(json.dumps({**side, "xla_flags": "--xla_cpu_experimental_ynn_fusion_type=x"}))
     assert main(["verify", str(run), "--rounds", "5"]) == 2  # a table of other compiler flags: refused
     err = capsys.readouterr().err.strip().splitlines()

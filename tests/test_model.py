@@ -80,3 +80,29 @@ def test_an_op_name_that_a_bottleneck_would_reuse_is_refused() -> None:
             input_shape=(8, 8, 3),
             ops=(Conv(name="c.bottleneck", out=4), Conv(name="c", out=4, bottleneck=2)),
         )
+
+
+def test_the_global_average_pool_is_the_mean_and_no_fusion_joins_it_to_a_convolution() -> None:
+    """The pool (a dot with a 1/n vector) equals the mean over the spatial axes, and in the compiled
+    ResNet-18 no fusion holds both a convolution and a reduction: XLA:CPU's YNN fusion merged a
+    `mean` there with layer3-4's convolutions into one fusion twice as slow as its parts."""
+    import re
+
+    import numpy as np
+
+    from explorer.model import BUILDERS
+    from explorer.space import load_space
+    from explorer.spec import GlobalAvgPool
+
+    x = jax.random.normal(jax.random.key(0), (2, 7, 5, 3))
+    pooled = BUILDERS[GlobalAvgPool].apply(None, None, [x])  # type: ignore[arg-type]
+    np.testing.assert_allclose(pooled, x.mean(axis=(1, 2)), rtol=1e-6, atol=1e-6)
+
+    arch = load_space("resnet18").uniform(0.25)
+    graph, state = nnx.split(abstract_model(arch))
+    state = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), state)
+    x = jnp.ones((1, *arch.input_shape))
+    text = jax.jit(lambda st, inp: nnx.merge(graph, st)(inp)).lower(state, x).compile().as_text()
+    bodies = re.split(r"\n\n+", text)
+    assert text.count(" convolution(") == 20  # every conv of the network, somewhere
+    assert not [b.splitlines()[0] for b in bodies if "convolution(" in b and re.search(r"\breduce\(", b)]

@@ -23,7 +23,9 @@ nothing and ends the loop. The table stays a table `explore profile` can resume 
 search can read: measured rows supersede the interpolated rows of the same shape (which are
 dropped), and the sidecar gains a session per loop run. What happened (rounds, kernels measured
 per round, seconds) is written to the run folder's `loop.json`; `explore verify` rechecks that
-the searched network's kernels are all measured (`loop_check`).
+the searched network's kernels are all measured (`loop_check`), and first times the kernels the
+networks it compares the searched one with (uniform width, the base) run and the table lacks
+(`measure_compared`), so the predicted gain is a ratio of two predictions built from timed kernels.
 """
 
 from __future__ import annotations
@@ -608,9 +610,63 @@ def best_check(arch: Arch, options: ScoringOptions) -> dict[str, Any]:
     }
 
 
-def loop_check(run: Path, arch: Arch, options: ScoringOptions) -> dict[str, Any] | None:
-    """For `explore verify`: the loop's record in `run` (None without one) and, on the table as it
-    is now, whether the searched network `arch` is built only from measured kernels."""
+def measure_compared(
+    archs: Mapping[str, Arch],
+    options: ScoringOptions,
+    settings: LoopSettings = LoopSettings(),
+    *,
+    stream: TextIO = sys.stderr,
+    timer: Timer = time_kernels,
+) -> dict[str, Any]:
+    """For `explore verify` of a loop's run: time into the table the kernels that the networks it
+    compares (`archs`, by label) run and the table has not timed, so that every prediction of the
+    comparison, not only the searched network's, is built from timed kernels. A uniform-width network
+    at matched FLOPs has widths no grid point holds, and an interpolation between timed widths
+    misses the cliffs between them.
+
+    Returns the record: per network its kernels and how many were timed before; the kernels
+    measured and the seconds. Raises LoopError (one line) for a table this machine may not add to.
+    """
+    from explorer.measure.profile import _now, provenance_now
+
+    table = open_table(options, settings)
+    timed = timed_keys(table_rows(table.path))
+    networks: dict[str, dict[str, int]] = {}
+    lacking: dict[Key, tuple[Arch, Need]] = {}
+    for label, arch in archs.items():
+        needs = kernel_needs(arch, options)
+        keys = list(dict.fromkeys(n.key for n in needs))
+        networks[label] = {"kernels": len(keys), "timed_before": sum(k in timed for k in keys)}
+        for need in needs:
+            if need.key not in timed and need.key not in lacking:
+                lacking[need.key] = (arch, need)
+    print(
+        f"  timing the {len(lacking)} kernels the {len(archs)} compared networks run and the table lacks "
+        f"({table.repeats} timed rounds per kernel)",
+        file=stream,
+        flush=True,
+    )
+    session: dict[str, Any] = {
+        "what": "explore verify: the kernels of the networks compared",
+        **provenance_now(),
+        "started": _now(),
+    }
+    started = time.perf_counter()
+    written: list[TableRow] = []
+    try:
+        measure(list(lacking.values()), table, settings.batch_size, timer=timer, into=written)
+    finally:
+        session.update(kernels_timed=len(written), wall_s=round(time.perf_counter() - started, 1), ended=_now())
+        settle_table(table, session)
+    return {"kernels_measured": len(written), "seconds": session["wall_s"], "networks": networks}
+
+
+def loop_check(
+    run: Path, arch: Arch, options: ScoringOptions, compared: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """For `explore verify`: the loop's record in `run` (None without one), what `measure_compared`
+    timed for the verification (`compared`), and, on the table as it is now, whether the searched
+    network `arch` is built only from measured kernels."""
     path = run / LOOP_JSON
     if not path.is_file():
         return None
@@ -621,6 +677,7 @@ def loop_check(run: Path, arch: Arch, options: ScoringOptions) -> dict[str, Any]
         "seconds": data.get("seconds"),
         "stopped": data.get("stopped"),
         "searched": best_check(arch, options),
+        **({"compared": dict(compared)} if compared is not None else {}),
     }
 
 
@@ -634,6 +691,15 @@ def loop_text(check: Mapping[str, Any]) -> str:
         else f"the searched network has {best['kernels'] - best['kernels_measured']} of {best['kernels']} "
         f"kernels not measured ({', '.join(best['unmeasured_kernels'][:5])})"
     )
+    compared = check.get("compared")
+    if isinstance(compared, Mapping) and "networks" in compared:
+        before = ", ".join(f"{k} {v['timed_before']} of {v['kernels']}" for k, v in compared["networks"].items())
+        tail += (
+            f"; before predicting, verify timed the {compared['kernels_measured']} kernels the compared networks "
+            f"lacked (timed before: {before})"
+        )
+    elif isinstance(compared, Mapping) and "skipped" in compared:
+        tail += f"; the compared networks' kernels were not timed here: {compared['skipped']}"
     return (
         f"{check.get('rounds')} rounds ({check.get('stopped')}), {check.get('kernels_measured')} kernels measured "
         f"in {minutes:.1f} min; {tail}"
@@ -658,6 +724,7 @@ __all__ = [
     "kernel_needs",
     "lacking_of",
     "loop_check",
+    "measure_compared",
     "measure_loop",
     "record_search",
 ]

@@ -11,6 +11,12 @@ over uniform width: predicted, measured (median of the per-round ratios) and its
 interval. The verdict reads the measurement first: faster, slower or indistinguishable from
 uniform width (the interval above 0, below 0, or holding it); then whether the prediction agrees
 (inside the interval, or within 3 points of the measured gain).
+
+A run searched with the measurement loop (`explore --measure-loop`) has a table this machine adds
+to: before predicting, verify times into it the kernels the compared networks run and it lacks
+(`explorer.measure.loop.measure_compared`), so the uniform-width prediction, like the searched
+one, is built from timed kernels rather than interpolated between timed widths. Where the table
+is another machine's, nothing is added, and verify says so.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from explorer.cost.analyze import analyze
 from explorer.cost.latency import estimate_of, reads_table
 from explorer.cost.table import xla_flags_now
 from explorer.files import dumps_json, write_text
-from explorer.measure.loop import loop_check, loop_text
+from explorer.measure.loop import LOOP_JSON, LoopError, loop_check, loop_text, measure_compared
 from explorer.report.document import HTML, MARKDOWN, Block, Heading, Items, Table, Text, html_blocks, to_markdown
 from explorer.units import si
 
@@ -123,6 +129,14 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
     flags = xla_flags_now()
     if table:
         _same_flags_as_the_table(platform, flags)
+    compared: dict[str, Any] | None = None
+    if table and (run / LOOP_JSON).is_file():  # a loop's run: its table may take the rows the comparison needs
+        try:
+            compared = measure_compared(archs, s.options(platform), stream=stream)
+        except LoopError as exc:  # what is wrong; the loop's advice on adding rows anyway is not verify's
+            why = str(exc).split("; ")[0]
+            print(f"  the compared networks' kernels are not timed here: {why}", file=stream, flush=True)
+            compared = {"skipped": why}
     predicted_with = estimate_of(s.latency_model)
     options = dataclasses.replace(s.options(platform), latency_model=predicted_with)
     predicted = {}
@@ -158,7 +172,7 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
     measured, agrees, agreement = judge(predicted_gain, measured_gain, ci)
     error = abs(predicted_gain - measured_gain) * 100
     verdict = verdict_text(predicted_gain, measured_gain, ci, measured, agreement)
-    loop = loop_check(run, searched, s.options(platform)) if table else None
+    loop = loop_check(run, searched, s.options(platform), compared) if table else None
     return Verification(
         run=run.name,
         platform=platform.key,
