@@ -112,13 +112,19 @@ def xla_flags_now() -> str:
     return os.environ.get("XLA_FLAGS", "").strip()
 
 
+def recorded(info: Mapping[str, Any], key: str) -> Any:
+    """A provenance value of a table's sidecar as recorded; a table from before `xla_flags` was
+    recorded ran with none ('')."""
+    return info.get(key, "" if key == "xla_flags" else None)
+
+
 def profiled_flags(platform: Platform) -> str | None:
-    """The `XLA_FLAGS` the platform's table was profiled with ('' for a table from before they were
-    recorded; None where the platform names no table file)."""
+    """The `XLA_FLAGS` the platform's table was profiled with (`recorded`; None where the platform
+    names no table file)."""
     path = table_path(platform)
     if path is None or not path.is_file():
         return None
-    return str(load_table(path).provenance.get("xla_flags", ""))
+    return str(recorded(load_table(path).provenance, "xla_flags"))
 
 
 # ---------------------------------------------------------------- kernel keys

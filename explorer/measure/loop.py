@@ -169,7 +169,8 @@ class TableHandle:
 def open_table(options: ScoringOptions, settings: LoopSettings) -> TableHandle:
     """The platform's table, checked: one the loop may add rows to here (this device and jax/jaxlib
     unless `accept_foreign`; the search's dtype and batch)."""
-    from explorer.measure.profile import FOREIGN_KEYS, provenance_now, recorded
+    from explorer.cost.table import recorded
+    from explorer.measure.profile import FOREIGN_KEYS, provenance_now
 
     plat = options.plat
     path = table_path(plat)

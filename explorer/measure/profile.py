@@ -64,6 +64,7 @@ from explorer.cost.table import (
     TableRow,
     kernel_keys,
     parse_rows,
+    recorded,
     sidecar_path,
     table_text,
     xla_flags_now,
@@ -565,11 +566,6 @@ def provenance_now() -> dict[str, Any]:
 
 
 FOREIGN_KEYS = ("device", "backend", "jax", "jaxlib", "xla_flags")
-
-
-def recorded(info: Mapping[str, Any], key: str) -> Any:
-    """A provenance value as recorded; a table from before `xla_flags` was recorded ran with none."""
-    return info.get(key, "" if key == "xla_flags" else None)
 
 
 SETTING_KEYS = ("dtype", "batch", "runtime", "space")
