@@ -3,7 +3,7 @@ and speed (candidates scored per second).
 
     python scripts/bench_table_scorer.py            # writes reports/bench_table_scorer.md and .json
 
-Uses the table `explore profile` wrote for this machine (reports/profile-cpu/platform.toml) on the
+Uses the table `explore profile` wrote for this machine (reports/profile-cpu-dot-pool/platform.toml) on the
 ResNet-18 space with its bottleneck slots: 400 random candidates are scored in bulk and by
 `analyze` one by one (equal to 1e-12), then 20,000 candidates are scored 5 times by each model
 (interleaved, median). The issue's bar: the table model at no less than half the kernel model's
@@ -22,7 +22,7 @@ from explorer.search.batch import BatchScorer
 from explorer.space import load_space
 
 ROOT = Path(__file__).resolve().parents[1]
-PLATFORM = ROOT / "reports" / "profile-cpu" / "platform.toml"
+PLATFORM = ROOT / "reports" / "profile-cpu-dot-pool" / "platform.toml"
 OUT = ROOT / "reports" / "bench_table_scorer"
 N_EQUAL, N_SPEED, REPEATS = 400, 20_000, 5
 
@@ -74,7 +74,7 @@ def main() -> int:
         "# The batch scorer under the measured table model",
         "",
         "Written by `python scripts/bench_table_scorer.py` (ResNet-18 space with its bottleneck slots, the table",
-        "`explore profile` wrote for this machine: reports/profile-cpu/).",
+        "`explore profile` wrote for this machine: reports/profile-cpu-dot-pool/).",
         "",
         "| check | result |",
         "|---|---|",
