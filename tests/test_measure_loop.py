@@ -30,6 +30,7 @@ from explorer.measure.loop import (
     Need,
     best_check,
     compact,
+    kernel_needs,
     lacking_of,
     measure_loop,
     record_search,
@@ -350,6 +351,13 @@ def test_explore_measure_loop_then_verify_confirms_it(
     assert verification["candidates"][0]["predicted_s"] == pytest.approx(table.latency_s, rel=1e-12)
     assert verification["xla_flags"] == os.environ.get("XLA_FLAGS", "").strip()
     side_path = platform_file.parent / "profile.json"
+    table_before = [(platform_file.parent / name).read_text() for name in ("profile.csv", "profile.json")]
+    assert main(["verify", str(run), "--rounds", "5"]) == 0  # again: nothing lacks, the table is left as it is
+    assert [(platform_file.parent / name).read_text() for name in ("profile.csv", "profile.json")] == table_before
+    again = json.loads((run / "verify.json").read_text())["measure_loop"]["compared"]
+    below = {n.key for n in kernel_needs(compared["uniform below"], options)}
+    assert again["kernels_measured"] == 0 and again["networks"]["uniform below"]["timed_before"] == len(below)
+    capsys.readouterr()
     side_path.write_text(json.dumps({**side, "device": "gpu: another one"}))  # re-timed on another machine
     before = (platform_file.parent / "profile.csv").read_text()
     assert main(["verify", str(run), "--rounds", "5"]) == 0  # times the networks, adds nothing to the table
