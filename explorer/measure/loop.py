@@ -148,6 +148,17 @@ def kernel_needs(arch: Arch, options: ScoringOptions) -> list[Need]:
     ]
 
 
+def untimed(needs: Sequence[tuple[Arch, Sequence[Need]]], timed: set[Key]) -> dict[Key, tuple[Arch, Need]]:
+    """The kernels of (network, its kernels) pairs that `timed` lacks, once per key, each with the
+    first network that runs it (what `measure` builds it in), in order."""
+    lacking: dict[Key, tuple[Arch, Need]] = {}
+    for arch, arch_needs in needs:
+        for need in arch_needs:
+            if need.key not in timed and need.key not in lacking:
+                lacking[need.key] = (arch, need)
+    return lacking
+
+
 def timed_keys(rows: Sequence[TableRow]) -> set[Key]:
     """The keys of the rows timed on the device (`TIMED_SOURCES`)."""
     return {r.key for r in rows if r.source in TIMED_SOURCES}
@@ -460,11 +471,7 @@ def measure_loop(
             top = [lattice.arch(row, f"candidate{k}") for k, row in enumerate(found.rows[: settings.top])]
             needs = [kernel_needs(arch, options) for arch in top]
             best_keys = {n.key for n in needs[0]}
-            lacking: dict[Key, tuple[Arch, Need]] = {}
-            for arch, arch_needs in zip(top, needs, strict=True):
-                for need in arch_needs:
-                    if need.key not in timed and need.key not in lacking:
-                        lacking[need.key] = (arch, need)
+            lacking = untimed(list(zip(top, needs, strict=True)), timed)
             predicted_s = analyze(top[0], options).latency_s
             n_best_timed = len(best_keys & timed)
             done = n_best_timed == len(best_keys)
@@ -632,15 +639,12 @@ def measure_compared(
 
     table = open_table(options, settings)
     timed = timed_keys(table_rows(table.path))
+    needs = {label: kernel_needs(arch, options) for label, arch in archs.items()}
     networks: dict[str, dict[str, int]] = {}
-    lacking: dict[Key, tuple[Arch, Need]] = {}
-    for label, arch in archs.items():
-        needs = kernel_needs(arch, options)
-        keys = list(dict.fromkeys(n.key for n in needs))
-        networks[label] = {"kernels": len(keys), "timed_before": sum(k in timed for k in keys)}
-        for need in needs:
-            if need.key not in timed and need.key not in lacking:
-                lacking[need.key] = (arch, need)
+    for label, arch_needs in needs.items():
+        keys = {n.key for n in arch_needs}
+        networks[label] = {"kernels": len(keys), "timed_before": len(keys & timed)}
+    lacking = untimed([(archs[label], arch_needs) for label, arch_needs in needs.items()], timed)
     if not lacking:  # the table is left as it is: no rows, no session
         return {"kernels_measured": 0, "seconds": 0.0, "networks": networks}
     print(
@@ -711,8 +715,7 @@ def loop_text(check: Mapping[str, Any]) -> str:
 
 def lacking_of(archs: Sequence[Arch], options: ScoringOptions, rows: Sequence[TableRow]) -> set[Key]:
     """The distinct keys of the kernels `archs` run that `rows` have not timed."""
-    timed = timed_keys(rows)
-    return {n.key for arch in archs for n in kernel_needs(arch, options) if n.key not in timed}
+    return set(untimed([(arch, kernel_needs(arch, options)) for arch in archs], timed_keys(rows)))
 
 
 __all__ = [
