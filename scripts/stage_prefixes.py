@@ -32,8 +32,8 @@ def main() -> int:
     from explorer.cost import analyze, get_platform
     from explorer.files import write_text
     from explorer.measure.timing import device_name, interleaved_latency_s
+    from explorer.measure.verify import compared_networks
     from explorer.search import load_run
-    from explorer.space import load_space
     from explorer.spec import Arch
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -49,14 +49,12 @@ def main() -> int:
     platform = get_platform(str(table))
     networks: dict[str, Arch] = {}
     for run in runs:
-        folder = load_run(run)
-        record, summary = folder.record(), folder.summary()
-        space = load_space(record.space, keep=record.keep, align=record.align, bottlenecks=record.bottlenecks)
-        low, high = summary["matched_uniform"]["between"]
-        networks[f"{run.name} searched"] = folder.best_arch()
-        networks[f"{run.name} uniform x{low:.4g}"] = space.uniform(low)
-        networks[f"{run.name} uniform x{high:.4g}"] = space.uniform(high)
-        networks["base"] = space.arch
+        compared = compared_networks(run)
+        low, high = load_run(run).summary()["matched_uniform"]["between"]
+        networks[f"{run.name} searched"] = compared["searched"]
+        networks[f"{run.name} uniform x{low:.4g}"] = compared["uniform below"]
+        networks[f"{run.name} uniform x{high:.4g}"] = compared["uniform above"]
+        networks["base"] = compared["base"]
     stages = sorted({op.name.split(".")[0] for a in networks.values() for op in a.ops if op.name.startswith("layer")})
     cuts: list[tuple[str, str, Arch]] = []
     for label, arch in networks.items():

@@ -215,3 +215,27 @@ def _check_the_fit_is_optimal(fit: dict) -> None:
         )
         + 1e-12
     )
+
+
+def test_fit_terms_recovers_a_term_it_generated_and_without_terms_is_fit_scales() -> None:
+    """Whole-network times made from known terms (0.8 ms per pass, every class at its table time, 40 us
+    per unit of an extra term) are fitted back exactly; with no extra term the fit is `fit_scales`'s."""
+    from explorer.measure.profile import NetworkParts, fit_scales, fit_terms
+
+    rng = np.random.default_rng(3)
+    parts, counts, measured = [], [], []
+    for _ in range(16):
+        by_class = {"conv": float(rng.uniform(5e-3, 2e-2)), "elementwise": float(rng.uniform(5e-4, 2e-3))}
+        n = float(rng.integers(0, 12))
+        parts.append(NetworkParts(by_class, 0.0, 40, 0))
+        counts.append(n)
+        measured.append(8e-4 + by_class["conv"] + by_class["elementwise"] + 4e-5 * n)
+    per_pass, scales, terms = fit_terms(parts, measured, {"count": counts})
+    predicted = [
+        per_pass + sum(scales[c] * t for c, t in p.by_class.items()) + terms["count"] * n
+        for p, n in zip(parts, counts, strict=True)
+    ]
+    assert np.allclose(predicted, measured, rtol=1e-6)
+    assert (per_pass, terms["count"]) == pytest.approx((8e-4, 4e-5), rel=1e-4)
+    assert scales == pytest.approx({"conv": 1.0, "elementwise": 1.0}, rel=1e-4)
+    assert fit_scales(parts, measured) == fit_terms(parts, measured, {})[:2]

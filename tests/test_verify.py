@@ -105,3 +105,28 @@ def test_the_verdict_reads_the_measurement_first(
     assert text.startswith(f"the searched network is measured {what}")
     assert f"{100 * measured:+.1f}%, 95% interval {100 * ci95[0]:+.1f}% to {100 * ci95[1]:+.1f}%" in text
     assert ("agrees" if agrees else "disagrees") in text.split(";")[1] and why in text
+
+
+def test_the_stage_swaps_of_recorded_runs_are_valid_networks_made_of_their_parents_stages() -> None:
+    """scripts/stage_swaps.py's units partition a network's ops, and every network taking each unit
+    from one of two recorded searched networks is a valid network (its shapes resolve), the all-A
+    and all-B ones being the two parents (the head from A)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("stage_swaps", ROOT / "scripts" / "stage_swaps.py")
+    assert spec is not None and spec.loader is not None
+    swaps = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(swaps)
+    runs = ROOT / "reports" / "verify-table-upper-cpu-dot-pool"
+    networks = swaps.networks_of([runs / "1GFLOPs", runs / "2.5GFLOPs"])
+    a, b = networks["2.5GFLOPs searched"], networks["1GFLOPs uniform below"]
+    ua, ub = swaps.units_of(a), swaps.units_of(b)
+    assert [op for _, ops in ua for op in ops] == list(a.ops)
+    assert [n for n, _ in ua] == ["stem+layer1", "layer2", "layer3", "layer4", "head"]
+    for code in ("AAAA", "BBBB", "ABBA", "BAAB"):
+        hybrid = swaps.swapped(a, ua, ub, code, "test")
+        assert hybrid.nodes[-1].output_shape == a.nodes[-1].output_shape  # every shape resolves
+        if code == "AAAA":
+            assert hybrid.ops == a.ops
+        if code == "BBBB":
+            assert hybrid.ops[:-2] == b.ops[:-2]  # all but the pool and the head, which are A's

@@ -968,25 +968,67 @@ def fit_scales(parts: Sequence[NetworkParts], measured_s: Sequence[float]) -> tu
     """(per_pass_s, scale per class) minimising each network's squared relative error of
     per_pass_s + sum_c scale_c x (its class-c kernels' table time) + its fallback time, plus
     `SCALE_PRIOR` x (scale_c - 1)^2; per_pass_s >= 0, scales within `SCALE_BOUNDS`."""
+    per_pass, scales, _ = fit_terms(parts, measured_s, {})
+    return per_pass, scales
+
+
+def fit_terms(
+    parts: Sequence[NetworkParts], measured_s: Sequence[float], terms: Mapping[str, Sequence[float]]
+) -> tuple[float, dict[str, float], dict[str, float]]:
+    """`fit_scales` with more additive terms: (per_pass_s, scale per class, coefficient per term),
+    where each of `terms` gives every network a value (e.g. a count of kernels of some kind) whose
+    coefficient (>= 0, seconds per unit) is fitted with the rest."""
     from scipy.optimize import lsq_linear
 
     classes = sorted({c for p in parts for c in p.by_class})
+    names = list(terms)
     m = np.asarray(measured_s, dtype=float)
-    a = np.array([[1.0, *(p.by_class.get(c, 0.0) for c in classes)] for p in parts]) / m[:, None]
+    a = (
+        np.array(
+            [
+                [1.0, *(p.by_class.get(c, 0.0) for c in classes), *(terms[t][i] for t in names)]
+                for i, p in enumerate(parts)
+            ]
+        )
+        / m[:, None]
+    )
     b = 1.0 - np.array([p.fallback_s for p in parts]) / m
-    prior = np.sqrt(SCALE_PRIOR) * np.eye(len(classes) + 1)[1:]
+    prior = np.sqrt(SCALE_PRIOR) * np.eye(1 + len(classes) + len(names))[1 : 1 + len(classes)]
     low, high = SCALE_BOUNDS
     fit = lsq_linear(
         np.vstack([a, prior]),
         np.concatenate([b, np.full(len(classes), np.sqrt(SCALE_PRIOR))]),
-        bounds=([0.0, *[low] * len(classes)], [np.inf, *[high] * len(classes)]),
+        bounds=(
+            [0.0, *[low] * len(classes), *[0.0] * len(names)],
+            [np.inf, *[high] * len(classes), *[np.inf] * len(names)],
+        ),
     )
-    return float(fit.x[0]), dict(zip(classes, (float(v) for v in fit.x[1:]), strict=True))
+    x = [float(v) for v in fit.x]
+    return (
+        x[0],
+        dict(zip(classes, x[1 : 1 + len(classes)], strict=True)),
+        dict(zip(names, x[1 + len(classes) :], strict=True)),
+    )
 
 
 def predict_whole(parts: NetworkParts, per_pass_s: float, scales: Mapping[str, float]) -> float:
     """A network's latency from its parts under the fitted terms (what the table model computes)."""
     return per_pass_s + sum(scales.get(c, 1.0) * t for c, t in parts.by_class.items()) + parts.fallback_s
+
+
+def fit_networks(space: Space, count: int, seed: int) -> list[Arch]:
+    """The `count` whole networks the in-network terms are fitted on: the space's smallest (and, with
+    bottleneck slots, its smallest with them), largest and x0.75 networks, then random lattice points
+    (every width drawn from its choices, each slot filled with probability 1/2; seeded by `seed`)."""
+    rng = np.random.default_rng(seed + 1)
+    archs = [space.smallest(False), space.largest(), space.uniform(0.75)]
+    if space.bottlenecks:
+        archs.append(space.smallest(True))
+    while len(archs) < count:
+        widths = {g.key: int(rng.choice(np.array(g.choices()))) for g in space.groups}
+        slots = {s.op: int(rng.choice(np.array(s.choices()))) for s in space.bottlenecks if rng.random() < 0.5}
+        archs.append(space.apply(widths, slots, name=f"random{len(archs)}"))
+    return archs[:count]
 
 
 def fit_per_pass(space: Space, platform_file: Path, settings: ProfileSettings, stream: TextIO) -> dict[str, Any]:
@@ -995,15 +1037,7 @@ def fit_per_pass(space: Space, platform_file: Path, settings: ProfileSettings, s
     (`fit_scales`). Each network's error after the fit, and with it left out of the fit, is kept."""
     from explorer.measure.timing import interleaved_latency_s
 
-    rng = np.random.default_rng(settings.seed + 1)
-    archs = [space.smallest(False), space.largest(), space.uniform(0.75)]
-    if space.bottlenecks:
-        archs.append(space.smallest(True))
-    while len(archs) < settings.networks:
-        widths = {g.key: int(rng.choice(np.array(g.choices()))) for g in space.groups}
-        slots = {s.op: int(rng.choice(np.array(s.choices()))) for s in space.bottlenecks if rng.random() < 0.5}
-        archs.append(space.apply(widths, slots, name=f"random{len(archs)}"))
-    archs = archs[: settings.networks]
+    archs = fit_networks(space, settings.networks, settings.seed)
     print(f"  fitting the whole-network terms: {len(archs)} whole networks, {settings.network_repeats} interleaved rounds", file=stream, flush=True)  # fmt: skip
     timed = interleaved_latency_s(archs, settings.batch, settings.network_repeats, settings.dtype)
     options = resolve_options(

@@ -35,6 +35,7 @@ from explorer.cost.table import xla_flags_now
 from explorer.files import dumps_json, write_text
 from explorer.measure.loop import LOOP_JSON, LoopError, loop_check, loop_text, measure_compared
 from explorer.report.document import HTML, MARKDOWN, Block, Heading, Items, Table, Text, html_blocks, to_markdown
+from explorer.spec import Arch
 from explorer.units import si
 
 
@@ -103,15 +104,14 @@ def _bootstrap_median(values: np.ndarray, n: int = 2000, seed: int = 0) -> tuple
     return float(low), float(high)
 
 
-def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verification:
-    """Time the searched, matched-uniform and base networks of `run` here and compare with the predictions."""
-    from explorer.measure.timing import device_name, interleaved_latency_s
+def compared_networks(run: Path) -> dict[str, Arch]:
+    """The networks `explore verify` compares for run folder `run`: 'searched', 'uniform below' and
+    'uniform above' (the uniform widths whose FLOPs bracket the searched network's) and 'base'."""
     from explorer.search import load_run
-    from explorer.search.baselines import at_flops
     from explorer.space import load_space
 
     folder = load_run(run)
-    summary, platform, searched, s = folder.summary(), folder.platform(), folder.best_arch(), folder.record()
+    summary, s = folder.summary(), folder.record()
     if not summary.get("matched_uniform"):
         raise VerifyError(
             f"run_dir={str(run)!r}: the searched network's FLOPs lie outside the uniform-width curve, "
@@ -119,12 +119,23 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
         )
     space = load_space(s.space, keep=s.keep, align=s.align, bottlenecks=s.bottlenecks)
     low, high = summary["matched_uniform"]["between"]
-    archs = {
-        "searched": searched,
+    return {
+        "searched": folder.best_arch(),
         "uniform below": space.uniform(low),
         "uniform above": space.uniform(high),
         "base": space.arch,
     }
+
+
+def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verification:
+    """Time the searched, matched-uniform and base networks of `run` here and compare with the predictions."""
+    from explorer.measure.timing import device_name, interleaved_latency_s
+    from explorer.search import load_run
+    from explorer.search.baselines import at_flops
+
+    folder = load_run(run)
+    platform, s = folder.platform(), folder.record()
+    archs = compared_networks(run)
     table = reads_table(s.latency_model)
     flags = xla_flags_now()
     if table:
@@ -172,7 +183,7 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
     measured, agrees, agreement = judge(predicted_gain, measured_gain, ci)
     error = abs(predicted_gain - measured_gain) * 100
     verdict = verdict_text(predicted_gain, measured_gain, ci, measured, agreement)
-    loop = loop_check(run, searched, s.options(platform), compared) if table else None
+    loop = loop_check(run, archs["searched"], s.options(platform), compared) if table else None
     return Verification(
         run=run.name,
         platform=platform.key,
