@@ -39,9 +39,9 @@ def main() -> int:
     from explorer.cost.table import profiled_flags as profiled_flags_of
     from explorer.cost.table import xla_flags_now
     from explorer.files import write_text
+    from explorer.measure.agreement import agreement
     from explorer.measure.sets import variants
     from explorer.measure.timing import device_name, interleaved_latency_s
-    from explorer.measure.validate import rank_stats
     from explorer.space import load_space
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -87,10 +87,10 @@ def main() -> int:
                 row["flops"] = result.total_flops
         rows.append(row)
     measured = [r["measured_s"] for r in rows]
-    stats = {m: rank_stats([r[f"{m}_s"] for r in rows], measured) for m in ("table", "kernel", "roofline")}
-    flops = rank_stats([r["flops"] for r in rows], measured)
-    retest = rank_stats([r["measured_again_s"] for r in rows], measured)
-    drifted = rank_stats([r["table_s"] * drift for r in rows], measured)
+    stats = {m: agreement([r[f"{m}_s"] for r in rows], measured) for m in ("table", "kernel", "roofline")}
+    flops = agreement([r["flops"] for r in rows], measured)
+    retest = agreement([r["measured_again_s"] for r in rows], measured)
+    drifted = agreement([r["table_s"] * drift for r in rows], measured)
     info = {
         "device": device_name(),
         "jax": jax.__version__,

@@ -11,6 +11,7 @@ import pytest
 from explorer.cost.analyze import analyze
 from explorer.cost.platforms import get_platform
 from explorer.measure import fewshot as F
+from explorer.measure.agreement import agreement
 from explorer.spec import nb201 as nb
 
 RNG = np.random.default_rng(7)
@@ -56,8 +57,8 @@ def test_the_fit_finds_a_device_from_ten_of_its_networks(batch: int) -> None:
     shots = F.select_networks(bank, 10)
     fit = F.fit_few_shot(bank.subset(shots), made[shots], prior)
     held = np.setdiff1d(np.arange(len(SOME)), shots)
-    got = F.accuracy(F.predict_s(bank, fit.device)[held], made[held])
-    before = F.accuracy(F.predict_s(bank, prior)[held], made[held])
+    got = agreement(F.predict_s(bank, fit.device)[held], made[held])
+    before = agreement(F.predict_s(bank, prior)[held], made[held])
     assert got.median_abs_error < 0.03 and got.spearman > 0.99
     assert before.median_abs_error > 0.1 > 3 * got.median_abs_error  # the prior alone is far off: the fit did the work
 

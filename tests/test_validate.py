@@ -15,22 +15,25 @@ from explorer.cost.analyze import analyze
 from explorer.cost.platforms import get_platform
 from explorer.cost.rules import layer_class
 from explorer.cost.timers import efficiency_table
+from explorer.measure.agreement import agreement
 from explorer.measure.calibrate import class_times_s, nearest_catalog_entry
-from explorer.measure.validate import Row, kind_factors, rank_stats
+from explorer.measure.validate import Row, kind_factors
 from explorer.spec import Act, Arch, BatchNorm, Conv, Dense, GlobalAvgPool, MaxPool, load_arch
 
 
 def test_rank_statistics_against_hand_values() -> None:
-    same = rank_stats([1, 2, 3, 4], [10, 20, 30, 40])
+    same = agreement([1, 2, 3, 4], [10, 20, 30, 40])
     assert same.spearman == pytest.approx(1) and same.kendall == pytest.approx(1)
     assert same.median_ratio == pytest.approx(0.1) and same.median_abs_error == pytest.approx(0.9)
-    reverse = rank_stats([4, 3, 2, 1], [10, 20, 30, 40])
+    reverse = agreement([4, 3, 2, 1], [10, 20, 30, 40])
     assert reverse.spearman == pytest.approx(-1) and reverse.kendall == pytest.approx(-1)
     # one swapped pair of 4: d^2 sum = 2 -> Spearman 1 - 6*2/(4*15) = 0.8; Kendall (5 - 1)/6 = 2/3
-    swap = rank_stats([1, 3, 2, 4], [1, 2, 3, 4])
+    swap = agreement([1, 3, 2, 4], [1, 2, 3, 4])
     assert swap.spearman == pytest.approx(0.8) and swap.kendall == pytest.approx(2 / 3)
-    exact = rank_stats([2.0, 4.0, 6.0], [1.0, 4.0, 8.0])  # ratios 2, 1, 0.75
+    exact = agreement([2.0, 4.0, 6.0], [1.0, 4.0, 8.0])  # ratios 2, 1, 0.75
     assert exact.median_ratio == 1.0 and exact.median_abs_error == pytest.approx(0.25)
+    assert exact.median_abs_log_ratio == pytest.approx(-math.log(0.75))  # |log| of 2, 1, 0.75: its middle one
+    assert (exact.within_10, exact.within_25, exact.faster_than_predicted) == pytest.approx((1 / 3, 2 / 3, 1 / 3))
 
 
 def test_kind_factors_recover_a_known_mix() -> None:

@@ -211,7 +211,8 @@ def fit_kernel_to(
     """Fit the kernel constants of `platform` (processors, runtime) to measured training `rows`."""
     import dataclasses
 
-    from explorer.measure.fit import START, Stack, fit_params, make_sample, score
+    from explorer.measure.agreement import agreement
+    from explorer.measure.fit import START, Stack, fit_params, make_sample
 
     archs = {label: arch for label, _, arch in training.archs()}
     samples = [
@@ -228,7 +229,7 @@ def fit_kernel_to(
     ]
     start = dataclasses.replace(START, winograd_gain=0.0)
     params = fit_params(samples, start=start, fixed=("winograd_gain",))
-    fitted = score(Stack(samples).predict(params), [s.measured_s for s in samples])
+    fitted = agreement(Stack(samples).predict(params), [s.measured_s for s in samples])
     return params, f"training set: Spearman {fitted.spearman:.3f}, median |log ratio| {fitted.median_abs_log_ratio:.3f}"
 
 

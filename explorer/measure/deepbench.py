@@ -26,7 +26,8 @@ import numpy as np
 
 from explorer.cost.kernel_params import KernelParams
 from explorer.cost.platforms import Platform, get_platform
-from explorer.measure.fit import START, Sample, Score, Stack, fit_params, make_sample, score
+from explorer.measure.agreement import Agreement, agreement
+from explorer.measure.fit import START, Sample, Stack, fit_params, make_sample
 from explorer.spec import Arch, Conv, Dense
 
 DATA = Path(__file__).resolve().parent / "data" / "deepbench"
@@ -128,9 +129,9 @@ class Holdout:
 
     gpu: str
     params: KernelParams
-    scores: dict[str, Score]
+    scores: dict[str, Agreement]
     """Per table ('GPU dtype kind') of this GPU."""
-    roofline: dict[str, Score]
+    roofline: dict[str, Agreement]
     predictions: dict[str, list[float]]
 
 
@@ -152,8 +153,8 @@ def leave_one_gpu_out(
         for key, samples in test.items():
             predicted = Stack(samples).predict(params)
             measured = [s.measured_s for s in samples]
-            scores[key] = score(predicted, measured)
-            roof[key] = score([s.roofline_s for s in samples], measured)
+            scores[key] = agreement(predicted, measured)
+            roof[key] = agreement([s.roofline_s for s in samples], measured)
             predictions[key] = [float(x) for x in predicted]
         out.append(Holdout(gpu, params, scores, roof, predictions))
         if progress:
@@ -181,11 +182,11 @@ def params_toml(params: KernelParams, key: str) -> str:
     return "\n".join([f"[{key}]", *params.toml_lines()]) + "\n"
 
 
-def within(score_: Score) -> str:
+def within(score_: Agreement) -> str:
     return f"{100 * score_.within_10:.0f}% / {100 * score_.within_25:.0f}%"
 
 
-def targets_met(s: Score) -> bool:
+def targets_met(s: Agreement) -> bool:
     return s.spearman >= 0.97 and s.median_abs_log_ratio <= 0.20
 
 

@@ -41,6 +41,7 @@ from explorer.cost.kernel_params import KernelParams, default_params
 from explorer.cost.kernels import DEFAULT_TILES, KernelFeatures, kernel_features, time_kernels
 from explorer.cost.platforms import Platform
 from explorer.cost.timers import layer_quantities
+from explorer.measure.agreement import Agreement, agreement
 from explorer.spec import Arch
 from explorer.spec import nb201 as nb
 
@@ -266,35 +267,6 @@ def nb201_bank(
     )
 
 
-# ---------------------------------------------------------------- accuracy
-
-
-@dataclass(frozen=True, slots=True)
-class Accuracy:
-    """How predicted latencies match measured ones on a set of networks."""
-
-    n: int
-    spearman: float
-    median_abs_error: float
-    """median |predicted / measured - 1|."""
-    median_abs_log_ratio: float
-
-    def to_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
-
-
-def accuracy(predicted: Sequence[float] | np.ndarray, measured: Sequence[float] | np.ndarray) -> Accuracy:
-    from scipy import stats
-
-    p, m = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
-    return Accuracy(
-        n=len(p),
-        spearman=float(stats.spearmanr(p, m).statistic),
-        median_abs_error=float(np.median(np.abs(p / m - 1))),
-        median_abs_log_ratio=float(np.median(np.abs(np.log(p / m)))),
-    )
-
-
 # ---------------------------------------------------------------- the device and its prior
 
 
@@ -357,7 +329,7 @@ class FewShotFit:
     bandwidth_scale: float
     free: tuple[str, ...]
     n: int
-    train: Accuracy
+    train: Agreement
     """The fit on its own networks (not a validation: see `leave_one_out`)."""
 
 
@@ -429,11 +401,11 @@ def fit_few_shot(bank: KernelBank, measured_s: Sequence[float] | np.ndarray, pri
 
     result = least_squares(residuals, start, loss="soft_l1", f_scale=2.0, max_nfev=300)
     device, peak_scale, bandwidth_scale = _device(prior, free, result.x)
-    fitted = accuracy(predict_s(bank, device), measured)
+    fitted = agreement(predict_s(bank, device), measured)
     return FewShotFit(device, prior, bank.runtime, peak_scale, bandwidth_scale, tuple(free), len(measured), fitted)
 
 
-def leave_one_out(bank: KernelBank, measured_s: Sequence[float] | np.ndarray, prior: Device) -> Accuracy:
+def leave_one_out(bank: KernelBank, measured_s: Sequence[float] | np.ndarray, prior: Device) -> Agreement:
     """Each network predicted by a fit on the others (`MIN_NETWORKS` or more networks)."""
     measured = np.asarray(measured_s, dtype=float)
     predicted = np.zeros(len(measured))
@@ -442,7 +414,7 @@ def leave_one_out(bank: KernelBank, measured_s: Sequence[float] | np.ndarray, pr
         rest = everyone[everyone != i]
         fit = fit_few_shot(bank.subset(rest), measured[rest], prior)
         predicted[i] = predict_s(bank.subset([i]), fit.device)[0]
-    return accuracy(predicted, measured)
+    return agreement(predicted, measured)
 
 
 # ---------------------------------------------------------------- which networks to measure
@@ -504,7 +476,7 @@ def read_measured(text: str, where: str) -> list[tuple[str, float]]:
     return rows
 
 
-def platform_text(fit: FewShotFit, prior: Platform, key: str, dtype: str, source: str, loo: Accuracy | None) -> str:
+def platform_text(fit: FewShotFit, prior: Platform, key: str, dtype: str, source: str, loo: Agreement | None) -> str:
     """The fitted device as a platform file (the catalog's schema; `--platform FILE` reads it)."""
     import json
 
@@ -587,7 +559,7 @@ class Calibrated:
     """What `calibrate_measured` returns: the fit on every row, its leave-one-out score, the file text."""
 
     fit: FewShotFit
-    loo: Accuracy
+    loo: Agreement
     text: str
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from explorer.cost.platforms import get_platform
 from explorer.measure import fewshot as F
+from explorer.measure.agreement import Agreement, agreement
 from explorer.spec import nb201 as nb
 
 SHOTS: Final[int] = 10
@@ -67,9 +68,9 @@ GOALS: Final[dict[str, float]] = {"gpu": 0.99, "cpu": 0.98}
 class Split:
     """Spearman and median |error| of the model and both baselines on one split's held-out networks."""
 
-    model: F.Accuracy
-    flops: F.Accuracy
-    layers: F.Accuracy
+    model: Agreement
+    flops: Agreement
+    layers: Agreement
 
     def to_dict(self) -> dict[str, dict[str, float]]:
         return {name: getattr(self, name).to_dict() for name in ("model", "flops", "layers")}
@@ -78,12 +79,12 @@ class Split:
 @dataclass(frozen=True, slots=True)
 class ColumnResult:
     column: str
-    zero_shot: F.Accuracy | None
+    zero_shot: Agreement | None
     random: tuple[Split, ...]
     selected: Split
     selected_fit: dict[str, float]
     """The selected fit's constants (effective peak and bandwidth, the free kernel constants)."""
-    ceiling: F.Accuracy
+    ceiling: Agreement
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -113,19 +114,19 @@ def score_split(
     predicted = F.predict_s(bank, fit.device)
     flops, layers = bank.flops, bank.layers
     split = Split(
-        model=F.accuracy(predicted[held], measured[held]),
+        model=agreement(predicted[held], measured[held]),
         flops=_baseline(flops, measured, shots, held),
         layers=_baseline(layers, measured, shots, held),
     )
     return split, fit
 
 
-def _baseline(feature: np.ndarray, measured: np.ndarray, shots: np.ndarray, held: np.ndarray) -> F.Accuracy:
-    """The feature's own Spearman; the error of its line fitted on the shots."""
+def _baseline(feature: np.ndarray, measured: np.ndarray, shots: np.ndarray, held: np.ndarray) -> Agreement:
+    """The feature's own rank correlations; the errors of its line fitted on the shots."""
     line = _line(feature, measured, shots)
-    sized = F.accuracy(line[held], measured[held])
-    ranked = F.accuracy(feature[held] + 1e-300, measured[held])
-    return dataclasses.replace(sized, spearman=ranked.spearman)
+    sized = agreement(line[held], measured[held])
+    ranked = agreement(feature[held] + 1e-300, measured[held])
+    return dataclasses.replace(sized, spearman=ranked.spearman, kendall=ranked.kendall)
 
 
 def op_counts(archs: Sequence[str]) -> np.ndarray:
@@ -134,11 +135,11 @@ def op_counts(archs: Sequence[str]) -> np.ndarray:
     return np.stack([(codes == i).sum(axis=1) for i in range(len(nb.OPS))], axis=1).astype(float)
 
 
-def ceiling(counts: np.ndarray, measured: np.ndarray) -> F.Accuracy:
+def ceiling(counts: np.ndarray, measured: np.ndarray) -> Agreement:
     """The best per-op-additive fit: latency = a + sum over ops of b_op x count, on all networks."""
     a = np.column_stack([np.ones(len(counts)), counts[:, 1:]])  # the counts sum to 6: one op is the reference
     coef, *_ = np.linalg.lstsq(a, measured, rcond=None)
-    return F.accuracy(np.maximum(a @ coef, 1e-9), measured)
+    return agreement(np.maximum(a @ coef, 1e-9), measured)
 
 
 def validate_column(
@@ -155,7 +156,7 @@ def validate_column(
     measured = table.columns[column]
     platform = get_platform(spec.prior)
     prior = F.prior_device(platform, "eager")
-    zero = F.accuracy(F.predict_s(bank, prior), measured) if spec.kind == "gpu" else None
+    zero = agreement(F.predict_s(bank, prior), measured) if spec.kind == "gpu" else None
     rng = np.random.default_rng([seed, list(COLUMNS).index(column)])
     random = tuple(
         score_split(bank, measured, rng.choice(len(measured), SHOTS, replace=False), prior)[0] for _ in range(draws)

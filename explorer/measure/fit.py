@@ -189,39 +189,6 @@ def fit_params(
     return dataclasses.replace(_decode(result.x, start, free), source=source)
 
 
-@dataclass(frozen=True, slots=True)
-class Score:
-    """How predictions match measurements on one set."""
-
-    n: int
-    spearman: float
-    median_abs_log_ratio: float
-    median_ratio: float
-    within_10: float
-    within_25: float
-    faster_than_predicted: float
-    """Share of samples measured faster than predicted."""
-
-    def to_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
-
-
-def score(predicted: Sequence[float], measured: Sequence[float]) -> Score:
-    from scipy import stats
-
-    p, m = np.asarray(predicted, float), np.asarray(measured, float)
-    log_ratio = np.log(p / m)
-    return Score(
-        n=len(p),
-        spearman=float(stats.spearmanr(p, m).statistic),
-        median_abs_log_ratio=float(np.median(np.abs(log_ratio))),
-        median_ratio=float(np.exp(np.median(log_ratio))),
-        within_10=float(np.mean(np.abs(p / m - 1) <= 0.10)),
-        within_25=float(np.mean(np.abs(p / m - 1) <= 0.25)),
-        faster_than_predicted=float(np.mean(m < p)),
-    )
-
-
 def bootstrap_spearman(
     predicted: Sequence[float], measured: Sequence[float], n: int = 2000, seed: int = 0
 ) -> tuple[float, float]:

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, NamedTuple
 from explorer.cost.rules import LAYER_CLASSES
 from explorer.cost.timers import efficiency_table
 from explorer.files import atomic_write, dumps_json, write_csv, write_text
-from explorer.measure.validate import Stats, Validation
+from explorer.measure.agreement import Agreement
+from explorer.measure.validate import Validation
 from explorer.report import figures as F
 from explorer.report.document import Block, Heading, Items, Maker, Picture, Table, Text, write_report
 from explorer.units import si
@@ -156,7 +157,7 @@ def write_outputs(v: Validation, out: Path) -> list[Path]:
         rows.append(row)
     atomic_write(out / "validation.csv", lambda tmp: write_csv(tmp, lines))  # quoted: labels may hold commas
 
-    def stat_row(name: str, s: Stats) -> tuple[str, ...]:
+    def stat_row(name: str, s: Agreement) -> tuple[str, ...]:
         return (
             name,
             str(s.n),

@@ -26,6 +26,7 @@ from explorer.cost.platforms import Platform
 from explorer.cost.rules import LAYER_CLASSES
 from explorer.cost.table import missing as table_missing
 from explorer.cost.timers import efficiency_table
+from explorer.measure.agreement import Agreement, agreement
 from explorer.measure.calibrate import class_times_s
 from explorer.measure.sets import choose_archs  # noqa: F401  (re-exported: explore validate's sets)
 from explorer.measure.timing import device_name, forward_latency_s
@@ -71,16 +72,6 @@ class Row:
 
 
 @dataclass(slots=True)
-class Stats:
-    n: int
-    spearman: float
-    kendall: float
-    median_abs_error: float
-    """median |predicted / measured - 1|"""
-    median_ratio: float
-
-
-@dataclass(slots=True)
 class Validation:
     platform: Platform
     device: str
@@ -88,18 +79,18 @@ class Validation:
     traffic: str
     repeats: int
     rows: list[Row]
-    roofline: Stats
-    calibrated: Stats | None
-    flops: Stats
+    roofline: Agreement
+    calibrated: Agreement | None
+    flops: Agreement
     """FLOPs / peak as the prediction: how well FLOPs alone rank and size the set."""
     kind_factors: dict[str, float]
     """Non-negative least squares: measured ~ sum_k factor_k x predicted time of kind k."""
     wall_s: float
-    layers: Stats | None = None
+    layers: Agreement | None = None
     """The sum of isolated conv/dense layer times as the prediction (a measurement, not a model)."""
-    kernel: Stats | None = None
+    kernel: Agreement | None = None
     """The kernel model (`explorer.cost.kernels`) with the platform's constants."""
-    table: Stats | None = None
+    table: Agreement | None = None
     """The measured-table model (`explorer.cost.table`), where the platform names a table
     (`explore profile`'s platform file)."""
     kernel_spearman_ci: tuple[float, float] | None = None
@@ -108,21 +99,6 @@ class Validation:
     """Median over architectures of the interquartile range of the timed runs / their median."""
     measurement: str = ""
     """What was timed, and how (the runtime)."""
-
-
-def rank_stats(predicted: Sequence[float], measured: Sequence[float]) -> Stats:
-    """Spearman and Kendall (tau-b) rank correlation, and the ratio errors, of two positive series."""
-    from scipy import stats
-
-    p, m = np.asarray(predicted, float), np.asarray(measured, float)
-    ratio = p / m
-    return Stats(
-        n=len(p),
-        spearman=float(stats.spearmanr(p, m).statistic),
-        kendall=float(stats.kendalltau(p, m).statistic),
-        median_abs_error=float(np.median(np.abs(ratio - 1))),
-        median_ratio=float(np.median(ratio)),
-    )
 
 
 def kind_factors(rows: Sequence[Row]) -> dict[str, float]:
@@ -238,14 +214,14 @@ def validate(
         traffic=traffic,
         repeats=repeats,
         rows=rows,
-        roofline=rank_stats([r.predicted_s for r in rows], measured),
-        calibrated=rank_stats([r.calibrated_s for r in rows], measured) if calibrated else None,  # type: ignore[misc]
-        flops=rank_stats([r.flops * batch / peak for r in rows], measured),
+        roofline=agreement([r.predicted_s for r in rows], measured),
+        calibrated=agreement([r.calibrated_s for r in rows], measured) if calibrated else None,  # type: ignore[misc]
+        flops=agreement([r.flops * batch / peak for r in rows], measured),
         kind_factors=kind_factors(rows),
         wall_s=time.monotonic() - start,
-        layers=rank_stats([r.layers_s for r in rows], measured) if per_layer else None,  # type: ignore[misc]
-        kernel=rank_stats([r.kernel_s for r in rows], measured) if has_kernel else None,  # type: ignore[misc]
-        table=rank_stats([r.table_s for r in rows], measured) if has_table else None,  # type: ignore[misc]
+        layers=agreement([r.layers_s for r in rows], measured) if per_layer else None,  # type: ignore[misc]
+        kernel=agreement([r.kernel_s for r in rows], measured) if has_kernel else None,  # type: ignore[misc]
+        table=agreement([r.table_s for r in rows], measured) if has_table else None,  # type: ignore[misc]
         kernel_spearman_ci=bootstrap_spearman([r.kernel_s for r in rows], measured) if has_kernel else None,  # type: ignore[misc]
         noise=float(np.median([np.subtract(*np.percentile(r.runs_s, [75, 25])) / r.measured_s for r in rows])),
         measurement=measurement or JAX_MEASUREMENT.format(batch=batch, repeats=repeats),
