@@ -34,6 +34,7 @@ from explorer.measure.loop import (
     lacking_of,
     measure_loop,
     record_search,
+    table_drift,
 )
 from explorer.measure.profile import lattice_shapes, platform_text, provenance_now
 from explorer.search import DEFAULTS, plan_search, run_search
@@ -354,6 +355,9 @@ def test_explore_measure_loop_then_verify_confirms_it(
     table_before = [(platform_file.parent / name).read_text() for name in ("profile.csv", "profile.json")]
     assert main(["verify", str(run), "--rounds", "5"]) == 0  # again: nothing lacks, the table is left as it is
     assert [(platform_file.parent / name).read_text() for name in ("profile.csv", "profile.json")] == table_before
+    drift = verification["drift"]  # the table's times are a formula: any ratio, but measured and stated
+    assert drift["kernels"] >= 1 and drift["ci95"][0] <= drift["median_ratio"] <= drift["ci95"][1]
+    assert "of the searched network's kernels" in printed
     again = json.loads((run / "verify.json").read_text())["measure_loop"]["compared"]
     below = {n.key for n in kernel_needs(compared["uniform below"], options)}
     assert again["kernels_measured"] == 0 and again["networks"]["uniform below"]["timed_before"] == len(below)
@@ -362,6 +366,7 @@ def test_explore_measure_loop_then_verify_confirms_it(
     before = (platform_file.parent / "profile.csv").read_text()
     assert main(["verify", str(run), "--rounds", "5"]) == 0  # times the networks, adds nothing to the table
     skipped = json.loads((run / "verify.json").read_text())["measure_loop"]["compared"]["skipped"]
+    assert "device='gpu: another one'" in json.loads((run / "verify.json").read_text())["drift"]["skipped"]
     assert "device='gpu: another one'" in skipped and (platform_file.parent / "profile.csv").read_text() == before
     assert "not timed here" in capsys.readouterr().out
     side_path.write_text(json.dumps({**side, "xla_flags": "--xla_cpu_experimental_ynn_fusion_type=x"}))
@@ -369,3 +374,33 @@ def test_explore_measure_loop_then_verify_confirms_it(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "profiled with XLA_FLAGS='--xla_cpu_experimental_ynn_fusion_type=x'" in err[0]
     assert "measurement loop" in printed and "built only from measured kernels" in printed
+
+
+def test_drift_times_the_longest_timed_kernels_again_and_writes_nothing(table_template: Path, tmp_path: Path) -> None:
+    """`table_drift`: the `count` longest kernels of the network that the table timed, timed again;
+    their median now / table is the timer's factor; the table is not touched; another device's
+    table is refused in one line."""
+    platform_file = fresh(table_template, tmp_path)
+    options = ScoringOptions(platform=get_platform(str(platform_file)), latency_model="table")
+    arch = load_space("tiny").arch
+    rows = {r.key: r for r in compact(table_rows(platform_file)) if r.source == "measured"}
+    timed = {n.key: n for n in kernel_needs(arch, options) if n.key in rows}
+    assert len(timed) > 3
+    asked: list[list[tuple]] = []
+
+    def slower(part: Sequence[tuple[Arch, Need]], repeats: int, warmup: int, runtime: str) -> list:
+        asked.append([n.key for _, n in part])
+        return [(rows[n.key].time_s * 1.25,) * 3 for _, n in part]
+
+    before = (platform_file.parent / "profile.csv").read_text()
+    drift = table_drift(arch, options, count=3, timer=slower)
+    longest = sorted(timed, key=lambda k: rows[k].time_s, reverse=True)[:3]
+    assert asked == [longest] and drift["kernels"] == 3
+    assert drift["median_ratio"] == pytest.approx(1.25) and drift["ci95"] == pytest.approx([1.25, 1.25])
+    share = sum(rows[k].time_s for k in longest) / sum(rows[k].time_s for k in timed)
+    assert drift["share_of_timed_s"] == pytest.approx(share)
+    assert (platform_file.parent / "profile.csv").read_text() == before
+    side_path = platform_file.parent / "profile.json"
+    side_path.write_text(json.dumps({**json.loads(side_path.read_text()), "device": "gpu: another one"}))
+    with pytest.raises(LoopError, match="device='gpu: another one'"):
+        table_drift(arch, options, timer=slower)

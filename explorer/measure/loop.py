@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+import numpy as np
+
 from explorer.cost.analyze import analyze
 from explorer.cost.fusion import plan_kernels
 from explorer.cost.latency import reads_table, resolve_options
@@ -668,6 +670,62 @@ def measure_compared(
     return {"kernels_measured": len(written), "seconds": session["wall_s"], "networks": networks}
 
 
+DRIFT_KERNELS = 12
+"""How many of the searched network's timed kernels `table_drift` times again (its longest)."""
+
+
+def table_drift(
+    arch: Arch,
+    options: ScoringOptions,
+    settings: LoopSettings = LoopSettings(),
+    *,
+    count: int = DRIFT_KERNELS,
+    timer: Timer = time_kernels,
+) -> dict[str, Any]:
+    """For `explore verify`: how fast this machine runs the table's kernels now against when the
+    table timed them. The `count` longest of `arch`'s kernels that the table timed are timed again the
+    way it timed them (nothing is written to it); returns their median of (now / table) with a 95%
+    interval (order statistics over the kernels), the share of `arch`'s timed table time they hold,
+    and the seconds. A network's predicted time in seconds carries this drift; a ratio of two
+    networks (a gain) mostly cancels it. Raises LoopError (one line) for a table of another machine."""
+    from explorer.measure.profile import median_ci95
+
+    table = open_table(options, settings)
+    rows = {r.key: r for r in compact(table_rows(table.path)) if r.source in TIMED_SOURCES and r.time_s > 0}
+    needs = sorted(
+        {n.key: n for n in kernel_needs(arch, options) if n.key in rows}.values(),
+        key=lambda n: rows[n.key].time_s,
+        reverse=True,
+    )
+    picked = needs[:count]
+    if not picked:
+        return {"kernels": 0, "seconds": 0.0}
+    started = time.perf_counter()
+    times = timer([(arch, n) for n in picked], table.repeats, table.warmup, table.runtime)
+    median, low, high = median_ci95(np.array([t[0] / rows[n.key].time_s for n, t in zip(picked, times, strict=True)]))
+    return {
+        "kernels": len(picked),
+        "median_ratio": median,
+        "ci95": [low, high],
+        "share_of_timed_s": sum(rows[n.key].time_s for n in picked) / sum(rows[n.key].time_s for n in needs),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def drift_text(drift: Mapping[str, Any]) -> str:
+    """`table_drift`'s line in the verification."""
+    if "skipped" in drift:
+        return f"not measured: {drift['skipped']}"
+    if not drift.get("kernels"):
+        return "not measured: the table has timed none of the searched network's kernels"
+    low, high = drift["ci95"]
+    return (
+        f"{drift['kernels']} of the searched network's kernels ({drift['share_of_timed_s']:.0%} of its timed table "
+        f"time) run at {drift['median_ratio']:.2f}x their table times here now (95% interval {low:.2f}x to "
+        f"{high:.2f}x): predicted times in seconds carry that drift, predicted gains mostly cancel it"
+    )
+
+
 def loop_check(
     run: Path, arch: Arch, options: ScoringOptions, compared: Mapping[str, Any] | None = None
 ) -> dict[str, Any] | None:
@@ -727,10 +785,12 @@ __all__ = [
     "Need",
     "Round",
     "best_check",
+    "drift_text",
     "kernel_needs",
     "lacking_of",
     "loop_check",
     "measure_compared",
     "measure_loop",
     "record_search",
+    "table_drift",
 ]

@@ -16,7 +16,9 @@ A run searched with the measurement loop (`explore --measure-loop`) has a table 
 to: before predicting, verify times into it the kernels the compared networks run and it lacks
 (`explorer.measure.loop.measure_compared`), so the uniform-width prediction, like the searched
 one, is built from timed kernels rather than interpolated between timed widths. Where the table
-is another machine's, nothing is added, and verify says so.
+is another machine's, nothing is added, and verify says so. Any run on a measured table also
+times the searched network's longest timed kernels again (`explorer.measure.loop.table_drift`):
+how fast this machine runs the table's kernels now, which its predictions in seconds carry.
 """
 
 from __future__ import annotations
@@ -33,7 +35,15 @@ from explorer.cost.analyze import analyze
 from explorer.cost.latency import estimate_of, reads_table
 from explorer.cost.table import xla_flags_now
 from explorer.files import dumps_json, write_text
-from explorer.measure.loop import LOOP_JSON, LoopError, loop_check, loop_text, measure_compared
+from explorer.measure.loop import (
+    LOOP_JSON,
+    LoopError,
+    drift_text,
+    loop_check,
+    loop_text,
+    measure_compared,
+    table_drift,
+)
 from explorer.report.document import HTML, MARKDOWN, Block, Heading, Items, Table, Text, html_blocks, to_markdown
 from explorer.spec import Arch
 from explorer.units import si
@@ -88,6 +98,10 @@ class Verification:
     prices above on purpose (`table` for a `table-upper` run; `LatencyModel.estimate`)."""
     measured_here: bool = True
     """Whether the run's platform was measured on this machine (`explore calibrate`)."""
+    drift: dict[str, Any] | None = None
+    """A run on a measured table: the searched network's longest timed kernels timed again here
+    (`explorer.measure.loop.table_drift`): their median now / table time and its 95% interval, or
+    why not (`skipped`)."""
     measure_loop: dict[str, Any] | None = None
     """A search with the measurement loop (`explorer.measure.loop`, loop.json): its rounds, kernels
     measured and seconds, and whether the searched network is built only from measured kernels on the
@@ -148,6 +162,13 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
             why = str(exc).split("; ")[0]
             print(f"  the compared networks' kernels are not timed here: {why}", file=stream, flush=True)
             compared = {"skipped": why}
+    drift: dict[str, Any] | None = None
+    if table:  # how fast this machine runs the table's kernels now, against when they were timed
+        try:
+            drift = table_drift(archs["searched"], s.options(platform))
+        except LoopError as exc:
+            drift = {"skipped": str(exc).split("; ")[0]}
+        print(f"  the table against this machine now: {drift_text(drift)}", file=stream, flush=True)
     predicted_with = estimate_of(s.latency_model)
     options = dataclasses.replace(s.options(platform), latency_model=predicted_with)
     predicted = {}
@@ -205,6 +226,7 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
         faster=measured == "faster",
         verdict=verdict,
         measured_here="explore calibrate" in platform.source,
+        drift=drift,
         measure_loop=loop,
     )
 
@@ -301,6 +323,7 @@ def section_blocks(v: Verification) -> list[Block]:
                 ("measured", v.measured),
                 ("prediction", ("agrees: " if v.prediction_agrees else "disagrees: ") + v.agreement),
                 ("verdict", v.verdict),
+                *((("the table against this machine now", drift_text(v.drift)),) if v.drift else ()),
                 *((("measurement loop", loop_text(v.measure_loop)),) if v.measure_loop else ()),
             )
         ),
