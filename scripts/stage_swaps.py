@@ -11,12 +11,15 @@ stage, then each later stage (a stage that starts with a strided block adapts to
 so every combination is a valid network), the head from A. That is 2^units networks, A and B
 among them. All are timed whole in interleaved rounds, twice (before and after their kernels, to
 see the machine drift), and every kernel they run is timed alone the way `explore profile` times
-it (`explorer.measure.profile.time_kernels`), in the same session. A network's *residual* is its
+it (`explorer.measure.profile.time_kernels`), in the same session, in one batch whose calls run in
+a new random order each round: listed stage by stage in a fixed order, each kernel's loop of one
+run follows the previous kernel of its stage, and the stages' sums move by up to 0.6 ms with the
+listing order. A network's *residual* is its
 whole time minus the sum of its kernels alone: what the table model has to explain with its
 in-network terms. The residual's main effect of each unit (least squares over the 2^units
 networks, with its standard error) says how much taking that unit from B instead of A changes it.
 
-Writes swaps.md and swaps.json into `--runs`.
+Writes swaps.md and swaps.json (`--name`) into `--runs`.
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ def main() -> int:
     )
     parser.add_argument("--rounds", type=int, default=30, help="interleaved rounds of the whole networks (default 30)")
     parser.add_argument("--repeats", type=int, default=11, help="interleaved rounds of the kernels (default 11)")
+    parser.add_argument("--name", default="swaps", help="the files written: NAME.md, NAME.json (default swaps)")
     args = parser.parse_args()
     os.chdir(ROOT)  # relative paths only
     runs = sorted(p.parent for p in args.runs.glob("*/verify.json"))
@@ -129,7 +133,9 @@ def main() -> int:
     start = time.perf_counter()
     before = interleaved_latency_s(archs, 1, args.rounds)
     order = list(kernels)
-    alone = time_kernels([(kernels[k][0], kernels[k][1], 1, "float32") for k in order], "xla", args.repeats, 2)
+    alone = time_kernels(
+        [(kernels[k][0], kernels[k][1], 1, "float32") for k in order], "xla", args.repeats, 2, order_seed=0
+    )
     after = interleaved_latency_s(archs, 1, args.rounds)
     print(f"timed in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     kernel_s = {k: t[0] for k, t in zip(order, alone, strict=True)}
@@ -174,7 +180,9 @@ def main() -> int:
         "",
         f"Written by `python scripts/stage_swaps.py --runs {args.runs.as_posix()} "
         + (" ".join(["--pairs", *(repr("|".join(p)) for p in pairs)]) + " " if args.pairs else "")
-        + f"--rounds {args.rounds} --repeats {args.repeats}` on {datetime.date.today().isoformat()}: "
+        + f"--rounds {args.rounds} --repeats {args.repeats}"
+        + (f" --name {args.name}" if args.name != "swaps" else "")
+        + f"` on {datetime.date.today().isoformat()}: "
         f"{device_name()}, jax {jax.__version__}, batch 1, float32. For each pair A|B, every network taking each unit "
         "(the stem with the first stage, then each later stage) from A or B; each timed whole (interleaved rounds, "
         "before and after the kernels; the mean of the two medians) and as the sum of its kernels timed alone "
@@ -205,9 +213,9 @@ def main() -> int:
             f"| {a_label} | {b_label} | {r['origin']} | {r['whole_s'] * 1e3:.2f} ms | {r['kernels_s'] * 1e3:.2f} ms | "
             f"{r['kernels']} | {r['residual_s'] * 1e3:+.2f} ms |"
         )
-    write_text(args.runs / "swaps.md", "\n".join(lines) + "\n")
+    write_text(args.runs / f"{args.name}.md", "\n".join(lines) + "\n")
     write_text(
-        args.runs / "swaps.json",
+        args.runs / f"{args.name}.json",
         json.dumps(
             {
                 "pairs": pairs,

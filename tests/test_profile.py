@@ -239,3 +239,30 @@ def test_fit_terms_recovers_a_term_it_generated_and_without_terms_is_fit_scales(
     assert (per_pass, terms["count"]) == pytest.approx((8e-4, 4e-5), rel=1e-4)
     assert scales == pytest.approx({"conv": 1.0, "elementwise": 1.0}, rel=1e-4)
     assert fit_scales(parts, measured) == fit_terms(parts, measured, {})[:2]
+
+
+def test_interleaved_rounds_run_every_call_once_in_order_or_shuffled_and_keep_each_calls_times() -> None:
+    """`time_interleaved`: each round runs every call once, as listed, or (with a seed) in a new
+    random order per round; a call's column holds its own times either way."""
+    import time as _time
+
+    from explorer.measure.profile import time_interleaved
+
+    ran: list[int] = []
+
+    def call(k: int):  # type: ignore[no-untyped-def]
+        def run() -> None:
+            ran.append(k)
+            _time.sleep(1e-3 * k)  # call k takes about k ms
+
+        return run
+
+    calls = [call(k) for k in range(5)]
+    listed = time_interleaved(calls, 3, 1)
+    assert ran == list(range(5)) * 4
+    ran.clear()
+    shuffled = time_interleaved(calls, 6, 1, order_seed=0)
+    rounds = [ran[i : i + 5] for i in range(0, len(ran), 5)]
+    assert all(sorted(r) == list(range(5)) for r in rounds) and len({tuple(r) for r in rounds}) > 1
+    for seconds in (listed, shuffled):
+        assert np.all(np.argsort(np.median(seconds, axis=0)) == np.arange(5))  # column k: call k's times

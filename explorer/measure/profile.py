@@ -516,11 +516,18 @@ def _timed(call: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def time_interleaved(calls: Sequence[Callable[[], None]], repeats: int, warmup: int) -> np.ndarray:
-    """Seconds of every call per round (rounds, calls): each round runs every call once, in turn."""
+def time_interleaved(
+    calls: Sequence[Callable[[], None]], repeats: int, warmup: int, order_seed: int | None = None
+) -> np.ndarray:
+    """Seconds of every call per round (rounds, calls): each round runs every call once, in turn, in
+    the order given, or (`order_seed`) in a new random order each round, so that no call is always
+    timed after the same one (a call after another program runs colder than after itself)."""
     out = np.zeros((repeats, len(calls)))
+    rng = np.random.default_rng(order_seed)
     for round_ in range(warmup + repeats):
-        for k, call in enumerate(calls):
+        order = range(len(calls)) if order_seed is None else rng.permutation(len(calls))
+        for k in order:
+            call = calls[k]
             start = time.perf_counter()
             call()
             if round_ >= warmup:
@@ -529,18 +536,23 @@ def time_interleaved(calls: Sequence[Callable[[], None]], repeats: int, warmup: 
 
 
 def time_kernels(
-    kernels: Sequence[tuple[Arch, str, int, str]], runtime: str, repeats: int, warmup: int
+    kernels: Sequence[tuple[Arch, str, int, str]],
+    runtime: str,
+    repeats: int,
+    warmup: int,
+    order_seed: int | None = None,
 ) -> list[tuple[float, float, float]]:
     """Median and 95% interval (seconds) of each kernel, given as (a network it runs in, the
     kernel's name, batch, dtype): each jitted into a loop of 1 and of 1 + extra runs
-    (`kernel_program`), all timed in interleaved rounds; (loop of 1 + extra - loop of 1) / extra."""
+    (`kernel_program`), all timed in interleaved rounds (`time_interleaved`, `order_seed`); (loop of
+    1 + extra - loop of 1) / extra."""
     calls: list[Callable[[], None]] = []
     extras = []
     for arch, kernel, batch, dtype in kernels:
         once, more, extra = kernel_program(arch, kernel, runtime, batch, dtype)
         calls += [once, more]
         extras.append(extra)
-    seconds = time_interleaved(calls, repeats, warmup)
+    seconds = time_interleaved(calls, repeats, warmup, order_seed)
     return [median_ci95((seconds[:, 2 * k + 1] - seconds[:, 2 * k]) / e) for k, e in enumerate(extras)]
 
 
