@@ -182,8 +182,8 @@ def params_toml(params: KernelParams, key: str) -> str:
     return "\n".join([f"[{key}]", *params.toml_lines()]) + "\n"
 
 
-def within(score_: Agreement) -> str:
-    return f"{100 * score_.within_10:.0f}% / {100 * score_.within_25:.0f}%"
+def within(a: Agreement) -> str:
+    return f"{100 * a.within_10:.0f}% / {100 * a.within_25:.0f}%"
 
 
 def targets_met(s: Agreement) -> bool:
