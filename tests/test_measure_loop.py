@@ -28,6 +28,7 @@ from explorer.measure.loop import (
     LoopError,
     LoopSettings,
     Need,
+    TableHandle,
     best_check,
     compact,
     kernel_needs,
@@ -118,7 +119,7 @@ def fake_timer(calls: list[list[tuple[str, int, int]]], interrupt_at: int | None
     """A timer that records what it was asked to time and answers a formula unlike the table's (so
     measuring moves the ranking); raises KeyboardInterrupt on call number `interrupt_at`."""
 
-    def timer(part: Sequence[tuple[Arch, Need]], repeats: int, warmup: int, runtime: str) -> list:
+    def timer(part: Sequence[tuple[Arch, Need]], table: TableHandle) -> list:
         if interrupt_at is not None and len(calls) == interrupt_at:
             raise KeyboardInterrupt
         calls.append([(n.key[0], n.key[3], n.key[4]) for _, n in part])
@@ -388,7 +389,7 @@ def test_drift_times_the_longest_timed_kernels_again_and_writes_nothing(table_te
     assert len(timed) > 3
     asked: list[list[tuple]] = []
 
-    def slower(part: Sequence[tuple[Arch, Need]], repeats: int, warmup: int, runtime: str) -> list:
+    def slower(part: Sequence[tuple[Arch, Need]], table: TableHandle) -> list:
         asked.append([n.key for _, n in part])
         return [(rows[n.key].time_s * 1.25,) * 3 for _, n in part]
 

@@ -266,3 +266,38 @@ def test_interleaved_rounds_run_every_call_once_in_order_or_shuffled_and_keep_ea
     assert all(sorted(r) == list(range(5)) for r in rounds) and len({tuple(r) for r in rounds}) > 1
     for seconds in (listed, shuffled):
         assert np.all(np.argsort(np.median(seconds, axis=0)) == np.arange(5))  # column k: call k's times
+
+
+def test_a_new_table_times_in_shuffled_rounds_and_an_old_one_keeps_its_listed_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`explore profile` records `round_order` and times every batch with it; resuming a table from
+    before the key (it ran its calls as listed) goes on as listed, and says so in its sidecar; the
+    loop times a table's new rows the way the table was timed."""
+    from explorer.cost.options import ScoringOptions
+    from explorer.measure import profile as P
+    from explorer.measure.loop import LoopSettings, open_table
+
+    seeds: list[int | None] = []
+
+    def fake(kernels, runtime, repeats, warmup, order_seed=None):  # type: ignore[no-untyped-def]
+        seeds.append(order_seed)
+        return [(1e-5, 9e-6, 1.1e-5) for _ in kernels]
+
+    monkeypatch.setattr(P, "time_kernels", fake)
+    space, out = small_space(tmp_path), tmp_path / "table"
+    common = [space, "--platform", MEASURED, "--out", str(out), "--repeats", "6", "--grid", "3", "--held-out", "1"]
+    common += ["--exhaustive-up-to", "10", "--networks", "0"]
+    assert run(*common, "--max-kernels", "5") == 0
+    side = json.loads((out / "profile.json").read_text())
+    assert side["round_order"] == "shuffled" and set(seeds) == {P.ORDER_SEED} and "shuffled calls" in side["timing"]
+    options = ScoringOptions(platform=get_platform(str(out / "platform.toml")), latency_model="table")
+    assert open_table(options, LoopSettings()).round_order == "shuffled"
+    del side["round_order"]  # a table from before the key
+    (out / "profile.json").write_text(json.dumps(side))
+    assert open_table(options, LoopSettings()).round_order == "listed"
+    seeds.clear()
+    assert run(*common) == 0  # resumed
+    capsys.readouterr()
+    assert seeds and set(seeds) == {None}
+    assert json.loads((out / "profile.json").read_text())["round_order"] == "listed"

@@ -112,10 +112,15 @@ def xla_flags_now() -> str:
     return os.environ.get("XLA_FLAGS", "").strip()
 
 
+RECORDED_DEFAULTS: Final[dict[str, Any]] = {"xla_flags": "", "round_order": "listed"}
+"""What a table from before a provenance key was recorded ran with: no `XLA_FLAGS`, and its kernels'
+calls in the order listed every round (`explorer.measure.profile.time_interleaved`)."""
+
+
 def recorded(info: Mapping[str, Any], key: str) -> Any:
-    """A provenance value of a table's sidecar as recorded; a table from before `xla_flags` was
-    recorded ran with none ('')."""
-    return info.get(key, "" if key == "xla_flags" else None)
+    """A provenance value of a table's sidecar as recorded (`RECORDED_DEFAULTS` where the table is
+    older than the key)."""
+    return info.get(key, RECORDED_DEFAULTS.get(key))
 
 
 def profiled_flags(platform: Platform) -> str | None:

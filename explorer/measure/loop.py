@@ -177,6 +177,9 @@ class TableHandle:
     repeats: int
     warmup: int
     runtime: str
+    round_order: str = "shuffled"
+    """How its kernels' calls were ordered in each timed round (`explorer.measure.profile.ROUND_ORDERS`):
+    rows added to it are timed the same way."""
 
 
 def open_table(options: ScoringOptions, settings: LoopSettings) -> TableHandle:
@@ -214,7 +217,9 @@ def open_table(options: ScoringOptions, settings: LoopSettings) -> TableHandle:
                 )
     repeats = settings.repeats if settings.repeats is not None else int(info.get("repeats") or 15)
     warmup = settings.warmup if settings.warmup is not None else int(info.get("warmup") or 2)
-    return TableHandle(path, max(repeats, 6), warmup, str(info.get("runtime") or plat.runtime))
+    return TableHandle(
+        path, max(repeats, 6), warmup, str(info.get("runtime") or plat.runtime), str(recorded(info, "round_order"))
+    )
 
 
 def table_rows(path: Path) -> list[TableRow]:
@@ -248,18 +253,21 @@ def table_digest(path: Path) -> str:
 # ---------------------------------------------------------------- timing
 
 
-Timer = Callable[[Sequence[tuple[Arch, Need]], int, int, str], list[tuple[float, float, float]]]
-"""(kernels with the network each runs in, repeats, warmup, runtime) -> (median, low, high) seconds each."""
+Timer = Callable[[Sequence[tuple[Arch, Need]], TableHandle], list[tuple[float, float, float]]]
+"""(kernels with the network each runs in, the table they are timed for) -> (median, low, high) seconds each."""
 
 
-def time_kernels(
-    part: Sequence[tuple[Arch, Need]], repeats: int, warmup: int, runtime: str
-) -> list[tuple[float, float, float]]:
-    """`explore profile`'s timing of a batch of kernels (`explorer.measure.profile.time_kernels`)."""
+def time_kernels(part: Sequence[tuple[Arch, Need]], table: TableHandle) -> list[tuple[float, float, float]]:
+    """`explore profile`'s timing of a batch of kernels (`explorer.measure.profile.time_kernels`),
+    with the table's repeats, warm-up, runtime and round order."""
     from explorer.measure import profile
 
     return profile.time_kernels(
-        [(arch, need.kernel, need.key[2], need.key[1]) for arch, need in part], runtime, repeats, warmup
+        [(arch, need.kernel, need.key[2], need.key[1]) for arch, need in part],
+        table.runtime,
+        table.repeats,
+        table.warmup,
+        profile.order_seed(table.round_order),
     )
 
 
@@ -278,7 +286,7 @@ def measure(
     written: list[TableRow] = [] if into is None else into
     for start in range(0, len(needs), batch_size):
         part = needs[start : start + batch_size]
-        times = timer(part, table.repeats, table.warmup, table.runtime)
+        times = timer(part, table)
         rows = [
             timed_row(need.key, need.kind, timing, table.repeats, LOOP_SOURCE, need.kernel)
             for (_, need), timing in zip(part, times, strict=True)
@@ -701,7 +709,7 @@ def table_drift(
     if not picked:
         return {"kernels": 0, "seconds": 0.0}
     started = time.perf_counter()
-    times = timer([(arch, n) for n in picked], table.repeats, table.warmup, table.runtime)
+    times = timer([(arch, n) for n in picked], table)
     median, low, high = median_ci95(np.array([t[0] / rows[n.key].time_s for n, t in zip(picked, times, strict=True)]))
     return {
         "kernels": len(picked),

@@ -14,7 +14,9 @@ On JAX's default backend (the CPU here, a GPU wherever JAX sees one), for one dt
    them), and the kernel's time in the round is the difference / extra (so the program's dispatch and start,
    about 100 us on this CPU and paid once per network, is not charged to every kernel). The output buffer is
    donated back to every call, as a network reuses its buffers, so no call measures page faults of
-   fresh memory. Median over rounds, with a 95% interval (order statistics of the median).
+   fresh memory. Each round runs the batch's calls in a new random order (`ROUND_ORDERS`), so that
+   both loops of a kernel start after some other kernel alike. Median over rounds, with a 95%
+   interval (order statistics of the median).
 3. **Coverage.** Every shape where the lattice has at most `exhaustive_up_to`; otherwise a designed
    subset per signature (`grid` channel counts per axis, spaced evenly in log channels, ends
    included) is timed and the rest interpolated bilinearly in log time over log channels; a few
@@ -83,6 +85,21 @@ MAX_LOOP_EXTRA = 256
 LOOP_SECONDS = 2e-3
 """The extra runs of a kernel take about this long, so that a fast kernel's difference stands above the
 jitter of a call (tens of microseconds on a shared CPU)."""
+ROUND_ORDERS = ("shuffled", "listed")
+"""How a batch's calls are ordered in each timed round (`time_interleaved`): `shuffled`, a new
+random order each round (what new tables use: each kernel's loop of one run and its long loop then
+start alike, after some other kernel), or `listed`, the order given, every round (tables before the
+`round_order` key: a kernel's loop of one run always follows the previous kernel's long loop and
+runs colder than its own long loop's first run, which times kernels about 4% low, small and large
+alike: scripts/bench_round_order.py)."""
+ORDER_SEED = 0
+
+
+def order_seed(round_order: str) -> int | None:
+    """`time_interleaved`'s `order_seed` for a table's `round_order`."""
+    return ORDER_SEED if round_order == "shuffled" else None
+
+
 MAX_ENUMERATED = 200_000
 """Most lattice points enumerated for one kernel; above it, a seeded sample of them."""
 
@@ -722,6 +739,7 @@ def profile(
         except TableError as exc:
             raise ProfileError(str(exc)) from None
         rows = [r for r in rows if r.source != "interpolated"]  # recomputed at the end
+    round_order = str(recorded(old, "round_order")) if old else ROUND_ORDERS[0]  # a table keeps its own
     sessions = list(old.get("sessions", []))
     session = {**here, "started": _now(), "kernels_timed": 0, "wall_s": 0.0}
     provenance: dict[str, Any] = {
@@ -732,9 +750,11 @@ def profile(
         "updated": _now(),
         "repeats": settings.repeats,
         "warmup": settings.warmup,
+        "round_order": round_order,
         "timing": (
             "each kernel jitted from the network's own Flax builders into a loop of its runs, compiled, warmed up, "
-            "then timed in interleaved rounds with its batch; time = median over rounds of (loop of 1 + extra runs - "
+            f"then timed in interleaved rounds with its batch ({round_order} calls each round); time = median over "
+            "rounds of (loop of 1 + extra runs - "
             f"loop of 1) / extra, extra >= {LOOP_EXTRA} runs taking about {LOOP_SECONDS * 1e3:g} ms; 95% interval "
             "from order statistics; the output buffer donated to each call"
         ),
@@ -780,6 +800,7 @@ def profile(
             platform.runtime,
             settings.repeats,
             settings.warmup,
+            order_seed(round_order),
         )
         new_rows = [
             timed_row(
