@@ -47,18 +47,13 @@ LOW_REUSE_POSITIONS = 64
 
 
 def main() -> int:
-    import dataclasses
-
     import jax
 
     from explorer.cost import analyze, get_platform
     from explorer.cost.latency import resolve_options
     from explorer.cost.options import ScoringOptions
-    from explorer.cost.rules import layer_rows
-    from explorer.cost.table import table_timer
-    from explorer.cost.timers import row_quantities
     from explorer.files import write_text
-    from explorer.measure.profile import fit_networks, fit_terms, network_parts
+    from explorer.measure.profile import fit_networks, fit_terms, network_parts, unscaled_times
     from explorer.measure.timing import device_name, interleaved_latency_s
     from explorer.measure.verify import compared_networks
     from explorer.search import load_run
@@ -95,10 +90,8 @@ def main() -> int:
     )
 
     def terms_of(arch) -> dict[str, float]:
-        timer = table_timer(arch, options)
-        timer = dataclasses.replace(timer, scales=np.ones_like(timer.scales))
-        q = row_quantities(layer_rows(arch.nodes, options)[1])
-        runs_k = timer(q).time_s[0] > 0
+        timer, q, t = unscaled_times(arch, options)
+        runs_k = t.time_s[0] > 0
         classes = np.array(timer.keys.classes)
         gemm = runs_k & np.isin(classes, ["conv", "conv1x1"])
         weights = q["weight_bytes"][0, timer.keys.main]
@@ -136,7 +129,7 @@ def main() -> int:
 
     measured_gains = {run.name: gain(run, lambda a: measured_of[id(a)]) for run in runs}
     rng = np.random.default_rng(0)
-    sizes = sorted({12, 24, args.networks})
+    sizes = sorted({n for n in (12, 24) if n < args.networks} | {args.networks})
     results = []
     for name, extra in CANDIDATES.items():
         for size in sizes:

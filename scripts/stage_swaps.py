@@ -5,19 +5,19 @@
 
 For a pair of networks A and B of one space (from the run folders under `--runs`, labelled
 'BUDGET searched', 'BUDGET uniform below', 'BUDGET uniform above' (the uniform widths around its
-FLOPs) and 'base'),
-every network that takes each of its units from A or from B is built: the stem with the first
-stage, then each later stage (a stage that starts with a strided block adapts to any input width,
-so every combination is a valid network), the head from A. That is 2^units networks, A and B
-among them. All are timed whole in interleaved rounds, twice (before and after their kernels, to
-see the machine drift), and every kernel they run is timed alone the way `explore profile` times
-it (`explorer.measure.profile.time_kernels`), in the same session, in one batch whose calls run in
-a new random order each round: listed stage by stage in a fixed order, each kernel's loop of one
+FLOPs) and 'base'), every network that takes each of its units from A or from B is built: the
+stem with the first stage, then each later stage (a stage that starts with a strided block adapts
+to any input width, so every combination is a valid network), the head from A. That is 2^units
+networks, A and B among them. All are timed whole in interleaved rounds, twice (before and after
+their kernels, to see the machine drift), and every kernel they run (`explorer.measure.loop.
+kernel_needs`, under the runs' table's runtime) is timed alone the way `explore profile` times it
+(`explorer.measure.profile.time_kernels`), in the same session, in one batch whose calls run in a
+new random order each round: listed stage by stage in a fixed order, each kernel's loop of one
 run follows the previous kernel of its stage, and the stages' sums move by up to 0.6 ms with the
-listing order. A network's *residual* is its
-whole time minus the sum of its kernels alone: what the table model has to explain with its
-in-network terms. The residual's main effect of each unit (least squares over the 2^units
-networks, with its standard error) says how much taking that unit from B instead of A changes it.
+listing order. A network's *residual* is its whole time minus the sum of its kernels alone: what
+the table model has to explain with its in-network terms. The residual's main effect of each unit
+(least squares over the 2^units networks, with its standard error) says how much taking that unit
+from B instead of A changes it.
 
 Writes swaps.md and swaps.json (`--name`) into `--runs`.
 """
@@ -74,9 +74,11 @@ def swapped(a, a_units: list[tuple[str, list]], b_units: list[tuple[str, list]],
 def main() -> int:
     import jax
 
-    from explorer.cost.fusion import plan_kernels
-    from explorer.cost.table import kernel_signatures
+    from explorer.cost import get_platform
+    from explorer.cost.latency import resolve_options
+    from explorer.cost.options import ScoringOptions
     from explorer.files import write_text
+    from explorer.measure.loop import kernel_needs, untimed
     from explorer.measure.profile import time_kernels
     from explorer.measure.timing import device_name, interleaved_latency_s
     from explorer.spec import Arch
@@ -92,8 +94,9 @@ def main() -> int:
     args = parser.parse_args()
     os.chdir(ROOT)  # relative paths only
     runs = sorted(p.parent for p in args.runs.glob("*/verify.json"))
-    if not runs:
-        print(f"stage_swaps: --runs {str(args.runs)!r} holds no run_verify.py runs", file=sys.stderr)
+    table = args.runs / "table" / "platform.toml"
+    if not runs or not table.is_file():
+        print(f"stage_swaps: --runs {str(args.runs)!r} holds no run_verify.py runs with a table/", file=sys.stderr)
         return 2
     labelled = networks_of(runs)
     pairs = [p.split("|") for p in args.pairs] if args.pairs else [[f"{r.name} searched", "base"] for r in runs]
@@ -116,25 +119,19 @@ def main() -> int:
         unit_names.append(names)
         for code in itertools.product("AB", repeat=len(names)):
             hybrids.append((p, "".join(code), swapped(labelled[a_label], ua, ub, "".join(code), f"swap{p}")))
-    kernels: dict[tuple, tuple[Arch, str]] = {}
-    members: list[list[tuple]] = []
-    for _, _, arch in hybrids:
-        plan = plan_kernels(arch, "xla", 1)
-        nodes = {n.op.name: n for n in arch.nodes}
-        keys = []
-        for kernel, signature in zip(plan.kernels, kernel_signatures(arch, plan), strict=True):
-            first, last = nodes[kernel.members[0]], nodes[kernel.members[-1]]
-            key = (signature, first.input_shapes[0][-1] if first.input_shapes else 0, last.output_shape[-1])
-            kernels.setdefault(key, (arch, kernel.name))
-            keys.append(key)
-        members.append(keys)
     archs = [h[2] for h in hybrids]
+    options = ScoringOptions(platform=get_platform(str(table)), dtype="float32", batch=1)
+    needs = [kernel_needs(arch, options) for arch in archs]
+    members = [[n.key for n in arch_needs] for arch_needs in needs]
+    kernels = untimed(list(zip(archs, needs, strict=True)), set())  # every distinct kernel, once
     print(f"{len(archs)} networks of {len(pairs)} pairs, {len(kernels)} distinct kernels", file=sys.stderr)
     start = time.perf_counter()
     before = interleaved_latency_s(archs, 1, args.rounds)
     order = list(kernels)
+    runtime = resolve_options(options).plat.runtime
+    assert runtime is not None  # kernel_needs refused a platform without one
     alone = time_kernels(
-        [(kernels[k][0], kernels[k][1], 1, "float32") for k in order], "xla", args.repeats, 2, order_seed=0
+        [(kernels[k][0], kernels[k][1].kernel, 1, "float32") for k in order], runtime, args.repeats, 2, order_seed=0
     )
     after = interleaved_latency_s(archs, 1, args.rounds)
     print(f"timed in {time.perf_counter() - start:.0f} s", file=sys.stderr)

@@ -80,6 +80,11 @@ Key = tuple[str, str, int, int, int]
 class LoopError(ValueError):
     """A measurement loop that cannot run: bad settings, or a table it must not add rows to."""
 
+    @property
+    def what(self) -> str:
+        """What is wrong: the message without the advice after its first '; '."""
+        return str(self).split("; ")[0]
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoopSettings:

@@ -64,6 +64,7 @@ from explorer.cost.table import (
     TABLE_FORMAT,
     TableError,
     TableRow,
+    TableTimer,
     kernel_keys,
     parse_rows,
     recorded,
@@ -71,7 +72,7 @@ from explorer.cost.table import (
     table_text,
     xla_flags_now,
 )
-from explorer.cost.timers import QUANTITIES
+from explorer.cost.timers import QUANTITIES, UnitTimes
 from explorer.files import dumps_json, read_json, read_text, write_text
 from explorer.space import Space
 from explorer.spec import Arch
@@ -978,15 +979,22 @@ class NetworkParts:
     fallback_kernels: int
 
 
-def network_parts(arch: Arch, options: ScoringOptions) -> NetworkParts:
-    """`arch` on the table model of resolved `options`, with every in-network scale at 1."""
+def unscaled_times(arch: Arch, options: ScoringOptions) -> tuple[TableTimer, dict[str, np.ndarray], UnitTimes]:
+    """`arch` on the table model of resolved `options` with every in-network scale at 1: the timer
+    (its kernel keys), the per-layer counts it read, and its kernel times."""
     from explorer.cost.rules import layer_rows
     from explorer.cost.table import table_timer
     from explorer.cost.timers import row_quantities
 
     timer = table_timer(arch, options)
     timer = dataclasses.replace(timer, scales=np.ones_like(timer.scales))
-    t = timer(row_quantities(layer_rows(arch.nodes, options)[1]))
+    q = row_quantities(layer_rows(arch.nodes, options)[1])
+    return timer, q, timer(q)
+
+
+def network_parts(arch: Arch, options: ScoringOptions) -> NetworkParts:
+    """`arch` on the table model of resolved `options`, with every in-network scale at 1."""
+    timer, _, t = unscaled_times(arch, options)
     time = t.time_s[0]
     fell = t.fallback[0] if t.fallback is not None else np.zeros(len(time), dtype=bool)
     by_class: dict[str, float] = {}

@@ -159,15 +159,14 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
         try:
             compared = measure_compared(archs, s.options(platform), stream=stream)
         except LoopError as exc:  # what is wrong; the loop's advice on adding rows anyway is not verify's
-            why = str(exc).split("; ")[0]
-            print(f"  the compared networks' kernels are not timed here: {why}", file=stream, flush=True)
-            compared = {"skipped": why}
+            print(f"  the compared networks' kernels are not timed here: {exc.what}", file=stream, flush=True)
+            compared = {"skipped": exc.what}
     drift: dict[str, Any] | None = None
     if table:  # how fast this machine runs the table's kernels now, against when they were timed
         try:
             drift = table_drift(archs["searched"], s.options(platform))
         except LoopError as exc:
-            drift = {"skipped": str(exc).split("; ")[0]}
+            drift = {"skipped": exc.what}
         print(f"  the table against this machine now: {drift_text(drift)}", file=stream, flush=True)
     predicted_with = estimate_of(s.latency_model)
     options = dataclasses.replace(s.options(platform), latency_model=predicted_with)
