@@ -45,6 +45,10 @@ def rows(table: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def side_fit_kernels(out: Path) -> int:
+    return json.loads((out / "profile.json").read_text())["per_pass"]["fit_kernels_timed"]
+
+
 def run(*args: str) -> int:
     return main(["profile", *args])
 
@@ -72,7 +76,9 @@ def test_profile_times_a_designed_subset_resumes_and_refuses_a_foreign_table(
     keys = [(r["signature"], r["in_channels"], r["out_channels"]) for r in table]
     assert len(keys) == len(set(keys)) == 28
     sources = [r["source"] for r in table]
-    assert sources.count("measured") == 4 * 3 and sources.count("held-out") == 4 and sources.count("interpolated") == 12
+    assert sources.count("measured") == 4 * 3 and sources.count("held-out") == 4
+    fitted = sources.count("fit")  # the fit networks' kernels the design had not timed, timed for the fit
+    assert sources.count("interpolated") + fitted == 12 and fitted == side_fit_kernels(out)
     for r in table:
         t = float(r["time_s"])
         assert t >= 0 and r["dtype"] == "float32" and r["batch"] == "1"
@@ -91,7 +97,15 @@ def test_profile_times_a_designed_subset_resumes_and_refuses_a_foreign_table(
     assert str(tmp_path) not in (out / "platform.toml").read_text()  # the table is named relative to the file
 
     platform = get_platform(str(out / "platform.toml"))
+    from explorer.cost.options import ScoringOptions
+    from explorer.cost.table import parse_rows
+    from explorer.measure.loop import lacking_of
+    from explorer.measure.profile import fit_networks
     from explorer.space import load_space
+
+    fit_archs = fit_networks(load_space(space), 3, 0)  # the fit saw every kernel of its networks as timed
+    table_rows = parse_rows((out / "profile.csv").read_text(), "profile.csv")
+    assert fitted > 0 and not lacking_of(fit_archs, ScoringOptions(platform=platform), table_rows)
 
     arch = load_space(space).uniform(0.5)
     r = analyze(arch, platform=platform, latency_model="table")
@@ -122,7 +136,11 @@ def test_profile_times_a_designed_subset_resumes_and_refuses_a_foreign_table(
     assert len(err) == 1 and "measured with device='cpu: another machine, 64 cores'" in err[0]
     assert "--accept-foreign" in err[0]
     assert run(*common, "--accept-foreign", "--networks", "0") == 0  # nothing left to time
-    assert rows(out / "profile.csv") == table
+    ordered = sorted(table, key=lambda r: (r["signature"], int(r["in_channels"]), int(r["out_channels"])))
+    assert (
+        sorted(rows(out / "profile.csv"), key=lambda r: (r["signature"], int(r["in_channels"]), int(r["out_channels"])))
+        == ordered
+    )
 
 
 @pytest.mark.parametrize(

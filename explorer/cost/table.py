@@ -73,6 +73,8 @@ SOURCES: Final[dict[str, str]] = {
     "interpolated": "interpolated in log space between measured shapes of the same signature",
     "searched": "timed on the device by a search's measurement loop (explorer.measure.loop), for a kernel its best "
     "candidates run",
+    "fit": "timed on the device: a kernel of the whole networks `explore profile` fits the per-pass terms on, so "
+    "that the fit sees their kernels as timed, not interpolated",
 }
 TABLE_FORMAT: Final[int] = 1
 """The sidecar's `format`; a table of another format is refused."""

@@ -10,7 +10,7 @@ errors matter, so the loop measures exactly there:
    own screen: same seed, same settings);
 2. take the `top` best distinct candidates and the kernels they run (`kernel_needs`: the same
    signature and channels the table model looks up) that the table has no timed row for (missing,
-   or only `interpolated`; rows `measured`, `held-out` and `searched` were timed here);
+   or only `interpolated`; rows `measured`, `held-out`, `fit` and `searched` were timed here);
 3. time exactly those with `explore profile`'s timing (`explorer.measure.profile.kernel_program`,
    interleaved rounds, median and 95% interval, the table's own repeats and warm-up), appending
    them as `searched` rows, flushed after every batch, so an interrupt loses at most the batch in
@@ -42,23 +42,30 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 
 from explorer.cost.analyze import analyze
-from explorer.cost.fusion import plan_kernels
 from explorer.cost.latency import reads_table, resolve_options
 from explorer.cost.options import ScoringOptions
-from explorer.cost.rules import layer_rows
 from explorer.cost.table import (
     SOURCES,
     TableError,
     TableRow,
-    kernel_keys,
     load_table,
     parse_rows,
     sidecar_path,
     table_path,
     table_text,
 )
-from explorer.cost.timers import row_quantities
 from explorer.files import dumps_json, read_json, read_text, write_text
+from explorer.measure.needs import (
+    LOOP_SOURCE,
+    TIMED_SOURCES,
+    Key,
+    LoopError,
+    Need,
+    compact,
+    kernel_needs,
+    timed_keys,
+    untimed,
+)
 from explorer.spec import Arch
 from explorer.units import si
 
@@ -68,22 +75,6 @@ if TYPE_CHECKING:
 LOOP_JSON = "loop.json"
 """The run folder's record of the loop: its settings, every round, and the searched best's check."""
 LOOP_FORMAT = 1
-LOOP_SOURCE = "searched"
-"""The `source` of a row the loop measured (`explorer.cost.table.SOURCES`)."""
-TIMED_SOURCES = frozenset({"measured", "held-out", LOOP_SOURCE})
-"""Row sources timed on the device; a kernel with only an `interpolated` row (or none) is lacking."""
-
-Key = tuple[str, str, int, int, int]
-"""A table row's key: (signature, dtype, batch, in_channels, out_channels)."""
-
-
-class LoopError(ValueError):
-    """A measurement loop that cannot run: bad settings, or a table it must not add rows to."""
-
-    @property
-    def what(self) -> str:
-        """What is wrong: the message without the advice after its first '; '."""
-        return str(self).split("; ")[0]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,54 +112,6 @@ class LoopSettings:
 
 def _integer(value: object, least: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
-
-
-# ---------------------------------------------------------------- what a candidate needs
-
-
-@dataclass(frozen=True, slots=True)
-class Need:
-    """One kernel a network runs, keyed as the table model looks it up."""
-
-    key: Key
-    kind: str
-    kernel: str
-    """The kernel's name (its first layer) in the network: what `kernel_program` builds."""
-
-
-def kernel_needs(arch: Arch, options: ScoringOptions) -> list[Need]:
-    """The kernels `arch` runs under the platform's runtime, with the keys the table model reads
-    (`explorer.cost.table.TableTimer.lookup`: channels from the per-layer counts)."""
-    opts = resolve_options(options)
-    runtime = opts.plat.runtime
-    if runtime is None:
-        raise LoopError(f"platform={opts.plat.key!r} has no runtime; use the platform file `explore profile` wrote")
-    q = row_quantities(layer_rows(arch.nodes, opts)[1])
-    plan = plan_kernels(arch, runtime, opts.batch)
-    keys = kernel_keys(arch, plan, opts.itemsize, opts.batch)
-    cin, cout = keys.channels(q)
-    runs = (cout > 0) & (q["output_bytes"][..., keys.last] > 0)
-    return [
-        Need((keys.signatures[k], opts.dtype, opts.batch, int(cin[0, k]), int(cout[0, k])), keys.kinds[k], kernel.name)
-        for k, kernel in enumerate(plan.kernels)
-        if runs[0, k]
-    ]
-
-
-def untimed(needs: Sequence[tuple[Arch, Sequence[Need]]], timed: set[Key]) -> dict[Key, tuple[Arch, Need]]:
-    """The kernels of (network, its kernels) pairs that `timed` lacks, once per key, each with the
-    first network that runs it (what `measure` builds it in), in order."""
-    lacking: dict[Key, tuple[Arch, Need]] = {}
-    for arch, arch_needs in needs:
-        for need in arch_needs:
-            if need.key not in timed and need.key not in lacking:
-                lacking[need.key] = (arch, need)
-    return lacking
-
-
-def timed_keys(rows: Sequence[TableRow]) -> set[Key]:
-    """The keys of the rows timed on the device (`TIMED_SOURCES`)."""
-    return {r.key for r in rows if r.source in TIMED_SOURCES}
 
 
 # ---------------------------------------------------------------- the table
@@ -233,21 +176,6 @@ def table_rows(path: Path) -> list[TableRow]:
         return parse_rows(read_text(path, "latency table", TableError), str(path))
     except TableError as exc:
         raise LoopError(str(exc)) from None
-
-
-def compact(rows: Sequence[TableRow]) -> list[TableRow]:
-    """The rows with one per key, as the table model reads them (a later row of a shape wins): a
-    timed row supersedes an interpolated one of the same shape, a later timed row an earlier one;
-    each kept row at its first timed place, the order otherwise kept."""
-    last_timed = {r.key: r for r in rows if r.source in TIMED_SOURCES}
-    out: list[TableRow] = []
-    seen: set[Key] = set()
-    for r in rows:
-        if r.key in seen or (r.key in last_timed and r.source not in TIMED_SOURCES):
-            continue
-        seen.add(r.key)
-        out.append(last_timed.get(r.key, r))
-    return out
 
 
 def table_digest(path: Path) -> str:

@@ -25,8 +25,10 @@ On JAX's default backend (the CPU here, a GPU wherever JAX sees one), for one dt
 4. **Whole-network terms.** A dozen whole networks of the space are timed, and their latency is
    fitted as a term per pass (dispatch) plus, per kernel class (3x3 conv, 1x1 conv, depthwise,
    dense, pool, element-wise), a scale on the class's table kernels: how much longer they run
-   inside a network than alone (cold caches, layouts). Each network's error is reported after the
-   fit and with it left out of the fit (`fit_per_pass`).
+   inside a network than alone (cold caches, layouts). The kernels of those networks the table has
+   not timed are timed first (`fit` rows), so the terms are fitted on their kernels as timed, not on
+   the interpolation's error. Each network's error is reported after the fit and with it left out
+   of the fit (`fit_per_pass`).
 5. **Robustness.** Rows are appended and flushed as each batch of kernels is timed, so an
    interrupted run resumes where it stopped; a table measured on another device or jax/jaxlib is
    refused in one line unless `accept_foreign`. Progress lines give the time left.
@@ -410,15 +412,16 @@ def kernel_arch(space: Space, shape: Shape) -> Arch:
 
 
 def kernel_program(
-    arch: Arch, kernel_name: str, runtime: str, batch: int, dtype: str
+    arch: Arch, kernel_name: str | Sequence[str], runtime: str, batch: int, dtype: str
 ) -> tuple[Callable[[], None], Callable[[], None], int]:
-    """Two calls of one compiled program that runs kernel `kernel_name` of `arch` in a loop, once and
+    """Two calls of one compiled program that runs kernel `kernel_name` of `arch` (or a group of its
+    kernels, in the network's order: a stage, `explorer.measure.stages`) in a loop, once and
     1 + `extra` times, and `extra` (enough runs to take about `LOOP_SECONDS`, at least `LOOP_EXTRA`):
-    (second - first) / extra is the kernel's time as it runs among
-    others, without the program's dispatch and start (which a network pays once, not per kernel).
-    The members are built with the network's own Flax builders; inputs read from outside are ones
-    (each run writes one element of the first from the last run's output, so no run can be hoisted
-    or skipped), weights 0.01; the output buffer is donated back to every call."""
+    (second - first) / extra is the kernel's time as it runs among others, without the program's
+    dispatch and start (which a network pays once, not per kernel). The members are built with the
+    network's own Flax builders; inputs read from outside are ones (each run writes one element of
+    the first from the last run's output, so no run can be hoisted or skipped), weights 0.01; the
+    output buffer is donated back to every call. A group's output is its last member's."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -426,10 +429,23 @@ def kernel_program(
     from explorer.model import builder
 
     plan = plan_kernels(arch, runtime, batch)
-    kernel = next(k for k in plan.kernels if k.name == kernel_name)
-    nodes = {node.op.name: node for node in arch.nodes}
-    members = [nodes[m] for m in kernel.members]
-    inside = set(kernel.members)
+    names = {kernel_name} if isinstance(kernel_name, str) else set(kernel_name)
+    chosen = [k for k in plan.kernels if k.name in names]
+    if len(chosen) != len(names):
+        raise ProfileError(f"kernel_name={kernel_name!r}: not all are kernels of {arch.name!r} under {runtime!r}")
+    inside = {m for k in chosen for m in k.members}
+    if isinstance(kernel_name, str):
+        nodes = {node.op.name: node for node in arch.nodes}
+        members = [nodes[m] for m in chosen[0].members]
+    else:  # a group: its kernels' layers and the views between them (which run in no kernel), in graph order
+        kernel_of = plan.kernel_of()
+        at = [i for i, node in enumerate(arch.nodes) if node.op.name in inside]
+        members = [
+            node
+            for i, node in enumerate(arch.nodes)
+            if node.op.name in inside or (at[0] <= i <= at[-1] and node.op.name not in kernel_of)
+        ]
+        inside = {node.op.name for node in members}
     external: dict[str, tuple[int, ...]] = {}
     for node in members:
         for name, shape in zip(node.inputs, node.input_shapes, strict=True):
@@ -863,7 +879,9 @@ def profile(
     )
     write_text(platform_file, platform_text(platform, key, TABLE_CSV, note))
     if settings.networks and complete:
-        provenance["per_pass"] = fit_per_pass(space, platform_file, settings, stream)
+        provenance["per_pass"] = fit_per_pass(space, platform_file, settings, stream, round_order)
+        kept = parse_rows(read_text(table_file, "latency table", TableError), str(table_file))
+        provenance["shapes"] |= {source: sum(r.source == source for r in kept) for source in ("fit", "interpolated")}
     session["wall_s"] = round(time.perf_counter() - started, 1)
     provenance["cost_minutes"] = round(sum(s.get("wall_s", 0.0) for s in sessions) / 60, 2)
     write_text(side, dumps_json(provenance))
@@ -1072,7 +1090,9 @@ def fit_networks(space: Space, count: int, seed: int) -> list[Arch]:
     return archs[:count]
 
 
-def fit_per_pass(space: Space, platform_file: Path, settings: ProfileSettings, stream: TextIO) -> dict[str, Any]:
+def fit_per_pass(
+    space: Space, platform_file: Path, settings: ProfileSettings, stream: TextIO, round_order: str = ROUND_ORDERS[0]
+) -> dict[str, Any]:
     """Time a dozen whole networks of the space and fit what isolated kernels miss: a once-per-pass
     time and, per kernel class, how much longer its kernels run inside a network than alone
     (`fit_scales`). Each network's error after the fit, and with it left out of the fit, is kept."""
@@ -1084,6 +1104,7 @@ def fit_per_pass(space: Space, platform_file: Path, settings: ProfileSettings, s
     options = resolve_options(
         ScoringOptions(platform=get_platform(str(platform_file)), dtype=settings.dtype, batch=settings.batch, latency_model="table")
     )  # fmt: skip
+    fit_kernels = time_fit_kernels(archs, options, platform_file.parent / TABLE_CSV, settings, round_order, stream)
     parts = [network_parts(arch, options) for arch in archs]
     measured = [float(t[0]) for t in timed]
     per_pass, scales = fit_scales(parts, measured)
@@ -1125,4 +1146,51 @@ def fit_per_pass(space: Space, platform_file: Path, settings: ProfileSettings, s
         "median_abs_error": statistics.median(errors),
         "median_abs_error_left_out": statistics.median(errors_out),
         "networks": networks,
+        "fit_kernels_timed": fit_kernels,
     }
+
+
+def time_fit_kernels(
+    archs: Sequence[Arch],
+    options: ScoringOptions,
+    table_file: Path,
+    settings: ProfileSettings,
+    round_order: str,
+    stream: TextIO,
+) -> int:
+    """Time the kernels the fit networks `archs` run and the table has not timed (most of a random
+    network's kernels are interpolated), appended as `fit` rows: the per-pass terms are then fitted
+    on the networks' kernels as timed, not on the interpolation's error. Returns how many were timed."""
+    from explorer.measure.needs import compact, kernel_needs, timed_keys, untimed
+
+    runtime = options.plat.runtime
+    assert runtime is not None
+    rows = parse_rows(read_text(table_file, "latency table", TableError), str(table_file))
+    lacking = list(untimed([(arch, kernel_needs(arch, options)) for arch in archs], timed_keys(rows)).values())
+    started = time.perf_counter()
+    print(f"  timing the {len(lacking)} kernels of those networks the table has not timed", file=stream, flush=True)
+    for start in range(0, len(lacking), settings.batch_size):
+        part = lacking[start : start + settings.batch_size]
+        times = time_kernels(
+            [(arch, need.kernel, need.key[2], need.key[1]) for arch, need in part],
+            runtime,
+            settings.repeats,
+            settings.warmup,
+            order_seed(round_order),
+        )
+        append_rows(
+            table_file,
+            [
+                timed_row(need.key, need.kind, t, settings.repeats, "fit", need.kernel)
+                for (_, need), t in zip(part, times, strict=True)
+            ],
+        )
+        done = start + len(part)
+        if done % (8 * settings.batch_size) == 0 or done == len(lacking):
+            spent = time.perf_counter() - started
+            left = (len(lacking) - done) * spent / done
+            print(f"  {done}/{len(lacking)} kernels timed, {spent / 60:.1f} min, about {left / 60:.1f} min left", file=stream, flush=True)  # fmt: skip
+    if lacking:  # one row per shape: a timed row takes the place of the interpolated one
+        text = read_text(table_file, "latency table", TableError)
+        write_text(table_file, table_text(compact(parse_rows(text, str(table_file)))))
+    return len(lacking)

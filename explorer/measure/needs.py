@@ -1,0 +1,108 @@
+"""What a network needs from a latency table: the kernels it runs, keyed as the table model looks
+them up (`kernel_needs`), which of them a table has timed on the device (`timed_keys`, `untimed`),
+and a table's rows with one per key (`compact`). Shared by `explore profile`
+(`explorer.measure.profile`, which times its fit networks' kernels) and the measurement loop
+(`explorer.measure.loop`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from explorer.cost.fusion import plan_kernels
+from explorer.cost.latency import resolve_options
+from explorer.cost.options import ScoringOptions
+from explorer.cost.rules import layer_rows
+from explorer.cost.table import TableRow, kernel_keys
+from explorer.cost.timers import row_quantities
+from explorer.spec import Arch
+
+LOOP_SOURCE = "searched"
+"""The `source` of a row the loop measured (`explorer.cost.table.SOURCES`)."""
+TIMED_SOURCES = frozenset({"measured", "held-out", LOOP_SOURCE, "fit"})
+"""Row sources timed on the device; a kernel with only an `interpolated` row (or none) is lacking."""
+
+Key = tuple[str, str, int, int, int]
+"""A table row's key: (signature, dtype, batch, in_channels, out_channels)."""
+
+
+class LoopError(ValueError):
+    """A measurement loop that cannot run: bad settings, or a table it must not add rows to."""
+
+    @property
+    def what(self) -> str:
+        """What is wrong: the message without the advice after its first '; '."""
+        return str(self).split("; ")[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """One kernel a network runs, keyed as the table model looks it up."""
+
+    key: Key
+    kind: str
+    kernel: str
+    """The kernel's name (its first layer) in the network: what `kernel_program` builds."""
+
+
+def kernel_needs(arch: Arch, options: ScoringOptions) -> list[Need]:
+    """The kernels `arch` runs under the platform's runtime, with the keys the table model reads
+    (`explorer.cost.table.TableTimer.lookup`: channels from the per-layer counts)."""
+    opts = resolve_options(options)
+    runtime = opts.plat.runtime
+    if runtime is None:
+        raise LoopError(f"platform={opts.plat.key!r} has no runtime; use the platform file `explore profile` wrote")
+    q = row_quantities(layer_rows(arch.nodes, opts)[1])
+    plan = plan_kernels(arch, runtime, opts.batch)
+    keys = kernel_keys(arch, plan, opts.itemsize, opts.batch)
+    cin, cout = keys.channels(q)
+    runs = (cout > 0) & (q["output_bytes"][..., keys.last] > 0)
+    return [
+        Need((keys.signatures[k], opts.dtype, opts.batch, int(cin[0, k]), int(cout[0, k])), keys.kinds[k], kernel.name)
+        for k, kernel in enumerate(plan.kernels)
+        if runs[0, k]
+    ]
+
+
+def untimed(needs: Sequence[tuple[Arch, Sequence[Need]]], timed: set[Key]) -> dict[Key, tuple[Arch, Need]]:
+    """The kernels of (network, its kernels) pairs that `timed` lacks, once per key, each with the
+    first network that runs it (what `measure` builds it in), in order."""
+    lacking: dict[Key, tuple[Arch, Need]] = {}
+    for arch, arch_needs in needs:
+        for need in arch_needs:
+            if need.key not in timed and need.key not in lacking:
+                lacking[need.key] = (arch, need)
+    return lacking
+
+
+def timed_keys(rows: Sequence[TableRow]) -> set[Key]:
+    """The keys of the rows timed on the device (`TIMED_SOURCES`)."""
+    return {r.key for r in rows if r.source in TIMED_SOURCES}
+
+
+def compact(rows: Sequence[TableRow]) -> list[TableRow]:
+    """The rows with one per key, as the table model reads them (a later row of a shape wins): a
+    timed row supersedes an interpolated one of the same shape, a later timed row an earlier one;
+    each kept row at its first timed place, the order otherwise kept."""
+    last_timed = {r.key: r for r in rows if r.source in TIMED_SOURCES}
+    out: list[TableRow] = []
+    seen: set[Key] = set()
+    for r in rows:
+        if r.key in seen or (r.key in last_timed and r.source not in TIMED_SOURCES):
+            continue
+        seen.add(r.key)
+        out.append(last_timed.get(r.key, r))
+    return out
+
+
+__all__ = [
+    "LOOP_SOURCE",
+    "TIMED_SOURCES",
+    "Key",
+    "LoopError",
+    "Need",
+    "compact",
+    "kernel_needs",
+    "timed_keys",
+    "untimed",
+]
