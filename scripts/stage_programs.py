@@ -19,7 +19,7 @@ W ~ X + c, with c the median of W - X over the fit networks, scored by |relative
 networks and on the compared ones, and by the compared networks' gain (uniform at the searched
 network's FLOPs, interpolated as `explore verify` does, over searched) against the measured one.
 
-Writes stage_programs.md and stage_programs.json into `--runs`.
+Writes stage_programs.md and stage_programs.json (`--name`) into `--runs`.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def main() -> int:
     parser.add_argument("--networks", type=int, default=12, help="fit networks timed (default 12)")
     parser.add_argument("--rounds", type=int, default=20, help="interleaved rounds of the whole networks (default 20)")
     parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds of the stages (default 15)")
+    parser.add_argument("--name", default="stage_programs", help="the files written: NAME.md, NAME.json")
     args = parser.parse_args()
     os.chdir(ROOT)  # relative paths only
     runs = sorted(p.parent for p in args.runs.glob("*/verify.json"))
@@ -136,7 +137,10 @@ def main() -> int:
     lines = [
         "# Stages timed as programs against kernels timed alone, on whole networks (this machine)",
         "",
-        f"Written by `python scripts/stage_programs.py --runs {args.runs.as_posix()}` on {datetime.date.today().isoformat()}: "
+        f"Written by `python scripts/stage_programs.py --runs {args.runs.as_posix()} --networks {args.networks} "
+        f"--rounds {args.rounds} --repeats {args.repeats}"
+        + (f" --name {args.name}" if args.name != "stage_programs" else "")
+        + f"` on {datetime.date.today().isoformat()}: "
         f"{device_name()}, jax {jax.__version__}, batch 1, float32; {len(fit)} fit networks of the table's space and "
         f"the {len(compared)} networks the runs compared, in {minutes:.1f} min. W: whole, interleaved rounds before and "
         f"after the rest (they ran {drift:.3f}x as long after, median); K: its kernels alone; S: its stages as programs, "
@@ -171,9 +175,9 @@ def main() -> int:
             f"{(r['whole_s'] - r['kernels_s']) * 1e3:+.2f} ms | {(r['whole_s'] - r['stages_s']) * 1e3:+.2f} ms | "
             f"{r['table_s'] * 1e3:.2f} ms | " + " ".join(f"{v:.2f}" for v in r["stage_ratios"].values()) + " |"
         )
-    write_text(args.runs / "stage_programs.md", "\n".join(lines) + "\n")
+    write_text(args.runs / f"{args.name}.md", "\n".join(lines) + "\n")
     write_text(
-        args.runs / "stage_programs.json",
+        args.runs / f"{args.name}.json",
         json.dumps(
             {"networks": args.networks, "rounds": args.rounds, "repeats": args.repeats, "drift": drift,
              "reference_ratio": reference, "scores": scores, "rows": rows},
