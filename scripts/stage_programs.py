@@ -46,7 +46,7 @@ def main() -> int:
     from explorer.measure.profile import ROUND_ORDERS, fit_networks, order_seed
     from explorer.measure.stages import stage_needs, time_stage_programs
     from explorer.measure.timing import device_name, interleaved_latency_s
-    from explorer.measure.verify import compared_networks
+    from explorer.measure.verify import labelled_networks
     from explorer.search.baselines import at_flops
     from explorer.space import load_space
 
@@ -68,9 +68,7 @@ def main() -> int:
     space = load_space(info["name"], keep=tuple(info["keep"]), align=info["align"])
     options = ScoringOptions(platform=get_platform(str(table / "platform.toml")), dtype="float32", batch=1)
     networks = {f"fit {k} {a.name}": a for k, a in enumerate(fit_networks(space, args.networks, 0))}
-    for run in runs:
-        for label, arch in compared_networks(run).items():
-            networks["base" if label == "base" else f"{run.name} {label}"] = arch
+    networks |= labelled_networks(runs)
     archs = list(networks.values())
     stages = {label: stage_needs(arch, options) for label, arch in networks.items()}
     runtime = options.plat.runtime

@@ -39,17 +39,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS = Path("reports") / "verify-table-upper-cpu-dot-pool"
 
 
-def networks_of(runs: list[Path]) -> dict:
-    """The networks `explore verify` compares in each run folder, labelled 'RUN searched' etc."""
-    from explorer.measure.verify import compared_networks
-
-    out = {}
-    for run in runs:
-        for label, arch in compared_networks(run).items():
-            out["base" if label == "base" else f"{run.name} {label}"] = arch
-    return out
-
-
 def units_of(arch) -> list[tuple[str, list]]:
     """(name, ops) of each swappable unit: the stem with the first stage, each later stage, the head."""
     stages = sorted({op.name.split(".")[0] for op in arch.ops if op.name.startswith("layer") and "." in op.name})
@@ -81,6 +70,7 @@ def main() -> int:
     from explorer.measure.loop import kernel_needs, untimed
     from explorer.measure.profile import time_kernels
     from explorer.measure.timing import device_name, interleaved_latency_s
+    from explorer.measure.verify import labelled_networks
     from explorer.spec import Arch
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -98,7 +88,7 @@ def main() -> int:
     if not runs or not table.is_file():
         print(f"stage_swaps: --runs {str(args.runs)!r} holds no run_verify.py runs with a table/", file=sys.stderr)
         return 2
-    labelled = networks_of(runs)
+    labelled = labelled_networks(runs)
     pairs = [p.split("|") for p in args.pairs] if args.pairs else [[f"{r.name} searched", "base"] for r in runs]
     for pair in pairs:
         unknown = [x for x in pair if x not in labelled]

@@ -113,12 +113,14 @@ def test_the_stage_swaps_of_recorded_runs_are_valid_networks_made_of_their_paren
     and all-B ones being the two parents (the head from A)."""
     import importlib.util
 
+    from explorer.measure.verify import labelled_networks
+
     spec = importlib.util.spec_from_file_location("stage_swaps", ROOT / "scripts" / "stage_swaps.py")
     assert spec is not None and spec.loader is not None
     swaps = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(swaps)
     runs = ROOT / "reports" / "verify-table-upper-cpu-dot-pool"
-    networks = swaps.networks_of([runs / "1GFLOPs", runs / "2.5GFLOPs"])
+    networks = labelled_networks([runs / "1GFLOPs", runs / "2.5GFLOPs"])
     a, b = networks["2.5GFLOPs searched"], networks["1GFLOPs uniform below"]
     ua, ub = swaps.units_of(a), swaps.units_of(b)
     assert [op for _, ops in ua for op in ops] == list(a.ops)

@@ -570,14 +570,14 @@ def time_interleaved(
 
 
 def time_kernels(
-    kernels: Sequence[tuple[Arch, str, int, str]],
+    kernels: Sequence[tuple[Arch, str | Sequence[str], int, str]],
     runtime: str,
     repeats: int,
     warmup: int,
     order_seed: int | None = None,
 ) -> list[tuple[float, float, float]]:
     """Median and 95% interval (seconds) of each kernel, given as (a network it runs in, the
-    kernel's name, batch, dtype): each jitted into a loop of 1 and of 1 + extra runs
+    kernel's name or a group of them, batch, dtype): each jitted into a loop of 1 and of 1 + extra runs
     (`kernel_program`), all timed in interleaved rounds (`time_interleaved`, `order_seed`); (loop of
     1 + extra - loop of 1) / extra."""
     calls: list[Callable[[], None]] = []

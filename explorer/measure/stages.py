@@ -10,16 +10,13 @@ ResNet's stem, pool + layer1, layer2, layer3, layer4 and head; a MobileNet's res
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from explorer.cost.fusion import KernelPlan, plan_kernels
 from explorer.cost.latency import resolve_options
 from explorer.cost.options import ScoringOptions
-from explorer.cost.rules import layer_rows
-from explorer.cost.table import kernel_keys
-from explorer.cost.timers import row_quantities
-from explorer.measure.needs import Key, LoopError, Need
+from explorer.measure.needs import Need, kernel_needs
 from explorer.spec import INPUT, Arch
 
 
@@ -74,23 +71,16 @@ class StageNeed:
 
 
 def stage_needs(arch: Arch, options: ScoringOptions) -> list[StageNeed]:
-    """The stages `arch` runs under the platform's runtime, each with its running kernels."""
+    """The stages `arch` runs under the platform's runtime, each with its running kernels
+    (`explorer.measure.needs.kernel_needs`, grouped by `stage_spans`)."""
+    needs = kernel_needs(arch, options)
     opts = resolve_options(options)
-    runtime = opts.plat.runtime
-    if runtime is None:
-        raise LoopError(f"platform={opts.plat.key!r} has no runtime; use the platform file `explore profile` wrote")
-    q = row_quantities(layer_rows(arch.nodes, opts)[1])
-    plan = plan_kernels(arch, runtime, opts.batch)
-    keys = kernel_keys(arch, plan, opts.itemsize, opts.batch)
-    cin, cout = keys.channels(q)
-    runs = (cout > 0) & (q["output_bytes"][..., keys.last] > 0)
+    assert opts.plat.runtime is not None  # kernel_needs refused a platform without one
+    plan = plan_kernels(arch, opts.plat.runtime, opts.batch)
+    index = {k.name: i for i, k in enumerate(plan.kernels)}
     out = []
     for position, (a, b) in enumerate(stage_spans(arch, plan)):
-        kernels = tuple(
-            Need((keys.signatures[k], opts.dtype, opts.batch, int(cin[0, k]), int(cout[0, k])), keys.kinds[k], plan.kernels[k].name)
-            for k in range(a, b)
-            if runs[0, k]
-        )  # fmt: skip
+        kernels = tuple(n for n in needs if a <= index[n.kernel] < b)
         if kernels:
             out.append(StageNeed(position, kernels))
     return out
@@ -106,38 +96,24 @@ def time_stage_programs(
     repeats: int,
     warmup: int,
     order_seed: int | None,
-    known: dict[Key, float] | None = None,
 ) -> list[StageTiming]:
     """Each stage jitted as one program (its kernels in a loop: `explorer.measure.profile.kernel_program`
     of the group) and each of its kernels alone, all in one interleaved batch (`time_interleaved`),
-    so their ratio is free of the machine's drift between batches. A kernel in `known` (seconds,
-    timed in an earlier batch) is not timed again; the ones timed here are added to it."""
-    from explorer.measure.profile import kernel_program, median_ci95, time_interleaved
+    so their ratio is free of the machine's drift between batches (a kernel of several stages is
+    timed once)."""
+    from explorer.measure.profile import time_kernels
 
-    known = {} if known is None else known
-    calls: list[Callable[[], None]] = []
-    extras: list[int] = []
-    kernels: dict[Key, int] = {}  # key -> index of its program pair
-    for arch, stage in parts:
-        for need in stage.kernels:
-            if need.key not in known and need.key not in kernels:
-                once, more, extra = kernel_program(arch, need.kernel, runtime, need.key[2], need.key[1])
-                kernels[need.key] = len(extras)
-                calls += [once, more]
-                extras.append(extra)
-    first_stage = len(extras)
-    for arch, stage in parts:
-        need = stage.kernels[0]
-        once, more, extra = kernel_program(arch, [n.kernel for n in stage.kernels], runtime, need.key[2], need.key[1])
-        calls += [once, more]
-        extras.append(extra)
-    seconds = time_interleaved(calls, repeats, warmup, order_seed)
-    per_run = [(seconds[:, 2 * k + 1] - seconds[:, 2 * k]) / e for k, e in enumerate(extras)]
-    for key, k in kernels.items():
-        known[key] = median_ci95(per_run[k])[0]
+    alone = {need.key: (arch, need) for arch, stage in parts for need in stage.kernels}
+    items = [(arch, need.kernel, need.key[2], need.key[1]) for arch, need in alone.values()]
+    items += [
+        (arch, [n.kernel for n in stage.kernels], stage.kernels[0].key[2], stage.kernels[0].key[1])
+        for arch, stage in parts
+    ]
+    timed = time_kernels(items, runtime, repeats, warmup, order_seed)  # one interleaved batch
+    kernel_s = {key: timing[0] for key, timing in zip(alone, timed[: len(alone)], strict=True)}
     return [
-        (median_ci95(per_run[first_stage + i]), sum(max(known[n.key], 0.0) for n in stage.kernels))
-        for i, (_, stage) in enumerate(parts)
+        (timing, sum(max(kernel_s[n.key], 0.0) for n in stage.kernels))
+        for (_, stage), timing in zip(parts, timed[len(alone) :], strict=True)
     ]
 
 

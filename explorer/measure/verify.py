@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -139,6 +140,16 @@ def compared_networks(run: Path) -> dict[str, Arch]:
         "uniform above": space.uniform(high),
         "base": space.arch,
     }
+
+
+def labelled_networks(runs: Sequence[Path]) -> dict[str, Arch]:
+    """The networks `explore verify` compares in each run folder of `runs` (`compared_networks`),
+    labelled 'RUN searched', 'RUN uniform below', 'RUN uniform above', and 'base' once."""
+    out = {}
+    for run in runs:
+        for label, arch in compared_networks(run).items():
+            out["base" if label == "base" else f"{run.name} {label}"] = arch
+    return out
 
 
 def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verification:
