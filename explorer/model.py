@@ -200,7 +200,8 @@ class Network(nnx.Module):
         for node in self.arch.nodes:
             name = node.op.name
             layer = self.layers[name] if name in self.weighted else None
-            env[name] = builder(node.op).apply(node, layer, [env[n] for n in node.inputs])
+            with jax.named_scope(name):  # the layer's name in the compiled program's metadata and in traces
+                env[name] = builder(node.op).apply(node, layer, [env[n] for n in node.inputs])
         return env[self.arch.nodes[-1].op.name]
 
 

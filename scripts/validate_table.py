@@ -1,11 +1,11 @@
 """The measured-table latency model against whole networks it was not fitted on, on this machine.
 
-    python scripts/validate_table.py                     # 30 random ResNet-18 variants, seed 7
+    python scripts/validate_table.py                     # 30 random variants of the table's space, seed 7
     python scripts/validate_table.py --n 40 --seed 11 --repeats 15
 
-The table (reports/profile-cpu-dot-pool: `explore profile resnet18` on this machine) was fitted on its kernels
+The table (default reports/profile-cpu-dot-pool: `explore profile resnet18` on this machine) was fitted on its kernels
 and on a few whole networks (uniform widths: the smallest, x0.75, the largest; profile.json lists
-them). This script draws random variants of the same space (widths on its lattice, 1x1 bottlenecks
+them). This script draws random variants of the table's space (its sidecar names it) (widths on its lattice, 1x1 bottlenecks
 on with probability 0.3, `explorer.measure.sets.variants`: networks no fit used), times each as a
 jitted Flax model in interleaved rounds (`interleaved_latency_s`), and predicts it under the `table`,
 `kernel` and `roofline` latency models and by FLOPs alone. The networks are then timed again in a
@@ -64,10 +64,12 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    keep = tuple(load_space("resnet18").keep)  # the profiled lattice's: every kernel is in the table
-    archs = variants("resnet18", args.n, args.seed, keep)
-    fit = json.loads((table / "profile.json").read_text())["per_pass"]
-    reference = load_space("resnet18").uniform(0.75)  # one of the fit's whole networks, timed then and now
+    side = json.loads((table / "profile.json").read_text())
+    space_name = side["space"]["name"]  # the profiled space and lattice: every kernel is in the table
+    space = load_space(space_name, keep=tuple(side["space"]["keep"]), align=side["space"]["align"])
+    archs = variants(space_name, args.n, args.seed, tuple(space.keep))
+    fit = side["per_pass"]
+    reference = space.uniform(0.75)  # one of the fit's whole networks, timed then and now
     reference_then = next(n["measured_s"] for n in fit["networks"] if n["arch"] == reference.name)
     load_before = os.getloadavg()[0]
     print(f"timing {len(archs)} networks, {args.repeats} interleaved rounds ...", file=sys.stderr, flush=True)
@@ -117,8 +119,8 @@ def main() -> int:
         "",
         f"Written by `{'XLA_FLAGS=' + repr(profiled_flags) + ' ' if profiled_flags else ''}python scripts/validate_table.py "
         f"--n {args.n} --seed {args.seed} --repeats {args.repeats}{'' if table == TABLE else ' --table ' + str(table)}` on "
-        f"{info['date']}: {info['device']}, jax {jax.__version__}, batch 1, float32. Random ResNet-18 variants "
-        f"(keep {keep[0]:g}-{keep[1]:g}, the profiled lattice; bottlenecks with probability 0.3), timed as jitted Flax models in interleaved rounds "
+        f"{info['date']}: {info['device']}, jax {jax.__version__}, batch 1, float32. Random {space_name} variants "
+        f"(keep {space.keep[0]:g}-{space.keep[1]:g}, the profiled lattice; bottlenecks with probability 0.3), timed as jitted Flax models in interleaved rounds "
         f"(median); load average {load_before:.1f} before, {load_after:.1f} after (2 cores). {reference.name}, one of the "
         f"networks the table's whole-network terms were fitted on, measured {reference_then * 1e3:.2f} ms then and "
         f"{reference_now[0] * 1e3:.2f} ms now, timed with the others: this machine runs {drift:.2f}x as long as when "

@@ -21,7 +21,7 @@ import pytest
 from explorer.cli import main
 from explorer.cost import analyze, get_platform
 from explorer.cost.options import ScoringOptions
-from explorer.cost.table import TABLE_FORMAT, TableRow, parse_rows, table_text
+from explorer.cost.table import LOOP_BODY, TABLE_FORMAT, TableRow, parse_rows, table_text
 from explorer.measure.loop import (
     LOOP_JSON,
     LOOP_SOURCE,
@@ -87,6 +87,7 @@ def synthetic_table(folder: Path) -> Path:
         "batch": 1,
         "runtime": "xla",
         "space": {"name": "tiny", "keep": list(space.keep), "align": space.align},
+        "loop_body": LOOP_BODY,
         "repeats": 6,
         "warmup": 0,
         "sessions": [],
@@ -287,6 +288,10 @@ def test_bad_input_is_refused_in_one_line(
     err = one_error(capsys, *table, "--measure-loop")
     assert "device='gpu: another one'" in err and "--measure-foreign" in err
     assert (platform_file.parent / "profile.csv").read_text() == before  # nothing added
+    side.write_text(json.dumps({k: v for k, v in info.items() if k != "loop_body"}))  # timed by the old loop body
+    err = one_error(capsys, *table, "--measure-loop", "--measure-foreign")
+    assert "'the kernel and a copy of its input'" in err and "explore profile" in err
+    assert (platform_file.parent / "profile.csv").read_text() == before
     with pytest.raises(LoopError, match="top=-1"):
         measure_loop(plan_for(platform_file, tmp_path / "x"), LoopSettings(top=-1))
 

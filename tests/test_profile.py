@@ -129,6 +129,13 @@ def test_profile_times_a_designed_subset_resumes_and_refuses_a_foreign_table(
         capsys.readouterr()
         side = json.loads((out / "profile.json").read_text())
 
+    no_body = {k: v for k, v in side.items() if k != "loop_body"}  # a table timed by the loop that copied its input
+    (out / "profile.json").write_text(json.dumps(no_body))
+    assert run(*common, "--accept-foreign") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'the kernel and a copy of its input'" in err[0] and "give another --out" in err[0]
+    (out / "profile.json").write_text(json.dumps(side))
+
     side["device"] = "cpu: another machine, 64 cores"
     (out / "profile.json").write_text(json.dumps(side))
     assert run(*common) == 2
@@ -319,3 +326,38 @@ def test_a_new_table_times_in_shuffled_rounds_and_an_old_one_keeps_its_listed_or
     capsys.readouterr()
     assert seeds and set(seeds) == {None}
     assert json.loads((out / "profile.json").read_text())["round_order"] == "listed"
+
+
+@pytest.mark.parametrize(
+    ("space", "kernels"),
+    [
+        ("resnet18", "conv1.bn"),  # element-wise: batch norm and ReLU on 112x112
+        ("resnet18", "maxpool"),
+        ("resnet18", "layer1.0.conv2.bn"),  # batch norm, the residual add and ReLU: two inputs from outside
+        ("resnet18", "layer2.0.conv1"),
+        ("resnet18", ("layer1.0.conv1", "layer1.0.conv1.bn", "layer1.0.conv2")),  # a group
+        ("mobilenet_v2", "features.2.dw"),  # a depthwise convolution
+    ],
+)
+def test_the_timed_loop_runs_the_kernel_alone_with_no_copy_or_update_of_its_inputs(space: str, kernels) -> None:
+    """Each run of a kernel's timing loop must cost what the kernel costs in a network: the loop body
+    may hold the kernel's own instructions and the loop counter, but no copy of a buffer and no
+    (dynamic) update of an input, which XLA had turned into a whole-input select-and-copy every run
+    (an element-wise kernel timed at 2-7x its in-network time)."""
+    import re
+
+    from explorer.measure.profile import kernel_loop
+    from explorer.space import load_space
+
+    arch = load_space(space).uniform(0.5)
+    names = kernels if isinstance(kernels, str) else list(kernels)
+    text = kernel_loop(arch, names, "xla", 1, "float32").compiled.as_text()
+    body = re.search(r"while\(.*?body=%?([\w.\-]+)", text)
+    assert body, "the timed program has no loop"
+    block = re.search(r"^%?" + re.escape(body.group(1)) + r" .*?\{\n(.*?)\n\}", text, re.S | re.M)
+    assert block
+    ops = [m.group(1) for m in re.finditer(r"^\s*(?:ROOT )?%?([\w.\-]+) = ", block.group(1), re.M)]
+    assert ops
+    assert not [op for op in ops if "copy" in op or "dynamic-update-slice" in op or "dynamic_update_slice" in op]
+    # and the loop still computes the kernel every run (not hoisted out of it)
+    assert [op for op in ops if "fusion" in op or "convolution" in op or "reduce-window" in op or "custom-call" in op]

@@ -114,9 +114,19 @@ def xla_flags_now() -> str:
     return os.environ.get("XLA_FLAGS", "").strip()
 
 
-RECORDED_DEFAULTS: Final[dict[str, Any]] = {"xla_flags": "", "round_order": "listed"}
-"""What a table from before a provenance key was recorded ran with: no `XLA_FLAGS`, and its kernels'
-calls in the order listed every round (`explorer.measure.profile.time_interleaved`)."""
+LOOP_BODY: Final = "the kernel alone"
+"""What each run of a kernel's timing loop computes (`explorer.measure.profile.kernel_loop`); rows
+are only added to a table timed with the same loop body."""
+
+RECORDED_DEFAULTS: Final[dict[str, Any]] = {
+    "xla_flags": "",
+    "round_order": "listed",
+    "loop_body": "the kernel and a copy of its input",
+}
+"""What a table from before a provenance key was recorded ran with: no `XLA_FLAGS`, its kernels'
+calls in the order listed every round (`explorer.measure.profile.time_interleaved`), and a loop
+that wrote one element of the input each run, which XLA compiled into a copy of the whole input
+(element-wise kernels timed at 2-7x their time in a network)."""
 
 
 def recorded(info: Mapping[str, Any], key: str) -> Any:

@@ -133,7 +133,7 @@ class TableHandle:
 def open_table(options: ScoringOptions, settings: LoopSettings) -> TableHandle:
     """The platform's table, checked: one the loop may add rows to here (this device and jax/jaxlib
     unless `accept_foreign`; the search's dtype and batch)."""
-    from explorer.cost.table import recorded
+    from explorer.cost.table import LOOP_BODY, recorded
     from explorer.measure.profile import FOREIGN_KEYS, provenance_now
 
     plat = options.plat
@@ -155,6 +155,12 @@ def open_table(options: ScoringOptions, settings: LoopSettings) -> TableHandle:
                 f"{key}={ours!r}: the latency table {path} was timed at {key}={info.get(key)!r}; search at its "
                 f"{key}, or profile another table (`explore profile --{key} {ours}`)"
             )
+    if recorded(info, "loop_body") != LOOP_BODY:
+        raise LoopError(
+            f"platform={plat.key!r}: its latency table {path} was timed with a loop that ran "
+            f"{recorded(info, 'loop_body')!r} each run, and rows timed now run {LOOP_BODY!r}; profile a new table "
+            "(`explore profile`)"
+        )
     if not settings.accept_foreign:
         for key in FOREIGN_KEYS:
             if recorded(info, key) != here[key]:

@@ -62,6 +62,7 @@ from explorer.cost.latency import resolve_options
 from explorer.cost.options import ScoringOptions
 from explorer.cost.platforms import Platform, get_platform
 from explorer.cost.table import (
+    LOOP_BODY,
     TABLE_COLUMNS,
     TABLE_FORMAT,
     TableError,
@@ -411,17 +412,28 @@ def kernel_arch(space: Space, shape: Shape) -> Arch:
     )
 
 
-def kernel_program(
-    arch: Arch, kernel_name: str | Sequence[str], runtime: str, batch: int, dtype: str
-) -> tuple[Callable[[], None], Callable[[], None], int]:
-    """Two calls of one compiled program that runs kernel `kernel_name` of `arch` (or a group of its
-    kernels, in the network's order: a stage, `explorer.measure.stages`) in a loop, once and
-    1 + `extra` times, and `extra` (enough runs to take about `LOOP_SECONDS`, at least `LOOP_EXTRA`):
-    (second - first) / extra is the kernel's time as it runs among others, without the program's
-    dispatch and start (which a network pays once, not per kernel). The members are built with the
-    network's own Flax builders; inputs read from outside are ones (each run writes one element of
-    the first from the last run's output, so no run can be hoisted or skipped), weights 0.01; the
-    output buffer is donated back to every call. A group's output is its last member's."""
+@dataclass(frozen=True, slots=True)
+class KernelLoop:
+    """A compiled program running one kernel (or a group) `n` times in a loop, with its arguments:
+    `compiled(state, inputs, out, n)` returns the last run's output (and takes `out`'s buffer)."""
+
+    compiled: Any
+    state: Any
+    inputs: list[Any]
+    out: Any
+    """The output's shape and dtype (`jax.ShapeDtypeStruct`)."""
+
+
+def kernel_loop(arch: Arch, kernel_name: str | Sequence[str], runtime: str, batch: int, dtype: str) -> KernelLoop:
+    """Kernel `kernel_name` of `arch` (or a group of its kernels, in the network's order: a stage,
+    `explorer.measure.stages`) jitted into a loop of `n` runs. The members are built with the
+    network's own Flax builders; inputs read from outside are ones, weights 0.01. Each run passes
+    the weights, the inputs and the run's index through an optimisation barrier, so the compiler
+    sees new inputs every run (no run is hoisted out of the loop or merged with another) and the
+    loop body is the kernel alone: no copy or update of an input between runs, which a network
+    does not pay either (writing one element of the input from the last output, as this did before,
+    made XLA copy the whole input every run: an element-wise kernel timed at 2-7x its time in the
+    network). A group's output is its last member's."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -479,9 +491,8 @@ def kernel_program(
 
     def body(i: Any, carry: tuple[list[jax.Array], jax.Array]) -> tuple[list[jax.Array], jax.Array]:
         xs, _ = carry
-        y = nnx.merge(graph, state_arg["state"])(xs)
-        first = xs[0].at[(0,) * xs[0].ndim].set(y.reshape(-1)[0].astype(xs[0].dtype))  # the next run reads this one
-        return [first, *xs[1:]], y
+        st, ins, _ = jax.lax.optimization_barrier((state_arg["state"], xs, i))  # new to the compiler every run
+        return xs, nnx.merge(graph, st)(ins)
 
     state_arg: dict[str, Any] = {}
 
@@ -492,7 +503,22 @@ def kernel_program(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a donated buffer XLA cannot reuse is only slower, not wrong
         run = jax.jit(program, donate_argnums=2).lower(state, inputs, out, jnp.int32(1)).compile()
-    held = {"out": jnp.zeros(out.shape, kdtype)}
+    return KernelLoop(run, state, inputs, out)
+
+
+def kernel_program(
+    arch: Arch, kernel_name: str | Sequence[str], runtime: str, batch: int, dtype: str
+) -> tuple[Callable[[], None], Callable[[], None], int]:
+    """Two calls of the compiled loop of kernel `kernel_name` of `arch` (`kernel_loop`; or a group of
+    its kernels), once and 1 + `extra` times, and `extra` (enough runs to take about
+    `LOOP_SECONDS`, at least `LOOP_EXTRA`): (second - first) / extra is the kernel's time as it runs
+    among others, without the program's dispatch and start (which a network pays once, not per
+    kernel). The output buffer is donated back to every call."""
+    import jax.numpy as jnp
+
+    loop = kernel_loop(arch, kernel_name, runtime, batch, dtype)
+    run, state, inputs = loop.compiled, loop.state, loop.inputs
+    held = {"out": jnp.zeros(loop.out.shape, loop.out.dtype)}
 
     def calls(n: int) -> Callable[[], None]:
         count = jnp.int32(n)
@@ -618,8 +644,13 @@ SETTING_KEYS = ("dtype", "batch", "runtime", "space")
 
 
 def check_resumable(old: Mapping[str, Any], new: Mapping[str, Any], path: Path, accept_foreign: bool) -> None:
-    """Refuse, in one line, to add rows to a table of other settings, or of another device or
-    version unless `accept_foreign`."""
+    """Refuse, in one line, to add rows to a table of other settings or timed with another loop body,
+    or of another device or version unless `accept_foreign`."""
+    if recorded(old, "loop_body") != LOOP_BODY:
+        raise ProfileError(
+            f"out={str(path.parent)!r} holds a table timed with a loop that ran {recorded(old, 'loop_body')!r} each "
+            f"run, and this one runs {LOOP_BODY!r}; give another --out"
+        )
     for key in SETTING_KEYS:
         if old.get(key) != new.get(key):
             raise ProfileError(
@@ -768,6 +799,7 @@ def profile(
         "repeats": settings.repeats,
         "warmup": settings.warmup,
         "round_order": round_order,
+        "loop_body": LOOP_BODY,
         "timing": (
             "each kernel jitted from the network's own Flax builders into a loop of its runs, compiled, warmed up, "
             f"then timed in interleaved rounds with its batch ({round_order} calls each round); time = median over "
