@@ -63,6 +63,7 @@ from explorer.measure.needs import (
     Need,
     compact,
     kernel_needs,
+    measure_needs,
     timed_keys,
     untimed,
 )
@@ -220,19 +221,9 @@ def measure(
 ) -> list[TableRow]:
     """Time `needs` and append them to the table as `searched` rows, flushed after every batch; the
     rows written are also added to `into` as each batch lands (what an interrupted caller keeps)."""
-    from explorer.measure.profile import append_rows, timed_row
-
-    written: list[TableRow] = [] if into is None else into
-    for start in range(0, len(needs), batch_size):
-        part = needs[start : start + batch_size]
-        times = timer(part, table)
-        rows = [
-            timed_row(need.key, need.kind, timing, table.repeats, LOOP_SOURCE, need.kernel)
-            for (_, need), timing in zip(part, times, strict=True)
-        ]
-        append_rows(table.path, rows)
-        written += rows
-    return written
+    return measure_needs(
+        needs, table.path, batch_size, table.repeats, LOOP_SOURCE, lambda part: timer(part, table), into=into
+    )
 
 
 def settle_table(table: TableHandle, session: Mapping[str, Any] | None = None) -> None:

@@ -1,19 +1,24 @@
 """What a network needs from a latency table: the kernels it runs, keyed as the table model looks
 them up (`kernel_needs`), which of them a table has timed on the device (`timed_keys`, `untimed`),
-and a table's rows with one per key (`compact`). Shared by `explore profile`
-(`explorer.measure.profile`, which times its fit networks' kernels) and the measurement loop
-(`explorer.measure.loop`)."""
+how those are timed into it (`measure_needs`: rows appended and flushed batch by batch,
+`timed_row`, `append_rows`), and a table's rows with one per key (`compact`). Shared by
+`explore profile` (`explorer.measure.profile`, which times its design and its fit networks'
+kernels) and the measurement loop (`explorer.measure.loop`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import csv
+import os
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from explorer.cost.fusion import plan_kernels
 from explorer.cost.latency import resolve_options
 from explorer.cost.options import ScoringOptions
 from explorer.cost.rules import layer_rows
-from explorer.cost.table import TableRow, kernel_keys
+from explorer.cost.table import TABLE_COLUMNS, TableRow, kernel_keys
 from explorer.cost.timers import row_quantities
 from explorer.spec import Arch
 
@@ -95,14 +100,100 @@ def compact(rows: Sequence[TableRow]) -> list[TableRow]:
     return out
 
 
+def seconds_cell(seconds: float) -> float:
+    """A time as the table stores it: at least 0 (a kernel lost in the jitter of its calls), 6 significant
+    digits (so a row reads back as it was used)."""
+    return float(f"{max(seconds, 0.0):.6g}")
+
+
+def timed_row(
+    key: tuple[str, str, int, int, int],
+    kind: str,
+    times: tuple[float, float, float],
+    repeats: int,
+    source: str,
+    example: str,
+) -> TableRow:
+    """A table row of a kernel timed here: its key (signature, dtype, batch, in and out channels), the
+    (median, low, high) seconds of its timing as the table stores them (`seconds_cell`)."""
+    signature, dtype, batch, in_channels, out_channels = key
+    median, low, high = times
+    return TableRow(
+        signature=signature,
+        kind=kind,
+        dtype=dtype,
+        batch=batch,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        time_s=seconds_cell(median),
+        ci95_low_s=seconds_cell(low),
+        ci95_high_s=seconds_cell(high),
+        repeats=repeats,
+        source=source,
+        example=example,
+    )
+
+
+def append_rows(path: Path, rows: Sequence[TableRow]) -> None:
+    """Append rows (with the header first if the file is new) and flush them to disk."""
+    new = not path.exists() or path.stat().st_size == 0
+    with path.open("a", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        if new:
+            w.writerow(TABLE_COLUMNS)
+        for r in rows:
+            w.writerow(r.cells())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+BatchTimer = Callable[[Sequence[tuple[Arch, "Need"]]], list[tuple[float, float, float]]]
+"""(kernels with the network each runs in) -> (median, low, high) seconds each."""
+
+
+def measure_needs(
+    needs: Sequence[tuple[Arch, Need]],
+    path: Path,
+    batch_size: int,
+    repeats: int,
+    source: str,
+    timer: BatchTimer,
+    *,
+    into: list[TableRow] | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> list[TableRow]:
+    """Time `needs` with `timer`, `batch_size` at a time, and append each batch to the table at `path`
+    as `source` rows of `repeats` rounds, flushed as it lands (an interrupted caller loses at most
+    the batch in flight); the rows written are also added to `into` as each batch lands, and
+    `progress(kernels done, seconds spent)` is called after each."""
+    written: list[TableRow] = [] if into is None else into
+    started = time.perf_counter()
+    for start in range(0, len(needs), batch_size):
+        part = needs[start : start + batch_size]
+        rows = [
+            timed_row(need.key, need.kind, timing, repeats, source, need.kernel)
+            for (_, need), timing in zip(part, timer(part), strict=True)
+        ]
+        append_rows(path, rows)
+        written += rows
+        if progress is not None:
+            progress(start + len(part), time.perf_counter() - started)
+    return written
+
+
 __all__ = [
     "LOOP_SOURCE",
     "TIMED_SOURCES",
+    "BatchTimer",
     "Key",
     "LoopError",
     "Need",
+    "append_rows",
     "compact",
     "kernel_needs",
+    "measure_needs",
+    "seconds_cell",
     "timed_keys",
+    "timed_row",
     "untimed",
 ]

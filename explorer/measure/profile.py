@@ -39,13 +39,11 @@ OUT/platform.toml: the fallback platform with `extra.table`, for `--latency-mode
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime
 import itertools
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -77,6 +75,16 @@ from explorer.cost.table import (
 )
 from explorer.cost.timers import QUANTITIES, UnitTimes
 from explorer.files import dumps_json, read_json, read_text, write_text
+from explorer.measure.needs import (
+    Need,
+    append_rows,
+    compact,
+    kernel_needs,
+    measure_needs,
+    timed_keys,
+    timed_row,
+    untimed,
+)
 from explorer.space import Space
 from explorer.spec import Arch
 from explorer.units import printable
@@ -536,40 +544,6 @@ def kernel_program(
     return once, calls(1 + extra), extra
 
 
-def seconds_cell(seconds: float) -> float:
-    """A time as the table stores it: at least 0 (a kernel lost in the jitter of its calls), 6 significant
-    digits (so a row reads back as it was used)."""
-    return float(f"{max(seconds, 0.0):.6g}")
-
-
-def timed_row(
-    key: tuple[str, str, int, int, int],
-    kind: str,
-    times: tuple[float, float, float],
-    repeats: int,
-    source: str,
-    example: str,
-) -> TableRow:
-    """A table row of a kernel timed here: its key (signature, dtype, batch, in and out channels), the
-    (median, low, high) seconds of its timing as the table stores them (`seconds_cell`)."""
-    signature, dtype, batch, in_channels, out_channels = key
-    median, low, high = times
-    return TableRow(
-        signature=signature,
-        kind=kind,
-        dtype=dtype,
-        batch=batch,
-        in_channels=in_channels,
-        out_channels=out_channels,
-        time_s=seconds_cell(median),
-        ci95_low_s=seconds_cell(low),
-        ci95_high_s=seconds_cell(high),
-        repeats=repeats,
-        source=source,
-        example=example,
-    )
-
-
 def _timed(call: Callable[[], None]) -> float:
     start = time.perf_counter()
     call()
@@ -682,19 +656,6 @@ class ProfileResult:
     provenance: dict[str, Any]
     measured_now: int
     complete: bool
-
-
-def append_rows(path: Path, rows: Sequence[TableRow]) -> None:
-    """Append rows (with the header first if the file is new) and flush them to disk."""
-    new = not path.exists() or path.stat().st_size == 0
-    with path.open("a", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        if new:
-            w.writerow(TABLE_COLUMNS)
-        for r in rows:
-            w.writerow(r.cells())
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def platform_text(platform: Platform, key: str, table_name: str, note: str) -> str:
@@ -1193,35 +1154,27 @@ def time_fit_kernels(
     """Time the kernels the fit networks `archs` run and the table has not timed (most of a random
     network's kernels are interpolated), appended as `fit` rows: the per-pass terms are then fitted
     on the networks' kernels as timed, not on the interpolation's error. Returns how many were timed."""
-    from explorer.measure.needs import compact, kernel_needs, timed_keys, untimed
-
     runtime = options.plat.runtime
     assert runtime is not None
     rows = parse_rows(read_text(table_file, "latency table", TableError), str(table_file))
     lacking = list(untimed([(arch, kernel_needs(arch, options)) for arch in archs], timed_keys(rows)).values())
-    started = time.perf_counter()
     print(f"  timing the {len(lacking)} kernels of those networks the table has not timed", file=stream, flush=True)
-    for start in range(0, len(lacking), settings.batch_size):
-        part = lacking[start : start + settings.batch_size]
-        times = time_kernels(
+
+    def timer(part: Sequence[tuple[Arch, Need]]) -> list[tuple[float, float, float]]:
+        return time_kernels(
             [(arch, need.kernel, need.key[2], need.key[1]) for arch, need in part],
             runtime,
             settings.repeats,
             settings.warmup,
             order_seed(round_order),
         )
-        append_rows(
-            table_file,
-            [
-                timed_row(need.key, need.kind, t, settings.repeats, "fit", need.kernel)
-                for (_, need), t in zip(part, times, strict=True)
-            ],
-        )
-        done = start + len(part)
+
+    def progress(done: int, spent_s: float) -> None:
         if done % (8 * settings.batch_size) == 0 or done == len(lacking):
-            spent = time.perf_counter() - started
-            left = (len(lacking) - done) * spent / done
-            print(f"  {done}/{len(lacking)} kernels timed, {spent / 60:.1f} min, about {left / 60:.1f} min left", file=stream, flush=True)  # fmt: skip
+            left = (len(lacking) - done) * spent_s / done
+            print(f"  {done}/{len(lacking)} kernels timed, {spent_s / 60:.1f} min, about {left / 60:.1f} min left", file=stream, flush=True)  # fmt: skip
+
+    measure_needs(lacking, table_file, settings.batch_size, settings.repeats, "fit", timer, progress=progress)
     if lacking:  # one row per shape: a timed row takes the place of the interpolated one
         text = read_text(table_file, "latency table", TableError)
         write_text(table_file, table_text(compact(parse_rows(text, str(table_file)))))
