@@ -36,9 +36,8 @@ def main() -> int:
     from explorer.cost.options import ScoringOptions
     from explorer.files import read_json, write_text
     from explorer.measure.needs import kernel_needs
-    from explorer.measure.profile import kernel_program, time_interleaved
+    from explorer.measure.profile import kernel_program, profiled_space, time_interleaved
     from explorer.measure.timing import compiled_forward, device_name
-    from explorer.space import load_space
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", type=Path, required=True, help="a folder `explore profile` wrote")
@@ -52,7 +51,7 @@ def main() -> int:
         print(f"batch_context: --table {str(args.table)!r} holds no profiled table", file=sys.stderr)
         return 2
     side = read_json(args.table / "profile.json", "latency table sidecar", ValueError)
-    space = load_space(side["space"]["name"], keep=tuple(side["space"]["keep"]), align=side["space"]["align"])
+    space = profiled_space(side)
     options = resolve_options(
         ScoringOptions(platform=get_platform(str(args.table / "platform.toml")), dtype="float32", batch=1, latency_model="table")
     )  # fmt: skip

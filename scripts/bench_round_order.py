@@ -37,9 +37,15 @@ def main() -> int:
     from explorer.cost.options import ScoringOptions
     from explorer.cost.table import load_table
     from explorer.files import write_text
-    from explorer.measure.profile import ORDER_SEED, Signature, kernel_arch, lattice_shapes, time_kernels
+    from explorer.measure.profile import (
+        ORDER_SEED,
+        Signature,
+        kernel_arch,
+        lattice_shapes,
+        profiled_space,
+        time_kernels,
+    )
     from explorer.measure.timing import device_name
-    from explorer.space import load_space
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", type=Path, default=TABLE, help=f"an explore profile folder (default {TABLE})")
@@ -56,7 +62,7 @@ def main() -> int:
         )
         return 2
     side = json.loads(side_path.read_text())
-    space = load_space(side["space"]["name"], keep=side["space"]["keep"], align=side["space"]["align"])
+    space = profiled_space(side)
     table = load_table(args.table / "profile.csv")
     timed = {r.key for r in table.rows if r.source in ("measured", "held-out")}
     options = ScoringOptions(platform=get_platform(str(platform_file)), dtype=side["dtype"], batch=side["batch"])

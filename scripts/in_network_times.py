@@ -41,11 +41,17 @@ def main() -> int:
     from explorer.cost.options import ScoringOptions
     from explorer.files import read_json, write_text
     from explorer.measure.needs import kernel_needs
-    from explorer.measure.profile import ROUND_ORDERS, fit_networks, order_seed, time_kernels, unscaled_times
+    from explorer.measure.profile import (
+        ROUND_ORDERS,
+        fit_networks,
+        order_seed,
+        profiled_space,
+        time_kernels,
+        unscaled_times,
+    )
     from explorer.measure.timing import device_name, interleaved_latency_s
     from explorer.measure.trace import in_network_times
     from explorer.measure.verify import labelled_networks
-    from explorer.space import load_space
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, required=True, help="a run_verify.py output folder (runs + table/)")
@@ -62,8 +68,7 @@ def main() -> int:
         print(f"in_network_times: --runs {str(args.runs)!r} holds no run_verify.py runs with a table/", file=sys.stderr)
         return 2
     side = read_json(table / "profile.json", "latency table sidecar", ValueError)
-    info = side["space"]
-    space = load_space(info["name"], keep=tuple(info["keep"]), align=info["align"])
+    space = profiled_space(side)
     options = resolve_options(
         ScoringOptions(platform=get_platform(str(table / "platform.toml")), dtype="float32", batch=1, latency_model="table")
     )  # fmt: skip
@@ -78,7 +83,7 @@ def main() -> int:
         traced = in_network_times(arch, runtime, 1, "float32", passes=args.passes)
         needs = kernel_needs(arch, options)
         alone = time_kernels(
-            [(arch, need.kernel, 1, "float32") for need in needs], runtime, args.repeats, 2, order_seed(ROUND_ORDERS[0])
+            [need.timing(arch) for need in needs], runtime, args.repeats, 2, order_seed(ROUND_ORDERS[0])
         )
         timer, _, unscaled = unscaled_times(arch, options)
         index = {kernel.name: k for k, kernel in enumerate(plan_kernels(arch, runtime, 1).kernels)}

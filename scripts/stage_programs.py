@@ -43,12 +43,11 @@ def main() -> int:
     from explorer.cost import analyze, get_platform
     from explorer.cost.options import ScoringOptions
     from explorer.files import read_json, write_text
-    from explorer.measure.profile import ROUND_ORDERS, fit_networks, order_seed
+    from explorer.measure.profile import ROUND_ORDERS, fit_networks, order_seed, profiled_space
     from explorer.measure.stages import stage_needs, time_stage_programs
     from explorer.measure.timing import device_name, interleaved_latency_s
     from explorer.measure.verify import labelled_networks
     from explorer.search.baselines import at_flops
-    from explorer.space import load_space
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, required=True, help="a run_verify.py output folder (runs + table/)")
@@ -64,8 +63,7 @@ def main() -> int:
         print(f"stage_programs: --runs {str(args.runs)!r} holds no run_verify.py runs with a table/", file=sys.stderr)
         return 2
     side = read_json(table / "profile.json", "latency table sidecar", ValueError)
-    info = side["space"]
-    space = load_space(info["name"], keep=tuple(info["keep"]), align=info["align"])
+    space = profiled_space(side)
     options = ScoringOptions(platform=get_platform(str(table / "platform.toml")), dtype="float32", batch=1)
     networks = {f"fit {k} {a.name}": a for k, a in enumerate(fit_networks(space, args.networks, 0))}
     networks |= labelled_networks(runs)

@@ -40,9 +40,9 @@ def main() -> int:
     from explorer.cost.table import xla_flags_now
     from explorer.files import write_text
     from explorer.measure.agreement import agreement
+    from explorer.measure.profile import profiled_space
     from explorer.measure.sets import variants
     from explorer.measure.timing import device_name, interleaved_latency_s
-    from explorer.space import load_space
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=30, help="random variants (default 30)")
@@ -65,8 +65,8 @@ def main() -> int:
         )
         return 2
     side = json.loads((table / "profile.json").read_text())
-    space_name = side["space"]["name"]  # the profiled space and lattice: every kernel is in the table
-    space = load_space(space_name, keep=tuple(side["space"]["keep"]), align=side["space"]["align"])
+    space = profiled_space(side)  # the profiled space and lattice: every kernel is in the table
+    space_name = side["space"]["name"]
     archs = variants(space_name, args.n, args.seed, tuple(space.keep))
     fit = side["per_pass"]
     reference = space.uniform(0.75)  # one of the fit's whole networks, timed then and now

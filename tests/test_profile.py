@@ -100,10 +100,13 @@ def test_profile_times_a_designed_subset_resumes_and_refuses_a_foreign_table(
     from explorer.cost.options import ScoringOptions
     from explorer.cost.table import parse_rows
     from explorer.measure.loop import lacking_of
-    from explorer.measure.profile import fit_networks
+    from explorer.measure.profile import fit_networks, profiled_space
     from explorer.space import load_space
 
     fit_archs = fit_networks(load_space(space), 3, 0)  # the fit saw every kernel of its networks as timed
+    read_back = profiled_space(side)  # the sidecar names the space and lattice it was profiled on
+    assert [g.choices() for g in read_back.groups] == [g.choices() for g in load_space(space).groups]
+    assert read_back.arch == load_space(space).arch and read_back.keep == load_space(space).keep
     table_rows = parse_rows((out / "profile.csv").read_text(), "profile.csv")
     assert fitted > 0 and not lacking_of(fit_archs, ScoringOptions(platform=platform), table_rows)
 

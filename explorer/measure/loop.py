@@ -203,7 +203,7 @@ def time_kernels(part: Sequence[tuple[Arch, Need]], table: TableHandle) -> list[
     from explorer.measure import profile
 
     return profile.time_kernels(
-        [(arch, need.kernel, need.key[2], need.key[1]) for arch, need in part],
+        [need.timing(arch) for arch, need in part],
         table.runtime,
         table.repeats,
         table.warmup,

@@ -49,6 +49,11 @@ class Need:
     kernel: str
     """The kernel's name (its first layer) in the network: what `kernel_program` builds."""
 
+    def timing(self, arch: Arch) -> tuple[Arch, str, int, str]:
+        """(network, kernel name, batch, dtype): this kernel as `explorer.measure.profile.time_kernels`
+        times it in `arch`."""
+        return arch, self.kernel, self.key[2], self.key[1]
+
 
 def kernel_needs(arch: Arch, options: ScoringOptions) -> list[Need]:
     """The kernels `arch` runs under the platform's runtime, with the keys the table model reads

@@ -85,7 +85,7 @@ from explorer.measure.needs import (
     timed_row,
     untimed,
 )
-from explorer.space import Space
+from explorer.space import Space, load_space
 from explorer.spec import Arch
 from explorer.units import printable
 
@@ -615,6 +615,13 @@ FOREIGN_KEYS = ("device", "backend", "jax", "jaxlib", "xla_flags")
 
 
 SETTING_KEYS = ("dtype", "batch", "runtime", "space")
+
+
+def profiled_space(info: Mapping[str, Any]) -> Space:
+    """The space (and lattice) a table was profiled on, from its sidecar (`profile.json`'s `space`:
+    name, keep, align)."""
+    entry = info["space"]
+    return load_space(entry["name"], keep=tuple(entry["keep"]), align=entry["align"])
 
 
 def check_resumable(old: Mapping[str, Any], new: Mapping[str, Any], path: Path, accept_foreign: bool) -> None:
@@ -1162,7 +1169,7 @@ def time_fit_kernels(
 
     def timer(part: Sequence[tuple[Arch, Need]]) -> list[tuple[float, float, float]]:
         return time_kernels(
-            [(arch, need.kernel, need.key[2], need.key[1]) for arch, need in part],
+            [need.timing(arch) for arch, need in part],
             runtime,
             settings.repeats,
             settings.warmup,

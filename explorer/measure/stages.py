@@ -104,7 +104,7 @@ def time_stage_programs(
     from explorer.measure.profile import time_kernels
 
     alone = {need.key: (arch, need) for arch, stage in parts for need in stage.kernels}
-    items = [(arch, need.kernel, need.key[2], need.key[1]) for arch, need in alone.values()]
+    items = [need.timing(arch) for arch, need in alone.values()]
     items += [
         (arch, [n.kernel for n in stage.kernels], stage.kernels[0].key[2], stage.kernels[0].key[1])
         for arch, stage in parts

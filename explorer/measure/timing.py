@@ -119,6 +119,13 @@ def compiled_forward(arch: Arch, batch: int, dtype: str = "float32") -> tuple[Ca
     Weights are filled from the abstract model's shapes (their values do not change the time),
     which avoids initialising large networks.
     """
+    forward, state, x, compile_s = forward_program(arch, batch, dtype)
+    return (lambda: forward(state, x).block_until_ready()), compile_s
+
+
+def forward_program(arch: Arch, batch: int, dtype: str = "float32") -> tuple[Any, Any, Any, float]:
+    """(the compiled forward pass of the Flax model of `arch`, its weights (0.01), its input (ones),
+    compile seconds): `compiled(weights, input)` runs one pass; `compiled.as_text()` is its program."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -130,8 +137,7 @@ def compiled_forward(arch: Arch, batch: int, dtype: str = "float32") -> tuple[Ca
     x = jnp.ones((batch, *arch.input_shape), jnp.dtype(dtype))
     start = time.perf_counter()
     forward = jax.jit(lambda st, inp: nnx.merge(graph, st)(inp)).lower(state, x).compile()
-    compile_s = time.perf_counter() - start
-    return (lambda: forward(state, x).block_until_ready()), compile_s
+    return forward, state, x, time.perf_counter() - start
 
 
 def forward_latency_s(arch: Arch, batch: int, repeats: int, dtype: str = "float32") -> tuple[float, float]:

@@ -74,15 +74,10 @@ def traced_passes(events: list[dict[str, Any]]) -> tuple[list[dict[str, float]],
 def in_network_times(arch: Arch, runtime: str, batch: int, dtype: str, passes: int = 15, warmup: int = 3) -> InNetwork:
     """`arch`'s kernels (`runtime`'s plan) as they run in the whole network, traced over `passes`."""
     import jax
-    import jax.numpy as jnp
-    from flax import nnx
 
-    from explorer.model import abstract_model
+    from explorer.measure.timing import forward_program
 
-    graph, state = nnx.split(abstract_model(arch, param_dtype=jnp.dtype(dtype)))
-    state = jax.tree.map(lambda s: jnp.full(s.shape, 0.01, s.dtype), state)
-    x = jnp.ones((batch, *arch.input_shape), jnp.dtype(dtype))
-    compiled = jax.jit(lambda st, inp: nnx.merge(graph, st)(inp)).lower(state, x).compile()
+    compiled, state, x, _ = forward_program(arch, batch, dtype)
     kernel_of = plan_kernels(arch, runtime, batch).kernel_of()
     layer_of = operation_layers(compiled.as_text(), {node.op.name for node in arch.nodes})
     for _ in range(warmup):
