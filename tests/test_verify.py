@@ -132,3 +132,34 @@ def test_the_stage_swaps_of_recorded_runs_are_valid_networks_made_of_their_paren
             assert hybrid.ops == a.ops
         if code == "BBBB":
             assert hybrid.ops[:-2] == b.ops[:-2]  # all but the pool and the head, which are A's
+
+
+@pytest.mark.parametrize("session", ["verify-table-upper-cpu-barrier", "verify-table-upper-cpu-mobilenet_v2-barrier"])
+def test_a_recorded_closed_loop_prices_its_gain_again_from_its_recorded_table(session: str) -> None:
+    """What scripts/cross_tables.py prices each run with (`priced`, `gain_of`) is what `explore
+    verify` predicted: every recorded run of the session, priced from the table it leaves under
+    reports/ (rows, per-pass time, in-network scales), gives its verify.json's predicted gain
+    again, and the table was timed with the loop this code times with."""
+    import dataclasses
+
+    from explorer.cost.latency import estimate_of, resolve_options
+    from explorer.cost.platforms import get_platform
+    from explorer.cost.table import LOOP_BODY, recorded
+    from explorer.measure.verify import compared_networks, gain_of, priced
+    from explorer.search import load_run
+
+    folder = ROOT / "reports" / session
+    side = json.loads((folder / "table" / "profile.json").read_text())
+    assert recorded(side, "loop_body") == LOOP_BODY
+    runs = sorted(p.parent for p in folder.glob("*/verify.json"))
+    assert runs
+    platform = get_platform(str(folder / "table" / "platform.toml"))
+    for run in runs:
+        record = load_run(run).record()
+        options = resolve_options(
+            dataclasses.replace(record.options(platform), latency_model=estimate_of(record.latency_model))
+        )
+        predicted, flops = priced(compared_networks(run), options)
+        assert flops["uniform below"] <= flops["searched"] <= flops["uniform above"]
+        expected = json.loads((run / "verify.json").read_text())["predicted_gain"]
+        assert gain_of(predicted) == pytest.approx(expected, rel=1e-9, abs=1e-12), run.name

@@ -1139,6 +1139,7 @@ def fit_per_pass(
     return {
         "per_pass_s": per_pass,
         "per_kernel_s": 0.0,
+        "seed": settings.seed,
         "scales": scales,
         "what": "measured latency = per_pass_s + sum over kernel classes of scales[class] x the class's table "
         "kernels + the kernels the table lacked (kernel model), fitted over whole networks of the space (relative "

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -34,6 +34,7 @@ import numpy as np
 
 from explorer.cost.analyze import analyze
 from explorer.cost.latency import estimate_of, reads_table
+from explorer.cost.options import ScoringOptions
 from explorer.cost.table import xla_flags_now
 from explorer.files import dumps_json, write_text
 from explorer.measure.loop import (
@@ -142,6 +143,27 @@ def compared_networks(run: Path) -> dict[str, Arch]:
     }
 
 
+def priced(archs: Mapping[str, Arch], options: ScoringOptions) -> tuple[dict[str, float], dict[str, float]]:
+    """(predicted seconds, FLOPs per sample) of each of `compared_networks`' networks under
+    `options`, with 'uniform (matched FLOPs)': uniform width interpolated linearly in FLOPs between
+    the networks below and above, at the searched network's FLOPs."""
+    from explorer.search.baselines import at_flops
+
+    predicted, flops = {}, {}
+    for label, arch in archs.items():
+        result = analyze(arch, options)
+        predicted[label], flops[label] = result.latency_s, result.flops / options.batch
+    bracket = (flops["searched"], flops["uniform below"], flops["uniform above"])
+    predicted["uniform (matched FLOPs)"] = at_flops(*bracket, predicted["uniform below"], predicted["uniform above"])
+    flops["uniform (matched FLOPs)"] = flops["searched"]
+    return predicted, flops
+
+
+def gain_of(seconds: Mapping[str, float]) -> float:
+    """The searched network's gain over uniform width at matched FLOPs: uniform / searched - 1."""
+    return seconds["uniform (matched FLOPs)"] / seconds["searched"] - 1
+
+
 def labelled_networks(runs: Sequence[Path]) -> dict[str, Arch]:
     """The networks `explore verify` compares in each run folder of `runs` (`compared_networks`),
     labelled 'RUN searched', 'RUN uniform below', 'RUN uniform above', and 'base' once."""
@@ -180,12 +202,7 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
             drift = {"skipped": exc.what}
         print(f"  the table against this machine now: {drift_text(drift)}", file=stream, flush=True)
     predicted_with = estimate_of(s.latency_model)
-    options = dataclasses.replace(s.options(platform), latency_model=predicted_with)
-    predicted = {}
-    flops = {}
-    for label, arch in archs.items():
-        result = analyze(arch, options)
-        predicted[label], flops[label] = result.latency_s, result.flops / s.batch
+    predicted, flops = priced(archs, dataclasses.replace(s.options(platform), latency_model=predicted_with))
     print(
         f"  timing {len(archs)} networks ({', '.join(archs)}) at batch {s.batch}, {s.dtype}: {rounds} interleaved rounds",
         file=stream,
@@ -195,8 +212,6 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
     runs = {label: np.array(t[2]) for label, t in zip(archs, timed, strict=True)}
     bracket = (flops["searched"], flops["uniform below"], flops["uniform above"])
     runs["uniform (matched FLOPs)"] = at_flops(*bracket, runs["uniform below"], runs["uniform above"])
-    predicted["uniform (matched FLOPs)"] = at_flops(*bracket, predicted["uniform below"], predicted["uniform above"])
-    flops["uniform (matched FLOPs)"] = flops["searched"]
     candidates = [
         Timed(
             label=label,
@@ -210,7 +225,7 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
     per_round = runs["uniform (matched FLOPs)"] / runs["searched"] - 1
     measured_gain = float(np.median(per_round))
     ci = _bootstrap_median(per_round)
-    predicted_gain = predicted["uniform (matched FLOPs)"] / predicted["searched"] - 1
+    predicted_gain = gain_of(predicted)
     measured, agrees, agreement = judge(predicted_gain, measured_gain, ci)
     error = abs(predicted_gain - measured_gain) * 100
     verdict = verdict_text(predicted_gain, measured_gain, ci, measured, agreement)
