@@ -2,24 +2,27 @@
 networks predicted with every table, and with the tables' rows pooled.
 
     python scripts/cross_tables.py --runs reports/verify-table-upper-cpu-barrier reports/verify-table-upper-cpu-barrier-2 \
-        --out reports/verify-table-upper-cpu-barrier-2/cross_tables
+        --out reports/cross-tables --name barrier
 
 Each `--runs` folder is a `run_verify.py` output (run folders with verify.json, and the table/ the
-loop searched and added rows to). Nothing is timed: for each run folder, the networks `explore
-verify` compared (searched, uniform width below and above its FLOPs) are priced with each folder's
-table (its rows, its fitted per-pass time and in-network scales) and the gain at matched FLOPs is
-formed as `explore verify` forms it; the measured gain is the run's own verify.json (and its
-verify-again.json, a second timing, where there is one).
+loop searched and added rows to); `--tables` adds tables (`explore profile` folders; fill them
+with the runs' kernels first, `scripts/time_compared.py`), and with `--tables-only` they alone
+price the runs. A folder named `table` is named by the folder it is in. Nothing is timed: for
+each run folder, the networks `explore verify` compared (searched, uniform width below and above
+its FLOPs) are priced with each table (its rows, its fitted per-pass time and in-network scales)
+and the gain at matched FLOPs is formed as `explore verify` forms it; the measured gain is the
+run's own verify.json (and its verify-again.json, a second timing, where there is one).
 
-The pooled table: every key timed in several tables takes the geometric mean of their rows (a key
-timed in one keeps its row; interpolated rows are used only where no table timed the key), and the
-whole-network terms are fitted again (`fit_scales`) on the geometric mean of the fit networks'
-measured times; possible only when the tables were profiled on one space, with one loop body and
-the same fit networks (else it is left out, and the report says why).
+The pooled table: every key timed in several tables takes the median of their rows (the
+geometric mean of two; a key timed in one keeps its row; interpolated rows are used only where
+no table timed the key), and the whole-network terms are fitted again (`fit_scales`) on the
+median of the fit networks' measured times; possible only when the tables were profiled on one
+space, with one loop body and the same fit networks (else it is left out, and the report says why).
 
 What it shows: the same two networks' predicted gain from two profiles of this machine, side by
-side with the same networks' measured gain timed twice. A prediction that moves by more between
-profiles than the agreement it is asked for cannot meet it, whatever the model's terms.
+side with the same networks' measured gain timed twice; and the error taken apart into an offset
+per table, an effect per run and the rest (`error_parts`). A prediction that moves by more
+between profiles than the agreement it is asked for cannot meet it, whatever the model's terms.
 Writes NAME.md and NAME.json (`--name`, default cross_tables) into `--out`.
 """
 
@@ -33,6 +36,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +47,7 @@ def main() -> int:
     from explorer.cost import get_platform
     from explorer.cost.latency import estimate_of, resolve_options
     from explorer.cost.options import ScoringOptions
-    from explorer.cost.table import parse_rows, recorded, table_text
+    from explorer.cost.table import combine, parse_rows, recorded, table_text
     from explorer.files import read_json, write_text
     from explorer.measure.profile import fit_networks, fit_scales, network_parts, profiled_space
     from explorer.measure.verify import compared_networks, gain_of, priced
@@ -52,6 +56,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--runs", type=Path, nargs="+", required=True, help="run_verify.py output folders (runs + table/)"
+    )
+    parser.add_argument(
+        "--tables",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="more tables to price the runs with (`explore profile` folders)",
+    )
+    parser.add_argument(
+        "--tables-only", action="store_true", help="price with --tables alone, not with the run folders' own tables"
     )
     parser.add_argument("--out", type=Path, required=True, help="the folder NAME.md and NAME.json are written to")
     parser.add_argument("--name", default="cross_tables", help="the files written: NAME.md, NAME.json")
@@ -62,7 +76,19 @@ def main() -> int:
             print(f"cross_tables: --runs {str(folder)!r} holds no run_verify.py runs with a table/", file=sys.stderr)
             return 2
 
-    tables = {folder.name: folder / "table" for folder in args.runs}
+    for folder in args.tables:
+        if not (folder / "platform.toml").is_file():
+            print(f"cross_tables: --tables {str(folder)!r} holds no table `explore profile` wrote", file=sys.stderr)
+            return 2
+    named = [] if args.tables_only else [folder / "table" for folder in args.runs]
+    named += list(args.tables)
+    tables = {(t.parent.name if t.name == "table" else t.name): t for t in named}  # a run folder's table: its name
+    if len(tables) != len(named) or len(tables) < 1:
+        print(
+            "cross_tables: two tables have one name (or --tables-only without --tables); give each its own",
+            file=sys.stderr,
+        )
+        return 2
     sides = {name: read_json(t / "profile.json", "latency table sidecar", ValueError) for name, t in tables.items()}
     runs = {f"{folder.name}/{run.parent.name}": run.parent for folder in args.runs for run in sorted(folder.glob("*/verify.json"))}  # fmt: skip
 
@@ -86,18 +112,20 @@ def main() -> int:
             first = next(iter(tables.values()))
             (pooled / "platform.toml").write_text((first / "platform.toml").read_text())
             by_table = [
-                {r.key: r for r in parse_rows((t / "profile.csv").read_text(), str(t / "profile.csv"))} for t in tables.values()
+                {r.key: r for r in combine(parse_rows((t / "profile.csv").read_text(), str(t / "profile.csv")))} for t in tables.values()
             ]  # fmt: skip
             rows = []
             for key in sorted({k for rows_ in by_table for k in rows_}, key=str):
                 found = [rows_[key] for rows_ in by_table if key in rows_]
                 timed = [r for r in found if r.source != "interpolated"]
                 use = timed or found
-                rows.append(dataclasses.replace(use[0], time_s=float(np.exp(np.mean([np.log(r.time_s) for r in use])))))
+                rows.append(
+                    dataclasses.replace(use[0], time_s=float(np.exp(np.median([np.log(r.time_s) for r in use]))))
+                )
             (pooled / "profile.csv").write_text(table_text(rows))
             side = json.loads(json.dumps(next(iter(sides.values()))))
             nets = [s["per_pass"]["networks"] for s in sides.values()]
-            measured = np.exp(np.mean([[np.log(n["measured_s"]) for n in ns] for ns in nets], axis=0))
+            measured = np.exp(np.median([[np.log(n["measured_s"]) for n in ns] for ns in nets], axis=0))
             (pooled / "profile.json").write_text(json.dumps(side))
             options = resolve_options(
                 ScoringOptions(platform=get_platform(str(pooled / "platform.toml")), dtype=side["dtype"], batch=side["batch"], latency_model="table")
@@ -126,7 +154,10 @@ def main() -> int:
     lines = [
         "# The predicted gain of the same networks from each profile of this machine",
         "",
-        f"Written by `python scripts/cross_tables.py --runs {' '.join(p.as_posix() for p in args.runs)} --out "
+        f"Written by `python scripts/cross_tables.py --runs {' '.join(p.as_posix() for p in args.runs)} "
+        + (f"--tables {' '.join(p.as_posix() for p in args.tables)} " if args.tables else "")
+        + ("--tables-only " if args.tables_only else "")
+        + "--out "
         f"{args.out.as_posix()}"
         + (f" --name {args.name}" if args.name != "cross_tables" else "")
         + f"` on {datetime.date.today().isoformat()}. Nothing timed: each run folder's compared "
@@ -183,6 +214,21 @@ def main() -> int:
         )
     if pooled_why is not None:
         lines.append(f"No pooled table: {pooled_why}.")
+    parts = error_parts(
+        np.array([[(predicted[label][t] - measured_gain[label]["gain"]) * pct for t in names] for label in runs])
+    )
+    if parts is not None:
+        lines += [
+            "",
+            "Where the error comes from (predicted - measured, in points, over every run and table but the pooled one, "
+            "as the sum of a mean, an offset per table, an effect per run and the rest): "
+            f"mean {parts['mean']:+.1f}; the tables' offsets, SD {parts['table_sd']:.1f} "
+            "(" + ", ".join(f"{t} {o:+.1f}" for t, o in zip(names, parts["table_offsets"], strict=True)) + "); "
+            f"the runs' effects, the same whatever table prices them, SD {parts['run_sd']:.1f}; the rest, SD "
+            f"{parts['rest_sd']:.1f}. A table's offset is carried into every gain it prices (the state of the machine "
+            "in its session, or a row the compared networks lean on); a run's effect is shared by every table that "
+            "prices it (what its networks do inside a whole network that the model's terms do not see).",
+        ]
     args.out.mkdir(parents=True, exist_ok=True)
     write_text(args.out / f"{args.name}.md", "\n".join(lines) + "\n")
     write_text(
@@ -190,13 +236,34 @@ def main() -> int:
         json.dumps(
             {"runs": [p.as_posix() for p in args.runs], "tables": columns, "predicted_gain": predicted,
              "measured": measured_gain, "summary": summary, "prediction_moves_points": moves,
-             "measurement_moves_points": repeats, "pooled": pooled_why or "pooled"},
+             "measurement_moves_points": repeats, "pooled": pooled_why or "pooled", "error_parts": parts},
             indent=1,
         )
         + "\n",
     )  # fmt: skip
     print("\n".join(lines))
     return 0
+
+
+def error_parts(errors: np.ndarray) -> dict[str, Any] | None:
+    """The errors (runs x tables) as mean + table offset + run effect + rest (the two-way additive
+    fit: offsets and effects are the column and row means less the mean); None for fewer than two of
+    either."""
+    if errors.shape[0] < 2 or errors.shape[1] < 2:
+        return None
+    mean = float(errors.mean())
+    offsets = errors.mean(axis=0) - mean
+    effects = errors.mean(axis=1) - mean
+    rest = errors - mean - offsets[None, :] - effects[:, None]
+    dof = (errors.shape[0] - 1) * (errors.shape[1] - 1)
+    return {
+        "mean": mean,
+        "table_offsets": [float(o) for o in offsets],
+        "table_sd": float(offsets.std(ddof=1)),
+        "run_effects": [float(e) for e in effects],
+        "run_sd": float(effects.std(ddof=1)),
+        "rest_sd": float(np.sqrt((rest**2).sum() / dof)),
+    }
 
 
 def _poolable(sides: dict[str, dict], recorded) -> str | None:  # type: ignore[no-untyped-def]

@@ -21,7 +21,7 @@ import pytest
 from explorer.cli import main
 from explorer.cost import analyze, get_platform
 from explorer.cost.options import ScoringOptions
-from explorer.cost.table import LOOP_BODY, TABLE_FORMAT, TableRow, parse_rows, table_text
+from explorer.cost.table import LOOP_BODY, TABLE_FORMAT, TableRow, combine, parse_rows, table_text, timings_of
 from explorer.measure.loop import (
     LOOP_JSON,
     LOOP_SOURCE,
@@ -37,6 +37,7 @@ from explorer.measure.loop import (
     record_search,
     table_drift,
 )
+from explorer.measure.needs import timing_passes
 from explorer.measure.profile import lattice_shapes, platform_text, provenance_now
 from explorer.search import DEFAULTS, plan_search, run_search
 from explorer.search.encoding import Lattice
@@ -185,6 +186,28 @@ def test_measures_exactly_what_the_top_candidates_lack(table_template: Path, tmp
     assert {r.key for r in rows if r.source == LOOP_SOURCE} == {(s, "float32", 1, c, o) for s, c, o in measured}
 
 
+def test_a_table_timed_several_times_gets_as_many_timings_of_each_kernel_the_loop_adds(
+    table_template: Path, tmp_path: Path
+) -> None:
+    platform_file = fresh(table_template, tmp_path)
+    side_file = platform_file.parent / "profile.json"
+    side_file.write_text(json.dumps(json.loads(side_file.read_text()) | {"timings": 2}))
+    plan = plan_for(platform_file, tmp_path / "run")
+    calls: list[list[tuple[str, int, int]]] = []
+    result = measure_loop(plan, LoopSettings(top=3, max_rounds=1, batch_size=4), timer=fake_timer(calls))
+    asked = [m for batch in calls for m in batch]
+    first, second = asked[: len(asked) // 2], asked[len(asked) // 2 :]
+    assert sorted(first) == sorted(second) and len(set(first)) == len(first)  # pass after pass, each kernel once
+    assert result.rounds[0].kernels_measured == len(first) == len(result.rounds[0].measured)
+    rows = [r for r in table_rows(platform_file) if r.source == LOOP_SOURCE]
+    assert len(rows) == 2 * len(first)  # a row per timing
+    read = {r.key: r for r in combine(table_rows(platform_file))}
+    for key in {r.key for r in rows}:
+        times = [r.time_s for r in rows if r.key == key]
+        assert read[key].time_s == pytest.approx((times[0] * times[1]) ** 0.5, rel=1e-5)
+    assert json.loads((plan.out / LOOP_JSON).read_text())["settings"]["timings"] == 2
+
+
 @pytest.mark.parametrize("model", ["table", "table-upper"])
 def test_the_loop_ends_with_a_best_built_only_from_measured_kernels(
     table_template: Path, tmp_path: Path, model: str
@@ -248,14 +271,28 @@ def test_an_interrupted_loop_resumes_without_losing_a_row(table_template: Path, 
     assert record["kernels_measured"] == len(first) + len(again)
 
 
-def test_compact_keeps_one_row_per_shape() -> None:
-    def row(source: str, t: float, cin: int = 4) -> TableRow:
-        return TableRow("sig", "gemm", "float32", 1, cin, 8, t, source=source)
+def test_compact_keeps_every_timing_and_combine_reads_one_row_per_shape() -> None:
+    def row(source: str, t: float, cin: int = 4, low: float = 0.0, high: float = 0.0) -> TableRow:
+        return TableRow("sig", "gemm", "float32", 1, cin, 8, t, low or t, high or t, 6, source=source)
 
     rows = [row("measured", 1.0, 2), row("interpolated", 2.0), row("measured", 3.0, 6), row(LOOP_SOURCE, 4.0)]
     assert compact(rows) == [rows[0], rows[2], rows[3]]  # the interpolated row of (4, 8) gives way
-    rows = [row(LOOP_SOURCE, 1.0), row("interpolated", 2.0, 2), row(LOOP_SOURCE, 5.0)]
-    assert compact(rows) == [rows[2], rows[1]]  # the later timing wins, in the first one's place
+    assert combine(rows) == [rows[0], rows[2], rows[3]]
+    rows = [row(LOOP_SOURCE, 1.0), row("interpolated", 2.0, 2), row(LOOP_SOURCE, 4.0), row("interpolated", 3.0, 2)]
+    assert compact(rows) == [rows[0], rows[2], rows[3]]  # both timings kept; the last interpolation of (2, 8)
+    two = combine(rows)
+    assert [(r.in_channels, r.source) for r in two] == [(4, LOOP_SOURCE), (2, "interpolated")]
+    assert two[0].time_s == pytest.approx(2.0) and two[0].repeats == 12  # two timings: their geometric mean
+    assert two[1] == rows[3]  # an untimed shape: its last row
+    three = [row("measured", 1.0, low=0.9, high=1.1), row("measured", 9.0, low=8.0, high=10.0), row("fit", 1.2)]
+    (one,) = combine(three)  # three timings: the median, robust to the one that landed in a slow spell
+    assert one.time_s == pytest.approx(1.2) and (one.ci95_low_s, one.ci95_high_s) == (0.9, 10.0)
+    assert one.source == "measured" and one.repeats == 18  # the first timing's source; the rounds summed
+    assert timings_of(three + rows) == {("sig", "float32", 1, 4, 8): 5}
+    assert timing_passes([1, 2, 3], 1) == [1, 2, 3]
+    passes = timing_passes(list(range(20)), 3, seed=5)
+    assert passes[:20] == list(range(20)) and all(sorted(passes[k : k + 20]) == list(range(20)) for k in (20, 40))
+    assert passes[20:40] != passes[40:] != list(range(20))  # each later pass in its own order
 
 
 def one_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:

@@ -8,6 +8,7 @@ import csv
 import json
 import math
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 
 from explorer.cli import main
 from explorer.cost import analyze, get_platform
-from explorer.cost.table import TABLE_COLUMNS
+from explorer.cost.table import TABLE_COLUMNS, combine, parse_rows
 from explorer.measure.profile import Signature, interpolate, log_spaced, median_ci95
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,24 +59,29 @@ def test_profile_times_a_designed_subset_resumes_and_refuses_a_foreign_table(
 ) -> None:
     space, out = small_space(tmp_path), tmp_path / "table"
     common = [space, "--platform", MEASURED, "--out", str(out), "--repeats", "6", "--grid", "3", "--held-out", "1"]
-    common += ["--exhaustive-up-to", "10", "--networks", "3"]
-    assert run(*common, "--max-kernels", "5") == 0  # interrupted: 5 kernels timed
+    common += ["--exhaustive-up-to", "10", "--networks", "3", "--timings", "2"]
+    assert run(*common, "--max-kernels", "5") == 0  # interrupted: 5 kernel timings
     printed = capsys.readouterr().out
     assert "28 distinct kernel shapes in 4 signatures" in printed and "min left" in printed
+    assert "each timed 2x, pass after pass (32 timings)" in printed
     assert "incomplete: rerun the same command to resume" in printed
     first = [r for r in rows(out / "profile.csv") if r["source"] != "interpolated"]
     # (a signature whose grid is all timed is interpolated already)
     assert len(first) == 5 and list(first[0]) == list(TABLE_COLUMNS)
-    assert run(*common) == 0  # resumed: the first rows are kept as they were, nothing is timed twice
+    assert len({(r["signature"], r["in_channels"], r["out_channels"]) for r in first}) == 5  # the first pass first
+    assert run(*common) == 0  # resumed: the first rows are kept as they were, no shape is timed a third time
     printed = capsys.readouterr().out
     assert "5 already in" in printed
     table = rows(out / "profile.csv")
-    held = sum(r["source"] == "held-out" and float(r["time_s"]) > 0 for r in table)  # (0 s: lost in the jitter)
+    assert table[:5] == first  # timed rows first, in the order they were timed
+    timed = [(r["signature"], r["in_channels"], r["out_channels"]) for r in table if r["source"] != "interpolated"]
+    assert set(Counter(timed).values()) == {2}  # every timed shape twice: a row per timing
+    combined = combine(parse_rows((out / "profile.csv").read_text(), "profile.csv"))
+    held = sum(r.source == "held-out" and r.time_s > 0 for r in combined)  # (0 s: lost in the jitter)
     assert held == 0 or f"interpolation on {held} held-out kernels" in printed
-    assert table[:5] == first  # measured rows first, in the order they were timed
-    keys = [(r["signature"], r["in_channels"], r["out_channels"]) for r in table]
+    keys = [(r.signature, r.in_channels, r.out_channels) for r in combined]
     assert len(keys) == len(set(keys)) == 28
-    sources = [r["source"] for r in table]
+    sources = [r.source for r in combined]
     assert sources.count("measured") == 4 * 3 and sources.count("held-out") == 4
     fitted = sources.count("fit")  # the fit networks' kernels the design had not timed, timed for the fit
     assert sources.count("interpolated") + fitted == 12 and fitted == side_fit_kernels(out)
@@ -84,10 +90,23 @@ def test_profile_times_a_designed_subset_resumes_and_refuses_a_foreign_table(
         assert t >= 0 and r["dtype"] == "float32" and r["batch"] == "1"
         if r["source"] != "interpolated":
             assert float(r["ci95_low_s"]) <= t <= float(r["ci95_high_s"]) and r["repeats"] == "6"
+    for r in combined:  # two timings read as one: their geometric mean, from the lower low to the higher high
+        if r.source != "interpolated":
+            both = [x for x in table if (x["signature"], int(x["in_channels"]), int(x["out_channels"])) == (r.signature, r.in_channels, r.out_channels)]  # fmt: skip
+            times = [float(x["time_s"]) for x in both]
+            if min(times) > 0:
+                assert r.time_s == pytest.approx(float(np.sqrt(times[0] * times[1])), rel=1e-5)
+            assert r.ci95_low_s == min(float(x["ci95_low_s"]) for x in both) and r.repeats == 12
+            assert r.ci95_high_s == max(float(x["ci95_high_s"]) for x in both)
     side = json.loads((out / "profile.json").read_text())
     for key in ("device", "backend", "jax", "jaxlib", "dtype", "batch", "created", "repeats", "spread", "runtime"):
         assert side[key] not in (None, ""), key
-    assert side["complete"] and [s["kernels_timed"] for s in side["sessions"]] == [5, 11]
+    assert side["complete"] and [s["kernels_timed"] for s in side["sessions"]] == [5, 27] and side["timings"] == 2
+    between = side["between_timings"]
+    positive = Counter(key for key, r in zip(timed, (r for r in table if r["source"] != "interpolated"), strict=True) if float(r["time_s"]) > 0)  # fmt: skip
+    assert (
+        between["shapes"] == sum(n == 2 for n in positive.values()) >= 12 and 0 <= between["median"] <= between["p90"]
+    )
     assert side["interpolation"]["held_out"] == held
     errors = [abs(e["interpolated_s"] / e["measured_s"] - 1) for e in side["interpolation"].get("points", [])]
     assert side["interpolation"].get("median_abs_error", 0) == pytest.approx(float(np.median(errors)) if errors else 0)
@@ -98,7 +117,6 @@ def test_profile_times_a_designed_subset_resumes_and_refuses_a_foreign_table(
 
     platform = get_platform(str(out / "platform.toml"))
     from explorer.cost.options import ScoringOptions
-    from explorer.cost.table import parse_rows
     from explorer.measure.loop import lacking_of
     from explorer.measure.profile import fit_networks, profiled_space
     from explorer.space import load_space
@@ -113,7 +131,7 @@ def test_profile_times_a_designed_subset_resumes_and_refuses_a_foreign_table(
     arch = load_space(space).uniform(0.5)
     r = analyze(arch, platform=platform, latency_model="table")
     assert r.fallback_kernels == () and len(r.kernels) == 4
-    by_key = {(t["signature"], int(t["in_channels"]), int(t["out_channels"])): float(t["time_s"]) for t in table}
+    by_key = {(t.signature, t.in_channels, t.out_channels): t.time_s for t in combined}
     conv = next(k for k in r.kernels if k.name == "conv")
     assert conv.time_s == pytest.approx(by_key[("conv[kernel=3 bias=false] 8x8->8x8", 3, 8)] * fit["scales"]["conv"])
     assert r.latency_s == pytest.approx(sum(k.time_s for k in r.kernels) + side["per_pass"]["per_pass_s"])
@@ -159,6 +177,7 @@ def test_profile_times_a_designed_subset_resumes_and_refuses_a_foreign_table(
         (["--batch", "0"], "--batch 0 must be >= 1"),
         (["--repeats", "3"], "--repeats 3 must be >= 6"),
         (["--grid", "1"], "--grid 1 must be >= 2"),
+        (["--timings", "0"], "--timings 0 must be >= 1 (times each kernel is timed)"),
         (["--networks", "1"], "--networks 1 must be 0 or >= 2"),
         (["--platform", "tpu-v4"], "--platform 'tpu-v4' has no runtime/processors entry"),
         (["--platform", "{tmp}/none.toml"], "--platform '{tmp}/none.toml': no such file"),

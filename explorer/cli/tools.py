@@ -137,7 +137,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     prof.add_argument("--held-out", type=int, default=2, help="shapes per signature held out to measure the interpolation (default 2)")  # fmt: skip
     prof.add_argument("--exhaustive-up-to", type=int, default=300, help="time every shape when there are at most this many (default 300)")  # fmt: skip
     prof.add_argument("--networks", type=int, default=12, help="whole networks timed to fit the per-pass time and the in-network scale of each kernel class (default 12)")  # fmt: skip
-    prof.add_argument("--max-kernels", type=int, help="time at most this many kernels in this run (rerun to resume)")
+    prof.add_argument("--timings", type=int, default=3, help="times each kernel is timed, pass after pass; the table reads their median (default 3)")  # fmt: skip
+    prof.add_argument(
+        "--max-kernels", type=int, help="make at most this many kernel timings in this run (rerun to resume)"
+    )
     prof.add_argument("--budget-minutes", type=float, help="start no new kernels after this many minutes")
     prof.add_argument(
         "--accept-foreign", action="store_true", help="add to a table measured on another device or jax/jaxlib version"
@@ -645,7 +648,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         raise UsageError(f"--dtype {args.dtype!r}: {exc}") from None
     flags = {"batch": "--batch", "repeats": "--repeats", "grid": "--grid", "held_out": "--held-out",
              "networks": "--networks", "max_kernels": "--max-kernels", "budget_minutes": "--budget-minutes",
-             "exhaustive_up_to": "--exhaustive-up-to"}  # fmt: skip
+             "exhaustive_up_to": "--exhaustive-up-to", "timings": "--timings"}  # fmt: skip
     settings = ProfileSettings(
         dtype=dtype,
         batch=args.batch,
@@ -653,6 +656,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         grid=args.grid,
         held_out=args.held_out,
         exhaustive_up_to=args.exhaustive_up_to,
+        timings=args.timings,
         networks=args.networks,
         max_kernels=args.max_kernels,
         budget_minutes=args.budget_minutes,
@@ -681,6 +685,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
         f"of {shapes['distinct_shapes']:,} shapes; median spread +-{(p['spread']['median'] or 0):.1%}; "
         f"{p['cost_minutes']:.1f} min in all"
     )
+    between = p.get("between_timings") or {}
+    if between.get("shapes"):
+        print(
+            f"  {between['shapes']:,} kernels timed {settings.timings}x: slowest / fastest timing - 1 a median "
+            f"{between['median']:.1%} (90th percentile {between['p90']:.1%})"
+        )
     if interp.get("held_out"):
         print(
             f"  interpolation on {interp['held_out']} held-out kernels: median |error| {interp['median_abs_error']:.1%}, "

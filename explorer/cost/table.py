@@ -76,6 +76,8 @@ SOURCES: Final[dict[str, str]] = {
     "fit": "timed on the device: a kernel of the whole networks `explore profile` fits the per-pass terms on, so "
     "that the fit sees their kernels as timed, not interpolated",
 }
+TIMED_SOURCES: Final[frozenset[str]] = frozenset({"measured", "held-out", "searched", "fit"})
+"""Row sources timed on the device; the others (`interpolated`) were computed from them."""
 TABLE_FORMAT: Final[int] = 1
 """The sidecar's `format`; a table of another format is refused."""
 SKIPPED_FIELDS: Final[frozenset[str]] = frozenset({"name", "kind", "inputs", "out", "bottleneck"})
@@ -122,11 +124,12 @@ RECORDED_DEFAULTS: Final[dict[str, Any]] = {
     "xla_flags": "",
     "round_order": "listed",
     "loop_body": "the kernel and a copy of its input",
+    "timings": 1,
 }
 """What a table from before a provenance key was recorded ran with: no `XLA_FLAGS`, its kernels'
-calls in the order listed every round (`explorer.measure.profile.time_interleaved`), and a loop
+calls in the order listed every round (`explorer.measure.profile.time_interleaved`), a loop
 that wrote one element of the input each run, which XLA compiled into a copy of the whole input
-(element-wise kernels timed at 2-7x their time in a network)."""
+(element-wise kernels timed at 2-7x their time in a network), and each kernel timed once."""
 
 
 def recorded(info: Mapping[str, Any], key: str) -> Any:
@@ -293,6 +296,7 @@ class LatencyTable:
     path: Path
     provenance: Mapping[str, Any]
     rows: tuple[TableRow, ...]
+    """One per shape, as the model reads them (`combine`)."""
     grids: Mapping[tuple[str, str, int], Grid] = field(repr=False)
     _upper: dict[tuple[str, str, int], Grid] = field(default_factory=dict, repr=False, compare=False)
 
@@ -382,6 +386,51 @@ def parse_rows(text: str, where: str) -> list[TableRow]:
     return rows
 
 
+def combine(rows: Sequence[TableRow]) -> list[TableRow]:
+    """The rows as the table model reads them, one per shape. A shape timed more than once (a row per
+    timing, each in its own batch at its own time: `explore profile --timings`) reads as one row: the
+    median of its timings' times (the geometric mean of two), its interval from the lowest low to the
+    highest high (wide where the timings disagree), their rounds summed, at its first timing's place,
+    with its first timing's source and example. A timed shape's `interpolated` rows are dropped; of
+    several rows of a shape none of which was timed, the last is kept."""
+    timed: dict[tuple[str, str, int, int, int], list[TableRow]] = {}
+    for r in rows:
+        if r.source in TIMED_SOURCES:
+            timed.setdefault(r.key, []).append(r)
+    last = {r.key: r for r in rows}
+    out: list[TableRow] = []
+    seen: set[tuple[str, str, int, int, int]] = set()
+    for r in rows:
+        if r.key in seen or (r.key in timed and r.source not in TIMED_SOURCES):
+            continue
+        seen.add(r.key)
+        group = timed.get(r.key)
+        if group is None:
+            out.append(last[r.key])
+        elif len(group) == 1:
+            out.append(group[0])
+        else:
+            out.append(
+                dataclasses.replace(
+                    group[0],
+                    time_s=float(f"{math.exp(float(np.median([math.log(max(g.time_s, 1e-12)) for g in group]))):.6g}"),
+                    ci95_low_s=min(g.ci95_low_s for g in group),
+                    ci95_high_s=max(g.ci95_high_s for g in group),
+                    repeats=sum(g.repeats for g in group),
+                )
+            )
+    return out
+
+
+def timings_of(rows: Sequence[TableRow]) -> dict[tuple[str, str, int, int, int], int]:
+    """How many times each shape was timed (its rows of a `TIMED_SOURCES` source)."""
+    counts: dict[tuple[str, str, int, int, int], int] = {}
+    for r in rows:
+        if r.source in TIMED_SOURCES:
+            counts[r.key] = counts.get(r.key, 0) + 1
+    return counts
+
+
 def build_grids(rows: Sequence[TableRow]) -> dict[tuple[str, str, int], Grid]:
     """One dense grid per (signature, dtype, batch); a later row of the same shape replaces an earlier one."""
     by: dict[tuple[str, str, int], dict[tuple[int, int], float]] = {}
@@ -422,7 +471,7 @@ def load_table(path: Path) -> LatencyTable:
         raise TableError(
             f"latency table sidecar {side}: not a format-{TABLE_FORMAT} table sidecar; rerun `explore profile`"
         )
-    rows = tuple(parse_rows(read_text(path, "latency table", TableError), str(path)))
+    rows = tuple(combine(parse_rows(read_text(path, "latency table", TableError), str(path))))
     table = LatencyTable(path, provenance, rows, build_grids(rows))
     if len(_CACHE) > 8:
         _CACHE.clear()

@@ -48,6 +48,7 @@ from explorer.cost.table import (
     SOURCES,
     TableError,
     TableRow,
+    combine,
     load_table,
     parse_rows,
     sidecar_path,
@@ -129,6 +130,9 @@ class TableHandle:
     round_order: str = "shuffled"
     """How its kernels' calls were ordered in each timed round (`explorer.measure.profile.ROUND_ORDERS`):
     rows added to it are timed the same way."""
+    timings: int = 1
+    """How many times each kernel is timed (`explore profile --timings`): rows added to it are timed
+    as many times, pass after pass."""
 
 
 def open_table(options: ScoringOptions, settings: LoopSettings) -> TableHandle:
@@ -173,7 +177,12 @@ def open_table(options: ScoringOptions, settings: LoopSettings) -> TableHandle:
     repeats = settings.repeats if settings.repeats is not None else int(info.get("repeats") or 15)
     warmup = settings.warmup if settings.warmup is not None else int(info.get("warmup") or 2)
     return TableHandle(
-        path, max(repeats, 6), warmup, str(info.get("runtime") or plat.runtime), str(recorded(info, "round_order"))
+        path,
+        max(repeats, 6),
+        warmup,
+        str(info.get("runtime") or plat.runtime),
+        str(recorded(info, "round_order")),
+        max(int(recorded(info, "timings")), 1),
     )
 
 
@@ -219,10 +228,18 @@ def measure(
     timer: Timer = time_kernels,
     into: list[TableRow] | None = None,
 ) -> list[TableRow]:
-    """Time `needs` and append them to the table as `searched` rows, flushed after every batch; the
-    rows written are also added to `into` as each batch lands (what an interrupted caller keeps)."""
+    """Time `needs` (each the table's `timings` times) and append them to the table as `searched`
+    rows, flushed after every batch; the rows written are also added to `into` as each batch lands
+    (what an interrupted caller keeps)."""
     return measure_needs(
-        needs, table.path, batch_size, table.repeats, LOOP_SOURCE, lambda part: timer(part, table), into=into
+        needs,
+        table.path,
+        batch_size,
+        table.repeats,
+        LOOP_SOURCE,
+        lambda part: timer(part, table),
+        timings=table.timings,
+        into=into,
     )
 
 
@@ -394,7 +411,7 @@ def measure_loop(
     converged = False
     print(
         f"  measurement loop: top {settings.top} candidates per round, at most {settings.max_rounds} rounds that "
-        f"measure; table {table.path} ({table.repeats} timed rounds per kernel)",
+        f"measure; table {table.path} ({table.repeats} timed rounds per kernel, timed {table.timings}x)",
         file=stream,
         flush=True,
     )
@@ -426,9 +443,10 @@ def measure_loop(
                 interrupted = False
             finally:  # an interrupted round is recorded with the rows it wrote
                 measure_s = time.perf_counter() - clock
+                shapes = list({row.key: row for row in written}.values())  # each once, however often timed
                 if todo:
                     measuring += 1
-                    session["kernels_timed"] += len(written)
+                    session["kernels_timed"] += len(shapes)
                 r = Round(
                     round=len(earlier_rounds) + len(rounds) + 1,
                     run=run_index,
@@ -438,9 +456,9 @@ def measure_loop(
                     best_kernels=len(best_keys),
                     best_kernels_measured=n_best_timed,
                     lacking=len(lacking),
-                    kernels_measured=len(written),
+                    kernels_measured=len(shapes),
                     measure_seconds=round(measure_s, 2),
-                    measured=[[row.signature, row.in_channels, row.out_channels] for row in written],
+                    measured=[[row.signature, row.in_channels, row.out_channels] for row in shapes],
                     interrupted=interrupted,
                 )
                 rounds.append(r)
@@ -449,7 +467,7 @@ def measure_loop(
                 settle_table(table)
             print(
                 f"  round {r.round}: best predicted {si(predicted_s, 's')}, {n_best_timed}/{len(best_keys)} of its "
-                f"kernels measured; the top {len(top)} lack {len(lacking)}; measured {len(written)} kernels in "
+                f"kernels measured; the top {len(top)} lack {len(lacking)}; measured {len(shapes)} kernels in "
                 f"{measure_s:.1f} s (screen {screen_s:.1f} s, {(time.perf_counter() - started) / 60:.1f} min in all)",
                 file=stream,
                 flush=True,
@@ -510,6 +528,7 @@ def _write_record(
             "batch_size": settings.batch_size,
             "repeats": table.repeats,
             "warmup": table.warmup,
+            "timings": table.timings,
         },
         "table": str(table.path),
         "rounds": list(rounds),
@@ -589,7 +608,7 @@ def measure_compared(
         return {"kernels_measured": 0, "seconds": 0.0, "networks": networks}
     print(
         f"  timing the {len(lacking)} kernels the {len(archs)} compared networks run and the table lacks "
-        f"({table.repeats} timed rounds per kernel)",
+        f"({table.repeats} timed rounds per kernel, timed {table.timings}x)",
         file=stream,
         flush=True,
     )
@@ -603,9 +622,11 @@ def measure_compared(
     try:
         measure(list(lacking.values()), table, settings.batch_size, timer=timer, into=written)
     finally:
-        session.update(kernels_timed=len(written), wall_s=round(time.perf_counter() - started, 1), ended=_now())
+        session.update(
+            kernels_timed=len({r.key for r in written}), wall_s=round(time.perf_counter() - started, 1), ended=_now()
+        )
         settle_table(table, session)
-    return {"kernels_measured": len(written), "seconds": session["wall_s"], "networks": networks}
+    return {"kernels_measured": len({r.key for r in written}), "seconds": session["wall_s"], "networks": networks}
 
 
 DRIFT_KERNELS = 12
@@ -629,7 +650,7 @@ def table_drift(
     from explorer.measure.profile import median_ci95
 
     table = open_table(options, settings)
-    rows = {r.key: r for r in compact(table_rows(table.path)) if r.source in TIMED_SOURCES and r.time_s > 0}
+    rows = {r.key: r for r in combine(table_rows(table.path)) if r.source in TIMED_SOURCES and r.time_s > 0}
     needs = sorted(
         {n.key: n for n in kernel_needs(arch, options) if n.key in rows}.values(),
         key=lambda n: rows[n.key].time_s,

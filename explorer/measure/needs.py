@@ -13,19 +13,23 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
 
 from explorer.cost.fusion import plan_kernels
 from explorer.cost.latency import resolve_options
 from explorer.cost.options import ScoringOptions
 from explorer.cost.rules import layer_rows
-from explorer.cost.table import TABLE_COLUMNS, TableRow, kernel_keys
+from explorer.cost.table import TABLE_COLUMNS, TIMED_SOURCES, TableRow, kernel_keys
 from explorer.cost.timers import row_quantities
 from explorer.spec import Arch
 
 LOOP_SOURCE = "searched"
-"""The `source` of a row the loop measured (`explorer.cost.table.SOURCES`)."""
-TIMED_SOURCES = frozenset({"measured", "held-out", LOOP_SOURCE, "fit"})
-"""Row sources timed on the device; a kernel with only an `interpolated` row (or none) is lacking."""
+"""The `source` of a row the loop measured (`explorer.cost.table.SOURCES`); a kernel with only an
+`interpolated` row (or none), of no `TIMED_SOURCES` source, is lacking."""
+
+T = TypeVar("T")
 
 Key = tuple[str, str, int, int, int]
 """A table row's key: (signature, dtype, batch, in_channels, out_channels)."""
@@ -91,18 +95,12 @@ def timed_keys(rows: Sequence[TableRow]) -> set[Key]:
 
 
 def compact(rows: Sequence[TableRow]) -> list[TableRow]:
-    """The rows with one per key, as the table model reads them (a later row of a shape wins): a
-    timed row supersedes an interpolated one of the same shape, a later timed row an earlier one;
-    each kept row at its first timed place, the order otherwise kept."""
-    last_timed = {r.key: r for r in rows if r.source in TIMED_SOURCES}
-    out: list[TableRow] = []
-    seen: set[Key] = set()
-    for r in rows:
-        if r.key in seen or (r.key in last_timed and r.source not in TIMED_SOURCES):
-            continue
-        seen.add(r.key)
-        out.append(last_timed.get(r.key, r))
-    return out
+    """The rows a table keeps on disk: a shape's `interpolated` rows dropped once it is timed (of
+    several interpolated rows of an untimed shape, the last), every timing of a shape kept (the
+    model reads their median, `explorer.cost.table.combine`), in order."""
+    timed = {r.key for r in rows if r.source in TIMED_SOURCES}
+    last = {r.key: k for k, r in enumerate(rows) if r.source not in TIMED_SOURCES}
+    return [r for k, r in enumerate(rows) if r.source in TIMED_SOURCES or (r.key not in timed and last[r.key] == k)]
 
 
 def seconds_cell(seconds: float) -> float:
@@ -156,6 +154,17 @@ BatchTimer = Callable[[Sequence[tuple[Arch, "Need"]]], list[tuple[float, float, 
 """(kernels with the network each runs in) -> (median, low, high) seconds each."""
 
 
+def timing_passes(items: Sequence[T], timings: int, seed: int = 0) -> list[T]:
+    """`items` `timings` times over, one pass after another: the first pass in the order given, each
+    later one in its own seeded random order, so that a kernel's timings fall at different times and
+    in batches of different company."""
+    out = list(items)
+    for p in range(1, timings):
+        order = np.random.default_rng(seed + p).permutation(len(items))
+        out += [items[int(i)] for i in order]
+    return out
+
+
 def measure_needs(
     needs: Sequence[tuple[Arch, Need]],
     path: Path,
@@ -164,17 +173,20 @@ def measure_needs(
     source: str,
     timer: BatchTimer,
     *,
+    timings: int = 1,
     into: list[TableRow] | None = None,
     progress: Callable[[int, float], None] | None = None,
 ) -> list[TableRow]:
-    """Time `needs` with `timer`, `batch_size` at a time, and append each batch to the table at `path`
-    as `source` rows of `repeats` rounds, flushed as it lands (an interrupted caller loses at most
+    """Time `needs` `timings` times each with `timer` (`timing_passes`: pass after pass),
+    `batch_size` at a time, and append each batch to the table at `path` as `source` rows of
+    `repeats` rounds, one row per timing, flushed as it lands (an interrupted caller loses at most
     the batch in flight); the rows written are also added to `into` as each batch lands, and
-    `progress(kernels done, seconds spent)` is called after each."""
+    `progress(timings done, seconds spent)` is called after each."""
     written: list[TableRow] = [] if into is None else into
     started = time.perf_counter()
-    for start in range(0, len(needs), batch_size):
-        part = needs[start : start + batch_size]
+    queue = timing_passes(needs, timings)
+    for start in range(0, len(queue), batch_size):
+        part = queue[start : start + batch_size]
         rows = [
             timed_row(need.key, need.kind, timing, repeats, source, need.kernel)
             for (_, need), timing in zip(part, timer(part), strict=True)
@@ -200,5 +212,6 @@ __all__ = [
     "seconds_cell",
     "timed_keys",
     "timed_row",
+    "timing_passes",
     "untimed",
 ]

@@ -16,7 +16,10 @@ On JAX's default backend (the CPU here, a GPU wherever JAX sees one), for one dt
    donated back to every call, as a network reuses its buffers, so no call measures page faults of
    fresh memory. Each round runs the batch's calls in a new random order (`ROUND_ORDERS`), so that
    both loops of a kernel start after some other kernel alike. Median over rounds, with a 95%
-   interval (order statistics of the median).
+   interval (order statistics of the median). The whole design is timed `timings` times, pass
+   after pass in a new order each (a row per timing; the table reads their median,
+   `explorer.cost.table.combine`), so that one timing landing in a slow or fast spell of the
+   machine, which the rounds of its batch cannot see, does not become the kernel's time.
 3. **Coverage.** Every shape where the lattice has at most `exhaustive_up_to`; otherwise a designed
    subset per signature (`grid` channel counts per axis, spaced evenly in log channels, ends
    included) is timed and the rest interpolated bilinearly in log time over log channels; a few
@@ -30,7 +33,8 @@ On JAX's default backend (the CPU here, a GPU wherever JAX sees one), for one dt
    the interpolation's error. Each network's error is reported after the fit and with it left out
    of the fit (`fit_per_pass`).
 5. **Robustness.** Rows are appended and flushed as each batch of kernels is timed, so an
-   interrupted run resumes where it stopped; a table measured on another device or jax/jaxlib is
+   interrupted run resumes where it stopped (a kernel timed fewer than `timings` times gets the
+   rest); a table measured on another device or jax/jaxlib is
    refused in one line unless `accept_foreign`. Progress lines give the time left.
 
 Writes OUT/profile.csv (`explorer.cost.table.TABLE_COLUMNS`), OUT/profile.json (provenance) and
@@ -63,14 +67,17 @@ from explorer.cost.table import (
     LOOP_BODY,
     TABLE_COLUMNS,
     TABLE_FORMAT,
+    TIMED_SOURCES,
     TableError,
     TableRow,
     TableTimer,
+    combine,
     kernel_keys,
     parse_rows,
     recorded,
     sidecar_path,
     table_text,
+    timings_of,
     xla_flags_now,
 )
 from explorer.cost.timers import QUANTITIES, UnitTimes
@@ -83,6 +90,7 @@ from explorer.measure.needs import (
     measure_needs,
     timed_keys,
     timed_row,
+    timing_passes,
     untimed,
 )
 from explorer.space import Space, load_space
@@ -137,12 +145,18 @@ class ProfileSettings:
     """Time every shape when the lattice has at most this many distinct kernel shapes."""
     batch_size: int = 8
     """Kernels compiled and timed together (one interleaved group; rows are written after each)."""
+    timings: int = 3
+    """Times each kernel is timed, pass after pass (each pass in its own random order, so its timings
+    fall minutes apart and in batches of different company); the table reads their median. One timing
+    on this machine may land in a slow or fast spell the others do not: two profiles differed by 20%
+    on a 7x7 conv's row, both intervals narrow, and one 28x28 conv timed 1.74x its usual time
+    (reports/cross-tables)."""
     networks: int = 12
     """Whole networks timed to fit the per-pass term and the in-network scales (0: none; the term is
     then 0 and the scales 1)."""
     network_repeats: int = 15
     max_kernels: int | None = None
-    """Stop after timing this many kernels in this run (the rest: another run resumes)."""
+    """Stop after this many kernel timings in this run (the rest: another run resumes)."""
     budget_minutes: float | None = None
     """Stop starting new kernel batches after this many minutes."""
     accept_foreign: bool = False
@@ -159,6 +173,7 @@ class ProfileSettings:
             ("held_out", self.held_out, self.held_out >= 0, "must be >= 0"),
             ("exhaustive_up_to", self.exhaustive_up_to, self.exhaustive_up_to >= 0, "must be >= 0"),
             ("batch_size", self.batch_size, self.batch_size >= 1, "must be >= 1"),
+            ("timings", self.timings, self.timings >= 1, "must be >= 1 (times each kernel is timed)"),
             ("networks", self.networks, self.networks == 0 or self.networks >= 2, "must be 0 or >= 2"),
             ("network_repeats", self.network_repeats, self.network_repeats >= 3, "must be >= 3"),
             ("max_kernels", self.max_kernels, self.max_kernels is None or self.max_kernels >= 1, "must be >= 1"),
@@ -194,6 +209,10 @@ class Shape:
     @property
     def pair(self) -> tuple[int, int]:
         return (self.in_channels, self.out_channels)
+
+    def key(self, settings: ProfileSettings) -> tuple[str, str, int, int, int]:
+        """Its table key at the settings' dtype and batch."""
+        return (self.signature, settings.dtype, settings.batch, self.in_channels, self.out_channels)
 
 
 @dataclass(slots=True)
@@ -768,12 +787,14 @@ def profile(
         "warmup": settings.warmup,
         "round_order": round_order,
         "loop_body": LOOP_BODY,
+        "timings": settings.timings,
         "timing": (
             "each kernel jitted from the network's own Flax builders into a loop of its runs, compiled, warmed up, "
             f"then timed in interleaved rounds with its batch ({round_order} calls each round); time = median over "
             "rounds of (loop of 1 + extra runs - "
             f"loop of 1) / extra, extra >= {LOOP_EXTRA} runs taking about {LOOP_SECONDS * 1e3:g} ms; 95% interval "
-            "from order statistics; the output buffer donated to each call"
+            "from order statistics; the output buffer donated to each call; each kernel timed `timings` times, "
+            "pass after pass, a row per timing, and read as their median (explorer.cost.table.combine)"
         ),
         "columns": dict(zip(TABLE_COLUMNS, _COLUMN_DOCS, strict=True)),
         "sources": _sources(),
@@ -788,12 +809,19 @@ def profile(
         len(todo)
     )  # drift of the machine hits grid and held-out alike
     todo = [todo[int(i)] for i in order]
-    done = {(r.signature, r.in_channels, r.out_channels) for r in rows}
-    todo = [(s, src) for s, src in todo if (s.signature, s.in_channels, s.out_channels) not in done]
-    n_planned = len(plan.to_time())
+    done = timings_of(rows)
+    owed = {s.key(settings): settings.timings - done.get(s.key(settings), 0) for s, _ in todo}  # still to time
+    queue = []
+    for s, src in timing_passes(todo, settings.timings, settings.seed):
+        if owed[s.key(settings)] > 0:
+            owed[s.key(settings)] -= 1
+            queue.append((s, src))
+    todo = queue
+    n_planned = len(plan.to_time()) * settings.timings
     print(
         f"  {n_shapes:,} distinct kernel shapes in {len(signatures)} signatures; "
-        + ("timing every one" if plan.exhaustive else f"timing a designed subset of {n_planned:,} ({settings.grid} per axis + {settings.held_out} held out per signature), interpolating the rest")
+        + ("timing every one" if plan.exhaustive else f"timing a designed subset of {len(plan.to_time()):,} ({settings.grid} per axis + {settings.held_out} held out per signature), interpolating the rest")
+        + f"; each timed {settings.timings}x, pass after pass ({n_planned:,} timings)"
         + (f"; {len(rows):,} already in {table_file}" if rows else ""),
         file=stream,
         flush=True,
@@ -836,37 +864,36 @@ def profile(
         left = len(todo) - start - len(part)
         per_kernel = (time.perf_counter() - batch_start) / timed_now
         print(
-            f"  {len(rows):,}/{n_planned:,} kernels timed ({timed_now} this run), "
+            f"  {len(rows):,}/{n_planned:,} kernel timings ({timed_now} this run), "
             f"{(time.perf_counter() - started) / 60:.1f} min, about {left * per_kernel / 60:.1f} min left",
             file=stream,
             flush=True,
         )
-    measured = {r.key: r for r in rows}
-    complete = all(
-        (s.signature, settings.dtype, settings.batch, s.in_channels, s.out_channels) in measured
-        for s, _ in plan.to_time()
-    )
-    interpolated_rows, errors = _interpolate_rows(signatures, plan, rows, settings)
+    counts = timings_of(rows)
+    complete = all(counts.get(s.key(settings), 0) >= settings.timings for s, _ in plan.to_time())
+    interpolated_rows, errors = _interpolate_rows(signatures, plan, combine(rows), settings)
     all_rows = rows + interpolated_rows
     write_text(table_file, table_text(all_rows))
     spreads = [
         (r.ci95_high_s - r.ci95_low_s) / 2 / r.time_s for r in rows if r.time_s > 0 and r.source != "interpolated"
     ]
     provenance["spread"] = {
-        "what": "half-width of each measured kernel's 95% interval / its median",
+        "what": "half-width of each timing's 95% interval / its median",
         "median": statistics.median(spreads) if spreads else None,
         "p90": float(np.percentile(spreads, 90)) if spreads else None,
     }
+    provenance["between_timings"] = timings_agreement(rows)
     provenance["shapes"] = {
         "signatures": len(signatures),
         "distinct_shapes": n_shapes,
-        "measured": sum(r.source == "measured" for r in rows),
-        "held_out": sum(r.source == "held-out" for r in rows),
+        "measured": sum(r.source == "measured" for r in combine(rows)),
+        "held_out": sum(r.source == "held-out" for r in combine(rows)),
         "interpolated": len(interpolated_rows),
+        "timings": len(rows),
         "design": "every shape" if plan.exhaustive else f"{settings.grid} log-spaced channel counts per axis, {settings.held_out} held out per signature",
     }  # fmt: skip
     provenance["interpolation"] = errors
-    session["kernels_timed"] = timed_now
+    session["kernels_timed"] = timed_now  # timings
     session["wall_s"] = round(time.perf_counter() - started, 1)
     sessions.append(session)
     provenance["complete"] = complete
@@ -880,8 +907,10 @@ def profile(
     write_text(platform_file, platform_text(platform, key, TABLE_CSV, note))
     if settings.networks and complete:
         provenance["per_pass"] = fit_per_pass(space, platform_file, settings, stream, round_order)
-        kept = parse_rows(read_text(table_file, "latency table", TableError), str(table_file))
+        every = parse_rows(read_text(table_file, "latency table", TableError), str(table_file))
+        kept = combine(every)
         provenance["shapes"] |= {source: sum(r.source == source for r in kept) for source in ("fit", "interpolated")}
+        provenance["between_timings"] = timings_agreement(every)  # the fit networks' kernels too
     session["wall_s"] = round(time.perf_counter() - started, 1)
     provenance["cost_minutes"] = round(sum(s.get("wall_s", 0.0) for s in sessions) / 60, 2)
     write_text(side, dumps_json(provenance))
@@ -908,6 +937,22 @@ def _sources() -> dict[str, str]:
     from explorer.cost.table import SOURCES
 
     return dict(SOURCES)
+
+
+def timings_agreement(rows: Sequence[TableRow]) -> dict[str, Any]:
+    """How far a kernel's timings lie apart, over the kernels timed more than once: its slowest
+    timing / its fastest - 1 (median and 90th percentile over kernels), with how many kernels."""
+    by_key: dict[tuple[str, str, int, int, int], list[float]] = {}
+    for r in rows:
+        if r.source in TIMED_SOURCES and r.time_s > 0:
+            by_key.setdefault(r.key, []).append(r.time_s)
+    ranges = [max(ts) / min(ts) - 1 for ts in by_key.values() if len(ts) > 1]
+    return {
+        "what": "a kernel's slowest timing / its fastest - 1, over the kernels timed more than once",
+        "shapes": len(ranges),
+        "median": statistics.median(ranges) if ranges else None,
+        "p90": float(np.percentile(ranges, 90)) if ranges else None,
+    }
 
 
 def _interpolate_rows(
@@ -1177,12 +1222,23 @@ def time_fit_kernels(
             order_seed(round_order),
         )
 
-    def progress(done: int, spent_s: float) -> None:
-        if done % (8 * settings.batch_size) == 0 or done == len(lacking):
-            left = (len(lacking) - done) * spent_s / done
-            print(f"  {done}/{len(lacking)} kernels timed, {spent_s / 60:.1f} min, about {left / 60:.1f} min left", file=stream, flush=True)  # fmt: skip
+    total = len(lacking) * settings.timings
 
-    measure_needs(lacking, table_file, settings.batch_size, settings.repeats, "fit", timer, progress=progress)
+    def progress(done: int, spent_s: float) -> None:
+        if done % (8 * settings.batch_size) == 0 or done == total:
+            left = (total - done) * spent_s / done
+            print(f"  {done}/{total} kernel timings, {spent_s / 60:.1f} min, about {left / 60:.1f} min left", file=stream, flush=True)  # fmt: skip
+
+    measure_needs(
+        lacking,
+        table_file,
+        settings.batch_size,
+        settings.repeats,
+        "fit",
+        timer,
+        timings=settings.timings,
+        progress=progress,
+    )
     if lacking:  # one row per shape: a timed row takes the place of the interpolated one
         text = read_text(table_file, "latency table", TableError)
         write_text(table_file, table_text(compact(parse_rows(text, str(table_file)))))
