@@ -49,8 +49,8 @@ def main() -> int:
     from explorer.cost.options import ScoringOptions
     from explorer.cost.table import combine, parse_rows, recorded, table_text
     from explorer.files import read_json, write_text
-    from explorer.measure.profile import fit_networks, fit_scales, network_parts, profiled_space
-    from explorer.measure.verify import compared_networks, gain_of, priced
+    from explorer.measure.profile import fit_scales, network_parts, table_fit_networks
+    from explorer.measure.verify import VerifyError, closed_loop_runs, compared_networks, gain_of, priced
     from explorer.search import load_run
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -71,10 +71,11 @@ def main() -> int:
     parser.add_argument("--name", default="cross_tables", help="the files written: NAME.md, NAME.json")
     args = parser.parse_args()
     os.chdir(ROOT)  # relative paths only
-    for folder in args.runs:
-        if not (folder / "table" / "platform.toml").is_file() or not list(folder.glob("*/verify.json")):
-            print(f"cross_tables: --runs {str(folder)!r} holds no run_verify.py runs with a table/", file=sys.stderr)
-            return 2
+    try:
+        found = {folder: closed_loop_runs(folder, table=not args.tables_only) for folder in args.runs}
+    except VerifyError as exc:
+        print(f"cross_tables: --runs {exc}", file=sys.stderr)
+        return 2
 
     for folder in args.tables:
         if not (folder / "platform.toml").is_file():
@@ -90,7 +91,7 @@ def main() -> int:
         )
         return 2
     sides = {name: read_json(t / "profile.json", "latency table sidecar", ValueError) for name, t in tables.items()}
-    runs = {f"{folder.name}/{run.parent.name}": run.parent for folder in args.runs for run in sorted(folder.glob("*/verify.json"))}  # fmt: skip
+    runs = {f"{folder.name}/{run.name}": run for folder, found_runs in found.items() for run in found_runs}
 
     def gain(run: Path, table: Path) -> float:  # as `explore verify` prices the run, on `table`
         record = load_run(run).record()
@@ -130,9 +131,7 @@ def main() -> int:
             options = resolve_options(
                 ScoringOptions(platform=get_platform(str(pooled / "platform.toml")), dtype=side["dtype"], batch=side["batch"], latency_model="table")
             )  # fmt: skip
-            archs = fit_networks(
-                profiled_space(side), len(nets[0]), int(side["per_pass"].get("seed", 0))
-            )  # 0: before it was recorded
+            archs = list(table_fit_networks(side).values())
             per_pass, scales = fit_scales([network_parts(a, options) for a in archs], [float(m) for m in measured])
             side["per_pass"] |= {"per_pass_s": per_pass, "scales": scales}
             (pooled / "profile.json").write_text(json.dumps(side))

@@ -3,7 +3,7 @@ loop compared (and a few fit networks of its table), kernel by kernel, from the 
 
     python scripts/in_network_times.py --runs reports/verify-table-upper-cpu-barrier
 
-For the `--networks` fit networks of the runs' table (`explorer.measure.profile.fit_networks`) and
+For the `--networks` fit networks of the runs' table (`explorer.measure.profile.table_fit_networks`) and
 the networks `explore verify` compares in each run folder under `--runs`, in one session:
 - W: the network timed whole (`interleaved_latency_s`);
 - in-network: each kernel's operations as the runtime traced them in `--passes` passes of the whole
@@ -43,15 +43,14 @@ def main() -> int:
     from explorer.measure.needs import kernel_needs
     from explorer.measure.profile import (
         ROUND_ORDERS,
-        fit_networks,
         order_seed,
-        profiled_space,
+        table_fit_networks,
         time_kernels,
         unscaled_times,
     )
     from explorer.measure.timing import device_name, interleaved_latency_s
     from explorer.measure.trace import in_network_times
-    from explorer.measure.verify import labelled_networks
+    from explorer.measure.verify import VerifyError, closed_loop_runs, labelled_networks
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, required=True, help="a run_verify.py output folder (runs + table/)")
@@ -62,20 +61,19 @@ def main() -> int:
     parser.add_argument("--name", default="in_network", help="the files written: NAME.md, NAME.json")
     args = parser.parse_args()
     os.chdir(ROOT)  # relative paths only
-    runs = sorted(p.parent for p in args.runs.glob("*/verify.json"))
-    table = args.runs / "table"
-    if not runs or not (table / "platform.toml").is_file():
-        print(f"in_network_times: --runs {str(args.runs)!r} holds no run_verify.py runs with a table/", file=sys.stderr)
+    try:
+        runs = closed_loop_runs(args.runs)
+    except VerifyError as exc:
+        print(f"in_network_times: --runs {exc}", file=sys.stderr)
         return 2
+    table = args.runs / "table"
     side = read_json(table / "profile.json", "latency table sidecar", ValueError)
-    space = profiled_space(side)
     options = resolve_options(
         ScoringOptions(platform=get_platform(str(table / "platform.toml")), dtype="float32", batch=1, latency_model="table")
     )  # fmt: skip
     runtime = options.plat.runtime
     assert runtime is not None
-    networks = {f"fit {k} {a.name}": a for k, a in enumerate(fit_networks(space, args.networks, 0))}
-    networks |= labelled_networks(runs)
+    networks = table_fit_networks(side, args.networks) | labelled_networks(runs)
     started = time.perf_counter()
     whole = dict(zip(networks, interleaved_latency_s(list(networks.values()), 1, args.rounds), strict=True))
     rows = {}

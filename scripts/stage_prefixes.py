@@ -32,7 +32,7 @@ def main() -> int:
     from explorer.cost import analyze, get_platform
     from explorer.files import write_text
     from explorer.measure.timing import device_name, interleaved_latency_s
-    from explorer.measure.verify import compared_networks
+    from explorer.measure.verify import VerifyError, closed_loop_runs, compared_networks
     from explorer.search import load_run
     from explorer.spec import Arch
 
@@ -41,11 +41,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=20, help="interleaved timed rounds (default 20)")
     args = parser.parse_args()
     os.chdir(ROOT)  # relative paths only
-    runs = sorted(p.parent for p in args.runs.glob("*/verify.json"))
-    table = args.runs / "table" / "platform.toml"
-    if not runs or not table.is_file():
-        print(f"stage_prefixes: --runs {str(args.runs)!r} holds no run_verify.py runs with a table/", file=sys.stderr)
+    try:
+        runs = closed_loop_runs(args.runs)
+    except VerifyError as exc:
+        print(f"stage_prefixes: --runs {exc}", file=sys.stderr)
         return 2
+    table = args.runs / "table" / "platform.toml"
     platform = get_platform(str(table))
     networks: dict[str, Arch] = {}
     for run in runs:

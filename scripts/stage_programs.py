@@ -4,7 +4,7 @@ networks of a table and the networks a closed loop compared, each timed whole, a
 
     python scripts/stage_programs.py --runs reports/verify-table-upper-cpu-fit
 
-For the `--networks` fit networks of the runs' table (`explorer.measure.profile.fit_networks`, the
+For the `--networks` fit networks of the runs' table (`explorer.measure.profile.table_fit_networks`, the
 space and seed of its sidecar) and the networks `explore verify` compares in each run folder under
 `--runs` ('BUDGET searched', 'BUDGET uniform below', 'BUDGET uniform above', 'base'):
 - W: the network timed whole (`interleaved_latency_s`, before and after the rest; the mean of the
@@ -43,10 +43,10 @@ def main() -> int:
     from explorer.cost import analyze, get_platform
     from explorer.cost.options import ScoringOptions
     from explorer.files import read_json, write_text
-    from explorer.measure.profile import ROUND_ORDERS, fit_networks, order_seed, profiled_space
+    from explorer.measure.profile import ROUND_ORDERS, order_seed, table_fit_networks
     from explorer.measure.stages import stage_needs, time_stage_programs
     from explorer.measure.timing import device_name, interleaved_latency_s
-    from explorer.measure.verify import labelled_networks
+    from explorer.measure.verify import VerifyError, closed_loop_runs, labelled_networks
     from explorer.search.baselines import at_flops
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -57,16 +57,15 @@ def main() -> int:
     parser.add_argument("--name", default="stage_programs", help="the files written: NAME.md, NAME.json")
     args = parser.parse_args()
     os.chdir(ROOT)  # relative paths only
-    runs = sorted(p.parent for p in args.runs.glob("*/verify.json"))
-    table = args.runs / "table"
-    if not runs or not (table / "platform.toml").is_file():
-        print(f"stage_programs: --runs {str(args.runs)!r} holds no run_verify.py runs with a table/", file=sys.stderr)
+    try:
+        runs = closed_loop_runs(args.runs)
+    except VerifyError as exc:
+        print(f"stage_programs: --runs {exc}", file=sys.stderr)
         return 2
+    table = args.runs / "table"
     side = read_json(table / "profile.json", "latency table sidecar", ValueError)
-    space = profiled_space(side)
     options = ScoringOptions(platform=get_platform(str(table / "platform.toml")), dtype="float32", batch=1)
-    networks = {f"fit {k} {a.name}": a for k, a in enumerate(fit_networks(space, args.networks, 0))}
-    networks |= labelled_networks(runs)
+    networks = table_fit_networks(side, args.networks) | labelled_networks(runs)
     archs = list(networks.values())
     stages = {label: stage_needs(arch, options) for label, arch in networks.items()}
     runtime = options.plat.runtime

@@ -70,7 +70,7 @@ def main() -> int:
     from explorer.measure.loop import kernel_needs, untimed
     from explorer.measure.profile import time_kernels
     from explorer.measure.timing import device_name, interleaved_latency_s
-    from explorer.measure.verify import labelled_networks
+    from explorer.measure.verify import VerifyError, closed_loop_runs, labelled_networks
     from explorer.spec import Arch
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -83,11 +83,12 @@ def main() -> int:
     parser.add_argument("--name", default="swaps", help="the files written: NAME.md, NAME.json (default swaps)")
     args = parser.parse_args()
     os.chdir(ROOT)  # relative paths only
-    runs = sorted(p.parent for p in args.runs.glob("*/verify.json"))
-    table = args.runs / "table" / "platform.toml"
-    if not runs or not table.is_file():
-        print(f"stage_swaps: --runs {str(args.runs)!r} holds no run_verify.py runs with a table/", file=sys.stderr)
+    try:
+        runs = closed_loop_runs(args.runs)
+    except VerifyError as exc:
+        print(f"stage_swaps: --runs {exc}", file=sys.stderr)
         return 2
+    table = args.runs / "table" / "platform.toml"
     labelled = labelled_networks(runs)
     pairs = [p.split("|") for p in args.pairs] if args.pairs else [[f"{r.name} searched", "base"] for r in runs]
     for pair in pairs:

@@ -28,7 +28,7 @@ def main() -> int:
     from explorer.cost.options import ScoringOptions
     from explorer.files import read_json
     from explorer.measure.loop import LoopError, measure_compared
-    from explorer.measure.verify import labelled_networks
+    from explorer.measure.verify import VerifyError, closed_loop_runs, labelled_networks
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", type=Path, required=True, help="a folder `explore profile` wrote (rows are added)")
@@ -40,9 +40,10 @@ def main() -> int:
         return 2
     archs = {}
     for folder in args.runs:
-        runs = sorted(p.parent for p in folder.glob("*/verify.json"))
-        if not runs:
-            print(f"time_compared: --runs {str(folder)!r} holds no run folders with verify.json", file=sys.stderr)
+        try:
+            runs = closed_loop_runs(folder, table=False)
+        except VerifyError as exc:
+            print(f"time_compared: --runs {exc}", file=sys.stderr)
             return 2
         archs |= {f"{folder.name} {label}": arch for label, arch in labelled_networks(runs).items()}
     side = read_json(args.table / "profile.json", "latency table sidecar", ValueError)

@@ -166,3 +166,37 @@ def test_a_recorded_closed_loop_prices_its_gain_again_from_its_recorded_table(se
         assert flops["uniform below"] <= flops["searched"] <= flops["uniform above"]
         expected = json.loads((run / "verify.json").read_text())["predicted_gain"]
         assert gain_of(predicted) == pytest.approx(expected, rel=1e-9, abs=1e-12), run.name
+
+
+def test_a_closed_loop_folder_and_its_tables_fit_networks_read_back(tmp_path: Path) -> None:
+    """`closed_loop_runs` lists a run_verify.py output's run folders (one line where there are none,
+    or no table/), and `table_fit_networks` rebuilds from a sidecar the very networks its terms were
+    fitted on: their kernels' table times sum to what the fit recorded, network by network."""
+    from explorer.cost.latency import resolve_options
+    from explorer.cost.options import ScoringOptions
+    from explorer.cost.platforms import get_platform
+    from explorer.measure.profile import network_parts, table_fit_networks
+    from explorer.measure.verify import VerifyError, closed_loop_runs
+
+    folder = ROOT / "reports" / "verify-table-upper-cpu-timings"
+    assert [r.name for r in closed_loop_runs(folder)] == ["1.5GFLOPs", "1GFLOPs", "2.5GFLOPs"]
+    with pytest.raises(VerifyError, match=r"holds no run folders with a verify\.json"):
+        closed_loop_runs(tmp_path)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "verify.json").write_text("{}")
+    with pytest.raises(VerifyError, match=r"no table/platform\.toml"):
+        closed_loop_runs(tmp_path)
+    assert closed_loop_runs(tmp_path, table=False) == [tmp_path / "run"]
+
+    table = ROOT / "reports" / "profile-cpu-timings"  # as the fit left it: no rows added since
+    side = json.loads((table / "profile.json").read_text())
+    options = resolve_options(
+        ScoringOptions(platform=get_platform(str(table / "platform.toml")), dtype="float32", batch=1, latency_model="table")
+    )  # fmt: skip
+    fitted = side["per_pass"]["networks"]
+    rebuilt = table_fit_networks(side)
+    assert [label.split(" ", 2)[2] for label in rebuilt] == [n["arch"] for n in fitted]
+    for arch, record in zip(rebuilt.values(), fitted, strict=True):
+        parts = network_parts(arch, options)
+        assert sum(parts.by_class.values()) + parts.fallback_s == pytest.approx(record["kernels_sum_s"], rel=1e-9)
+    assert list(table_fit_networks(side, 4)) == list(rebuilt)[:4]

@@ -138,6 +138,13 @@ def recorded(info: Mapping[str, Any], key: str) -> Any:
     return info.get(key, RECORDED_DEFAULTS.get(key))
 
 
+def other_loop_body(info: Mapping[str, Any]) -> str | None:
+    """The loop body a table's rows were timed with (`recorded`), where it is not `LOOP_BODY`, the one
+    rows are timed with now: no row may be added to such a table. None where it is."""
+    body = str(recorded(info, "loop_body"))
+    return None if body == LOOP_BODY else body
+
+
 def profiled_flags(platform: Platform) -> str | None:
     """The `XLA_FLAGS` the platform's table was profiled with (`recorded`; None where the platform
     names no table file)."""

@@ -138,7 +138,7 @@ class TableHandle:
 def open_table(options: ScoringOptions, settings: LoopSettings) -> TableHandle:
     """The platform's table, checked: one the loop may add rows to here (this device and jax/jaxlib
     unless `accept_foreign`; the search's dtype and batch)."""
-    from explorer.cost.table import LOOP_BODY, recorded
+    from explorer.cost.table import LOOP_BODY, other_loop_body, recorded
     from explorer.measure.profile import FOREIGN_KEYS, provenance_now
 
     plat = options.plat
@@ -160,11 +160,11 @@ def open_table(options: ScoringOptions, settings: LoopSettings) -> TableHandle:
                 f"{key}={ours!r}: the latency table {path} was timed at {key}={info.get(key)!r}; search at its "
                 f"{key}, or profile another table (`explore profile --{key} {ours}`)"
             )
-    if recorded(info, "loop_body") != LOOP_BODY:
+    body = other_loop_body(info)
+    if body is not None:
         raise LoopError(
-            f"platform={plat.key!r}: its latency table {path} was timed with a loop that ran "
-            f"{recorded(info, 'loop_body')!r} each run, and rows timed now run {LOOP_BODY!r}; profile a new table "
-            "(`explore profile`)"
+            f"platform={plat.key!r}: its latency table {path} was timed with a loop that ran {body!r} each run, and "
+            f"rows timed now run {LOOP_BODY!r}; profile a new table (`explore profile`)"
         )
     if not settings.accept_foreign:
         for key in FOREIGN_KEYS:

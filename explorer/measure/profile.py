@@ -73,6 +73,7 @@ from explorer.cost.table import (
     TableTimer,
     combine,
     kernel_keys,
+    other_loop_body,
     parse_rows,
     recorded,
     sidecar_path,
@@ -646,10 +647,11 @@ def profiled_space(info: Mapping[str, Any]) -> Space:
 def check_resumable(old: Mapping[str, Any], new: Mapping[str, Any], path: Path, accept_foreign: bool) -> None:
     """Refuse, in one line, to add rows to a table of other settings or timed with another loop body,
     or of another device or version unless `accept_foreign`."""
-    if recorded(old, "loop_body") != LOOP_BODY:
+    body = other_loop_body(old)
+    if body is not None:
         raise ProfileError(
-            f"out={str(path.parent)!r} holds a table timed with a loop that ran {recorded(old, 'loop_body')!r} each "
-            f"run, and this one runs {LOOP_BODY!r}; give another --out"
+            f"out={str(path.parent)!r} holds a table timed with a loop that ran {body!r} each run, and this one runs "
+            f"{LOOP_BODY!r}; give another --out"
         )
     for key in SETTING_KEYS:
         if old.get(key) != new.get(key):
@@ -1133,6 +1135,15 @@ def fit_networks(space: Space, count: int, seed: int) -> list[Arch]:
         slots = {s.op: int(rng.choice(np.array(s.choices()))) for s in space.bottlenecks if rng.random() < 0.5}
         archs.append(space.apply(widths, slots, name=f"random{len(archs)}"))
     return archs[:count]
+
+
+def table_fit_networks(info: Mapping[str, Any], count: int | None = None) -> dict[str, Arch]:
+    """The first `count` (None: all) whole networks a table's terms were fitted on, from its sidecar
+    (its space, and the fit's seed: 0 before it was recorded), labelled 'fit K NAME'."""
+    fitted = (info.get("per_pass") or {}).get("networks") or []
+    n = len(fitted) if count is None else count
+    seed = int((info.get("per_pass") or {}).get("seed", 0))
+    return {f"fit {k} {a.name}": a for k, a in enumerate(fit_networks(profiled_space(info), n, seed))}
 
 
 def fit_per_pass(

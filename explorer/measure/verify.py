@@ -164,6 +164,18 @@ def gain_of(seconds: Mapping[str, float]) -> float:
     return seconds["uniform (matched FLOPs)"] / seconds["searched"] - 1
 
 
+def closed_loop_runs(folder: Path, *, table: bool = True) -> list[Path]:
+    """The run folders (each with a verify.json) of `folder`, a `scripts/run_verify.py` output, in
+    name order; a VerifyError (one line) where it holds none, or (`table`) no table/ with a platform
+    file, which a loop's runs were searched and priced on."""
+    runs = sorted(p.parent for p in folder.glob("*/verify.json"))
+    if not runs:
+        raise VerifyError(f"{str(folder)!r} holds no run folders with a verify.json (a scripts/run_verify.py output)")
+    if table and not (folder / "table" / "platform.toml").is_file():
+        raise VerifyError(f"{str(folder)!r} holds no table/platform.toml: give the output of a closed loop on a table")
+    return runs
+
+
 def labelled_networks(runs: Sequence[Path]) -> dict[str, Arch]:
     """The networks `explore verify` compares in each run folder of `runs` (`compared_networks`),
     labelled 'RUN searched', 'RUN uniform below', 'RUN uniform above', and 'base' once."""
