@@ -136,7 +136,12 @@ def test_the_stage_swaps_of_recorded_runs_are_valid_networks_made_of_their_paren
 
 @pytest.mark.parametrize(
     "session",
-    ["verify-table-upper-cpu-barrier", "verify-table-upper-cpu-mobilenet_v2-barrier", "verify-table-upper-cpu-timings"],
+    [
+        "verify-table-upper-cpu-barrier",
+        "verify-table-upper-cpu-mobilenet_v2-barrier",
+        "verify-table-upper-cpu-timings",
+        "verify-table-upper-cpu-mobilenet_v2-timings",
+    ],
 )
 def test_a_recorded_closed_loop_prices_its_gain_again_from_its_recorded_table(session: str) -> None:
     """What scripts/cross_tables.py prices each run with (`priced`, `gain_of`) is what `explore
