@@ -117,9 +117,9 @@ def main() -> int:
             ]  # fmt: skip
             rows = []
             for key in sorted({k for rows_ in by_table for k in rows_}, key=str):
-                found = [rows_[key] for rows_ in by_table if key in rows_]
-                timed = [r for r in found if r.source != "interpolated"]
-                use = timed or found
+                rows_of_key = [rows_[key] for rows_ in by_table if key in rows_]
+                timed = [r for r in rows_of_key if r.source != "interpolated"]
+                use = timed or rows_of_key
                 rows.append(
                     dataclasses.replace(use[0], time_s=float(np.exp(np.median([np.log(r.time_s) for r in use]))))
                 )
