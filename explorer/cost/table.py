@@ -400,10 +400,7 @@ def combine(rows: Sequence[TableRow]) -> list[TableRow]:
     highest high (wide where the timings disagree), their rounds summed, at its first timing's place,
     with its first timing's source and example. A timed shape's `interpolated` rows are dropped; of
     several rows of a shape none of which was timed, the last is kept."""
-    timed: dict[tuple[str, str, int, int, int], list[TableRow]] = {}
-    for r in rows:
-        if r.source in TIMED_SOURCES:
-            timed.setdefault(r.key, []).append(r)
+    timed = timed_by_key(rows)
     last = {r.key: r for r in rows}
     out: list[TableRow] = []
     seen: set[tuple[str, str, int, int, int]] = set()
@@ -429,13 +426,18 @@ def combine(rows: Sequence[TableRow]) -> list[TableRow]:
     return out
 
 
-def timings_of(rows: Sequence[TableRow]) -> dict[tuple[str, str, int, int, int], int]:
-    """How many times each shape was timed (its rows of a `TIMED_SOURCES` source)."""
-    counts: dict[tuple[str, str, int, int, int], int] = {}
+def timed_by_key(rows: Sequence[TableRow]) -> dict[tuple[str, str, int, int, int], list[TableRow]]:
+    """Each timed shape's timings: its rows of a `TIMED_SOURCES` source, in order."""
+    timed: dict[tuple[str, str, int, int, int], list[TableRow]] = {}
     for r in rows:
         if r.source in TIMED_SOURCES:
-            counts[r.key] = counts.get(r.key, 0) + 1
-    return counts
+            timed.setdefault(r.key, []).append(r)
+    return timed
+
+
+def timings_of(rows: Sequence[TableRow]) -> dict[tuple[str, str, int, int, int], int]:
+    """How many times each shape was timed (its rows of a `TIMED_SOURCES` source)."""
+    return {key: len(group) for key, group in timed_by_key(rows).items()}
 
 
 def build_grids(rows: Sequence[TableRow]) -> dict[tuple[str, str, int], Grid]:

@@ -67,7 +67,6 @@ from explorer.cost.table import (
     LOOP_BODY,
     TABLE_COLUMNS,
     TABLE_FORMAT,
-    TIMED_SOURCES,
     TableError,
     TableRow,
     TableTimer,
@@ -78,6 +77,7 @@ from explorer.cost.table import (
     recorded,
     sidecar_path,
     table_text,
+    timed_by_key,
     timings_of,
     xla_flags_now,
 )
@@ -851,7 +851,7 @@ def profile(
         )
         new_rows = [
             timed_row(
-                (shape.signature, settings.dtype, settings.batch, shape.in_channels, shape.out_channels),
+                shape.key(settings),
                 shape.kind,
                 timing,
                 settings.repeats,
@@ -873,7 +873,8 @@ def profile(
         )
     counts = timings_of(rows)
     complete = all(counts.get(s.key(settings), 0) >= settings.timings for s, _ in plan.to_time())
-    interpolated_rows, errors = _interpolate_rows(signatures, plan, combine(rows), settings)
+    combined = combine(rows)
+    interpolated_rows, errors = _interpolate_rows(signatures, plan, combined, settings)
     all_rows = rows + interpolated_rows
     write_text(table_file, table_text(all_rows))
     spreads = [
@@ -888,8 +889,8 @@ def profile(
     provenance["shapes"] = {
         "signatures": len(signatures),
         "distinct_shapes": n_shapes,
-        "measured": sum(r.source == "measured" for r in combine(rows)),
-        "held_out": sum(r.source == "held-out" for r in combine(rows)),
+        "measured": sum(r.source == "measured" for r in combined),
+        "held_out": sum(r.source == "held-out" for r in combined),
         "interpolated": len(interpolated_rows),
         "timings": len(rows),
         "design": "every shape" if plan.exhaustive else f"{settings.grid} log-spaced channel counts per axis, {settings.held_out} held out per signature",
@@ -944,11 +945,8 @@ def _sources() -> dict[str, str]:
 def timings_agreement(rows: Sequence[TableRow]) -> dict[str, Any]:
     """How far a kernel's timings lie apart, over the kernels timed more than once: its slowest
     timing / its fastest - 1 (median and 90th percentile over kernels), with how many kernels."""
-    by_key: dict[tuple[str, str, int, int, int], list[float]] = {}
-    for r in rows:
-        if r.source in TIMED_SOURCES and r.time_s > 0:
-            by_key.setdefault(r.key, []).append(r.time_s)
-    ranges = [max(ts) / min(ts) - 1 for ts in by_key.values() if len(ts) > 1]
+    positive = [[r.time_s for r in group if r.time_s > 0] for group in timed_by_key(rows).values()]
+    ranges = [max(ts) / min(ts) - 1 for ts in positive if len(ts) > 1]
     return {
         "what": "a kernel's slowest timing / its fastest - 1, over the kernels timed more than once",
         "shapes": len(ranges),
