@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import os
 import shutil
 import zlib
@@ -370,9 +371,19 @@ def test_explore_measure_loop_then_verify_confirms_it(
     }
     lacking = lacking_of(list(compared.values()), options, table_rows(platform_file))
     assert lacking  # the uniform widths fall between the timed ones: verify has kernels to time
+    side_path = platform_file.parent / "profile.json"
+    left_out = [0.04, -0.03, 0.02, -0.05]  # the fit's whole networks, each predicted without it
+    networks = [{"arch": f"n{k}", "error_left_out": e} for k, e in enumerate(left_out)]
+    side_path.write_text(json.dumps({**json.loads(side_path.read_text()), "per_pass": {"networks": networks}}))
     assert main(["verify", str(run), "--rounds", "5"]) == 0
     printed = capsys.readouterr().out
     verification = json.loads((run / "verify.json").read_text())
+    sigma = math.sqrt(sum(math.log(1 + e) ** 2 for e in left_out) / len(left_out))
+    low, high = verification["predicted_gain_ci95"]
+    assert math.log((1 + high) / (1 + low)) == pytest.approx(2 * 1.959964 * math.sqrt(2) * sigma, rel=1e-6)
+    assert math.sqrt((1 + low) * (1 + high)) - 1 == pytest.approx(verification["predicted_gain"], rel=1e-9)
+    assert verification["inside_predicted_interval"] == (low <= verification["measured_gain"] <= high)
+    assert "the prediction's 95% interval" in printed and "the prediction's 95% interval" in verification["verdict"]
     verified = verification["measure_loop"]
     assert verified["searched"]["built_only_from_measured"] and verified["rounds"] == record["rounds_total"]
     # verify timed what the networks it compares lacked, before predicting them: all of it, only that
@@ -394,7 +405,6 @@ def test_explore_measure_loop_then_verify_confirms_it(
     table = analyze(best, platform=get_platform(str(platform_file)), latency_model="table")
     assert verification["candidates"][0]["predicted_s"] == pytest.approx(table.latency_s, rel=1e-12)
     assert verification["xla_flags"] == os.environ.get("XLA_FLAGS", "").strip()
-    side_path = platform_file.parent / "profile.json"
     table_before = [(platform_file.parent / name).read_text() for name in ("profile.csv", "profile.json")]
     assert main(["verify", str(run), "--rounds", "5"]) == 0  # again: nothing lacks, the table is left as it is
     assert [(platform_file.parent / name).read_text() for name in ("profile.csv", "profile.json")] == table_before

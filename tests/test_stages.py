@@ -86,7 +86,9 @@ def test_a_stage_is_timed_as_one_program_beside_its_kernels_here() -> None:
     assert [len(s.kernels) for s in stages] == [1, 2, 1]
     timed = time_stage_programs([(arch, s) for s in stages], "xla", 9, 1, 0)
     for (median, low, high), kernels_s in timed:
-        assert 0 < low <= median <= high and kernels_s > 0 and 0.1 < median / kernels_s < 10
+        # a timing is a loop's time less the empty loop's: its interval's low end may fall below 0 on
+        # a loaded machine, its median may not
+        assert low <= median <= high and median > 0 and kernels_s > 0 and 0.1 < median / kernels_s < 10
     once, more, extra = kernel_program(arch, ["conv2", "fc"], "xla", 1, "float32")  # across the flatten
     once(), more()
     assert extra >= 4

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from explorer.cli import main
 from explorer.cost.analyze import analyze
 from explorer.cost.platforms import platform_from_dict
-from explorer.measure.verify import judge, verdict_text
+from explorer.cost.table import LatencyTable
+from explorer.measure.verify import judge, predicted_gain_interval, verdict_text
 from explorer.spec import load_arch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +110,58 @@ def test_the_verdict_reads_the_measurement_first(
     assert text.startswith(f"the searched network is measured {what}")
     assert f"{100 * measured:+.1f}%, 95% interval {100 * ci95[0]:+.1f}% to {100 * ci95[1]:+.1f}%" in text
     assert ("agrees" if agrees else "disagrees") in text.split(";")[1] and why in text
+
+
+@pytest.mark.parametrize(("gain", "sigma"), [(0.4, 0.035), (0.0, 0.014), (-0.2, 0.08)])
+def test_the_predicted_gains_interval_covers_95_percent_of_gains_whose_networks_are_off_by_sigma(
+    gain: float, sigma: float
+) -> None:
+    """Simulated: two networks whose true times give `gain`, each predicted off by an independent log
+    error of SD sigma. The predicted gains' intervals hold the true gain 95% of the time."""
+    rng = np.random.default_rng(3)
+    n = 40_000
+    uniform_s, searched_s = 0.01 * (1 + gain), 0.01
+    predicted = (uniform_s * np.exp(rng.normal(0, sigma, n))) / (searched_s * np.exp(rng.normal(0, sigma, n))) - 1
+    inside = [low <= gain <= high for low, high in (predicted_gain_interval(p, sigma) for p in predicted)]
+    assert np.mean(inside) == pytest.approx(0.95, abs=0.005)
+    assert predicted_gain_interval(gain, 0.0) == pytest.approx((gain, gain))
+
+
+def test_a_tables_whole_network_error_is_the_rms_log_error_of_its_fits_left_out_networks(tmp_path: Path) -> None:
+    def table(networks: list[dict[str, object]]) -> LatencyTable:
+        return LatencyTable(tmp_path / "profile.csv", {"per_pass": {"networks": networks}}, (), {})
+
+    errors = [0.10, -0.10, 0.05]
+    sd = table([{"arch": "a", "error_left_out": e} for e in errors]).network_error_log_sd
+    assert sd == pytest.approx(np.sqrt((np.log(1.1) ** 2 + np.log(0.9) ** 2 + np.log(1.05) ** 2) / 3))
+    assert table([{"arch": "a", "error_left_out": 0.1}] * 2).network_error_log_sd is None  # too few to state it
+    assert table([{"arch": "a"}] * 5).network_error_log_sd is None  # a fit that recorded no left-out errors
+    assert LatencyTable(tmp_path / "profile.csv", {}, (), {}).network_error_log_sd is None
+    holds = verdict_text(0.4, 0.38, (0.37, 0.39), "faster", "within 3 points", (0.3, 0.5))
+    misses = verdict_text(0.4, 0.28, (0.27, 0.29), "faster", "off by 12.0 points", (0.3, 0.5))
+    assert holds.endswith("+30.0% to +50.0%, which holds the measured gain") and misses.endswith(
+        "misses the measured gain"
+    )
+
+
+def test_the_recorded_gain_intervals_are_what_their_script_states_again(tmp_path: Path) -> None:
+    """reports/gain-intervals: rerun on the run folders and tables it names, nothing timed, it states
+    the same intervals, and each interval is `explore verify`'s for that run."""
+    recorded = json.loads((ROOT / "reports" / "gain-intervals" / "gain-intervals.json").read_text())
+    args = recorded["command"].split()[2:]
+    out = args.index("--out")
+    args[out + 1] = str(tmp_path)
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "gain_intervals.py"), *args], check=True, cwd=ROOT)
+    again = json.loads((tmp_path / "gain-intervals.json").read_text())
+    for info in (recorded, again):
+        info.pop("date"), info.pop("command")
+    assert again == recorded and len(recorded["runs"]) >= 30 and len(recorded["tables"]) >= 10
+    for r in recorded["runs"]:
+        v = json.loads((ROOT / r["run"] / "verify.json").read_text())
+        assert r["predicted_gain"] == v["predicted_gain"] and r["measured_gain"] == v["measured_gain"]
+        low, high = r["predicted_gain_ci95"]
+        assert math.sqrt((1 + low) * (1 + high)) - 1 == pytest.approx(v["predicted_gain"], rel=1e-9)
+        assert r["inside_predicted_interval"] == (low <= v["measured_gain"] <= high)
 
 
 def test_the_stage_swaps_of_recorded_runs_are_valid_networks_made_of_their_parents_stages() -> None:

@@ -78,6 +78,9 @@ SOURCES: Final[dict[str, str]] = {
 }
 TIMED_SOURCES: Final[frozenset[str]] = frozenset({"measured", "held-out", "searched", "fit"})
 """Row sources timed on the device; the others (`interpolated`) were computed from them."""
+MIN_LEFT_OUT: Final[int] = 3
+"""The fewest whole networks left out of the table's fit that `LatencyTable.network_error_log_sd` is
+stated from."""
 TABLE_FORMAT: Final[int] = 1
 """The sidecar's `format`; a table of another format is refused."""
 SKIPPED_FIELDS: Final[frozenset[str]] = frozenset({"name", "kind", "inputs", "out", "bottleneck"})
@@ -343,6 +346,20 @@ class LatencyTable:
         network than timed alone, fitted with `per_pass_s` over whole networks (1 where not fitted)."""
         fitted = (self.provenance.get("per_pass") or {}).get("scales") or {}
         return {c: float(fitted.get(c, 1.0)) for c in LAYER_CLASSES}
+
+    @property
+    def network_error_log_sd(self) -> float | None:
+        """How far the table model is off on a whole network it was not fitted on: the root mean square
+        of log(predicted / measured) over the fit's networks, each predicted by the fit without it
+        (`error_left_out`). None where fewer than `MIN_LEFT_OUT` networks were left out."""
+        errors = [
+            float(n["error_left_out"])
+            for n in (self.provenance.get("per_pass") or {}).get("networks") or []
+            if isinstance(n, Mapping) and isinstance(n.get("error_left_out"), int | float)
+        ]
+        if len(errors) < MIN_LEFT_OUT:
+            return None
+        return float(np.sqrt(np.mean(np.log1p(np.asarray(errors)) ** 2)))
 
     @property
     def per_kernel_s(self) -> float:

@@ -12,6 +12,11 @@ interval. The verdict reads the measurement first: faster, slower or indistingui
 uniform width (the interval above 0, below 0, or holding it); then whether the prediction agrees
 (inside the interval, or within 3 points of the measured gain).
 
+On a measured table, the prediction also gets its own 95% interval: how far the table model is off
+on whole networks it was not fitted on (`LatencyTable.network_error_log_sd`), carried into the
+gain, a ratio of two such networks (`predicted_gain_interval`). It says how finely the table can
+resolve a gain, and whether the measured gain lies where the table's own errors allow.
+
 A run searched with the measurement loop (`explore --measure-loop`) has a table this machine adds
 to: before predicting, verify times into it the kernels the compared networks run and it lacks
 (`explorer.measure.loop.measure_compared`), so the uniform-width prediction, like the searched
@@ -24,6 +29,7 @@ how fast this machine runs the table's kernels now, which its predictions in sec
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -104,6 +110,11 @@ class Verification:
     """A run on a measured table: the searched network's longest timed kernels timed again here
     (`explorer.measure.loop.table_drift`): their median now / table time and its 95% interval, or
     why not (`skipped`)."""
+    predicted_gain_ci95: tuple[float, float] | None = None
+    """A run on a measured table: the predicted gain's 95% interval from the table's errors on whole
+    networks left out of its fit (`predicted_gain_interval`); None where the table has none."""
+    inside_predicted_interval: bool | None = None
+    """Whether the measured gain lies inside `predicted_gain_ci95` (None without one)."""
     measure_loop: dict[str, Any] | None = None
     """A search with the measurement loop (`explorer.measure.loop`, loop.json): its rounds, kernels
     measured and seconds, and whether the searched network is built only from measured kernels on the
@@ -157,6 +168,29 @@ def priced(archs: Mapping[str, Arch], options: ScoringOptions) -> tuple[dict[str
     predicted["uniform (matched FLOPs)"] = at_flops(*bracket, predicted["uniform below"], predicted["uniform above"])
     flops["uniform (matched FLOPs)"] = flops["searched"]
     return predicted, flops
+
+
+Z95 = 1.959963984540054
+"""The standard normal quantile of a two-sided 95% interval."""
+
+
+def predicted_gain_interval(predicted_gain: float, network_log_sd: float) -> tuple[float, float]:
+    """The 95% interval of a predicted gain (uniform / searched - 1) where the model's log error on
+    each network is independent with SD `network_log_sd`: log(1 + gain) is then off by the
+    difference of two such errors, SD sqrt(2) x `network_log_sd`, so the interval is
+    (1 + gain) x exp(-+1.96 sqrt(2) `network_log_sd`) - 1."""
+    half = Z95 * math.sqrt(2.0) * network_log_sd
+    return (1.0 + predicted_gain) * math.exp(-half) - 1.0, (1.0 + predicted_gain) * math.exp(half) - 1.0
+
+
+def table_gain_interval(options: ScoringOptions, predicted_gain: float) -> tuple[float, float] | None:
+    """`predicted_gain_interval` with the SD of the table that resolved `options` prices with (None
+    where its fit left out too few whole networks)."""
+    from explorer.cost.table import load_table, table_path
+
+    path = table_path(options.platform)
+    sd = load_table(path).network_error_log_sd if path is not None else None
+    return None if sd is None else predicted_gain_interval(predicted_gain, sd)
 
 
 def gain_of(seconds: Mapping[str, float]) -> float:
@@ -240,7 +274,8 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
     predicted_gain = gain_of(predicted)
     measured, agrees, agreement = judge(predicted_gain, measured_gain, ci)
     error = abs(predicted_gain - measured_gain) * 100
-    verdict = verdict_text(predicted_gain, measured_gain, ci, measured, agreement)
+    interval = table_gain_interval(s.options(platform), predicted_gain) if table else None
+    verdict = verdict_text(predicted_gain, measured_gain, ci, measured, agreement, interval)
     loop = loop_check(run, archs["searched"], s.options(platform), compared) if table else None
     return Verification(
         run=run.name,
@@ -264,6 +299,8 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
         verdict=verdict,
         measured_here="explore calibrate" in platform.source,
         drift=drift,
+        predicted_gain_ci95=interval,
+        inside_predicted_interval=None if interval is None else interval[0] <= measured_gain <= interval[1],
         measure_loop=loop,
     )
 
@@ -304,9 +341,15 @@ def judge(predicted_gain: float, measured_gain: float, ci95: tuple[float, float]
 
 
 def verdict_text(
-    predicted_gain: float, measured_gain: float, ci95: tuple[float, float], measured: str, agreement: str
+    predicted_gain: float,
+    measured_gain: float,
+    ci95: tuple[float, float],
+    measured: str,
+    agreement: str,
+    predicted_ci95: tuple[float, float] | None = None,
 ) -> str:
-    """The verdict in words: what the stopwatch says, then whether the prediction agrees."""
+    """The verdict in words: what the stopwatch says, then whether the prediction agrees, then (with
+    `predicted_ci95`, the prediction's own interval) whether the measured gain lies inside it."""
     what = {
         "faster": "the searched network is measured faster than uniform width",
         "slower": "the searched network is measured slower than uniform width",
@@ -317,6 +360,13 @@ def verdict_text(
         tail = f"the prediction ({100 * predicted_gain:+.1f}%) disagrees: {agreement}"
     else:
         tail = f"the prediction ({100 * predicted_gain:+.1f}%) agrees ({agreement})"
+    if predicted_ci95 is not None:
+        low, high = predicted_ci95
+        holds = "holds" if low <= measured_gain <= high else "misses"
+        tail += (
+            f"; the table's errors on whole networks put the prediction's 95% interval at {100 * low:+.1f}% to "
+            f"{100 * high:+.1f}%, which {holds} the measured gain"
+        )
     return f"{what} ({interval}); {tail}"
 
 
@@ -359,6 +409,21 @@ def section_blocks(v: Verification) -> list[Block]:
                 ("gain of the searched network over uniform width at matched FLOPs", gain),
                 ("measured", v.measured),
                 ("prediction", ("agrees: " if v.prediction_agrees else "disagrees: ") + v.agreement),
+                *(
+                    (
+                        (
+                            "the prediction's 95% interval, from the table's errors on whole networks left out of its fit",
+                            f"{100 * v.predicted_gain_ci95[0]:+.1f}% to {100 * v.predicted_gain_ci95[1]:+.1f}% "
+                            + (
+                                "(holds the measured gain)"
+                                if v.inside_predicted_interval
+                                else "(misses the measured gain)"
+                            ),
+                        ),
+                    )
+                    if v.predicted_gain_ci95 is not None
+                    else ()
+                ),
                 ("verdict", v.verdict),
                 *((("the table against this machine now", drift_text(v.drift)),) if v.drift else ()),
                 *((("measurement loop", loop_text(v.measure_loop)),) if v.measure_loop else ()),
