@@ -7,7 +7,7 @@ validated on networks no fit used, how often it prices the gain between two of t
 
 Nothing is timed. `--runs` are `run_verify.py` outputs (run folders with verify.json and the
 table/ they were searched and priced on); for each run, the predicted gain's 95% interval is
-formed as `explore verify` forms it (`explorer.measure.verify.table_gain_interval`: the RMS of
+formed as `explore verify` forms it (`explorer.cost.table.table_gain_interval`: the RMS of
 the log errors of the table fit's whole networks, each predicted by the fit without it, carried
 into a ratio of two networks) and set beside the measured gain of the run's own verify.json.
 Nothing in the interval is fitted to these runs, so every run is a test of it.
@@ -56,9 +56,9 @@ def pair_shares(log_errors: np.ndarray) -> dict[str, Any]:
 
 
 def main() -> int:
-    from explorer.cost.table import load_table, table_path
+    from explorer.cost.table import load_table, table_gain_interval, table_path
     from explorer.files import read_json, write_text
-    from explorer.measure.verify import VerifyError, closed_loop_runs, table_gain_interval
+    from explorer.measure.verify import VerifyError, closed_loop_runs
     from explorer.search import load_run
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

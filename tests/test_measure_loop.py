@@ -340,11 +340,19 @@ def test_explore_measure_loop_then_verify_confirms_it(
     """The whole path with profile's own timing (few kernels, 6 rounds each): the search, loop.json,
     and `explore verify` confirming the searched network is built only from measured kernels."""
     platform_file = fresh(table_template, tmp_path)
+    side_path = platform_file.parent / "profile.json"
+    left_out = [0.04, -0.03, 0.02, -0.05]  # the fit's whole networks, each predicted without it
+    networks = [{"arch": f"n{k}", "error_left_out": e} for k, e in enumerate(left_out)]
+    side_path.write_text(json.dumps({**json.loads(side_path.read_text()), "per_pass": {"networks": networks}}))
+    sigma = math.sqrt(sum(math.log(1 + e) ** 2 for e in left_out) / len(left_out))
     run = tmp_path / "run"
     args = ["--space", "tiny", "--platform", str(platform_file), "--latency-model", "table-upper", "--budget", BUDGET]
     args += ["--measure-loop", "--measure-top", "1", "--out", str(run), "--no-report", "--trials", "3"]
     assert main(args) == 0
     captured = capsys.readouterr()
+    speedup = json.loads((run / "summary.json").read_text())["matched_uniform"]["speedup"]
+    half = 1.959964 * math.sqrt(2) * sigma  # the search states its speedup's interval on the table
+    assert f"95% interval {speedup * math.exp(-half):.3f}x-{speedup * math.exp(half):.3f}x" in captured.out
     assert "round 1: best predicted" in captured.err and "measurement loop converged" in captured.err
     record = json.loads((run / LOOP_JSON).read_text())
     assert record["converged"] and record["best"]["built_only_from_measured"]
@@ -371,14 +379,9 @@ def test_explore_measure_loop_then_verify_confirms_it(
     }
     lacking = lacking_of(list(compared.values()), options, table_rows(platform_file))
     assert lacking  # the uniform widths fall between the timed ones: verify has kernels to time
-    side_path = platform_file.parent / "profile.json"
-    left_out = [0.04, -0.03, 0.02, -0.05]  # the fit's whole networks, each predicted without it
-    networks = [{"arch": f"n{k}", "error_left_out": e} for k, e in enumerate(left_out)]
-    side_path.write_text(json.dumps({**json.loads(side_path.read_text()), "per_pass": {"networks": networks}}))
     assert main(["verify", str(run), "--rounds", "5"]) == 0
     printed = capsys.readouterr().out
     verification = json.loads((run / "verify.json").read_text())
-    sigma = math.sqrt(sum(math.log(1 + e) ** 2 for e in left_out) / len(left_out))
     low, high = verification["predicted_gain_ci95"]
     assert math.log((1 + high) / (1 + low)) == pytest.approx(2 * 1.959964 * math.sqrt(2) * sigma, rel=1e-6)
     assert math.sqrt((1 + low) * (1 + high)) - 1 == pytest.approx(verification["predicted_gain"], rel=1e-9)

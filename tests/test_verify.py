@@ -14,8 +14,8 @@ import pytest
 from explorer.cli import main
 from explorer.cost.analyze import analyze
 from explorer.cost.platforms import platform_from_dict
-from explorer.cost.table import LatencyTable
-from explorer.measure.verify import judge, predicted_gain_interval, verdict_text
+from explorer.cost.table import LatencyTable, gain_interval
+from explorer.measure.verify import judge, verdict_text
 from explorer.spec import load_arch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,9 +122,9 @@ def test_the_predicted_gains_interval_covers_95_percent_of_gains_whose_networks_
     n = 40_000
     uniform_s, searched_s = 0.01 * (1 + gain), 0.01
     predicted = (uniform_s * np.exp(rng.normal(0, sigma, n))) / (searched_s * np.exp(rng.normal(0, sigma, n))) - 1
-    inside = [low <= gain <= high for low, high in (predicted_gain_interval(p, sigma) for p in predicted)]
+    inside = [low <= gain <= high for low, high in (gain_interval(p, sigma) for p in predicted)]
     assert np.mean(inside) == pytest.approx(0.95, abs=0.005)
-    assert predicted_gain_interval(gain, 0.0) == pytest.approx((gain, gain))
+    assert gain_interval(gain, 0.0) == pytest.approx((gain, gain))
 
 
 def test_a_tables_whole_network_error_is_the_rms_log_error_of_its_fits_left_out_networks(tmp_path: Path) -> None:

@@ -255,7 +255,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         unit = OBJECTIVES[objective].unit
         print(f"\n  per-layer search vs best uniform width: {gain:+.1%} {objective} ({unit}), the objective")
     if result.best is not None:
-        print(("  " if result.uniform is not None else "\n  ") + matched_text(result.matched, result.best))
+        print(
+            ("  " if result.uniform is not None else "\n  ")
+            + matched_text(result.matched, result.best, plan.settings.scoring)
+        )
     if result.pareto:
         from explorer.report.search import pareto_header, pareto_rows
 

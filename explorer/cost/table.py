@@ -505,6 +505,27 @@ def load_table(path: Path) -> LatencyTable:
     return table
 
 
+Z95: Final[float] = 1.959963984540054
+"""The standard normal quantile of a two-sided 95% interval."""
+
+
+def gain_interval(gain: float, network_log_sd: float) -> tuple[float, float]:
+    """The 95% interval of a predicted gain (uniform / searched - 1, a ratio of two networks' times - 1)
+    where the model's log error on each network is independent with SD `network_log_sd`: log(1 + gain)
+    is then off by the difference of two such errors, SD sqrt(2) x `network_log_sd`, so the interval
+    is (1 + gain) x exp(+-1.96 sqrt(2) `network_log_sd`) - 1."""
+    half = Z95 * math.sqrt(2.0) * network_log_sd
+    return (1.0 + gain) * math.exp(-half) - 1.0, (1.0 + gain) * math.exp(half) - 1.0
+
+
+def table_gain_interval(options: ScoringOptions, gain: float) -> tuple[float, float] | None:
+    """`gain_interval` with the `network_error_log_sd` of the table `options`' platform names (None
+    where it names none, or its fit left out too few whole networks)."""
+    path = table_path(options.platform)
+    sd = load_table(path).network_error_log_sd if path is not None else None
+    return None if sd is None else gain_interval(gain, sd)
+
+
 # ---------------------------------------------------------------- the timer
 
 

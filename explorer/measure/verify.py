@@ -14,7 +14,7 @@ uniform width (the interval above 0, below 0, or holding it); then whether the p
 
 On a measured table, the prediction also gets its own 95% interval: how far the table model is off
 on whole networks it was not fitted on (`LatencyTable.network_error_log_sd`), carried into the
-gain, a ratio of two such networks (`predicted_gain_interval`). It says how finely the table can
+gain, a ratio of two such networks (`explorer.cost.table.gain_interval`). It says how finely the table can
 resolve a gain, and whether the measured gain lies where the table's own errors allow.
 
 A run searched with the measurement loop (`explore --measure-loop`) has a table this machine adds
@@ -29,7 +29,6 @@ how fast this machine runs the table's kernels now, which its predictions in sec
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -41,7 +40,7 @@ import numpy as np
 from explorer.cost.analyze import analyze
 from explorer.cost.latency import estimate_of, reads_table
 from explorer.cost.options import ScoringOptions
-from explorer.cost.table import xla_flags_now
+from explorer.cost.table import table_gain_interval, xla_flags_now
 from explorer.files import dumps_json, write_text
 from explorer.measure.loop import (
     LOOP_JSON,
@@ -112,7 +111,7 @@ class Verification:
     why not (`skipped`)."""
     predicted_gain_ci95: tuple[float, float] | None = None
     """A run on a measured table: the predicted gain's 95% interval from the table's errors on whole
-    networks left out of its fit (`predicted_gain_interval`); None where the table has none."""
+    networks left out of its fit (`explorer.cost.table.table_gain_interval`); None where the table has none."""
     inside_predicted_interval: bool | None = None
     """Whether the measured gain lies inside `predicted_gain_ci95` (None without one)."""
     measure_loop: dict[str, Any] | None = None
@@ -168,29 +167,6 @@ def priced(archs: Mapping[str, Arch], options: ScoringOptions) -> tuple[dict[str
     predicted["uniform (matched FLOPs)"] = at_flops(*bracket, predicted["uniform below"], predicted["uniform above"])
     flops["uniform (matched FLOPs)"] = flops["searched"]
     return predicted, flops
-
-
-Z95 = 1.959963984540054
-"""The standard normal quantile of a two-sided 95% interval."""
-
-
-def predicted_gain_interval(predicted_gain: float, network_log_sd: float) -> tuple[float, float]:
-    """The 95% interval of a predicted gain (uniform / searched - 1) where the model's log error on
-    each network is independent with SD `network_log_sd`: log(1 + gain) is then off by the
-    difference of two such errors, SD sqrt(2) x `network_log_sd`, so the interval is
-    (1 + gain) x exp(-+1.96 sqrt(2) `network_log_sd`) - 1."""
-    half = Z95 * math.sqrt(2.0) * network_log_sd
-    return (1.0 + predicted_gain) * math.exp(-half) - 1.0, (1.0 + predicted_gain) * math.exp(half) - 1.0
-
-
-def table_gain_interval(options: ScoringOptions, predicted_gain: float) -> tuple[float, float] | None:
-    """`predicted_gain_interval` with the SD of the table that resolved `options` prices with (None
-    where its fit left out too few whole networks)."""
-    from explorer.cost.table import load_table, table_path
-
-    path = table_path(options.platform)
-    sd = load_table(path).network_error_log_sd if path is not None else None
-    return None if sd is None else predicted_gain_interval(predicted_gain, sd)
 
 
 def gain_of(seconds: Mapping[str, float]) -> float:

@@ -148,7 +148,7 @@ def search_report(result: SearchResult) -> tuple[list[Block], dict[str, Maker]]:
             Text(f"Per-layer search vs the best uniform width multiplier: {gain:+.1%} {s.objective[0]} ({unit}).")
         )
     if result.best is not None:
-        sentence = matched_text(result.matched, result.best)
+        sentence = matched_text(result.matched, result.best, o)
         blocks.append(Text(sentence[0].upper() + sentence[1:] + "."))
     blocks += [
         Heading("Roofline of the best architecture"),

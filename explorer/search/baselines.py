@@ -7,6 +7,7 @@ import itertools
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from explorer.cost.options import ScoringOptions
 from explorer.search.metrics import Metrics
 from explorer.search.problem import Budget, Scored, Scorer
 from explorer.space import Space
@@ -72,8 +73,10 @@ class Matched(NamedTuple):
     """Uniform latency / the compared network's latency: above 1, the compared network is faster."""
 
 
-def matched_text(matched: Matched | None, scored: Scored | None) -> str:
-    """One sentence comparing a network with the uniform-width curve at the same FLOPs."""
+def matched_text(matched: Matched | None, scored: Scored | None, options: ScoringOptions | None = None) -> str:
+    """One sentence comparing a network with the uniform-width curve at the same FLOPs; with the
+    search's `options` on a measured table, the speedup's 95% interval from the table's errors on
+    whole networks (`explorer.cost.table.table_gain_interval`)."""
     if scored is None:
         return "no feasible architecture to compare with the uniform-width curve"
     if matched is None:
@@ -84,6 +87,24 @@ def matched_text(matched: Matched | None, scored: Scored | None) -> str:
         f"at matched FLOPs ({si(m.flops, 'FLOPs')}/sample) one width multiplier (x{low:.3f}-x{high:.3f}) runs "
         f"{si(matched.latency_s, 's')} per batch ({matched.images_per_s:,.0f} images/s); the searched network "
         f"{si(m.latency_s, 's')} ({m.images_per_s:,.0f} images/s): {matched.speedup:.3f}x the speed"
+        + speedup_interval_text(matched.speedup, options)
+    )
+
+
+def speedup_interval_text(speedup: float, options: ScoringOptions | None) -> str:
+    """', 95% interval x...-x... on its table (...)' where `options` price with a measured table whose
+    fit left out whole networks; '' otherwise."""
+    from explorer.cost.latency import reads_table
+    from explorer.cost.table import table_gain_interval
+
+    if options is None or not reads_table(options.latency_model):
+        return ""
+    interval = table_gain_interval(options, speedup - 1.0)
+    if interval is None:
+        return ""
+    return (
+        f" (95% interval {1 + interval[0]:.3f}x-{1 + interval[1]:.3f}x, from the table's errors on whole networks "
+        "left out of its fit; `explore verify` measures it)"
     )
 
 
