@@ -31,12 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> int:
     import jax
 
-    from explorer.cost import get_platform
-    from explorer.cost.latency import resolve_options
-    from explorer.cost.options import ScoringOptions
     from explorer.files import read_json, write_text
     from explorer.measure.needs import kernel_needs
-    from explorer.measure.profile import kernel_program, profiled_space, time_interleaved
+    from explorer.measure.profile import kernel_program, profiled_space, table_options, time_interleaved
     from explorer.measure.timing import compiled_forward, device_name
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -52,9 +49,7 @@ def main() -> int:
         return 2
     side = read_json(args.table / "profile.json", "latency table sidecar", ValueError)
     space = profiled_space(side)
-    options = resolve_options(
-        ScoringOptions(platform=get_platform(str(args.table / "platform.toml")), dtype="float32", batch=1, latency_model="table")
-    )  # fmt: skip
+    options = table_options(args.table)
     runtime = options.plat.runtime
     assert runtime is not None
     rng = np.random.default_rng(args.seed)

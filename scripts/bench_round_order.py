@@ -33,8 +33,6 @@ BATCH = 8
 def main() -> int:
     import jax
 
-    from explorer.cost import get_platform
-    from explorer.cost.options import ScoringOptions
     from explorer.cost.table import load_table
     from explorer.files import write_text
     from explorer.measure.profile import (
@@ -43,6 +41,7 @@ def main() -> int:
         kernel_arch,
         lattice_shapes,
         profiled_space,
+        table_options,
         time_kernels,
     )
     from explorer.measure.timing import device_name
@@ -65,7 +64,7 @@ def main() -> int:
     space = profiled_space(side)
     table = load_table(args.table / "profile.csv")
     timed = {r.key for r in table.rows if r.source in ("measured", "held-out")}
-    options = ScoringOptions(platform=get_platform(str(platform_file)), dtype=side["dtype"], batch=side["batch"])
+    options = table_options(args.table)
     signatures: dict[str, Signature] = lattice_shapes(space, options, side["runtime"])
     shapes = [
         shape

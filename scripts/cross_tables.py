@@ -46,10 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> int:
     from explorer.cost import get_platform
     from explorer.cost.latency import estimate_of, resolve_options
-    from explorer.cost.options import ScoringOptions
     from explorer.cost.table import combine, parse_rows, recorded, table_text
     from explorer.files import read_json, write_text
-    from explorer.measure.profile import fit_scales, network_parts, table_fit_networks
+    from explorer.measure.profile import fit_scales, network_parts, table_fit_networks, table_options
     from explorer.measure.verify import VerifyError, closed_loop_runs, compared_networks, gain_of, priced
     from explorer.search import load_run
 
@@ -128,9 +127,7 @@ def main() -> int:
             nets = [s["per_pass"]["networks"] for s in sides.values()]
             measured = np.exp(np.median([[np.log(n["measured_s"]) for n in ns] for ns in nets], axis=0))
             (pooled / "profile.json").write_text(json.dumps(side))
-            options = resolve_options(
-                ScoringOptions(platform=get_platform(str(pooled / "platform.toml")), dtype=side["dtype"], batch=side["batch"], latency_model="table")
-            )  # fmt: skip
+            options = table_options(pooled)
             archs = list(table_fit_networks(side).values())
             per_pass, scales = fit_scales([network_parts(a, options) for a in archs], [float(m) for m in measured])
             side["per_pass"] |= {"per_pass_s": per_pass, "scales": scales}

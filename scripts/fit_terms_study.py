@@ -49,11 +49,9 @@ LOW_REUSE_POSITIONS = 64
 def main() -> int:
     import jax
 
-    from explorer.cost import analyze, get_platform
-    from explorer.cost.latency import resolve_options
-    from explorer.cost.options import ScoringOptions
+    from explorer.cost import analyze
     from explorer.files import write_text
-    from explorer.measure.profile import fit_networks, fit_terms, network_parts, unscaled_times
+    from explorer.measure.profile import fit_networks, fit_terms, network_parts, table_options, unscaled_times
     from explorer.measure.timing import device_name, interleaved_latency_s
     from explorer.measure.verify import compared_networks
     from explorer.search import load_run
@@ -85,9 +83,7 @@ def main() -> int:
     print(f"timing {len(fit)} fit networks and {len(flat)} compared ones, {args.rounds} rounds ...", file=sys.stderr)
     timed = [t[0] for t in interleaved_latency_s(fit + flat, 1, args.rounds)]
     print(f"timed in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    options = resolve_options(
-        ScoringOptions(platform=get_platform(str(table)), dtype="float32", batch=1, latency_model="table")
-    )
+    options = table_options(table.parent)
 
     def terms_of(arch) -> dict[str, float]:
         timer, q, t = unscaled_times(arch, options)

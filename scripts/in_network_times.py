@@ -35,16 +35,15 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> int:
     import jax
 
-    from explorer.cost import analyze, get_platform
+    from explorer.cost import analyze
     from explorer.cost.fusion import plan_kernels
-    from explorer.cost.latency import resolve_options
-    from explorer.cost.options import ScoringOptions
     from explorer.files import read_json, write_text
     from explorer.measure.needs import kernel_needs
     from explorer.measure.profile import (
         ROUND_ORDERS,
         order_seed,
         table_fit_networks,
+        table_options,
         time_kernels,
         unscaled_times,
     )
@@ -68,9 +67,7 @@ def main() -> int:
         return 2
     table = args.runs / "table"
     side = read_json(table / "profile.json", "latency table sidecar", ValueError)
-    options = resolve_options(
-        ScoringOptions(platform=get_platform(str(table / "platform.toml")), dtype="float32", batch=1, latency_model="table")
-    )  # fmt: skip
+    options = table_options(table)
     runtime = options.plat.runtime
     assert runtime is not None
     networks = table_fit_networks(side, args.networks) | labelled_networks(runs)

@@ -40,10 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> int:
     import jax
 
-    from explorer.cost import analyze, get_platform
-    from explorer.cost.options import ScoringOptions
+    from explorer.cost import analyze
     from explorer.files import read_json, write_text
-    from explorer.measure.profile import ROUND_ORDERS, order_seed, table_fit_networks
+    from explorer.measure.profile import ROUND_ORDERS, order_seed, table_fit_networks, table_options
     from explorer.measure.stages import stage_needs, time_stage_programs
     from explorer.measure.timing import device_name, interleaved_latency_s
     from explorer.measure.verify import VerifyError, closed_loop_runs, labelled_networks
@@ -64,7 +63,7 @@ def main() -> int:
         return 2
     table = args.runs / "table"
     side = read_json(table / "profile.json", "latency table sidecar", ValueError)
-    options = ScoringOptions(platform=get_platform(str(table / "platform.toml")), dtype="float32", batch=1)
+    options = table_options(table)
     networks = table_fit_networks(side, args.networks) | labelled_networks(runs)
     archs = list(networks.values())
     stages = {label: stage_needs(arch, options) for label, arch in networks.items()}

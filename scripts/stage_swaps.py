@@ -63,12 +63,9 @@ def swapped(a, a_units: list[tuple[str, list]], b_units: list[tuple[str, list]],
 def main() -> int:
     import jax
 
-    from explorer.cost import get_platform
-    from explorer.cost.latency import resolve_options
-    from explorer.cost.options import ScoringOptions
     from explorer.files import write_text
     from explorer.measure.loop import kernel_needs, untimed
-    from explorer.measure.profile import time_kernels
+    from explorer.measure.profile import table_options, time_kernels
     from explorer.measure.timing import device_name, interleaved_latency_s
     from explorer.measure.verify import VerifyError, closed_loop_runs, labelled_networks
     from explorer.spec import Arch
@@ -111,7 +108,7 @@ def main() -> int:
         for code in itertools.product("AB", repeat=len(names)):
             hybrids.append((p, "".join(code), swapped(labelled[a_label], ua, ub, "".join(code), f"swap{p}")))
     archs = [h[2] for h in hybrids]
-    options = ScoringOptions(platform=get_platform(str(table)), dtype="float32", batch=1)
+    options = table_options(table.parent)
     needs = [kernel_needs(arch, options) for arch in archs]
     members = [[n.key for n in arch_needs] for arch_needs in needs]
     kernels = untimed(list(zip(archs, needs, strict=True)), set())  # every distinct kernel, once
@@ -119,7 +116,7 @@ def main() -> int:
     start = time.perf_counter()
     before = interleaved_latency_s(archs, 1, args.rounds)
     order = list(kernels)
-    runtime = resolve_options(options).plat.runtime
+    runtime = options.plat.runtime
     assert runtime is not None  # kernel_needs refused a platform without one
     alone = time_kernels(
         [(kernels[k][0], kernels[k][1].kernel, 1, "float32") for k in order], runtime, args.repeats, 2, order_seed=0

@@ -23,11 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
-    from explorer.cost import get_platform
-    from explorer.cost.latency import resolve_options
-    from explorer.cost.options import ScoringOptions
-    from explorer.files import read_json
     from explorer.measure.loop import LoopError, measure_compared
+    from explorer.measure.profile import table_options
     from explorer.measure.verify import VerifyError, closed_loop_runs, labelled_networks
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -46,10 +43,7 @@ def main() -> int:
             print(f"time_compared: --runs {exc}", file=sys.stderr)
             return 2
         archs |= {f"{folder.name} {label}": arch for label, arch in labelled_networks(runs).items()}
-    side = read_json(args.table / "profile.json", "latency table sidecar", ValueError)
-    options = resolve_options(
-        ScoringOptions(platform=get_platform(str(args.table / "platform.toml")), dtype=side["dtype"], batch=side["batch"], latency_model="table")
-    )  # fmt: skip
+    options = table_options(args.table)
     try:
         done = measure_compared(archs, options)
     except LoopError as exc:

@@ -383,3 +383,17 @@ def test_the_timed_loop_runs_the_kernel_alone_with_no_copy_or_update_of_its_inpu
     assert not [op for op in ops if "copy" in op or "dynamic-update-slice" in op or "dynamic_update_slice" in op]
     # and the loop still computes the kernel every run (not hoisted out of it)
     assert [op for op in ops if "fusion" in op or "convolution" in op or "reduce-window" in op or "custom-call" in op]
+
+
+def test_a_table_folders_options_are_its_platform_and_its_sidecars_dtype_and_batch(tmp_path: Path) -> None:
+    from explorer.measure.profile import ProfileError, table_options
+
+    folder = ROOT / "reports" / "profile-cpu-mobilenet_v2-timings"
+    side = json.loads((folder / "profile.json").read_text())
+    options = table_options(folder)
+    assert (options.dtype, options.batch, options.latency_model) == (side["dtype"], side["batch"], "table")
+    assert options.platform == get_platform(str(folder / "platform.toml"))
+    assert table_options(folder, "table-upper").latency_model == "table-upper"
+    with pytest.raises(ProfileError, match="holds no profiled table") as caught:
+        table_options(tmp_path)
+    assert "\n" not in str(caught.value)

@@ -644,6 +644,22 @@ def profiled_space(info: Mapping[str, Any]) -> Space:
     return load_space(entry["name"], keep=tuple(entry["keep"]), align=entry["align"])
 
 
+def table_options(folder: Path, latency_model: str = "table") -> ScoringOptions:
+    """The resolved scoring options a table folder prices with (`explore profile`'s: platform.toml
+    naming profile.csv, and profile.json): its platform, `latency_model`, and the dtype and batch
+    its sidecar records. A ProfileError (one line) where `folder` holds no such table."""
+    platform_file, side = folder / "platform.toml", folder / "profile.json"
+    if not platform_file.is_file() or not side.is_file():
+        raise ProfileError(
+            f"{str(folder)!r} holds no profiled table (platform.toml and profile.json): give a folder `explore profile` wrote"
+        )
+    info = read_json(side, "latency table sidecar", ProfileError)
+    platform = get_platform(str(platform_file))
+    return resolve_options(
+        ScoringOptions(platform=platform, dtype=info["dtype"], batch=info["batch"], latency_model=latency_model)
+    )
+
+
 def check_resumable(old: Mapping[str, Any], new: Mapping[str, Any], path: Path, accept_foreign: bool) -> None:
     """Refuse, in one line, to add rows to a table of other settings or timed with another loop body,
     or of another device or version unless `accept_foreign`."""
