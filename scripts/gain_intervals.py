@@ -55,8 +55,38 @@ def pair_shares(log_errors: np.ndarray) -> dict[str, Any]:
     }
 
 
+def network_effects(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each set of validated tables priced on the same networks (at least 3 tables): each
+    network's log error taken apart as the table's mean + the network's effect (its mean over the
+    tables, less theirs) + the rest. An effect shared by every table is the model's, whatever
+    session timed the table; the rest is each table's own."""
+    groups: dict[tuple[tuple[str, ...], str], list[dict[str, Any]]] = {}
+    for t in tables:
+        groups.setdefault((tuple(t["names"]), "every table"), []).append(t)
+        if t["timed_with_the_loop_of_now"]:
+            groups.setdefault((tuple(t["names"]), "the tables timed with the loop of now"), []).append(t)
+    out = []
+    for (names, which), members in groups.items():
+        if len(members) < 3:
+            continue
+        errors = np.array([t["log_errors"] for t in members])
+        centred = errors - errors.mean(axis=1, keepdims=True)
+        effect = centred.mean(axis=0)
+        out.append(
+            {
+                "networks": len(names),
+                "which": which,
+                "tables": [t["validate"] for t in members],
+                "network_effect_sd": float(effect.std()),
+                "rest_sd": float((centred - effect).std()),
+                "correlation_with_the_effect": [float(np.corrcoef(row, effect)[0, 1]) for row in centred],
+            }
+        )
+    return out
+
+
 def main() -> int:
-    from explorer.cost.table import load_table, table_gain_interval, table_path
+    from explorer.cost.table import LOOP_BODY, load_table, recorded, table_gain_interval, table_path
     from explorer.files import read_json, write_text
     from explorer.measure.verify import VerifyError, closed_loop_runs
     from explorer.search import load_run
@@ -109,17 +139,22 @@ def main() -> int:
             measured = np.array([r["measured_s"] for r in rows])
             table_err = np.log(np.array([r["table_s"] for r in rows]) / measured)
             again_err = np.log(np.array([r["measured_again_s"] for r in rows]) / measured)
-            sd = load_table(folder / "profile.csv").network_error_log_sd
+            table = load_table(folder / "profile.csv")
+            sd = table.network_error_log_sd
             tables.append(
                 {
                     "validate": str(validated),
                     "networks": len(rows),
+                    "names": [r["network"] for r in rows],
+                    "timed_with_the_loop_of_now": recorded(table.provenance, "loop_body") == LOOP_BODY,
+                    "log_errors": [float(e) for e in table_err],
                     "network_error_log_sd_fit_left_out": sd,
                     "network_error_log_sd_validate": float(table_err.std()),
                     "table": pair_shares(table_err),
                     "machine_against_itself": pair_shares(again_err),
                 }
             )
+    shared = network_effects(tables)
     if not runs and not tables:
         print("gain_intervals: nothing to state: give --runs and/or --tables with recorded data", file=sys.stderr)
         return 2
@@ -133,6 +168,7 @@ def main() -> int:
         "inside_predicted_interval": [inside, len(runs)],
         "z_sd": float(np.std([r["z"] for r in runs])) if runs else None,
         "tables": tables,
+        "network_effects": shared,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     write_text(args.out / "gain-intervals.json", json.dumps(info, indent=1) + "\n")
@@ -207,6 +243,23 @@ def markdown(info: dict[str, Any]) -> str:
                 + " |"
             )
         lines.append("")
+    for group in info["network_effects"]:
+        r = group["correlation_with_the_effect"]
+        lines += [
+            f"## The same {group['networks']} networks priced by {len(group['tables'])} tables ({group['which']}): "
+            "whose error is it?",
+            "",
+            "Each network's log error, taken apart as the table's mean + the network's effect (its mean over "
+            "the tables) + the rest: the network effect is what every table gets wrong about that network, "
+            "whatever session timed it.",
+            "",
+            f"- network effect: SD {100 * group['network_effect_sd']:.1f}%; the rest (each table's own): SD "
+            f"{100 * group['rest_sd']:.1f}%",
+            f"- each table's errors against the network effect: correlation {min(r):.2f} to {max(r):.2f} "
+            f"(median {float(np.median(r)):.2f}): "
+            + ", ".join(f"{t} {c:.2f}" for t, c in zip(group["tables"], r, strict=True)),
+            "",
+        ]
     return "\n".join(lines)
 
 

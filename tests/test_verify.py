@@ -14,7 +14,7 @@ import pytest
 from explorer.cli import main
 from explorer.cost.analyze import analyze
 from explorer.cost.platforms import platform_from_dict
-from explorer.cost.table import LatencyTable, gain_interval
+from explorer.cost.table import LatencyTable, gain_interval, table_gain_interval
 from explorer.measure.verify import judge, verdict_text
 from explorer.spec import load_arch
 
@@ -198,13 +198,15 @@ def test_the_stage_swaps_of_recorded_runs_are_valid_networks_made_of_their_paren
         "verify-table-upper-cpu-mobilenet_v2-barrier",
         "verify-table-upper-cpu-timings",
         "verify-table-upper-cpu-mobilenet_v2-timings",
+        "verify-table-upper-cpu-interval",
     ],
 )
 def test_a_recorded_closed_loop_prices_its_gain_again_from_its_recorded_table(session: str) -> None:
     """What scripts/cross_tables.py prices each run with (`priced`, `gain_of`) is what `explore
     verify` predicted: every recorded run of the session, priced from the table it leaves under
     reports/ (rows, per-pass time, in-network scales), gives its verify.json's predicted gain
-    again, and the table was timed with the loop this code times with."""
+    again (and its interval, where verify stated one), and the table was timed with the loop this
+    code times with."""
     import dataclasses
 
     from explorer.cost.latency import estimate_of, resolve_options
@@ -226,8 +228,11 @@ def test_a_recorded_closed_loop_prices_its_gain_again_from_its_recorded_table(se
         )
         predicted, flops = priced(compared_networks(run), options)
         assert flops["uniform below"] <= flops["searched"] <= flops["uniform above"]
-        expected = json.loads((run / "verify.json").read_text())["predicted_gain"]
+        verified = json.loads((run / "verify.json").read_text())
+        expected = verified["predicted_gain"]
         assert gain_of(predicted) == pytest.approx(expected, rel=1e-9, abs=1e-12), run.name
+        if verified.get("predicted_gain_ci95") is not None:
+            assert table_gain_interval(options, expected) == pytest.approx(tuple(verified["predicted_gain_ci95"]))
 
 
 def test_a_closed_loop_folder_and_its_tables_fit_networks_read_back(tmp_path: Path) -> None:
