@@ -92,8 +92,8 @@ def matched_text(matched: Matched | None, scored: Scored | None, options: Scorin
 
 
 def speedup_interval_text(speedup: float, options: ScoringOptions | None) -> str:
-    """', 95% interval x...-x... on its table (...)' where `options` price with a measured table whose
-    fit left out whole networks; '' otherwise."""
+    """' (95% interval 1.35x-1.56x, from the table's errors ...)' where `options` price with a
+    measured table whose fit left out whole networks; '' otherwise."""
     from explorer.cost.latency import reads_table
     from explorer.cost.table import table_gain_interval
 
