@@ -67,14 +67,15 @@ def network_effects(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
             groups.setdefault((tuple(t["names"]), "the tables timed with the loop of now"), []).append(t)
     out = []
     for (names, which), members in groups.items():
-        if len(members) < 3:
-            continue
+        if len(members) < 3 or (which != "every table" and len(members) == len(groups[(names, "every table")])):
+            continue  # too few, or the same tables as every table's
         errors = np.array([t["log_errors"] for t in members])
         centred = errors - errors.mean(axis=1, keepdims=True)
         effect = centred.mean(axis=0)
         out.append(
             {
                 "networks": len(names),
+                "first_network": names[0],
                 "which": which,
                 "tables": [t["validate"] for t in members],
                 "network_effect_sd": float(effect.std()),
@@ -246,7 +247,8 @@ def markdown(info: dict[str, Any]) -> str:
     for group in info["network_effects"]:
         r = group["correlation_with_the_effect"]
         lines += [
-            f"## The same {group['networks']} networks priced by {len(group['tables'])} tables ({group['which']}): "
+            f"## The same {group['networks']} networks ({group['first_network']}, ...) priced by "
+            f"{len(group['tables'])} tables ({group['which']}): "
             "whose error is it?",
             "",
             "Each network's log error, taken apart as the table's mean + the network's effect (its mean over "

@@ -199,6 +199,7 @@ def test_the_stage_swaps_of_recorded_runs_are_valid_networks_made_of_their_paren
         "verify-table-upper-cpu-timings",
         "verify-table-upper-cpu-mobilenet_v2-timings",
         "verify-table-upper-cpu-interval",
+        "verify-table-upper-cpu-mobilenet_v2-interval",
     ],
 )
 def test_a_recorded_closed_loop_prices_its_gain_again_from_its_recorded_table(session: str) -> None:
