@@ -12,6 +12,11 @@ Per candidate: its FLOPs, its predicted (`table` model) and measured latency, an
 over uniform width at its FLOPs (as verify interpolates it; candidates outside the uniform pair's
 FLOPs get none). What measuring the finalists would pick, against the table's first: the gain a
 search could add by timing them. Writes finalists.md and finalists.json into `--runs`.
+
+One set of rounds, in one fixed order: the fastest of the top is picked on that set's noise and
+on its place in the round. The search's own `--measure-finalists` (`explorer.measure.finalists`)
+shuffles each round's order and keeps a pick only where fresh rounds confirm it; on the recorded
+loops none of its picks survived them (docs/profile.md).
 """
 
 from __future__ import annotations

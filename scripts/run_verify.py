@@ -44,7 +44,17 @@ def main() -> int:
         help="each search times the kernels its best candidates lack into the platform's table first (explore "
         "--measure-loop; give a copy of the table)",
     )
+    parser.add_argument(
+        "--measure-finalists",
+        type=int,
+        metavar="K",
+        help="with --measure-loop: each search times its K best candidates whole and keeps the measured fastest "
+        "(explore --measure-finalists)",
+    )
     args = parser.parse_args()
+    if args.measure_finalists is not None and not args.measure_loop:
+        print(f"--measure-finalists {args.measure_finalists}: give --measure-loop too", file=sys.stderr)
+        return 2
     os.chdir(ROOT)  # relative paths only
     backend = jax.default_backend()
     platform = Path(args.platform or Path("reports") / f"validation-{backend}" / "measured.toml")
@@ -54,6 +64,7 @@ def main() -> int:
     out = Path(args.out or Path("reports") / f"verify-{backend}")
     model = ["--latency-model", args.latency_model] if args.latency_model else []
     model += ["--measure-loop"] if args.measure_loop else []
+    model += ["--measure-finalists", str(args.measure_finalists)] if args.measure_finalists is not None else []
     rows = []
     load_before = os.getloadavg()[0]
     for budget in args.budgets.split(","):
@@ -96,8 +107,11 @@ def main() -> int:
         "",
         "| budget | latency model | searched: predicted / measured | uniform at matched FLOPs: predicted / measured "
         "| predicted gain | measured gain (95% interval) | gain error | verdict |"
-        + (" measurement loop |" if args.measure_loop else ""),
-        "|---|---|---:|---:|---:|---:|---:|---|" + ("---|" if args.measure_loop else ""),
+        + (" measurement loop |" if args.measure_loop else "")
+        + (" the search's own measured gain (95% interval): verify's reading |" if args.measure_finalists else ""),
+        "|---|---|---:|---:|---:|---:|---:|---|"
+        + ("---|" if args.measure_loop else "")
+        + ("---|" if args.measure_finalists else ""),
     ]
     for budget, v in rows:
         s, u = v["candidates"][0], v["candidates"][1]
@@ -107,6 +121,7 @@ def main() -> int:
             f"{u['predicted_s'] * 1e3:.2f} / {u['measured_s'] * 1e3:.2f} ms | {100 * v['predicted_gain']:+.1f}% | "
             f"{100 * v['measured_gain']:+.1f}% ({100 * lo:+.1f}% to {100 * hi:+.1f}%) | {v['gain_error_points']:.1f} points | {v['verdict']} |"
             + (f" {_loop_cell(v['measure_loop'])} |" if args.measure_loop else "")
+            + (f" {_finalists_cell(v.get('search_measured'))} |" if args.measure_finalists else "")
         )
     write_text(out / "summary.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -120,6 +135,16 @@ def _loop_cell(loop: dict | None) -> str:
     return (
         f"{loop['rounds']} rounds ({loop['stopped']}), {loop['kernels_measured']} kernels measured; searched network: "
         f"{best['kernels_measured']} of {best['kernels']} kernels timed"
+    )
+
+
+def _finalists_cell(c: dict | None) -> str:
+    if not c:
+        return "-"
+    lo, hi = c["measured_gain_ci95"]
+    return (
+        f"{100 * c['measured_gain']:+.1f}% ({100 * lo:+.1f}% to {100 * hi:+.1f}%), picked rank {c['pick_rank']} of "
+        f"{c['finalists']}: " + ("agrees" if c["agrees"] else "disagrees") + f" ({c['agreement']})"
     )
 
 

@@ -26,6 +26,7 @@ from explorer.search.settings import DEFAULT_TRIALS, safe_name, study_folder
 from explorer.search.storage import STUDY_DB
 
 if TYPE_CHECKING:
+    from explorer.measure.finalists import FinalistSettings
     from explorer.measure.loop import LoopSettings
     from explorer.search.settings import SearchPlan
 
@@ -108,10 +109,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     report.set_defaults(func=cmd_report)
 
 
-def write_search_report(result: SearchResult, out: Path) -> Path:
+def write_search_report(result: SearchResult, out: Path, folder: Path | None = None) -> Path:
+    """The search's report in `out`, with what later stages of its run `folder` measured (its finalists)."""
+    from explorer.measure.finalists import report_blocks
     from explorer.report import search_report, write_report
 
-    return write_report(*search_report(result), out)[0]
+    extra = report_blocks(folder) if folder is not None else []
+    return write_report(*search_report(result, extra), out)[0]
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -145,7 +149,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             print(f"rewrote {len(rewritten)} damaged or missing files of {files} from study {name!r}: {why}")
     result.out = out
     print(f"  writing the report of study {name!r} ...", file=sys.stderr, flush=True)
-    path = write_search_report(result, out)
+    path = write_search_report(result, out, files)
     print(f"report: {path} (and {MARKDOWN}, {FIGURES}/) from {storage}, study {name!r}")
     return 0
 
@@ -233,12 +237,15 @@ def cmd_search(args: argparse.Namespace) -> int:
     )
     assert plan.out is not None and plan.storage is not None
     loop = measure_loop_settings(args)
+    finalists = finalist_settings(args, plan)
     for line in plan.describe():
         print(line)
     if loop is not None:
         run_measure_loop(plan, loop)
     try:
         result = run_search(plan, stream=sys.stderr)  # progress on stderr; results on stdout
+        if finalists is not None and result.best is not None:
+            result = run_finalists(plan, result, finalists)
     except KeyboardInterrupt:
         print(
             f"\nexplore: {interrupted_by()}; completed trials are kept in {plan.storage} (study {settings.study!r}): "
@@ -275,12 +282,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     elif result.best is None:
         print("\n  no feasible architecture found; widen --keep, raise --budget/--params or lower --floor")
     written = ([BEST_ARCH_JSON] if result.best is not None else []) + [SUMMARY_JSON, TRIALS_CSV]
+    if finalists is not None and result.best is not None:
+        written.append("finalists.json")
     if loop is not None:
         written.append(record_measure_loop(plan, result))
     print(f"\n  wrote {plan.out}/{', '.join(written)}  ({result.wall_s:.1f} s)")
     if not args.no_report:
         print("  writing the report ...", file=sys.stderr, flush=True)
-        print(f"  report: {write_search_report(result, plan.out)}")
+        print(f"  report: {write_search_report(result, plan.out, plan.out)}")
     s, o = plan.settings, plan.settings.scoring
     if result.best is not None:
         print(
@@ -317,6 +326,13 @@ def add_measure_loop_args(search: argparse.ArgumentParser) -> None:
     )
     search.add_argument("--measure-rounds", type=int, help=f"most rounds that measure (default {d.max_rounds})")
     search.add_argument(
+        "--measure-finalists",
+        type=int,
+        metavar="K",
+        help="with --measure-loop: after the search, time its K best distinct candidates whole here, make the "
+        "measured fastest the best, and time it again beside uniform width at matched FLOPs (finalists.json)",
+    )
+    search.add_argument(
         "--measure-foreign",
         action="store_true",
         help="add rows to a table measured on another device or jax/jaxlib version",
@@ -341,6 +357,51 @@ def measure_loop_settings(args: argparse.Namespace) -> LoopSettings | None:
         name, rest = problem.split("=", 1)
         raise UsageError(f"{_LOOP_FLAGS.get(name, name)} {rest}")
     return settings
+
+
+def finalist_settings(args: argparse.Namespace, plan: SearchPlan) -> FinalistSettings | None:
+    """The finalists' settings from --measure-finalists (None without it), checked against the plan."""
+    from explorer.measure.finalists import FinalistSettings, check_plan
+    from explorer.measure.needs import LoopError
+
+    if args.measure_finalists is None:
+        return None
+    if not args.measure_loop:
+        raise UsageError(
+            f"--measure-finalists {args.measure_finalists!r} times finalists on the machine a measured table was "
+            "timed on; give --measure-loop too"
+        )
+    settings = FinalistSettings(count=args.measure_finalists)
+    problem = settings.problem()
+    try:
+        if problem is not None:
+            raise LoopError(problem)
+        check_plan(plan)
+    except LoopError as exc:
+        text = str(exc)
+        raise UsageError(
+            text.replace("count=", "--measure-finalists ", 1) if text.startswith("count=") else text
+        ) from None
+    return settings
+
+
+def run_finalists(plan: SearchPlan, result: SearchResult, settings: FinalistSettings) -> SearchResult:
+    """Time the search's finalists whole (`explorer.measure.finalists`), then summarise the study again
+    (its best is now the measured pick) and rewrite the run folder's files."""
+    from explorer.measure.finalists import finalists_text, measure_finalists
+    from explorer.measure.needs import LoopError
+    from explorer.search.files import write_run
+    from explorer.search.result import summarise
+
+    try:
+        record = measure_finalists(plan, result.study, settings, stream=sys.stderr)
+    except LoopError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"  {finalists_text(record)}", file=sys.stderr, flush=True)
+    again = summarise(result.study, plan, out=plan.out, wall_s=result.wall_s)
+    again.storage_url, again.worker_failures = result.storage_url, result.worker_failures
+    write_run(again)
+    return again
 
 
 def run_measure_loop(plan: SearchPlan, settings: LoopSettings) -> None:

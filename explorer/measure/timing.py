@@ -8,6 +8,7 @@ not bandwidth (about 4-5 GB/s instead of 28-35 GB/s on a 2-core cloud CPU).
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -146,18 +147,44 @@ def forward_latency_s(arch: Arch, batch: int, repeats: int, dtype: str = "float3
     return median_time_s(run, repeats), compile_s
 
 
+def bootstrap_median_ci95(values: Any, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """The 95% bootstrap interval of the median of `values` (`n` resamples, seeded: the same values
+    give the same interval)."""
+    import numpy as np
+
+    values = np.asarray(values)
+    rng = np.random.default_rng(seed)
+    medians = np.median(values[rng.integers(0, len(values), (n, len(values)))], axis=1)
+    low, high = np.percentile(medians, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def interleaved_latency_s(
-    archs: Sequence[Arch], batch: int, repeats: int, dtype: str = "float32", rounds_warmup: int = 2
+    archs: Sequence[Arch],
+    batch: int,
+    repeats: int,
+    dtype: str = "float32",
+    rounds_warmup: int = 2,
+    *,
+    shuffle_seed: int | None = None,
 ) -> list[tuple[float, float, list[float]]]:
     """(median latency, compile seconds, every timed run) per architecture, timed in interleaved
     rounds: every round runs each model once, so drift of the machine (other load, clocks) hits
-    all models alike instead of whichever was being timed."""
+    all models alike instead of whichever was being timed. The models run in the order given in
+    every round, or (`shuffle_seed`) in an order drawn afresh each round: a model's place in the
+    round (which model ran just before it) moves its time by 1-2% here, which matters where the
+    models compared differ by as little (finalists; `explorer.measure.finalists`). Run `k` of
+    each model is from the same round either way."""
     runs = [compiled_forward(arch, batch, dtype) for arch in archs]
     times: list[list[float]] = [[] for _ in archs]
+    order = list(range(len(runs)))
+    rng = random.Random(shuffle_seed)
     for round_ in range(rounds_warmup + repeats):
-        for k, (run, _) in enumerate(runs):
+        if shuffle_seed is not None:
+            rng.shuffle(order)
+        for k in order:
             start = time.perf_counter()
-            run()
+            runs[k][0]()
             if round_ >= rounds_warmup:
                 times[k].append(time.perf_counter() - start)
     return [(statistics.median(t), c, t) for t, (_, c) in zip(times, runs, strict=True)]

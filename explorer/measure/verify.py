@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -42,6 +42,7 @@ from explorer.cost.latency import estimate_of, reads_table
 from explorer.cost.options import ScoringOptions
 from explorer.cost.table import table_gain_interval, xla_flags_now
 from explorer.files import dumps_json, write_text
+from explorer.measure.finalists import confirmed_gain
 from explorer.measure.loop import (
     LOOP_JSON,
     LoopError,
@@ -51,6 +52,7 @@ from explorer.measure.loop import (
     measure_compared,
     table_drift,
 )
+from explorer.measure.timing import bootstrap_median_ci95
 from explorer.report.document import HTML, MARKDOWN, Block, Heading, Items, Table, Text, html_blocks, to_markdown
 from explorer.spec import Arch
 from explorer.units import si
@@ -114,6 +116,10 @@ class Verification:
     networks left out of its fit (`explorer.cost.table.table_gain_interval`); None where the table has none."""
     inside_predicted_interval: bool | None = None
     """Whether the measured gain lies inside `predicted_gain_ci95` (None without one)."""
+    search_measured: dict[str, Any] | None = None
+    """A search that timed its finalists whole (`explorer.measure.finalists`, finalists.json): the gain
+    it stated as measured (its confirmation rounds), with its 95% interval, and whether verify's
+    measurement agrees with it (`agrees`, `agreement`: as `judge` reads a prediction)."""
     measure_loop: dict[str, Any] | None = None
     """A search with the measurement loop (`explorer.measure.loop`, loop.json): its rounds, kernels
     measured and seconds, and whether the searched network is built only from measured kernels on the
@@ -121,13 +127,6 @@ class Verification:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _bootstrap_median(values: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    medians = np.median(values[rng.integers(0, len(values), (n, len(values)))], axis=1)
-    low, high = np.percentile(medians, [2.5, 97.5])
-    return float(low), float(high)
 
 
 def compared_networks(run: Path) -> dict[str, Arch]:
@@ -198,9 +197,8 @@ def labelled_networks(runs: Sequence[Path]) -> dict[str, Arch]:
 
 def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verification:
     """Time the searched, matched-uniform and base networks of `run` here and compare with the predictions."""
-    from explorer.measure.timing import device_name, interleaved_latency_s
+    from explorer.measure.timing import device_name
     from explorer.search import load_run
-    from explorer.search.baselines import at_flops
 
     folder = load_run(run)
     platform, s = folder.platform(), folder.record()
@@ -230,29 +228,28 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
         file=stream,
         flush=True,
     )
-    timed = interleaved_latency_s(list(archs.values()), s.batch, rounds, s.dtype)
-    runs = {label: np.array(t[2]) for label, t in zip(archs, timed, strict=True)}
-    bracket = (flops["searched"], flops["uniform below"], flops["uniform above"])
-    runs["uniform (matched FLOPs)"] = at_flops(*bracket, runs["uniform below"], runs["uniform above"])
+    runs, measured_gain, ci = measure_gain(archs, flops, s.batch, s.dtype, rounds)
     candidates = [
         Timed(
             label=label,
             flops_per_sample=flops[label],
             predicted_s=predicted[label],
             measured_s=float(np.median(runs[label])),
-            measured_ci95_s=_bootstrap_median(runs[label]),
+            measured_ci95_s=bootstrap_median_ci95(runs[label]),
         )
         for label in ("searched", "uniform (matched FLOPs)", "uniform below", "uniform above", "base")
     ]
-    per_round = runs["uniform (matched FLOPs)"] / runs["searched"] - 1
-    measured_gain = float(np.median(per_round))
-    ci = _bootstrap_median(per_round)
     predicted_gain = gain_of(predicted)
     measured, agrees, agreement = judge(predicted_gain, measured_gain, ci)
     error = abs(predicted_gain - measured_gain) * 100
     interval = table_gain_interval(s.options(platform), predicted_gain) if table else None
     verdict = verdict_text(predicted_gain, measured_gain, ci, measured, agreement, interval)
     loop = loop_check(run, archs["searched"], s.options(platform), compared) if table else None
+    search_measured = confirmed_gain(run)
+    if search_measured is not None:
+        _, agrees_search, why = judge(search_measured["measured_gain"], measured_gain, ci)
+        search_measured |= {"agrees": agrees_search, "agreement": why}
+        verdict += "; " + search_measured_text(search_measured)
     return Verification(
         run=run.name,
         platform=platform.key,
@@ -277,8 +274,35 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
         drift=drift,
         predicted_gain_ci95=interval,
         inside_predicted_interval=None if interval is None else interval[0] <= measured_gain <= interval[1],
+        search_measured=search_measured,
         measure_loop=loop,
     )
+
+
+def measure_gain(
+    archs: Mapping[str, Arch],
+    flops: Mapping[str, float],
+    batch: int,
+    dtype: str,
+    rounds: int,
+    *,
+    timer: Callable[..., list[tuple[float, float, list[float]]]] | None = None,
+) -> tuple[dict[str, np.ndarray], float, tuple[float, float]]:
+    """Time `compared_networks`' networks whole in `rounds` interleaved rounds (`timer`: default
+    `interleaved_latency_s`) and read the searched network's gain over uniform width at matched FLOPs
+    (`flops`: per sample, as `priced` gives them) round by round.
+
+    Returns every timed run per label (with 'uniform (matched FLOPs)' interpolated in FLOPs between
+    the uniform pair, round by round), the median of the per-round gains and its 95% bootstrap interval."""
+    from explorer.measure.timing import interleaved_latency_s
+    from explorer.search.baselines import at_flops
+
+    timed = (timer or interleaved_latency_s)(list(archs.values()), batch, rounds, dtype)
+    runs = {label: np.array(t[2]) for label, t in zip(archs, timed, strict=True)}
+    bracket = (flops["searched"], flops["uniform below"], flops["uniform above"])
+    runs["uniform (matched FLOPs)"] = at_flops(*bracket, runs["uniform below"], runs["uniform above"])
+    per_round = runs["uniform (matched FLOPs)"] / runs["searched"] - 1
+    return runs, float(np.median(per_round)), bootstrap_median_ci95(per_round)
 
 
 def _same_flags_as_the_table(platform: Any, flags: str) -> None:
@@ -346,6 +370,17 @@ def verdict_text(
     return f"{what} ({interval}); {tail}"
 
 
+def search_measured_text(c: Mapping[str, Any]) -> str:
+    """How the gain the search measured (its finalists' confirmation) compares with verify's."""
+    low, high = c["measured_gain_ci95"]
+    return (
+        f"the search measured its pick's gain itself, {100 * c['measured_gain']:+.1f}% (95% interval {100 * low:+.1f}% "
+        f"to {100 * high:+.1f}%, {c['rounds']} rounds after timing {c['finalists']} finalists whole), which "
+        + ("agrees with" if c["agrees"] else "disagrees with")
+        + f" this measurement ({c['agreement']})"
+    )
+
+
 def section_blocks(v: Verification) -> list[Block]:
     """The report's section: how the networks were timed, the table, the gain and the verdict."""
     rows = tuple(
@@ -398,6 +433,11 @@ def section_blocks(v: Verification) -> list[Block]:
                         ),
                     )
                     if v.predicted_gain_ci95 is not None
+                    else ()
+                ),
+                *(
+                    (("the gain the search measured (finalists timed whole)", search_measured_text(v.search_measured)),)
+                    if v.search_measured
                     else ()
                 ),
                 ("verdict", v.verdict),

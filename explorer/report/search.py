@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from explorer.conventions import FLOPS_PER_MAC
 from explorer.cost.latency import LATENCY_MODELS
 from explorer.report import figures as F
@@ -105,8 +107,9 @@ def search_items(result: SearchResult) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------- documents
 
 
-def search_report(result: SearchResult) -> tuple[list[Block], dict[str, Maker]]:
-    """The blocks and figure makers of a search run's report."""
+def search_report(result: SearchResult, extra: Sequence[Block] = ()) -> tuple[list[Block], dict[str, Maker]]:
+    """The blocks and figure makers of a search run's report; `extra` (what later stages measured,
+    e.g. `explorer.measure.finalists.report_blocks`) follows the comparison with uniform width."""
     s, o = result.plan.settings, result.plan.settings.scoring
     analysis = result.best.result if result.best else result.base.result
     base_label = f"base {result.space.arch.name}"
@@ -150,6 +153,7 @@ def search_report(result: SearchResult) -> tuple[list[Block], dict[str, Maker]]:
     if result.best is not None:
         sentence = matched_text(result.matched, result.best, o)
         blocks.append(Text(sentence[0].upper() + sentence[1:] + "."))
+    blocks += list(extra)
     blocks += [
         Heading("Roofline of the best architecture"),
         Picture(

@@ -25,6 +25,9 @@ from explorer.search.settings import SearchPlan
 from explorer.search.storage import StorageURL, open_storage
 from explorer.space import Space
 
+MEASURED_PICK = "measured_pick"
+"""The study attribute naming the trial that timing the finalists whole made the best
+(`explorer.measure.finalists.PICK_ATTR`); without it, the best is the best trial by the objective."""
 WALL_S = "wall_s"
 """The study attribute holding the last run's wall time (seconds), so a summary rewritten from the study matches."""
 
@@ -145,6 +148,10 @@ def _best_and_front(study: optuna.Study, space: Space, scorer: Scorer) -> tuple[
         return None, []
     signs = [sign(n) for n in scorer.objective]
     best_trial = max(feasible, key=lambda t: (signs[0] * t.values[0], -t.number))
+    picked = study.user_attrs.get(
+        MEASURED_PICK
+    )  # finalists timed whole chose among the best (explorer.measure.finalists)
+    best_trial = next((t for t in feasible if t.number == picked), best_trial)
     best = scorer.score(arch_from_params(space, best_trial.params, f"{space.arch.name}-best"), best_trial.number)
     front = []
     if len(signs) > 1:

@@ -1,0 +1,340 @@
+"""Finalists timed whole (`explorer.measure.finalists`, `explore --measure-finalists`): the search's
+best few candidates are timed whole, the measured best becomes the run's best (in the study, so
+every file rewritten from it names it), and its gain is timed again with uniform width.
+
+Oracles: a model of a machine (a timer whose times are a formula of the network) for which the
+fastest finalist, and each gain, are known by hand; the study's trials sorted by hand; and, with
+real timing on the tiny space, `explore verify`'s own reading of the search's measurement."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from test_measure_loop import BUDGET, fake_timer, fresh, synthetic_table
+
+from explorer.cli import main
+from explorer.cost import analyze, get_platform
+from explorer.cost.options import ScoringOptions
+from explorer.measure.finalists import (
+    FINALISTS_JSON,
+    PICK_ATTR,
+    FinalistSettings,
+    finalist_trials,
+    finalists_text,
+    measure_finalists,
+    measured_objective,
+)
+from explorer.measure.loop import best_check
+from explorer.measure.needs import LoopError
+from explorer.measure.verify import judge
+from explorer.search import DEFAULTS, load_result, plan_search, run_search
+from explorer.search.baselines import at_flops
+from explorer.search.problem import arch_from_params, is_feasible, sign
+from explorer.spec import Arch, load_arch
+
+
+@pytest.fixture(scope="module")
+def table_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synthetic_table(tmp_path_factory.mktemp("template") / "table").parent.parent
+
+
+def searched(platform_file: Path, out: Path, trials: int = 12, objective: str = "throughput"):  # type: ignore[no-untyped-def]
+    settings = dataclasses.replace(
+        DEFAULTS,
+        scoring=dataclasses.replace(DEFAULTS.scoring, latency_model="table"),
+        trials=trials,
+        objective=(objective,),
+    )
+    plan = plan_search("tiny", str(platform_file), BUDGET, settings=settings, out=out)
+    return plan, run_search(plan, stream=io.StringIO())
+
+
+def machine(fast: str, factor: float = 0.7, noise: float = 0.0):  # type: ignore[no-untyped-def]
+    """A model of a machine: a network runs 1 us per kFLOP, `factor` times that when its name is
+    `fast`; `noise` (relative SD) jitters each round. Records what it timed."""
+    calls: list[list[str]] = []
+    rng = np.random.default_rng(0)
+    options = ScoringOptions(platform=get_platform("v100"), latency_model="roofline")
+
+    def seconds(arch: Arch) -> float:
+        return analyze(arch, options).flops * 1e-9 * (factor if arch.name == fast else 1.0)
+
+    def timer(archs: Sequence[Arch], batch: int, rounds: int, dtype: str) -> list[tuple[float, float, list[float]]]:
+        calls.append([a.name for a in archs])
+        out = []
+        for arch in archs:
+            runs = [seconds(arch) * (1 + noise * rng.standard_normal()) for _ in range(rounds)]
+            out.append((float(np.median(runs)), 0.0, runs))
+        return out
+
+    return timer, calls, seconds
+
+
+def test_finalists_are_the_best_distinct_feasible_trials_in_the_objectives_order(
+    table_template: Path, tmp_path: Path
+) -> None:
+    _, result = searched(fresh(table_template, tmp_path), tmp_path / "run", trials=12)
+    study = result.study
+    for objective in ("throughput", "latency"):
+        got = [t.number for t in finalist_trials(study, objective, 5)]
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and is_feasible(t)]
+        by_hand = sorted(done, key=lambda t: (-sign(objective) * t.values[0], t.number))
+        assert got == [t.number for t in by_hand[:5]]
+    assert len(finalist_trials(study, "throughput", 100)) == len({tuple(sorted(t.params.items())) for t in done})
+    assert measured_objective("throughput", 2e9, 4, 0.5) == 4e9
+    assert measured_objective("images", 2e9, 4, 0.5) == 8.0
+    assert measured_objective("latency", 2e9, 4, 0.5) == 0.5
+
+
+def test_the_measured_fastest_becomes_the_best_and_its_gain_is_timed_again(
+    table_template: Path, tmp_path: Path
+) -> None:
+    """On a machine where the search's rank-2 candidate runs 0.7x what its FLOPs say, the finalists
+    pick it; the study, the run folder and a summary read back from the storage name it; the
+    confirmation's gain is uniform width at its FLOPs (interpolated between the pair, timed) / its
+    time - 1, by hand; every finalist is then predicted from timed kernels; a rerun keeps it all."""
+    platform_file = fresh(table_template, tmp_path)
+    plan, result = searched(platform_file, tmp_path / "run")
+    first = finalist_trials(result.study, "throughput", 4)
+    target = f"{plan.space.arch.name}-trial{first[2].number}"
+    timer, calls, seconds = machine(target)
+    kernels: list[list[tuple[str, int, int]]] = []
+    record = measure_finalists(
+        plan, result.study, FinalistSettings(count=4, rounds=6), timer=timer, kernel_timer=fake_timer(kernels)
+    )
+    assert calls[0] == [f"{plan.space.arch.name}-trial{t.number}" for t in first]  # the selection, search order
+    assert record["pick_rank"] == 2 and record["pick"] == first[2].number
+    assert result.study.user_attrs[PICK_ATTR] == first[2].number
+    # the confirmation: fresh rounds of the pick with the networks verify compares it with
+    c = record["confirmation"]
+    first_name = f"{plan.space.arch.name}-trial{first[0].number}"
+    assert calls[1][:2] == [target, first_name] and calls[1][-1] == plan.space.arch.name  # the pair, the base
+    assert c["contest"]["confirmed"] and c["contest"]["ratio"] == pytest.approx(1 / 0.7, rel=1e-9)
+    assert record["selection_best_rank"] == 2
+    low, high = (plan.space.uniform(m) for m in c["between"])
+    assert {low.name, high.name} <= set(calls[1])
+    options = ScoringOptions(platform=get_platform(str(platform_file)), latency_model="table")
+    pick = arch_from_params(plan.space, first[2].params, target)
+    f = [analyze(a, options).flops for a in (pick, low, high)]
+    assert f[1] <= f[0] <= f[2]  # the uniform pair brackets the pick's FLOPs
+    uniform = at_flops(f[0], f[1], f[2], seconds(low), seconds(high))
+    assert c["measured_gain"] == pytest.approx(uniform / seconds(pick) - 1, rel=1e-9)
+    assert c["measured_gain_ci95"] == pytest.approx([c["measured_gain"]] * 2, rel=1e-9)  # no noise: no width
+    assert c["predicted_gain"] == pytest.approx(
+        at_flops(f[0], f[1], f[2], analyze(low, options).latency_s, analyze(high, options).latency_s)
+        / analyze(pick, options).latency_s
+        - 1,
+        rel=1e-9,
+    )
+    # every finalist, and the pair, predicted from kernels timed here (the loop's timer answered them)
+    assert kernels and record["kernels_timed_first"]["kernels_measured"] == len({k for part in kernels for k in part})
+    for t in first:
+        assert best_check(arch_from_params(plan.space, t.params, "x"), options)["built_only_from_measured"]
+    for r in record["finalists"]:
+        assert r["predicted_s"] == pytest.approx(
+            analyze(
+                arch_from_params(plan.space, next(t for t in first if t.number == r["trial"]).params, "x"), options
+            ).latency_s,
+            rel=1e-12,
+        )
+    # the run's best, now and read back from the storage
+    from explorer.search.files import write_run
+    from explorer.search.result import summarise
+
+    again = summarise(result.study, plan, out=plan.out)
+    write_run(again)
+    assert again.best is not None and again.best.number == first[2].number
+    assert load_arch(tmp_path / "run" / "best_arch.json").ops == pick.ops
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["best"]["trial"] == first[2].number
+    assert load_result(plan.storage).best.number == first[2].number  # type: ignore[union-attr]
+    # a rerun finds the same finalists timed and times nothing
+    n = len(calls)
+    assert measure_finalists(plan, result.study, FinalistSettings(count=4, rounds=6), timer=timer) == json.loads(
+        (tmp_path / "run" / FINALISTS_JSON).read_text()
+    )
+    assert len(calls) == n
+
+
+def test_with_no_faster_finalist_the_search_keeps_its_first(table_template: Path, tmp_path: Path) -> None:
+    plan, result = searched(fresh(table_template, tmp_path), tmp_path / "run", objective="latency")
+
+    def alike(archs: Sequence[Arch], batch: int, rounds: int, dtype: str) -> list[tuple[float, float, list[float]]]:
+        return [(1e-3, 0.0, [1e-3] * rounds) for _ in archs]  # every network runs alike: ties
+
+    record = measure_finalists(
+        plan, result.study, FinalistSettings(count=3, rounds=6), timer=alike, kernel_timer=fake_timer([])
+    )
+    assert record["pick_rank"] == 0 and record["pick"] == finalist_trials(result.study, "latency", 1)[0].number
+    assert result.study.user_attrs[PICK_ATTR] == record["pick"]
+
+
+def test_a_finalist_fast_only_in_the_selection_is_not_confirmed(table_template: Path, tmp_path: Path) -> None:
+    """The selection's best won on its noise: in the fresh rounds it runs slower than the first, so
+    the first stays the best, and the gain stated is the first's."""
+    plan, result = searched(fresh(table_template, tmp_path), tmp_path / "run")
+    first = finalist_trials(result.study, "throughput", 4)
+    lucky = f"{plan.space.arch.name}-trial{first[3].number}"
+    selection, selected, _ = machine(lucky)
+    again, _, _ = machine(lucky, factor=1.1)
+
+    def timer(archs: Sequence[Arch], batch: int, rounds: int, dtype: str) -> list[tuple[float, float, list[float]]]:
+        return (again if selected else selection)(archs, batch, rounds, dtype)
+
+    record = measure_finalists(
+        plan, result.study, FinalistSettings(count=4, rounds=6), timer=timer, kernel_timer=fake_timer([])
+    )
+    assert record["selection_best_rank"] == 3 and record["pick_rank"] == 0
+    assert not record["confirmation"]["contest"]["confirmed"]
+    assert result.study.user_attrs[PICK_ATTR] == first[0].number
+    assert record["confirmation"]["measured_gain"] == record["confirmation"]["gains"]["rank 0"]["measured_gain"]
+    assert "not confirmed, the first stays the best" in finalists_text(record)
+
+
+def test_settings_and_objectives_a_stopwatch_cannot_rank_are_refused(table_template: Path, tmp_path: Path) -> None:
+    plan, result = searched(fresh(table_template, tmp_path), tmp_path / "run", trials=3, objective="params")
+    with pytest.raises(LoopError, match="objective='params'"):
+        measure_finalists(plan, result.study)
+    for bad, field in ((FinalistSettings(count=1), "count=1"), (FinalistSettings(rounds=3), "rounds=3")):
+        assert bad.problem() is not None and bad.problem().startswith(field)  # type: ignore[union-attr]
+        with pytest.raises(LoopError, match=field):
+            measure_finalists(plan, result.study, bad)
+    assert FinalistSettings().problem() is None
+
+
+def one_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    assert main(list(args)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("explore: error: ") and "\n" not in err, err
+    return err
+
+
+def test_bad_input_is_refused_in_one_line(
+    table_template: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    platform_file = fresh(table_template, tmp_path)
+    base = ["--space", "tiny", "--platform", str(platform_file), "--budget", BUDGET, "--out", str(tmp_path / "r")]
+    table = [*base, "--latency-model", "table"]
+    err = one_error(capsys, *table, "--measure-finalists", "4")
+    assert "--measure-finalists 4" in err and "give --measure-loop" in err
+    err = one_error(capsys, *table, "--measure-loop", "--measure-finalists", "1")
+    assert "--measure-finalists 1 must be an integer >= 2" in err
+    err = one_error(capsys, *table, "--measure-loop", "--measure-finalists", "4", "--objective", "flops")
+    assert "--objective 'flops'" in err and "throughput" in err
+    assert not (tmp_path / "r" / "study.db").exists()  # refused before anything was searched or timed
+
+
+def test_explore_times_its_finalists_and_verify_reads_the_searchs_measurement(
+    table_template: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The whole path on this machine (tiny networks, real timing): the run's best is the pick,
+    the report shows the finalists, and verify compares its own measurement with the search's."""
+    platform_file = fresh(table_template, tmp_path)
+    run = tmp_path / "run"
+    args = ["--space", "tiny", "--platform", str(platform_file), "--latency-model", "table-upper", "--budget", BUDGET]
+    args += ["--measure-loop", "--measure-finalists", "3", "--out", str(run), "--trials", "6"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "3 finalists timed whole" in captured.err and FINALISTS_JSON in captured.out
+    record = json.loads((run / FINALISTS_JSON).read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["best"]["trial"] == record["pick"]
+    assert "## Finalists timed whole on this machine" in (run / "report.md").read_text()
+    assert main(["report", str(run), "--out", str(tmp_path / "again")]) == 0  # the report rewritten from the study
+    assert "## Finalists timed whole on this machine" in (tmp_path / "again" / "report.md").read_text()
+    rows = record["finalists"]
+    assert len(rows) == 3 and all(r["measured_ci95_s"][0] <= r["measured_s"] <= r["measured_ci95_s"][1] for r in rows)
+    values = [r["measured_objective"] for r in rows]
+    best = record["selection_best_rank"]
+    assert values[best] == max(values)
+    contest = record["confirmation"]["contest"]
+    assert record["pick_rank"] == (best if best and contest["confirmed"] else 0)
+    if contest is not None:
+        assert contest["confirmed"] == (contest["ratio_ci95"][0] > 1)
+    for r in rows:  # throughput read off the stopwatch: FLOPs per batch / measured seconds
+        assert r["measured_objective"] == pytest.approx(r["flops_per_sample"] / r["measured_s"], rel=1e-12)
+    assert main(["verify", str(run), "--rounds", "6"]) == 0
+    v = json.loads((run / "verify.json").read_text())
+    c = v["search_measured"]
+    assert c["measured_gain"] == record["confirmation"]["measured_gain"] and c["finalists"] == 3
+    assert (c["agrees"], c["agreement"]) == judge(c["measured_gain"], v["measured_gain"], v["measured_gain_ci95"])[1:]
+    assert "the search measured its pick's gain itself" in v["verdict"]
+    assert v["candidates"][0]["flops_per_sample"] == pytest.approx(rows[record["pick_rank"]]["flops_per_sample"])
+
+
+def test_interleaved_rounds_run_each_network_once_per_round_in_a_fixed_or_a_fresh_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`interleaved_latency_s`: every round runs each network once; in the order given, or, with a
+    seed, in an order drawn afresh each round (the same seed, the same orders); run k of every
+    network is from round k."""
+    from explorer.measure import timing
+
+    log: list[str] = []
+    monkeypatch.setattr(timing, "compiled_forward", lambda arch, batch, dtype: ((lambda: log.append(arch.name)), 0.0))
+    archs = [load_arch_named(name) for name in "abcde"]
+
+    def orders(seed: int | None) -> list[list[str]]:
+        log.clear()
+        timed = timing.interleaved_latency_s(archs, 1, 12, rounds_warmup=2, shuffle_seed=seed)
+        assert all(len(t[2]) == 12 for t in timed)
+        return [log[i : i + 5] for i in range(0, len(log), 5)]
+
+    fixed = orders(None)
+    assert len(fixed) == 14 and all(o == list("abcde") for o in fixed)
+    drawn = orders(3)
+    assert len(drawn) == 14 and all(sorted(o) == list("abcde") for o in drawn)
+    assert len({tuple(o) for o in drawn}) > 5  # not one order over and over
+    assert orders(3) == drawn and orders(4) != drawn
+
+
+def load_arch_named(name: str) -> Arch:
+    from explorer.space import load_space
+
+    return dataclasses.replace(load_space("tiny").arch, name=name)
+
+
+@pytest.mark.parametrize(
+    "session", ["verify-table-upper-cpu-finalists", "verify-table-upper-cpu-mobilenet_v2-finalists"]
+)
+def test_the_recorded_finalists_read_back(session: str) -> None:
+    """Each recorded run that timed its finalists: its best (summary, best_arch.json, the study) is
+    the trial finalists.json kept, by the rule in its own numbers (the selection's best by the
+    measured objective, kept only where the fresh rounds' interval lies above 1); the gain it states
+    is what verify.json read as the search's measurement; each finalist's measured objective is its
+    FLOPs over its median time."""
+    from explorer.search import load_run
+    from explorer.space import load_space
+
+    folder = Path(__file__).resolve().parents[1] / "reports" / session
+    runs = sorted(p.parent for p in folder.glob("*/finalists.json"))
+    assert runs
+    for run in runs:
+        record = json.loads((run / FINALISTS_JSON).read_text())
+        rows = record["finalists"]
+        for r in rows:
+            assert r["measured_s"] == pytest.approx(float(np.median(r["runs_s"])), rel=1e-12)
+            assert r["measured_objective"] == pytest.approx(r["flops_per_sample"] / r["measured_s"], rel=1e-9)
+        best = max(range(len(rows)), key=lambda k: (rows[k]["measured_objective"], -k))
+        assert record["selection_best_rank"] == best
+        contest = record["confirmation"]["contest"]
+        assert record["pick_rank"] == (best if best and contest["confirmed"] else 0)
+        assert contest is None or contest["confirmed"] == (contest["ratio_ci95"][0] > 1)
+        loaded = load_run(run)  # its study.db is not kept under reports/: summary.json and trials.csv are
+        assert loaded.summary()["best"]["trial"] == record["pick"] == rows[record["pick_rank"]]["trial"]
+        with (run / "trials.csv").open() as f:
+            picked = next(r for r in csv.DictReader(f) if int(r["number"]) == record["pick"])
+        params = {k: (v == "True" if k.startswith("b:") else int(v)) for k, v in picked.items() if ":" in k and v}
+        s = loaded.record()
+        space = load_space(s.space, keep=s.keep, align=s.align, bottlenecks=s.bottlenecks)
+        assert loaded.best_arch().ops == arch_from_params(space, params, "x").ops
+        verified = json.loads((run / "verify.json").read_text())["search_measured"]
+        assert verified["measured_gain"] == record["confirmation"]["measured_gain"]
