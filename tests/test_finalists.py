@@ -303,10 +303,16 @@ def load_arch_named(name: str) -> Arch:
 
 
 @pytest.mark.parametrize(
-    "session", ["verify-table-upper-cpu-finalists", "verify-table-upper-cpu-mobilenet_v2-finalists"]
+    "session",
+    [
+        "verify-table-upper-cpu-finalists",
+        "verify-table-upper-cpu-mobilenet_v2-finalists",
+        "verify-table-upper-cpu-finalists-budgets",
+        "verify-table-upper-cpu-mobilenet_v2-finalists-budgets",
+    ],
 )
 def test_the_recorded_finalists_read_back(session: str) -> None:
-    """Each recorded run that timed its finalists: its best (summary, best_arch.json, the study) is
+    """Each recorded run that timed its finalists: its best (summary, best_arch.json) is
     the trial finalists.json kept, by the rule in its own numbers (the selection's best by the
     measured objective, kept only where the fresh rounds' interval lies above 1); the gain it states
     is what verify.json read as the search's measurement; each finalist's measured objective is its

@@ -202,6 +202,8 @@ def test_the_stage_swaps_of_recorded_runs_are_valid_networks_made_of_their_paren
         "verify-table-upper-cpu-mobilenet_v2-interval",
         "verify-table-upper-cpu-finalists",
         "verify-table-upper-cpu-mobilenet_v2-finalists",
+        "verify-table-upper-cpu-finalists-budgets",
+        "verify-table-upper-cpu-mobilenet_v2-finalists-budgets",
     ],
 )
 def test_a_recorded_closed_loop_prices_its_gain_again_from_its_recorded_table(session: str) -> None:
@@ -234,7 +236,9 @@ def test_a_recorded_closed_loop_prices_its_gain_again_from_its_recorded_table(se
         verified = json.loads((run / "verify.json").read_text())
         expected = verified["predicted_gain"]
         assert gain_of(predicted) == pytest.approx(expected, rel=1e-9, abs=1e-12), run.name
-        assert verified.get("predicted_gain_ci95") is not None or not session.endswith(("interval", "finalists"))
+        assert verified.get("predicted_gain_ci95") is not None or not session.endswith(
+            ("interval", "finalists", "finalists-budgets")
+        )
         if verified.get("predicted_gain_ci95") is not None:  # verify states it since these two sessions
             assert table_gain_interval(options, expected) == pytest.approx(tuple(verified["predicted_gain_ci95"]))
 
