@@ -344,3 +344,33 @@ def test_the_recorded_finalists_read_back(session: str) -> None:
         assert loaded.best_arch().ops == arch_from_params(space, params, "x").ops
         verified = json.loads((run / "verify.json").read_text())["search_measured"]
         assert verified["measured_gain"] == record["confirmation"]["measured_gain"]
+
+
+def test_a_search_interrupted_while_timing_its_finalists_resumes(
+    table_template: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the finalists are timed (after the kernels they lacked went into the table):
+    exit 130, every trial kept; the same command again times the finalists and finishes."""
+    from explorer.measure import finalists
+
+    platform_file = fresh(table_template, tmp_path)
+    run = tmp_path / "run"
+    args = ["--space", "tiny", "--platform", str(platform_file), "--latency-model", "table-upper", "--budget", BUDGET]
+    args += ["--measure-loop", "--measure-finalists", "3", "--out", str(run), "--trials", "6", "--no-report"]
+
+    def interrupted(*_: object, **__: object) -> list:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(finalists, "shuffled_rounds", interrupted)
+    table_before = (platform_file.parent / "profile.csv").read_text()
+    assert main(args) == 130
+    assert "completed trials are kept" in capsys.readouterr().err and not (run / FINALISTS_JSON).exists()
+    assert (platform_file.parent / "profile.csv").read_text() != table_before  # the finalists' kernels went in
+    trials = optuna.load_study(study_name="explore", storage=f"sqlite:///{run / 'study.db'}").trials
+    assert len(trials) == 6
+    monkeypatch.undo()
+    assert main(args) == 0
+    assert (
+        json.loads((run / FINALISTS_JSON).read_text())["pick"]
+        == json.loads((run / "summary.json").read_text())["best"]["trial"]
+    )

@@ -389,6 +389,7 @@ def run_finalists(plan: SearchPlan, result: SearchResult, settings: FinalistSett
     """Time the search's finalists whole (`explorer.measure.finalists`), then summarise the study again
     (its best is now the measured pick) and rewrite the run folder's files."""
     from explorer.measure.finalists import finalists_text, measure_finalists
+    from explorer.measure.loop import record_table_state
     from explorer.measure.needs import LoopError
     from explorer.search.files import write_run
     from explorer.search.result import summarise
@@ -397,6 +398,8 @@ def run_finalists(plan: SearchPlan, result: SearchResult, settings: FinalistSett
         record = measure_finalists(plan, result.study, settings, stream=sys.stderr)
     except LoopError as exc:
         raise UsageError(str(exc)) from None
+    finally:  # the rows it added are for the networks it compared: the same command resumes on the table
+        record_table_state(plan)
     print(f"  {finalists_text(record)}", file=sys.stderr, flush=True)
     again = summarise(result.study, plan, out=plan.out, wall_s=result.wall_s)
     again.storage_url, again.worker_failures = result.storage_url, result.worker_failures

@@ -560,6 +560,20 @@ def record_search(plan: SearchPlan, best: Arch | None) -> dict[str, Any]:
     return check or {}
 
 
+def record_table_state(plan: SearchPlan) -> None:
+    """After a stage that adds rows to the loop's table for networks it compares, not for the
+    trials (the finalists, `explorer.measure.finalists`), interrupted or not: write into loop.json
+    that the run's study stands on the table as it is now, so the same command resumes on it."""
+    assert plan.out is not None
+    path = plan.out / LOOP_JSON
+    table = table_path(plan.settings.scoring.plat)
+    if not path.is_file() or table is None:
+        return
+    data = read_loop(path)
+    data["searched_on_table_sha256"] = table_digest(table)
+    write_text(path, dumps_json(data))
+
+
 def best_check(arch: Arch, options: ScoringOptions) -> dict[str, Any]:
     """How many of `arch`'s kernels the table has timed, and the ones it has not."""
     table = table_path(resolve_options(options).plat)
@@ -750,5 +764,6 @@ __all__ = [
     "measure_compared",
     "measure_loop",
     "record_search",
+    "record_table_state",
     "table_drift",
 ]
