@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from test_measure_loop import BUDGET, fake_timer, fresh, synthetic_table
+from test_measure_loop import BUDGET, fake_timer, fresh, one_error, synthetic_table
 
 from explorer.cli import main
 from explorer.cost import analyze, get_platform
@@ -208,13 +208,6 @@ def test_settings_and_objectives_a_stopwatch_cannot_rank_are_refused(table_templ
         with pytest.raises(LoopError, match=field):
             measure_finalists(plan, result.study, bad)
     assert FinalistSettings().problem() is None
-
-
-def one_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    assert main(list(args)) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("explore: error: ") and "\n" not in err, err
-    return err
 
 
 def test_bad_input_is_refused_in_one_line(
