@@ -164,6 +164,27 @@ def test_the_recorded_gain_intervals_are_what_their_script_states_again(tmp_path
         assert r["inside_predicted_interval"] == (low <= v["measured_gain"] <= high)
 
 
+def test_the_recorded_drift_repricing_is_what_its_script_states_again(tmp_path: Path) -> None:
+    """reports/gain-intervals/drift-repricing: rerun on the run folders it names (nothing timed), the
+    same numbers; with nothing scaled each run's gain is its verify.json's prediction, and scaling a
+    run's later rows by a drift above 1 can only lower its predicted gain (the uniform pair gets faster)."""
+    recorded = json.loads((ROOT / "reports" / "gain-intervals" / "drift-repricing.json").read_text())
+    args = recorded["command"].split()[2:]
+    out = args.index("--out")
+    args[out + 1] = str(tmp_path)
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "drift_repricing.py"), *args], check=True, cwd=ROOT)
+    again = json.loads((tmp_path / "drift-repricing.json").read_text())
+    for info in (recorded, again):
+        info.pop("date"), info.pop("command")
+    assert again == recorded and recorded["summary"]["runs"] >= 30
+    for r in recorded["runs"]:
+        assert r["predicted_gain_repriced"] == pytest.approx(r["predicted_gain"], rel=1e-9, abs=1e-12), r["run"]
+        if r["rows_scaled"] and r["drift"] > 1:
+            assert r["predicted_gain_one_clock"] < r["predicted_gain"]
+        if not r["rows_scaled"]:
+            assert r["predicted_gain_one_clock"] == pytest.approx(r["predicted_gain"], rel=1e-12)
+
+
 def test_the_stage_swaps_of_recorded_runs_are_valid_networks_made_of_their_parents_stages() -> None:
     """scripts/stage_swaps.py's units partition a network's ops, and every network taking each unit
     from one of two recorded searched networks is a valid network (its shapes resolve), the all-A
