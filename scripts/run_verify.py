@@ -48,8 +48,8 @@ def main() -> int:
         "--measure-finalists",
         type=int,
         metavar="K",
-        help="with --measure-loop: each search times its K best candidates whole and keeps the measured fastest "
-        "(explore --measure-finalists)",
+        help="with --measure-loop: each search times its K best candidates whole and keeps the measured best "
+        "where fresh rounds confirm it (explore --measure-finalists)",
     )
     args = parser.parse_args()
     if args.measure_finalists is not None and not args.measure_loop:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 from collections.abc import Sequence
@@ -37,7 +38,7 @@ from explorer.measure.needs import LoopError
 from explorer.measure.verify import judge
 from explorer.search import DEFAULTS, load_result, plan_search, run_search
 from explorer.search.baselines import at_flops
-from explorer.search.problem import arch_from_params, is_feasible, sign
+from explorer.search.problem import arch_from_params, is_feasible
 from explorer.spec import Arch, load_arch
 
 
@@ -81,14 +82,19 @@ def machine(fast: str, factor: float = 0.7, noise: float = 0.0):  # type: ignore
 def test_finalists_are_the_best_distinct_feasible_trials_in_the_objectives_order(
     table_template: Path, tmp_path: Path
 ) -> None:
-    _, result = searched(fresh(table_template, tmp_path), tmp_path / "run", trials=12)
-    study = result.study
-    for objective in ("throughput", "latency"):
-        got = [t.number for t in finalist_trials(study, objective, 5)]
+    """Throughput is best highest, latency lowest: each study's trials sorted by hand that way."""
+    for objective, highest_first in (("throughput", True), ("latency", False)):
+        _, result = searched(fresh(table_template, tmp_path / objective), tmp_path / objective / "run", 12, objective)
+        study = result.study
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and is_feasible(t)]
-        by_hand = sorted(done, key=lambda t: (-sign(objective) * t.values[0], t.number))
+        by_hand = sorted(done, key=lambda t: t.number)  # ties: the earlier trial first
+        by_hand.sort(key=lambda t: t.values[0], reverse=highest_first)
+        got = [t.number for t in finalist_trials(study, objective, 5)]
         assert got == [t.number for t in by_hand[:5]]
-    assert len(finalist_trials(study, "throughput", 100)) == len({tuple(sorted(t.params.items())) for t in done})
+        values = [next(t.values[0] for t in done if t.number == n) for n in got]
+        assert values == sorted(values, reverse=highest_first)
+        distinct = len({tuple(sorted(t.params.items())) for t in done})
+        assert len(finalist_trials(study, objective, 100)) == distinct
     assert measured_objective("throughput", 2e9, 4, 0.5) == 4e9
     assert measured_objective("images", 2e9, 4, 0.5) == 8.0
     assert measured_objective("latency", 2e9, 4, 0.5) == 0.5
@@ -112,7 +118,7 @@ def test_the_measured_fastest_becomes_the_best_and_its_gain_is_timed_again(
     )
     assert calls[0] == [f"{plan.space.arch.name}-trial{t.number}" for t in first]  # the selection, search order
     assert record["pick_rank"] == 2 and record["pick"] == first[2].number
-    assert result.study.user_attrs[PICK_ATTR] == first[2].number
+    assert result.study.user_attrs[PICK_ATTR] == {"trial": first[2].number, "finalists": [t.number for t in first]}
     # the confirmation: fresh rounds of the pick with the networks verify compares it with
     c = record["confirmation"]
     first_name = f"{plan.space.arch.name}-trial{first[0].number}"
@@ -174,7 +180,7 @@ def test_with_no_faster_finalist_the_search_keeps_its_first(table_template: Path
         plan, result.study, FinalistSettings(count=3, rounds=6), timer=alike, kernel_timer=fake_timer([])
     )
     assert record["pick_rank"] == 0 and record["pick"] == finalist_trials(result.study, "latency", 1)[0].number
-    assert result.study.user_attrs[PICK_ATTR] == record["pick"]
+    assert result.study.user_attrs[PICK_ATTR]["trial"] == record["pick"]
 
 
 def test_a_finalist_fast_only_in_the_selection_is_not_confirmed(table_template: Path, tmp_path: Path) -> None:
@@ -194,7 +200,7 @@ def test_a_finalist_fast_only_in_the_selection_is_not_confirmed(table_template: 
     )
     assert record["selection_best_rank"] == 3 and record["pick_rank"] == 0
     assert not record["confirmation"]["contest"]["confirmed"]
-    assert result.study.user_attrs[PICK_ATTR] == first[0].number
+    assert result.study.user_attrs[PICK_ATTR]["trial"] == first[0].number
     assert record["confirmation"]["measured_gain"] == record["confirmation"]["gains"]["rank 0"]["measured_gain"]
     assert "not confirmed, the first stays the best" in finalists_text(record)
 
@@ -253,7 +259,9 @@ def test_explore_times_its_finalists_and_verify_reads_the_searchs_measurement(
     if contest is not None:
         assert contest["confirmed"] == (contest["ratio_ci95"][0] > 1)
     for r in rows:  # throughput read off the stopwatch: FLOPs per batch / measured seconds
-        assert r["measured_objective"] == pytest.approx(r["flops_per_sample"] / r["measured_s"], rel=1e-12)
+        assert r["measured_objective"] == pytest.approx(
+            r["flops_per_sample"] * record["batch"] / r["measured_s"], rel=1e-12
+        )
     assert main(["verify", str(run), "--rounds", "6"]) == 0
     v = json.loads((run / "verify.json").read_text())
     c = v["search_measured"]
@@ -321,7 +329,9 @@ def test_the_recorded_finalists_read_back(session: str) -> None:
         rows = record["finalists"]
         for r in rows:
             assert r["measured_s"] == pytest.approx(float(np.median(r["runs_s"])), rel=1e-12)
-            assert r["measured_objective"] == pytest.approx(r["flops_per_sample"] / r["measured_s"], rel=1e-9)
+            assert r["measured_objective"] == pytest.approx(
+                r["flops_per_sample"] * record["batch"] / r["measured_s"], rel=1e-9
+            )
         best = max(range(len(rows)), key=lambda k: (rows[k]["measured_objective"], -k))
         assert record["selection_best_rank"] == best
         contest = record["confirmation"]["contest"]
@@ -355,10 +365,12 @@ def test_a_search_interrupted_while_timing_its_finalists_resumes(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(finalists, "shuffled_rounds", interrupted)
-    table_before = (platform_file.parent / "profile.csv").read_text()
     assert main(args) == 130
     assert "completed trials are kept" in capsys.readouterr().err and not (run / FINALISTS_JSON).exists()
-    assert (platform_file.parent / "profile.csv").read_text() != table_before  # the finalists' kernels went in
+    csv_now = (platform_file.parent / "profile.csv").read_bytes()  # the study is noted as standing on it
+    assert (
+        json.loads((run / "loop.json").read_text())["searched_on_table_sha256"] == hashlib.sha256(csv_now).hexdigest()
+    )
     trials = optuna.load_study(study_name="explore", storage=f"sqlite:///{run / 'study.db'}").trials
     assert len(trials) == 6
     monkeypatch.undo()
@@ -367,3 +379,63 @@ def test_a_search_interrupted_while_timing_its_finalists_resumes(
         json.loads((run / FINALISTS_JSON).read_text())["pick"]
         == json.loads((run / "summary.json").read_text())["best"]["trial"]
     )
+
+
+def test_a_pick_holds_only_while_its_finalists_are_the_studys_best(table_template: Path, tmp_path: Path) -> None:
+    """`summarise` honours `measured_pick` while the finalists it names are still the study's best
+    distinct trials; a pick chosen among others (stale: trials that beat them came later) is ignored."""
+    from explorer.search.result import summarise
+
+    plan, result = searched(fresh(table_template, tmp_path), tmp_path / "run")
+    study = result.study
+    first = [t.number for t in finalist_trials(study, "throughput", 4)]
+    by_objective = summarise(study, plan).best
+    assert by_objective is not None and by_objective.number == first[0]
+    study.set_user_attr(PICK_ATTR, {"trial": first[3], "finalists": first})
+    assert summarise(study, plan).best.number == first[3]  # type: ignore[union-attr]
+    stale = [first[1], first[2], first[3], first[0]]  # not the order the study ranks them in now
+    study.set_user_attr(PICK_ATTR, {"trial": first[3], "finalists": stale})
+    assert summarise(study, plan).best.number == first[0]  # type: ignore[union-attr]
+    study.set_user_attr(PICK_ATTR, first[3])  # not a pick this version writes
+    assert summarise(study, plan).best.number == first[0]  # type: ignore[union-attr]
+
+
+def test_under_the_latency_objective_a_faster_finalist_wins_and_is_said_to_take_less(
+    table_template: Path, tmp_path: Path
+) -> None:
+    plan, result = searched(fresh(table_template, tmp_path), tmp_path / "run", objective="latency")
+    first = finalist_trials(result.study, "latency", 4)
+    target = f"{plan.space.arch.name}-trial{first[1].number}"
+    timer, _, _ = machine(target, factor=0.8)
+    record = measure_finalists(
+        plan, result.study, FinalistSettings(count=4, rounds=6), timer=timer, kernel_timer=fake_timer([])
+    )
+    contest = record["confirmation"]["contest"]
+    # the lowest latency wins unless FLOPs differ by more than 20%; here rank 1 is 0.8x its FLOPs-time
+    fl = [r["flops_per_sample"] for r in record["finalists"]]
+    expected = min(range(4), key=lambda k: (fl[k] * (0.8 if k == 1 else 1.0), k))
+    assert record["selection_best_rank"] == expected == 1  # the finalists lie within 20% in FLOPs
+    assert contest["confirmed"] and contest["ratio"] == pytest.approx(fl[0] / (0.8 * fl[1]), rel=1e-9)
+    assert record["pick_rank"] == 1
+    assert f"took {0.8 * fl[1] / fl[0]:.3f}x the first's latency" in finalists_text(record)
+
+
+def test_a_pick_off_the_uniform_curve_states_no_gain(
+    table_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a contender's FLOPs lie outside the uniform-width curve there is no uniform network at
+    matched FLOPs: the record says so, the sentence says so, and verify has no search gain to read."""
+    from explorer.measure.finalists import confirmed_gain
+    from explorer.search import baselines
+
+    plan, result = searched(fresh(table_template, tmp_path), tmp_path / "run")
+    monkeypatch.setattr(baselines, "matched_uniform", lambda curve, scored: None)
+    timer, _, _ = machine("none")
+    record = measure_finalists(
+        plan, result.study, FinalistSettings(count=3, rounds=6), timer=timer, kernel_timer=fake_timer([])
+    )
+    assert "measured_gain" not in record["confirmation"] and "outside the uniform-width curve" in str(
+        record["confirmation"]["skipped"]
+    )
+    assert "no gain over uniform width" in finalists_text(record)
+    assert confirmed_gain(tmp_path / "run") is None

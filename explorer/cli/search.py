@@ -329,8 +329,8 @@ def add_measure_loop_args(search: argparse.ArgumentParser) -> None:
         "--measure-finalists",
         type=int,
         metavar="K",
-        help="with --measure-loop: after the search, time its K best distinct candidates whole here, make the "
-        "measured fastest the best, and time it again beside uniform width at matched FLOPs (finalists.json)",
+        help="with --measure-loop: after the search, time its K best distinct candidates whole here; the measured "
+        "best becomes the best where fresh rounds beside uniform width at matched FLOPs confirm it (finalists.json)",
     )
     search.add_argument(
         "--measure-foreign",

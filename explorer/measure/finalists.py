@@ -1,6 +1,6 @@
 """Finalists timed whole: after a search on a measured table, build its best few candidates, time them
-whole on this machine, and make the measured fastest the search's best (as MnasNet and FBNet measure
-their candidates, here only the finalists).
+whole on this machine, and make the measured best the search's best where fresh rounds confirm it
+(as MnasNet and FBNet measure their candidates, here only the finalists).
 
 A table prices a network as a sum of its kernels, each timed alone, plus fitted per-pass terms; on
 whole networks it is off by a few percent, and that error belongs to the network (the same network is
@@ -20,12 +20,15 @@ below what the table resolves, and only the stopwatch tells them apart. Two step
    fresh interleaved rounds, beside the networks `explore verify` compares a searched network with
    (uniform width below and above each one's FLOPs, the base). The selection's best replaces the
    search's first only where these rounds confirm it: the 95% interval of its objective over the
-   first's, paired round by round, lies above 1. The kept network's gain over uniform width at
-   matched FLOPs in these rounds, with a 95% bootstrap interval, is what the search states as
-   measured; `explore verify` times the same networks again later and says whether the two agree.
+   first's (for `latency`, the first's latency over its), paired round by round, lies above 1. The
+   kept network's gain over uniform width at matched FLOPs in these rounds, with a 95% bootstrap
+   interval, is what the search states as measured; `explore verify` times the same networks
+   again later and says whether the two agree.
 
-The pick is stored in the study (user attribute `measured_pick`, its trial number), so the run
-folder's best, its summary and its report, rewritten from the study at any later time, name it;
+The pick is stored in the study (user attribute `measured_pick`: its trial number and the
+finalists'), so the run folder's best, its summary and its report, rewritten from the study at
+any later time, name it while those finalists are still the study's best (more trials that beat
+them make it stale);
 finalists.json in the run folder holds both steps (every finalist's predicted and measured time) and
 the pick's predicted gain next to the measured one. A rerun of the same search finds the finalists
 measured (the same trials) and keeps them.
@@ -50,7 +53,7 @@ from explorer.files import dumps_json, read_json, write_text
 from explorer.measure.loop import LoopSettings, measure_compared
 from explorer.measure.loop import Timer as KernelTimer
 from explorer.measure.needs import LoopError
-from explorer.search.result import MEASURED_PICK
+from explorer.search.result import MEASURED_PICK, best_distinct_trials
 from explorer.spec import Arch
 
 if TYPE_CHECKING:
@@ -61,7 +64,8 @@ FINALISTS_JSON = "finalists.json"
 """The run folder's record of the finalists: settings, both timing steps and the pick."""
 FINALISTS_FORMAT = 1
 PICK_ATTR = MEASURED_PICK
-"""The study's user attribute naming the trial the finalists' measurement picked (its number)."""
+"""The study's user attribute: {"trial": the pick's number, "finalists": the numbers it was chosen
+among}; `summarise` honours it while those are still the study's best distinct trials."""
 
 MEASURED_OBJECTIVES: dict[str, str] = {
     "throughput": "FLOPs per batch / measured latency (FLOP/s)",
@@ -74,6 +78,8 @@ Timer = Callable[[Sequence[Arch], int, int, str], list[tuple[float, float, list[
 """(networks, batch, rounds, dtype) -> per network (median s, compile s, every timed run s):
 `interleaved_latency_s`'s signature."""
 
+SESSION_WHAT = "explore --measure-finalists: the kernels of the finalists and the networks compared"
+"""How the table's sidecar names the session in which the finalists' lacking kernels were timed."""
 SHUFFLE_SEED = 0
 """Finalists are timed in rounds whose order is drawn afresh each round (from this seed): the
 network that runs just after another is 1-2% slower or faster here, as much as finalists differ."""
@@ -128,21 +134,8 @@ def finalist_trials(study: optuna.Study, objective: str, count: int) -> list[opt
     """The `count` best distinct feasible complete trials by the search's objective (ties: the earlier)."""
     from explorer.search.problem import is_feasible, sign
 
-    done = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if is_feasible(t) and t.values
-    ]
-    done.sort(key=lambda t: (-sign(objective) * t.values[0], t.number))
-    out, seen = [], set()
-    for t in done:
-        key = tuple(sorted(t.params.items()))
-        if key not in seen:
-            seen.add(key)
-            out.append(t)
-        if len(out) == count:
-            break
-    return out
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if is_feasible(t)]
+    return best_distinct_trials(done, sign(objective), count)
 
 
 def measured_objective(objective: str, flops_per_batch: float, batch: int, latency_s: float) -> float:
@@ -198,7 +191,11 @@ def measure_finalists(
     numbers = [t.number for t in trials]
     if path.is_file():
         earlier = read_finalists(path)
-        if [f["trial"] for f in earlier["finalists"]] == numbers and study.user_attrs.get(PICK_ATTR) == earlier["pick"]:
+        stored = study.user_attrs.get(PICK_ATTR)
+        if [f["trial"] for f in earlier["finalists"]] == numbers and stored == {
+            "trial": earlier["pick"],
+            "finalists": numbers,
+        }:
             print(f"  finalists: already timed ({path}); kept", file=stream, flush=True)
             return earlier
     time_whole = timer or shuffled_rounds
@@ -212,6 +209,7 @@ def measure_finalists(
             plan.settings.scoring,
             loop_settings or LoopSettings(),
             stream=stream,
+            what=SESSION_WHAT,
             **({"timer": kernel_timer} if kernel_timer is not None else {}),
         )
     scorer = plan.report_scorer()
@@ -259,6 +257,7 @@ def measure_finalists(
             plan.settings.scoring,
             loop_settings or LoopSettings(),
             stream=stream,
+            what=SESSION_WHAT,
             **({"timer": kernel_timer} if kernel_timer is not None else {}),
         )
         kernels = {
@@ -336,7 +335,7 @@ def measure_finalists(
         "confirmation": confirmation,
     }
     write_text(path, dumps_json(record))
-    study.set_user_attr(PICK_ATTR, rows[pick]["trial"])
+    study.set_user_attr(PICK_ATTR, {"trial": rows[pick]["trial"], "finalists": numbers})
     return record
 
 
@@ -380,10 +379,14 @@ def finalists_text(data: Mapping[str, Any]) -> str:
     else:
         contest = c["contest"]
         low, high = contest["ratio_ci95"]
+        than = (  # the contest's ratio is 'better' (above 1: better); a latency is better lower
+            f"took {1 / contest['ratio']:.3f}x the first's latency (95% interval {1 / high:.3f}x to {1 / low:.3f}x)"
+            if data["objective"] == "latency"
+            else f"ran {contest['ratio']:.3f}x the first's {data['objective']} (95% interval {low:.3f}x to {high:.3f}x)"
+        )
         head += (
             f", its rank-{best} candidate {rows[best]['measured_s'] * 1e3:.2f} ms; timed again ({c['rounds']} fresh "
-            f"rounds), rank {best} ran {contest['ratio']:.3f}x the first's {data['objective']} (95% interval "
-            f"{low:.3f}x to {high:.3f}x): "
+            f"rounds), rank {best} {than}: "
             + ("confirmed, it is the best now" if contest["confirmed"] else "not confirmed, the first stays the best")
         )
     if "measured_gain" not in c:

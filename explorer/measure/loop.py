@@ -598,8 +598,10 @@ def measure_compared(
     *,
     stream: TextIO = sys.stderr,
     timer: Timer = time_kernels,
+    what: str = "explore verify: the kernels of the networks compared",
 ) -> dict[str, Any]:
-    """For `explore verify` of a loop's run: time into the table the kernels that the networks it
+    """For `explore verify` of a loop's run (or the finalists, `what` names it in the sidecar's
+    session): time into the table the kernels that the networks it
     compares (`archs`, by label) run and the table has not timed, so that every prediction of the
     comparison, not only the searched network's, is built from timed kernels. A uniform-width network
     at matched FLOPs has widths no grid point holds, and an interpolation between timed widths
@@ -627,7 +629,7 @@ def measure_compared(
         flush=True,
     )
     session: dict[str, Any] = {
-        "what": "explore verify: the kernels of the networks compared",
+        "what": what,
         **provenance_now(),
         "started": _now(),
     }

@@ -26,8 +26,10 @@ from explorer.search.storage import StorageURL, open_storage
 from explorer.space import Space
 
 MEASURED_PICK = "measured_pick"
-"""The study attribute naming the trial that timing the finalists whole made the best
-(`explorer.measure.finalists.PICK_ATTR`); without it, the best is the best trial by the objective."""
+"""The study attribute naming the trial that timing the finalists whole made the best, and the
+finalists it was chosen among (`explorer.measure.finalists.PICK_ATTR`: {"trial": n, "finalists":
+[n, ...]}). It holds while those are still the study's best distinct trials (more trials that beat
+them make it stale, and the best is again the best trial by the objective)."""
 WALL_S = "wall_s"
 """The study attribute holding the last run's wall time (seconds), so a summary rewritten from the study matches."""
 
@@ -142,16 +144,34 @@ def study_wall_s(study: optuna.Study) -> float:
     return (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
 
 
+def best_distinct_trials(
+    trials: list[optuna.trial.FrozenTrial], direction: int, count: int
+) -> list[optuna.trial.FrozenTrial]:
+    """The `count` best of `trials` by their first value (`direction` +1: highest first, -1: lowest),
+    one per distinct set of params, ties to the earlier trial."""
+    ordered = sorted((t for t in trials if t.values), key=lambda t: (-direction * t.values[0], t.number))
+    out, seen = [], set()
+    for t in ordered:
+        key = tuple(sorted(t.params.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(t)
+        if len(out) == count:
+            break
+    return out
+
+
 def _best_and_front(study: optuna.Study, space: Space, scorer: Scorer) -> tuple[Scored | None, list[Scored]]:
     feasible = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and is_feasible(t)]
     if not feasible:
         return None, []
     signs = [sign(n) for n in scorer.objective]
     best_trial = max(feasible, key=lambda t: (signs[0] * t.values[0], -t.number))
-    picked = study.user_attrs.get(
-        MEASURED_PICK
-    )  # finalists timed whole chose among the best (explorer.measure.finalists)
-    best_trial = next((t for t in feasible if t.number == picked), best_trial)
+    picked = study.user_attrs.get(MEASURED_PICK)  # finalists timed whole chose among the best
+    if isinstance(picked, dict) and len(signs) == 1:
+        finalists = list(picked.get("finalists", []))
+        if [t.number for t in best_distinct_trials(feasible, signs[0], len(finalists))] == finalists:
+            best_trial = next((t for t in feasible if t.number == picked.get("trial")), best_trial)
     best = scorer.score(arch_from_params(space, best_trial.params, f"{space.arch.name}-best"), best_trial.number)
     front = []
     if len(signs) > 1:
