@@ -144,17 +144,23 @@ def test_a_tables_whole_network_error_is_the_rms_log_error_of_its_fits_left_out_
     )
 
 
+def rerun_recorded(script: str, name: str, tmp_path: Path) -> tuple[dict, dict]:
+    """reports/gain-intervals/`name` as recorded, and as `scripts/script` writes it again into
+    `tmp_path` from the command it records (nothing timed); both without their date and command."""
+    recorded = json.loads((ROOT / "reports" / "gain-intervals" / name).read_text())
+    args = recorded["command"].split()[2:]
+    args[args.index("--out") + 1] = str(tmp_path)
+    subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], check=True, cwd=ROOT)
+    again = json.loads((tmp_path / name).read_text())
+    for info in (recorded, again):
+        info.pop("date"), info.pop("command")
+    return recorded, again
+
+
 def test_the_recorded_gain_intervals_are_what_their_script_states_again(tmp_path: Path) -> None:
     """reports/gain-intervals: rerun on the run folders and tables it names, nothing timed, it states
     the same intervals, and each interval is `explore verify`'s for that run."""
-    recorded = json.loads((ROOT / "reports" / "gain-intervals" / "gain-intervals.json").read_text())
-    args = recorded["command"].split()[2:]
-    out = args.index("--out")
-    args[out + 1] = str(tmp_path)
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "gain_intervals.py"), *args], check=True, cwd=ROOT)
-    again = json.loads((tmp_path / "gain-intervals.json").read_text())
-    for info in (recorded, again):
-        info.pop("date"), info.pop("command")
+    recorded, again = rerun_recorded("gain_intervals.py", "gain-intervals.json", tmp_path)
     assert again == recorded and len(recorded["runs"]) >= 30 and len(recorded["tables"]) >= 10
     for r in recorded["runs"]:
         v = json.loads((ROOT / r["run"] / "verify.json").read_text())
@@ -168,14 +174,7 @@ def test_the_recorded_drift_repricing_is_what_its_script_states_again(tmp_path: 
     """reports/gain-intervals/drift-repricing: rerun on the run folders it names (nothing timed), the
     same numbers; with nothing scaled each run's gain is its verify.json's prediction, and scaling a
     run's later rows by a drift above 1 can only lower its predicted gain (the uniform pair gets faster)."""
-    recorded = json.loads((ROOT / "reports" / "gain-intervals" / "drift-repricing.json").read_text())
-    args = recorded["command"].split()[2:]
-    out = args.index("--out")
-    args[out + 1] = str(tmp_path)
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "drift_repricing.py"), *args], check=True, cwd=ROOT)
-    again = json.loads((tmp_path / "drift-repricing.json").read_text())
-    for info in (recorded, again):
-        info.pop("date"), info.pop("command")
+    recorded, again = rerun_recorded("drift_repricing.py", "drift-repricing.json", tmp_path)
     assert again == recorded and recorded["summary"]["runs"] >= 30
     for r in recorded["runs"]:
         assert r["predicted_gain_repriced"] == pytest.approx(r["predicted_gain"], rel=1e-9, abs=1e-12), r["run"]

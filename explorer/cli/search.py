@@ -372,16 +372,13 @@ def finalist_settings(args: argparse.Namespace, plan: SearchPlan) -> FinalistSet
             "timed on; give --measure-loop too"
         )
     settings = FinalistSettings(count=args.measure_finalists)
-    problem = settings.problem()
+    problem = settings.problem()  # only the count comes from the command line
+    if problem is not None:
+        raise UsageError(problem.replace("count=", "--measure-finalists ", 1))
     try:
-        if problem is not None:
-            raise LoopError(problem)
         check_plan(plan)
     except LoopError as exc:
-        text = str(exc)
-        raise UsageError(
-            text.replace("count=", "--measure-finalists ", 1) if text.startswith("count=") else text
-        ) from None
+        raise UsageError(str(exc)) from None
     return settings
 
 

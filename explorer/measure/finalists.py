@@ -49,8 +49,8 @@ import numpy as np
 import optuna
 
 from explorer.cost.latency import reads_table
-from explorer.files import dumps_json, read_json, write_text
-from explorer.measure.loop import LoopSettings, measure_compared
+from explorer.files import dumps_json, write_text
+from explorer.measure.loop import LoopSettings, measure_compared, read_record
 from explorer.measure.loop import Timer as KernelTimer
 from explorer.measure.needs import LoopError
 from explorer.search.result import MEASURED_PICK, best_distinct_trials
@@ -174,8 +174,8 @@ def measure_finalists(
         What finalists.json holds. The study's `measured_pick` names the pick's trial; a study whose
         finalists.json already measured the same trials is left as it is (returned as recorded).
     """
-    from explorer.measure.timing import bootstrap_median_ci95, device_name
-    from explorer.search.baselines import UniformPoint, at_flops, matched_uniform, uniform_curve
+    from explorer.measure.timing import bootstrap_median_ci95, device_name, gain_by_round
+    from explorer.search.baselines import UniformPoint, matched_uniform, uniform_curve
     from explorer.search.problem import arch_from_params, sign
 
     problem = settings.problem()
@@ -202,16 +202,24 @@ def measure_finalists(
     space, batch, dtype = plan.space, plan.settings.scoring.batch, plan.settings.scoring.dtype
     archs = [arch_from_params(space, t.params, f"{space.arch.name}-trial{t.number}") for t in trials]
     started = time.perf_counter()
+    on_table = reads_table(str(plan.settings.scoring.latency_model))
     kernels: dict[str, Any] = {"kernels_measured": 0, "seconds": 0.0}
-    if reads_table(str(plan.settings.scoring.latency_model)):  # every finalist predicted from timed kernels
-        kernels = measure_compared(
-            {f"rank {k}": a for k, a in enumerate(archs)},
+
+    def time_into_table(networks: Mapping[str, Arch]) -> None:
+        """Time into the table the kernels `networks` lack, so each is predicted from timed kernels."""
+        more = measure_compared(
+            networks,
             plan.settings.scoring,
             loop_settings or LoopSettings(),
             stream=stream,
             what=SESSION_WHAT,
             **({"timer": kernel_timer} if kernel_timer is not None else {}),
         )
+        kernels["kernels_measured"] += more["kernels_measured"]
+        kernels["seconds"] = round(kernels["seconds"] + more["seconds"], 1)
+
+    if on_table:
+        time_into_table({f"rank {k}": a for k, a in enumerate(archs)})
     scorer = plan.report_scorer()
     scored = [scorer.score(a, t.number) for a, t in zip(archs, trials, strict=True)]
     print(
@@ -251,19 +259,8 @@ def measure_finalists(
     for m in sorted({m for k in contenders if pairs[k] is not None for m in pairs[k].between}):  # type: ignore[union-attr]
         compared[f"uniform x{m:g}"] = space.uniform(m)
     compared["base"] = space.arch
-    if reads_table(str(plan.settings.scoring.latency_model)):  # the uniform widths predicted from timed kernels too
-        more = measure_compared(
-            compared,
-            plan.settings.scoring,
-            loop_settings or LoopSettings(),
-            stream=stream,
-            what=SESSION_WHAT,
-            **({"timer": kernel_timer} if kernel_timer is not None else {}),
-        )
-        kernels = {
-            "kernels_measured": kernels["kernels_measured"] + more["kernels_measured"],
-            "seconds": round(kernels["seconds"] + more["seconds"], 1),
-        }
+    if on_table:  # the uniform widths predicted from timed kernels too
+        time_into_table(compared)
         curve = [UniformPoint(m, sc.metrics) for m, sc in uniform_curve(space, scorer)]
         pairs = {k: matched_uniform(curve, scorer.score(archs[k])) for k in contenders}
     print(
@@ -295,10 +292,10 @@ def measure_finalists(
             continue
         below, above = (runs[f"uniform x{m:g}"] for m in pair.between)
         f_below, f_above = (scorer.score(space.uniform(m)).result.flops for m in pair.between)
-        per_round = at_flops(flops[k], f_below, f_above, below, above) / runs[f"rank {k}"] - 1
+        _, gain, ci = gain_by_round(runs[f"rank {k}"], flops[k], below, f_below, above, f_above)
         gains[f"rank {k}"] = {
-            "measured_gain": float(np.median(per_round)),
-            "measured_gain_ci95": list(bootstrap_median_ci95(per_round)),
+            "measured_gain": gain,
+            "measured_gain_ci95": list(ci),
             "predicted_gain": pair.speedup - 1,
             "between": list(pair.between),
         }
@@ -341,10 +338,7 @@ def measure_finalists(
 
 def read_finalists(path: Path) -> dict[str, Any]:
     """A run folder's finalists.json (a one-line LoopError when it is not one)."""
-    data = read_json(path, "finalists record", LoopError)
-    if not isinstance(data, dict) or data.get("format") != FINALISTS_FORMAT:
-        raise LoopError(f"{path} is not a format-{FINALISTS_FORMAT} finalists record; give another run folder")
-    return data
+    return read_record(path, "finalists record", FINALISTS_FORMAT)
 
 
 def confirmed_gain(run: Path) -> dict[str, Any] | None:

@@ -503,9 +503,14 @@ def measure_loop(
 
 def read_loop(path: Path) -> dict[str, Any]:
     """A run folder's loop.json (a one-line LoopError when it is not one)."""
-    data = read_json(path, "measurement loop record", LoopError)
-    if not isinstance(data, dict) or data.get("format") != LOOP_FORMAT:
-        raise LoopError(f"{path} is not a format-{LOOP_FORMAT} measurement loop record; give another run folder")
+    return read_record(path, "measurement loop record", LOOP_FORMAT)
+
+
+def read_record(path: Path, what: str, format_: int) -> dict[str, Any]:
+    """A run folder's JSON record `what` of format `format_` (a one-line LoopError when it is not one)."""
+    data = read_json(path, what, LoopError)
+    if not isinstance(data, dict) or data.get("format") != format_:
+        raise LoopError(f"{path} is not a format-{format_} {what}; give another run folder")
     return data
 
 

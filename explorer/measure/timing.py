@@ -159,6 +159,22 @@ def bootstrap_median_ci95(values: Any, n: int = 2000, seed: int = 0) -> tuple[fl
     return float(low), float(high)
 
 
+def gain_by_round(
+    network_s: Any, flops: float, below_s: Any, below_flops: float, above_s: Any, above_flops: float
+) -> tuple[Any, float, tuple[float, float]]:
+    """A network's gain over uniform width at its FLOPs, read round by round off interleaved timings:
+    uniform width is the uniform pair's times (`below_s`, `above_s`, the same rounds) interpolated in
+    FLOPs at `flops` (any unit, the same for all three). Returns that uniform time per round, the
+    median of the per-round gains (uniform / network - 1) and its 95% bootstrap interval."""
+    import numpy as np
+
+    from explorer.search.baselines import at_flops
+
+    uniform = at_flops(flops, below_flops, above_flops, np.asarray(below_s), np.asarray(above_s))
+    per_round = uniform / np.asarray(network_s) - 1
+    return uniform, float(np.median(per_round)), bootstrap_median_ci95(per_round)
+
+
 def interleaved_latency_s(
     archs: Sequence[Arch],
     batch: int,

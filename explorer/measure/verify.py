@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -52,7 +52,7 @@ from explorer.measure.loop import (
     measure_compared,
     table_drift,
 )
-from explorer.measure.timing import bootstrap_median_ci95
+from explorer.measure.timing import bootstrap_median_ci95, gain_by_round
 from explorer.report.document import HTML, MARKDOWN, Block, Heading, Items, Table, Text, html_blocks, to_markdown
 from explorer.spec import Arch
 from explorer.units import si
@@ -280,29 +280,27 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
 
 
 def measure_gain(
-    archs: Mapping[str, Arch],
-    flops: Mapping[str, float],
-    batch: int,
-    dtype: str,
-    rounds: int,
-    *,
-    timer: Callable[..., list[tuple[float, float, list[float]]]] | None = None,
+    archs: Mapping[str, Arch], flops: Mapping[str, float], batch: int, dtype: str, rounds: int
 ) -> tuple[dict[str, np.ndarray], float, tuple[float, float]]:
-    """Time `compared_networks`' networks whole in `rounds` interleaved rounds (`timer`: default
-    `interleaved_latency_s`) and read the searched network's gain over uniform width at matched FLOPs
-    (`flops`: per sample, as `priced` gives them) round by round.
+    """Time `compared_networks`' networks whole in `rounds` interleaved rounds and read the searched
+    network's gain over uniform width at matched FLOPs (`flops`: per sample, as `priced` gives them)
+    round by round (`gain_by_round`).
 
     Returns every timed run per label (with 'uniform (matched FLOPs)' interpolated in FLOPs between
     the uniform pair, round by round), the median of the per-round gains and its 95% bootstrap interval."""
     from explorer.measure.timing import interleaved_latency_s
-    from explorer.search.baselines import at_flops
 
-    timed = (timer or interleaved_latency_s)(list(archs.values()), batch, rounds, dtype)
+    timed = interleaved_latency_s(list(archs.values()), batch, rounds, dtype)
     runs = {label: np.array(t[2]) for label, t in zip(archs, timed, strict=True)}
-    bracket = (flops["searched"], flops["uniform below"], flops["uniform above"])
-    runs["uniform (matched FLOPs)"] = at_flops(*bracket, runs["uniform below"], runs["uniform above"])
-    per_round = runs["uniform (matched FLOPs)"] / runs["searched"] - 1
-    return runs, float(np.median(per_round)), bootstrap_median_ci95(per_round)
+    runs["uniform (matched FLOPs)"], gain, ci = gain_by_round(
+        runs["searched"],
+        flops["searched"],
+        runs["uniform below"],
+        flops["uniform below"],
+        runs["uniform above"],
+        flops["uniform above"],
+    )
+    return runs, gain, ci
 
 
 def _same_flags_as_the_table(platform: Any, flags: str) -> None:
