@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,7 +36,8 @@ from explorer.measure.finalists import (
 )
 from explorer.measure.loop import best_check
 from explorer.measure.needs import LoopError
-from explorer.measure.verify import judge
+from explorer.measure.verify import MARK as VERIFY_MARK
+from explorer.measure.verify import judge, read_verification
 from explorer.search import DEFAULTS, load_result, plan_search, run_search
 from explorer.search.baselines import at_flops
 from explorer.search.problem import arch_from_params, is_feasible
@@ -181,6 +183,20 @@ def test_with_no_faster_finalist_the_search_keeps_its_first(table_template: Path
     )
     assert record["pick_rank"] == 0 and record["pick"] == finalist_trials(result.study, "latency", 1)[0].number
     assert result.study.user_attrs[PICK_ATTR]["trial"] == record["pick"]
+    # more finalists asked for than the study holds: all of them are timed, and the line says so
+    distinct = len(finalist_trials(result.study, "latency", 1000))
+    (plan.out / "finalists.json").unlink()
+    said = io.StringIO()
+    record = measure_finalists(
+        plan,
+        result.study,
+        FinalistSettings(count=1000, rounds=6),
+        timer=alike,
+        kernel_timer=fake_timer([]),
+        stream=said,
+    )
+    assert len(record["finalists"]) == distinct < 1000
+    assert f"the study holds {distinct} distinct feasible candidates, fewer than the 1000 asked for" in said.getvalue()
 
 
 def test_a_finalist_fast_only_in_the_selection_is_not_confirmed(table_template: Path, tmp_path: Path) -> None:
@@ -269,6 +285,31 @@ def test_explore_times_its_finalists_and_verify_reads_the_searchs_measurement(
     assert (c["agrees"], c["agreement"]) == judge(c["measured_gain"], v["measured_gain"], v["measured_gain_ci95"])[1:]
     assert "the search measured its pick's gain itself" in v["verdict"]
     assert v["candidates"][0]["flops_per_sample"] == pytest.approx(rows[record["pick_rank"]]["flops_per_sample"])
+    # verify's section outlives `explore report`: the same section, rewritten from verify.json
+    verified = (run / "report.md").read_text()
+    section = verified[verified.index(VERIFY_MARK) :]
+    assert "## Measured on this machine (explore verify)" in section
+    assert json.loads(json.dumps(read_verification(run / "verify.json").to_dict())) == json.loads(
+        (run / "verify.json").read_text()
+    )
+    assert main(["report", str(run)]) == 0
+    again = (run / "report.md").read_text()
+    assert again.count(VERIFY_MARK) == 1 and again[again.index(VERIFY_MARK) :] == section
+    assert (run / "report.html").read_text().count(VERIFY_MARK) == 2  # one section, opened and closed
+    # a verify.json of another best than the study's now says so; one that is not verify's is refused
+    stale = json.loads((run / "verify.json").read_text())
+    stale["candidates"][0]["flops_per_sample"] *= 0.5
+    (run / "verify.json").write_text(json.dumps(stale))
+    capsys.readouterr()
+    assert main(["report", str(run)]) == 0
+    assert "This section timed an earlier best of the study" in (run / "report.md").read_text()
+    (run / "verify.json").write_text(json.dumps({"run": "x"}))
+    before = (run / "report.md").read_text()
+    assert main(["report", str(run)]) != 0
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "verify.json" in errors[0] and "run `explore verify` again" in errors[0]
+    assert "Traceback" not in err and (run / "report.md").read_text() == before  # refused before writing
 
 
 def test_interleaved_rounds_run_each_network_once_per_round_in_a_fixed_or_a_fresh_order(
@@ -295,6 +336,31 @@ def test_interleaved_rounds_run_each_network_once_per_round_in_a_fixed_or_a_fres
     assert len(drawn) == 14 and all(sorted(o) == list("abcde") for o in drawn)
     assert len({tuple(o) for o in drawn}) > 5  # not one order over and over
     assert orders(3) == drawn and orders(4) != drawn
+
+
+def test_interleaved_rounds_say_how_far_they_are_and_what_is_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long timings report progress: with a report due every time, one line per model compiled and
+    per round run, each with the count done, the total and the time left (the last of each step:
+    the time it took); nothing is reported without `progress`, and at most every PROGRESS_EVERY_S."""
+    from explorer.measure import timing
+
+    monkeypatch.setattr(timing, "compiled_forward", lambda arch, batch, dtype: ((lambda: None), 0.0))
+    archs = [load_arch_named(name) for name in "abc"]
+    lines: list[str] = []
+    monkeypatch.setattr(timing, "PROGRESS_EVERY_S", 0.0)
+    timing.interleaved_latency_s(archs, 1, 4, rounds_warmup=1, progress=lines.append)
+    compiled = [x for x in lines if x.startswith("models compiled")]
+    rounds = [x for x in lines if x.startswith("rounds run")]
+    assert [x.split(",")[0].split(" in ")[0] for x in compiled] == [f"models compiled {k}/3" for k in (1, 2, 3)]
+    assert [x.split(",")[0].split(" in ")[0] for x in rounds] == [f"rounds run {k}/5" for k in range(1, 6)]
+    assert all(re.search(r"\d+ s so far, about \d+ s left$", x) for x in compiled[:-1] + rounds[:-1])
+    assert re.fullmatch(r"models compiled 3/3 in \d+ s", compiled[-1]) and re.fullmatch(
+        r"rounds run 5/5 in \d+ s", rounds[-1]
+    )
+    monkeypatch.setattr(timing, "PROGRESS_EVERY_S", 3600.0)
+    lines.clear()
+    timing.interleaved_latency_s(archs, 1, 4, rounds_warmup=1, progress=lines.append)
+    assert [x.split(" in ")[0] for x in lines] == ["models compiled 3/3", "rounds run 5/5"]  # only each step's end
 
 
 def load_arch_named(name: str) -> Arch:

@@ -110,12 +110,23 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def write_search_report(result: SearchResult, out: Path, folder: Path | None = None) -> Path:
-    """The search's report in `out`, with what later stages of its run `folder` measured (its finalists)."""
+    """The search's report in `out`, with what later stages of its run `folder` measured: its
+    finalists, and `explore verify`'s section where it verified the run (said stale where the
+    study's best has changed since)."""
     from explorer.measure.finalists import report_blocks
+    from explorer.measure.verify import add_section, read_verification
     from explorer.report import search_report, write_report
+    from explorer.search.files import VERIFY_JSON
 
     extra = report_blocks(folder) if folder is not None else []
-    return write_report(*search_report(result, extra), out)[0]
+    verified = None
+    if folder is not None and (folder / VERIFY_JSON).is_file():
+        verified = read_verification(folder / VERIFY_JSON)
+    path = write_report(*search_report(result, extra), out)[0]
+    if verified is not None:
+        batch = result.plan.settings.scoring.batch
+        add_section(verified, out, result.best.result.flops / batch if result.best is not None else None)
+    return path
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -86,12 +87,13 @@ network that runs just after another is 1-2% slower or faster here, as much as f
 
 
 def shuffled_rounds(
-    archs: Sequence[Arch], batch: int, rounds: int, dtype: str
+    archs: Sequence[Arch], batch: int, rounds: int, dtype: str, *, progress: Callable[[str], None] | None = None
 ) -> list[tuple[float, float, list[float]]]:
-    """`interleaved_latency_s` with each round's order shuffled (`SHUFFLE_SEED`)."""
+    """`interleaved_latency_s` with each round's order shuffled (`SHUFFLE_SEED`); `progress` gets
+    its progress lines."""
     from explorer.measure.timing import interleaved_latency_s
 
-    return interleaved_latency_s(archs, batch, rounds, dtype, shuffle_seed=SHUFFLE_SEED)
+    return interleaved_latency_s(archs, batch, rounds, dtype, shuffle_seed=SHUFFLE_SEED, progress=progress)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -198,7 +200,16 @@ def measure_finalists(
         }:
             print(f"  finalists: already timed ({path}); kept", file=stream, flush=True)
             return earlier
-    time_whole = timer or shuffled_rounds
+    time_whole = timer or functools.partial(
+        shuffled_rounds, progress=lambda line: print(f"  finalists: {line}", file=stream, flush=True)
+    )
+    if len(trials) < settings.count:
+        print(
+            f"  finalists: the study holds {len(trials)} distinct feasible candidates, fewer than the "
+            f"{settings.count} asked for; timing them all",
+            file=stream,
+            flush=True,
+        )
     space, batch, dtype = plan.space, plan.settings.scoring.batch, plan.settings.scoring.dtype
     archs = [arch_from_params(space, t.params, f"{space.arch.name}-trial{t.number}") for t in trials]
     started = time.perf_counter()

@@ -175,6 +175,10 @@ def gain_by_round(
     return uniform, float(np.median(per_round)), bootstrap_median_ci95(per_round)
 
 
+PROGRESS_EVERY_S = 10.0
+"""The longest `interleaved_latency_s` goes without a progress line (seconds)."""
+
+
 def interleaved_latency_s(
     archs: Sequence[Arch],
     batch: int,
@@ -183,6 +187,7 @@ def interleaved_latency_s(
     rounds_warmup: int = 2,
     *,
     shuffle_seed: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[tuple[float, float, list[float]]]:
     """(median latency, compile seconds, every timed run) per architecture, timed in interleaved
     rounds: every round runs each model once, so drift of the machine (other load, clocks) hits
@@ -190,8 +195,28 @@ def interleaved_latency_s(
     every round, or (`shuffle_seed`) in an order drawn afresh each round: a model's place in the
     round (which model ran just before it) moves its time by 1-2% here, which matters where the
     models compared differ by as little (finalists; `explorer.measure.finalists`). Run `k` of
-    each model is from the same round either way."""
-    runs = [compiled_forward(arch, batch, dtype) for arch in archs]
+    each model is from the same round either way. `progress` is handed a line at most every
+    `PROGRESS_EVERY_S` seconds and at the end of each step (models compiled, rounds run, time
+    left), between runs."""
+    started = time.perf_counter()
+    told = [started]
+
+    def tell(done: int, total: int, what: str) -> None:
+        now = time.perf_counter()
+        if progress is None or (now - told[0] < PROGRESS_EVERY_S and done < total):
+            return
+        told[0] = now
+        if done == total:
+            progress(f"{what} {done}/{total} in {now - started:.0f} s")
+            return
+        left = (now - started) / done * (total - done)
+        progress(f"{what} {done}/{total}, {now - started:.0f} s so far, about {left:.0f} s left")
+
+    runs = []
+    for arch in archs:
+        runs.append(compiled_forward(arch, batch, dtype))
+        tell(len(runs), len(archs), "models compiled")
+    started = time.perf_counter()
     times: list[list[float]] = [[] for _ in archs]
     order = list(range(len(runs)))
     rng = random.Random(shuffle_seed)
@@ -203,6 +228,7 @@ def interleaved_latency_s(
             runs[k][0]()
             if round_ >= rounds_warmup:
                 times[k].append(time.perf_counter() - start)
+        tell(round_ + 1, rounds_warmup + repeats, "rounds run")
     return [(statistics.median(t), c, t) for t, (_, c) in zip(times, runs, strict=True)]
 
 

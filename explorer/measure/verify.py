@@ -29,9 +29,10 @@ how fast this machine runs the table's kernels now, which its predictions in sec
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -41,7 +42,7 @@ from explorer.cost.analyze import analyze
 from explorer.cost.latency import estimate_of, reads_table
 from explorer.cost.options import ScoringOptions
 from explorer.cost.table import table_gain_interval, xla_flags_now
-from explorer.files import dumps_json, write_text
+from explorer.files import dumps_json, read_json, write_text
 from explorer.measure.finalists import confirmed_gain
 from explorer.measure.loop import (
     LOOP_JSON,
@@ -459,8 +460,47 @@ def write_verification(v: Verification, run: Path) -> list[Path]:
     from explorer.search.files import VERIFY_JSON
 
     write_text(run / VERIFY_JSON, dumps_json(v.to_dict()))
-    written = [run / VERIFY_JSON]
-    text = section(v)
+    return [run / VERIFY_JSON, *add_section(v, run)]
+
+
+def read_verification(path: Path) -> Verification:
+    """A verify.json read back (fields a later version added take their defaults); a file that is
+    not one is refused in one line."""
+    data = read_json(path, "verify.json", VerifyError)
+    try:
+        kept = {f.name: data[f.name] for f in fields(Verification) if f.default is MISSING or f.name in data}
+        kept["candidates"] = [
+            Timed(**{**c, "measured_ci95_s": tuple(c["measured_ci95_s"])}) for c in kept["candidates"]
+        ]
+        for name in ("measured_gain_ci95", "predicted_gain_ci95"):
+            if kept.get(name) is not None:
+                kept[name] = tuple(kept[name])
+        return Verification(**kept)
+    except (KeyError, TypeError) as exc:
+        raise VerifyError(
+            f"verify.json {path}: not as `explore verify` writes it ({type(exc).__name__}: {exc}); run `explore verify` "
+            "again"
+        ) from None
+
+
+def add_section(v: Verification, run: Path, searched_flops_per_sample: float | None = None) -> list[Path]:
+    """Verify's section at the end of the report.md and report.html in `run` (replacing an earlier
+    one); the files changed. Given the FLOPs of the study's best now, a section whose searched
+    network has other FLOPs says that it timed an earlier best."""
+    blocks = section_blocks(v)
+    searched = v.candidates[0].flops_per_sample if v.candidates else None
+    if (
+        searched_flops_per_sample is not None
+        and searched is not None
+        and not math.isclose(searched, searched_flops_per_sample, rel_tol=1e-9)
+    ):
+        stale = (
+            f"This section timed an earlier best of the study ({si(searched, 'FLOPs')} per sample; the best now has "
+            f"{si(searched_flops_per_sample, 'FLOPs')}): run `explore verify` again to time the best now."
+        )
+        blocks.insert(1, Text(stale))
+    text = to_markdown(blocks, section=True)
+    written: list[Path] = []
     md = run / MARKDOWN
     if md.is_file():
         body = md.read_text().split(MARK)[0].rstrip("\n")
@@ -473,7 +513,7 @@ def write_verification(v: Verification, run: Path) -> list[Path]:
         if start >= 0:
             end = page.find(MARK, start + len(MARK))
             page = page[:start] + page[end + len(MARK) :] if end >= 0 else page[:start]
-        block = MARK + "\n".join(html_blocks(section_blocks(v), run, section=True)) + MARK
+        block = MARK + "\n".join(html_blocks(blocks, run, section=True)) + MARK
         page = page.replace("</body>", block + "</body>") if "</body>" in page else page + block
         write_text(html, page)
         written.append(html)

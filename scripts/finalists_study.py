@@ -1,7 +1,7 @@
 """What would timing a search's finalists whole buy? The top candidates of a closed loop's last
 screen, timed whole beside the uniform networks and the searched one, in one session.
 
-    python scripts/finalists.py --runs reports/verify-table-upper-cpu-interval --top 16
+    python scripts/finalists_study.py --runs reports/verify-table-upper-cpu-interval --top 16
 
 For each run folder under `--runs` (a `run_verify.py` output), the batch sampler's screen is run
 again on the run's table as it is now (the loop's last screen: same space, budget and seed; the
@@ -11,7 +11,8 @@ width below and above its FLOPs). All are timed whole in interleaved rounds (`in
 Per candidate: its FLOPs, its predicted (`table` model) and measured latency, and its measured gain
 over uniform width at its FLOPs (as verify interpolates it; candidates outside the uniform pair's
 FLOPs get none). What measuring the finalists would pick, against the table's first: the gain a
-search could add by timing them. Writes finalists.md and finalists.json into `--runs`.
+search could add by timing them. Writes finalists_study.md and finalists_study.json into `--runs`
+(named apart from the finalists.json that `--measure-finalists` writes inside each run folder).
 
 One set of rounds, in one fixed order: the fastest of the top is picked on that set's noise and
 on its place in the round. The search's own `--measure-finalists` (`explorer.measure.finalists`)
@@ -122,12 +123,12 @@ def main() -> int:
         "device": device_name(),
         "jax": jax.__version__,
         "date": datetime.date.today().isoformat(),
-        "command": f"python scripts/finalists.py --runs {args.runs.as_posix()} --top {args.top} --rounds {args.rounds}",
+        "command": f"python scripts/finalists_study.py --runs {args.runs.as_posix()} --top {args.top} --rounds {args.rounds}",
         "load_average_before_after": [load_before, os.getloadavg()[0]],
         "runs": results,
     }
-    write_text(args.runs / "finalists.json", json.dumps(info, indent=1) + "\n")
-    write_text(args.runs / "finalists.md", markdown(info))
+    write_text(args.runs / "finalists_study.json", json.dumps(info, indent=1) + "\n")
+    write_text(args.runs / "finalists_study.md", markdown(info))
     print(markdown(info))
     return 0
 
