@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -285,6 +286,25 @@ def test_explore_times_its_finalists_and_verify_reads_the_searchs_measurement(
     assert (c["agrees"], c["agreement"]) == judge(c["measured_gain"], v["measured_gain"], v["measured_gain_ci95"])[1:]
     assert "the search measured its pick's gain itself" in v["verdict"]
     assert v["candidates"][0]["flops_per_sample"] == pytest.approx(rows[record["pick_rank"]]["flops_per_sample"])
+    assert [s["measured_gain"] for s in v["sessions"]] == [v["measured_gain"]] and v["across_sessions"] is None
+    # verify again: a second session, kept beside the first and summarised
+    assert main(["verify", str(run), "--rounds", "6"]) == 0
+    v2 = json.loads((run / "verify.json").read_text())
+    gains = [v["measured_gain"], v2["measured_gain"]]
+    assert v2["sessions"][0] == v["sessions"][0] and [s["measured_gain"] for s in v2["sessions"]] == gains
+    a = v2["across_sessions"]
+    assert a["sessions"] == 2 and a["mean_gain"] == pytest.approx(sum(gains) / 2)
+    assert a["spread_points"] == pytest.approx(100 * abs(gains[0] - gains[1]))
+    assert a["sd_points"] == pytest.approx(100 * abs(gains[0] - gains[1]) / math.sqrt(2))
+    assert a["predicted_off_mean_points"] == pytest.approx(100 * abs(v2["predicted_gain"] - sum(gains) / 2))
+    assert "over the 2 sessions of explore verify here so far" in v2["verdict"]
+    # a verify.json of another device starts the sessions again, and says so
+    other = dict(v2, device="another machine")
+    (run / "verify.json").write_text(json.dumps(other))
+    capsys.readouterr()
+    assert main(["verify", str(run), "--rounds", "6"]) == 0
+    assert "the earlier sessions ran on 'another machine'" in capsys.readouterr().out
+    assert len(json.loads((run / "verify.json").read_text())["sessions"]) == 1
     # verify's section outlives `explore report`: the same section, rewritten from verify.json
     verified = (run / "report.md").read_text()
     section = verified[verified.index(VERIFY_MARK) :]

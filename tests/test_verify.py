@@ -295,3 +295,50 @@ def test_a_closed_loop_folder_and_its_tables_fit_networks_read_back(tmp_path: Pa
         parts = network_parts(arch, options)
         assert sum(parts.by_class.values()) + parts.fallback_s == pytest.approx(record["kernels_sum_s"], rel=1e-9)
     assert list(table_fit_networks(side, 4)) == list(rebuilt)[:4]
+
+
+def load_script(name: str):  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sessions_of_a_measured_gain_are_summarised_as_derived_by_hand() -> None:
+    """scripts/verify_sessions.py: three blocks at +30, +32, +34% give mean +32%, SD 2 points and the
+    mean's interval +-t(0.975, 2) 2 / sqrt(3) points (t = 4.303, from tables); blocks inside the
+    recorded interval counted; the prediction's distance from the recorded gain and from the mean."""
+    sessions = load_script("verify_sessions")
+    recorded = {"measured_gain": 0.31, "measured_gain_ci95": [0.305, 0.325], "predicted_gain": 0.36}
+    blocks = [{"gain": g, "gain_ci95": [g - 0.01, g + 0.01], "median_s": {}} for g in (0.30, 0.32, 0.34)]
+    s = sessions.summarise(recorded, blocks)
+    assert s["mean_gain"] == pytest.approx(0.32) and s["sd_points"] == pytest.approx(2.0)
+    half = 4.302653 * 0.02 / math.sqrt(3)
+    assert s["mean_gain_ci95"] == pytest.approx([0.32 - half, 0.32 + half], rel=1e-6)
+    assert s["blocks_inside_recorded_interval"] == 1  # +32% only
+    assert s["shift_points"] == pytest.approx(1.0) and s["median_block_half_width_points"] == pytest.approx(1.0)
+    assert s["predicted_off_recorded_points"] == pytest.approx(5.0)
+    assert s["predicted_off_mean_points"] == pytest.approx(4.0)
+
+
+def test_the_recorded_sessions_follow_from_their_blocks_and_the_runs_verify_json() -> None:
+    """reports/verify-sessions: every run's summary is `summarise` of its own blocks and its run's
+    verify.json as recorded, and the overall figures follow from the runs."""
+    sessions = load_script("verify_sessions")
+    info = json.loads((ROOT / "reports" / "verify-sessions" / "sessions.json").read_text())
+    args = info["command"].split()
+    folders = args[args.index("--runs") + 1 : args.index("--blocks")]
+    assert len(info["runs"]) >= 8
+    for name, r in info["runs"].items():
+        run = next(ROOT / f / name.split("/")[1] for f in folders if Path(f).name == name.split("/")[0])
+        v = json.loads((run / "verify.json").read_text())
+        assert len(r["blocks"]) == info["blocks"]
+        assert sessions.summarise(v, r["blocks"]) == r
+    shifts = [r["shift_points"] for r in info["runs"].values()]
+    s = info["summary"]
+    assert s["mean_shift_points"] == pytest.approx(sum(shifts) / len(shifts))
+    assert s["blocks_inside"] == sum(r["blocks_inside_recorded_interval"] for r in info["runs"].values())
+    assert s["predicted_agrees_mean"] == sum(r["predicted_off_mean_points"] <= 3 for r in info["runs"].values())

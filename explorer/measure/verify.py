@@ -29,7 +29,9 @@ how fast this machine runs the table's kernels now, which its predictions in sec
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
+import statistics
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, fields
@@ -125,9 +127,89 @@ class Verification:
     """A search with the measurement loop (`explorer.measure.loop`, loop.json): its rounds, kernels
     measured and seconds, and whether the searched network is built only from measured kernels on the
     table as it is now."""
+    date: str = ""
+    """When this session ran (UTC, ISO 8601; empty in a verify.json from before it was recorded)."""
+    sessions: list[dict[str, Any]] | None = None
+    """Every session of `explore verify` on this run, device and `XLA_FLAGS` so far, this one last
+    (`SESSION_FIELDS` each): a session's interval covers its own rounds, not the hours between
+    sessions, in which a machine's state can move a measured gain by more (docs/latency-models.md)."""
+    across_sessions: dict[str, Any] | None = None
+    """With two sessions or more: their measured gains, mean, SD and spread (points), and the
+    prediction against their mean (`across`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+SESSION_FIELDS: tuple[str, ...] = (
+    "date",
+    "device",
+    "xla_flags",
+    "rounds",
+    "measured_gain",
+    "measured_gain_ci95",
+    "predicted_gain",
+)
+"""What verify.json keeps of each session (`Verification.sessions`)."""
+
+
+def session_of(v: Verification) -> dict[str, Any]:
+    """`v`'s own session, as `Verification.sessions` keeps it."""
+    out = {name: getattr(v, name) for name in SESSION_FIELDS}
+    out["measured_gain_ci95"] = list(out["measured_gain_ci95"])
+    return out
+
+
+def earlier_sessions(
+    run: Path, device: str, flags: str, searched_flops_per_sample: float
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The sessions of the run's verify.json that this one continues (same device, `XLA_FLAGS` and
+    searched network), and why earlier ones are not kept (None: kept, or there were none)."""
+    from explorer.search.files import VERIFY_JSON
+
+    path = run / VERIFY_JSON
+    if not path.is_file():
+        return [], None
+    try:
+        old = read_verification(path)
+    except VerifyError as exc:
+        return [], f"the earlier {VERIFY_JSON} is not read ({exc}), so its sessions are not kept"
+    if (old.device, old.xla_flags) != (device, flags):
+        return [], f"the earlier sessions ran on {old.device!r} with XLA_FLAGS={old.xla_flags!r}; not kept"
+    searched = old.candidates[0].flops_per_sample if old.candidates else float("nan")
+    if not math.isclose(searched, searched_flops_per_sample, rel_tol=1e-9):
+        return [], "the earlier sessions timed another searched network (an earlier best); not kept"
+    return (list(old.sessions) if old.sessions else [session_of(old)]), None
+
+
+def across(sessions: Sequence[Mapping[str, Any]], predicted_gain: float) -> dict[str, Any] | None:
+    """Two sessions or more, summarised: each one's measured gain, their mean, SD and spread
+    (max - min) in points, and the prediction's distance from their mean (agreeing within
+    `AGREEMENT_POINTS`). None for a single session."""
+    if len(sessions) < 2:
+        return None
+    gains = [float(s["measured_gain"]) for s in sessions]
+    mean = statistics.fmean(gains)
+    off = abs(predicted_gain - mean) * 100
+    return {
+        "sessions": len(gains),
+        "measured_gains": gains,
+        "mean_gain": mean,
+        "sd_points": 100 * statistics.stdev(gains),
+        "spread_points": 100 * (max(gains) - min(gains)),
+        "predicted_off_mean_points": off,
+        "prediction_agrees_with_mean": off <= AGREEMENT_POINTS,
+    }
+
+
+def across_text(a: Mapping[str, Any]) -> str:
+    """`across` in words (the verdict's last clause)."""
+    gains = ", ".join(f"{100 * g:+.1f}%" for g in a["measured_gains"])
+    return (
+        f"over the {a['sessions']} sessions of explore verify here so far (oldest first) the measured gain was "
+        f"{gains}: mean {100 * a['mean_gain']:+.1f}%, {a['spread_points']:.1f} points apart (SD "
+        f"{a['sd_points']:.1f}); the prediction is {a['predicted_off_mean_points']:.1f} points off their mean"
+    )
 
 
 def compared_networks(run: Path) -> dict[str, Arch]:
@@ -251,12 +333,16 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
         _, agrees_search, why = judge(search_measured["measured_gain"], measured_gain, ci)
         search_measured |= {"agrees": agrees_search, "agreement": why}
         verdict += "; " + search_measured_text(search_measured)
-    return Verification(
+    device = device_name()
+    earlier, dropped = earlier_sessions(run, device, flags, flops["searched"])
+    if dropped:
+        print(f"  {dropped}", file=stream, flush=True)
+    v = Verification(
         run=run.name,
         platform=platform.key,
         latency_model=s.latency_model,
         predicted_with=predicted_with,
-        device=device_name(),
+        device=device,
         xla_flags=flags,
         batch=s.batch,
         dtype=s.dtype,
@@ -277,7 +363,13 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
         inside_predicted_interval=None if interval is None else interval[0] <= measured_gain <= interval[1],
         search_measured=search_measured,
         measure_loop=loop,
+        date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
+    v.sessions = [*earlier, session_of(v)]
+    v.across_sessions = across(v.sessions, predicted_gain)
+    if v.across_sessions is not None:
+        v.verdict += "; " + across_text(v.across_sessions)
+    return v
 
 
 def measure_gain(
@@ -437,6 +529,11 @@ def section_blocks(v: Verification) -> list[Block]:
                 *(
                     (("the gain the search measured (finalists timed whole)", search_measured_text(v.search_measured)),)
                     if v.search_measured
+                    else ()
+                ),
+                *(
+                    (("sessions of explore verify on this run", across_text(v.across_sessions)),)
+                    if v.across_sessions
                     else ()
                 ),
                 ("verdict", v.verdict),
