@@ -153,7 +153,7 @@ def rerun_recorded(script: str, name: str, tmp_path: Path) -> tuple[dict, dict]:
     subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], check=True, cwd=ROOT)
     again = json.loads((tmp_path / name).read_text())
     for info in (recorded, again):
-        info.pop("date"), info.pop("command")
+        info.pop("date", None), info.pop("command")
     return recorded, again
 
 
@@ -342,3 +342,34 @@ def test_the_recorded_sessions_follow_from_their_blocks_and_the_runs_verify_json
     assert s["mean_shift_points"] == pytest.approx(sum(shifts) / len(shifts))
     assert s["blocks_inside"] == sum(r["blocks_inside_recorded_interval"] for r in info["runs"].values())
     assert s["predicted_agrees_mean"] == sum(r["predicted_off_mean_points"] <= 3 for r in info["runs"].values())
+
+
+def test_fresh_pricing_replaces_only_the_rows_as_derived_by_hand() -> None:
+    """scripts/fresh_pricing.py: a network of a 2 ms conv row timed again at 1.5 ms (scale 1.1) and a
+    1 ms pool row timed again at 1.2 ms (no scale: 1) is priced 10 - (1.1 x 0.5 - 0.2) = 9.65 ms
+    from a 10 ms table model; the gain over uniform width interpolates the pair in FLOPs."""
+    fresh = load_script("fresh_pricing")
+    row = {
+        "table_model_s": 10e-3,
+        "kernels": {
+            "a": {"class": "conv", "table_s": 2e-3, "alone_s": 1.5e-3},
+            "b": {"class": "pool", "table_s": 1e-3, "alone_s": 1.2e-3},
+        },
+    }
+    assert fresh.fresh_seconds(row, {"conv": 1.1}) == pytest.approx(9.65e-3)
+    flops = {"searched": 1.5, "uniform below": 1.0, "uniform above": 2.0}
+    seconds = {"searched": 10.0, "uniform below": 12.0, "uniform above": 14.0}
+    assert fresh.matched_gain(seconds, flops) == pytest.approx(13.0 / 10.0 - 1)
+
+
+def test_the_recorded_fresh_pricing_is_what_its_script_states_again(tmp_path: Path) -> None:
+    """reports/gain-intervals/fresh-pricing: rerun on the run folders it names (nothing timed), the
+    same numbers; the table as it is now prices each loop as verify recorded it."""
+    recorded, again = rerun_recorded("fresh_pricing.py", "fresh-pricing.json", tmp_path)
+    assert again == recorded and len(recorded["runs"]) >= 8
+    assert recorded["table_now_vs_recorded_points"] < 0.5
+    for r in recorded["runs"]:
+        v = json.loads((ROOT / r["run"] / "verify.json").read_text())
+        assert (
+            r["predicted_recorded"] == v["predicted_gain"] and r["measured"]["recorded session"] == v["measured_gain"]
+        )
