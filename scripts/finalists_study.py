@@ -67,13 +67,14 @@ def main() -> int:
     os.chdir(ROOT)  # relative paths only
     if args.top < 2 or args.rounds < 5:
         print(
-            f"finalists: --top {args.top} / --rounds {args.rounds}: give --top >= 2 and --rounds >= 5", file=sys.stderr
+            f"finalists_study: --top {args.top} / --rounds {args.rounds}: give --top >= 2 and --rounds >= 5",
+            file=sys.stderr,
         )
         return 2
     try:
         runs = closed_loop_runs(args.runs)
     except VerifyError as exc:
-        print(f"finalists: --runs {exc}", file=sys.stderr)
+        print(f"finalists_study: --runs {exc}", file=sys.stderr)
         return 2
     load_before = os.getloadavg()[0]
     results: list[dict[str, Any]] = []

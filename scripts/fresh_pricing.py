@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -69,7 +70,7 @@ def loop_prices(run: Path, rows: dict[str, Any], scales: dict[str, float], block
     if blocks_mean is not None:
         measured["verify's protocol, same day"] = blocks_mean
     return {
-        "run": run.relative_to(ROOT).as_posix(),
+        "run": run.as_posix(),
         "predicted_recorded": verified["predicted_gain"],
         "predicted_table_now": now,
         "predicted_fresh": fresh,
@@ -137,13 +138,15 @@ def main() -> int:
     from explorer.cost.table import load_table
     from explorer.files import write_text
 
+    os.chdir(ROOT)  # the run folders it names are relative to the repository
+
     blocks: dict[str, float] = {}
     if args.sessions is not None:
-        sessions = json.loads((ROOT / args.sessions).read_text())
+        sessions = json.loads(args.sessions.read_text())
         blocks = {name: r["mean_gain"] for name, r in sessions["runs"].items()}
     runs = []
     for given in args.runs:
-        folder = ROOT / given
+        folder = given
         if not (folder / "in_network.json").is_file():
             print(
                 f"fresh_pricing: --runs {given}: no in_network.json (run scripts/in_network_times.py)", file=sys.stderr
@@ -153,6 +156,9 @@ def main() -> int:
         scales = load_table(folder / "table" / "profile.csv").scales
         for run in sorted(p.parent for p in folder.glob("*/verify.json")):
             runs.append(loop_prices(run, rows, scales, blocks.get(f"{folder.name}/{run.name}")))
+    if not runs:
+        print(f"fresh_pricing: --runs {' '.join(map(str, args.runs))}: no run folder with verify.json", file=sys.stderr)
+        return 2
     summary = {}
     for key in runs[0]["off_points"]:
         offs = [r["off_points"][key] for r in runs if key in r["off_points"]]
@@ -172,7 +178,7 @@ def main() -> int:
             100 * abs(r["predicted_table_now"] - r["predicted_recorded"]) for r in runs
         ),
     }
-    out = ROOT / args.out
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "fresh-pricing.json", json.dumps(info, indent=1) + "\n")
     write_text(out / "fresh-pricing.md", markdown(info))

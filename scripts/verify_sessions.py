@@ -36,13 +36,16 @@ AGREEMENT_POINTS = 3.0
 
 
 def block(run: Path, rounds: int) -> dict[str, Any]:
-    """One block, in this process: the run's compared networks timed with verify's protocol."""
-    from explorer.cost import analyze
-    from explorer.measure.verify import compared_networks, measure_gain
+    """One block, in this process: the run's compared networks timed with verify's protocol (its
+    batch, dtype and FLOPs per sample as `explore verify` prices them)."""
+    from explorer.measure.verify import compared_networks, measure_gain, priced
+    from explorer.search import load_run
 
+    folder = load_run(run)
+    platform, record = folder.platform(), folder.record()
     archs = compared_networks(run)
-    flops = {label: analyze(arch).flops for label, arch in archs.items()}  # batch 1: per sample
-    runs, gain, ci = measure_gain(archs, flops, 1, "float32", rounds)
+    _, flops = priced(archs, record.options(platform))
+    runs, gain, ci = measure_gain(archs, flops, record.batch, record.dtype, rounds)
     return {
         "gain": gain,
         "gain_ci95": list(ci),
@@ -58,8 +61,9 @@ def in_a_fresh_process(run: Path, rounds: int) -> dict[str, Any]:
         text=True,
         check=False,
     )
-    if done.returncode != 0:
-        raise SystemExit(f"verify_sessions: the block of {run} failed: {done.stderr.strip().splitlines()[-1:]}")
+    last = (done.stderr.strip().splitlines() or ["(no error output)"])[-1]
+    if done.returncode != 0 or not done.stdout.strip():
+        raise SystemExit(f"verify_sessions: the block of {run} failed: {last}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -145,7 +149,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, nargs="+", help="run_verify.py output folders")
     parser.add_argument("--blocks", type=int, default=5, help="blocks per run, each in a fresh process (default 5)")
-    parser.add_argument("--rounds", type=int, default=40, help="interleaved rounds per block (default 40, verify's)")
+    parser.add_argument(
+        "--rounds", type=int, default=40, help="interleaved rounds per block (default 40, as the recorded verify.json)"
+    )
     parser.add_argument("--out", type=Path, help="folder for sessions.md and sessions.json")
     parser.add_argument("--block", type=Path, help=argparse.SUPPRESS)  # one block, in this process
     args = parser.parse_args()

@@ -38,7 +38,7 @@ from explorer.measure.finalists import (
 from explorer.measure.loop import best_check
 from explorer.measure.needs import LoopError
 from explorer.measure.verify import MARK as VERIFY_MARK
-from explorer.measure.verify import judge, read_verification
+from explorer.measure.verify import earlier_sessions, judge, read_verification
 from explorer.search import DEFAULTS, load_result, plan_search, run_search
 from explorer.search.baselines import at_flops
 from explorer.search.problem import arch_from_params, is_feasible
@@ -298,6 +298,25 @@ def test_explore_times_its_finalists_and_verify_reads_the_searchs_measurement(
     assert a["sd_points"] == pytest.approx(100 * abs(gains[0] - gains[1]) / math.sqrt(2))
     assert a["predicted_off_mean_points"] == pytest.approx(100 * abs(v2["predicted_gain"] - sum(gains) / 2))
     assert "over the 2 sessions of explore verify here so far" in v2["verdict"]
+    section = (run / "report.md").read_text().split(VERIFY_MARK)[1]
+    assert section.count("over the 2 sessions of explore verify") == 1  # in the verdict, once
+    # which earlier sessions a new one continues, read off verify.json as it stands (nothing timed)
+    flops = v2["candidates"][0]["flops_per_sample"]
+    kept, why = earlier_sessions(run, v2["device"], v2["xla_flags"], flops)
+    assert kept == v2["sessions"] and why is None
+    older = {k: x for k, x in v2.items() if k not in ("sessions", "across_sessions", "date")}  # before sessions
+    (run / "verify.json").write_text(json.dumps(older))
+    kept, why = earlier_sessions(run, v2["device"], v2["xla_flags"], flops)
+    assert why is None and len(kept) == 1 and kept[0]["date"] == "" and kept[0]["measured_gain"] == v2["measured_gain"]
+    kept, why = earlier_sessions(run, v2["device"], v2["xla_flags"], flops * 1.01)
+    assert kept == [] and "another searched network" in why
+    (run / "verify.json").write_text(json.dumps(dict(v2, candidates=[])))
+    kept, why = earlier_sessions(run, v2["device"], v2["xla_flags"], flops)
+    assert kept == [] and "holds no timed networks" in why
+    for broken in (dict(v2, measured_gain_ci95=None), dict(v2, sessions=[{"measured_gain": 0.1}])):
+        (run / "verify.json").write_text(json.dumps(broken))
+        kept, why = earlier_sessions(run, v2["device"], v2["xla_flags"], flops)
+        assert kept == [] and "not as `explore verify` writes it" in why
     # a verify.json of another device starts the sessions again, and says so
     other = dict(v2, device="another machine")
     (run / "verify.json").write_text(json.dumps(other))
@@ -323,13 +342,21 @@ def test_explore_times_its_finalists_and_verify_reads_the_searchs_measurement(
     capsys.readouterr()
     assert main(["report", str(run)]) == 0
     assert "This section timed an earlier best of the study" in (run / "report.md").read_text()
-    (run / "verify.json").write_text(json.dumps({"run": "x"}))
-    before = (run / "report.md").read_text()
-    assert main(["report", str(run)]) != 0
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if "error" in line]
-    assert len(errors) == 1 and "verify.json" in errors[0] and "run `explore verify` again" in errors[0]
-    assert "Traceback" not in err and (run / "report.md").read_text() == before  # refused before writing
+    for bad in ({"run": "x"}, dict(stale, measured_gain_ci95=None), dict(stale, sessions=[{"date": ""}])):
+        (run / "verify.json").write_text(json.dumps(bad))
+        before = (run / "report.md").read_text()
+        assert main(["report", str(run)]) != 0
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if "error" in line]
+        assert len(errors) == 1 and "verify.json" in errors[0] and "run `explore verify` again" in errors[0]
+        assert "Traceback" not in err and (run / "report.md").read_text() == before  # refused before writing
+    # a search's own report leaves a bad verify.json's section out, with a warning, and is written
+    from explorer.cli.search import write_search_report
+    from explorer.search import load_run
+
+    write_search_report(load_run(run).result(), tmp_path / "lenient", run, strict=False)
+    assert "leaves out explore verify's section" in capsys.readouterr().err
+    assert VERIFY_MARK not in (tmp_path / "lenient" / "report.md").read_text()
 
 
 def test_interleaved_rounds_run_each_network_once_per_round_in_a_fixed_or_a_fresh_order(

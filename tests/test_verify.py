@@ -335,8 +335,8 @@ def test_the_recorded_sessions_follow_from_their_blocks_and_the_runs_verify_json
     for name, r in info["runs"].items():
         run = next(ROOT / f / name.split("/")[1] for f in folders if Path(f).name == name.split("/")[0])
         v = json.loads((run / "verify.json").read_text())
-        assert len(r["blocks"]) == info["blocks"]
-        assert sessions.summarise(v, r["blocks"]) == r
+        assert len(r["blocks"]) == info["blocks"] and r["recorded"]["measured_gain"] == v["measured_gain"]
+        assert sessions.summarise(r["recorded"], r["blocks"]) == r
     shifts = [r["shift_points"] for r in info["runs"].values()]
     s = info["summary"]
     assert s["mean_shift_points"] == pytest.approx(sum(shifts) / len(shifts))

@@ -109,19 +109,25 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     report.set_defaults(func=cmd_report)
 
 
-def write_search_report(result: SearchResult, out: Path, folder: Path | None = None) -> Path:
+def write_search_report(result: SearchResult, out: Path, folder: Path | None = None, *, strict: bool = True) -> Path:
     """The search's report in `out`, with what later stages of its run `folder` measured: its
     finalists, and `explore verify`'s section where it verified the run (said stale where the
-    study's best has changed since)."""
+    study's best has changed since). A verify.json verify did not write is refused (`strict`: before
+    anything is written) or left out with a warning."""
     from explorer.measure.finalists import report_blocks
-    from explorer.measure.verify import add_section, read_verification
+    from explorer.measure.verify import VerifyError, add_section, read_verification
     from explorer.report import search_report, write_report
     from explorer.search.files import VERIFY_JSON
 
     extra = report_blocks(folder) if folder is not None else []
     verified = None
     if folder is not None and (folder / VERIFY_JSON).is_file():
-        verified = read_verification(folder / VERIFY_JSON)
+        try:
+            verified = read_verification(folder / VERIFY_JSON)
+        except VerifyError as exc:
+            if strict:
+                raise
+            print(f"  warning: the report leaves out explore verify's section: {exc}", file=sys.stderr, flush=True)
     path = write_report(*search_report(result, extra), out)[0]
     if verified is not None:
         batch = result.plan.settings.scoring.batch
@@ -300,7 +306,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(f"\n  wrote {plan.out}/{', '.join(written)}  ({result.wall_s:.1f} s)")
     if not args.no_report:
         print("  writing the report ...", file=sys.stderr, flush=True)
-        print(f"  report: {write_search_report(result, plan.out, plan.out)}")
+        print(f"  report: {write_search_report(result, plan.out, plan.out, strict=False)}")
     s, o = plan.settings, plan.settings.scoring
     if result.best is not None:
         print(

@@ -176,8 +176,9 @@ def earlier_sessions(
         return [], f"the earlier {VERIFY_JSON} is not read ({exc}), so its sessions are not kept"
     if (old.device, old.xla_flags) != (device, flags):
         return [], f"the earlier sessions ran on {old.device!r} with XLA_FLAGS={old.xla_flags!r}; not kept"
-    searched = old.candidates[0].flops_per_sample if old.candidates else float("nan")
-    if not math.isclose(searched, searched_flops_per_sample, rel_tol=1e-9):
+    if not old.candidates:
+        return [], f"the earlier {VERIFY_JSON} holds no timed networks; its sessions are not kept"
+    if not math.isclose(old.candidates[0].flops_per_sample, searched_flops_per_sample, rel_tol=1e-9):
         return [], "the earlier sessions timed another searched network (an earlier best); not kept"
     return (list(old.sessions) if old.sessions else [session_of(old)]), None
 
@@ -306,6 +307,10 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
         print(f"  the table against this machine now: {drift_text(drift)}", file=stream, flush=True)
     predicted_with = estimate_of(s.latency_model)
     predicted, flops = priced(archs, dataclasses.replace(s.options(platform), latency_model=predicted_with))
+    device = device_name()
+    earlier, dropped = earlier_sessions(run, device, flags, flops["searched"])
+    if dropped:
+        print(f"  {dropped}", file=stream, flush=True)
     print(
         f"  timing {len(archs)} networks ({', '.join(archs)}) at batch {s.batch}, {s.dtype}: {rounds} interleaved rounds",
         file=stream,
@@ -333,10 +338,6 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
         _, agrees_search, why = judge(search_measured["measured_gain"], measured_gain, ci)
         search_measured |= {"agrees": agrees_search, "agreement": why}
         verdict += "; " + search_measured_text(search_measured)
-    device = device_name()
-    earlier, dropped = earlier_sessions(run, device, flags, flops["searched"])
-    if dropped:
-        print(f"  {dropped}", file=stream, flush=True)
     v = Verification(
         run=run.name,
         platform=platform.key,
@@ -531,11 +532,6 @@ def section_blocks(v: Verification) -> list[Block]:
                     if v.search_measured
                     else ()
                 ),
-                *(
-                    (("sessions of explore verify on this run", across_text(v.across_sessions)),)
-                    if v.across_sessions
-                    else ()
-                ),
                 ("verdict", v.verdict),
                 *((("the table against this machine now", drift_text(v.drift)),) if v.drift else ()),
                 *((("measurement loop", loop_text(v.measure_loop)),) if v.measure_loop else ()),
@@ -560,6 +556,16 @@ def write_verification(v: Verification, run: Path) -> list[Path]:
     return [run / VERIFY_JSON, *add_section(v, run)]
 
 
+def _check_session(session: Mapping[str, Any]) -> None:
+    """Raise KeyError or TypeError where `session` is not as `session_of` writes it."""
+    missing = [name for name in SESSION_FIELDS if name not in session]
+    if missing:
+        raise KeyError(missing[0])
+    low, high = session["measured_gain_ci95"]
+    if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in (session["measured_gain"], low, high)):
+        raise TypeError("a session's measured_gain and measured_gain_ci95 must be numbers")
+
+
 def read_verification(path: Path) -> Verification:
     """A verify.json read back (fields a later version added take their defaults); a file that is
     not one is refused in one line."""
@@ -572,8 +578,17 @@ def read_verification(path: Path) -> Verification:
         for name in ("measured_gain_ci95", "predicted_gain_ci95"):
             if kept.get(name) is not None:
                 kept[name] = tuple(kept[name])
-        return Verification(**kept)
-    except (KeyError, TypeError) as exc:
+        v = Verification(**kept)
+        # what later use reads, read once here: the section, and earlier sessions to continue
+        to_markdown(section_blocks(v), section=True)
+        for session in v.sessions or ():
+            _check_session(session)
+        if v.sessions is not None:
+            across(v.sessions, v.predicted_gain)
+        if v.across_sessions is not None:
+            across_text(v.across_sessions)
+        return v
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise VerifyError(
             f"verify.json {path}: not as `explore verify` writes it ({type(exc).__name__}: {exc}); run `explore verify` "
             "again"
