@@ -324,11 +324,12 @@ def test_sessions_of_a_measured_gain_are_summarised_as_derived_by_hand() -> None
     assert s["predicted_off_mean_points"] == pytest.approx(4.0)
 
 
-def test_the_recorded_sessions_follow_from_their_blocks_and_the_runs_verify_json() -> None:
-    """reports/verify-sessions: every run's summary is `summarise` of its own blocks and its run's
+@pytest.mark.parametrize("recorded", ["verify-sessions", "verify-sessions-2"])
+def test_the_recorded_sessions_follow_from_their_blocks_and_the_runs_verify_json(recorded: str) -> None:
+    """reports/verify-sessions(-2): every run's summary is `summarise` of its own blocks and its run's
     verify.json as recorded, and the overall figures follow from the runs."""
     sessions = load_script("verify_sessions")
-    info = json.loads((ROOT / "reports" / "verify-sessions" / "sessions.json").read_text())
+    info = json.loads((ROOT / "reports" / recorded / "sessions.json").read_text())
     args = info["command"].split()
     folders = args[args.index("--runs") + 1 : args.index("--blocks")]
     assert len(info["runs"]) >= 8
