@@ -32,23 +32,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from explorer.measure.verify import AGREEMENT_POINTS
+
 ROOT = Path(__file__).resolve().parents[1]
-AGREEMENT_POINTS = 3.0
 LABELS = ("searched", "uniform below", "uniform above")
 
 
 def matched_gain(seconds: dict[str, float], flops: dict[str, float]) -> float:
     """The searched network's gain over uniform width at its FLOPs (the pair interpolated in FLOPs)."""
-    from explorer.search.baselines import at_flops
+    from explorer.measure.verify import uniform_at_searched
 
-    uniform = at_flops(
-        flops["searched"],
-        flops["uniform below"],
-        flops["uniform above"],
-        seconds["uniform below"],
-        seconds["uniform above"],
-    )
-    return float(uniform / seconds["searched"] - 1)
+    return uniform_at_searched(seconds, flops) / seconds["searched"] - 1
 
 
 def fresh_seconds(row: dict[str, Any], scales: dict[str, float]) -> float:

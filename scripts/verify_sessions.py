@@ -31,8 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from explorer.measure.verify import AGREEMENT_POINTS
+
 ROOT = Path(__file__).resolve().parents[1]
-AGREEMENT_POINTS = 3.0
 
 
 def block(run: Path, rounds: int) -> dict[str, Any]:

@@ -188,14 +188,9 @@ def test_the_stage_swaps_of_recorded_runs_are_valid_networks_made_of_their_paren
     """scripts/stage_swaps.py's units partition a network's ops, and every network taking each unit
     from one of two recorded searched networks is a valid network (its shapes resolve), the all-A
     and all-B ones being the two parents (the head from A)."""
-    import importlib.util
-
     from explorer.measure.verify import labelled_networks
 
-    spec = importlib.util.spec_from_file_location("stage_swaps", ROOT / "scripts" / "stage_swaps.py")
-    assert spec is not None and spec.loader is not None
-    swaps = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(swaps)
+    swaps = load_script("stage_swaps")
     runs = ROOT / "reports" / "verify-table-upper-cpu-dot-pool"
     networks = labelled_networks([runs / "1GFLOPs", runs / "2.5GFLOPs"])
     a, b = networks["2.5GFLOPs searched"], networks["1GFLOPs uniform below"]

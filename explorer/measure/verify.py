@@ -240,16 +240,22 @@ def priced(archs: Mapping[str, Arch], options: ScoringOptions) -> tuple[dict[str
     """(predicted seconds, FLOPs per sample) of each of `compared_networks`' networks under
     `options`, with 'uniform (matched FLOPs)': uniform width interpolated linearly in FLOPs between
     the networks below and above, at the searched network's FLOPs."""
-    from explorer.search.baselines import at_flops
-
     predicted, flops = {}, {}
     for label, arch in archs.items():
         result = analyze(arch, options)
         predicted[label], flops[label] = result.latency_s, result.flops / options.batch
-    bracket = (flops["searched"], flops["uniform below"], flops["uniform above"])
-    predicted["uniform (matched FLOPs)"] = at_flops(*bracket, predicted["uniform below"], predicted["uniform above"])
+    predicted["uniform (matched FLOPs)"] = uniform_at_searched(predicted, flops)
     flops["uniform (matched FLOPs)"] = flops["searched"]
     return predicted, flops
+
+
+def uniform_at_searched(seconds: Mapping[str, float], flops: Mapping[str, float]) -> float:
+    """Uniform width at the searched network's FLOPs: 'uniform below' and 'uniform above' of
+    `seconds` interpolated linearly in `flops` (the same labels)."""
+    from explorer.search.baselines import at_flops
+
+    bracket = (flops["searched"], flops["uniform below"], flops["uniform above"])
+    return float(at_flops(*bracket, seconds["uniform below"], seconds["uniform above"]))
 
 
 def gain_of(seconds: Mapping[str, float]) -> float:
