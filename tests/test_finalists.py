@@ -39,7 +39,7 @@ from explorer.measure.loop import best_check
 from explorer.measure.needs import LoopError
 from explorer.measure.verify import MARK as VERIFY_MARK
 from explorer.measure.verify import earlier_sessions, judge, read_verification
-from explorer.search import DEFAULTS, load_result, plan_search, run_search
+from explorer.search import DEFAULTS, load_result, load_run, plan_search, run_search
 from explorer.search.baselines import at_flops
 from explorer.search.problem import arch_from_params, is_feasible
 from explorer.spec import Arch, load_arch
@@ -304,12 +304,23 @@ def test_explore_times_its_finalists_and_verify_reads_the_searchs_measurement(
     flops = v2["candidates"][0]["flops_per_sample"]
     kept, why = earlier_sessions(run, v2["device"], v2["xla_flags"], flops)
     assert kept == v2["sessions"] and why is None
-    older = {k: x for k, x in v2.items() if k not in ("sessions", "across_sessions", "date")}  # before sessions
+    older = {k: x for k, x in v2.items() if k not in ("sessions", "across_sessions", "date", "searched_sha256")}
     (run / "verify.json").write_text(json.dumps(older))
     kept, why = earlier_sessions(run, v2["device"], v2["xla_flags"], flops)
     assert why is None and len(kept) == 1 and kept[0]["date"] == "" and kept[0]["measured_gain"] == v2["measured_gain"]
     kept, why = earlier_sessions(run, v2["device"], v2["xla_flags"], flops * 1.01)
     assert kept == [] and "another searched network" in why
+    # which network, not only its FLOPs: the digest of the best arch as its file holds it
+    best = load_run(run).best_arch()
+    assert v2["searched_sha256"] == best.digest() == dataclasses.replace(best, name="renamed", source="x").digest()
+    (run / "verify.json").write_text(json.dumps(v2))
+    kept, why = earlier_sessions(run, v2["device"], v2["xla_flags"], flops, best.digest())
+    assert kept == v2["sessions"] and why is None
+    kept, why = earlier_sessions(run, v2["device"], v2["xla_flags"], flops, "0" * 64)  # same FLOPs, another network
+    assert kept == [] and "another searched network" in why
+    (run / "verify.json").write_text(json.dumps(older))  # a file without a digest: compared by FLOPs
+    kept, why = earlier_sessions(run, v2["device"], v2["xla_flags"], flops, "0" * 64)
+    assert why is None and len(kept) == 1
     (run / "verify.json").write_text(json.dumps(dict(v2, candidates=[])))
     kept, why = earlier_sessions(run, v2["device"], v2["xla_flags"], flops)
     assert kept == [] and "holds no timed networks" in why
@@ -341,7 +352,15 @@ def test_explore_times_its_finalists_and_verify_reads_the_searchs_measurement(
     (run / "verify.json").write_text(json.dumps(stale))
     capsys.readouterr()
     assert main(["report", str(run)]) == 0
-    assert "This section timed an earlier best of the study" in (run / "report.md").read_text()
+    assert "This section timed an earlier best of the study (" in (run / "report.md").read_text()
+    stale = dict(json.loads((run / "verify.json").read_text()), searched_sha256="0" * 64)
+    stale["candidates"][0]["flops_per_sample"] *= 2  # the FLOPs of the best now, another network
+    (run / "verify.json").write_text(json.dumps(stale))
+    assert main(["report", str(run)]) == 0
+    assert "(another network of the same " in (run / "report.md").read_text()
+    (run / "verify.json").write_text(json.dumps(dict(stale, searched_sha256=best.digest())))
+    assert main(["report", str(run)]) == 0
+    assert "This section timed an earlier best" not in (run / "report.md").read_text()
     for bad in ({"run": "x"}, dict(stale, measured_gain_ci95=None), dict(stale, sessions=[{"date": ""}])):
         (run / "verify.json").write_text(json.dumps(bad))
         before = (run / "report.md").read_text()
@@ -352,7 +371,6 @@ def test_explore_times_its_finalists_and_verify_reads_the_searchs_measurement(
         assert "Traceback" not in err and (run / "report.md").read_text() == before  # refused before writing
     # a search's own report leaves a bad verify.json's section out, with a warning, and is written
     from explorer.cli.search import write_search_report
-    from explorer.search import load_run
 
     write_search_report(load_run(run).result(), tmp_path / "lenient", run, strict=False)
     assert "leaves out explore verify's section" in capsys.readouterr().err

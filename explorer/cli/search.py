@@ -130,8 +130,11 @@ def write_search_report(result: SearchResult, out: Path, folder: Path | None = N
             print(f"  warning: the report leaves out explore verify's section: {exc}", file=sys.stderr, flush=True)
     path = write_report(*search_report(result, extra), out)[0]
     if verified is not None:
-        batch = result.plan.settings.scoring.batch
-        add_section(verified, out, result.best.result.flops / batch if result.best is not None else None)
+        batch, best = result.plan.settings.scoring.batch, result.best
+        if best is None:
+            add_section(verified, out)
+        else:
+            add_section(verified, out, best.result.flops / batch, best.arch.digest())
     return path
 
 

@@ -136,6 +136,9 @@ class Verification:
     across_sessions: dict[str, Any] | None = None
     """With two sessions or more: their measured gains, mean, SD and spread (points), and the
     prediction against their mean (`across`)."""
+    searched_sha256: str = ""
+    """`Arch.digest` of the searched network timed (empty in a verify.json from before it was
+    recorded): which network this is, where FLOPs alone could match another."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,11 +163,20 @@ def session_of(v: Verification) -> dict[str, Any]:
     return out
 
 
+def same_network(v: Verification, flops_per_sample: float, sha256: str = "") -> bool:
+    """Whether `v` timed the network with these FLOPs per sample and `Arch.digest` (compared where both
+    files recorded one; a verify.json from before digests were recorded is compared by FLOPs alone)."""
+    if not v.candidates or not math.isclose(v.candidates[0].flops_per_sample, flops_per_sample, rel_tol=1e-9):
+        return False
+    return not (sha256 and v.searched_sha256) or sha256 == v.searched_sha256
+
+
 def earlier_sessions(
-    run: Path, device: str, flags: str, searched_flops_per_sample: float
+    run: Path, device: str, flags: str, searched_flops_per_sample: float, searched_sha256: str = ""
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The sessions of the run's verify.json that this one continues (same device, `XLA_FLAGS` and
-    searched network), and why earlier ones are not kept (None: kept, or there were none)."""
+    searched network: its FLOPs, and its `Arch.digest` where both files have one), and why earlier
+    ones are not kept (None: kept, or there were none)."""
     from explorer.search.files import VERIFY_JSON
 
     path = run / VERIFY_JSON
@@ -178,7 +190,7 @@ def earlier_sessions(
         return [], f"the earlier sessions ran on {old.device!r} with XLA_FLAGS={old.xla_flags!r}; not kept"
     if not old.candidates:
         return [], f"the earlier {VERIFY_JSON} holds no timed networks; its sessions are not kept"
-    if not math.isclose(old.candidates[0].flops_per_sample, searched_flops_per_sample, rel_tol=1e-9):
+    if not same_network(old, searched_flops_per_sample, searched_sha256):
         return [], "the earlier sessions timed another searched network (an earlier best); not kept"
     return (list(old.sessions) if old.sessions else [session_of(old)]), None
 
@@ -314,7 +326,8 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
     predicted_with = estimate_of(s.latency_model)
     predicted, flops = priced(archs, dataclasses.replace(s.options(platform), latency_model=predicted_with))
     device = device_name()
-    earlier, dropped = earlier_sessions(run, device, flags, flops["searched"])
+    digest = archs["searched"].digest()
+    earlier, dropped = earlier_sessions(run, device, flags, flops["searched"], digest)
     if dropped:
         print(f"  {dropped}", file=stream, flush=True)
     print(
@@ -371,6 +384,7 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
         search_measured=search_measured,
         measure_loop=loop,
         date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        searched_sha256=digest,
     )
     v.sessions = [*earlier, session_of(v)]
     v.across_sessions = across(v.sessions, predicted_gain)
@@ -601,22 +615,30 @@ def read_verification(path: Path) -> Verification:
         ) from None
 
 
-def add_section(v: Verification, run: Path, searched_flops_per_sample: float | None = None) -> list[Path]:
+def add_section(
+    v: Verification, run: Path, searched_flops_per_sample: float | None = None, searched_sha256: str = ""
+) -> list[Path]:
     """Verify's section at the end of the report.md and report.html in `run` (replacing an earlier
-    one); the files changed. Given the FLOPs of the study's best now, a section whose searched
-    network has other FLOPs says that it timed an earlier best."""
+    one); the files changed. Given the study's best now (its FLOPs per sample, and its `Arch.digest`),
+    a section that timed another network says that it timed an earlier best."""
     blocks = section_blocks(v)
-    searched = v.candidates[0].flops_per_sample if v.candidates else None
     if (
         searched_flops_per_sample is not None
-        and searched is not None
-        and not math.isclose(searched, searched_flops_per_sample, rel_tol=1e-9)
+        and v.candidates
+        and not same_network(v, searched_flops_per_sample, searched_sha256)
     ):
-        stale = (
-            f"This section timed an earlier best of the study ({si(searched, 'FLOPs')} per sample; the best now has "
-            f"{si(searched_flops_per_sample, 'FLOPs')}): run `explore verify` again to time the best now."
+        timed = v.candidates[0].flops_per_sample
+        which = (
+            f"another network of the same {si(timed, 'FLOPs')} per sample"
+            if math.isclose(timed, searched_flops_per_sample, rel_tol=1e-9)
+            else f"{si(timed, 'FLOPs')} per sample; the best now has {si(searched_flops_per_sample, 'FLOPs')}"
         )
-        blocks.insert(1, Text(stale))
+        blocks.insert(
+            1,
+            Text(
+                f"This section timed an earlier best of the study ({which}): run `explore verify` again to time the best now."
+            ),
+        )
     text = to_markdown(blocks, section=True)
     written: list[Path] = []
     md = run / MARKDOWN

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +80,12 @@ class Arch:
             raise SpecError(f"arch {self.name!r}: no op named {sorted(unknown)}")
         ops = tuple(dataclasses.replace(op, **changes[op.name]) if op.name in changes else op for op in self.ops)
         return Arch(name=name or self.name, input_shape=self.input_shape, ops=ops, source=self.source)
+
+    def digest(self) -> str:
+        """sha256 of the network itself (input shape and ops; not its name or source): equal for the
+        same network however it was named or loaded."""
+        network = {"input": list(self.input_shape), "ops": [op_to_dict(op) for op in self.ops]}
+        return hashlib.sha256(json.dumps(network, sort_keys=True).encode()).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
         return {
