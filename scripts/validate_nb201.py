@@ -37,7 +37,9 @@ def position_ceiling(table: object, column: str) -> float:
     coef, *_ = np.linalg.lstsq(a, y, rcond=None)
     from scipy import stats
 
-    return float(stats.spearmanr(a @ coef, y).statistic)
+    from explorer.measure.agreement import merge_near_ties
+
+    return float(stats.spearmanr(merge_near_ties(a @ coef), merge_near_ties(y)).statistic)
 
 
 def main() -> int:

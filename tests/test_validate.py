@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from explorer.cli import main
@@ -15,7 +16,7 @@ from explorer.cost.analyze import analyze
 from explorer.cost.platforms import get_platform
 from explorer.cost.rules import layer_class
 from explorer.cost.timers import efficiency_table
-from explorer.measure.agreement import agreement
+from explorer.measure.agreement import agreement, merge_near_ties
 from explorer.measure.calibrate import class_times_s, nearest_catalog_entry
 from explorer.measure.validate import Row, kind_factors
 from explorer.spec import Act, Arch, BatchNorm, Conv, Dense, GlobalAvgPool, MaxPool, load_arch
@@ -34,6 +35,23 @@ def test_rank_statistics_against_hand_values() -> None:
     assert exact.median_ratio == 1.0 and exact.median_abs_error == pytest.approx(0.25)
     assert exact.median_abs_log_ratio == pytest.approx(-math.log(0.75))  # |log| of 2, 1, 0.75: its middle one
     assert (exact.within_10, exact.within_25, exact.faster_than_predicted) == pytest.approx((1 / 3, 2 / 3, 1 / 3))
+
+
+def test_ties_split_by_the_last_float_digit_rank_as_ties() -> None:
+    """Two networks with the same kernels are predicted the same time up to a float sum's order: ranked
+    as ties, so a Spearman does not move with the numpy build that summed them. By hand: predictions
+    (1, 1, 2) against measured (1, 2, 3) have ranks (1.5, 1.5, 3) and (1, 2, 3), Spearman sqrt(3)/2."""
+    tie = agreement([1.0, 1.0, 2.0], [1.0, 2.0, 3.0])
+    assert tie.spearman == pytest.approx(math.sqrt(3) / 2)
+    for noise in (1e-15, -1e-15, 4e-10):
+        for p in ([1.0, 1.0 + noise, 2.0], [1.0 + noise, 1.0, 2.0]):
+            got = agreement(p, [1.0, 2.0, 3.0])
+            assert (got.spearman, got.kendall) == (tie.spearman, tie.kendall)
+    assert agreement([1.0, 1.0 + 1e-6, 2.0], [1.0, 2.0, 3.0]).spearman == pytest.approx(1.0)  # a real difference
+    # a run merges to its smallest value, in place; other values stay as they were
+    x = np.array([3.0, 1.0 + 5e-10, 2.0, 1.0, 1.0 + 1e-9, 5.0])
+    assert merge_near_ties(x).tolist() == [3.0, 1.0, 2.0, 1.0, 1.0, 5.0] and x[1] == 1.0 + 5e-10
+    assert merge_near_ties([]).size == 0 and merge_near_ties([7.0]).tolist() == [7.0]
 
 
 def test_kind_factors_recover_a_known_mix() -> None:

@@ -195,7 +195,9 @@ def bootstrap_spearman(
     """95% percentile bootstrap interval of Spearman's rho (resampling architectures)."""
     from scipy import stats
 
-    p, m = np.asarray(predicted, float), np.asarray(measured, float)
+    from explorer.measure.agreement import merge_near_ties
+
+    p, m = merge_near_ties(predicted), merge_near_ties(measured)
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(n):
