@@ -30,6 +30,7 @@ from explorer.measure.finalists import (
     FINALISTS_JSON,
     PICK_ATTR,
     FinalistSettings,
+    confirmed_gain,
     finalist_trials,
     finalists_text,
     measure_finalists,
@@ -286,6 +287,16 @@ def test_explore_times_its_finalists_and_verify_reads_the_searchs_measurement(
     assert (c["agrees"], c["agreement"]) == judge(c["measured_gain"], v["measured_gain"], v["measured_gain_ci95"])[1:]
     assert "the search measured its pick's gain itself" in v["verdict"]
     assert v["candidates"][0]["flops_per_sample"] == pytest.approx(rows[record["pick_rank"]]["flops_per_sample"])
+    # the pick is the network verify timed: the search hashed it from the study, verify from best_arch.json
+    assert rows[record["pick_rank"]]["sha256"] == v["searched_sha256"] and len({r["sha256"] for r in rows}) == 3
+    flops = v["candidates"][0]["flops_per_sample"]
+    assert confirmed_gain(run, flops, v["searched_sha256"])[0]["measured_gain"] == c["measured_gain"]
+    gain, why = confirmed_gain(run, flops, "0" * 64)  # another network of the same FLOPs
+    assert gain is None and f"picked trial {record['pick']}, another network" in why
+    unhashed = dict(record, finalists=[{k: x for k, x in r.items() if k != "sha256"} for r in rows])
+    (run / FINALISTS_JSON).write_text(json.dumps(unhashed))  # written before the digest: read by FLOPs
+    assert confirmed_gain(run, flops, "0" * 64)[0] is not None and confirmed_gain(run, flops * 1.01)[0] is None
+    (run / FINALISTS_JSON).write_text(json.dumps(record))
     assert [s["measured_gain"] for s in v["sessions"]] == [v["measured_gain"]] and v["across_sessions"] is None
     # verify again: a second session, kept beside the first and summarised
     assert main(["verify", str(run), "--rounds", "6"]) == 0
@@ -312,7 +323,9 @@ def test_explore_times_its_finalists_and_verify_reads_the_searchs_measurement(
     assert kept == [] and "another searched network" in why
     # which network, not only its FLOPs: the digest of the best arch as its file holds it
     best = load_run(run).best_arch()
-    assert v2["searched_sha256"] == best.digest() == dataclasses.replace(best, name="renamed", source="x").digest()
+    assert best.digest() == dataclasses.replace(best, name="renamed", source="x").digest()
+    conv = next(op for op in best.ops if hasattr(op, "bias"))
+    assert best.digest() != best.replace_ops({conv.name: {"bias": not conv.bias}}).digest()  # type: ignore[attr-defined]
     (run / "verify.json").write_text(json.dumps(v2))
     kept, why = earlier_sessions(run, v2["device"], v2["xla_flags"], flops, best.digest())
     assert kept == v2["sessions"] and why is None
@@ -361,7 +374,12 @@ def test_explore_times_its_finalists_and_verify_reads_the_searchs_measurement(
     (run / "verify.json").write_text(json.dumps(dict(stale, searched_sha256=best.digest())))
     assert main(["report", str(run)]) == 0
     assert "This section timed an earlier best" not in (run / "report.md").read_text()
-    for bad in ({"run": "x"}, dict(stale, measured_gain_ci95=None), dict(stale, sessions=[{"date": ""}])):
+    broken = (
+        dict(stale, measured_gain_ci95=None),
+        dict(stale, sessions=[{"date": ""}]),
+        dict(stale, searched_sha256=7),
+    )
+    for bad in ({"run": "x"}, *broken):
         (run / "verify.json").write_text(json.dumps(bad))
         before = (run / "report.md").read_text()
         assert main(["report", str(run)]) != 0
@@ -556,7 +574,6 @@ def test_a_pick_off_the_uniform_curve_states_no_gain(
 ) -> None:
     """Where a contender's FLOPs lie outside the uniform-width curve there is no uniform network at
     matched FLOPs: the record says so, the sentence says so, and verify has no search gain to read."""
-    from explorer.measure.finalists import confirmed_gain
     from explorer.search import baselines
 
     plan, result = searched(fresh(table_template, tmp_path), tmp_path / "run")
@@ -569,4 +586,4 @@ def test_a_pick_off_the_uniform_curve_states_no_gain(
         record["confirmation"]["skipped"]
     )
     assert "no gain over uniform width" in finalists_text(record)
-    assert confirmed_gain(tmp_path / "run") is None
+    assert confirmed_gain(tmp_path / "run") == (None, "the search could not confirm its pick's gain over uniform width")

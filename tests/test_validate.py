@@ -48,9 +48,19 @@ def test_ties_split_by_the_last_float_digit_rank_as_ties() -> None:
             got = agreement(p, [1.0, 2.0, 3.0])
             assert (got.spearman, got.kendall) == (tie.spearman, tie.kendall)
     assert agreement([1.0, 1.0 + 1e-6, 2.0], [1.0, 2.0, 3.0]).spearman == pytest.approx(1.0)  # a real difference
-    # a run merges to its smallest value, in place; other values stay as they were
-    x = np.array([3.0, 1.0 + 5e-10, 2.0, 1.0, 1.0 + 1e-9, 5.0])
+    # a run merges to its smallest value, in place; other values stay as they were, and the input too
+    x = np.array([3.0, 1.0 + 5e-10, 2.0, 1.0, 1.0 + 2e-10, 5.0])
     assert merge_near_ties(x).tolist() == [3.0, 1.0, 2.0, 1.0, 1.0, 5.0] and x[1] == 1.0 + 5e-10
+    # steps each within the tolerance do not chain past it: a run is measured from its smallest value
+    chain = merge_near_ties([1.0 + 1.8e-9, 1.0 + 1.2e-9, 1.0 + 6e-10, 1.0])
+    assert chain.tolist() == [1.0 + 1.2e-9, 1.0 + 1.2e-9, 1.0, 1.0]
+    long = merge_near_ties(1.0 + np.arange(5000) * 0.9e-9)
+    assert np.ptp(long) > 4e-6 and all(np.diff(np.unique(long)) > 1e-9)
+    # NaN and infinities are not merged into numbers, so a bad prediction still shows
+    assert np.array_equal(
+        merge_near_ties([1.0, np.nan, 1.0 + 1e-12, np.inf]), [1.0, np.nan, 1.0, np.inf], equal_nan=True
+    )
+    assert math.isnan(agreement([1.0, 2.0, np.nan], [1.0, 2.0, 3.0]).spearman)
     assert merge_near_ties([]).size == 0 and merge_near_ties([7.0]).tolist() == [7.0]
 
 

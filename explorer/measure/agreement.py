@@ -40,19 +40,28 @@ TIE_REL_TOL = 1e-9
 
 
 def merge_near_ties(values: Sequence[float] | np.ndarray, rel_tol: float = TIE_REL_TOL) -> np.ndarray:
-    """`values` with each run of sorted values less than `rel_tol` apart (relative, step by step) set
-    to the run's smallest. Two networks with the same kernels are predicted the same time up to the
-    order of a float sum, which moves with the numpy build; ranked as they come, those last-digit
-    differences would split a tie and move a Spearman by 1e-4 where thousands of networks tie."""
-    x = np.asarray(values, dtype=float)
-    if x.size < 2:
-        return x.copy()
-    order = np.argsort(x, kind="stable")
-    s = x[order]
-    new_run = np.concatenate([[True], np.diff(s) > rel_tol * np.maximum(np.abs(s[1:]), np.abs(s[:-1]))])
-    merged = np.empty_like(x)
-    merged[order] = s[np.flatnonzero(new_run)[np.cumsum(new_run) - 1]]
-    return merged
+    """`values` with each run of sorted finite values within `rel_tol` (relative) of the run's
+    smallest set to it; NaN and infinities are left as they are. Two networks with the same kernels
+    are predicted the same time up to the order of a float sum, which moves with the numpy build;
+    ranked as they come, those last-digit differences would split a tie and move a Spearman by 1e-4
+    where thousands of networks tie."""
+    out = np.array(values, dtype=float)
+    finite = np.flatnonzero(np.isfinite(out))
+    if finite.size < 2:
+        return out
+    order = finite[np.argsort(out[finite], kind="stable")]
+    s = out[order]
+    close = np.diff(s) <= rel_tol * np.maximum(np.abs(s[1:]), np.abs(s[:-1]))
+    for start in np.flatnonzero(close & ~np.concatenate([[False], close[:-1]])):  # each stretch of close steps
+        anchor = s[start]
+        k = start + 1
+        while k < s.size and (k == start + 1 or close[k - 1]):
+            if s[k] - anchor > rel_tol * max(abs(anchor), abs(s[k])):
+                anchor = s[k]  # steps add up past the tolerance: a new run
+            s[k] = anchor
+            k += 1
+    out[order] = s
+    return out
 
 
 def agreement(predicted: Sequence[float] | np.ndarray, measured: Sequence[float] | np.ndarray) -> Agreement:

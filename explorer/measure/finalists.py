@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -248,6 +249,7 @@ def measure_finalists(
                 "rank": k,
                 "trial": trial.number,
                 "flops_per_sample": s.result.flops / batch,
+                "sha256": s.arch.digest(),
                 "predicted_s": s.result.latency_s,
                 "measured_s": float(median_s),
                 "measured_ci95_s": [low, high],
@@ -352,23 +354,40 @@ def read_finalists(path: Path) -> dict[str, Any]:
     return read_record(path, "finalists record", FINALISTS_FORMAT)
 
 
-def confirmed_gain(run: Path) -> dict[str, Any] | None:
-    """The gain the search stated as measured (finalists.json's confirmation) for `explore verify`;
-    None where the run timed no finalists or could not confirm."""
+def confirmed_gain(
+    run: Path, searched_flops_per_sample: float | None = None, searched_sha256: str = ""
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The gain the search stated as measured (finalists.json's confirmation) for `explore verify`,
+    and why there is none to compare (None: there is one, or the run timed no finalists). Given the
+    network verify times (its FLOPs per sample and `Arch.digest`), a pick that is another network
+    (trials that beat it came later) is not compared; a finalists.json from before the digest was
+    recorded is compared by FLOPs."""
     path = run / FINALISTS_JSON
     if not path.is_file():
-        return None
+        return None, None
     data = read_finalists(path)
     c = data.get("confirmation") or {}
     if "measured_gain" not in c:
-        return None
+        return None, "the search could not confirm its pick's gain over uniform width"
+    pick = data["finalists"][data["pick_rank"]]
+    if searched_flops_per_sample is not None:
+        same = (
+            pick["sha256"] == searched_sha256
+            if pick.get("sha256") and searched_sha256
+            else math.isclose(pick["flops_per_sample"], searched_flops_per_sample, rel_tol=1e-9)
+        )
+        if not same:
+            return None, (
+                f"the search's finalists picked trial {pick['trial']}, another network than the best timed here "
+                "(trials that beat it came later); its measured gain is not compared"
+            )
     return {
         "pick_rank": data["pick_rank"],
         "finalists": len(data["finalists"]),
         "measured_gain": c["measured_gain"],
         "measured_gain_ci95": c["measured_gain_ci95"],
         "rounds": c["rounds"],
-    }
+    }, None
 
 
 def finalists_text(data: Mapping[str, Any]) -> str:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import math
+import re
 import statistics
 import sys
 from collections.abc import Mapping, Sequence
@@ -352,7 +353,9 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
     interval = table_gain_interval(s.options(platform), predicted_gain) if table else None
     verdict = verdict_text(predicted_gain, measured_gain, ci, measured, agreement, interval)
     loop = loop_check(run, archs["searched"], s.options(platform), compared) if table else None
-    search_measured = confirmed_gain(run)
+    search_measured, not_compared = confirmed_gain(run, flops["searched"], digest)
+    if not_compared is not None:
+        print(f"  {not_compared}", file=stream, flush=True)
     if search_measured is not None:
         _, agrees_search, why = judge(search_measured["measured_gain"], measured_gain, ci)
         search_measured |= {"agrees": agrees_search, "agreement": why}
@@ -599,6 +602,8 @@ def read_verification(path: Path) -> Verification:
             if kept.get(name) is not None:
                 kept[name] = tuple(kept[name])
         v = Verification(**kept)
+        if not isinstance(v.searched_sha256, str) or not re.fullmatch(r"(?:[0-9a-f]{64})?", v.searched_sha256):
+            raise ValueError(f"searched_sha256 must be an Arch.digest (64 hex digits), not {v.searched_sha256!r}")
         # what later use reads, read once here: the section, and earlier sessions to continue
         to_markdown(section_blocks(v), section=True)
         for session in v.sessions or ():

@@ -82,10 +82,11 @@ class Arch:
         return Arch(name=name or self.name, input_shape=self.input_shape, ops=ops, source=self.source)
 
     def digest(self) -> str:
-        """sha256 of the network itself (input shape and ops; not its name or source): equal for the
-        same network however it was named or loaded."""
+        """sha256 of the network itself: its input shape and ops (op names included: they wire the
+        graph), not the arch's name or source, and numbers by value (64 and 64.0 alike), so the same
+        network gives the same digest however it was named, written or loaded."""
         network = {"input": list(self.input_shape), "ops": [op_to_dict(op) for op in self.ops]}
-        return hashlib.sha256(json.dumps(network, sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(json.dumps(_by_value(network), sort_keys=True).encode()).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +95,17 @@ class Arch:
             "input": list(self.input_shape),
             "ops": [op_to_dict(op) for op in self.ops],
         }
+
+
+def _by_value(x: Any) -> Any:
+    """`x` (JSON-like) with every number as a float (booleans kept): for `Arch.digest`."""
+    if isinstance(x, dict):
+        return {k: _by_value(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_by_value(v) for v in x]
+    if isinstance(x, int | float) and not isinstance(x, bool):
+        return float(x)
+    return x
 
 
 def bottleneck_names(op_name: str) -> tuple[str, str]:
