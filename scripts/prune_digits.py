@@ -104,7 +104,7 @@ def synflow(arch: Arch, arrays: dict[str, np.ndarray]) -> float:
     def r(m: Network) -> jax.Array:
         return m(x).sum()
 
-    grads = nnx.grad(r)(model)
+    grads = nnx.jit(nnx.grad(r))(model)  # one compiled program, not one per op
     params = nnx.state(model, nnx.Param)
     total = sum(
         float(jnp.sum(jnp.abs(p * g))) for p, g in zip(jax.tree.leaves(params), jax.tree.leaves(grads), strict=True)

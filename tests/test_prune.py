@@ -85,14 +85,17 @@ def random_arch(draw: st.DrawFn) -> Arch:
 
 
 def trained_like(arch: Arch, seed: int) -> dict[str, np.ndarray]:
-    """Random weights with non-trivial batch-norm statistics (as trained ones have)."""
-    arrays = to_arrays(build_model(arch, rngs=nnx.Rngs(seed)))
+    """Random weights with non-trivial batch-norm statistics (as trained ones have): kernels normal with
+    variance 1 / fan-in, drawn here without building a model (no initialiser compiles per shape)."""
     rng = np.random.default_rng(seed)
-    for k, v in arrays.items():
-        if k.endswith((".scale", ".var")):
-            arrays[k] = rng.uniform(0.5, 1.5, v.shape).astype(v.dtype)
-        elif k.endswith((".bias", ".mean")):
-            arrays[k] = rng.normal(0, 0.2, v.shape).astype(v.dtype)
+    arrays = {}
+    for k, shape in expected_shapes(arch).items():
+        if k.endswith(".kernel"):
+            arrays[k] = rng.normal(0, 1 / np.sqrt(np.prod(shape[:-1])), shape).astype(np.float32)
+        elif k.endswith((".scale", ".var")):
+            arrays[k] = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+        else:  # biases, means
+            arrays[k] = rng.normal(0, 0.2, shape).astype(np.float32)
     return arrays
 
 

@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -134,9 +135,10 @@ def _abstract(arch: Arch) -> Network:
 
 def from_arrays(arch: Arch, arrays: Mapping[str, np.ndarray], *, strict: bool = True) -> Network:
     """A model of `arch` holding `arrays` (Flax layout); a missing, extra or misshapen array is an
-    error naming it (with `strict=False`, extra arrays are ignored)."""
-    model = build_model(arch)
-    wanted = expected_shapes(arch)
+    error naming it (with `strict=False`, extra arrays are ignored). The model is built with shapes
+    only and then given the arrays, so no initialiser runs (nor compiles, once per new shape)."""
+    model = _abstract(arch)
+    wanted = {k: tuple(v.shape) for k, v in _variables(model).items()}
     missing = [k for k in wanted if k not in arrays]
     if missing:
         raise WeightsError(f"weights: {len(missing)} arrays missing for {arch.name!r}, e.g. {missing[0]!r}")
@@ -149,8 +151,20 @@ def from_arrays(arch: Arch, arrays: Mapping[str, np.ndarray], *, strict: bool = 
         if tuple(value.shape) != shape:
             raise WeightsError(f"weights: {key!r} has shape {tuple(value.shape)}; {arch.name!r} needs {shape}")
         variable = variables[key]
-        variable[...] = jnp.asarray(value, dtype=variable.dtype)  # works across flax 0.12.x
+        _assign(variable, jnp.asarray(value, dtype=variable.dtype))
+    if any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in jax.tree.leaves(nnx.state(model))):
+        raise WeightsError(f"weights: {arch.name!r} holds state that is not a weight array; explorer cannot load it")
     return model
+
+
+def _assign(variable: nnx.Variable, value: jax.Array) -> None:
+    """Replace a variable's value, an abstract one's included: `set_value` from flax 0.12.x on; before
+    it, assigning `.value` (`variable[...] = ` writes into the abstract value in later versions)."""
+    setter = getattr(variable, "set_value", None)
+    if setter is not None:
+        setter(value)
+    else:
+        variable.value = value
 
 
 def save_weights(model: Network, path: str | Path) -> Path:
