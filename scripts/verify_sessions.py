@@ -54,6 +54,24 @@ def block(run: Path, rounds: int) -> dict[str, Any]:
     }
 
 
+def timed_another_network(run: Path) -> str | None:
+    """Why the run's recorded verify.json is not of the network its best_arch.json holds now (by its
+    digest, or its FLOPs in a file from before digests), or None where it is, or cannot be read."""
+    from explorer.measure.verify import VerifyError, compared_networks, priced, read_verification, same_network
+    from explorer.search import load_run
+
+    try:
+        v = read_verification(run / "verify.json")
+    except VerifyError as exc:
+        return str(exc)
+    folder = load_run(run)
+    archs = compared_networks(run)
+    _, flops = priced(archs, folder.record().options(folder.platform()))
+    if v.candidates and not same_network(v, flops["searched"], archs["searched"].digest()):
+        return "its verify.json timed another network than its best_arch.json holds now; run explore verify on it again"
+    return None
+
+
 def in_a_fresh_process(run: Path, rounds: int) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, __file__, "--block", str(run), "--rounds", str(rounds)],
@@ -178,6 +196,11 @@ def main() -> int:
             f"verify_sessions: --runs {' '.join(map(str, args.runs))}: no run folder with verify.json", file=sys.stderr
         )
         return 2
+    for name, run in runs.items():
+        problem = timed_another_network(run)
+        if problem:
+            print(f"verify_sessions: --runs: {name}: {problem}", file=sys.stderr)
+            return 2
     started = time.perf_counter()
     blocks: dict[str, list[dict[str, Any]]] = {name: [] for name in runs}
     for k in range(args.blocks):

@@ -366,6 +366,26 @@ def test_the_recorded_sessions_follow_from_their_blocks_and_the_runs_verify_json
     assert s["predicted_agrees_mean"] == sum(r["predicted_off_mean_points"] <= 3 for r in info["runs"].values())
 
 
+def test_sessions_refuse_a_verify_json_of_another_network(tmp_path: Path) -> None:
+    """scripts/verify_sessions.py re-times best_arch.json against the recorded verify.json only where
+    that file timed the same network: by its digest, or by FLOPs in a file from before digests."""
+    import shutil
+
+    sessions = load_script("verify_sessions")
+    loop = tmp_path / "loop"
+    shutil.copytree(ROOT / "reports" / "verify-table-upper-cpu-finalists-budgets", loop)
+    run = loop / "2GFLOPs"
+    assert sessions.timed_another_network(run) is None  # recorded without a digest: the FLOPs match
+    v = json.loads((run / "verify.json").read_text())
+    best = load_arch(run / "best_arch.json")
+    (run / "verify.json").write_text(json.dumps(dict(v, searched_sha256=best.digest())))
+    assert sessions.timed_another_network(run) is None
+    (run / "verify.json").write_text(json.dumps(dict(v, searched_sha256="0" * 64)))
+    assert "timed another network than its best_arch.json" in sessions.timed_another_network(run)
+    (run / "verify.json").write_text("{}")
+    assert "not as `explore verify` writes it" in sessions.timed_another_network(run)
+
+
 def test_fresh_pricing_replaces_only_the_rows_as_derived_by_hand() -> None:
     """scripts/fresh_pricing.py: a network of a 2 ms conv row timed again at 1.5 ms (scale 1.1) and a
     1 ms pool row timed again at 1.2 ms (no scale: 1) is priced 10 - (1.1 x 0.5 - 0.2) = 9.65 ms
