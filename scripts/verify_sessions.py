@@ -55,8 +55,9 @@ def block(run: Path, rounds: int) -> dict[str, Any]:
 
 
 def timed_another_network(run: Path) -> str | None:
-    """Why the run's recorded verify.json is not of the network its best_arch.json holds now (by its
-    digest, or its FLOPs in a file from before digests), or None where it is, or cannot be read."""
+    """Why the run's recorded verify.json cannot be re-timed: it is not verify's, or it timed another
+    network than its best_arch.json holds now (by digest, or by FLOPs in a file from before digests);
+    None where it is the same network."""
     from explorer.measure.verify import VerifyError, compared_networks, priced, read_verification, same_network
     from explorer.search import load_run
 
