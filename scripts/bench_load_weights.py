@@ -1,0 +1,120 @@
+"""Loading a network's weights (`explorer.deploy.weights.from_arrays`, behind `load_weights`,
+`explore prune`, saliency and export), this tree against an older checkout, side by side in one run.
+
+    python scripts/bench_load_weights.py                       # this tree only
+    python scripts/bench_load_weights.py --before ../old       # and an older checkout (A B A B ...)
+
+Each round starts one process per tree and network that draws the network's arrays with numpy
+(not timed), then times `from_arrays` twice: `first load` (a fresh process, what one `explore
+prune` pays: whatever the load compiles, it compiles here) and `second load` (the same network again
+in that process). The table is the median (min-max) over `--rounds` rounds, the trees alternating
+within each round, and the ratio is taken round by round. Writes reports/bench_load_weights.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NETWORKS = ("resnet18", "mobilenet_v2", "googlenet")
+SNIPPET = """
+import sys, time
+import numpy as np
+from explorer.deploy.weights import expected_shapes, from_arrays
+from explorer.space import load_space
+arch = load_space(sys.argv[1]).arch
+rng = np.random.default_rng(0)
+arrays = {k: np.abs(rng.normal(0, 0.05, s)).astype(np.float32) for k, s in expected_shapes(arch).items()}
+times = []
+for _ in range(2):
+    start = time.perf_counter()
+    from_arrays(arch, arrays)
+    times.append(time.perf_counter() - start)
+print(*times)
+"""
+WAYS = ("first load", "second load")
+
+
+def time_once(tree: Path, network: str) -> tuple[float, float]:
+    env = dict(os.environ, PYTHONPATH=str(tree), JAX_PLATFORMS="cpu")
+    out = subprocess.run(
+        [sys.executable, "-c", SNIPPET, network], cwd=tree, env=env, capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["(no error output)"])[-1]
+        raise SystemExit(f"bench_load_weights: {network} in {tree} failed: {last}")
+    first, second = (float(x) for x in out.stdout.split())
+    return first, second
+
+
+def commit_of(tree: Path) -> str:
+    out = subprocess.run(
+        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    )
+    dirty = subprocess.run(
+        ["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return (out.stdout.strip() or "?") + (" with uncommitted changes" if dirty.stdout.strip() else "")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", type=Path, help="an older checkout of the project to compare with")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: give at least 1")
+    if args.before is not None and not (args.before / "explorer" / "deploy" / "weights.py").is_file():
+        parser.error(f"--before {str(args.before)!r}: not a checkout of this project (no explorer/deploy/weights.py)")
+    rows = []
+    for network in NETWORKS:
+        after: list[tuple[float, float]] = []
+        before: list[tuple[float, float]] = []
+        for k in range(args.rounds):
+            trees = [(ROOT, after)] + ([(args.before.resolve(), before)] if args.before is not None else [])
+            for tree, out in trees if k % 2 == 0 else trees[::-1]:
+                out.append(time_once(tree, network))
+        for w, way in enumerate(WAYS):
+            rows.append((f"{network}, {way}", [a[w] for a in after], [b[w] for b in before]))
+        print(network, f"first load {statistics.median(a[0] for a in after):.3f} s", file=sys.stderr)
+    lines = [
+        "# Loading a network's weights (`from_arrays`)",
+        "",
+        f"`python scripts/bench_load_weights.py{' --before OLD' if args.before else ''}` on {platform.machine()} "
+        f"({os.cpu_count()} cores), Python {platform.python_version()}, {datetime.date.today().isoformat()}; "
+        f"this tree {commit_of(ROOT)}"
+        + (f", before: {commit_of(args.before)}" if args.before else "")
+        + f". The shipped network with its arrays drawn by numpy (not timed); median (min-max) over {args.rounds} "
+        "rounds of one fresh process per tree and network, the trees alternating. `first load`: the first "
+        "`from_arrays` in the process (what one `explore prune` pays); `second load`: the same network again.",
+        "",
+    ]
+    if args.before is None:
+        lines += ["| network, load | from_arrays (s) |", "|---|---:|"]
+        lines += [f"| {n} | {_spread(a)} |" for n, a, _ in rows]
+    else:
+        lines += ["| network, load | before (s) | after (s) | after / before |", "|---|---:|---:|---:|"]
+        for n, a, b in rows:
+            ratios = [x / y for x, y in zip(a, b, strict=True)]
+            lines.append(f"| {n} | {_spread(b)} | {_spread(a)} | {statistics.median(ratios):.3f} |")
+    (ROOT / "reports" / "bench_load_weights.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
