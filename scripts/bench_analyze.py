@@ -26,6 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from before_after import table
+
 ROOT = Path(__file__).resolve().parents[1]
 NETWORKS = ("resnet18", "mobilenet_v2", "googlenet")
 SNIPPET = """
@@ -97,22 +99,10 @@ def main() -> int:
         "`same network`: the shipped network every call.",
         "",
     ]
-    if args.before is None:
-        lines += ["| network, calls | analyze (ms) |", "|---|---:|"]
-        lines += [f"| {n} | {_spread(a)} |" for n, a, _ in rows]
-    else:
-        lines += ["| network, calls | before (ms) | after (ms) | after / before |", "|---|---:|---:|---:|"]
-        for n, a, b in rows:
-            ratios = [x / y for x, y in zip(a, b, strict=True)]
-            lines.append(f"| {n} | {_spread(b)} | {_spread(a)} | {statistics.median(ratios):.3f} |")
+    lines += table(rows, "network, calls", "analyze", "ms", scale=1e3)
     (ROOT / "reports" / "bench_analyze.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
-
-
-def _spread(values: list[float]) -> str:
-    ms = [v * 1e3 for v in values]
-    return f"{statistics.median(ms):.3f} ({min(ms):.3f}-{max(ms):.3f})"
 
 
 if __name__ == "__main__":

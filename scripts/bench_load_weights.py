@@ -22,6 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from before_after import table
+
 ROOT = Path(__file__).resolve().parents[1]
 NETWORKS = ("resnet18", "mobilenet_v2", "googlenet")
 SNIPPET = """
@@ -99,21 +101,10 @@ def main() -> int:
         "`from_arrays` in the process (what one `explore prune` pays); `second load`: the same network again.",
         "",
     ]
-    if args.before is None:
-        lines += ["| network, load | from_arrays (s) |", "|---|---:|"]
-        lines += [f"| {n} | {_spread(a)} |" for n, a, _ in rows]
-    else:
-        lines += ["| network, load | before (s) | after (s) | after / before |", "|---|---:|---:|---:|"]
-        for n, a, b in rows:
-            ratios = [x / y for x, y in zip(a, b, strict=True)]
-            lines.append(f"| {n} | {_spread(b)} | {_spread(a)} | {statistics.median(ratios):.3f} |")
+    lines += table(rows, "network, load", "from_arrays", "s")
     (ROOT / "reports" / "bench_load_weights.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
-
-
-def _spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
 
 
 if __name__ == "__main__":
