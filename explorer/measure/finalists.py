@@ -354,6 +354,14 @@ def read_finalists(path: Path) -> dict[str, Any]:
     return read_record(path, "finalists record", FINALISTS_FORMAT)
 
 
+def same_network(flops_per_sample: float, sha256: str, other_flops_per_sample: float, other_sha256: str) -> bool:
+    """Whether two records name the same network: equal FLOPs per sample and, where both recorded
+    one, equal `Arch.digest` (a file from before digests is compared by FLOPs alone)."""
+    if not math.isclose(flops_per_sample, other_flops_per_sample, rel_tol=1e-9):
+        return False
+    return not (sha256 and other_sha256) or sha256 == other_sha256
+
+
 def confirmed_gain(
     run: Path, searched_flops_per_sample: float | None = None, searched_sha256: str = ""
 ) -> tuple[dict[str, Any] | None, str | None]:
@@ -370,17 +378,13 @@ def confirmed_gain(
     if "measured_gain" not in c:
         return None, "the search could not confirm its pick's gain over uniform width"
     pick = data["finalists"][data["pick_rank"]]
-    if searched_flops_per_sample is not None:
-        same = (
-            pick["sha256"] == searched_sha256
-            if pick.get("sha256") and searched_sha256
-            else math.isclose(pick["flops_per_sample"], searched_flops_per_sample, rel_tol=1e-9)
+    if searched_flops_per_sample is not None and not same_network(
+        pick["flops_per_sample"], pick.get("sha256", ""), searched_flops_per_sample, searched_sha256
+    ):
+        return None, (
+            f"the search's finalists picked trial {pick['trial']}, another network than the best timed here "
+            "(trials that beat it came later); its measured gain is not compared"
         )
-        if not same:
-            return None, (
-                f"the search's finalists picked trial {pick['trial']}, another network than the best timed here "
-                "(trials that beat it came later); its measured gain is not compared"
-            )
     return {
         "pick_rank": data["pick_rank"],
         "finalists": len(data["finalists"]),
@@ -469,4 +473,5 @@ __all__ = [
     "measured_objective",
     "read_finalists",
     "report_blocks",
+    "same_network",
 ]

@@ -47,6 +47,7 @@ from explorer.cost.options import ScoringOptions
 from explorer.cost.table import table_gain_interval, xla_flags_now
 from explorer.files import dumps_json, read_json, write_text
 from explorer.measure.finalists import confirmed_gain
+from explorer.measure.finalists import same_network as same_recorded_network
 from explorer.measure.loop import (
     LOOP_JSON,
     LoopError,
@@ -167,9 +168,9 @@ def session_of(v: Verification) -> dict[str, Any]:
 def same_network(v: Verification, flops_per_sample: float, sha256: str = "") -> bool:
     """Whether `v` timed the network with these FLOPs per sample and `Arch.digest` (compared where both
     files recorded one; a verify.json from before digests were recorded is compared by FLOPs alone)."""
-    if not v.candidates or not math.isclose(v.candidates[0].flops_per_sample, flops_per_sample, rel_tol=1e-9):
-        return False
-    return not (sha256 and v.searched_sha256) or sha256 == v.searched_sha256
+    return bool(v.candidates) and same_recorded_network(
+        v.candidates[0].flops_per_sample, v.searched_sha256, flops_per_sample, sha256
+    )
 
 
 def earlier_sessions(
