@@ -106,8 +106,9 @@ def synflow(arch: Arch, arrays: dict[str, np.ndarray]) -> float:
 
     grads = nnx.jit(nnx.grad(r))(model)  # one compiled program, not one per op
     params = nnx.state(model, nnx.Param)
-    total = sum(
-        float(jnp.sum(jnp.abs(p * g))) for p, g in zip(jax.tree.leaves(params), jax.tree.leaves(grads), strict=True)
+    total = sum(  # summed on the host, in float64: an eager jnp op per leaf would compile per shape
+        float(np.abs(np.asarray(p, np.float64) * np.asarray(g, np.float64)).sum())
+        for p, g in zip(jax.tree.leaves(params), jax.tree.leaves(grads), strict=True)
     )
     return math.log10(total) if total > 0 else float("-inf")
 
