@@ -347,7 +347,9 @@ def test_explore_measure_loop_then_verify_confirms_it(
     sigma = math.sqrt(sum(math.log(1 + e) ** 2 for e in left_out) / len(left_out))
     run = tmp_path / "run"
     args = ["--space", "tiny", "--platform", str(platform_file), "--latency-model", "table-upper", "--budget", BUDGET]
-    args += ["--measure-loop", "--measure-top", "1", "--out", str(run), "--no-report", "--trials", "3"]
+    # rounds enough for any machine's timings to converge (each round that measures times a kernel or more)
+    args += ["--measure-loop", "--measure-top", "1", "--measure-rounds", "300"]
+    args += ["--out", str(run), "--no-report", "--trials", "3"]
     assert main(args) == 0
     captured = capsys.readouterr()
     speedup = json.loads((run / "summary.json").read_text())["matched_uniform"]["speedup"]
@@ -385,8 +387,9 @@ def test_explore_measure_loop_then_verify_confirms_it(
         "uniform above": space.uniform(between[1]),
         "base": space.arch,
     }
+    # what the networks verify compares still lack (the loop's real timings decide; usually some)
     lacking = lacking_of(list(compared.values()), options, table_rows(platform_file))
-    assert lacking  # the uniform widths fall between the timed ones: verify has kernels to time
+    sessions_before = len(json.loads(side_path.read_text())["sessions"])
     assert main(["verify", str(run), "--rounds", "5"]) == 0
     printed = capsys.readouterr().out
     verification = json.loads((run / "verify.json").read_text())
@@ -407,8 +410,9 @@ def test_explore_measure_loop_then_verify_confirms_it(
     rows = table_rows(platform_file)
     assert len({r.key for r in rows}) == len(rows)  # one row per shape: the timed ones replaced interpolations
     side = json.loads((platform_file.parent / "profile.json").read_text())
-    assert side["sessions"][-1]["what"].startswith("explore verify") and side["sessions"][-1]["kernels_timed"] == len(
-        lacking
+    added = side["sessions"][sessions_before:]  # a session of verify's timings, where it timed any
+    assert [(s["what"].startswith("explore verify"), s["kernels_timed"]) for s in added] == (
+        [(True, len(lacking))] if lacking else []
     )
     # searched on table-upper, predicted with its estimates: the table model
     assert verification["latency_model"] == "table-upper" and verification["predicted_with"] == "table"

@@ -7,6 +7,7 @@ import csv
 import importlib.util
 import json
 import re
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -144,8 +145,9 @@ def test_run_writes_every_figure_embedded_and_linked(run_dir: Path) -> None:
         assert text in page and text in markdown
 
 
-def test_report_command_rewrites_cleanly(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    before = (run_dir / "report.md").read_text()
+def test_report_command_rewrites_cleanly(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shared, run_dir = run_dir, Path(shutil.copytree(run_dir, tmp_path / "run"))  # a user's file is added to a copy
+    before = (run_dir / "report.md").read_text().replace(str(shared), str(run_dir))  # (its storage line names it)
     (run_dir / "figures" / "mine.png").write_bytes(b"a user's file")
     before_png = {p.name: p.stat().st_mtime_ns for p in (run_dir / "figures").glob("*.png")}
     assert main(["report", str(run_dir)]) == 0
@@ -157,7 +159,7 @@ def test_report_command_rewrites_cleanly(run_dir: Path, capsys: pytest.CaptureFi
     assert not list((run_dir / "figures").glob(".*.tmp")) and not list(run_dir.glob(".*.tmp"))
     # only the wall-time line may differ (the run measured its own time; the report reads the trials')
     diff = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True) if a != b]
-    assert all("wall time" in a for a, _ in diff)
+    assert all("wall time" in a for a, _ in diff), diff
 
 
 def test_report_from_storage_url_into_another_folder(run_dir: Path, tmp_path: Path) -> None:
