@@ -68,3 +68,13 @@ def si(value: float, unit: str = "", digits: int = 3) -> str:
     prefix = {-4: "p", -3: "n", -2: "u", -1: "m", 0: "", 1: "k", 2: "M", 3: "G", 4: "T", 5: "P"}[exponent]
     scaled = value / 10 ** (3 * exponent)
     return f"{scaled:.{digits}g} {prefix}{unit}".strip()
+
+
+def signed_percent(fraction: float) -> str:
+    """A gain or a relative error as a signed percentage to one decimal: signed_percent(0.323) == '+32.3%'."""
+    return f"{fraction:+.1%}"
+
+
+def percent_range(low: float, high: float) -> str:
+    """An interval of fractions in signed percentages: percent_range(0.314, 0.336) == '+31.4% to +33.6%'."""
+    return f"{signed_percent(low)} to {signed_percent(high)}"

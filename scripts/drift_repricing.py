@@ -141,8 +141,9 @@ def main() -> int:
 
 
 def markdown(info: dict[str, Any]) -> str:
+    from explorer.units import signed_percent as pct
+
     s = info["summary"]
-    pct = lambda g: f"{100 * g:+.1f}%"  # noqa: E731
     lines = [
         "# A predicted gain on one clock: the uniform pair's later rows scaled back by the session's drift",
         "",

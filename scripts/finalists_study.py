@@ -135,7 +135,9 @@ def main() -> int:
 
 
 def markdown(info: dict[str, Any]) -> str:
-    pct = lambda g: "-" if g is None else f"{100 * g:+.1f}%"  # noqa: E731
+    from explorer.units import signed_percent
+
+    pct = lambda g: "-" if g is None else signed_percent(g)  # noqa: E731
     lines = [
         "# What timing the finalists whole would buy (this machine)",
         "",

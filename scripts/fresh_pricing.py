@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from explorer.measure.verify import AGREEMENT_POINTS
+from explorer.units import signed_percent
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ("searched", "uniform below", "uniform above")
@@ -78,10 +79,6 @@ def loop_prices(run: Path, rows: dict[str, Any], scales: dict[str, float], block
     }
 
 
-def pct(x: float) -> str:
-    return f"{100 * x:+.1f}%"
-
-
 def markdown(info: dict[str, Any]) -> str:
     lines = [
         "# The table's miss on searched gains: its rows, or its sum? (recorded loops, nothing timed)",
@@ -99,9 +96,9 @@ def markdown(info: dict[str, Any]) -> str:
         m = r["measured"]
         t = r["table_over_alone"]
         lines.append(
-            f"| {r['run']} | {pct(r['predicted_recorded'])} | {pct(r['predicted_fresh'])} | "
-            f"{pct(m['whole, same session'])} | "
-            f"{pct(m[BLOCKS]) if BLOCKS in m else '-'} | {pct(m['recorded session'])} | "
+            f"| {r['run']} | {signed_percent(r['predicted_recorded'])} | {signed_percent(r['predicted_fresh'])} | "
+            f"{signed_percent(m['whole, same session'])} | "
+            f"{signed_percent(m[BLOCKS]) if BLOCKS in m else '-'} | {signed_percent(m['recorded session'])} | "
             f"{t['searched']:.3f}, {t['uniform below']:.3f} / {t['uniform above']:.3f} |"
         )
     lines += ["", "| predicted by | against | mean abs error | within 3 points |", "|---|---|---:|---:|"]

@@ -31,6 +31,7 @@ def main() -> int:
 
     from explorer.cli import main as explore
     from explorer.files import write_text
+    from explorer.units import percent_range, signed_percent
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--platform", help="platform file (default: reports/validation-<backend>/measured.toml)")
@@ -118,8 +119,8 @@ def main() -> int:
         lo, hi = v["measured_gain_ci95"]
         lines.append(
             f"| [{budget}]({budget}/report.md) | {v['latency_model']} | {s['predicted_s'] * 1e3:.2f} / {s['measured_s'] * 1e3:.2f} ms | "
-            f"{u['predicted_s'] * 1e3:.2f} / {u['measured_s'] * 1e3:.2f} ms | {100 * v['predicted_gain']:+.1f}% | "
-            f"{100 * v['measured_gain']:+.1f}% ({100 * lo:+.1f}% to {100 * hi:+.1f}%) | {v['gain_error_points']:.1f} points | {v['verdict']} |"
+            f"{u['predicted_s'] * 1e3:.2f} / {u['measured_s'] * 1e3:.2f} ms | {signed_percent(v['predicted_gain'])} | "
+            f"{signed_percent(v['measured_gain'])} ({percent_range(lo, hi)}) | {v['gain_error_points']:.1f} points | {v['verdict']} |"
             + (f" {_loop_cell(v['measure_loop'])} |" if args.measure_loop else "")
             + (f" {_finalists_cell(v.get('search_measured'))} |" if args.measure_finalists else "")
         )
@@ -139,11 +140,13 @@ def _loop_cell(loop: dict | None) -> str:
 
 
 def _finalists_cell(c: dict | None) -> str:
+    from explorer.units import percent_range, signed_percent
+
     if not c:
         return "-"
     lo, hi = c["measured_gain_ci95"]
     return (
-        f"{100 * c['measured_gain']:+.1f}% ({100 * lo:+.1f}% to {100 * hi:+.1f}%), picked rank {c['pick_rank']} of "
+        f"{signed_percent(c['measured_gain'])} ({percent_range(lo, hi)}), picked rank {c['pick_rank']} of "
         f"{c['finalists']}: " + ("agrees" if c["agrees"] else "disagrees") + f" ({c['agreement']})"
     )
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from explorer.measure.verify import AGREEMENT_POINTS
+from explorer.units import signed_percent
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,10 +121,6 @@ def summarise(recorded: dict[str, Any], blocks: list[dict[str, Any]]) -> dict[st
     }
 
 
-def pct(x: float) -> str:
-    return f"{100 * x:+.1f}%"
-
-
 def markdown(info: dict[str, Any]) -> str:
     lines = [
         "# Measured gains timed again: how far they move between sessions (this machine)",
@@ -143,10 +140,10 @@ def markdown(info: dict[str, Any]) -> str:
         low, high = rec["measured_gain_ci95"]
         mlow, mhigh = r["mean_gain_ci95"]
         lines.append(
-            f"| {name} | {pct(rec['measured_gain'])} ({pct(low)}..{pct(high)}) | "
-            f"{', '.join(pct(b['gain']) for b in r['blocks'])} | {pct(r['mean_gain'])} ({pct(mlow)}..{pct(mhigh)}) | "
+            f"| {name} | {signed_percent(rec['measured_gain'])} ({signed_percent(low)}..{signed_percent(high)}) | "
+            f"{', '.join(signed_percent(b['gain']) for b in r['blocks'])} | {signed_percent(r['mean_gain'])} ({signed_percent(mlow)}..{signed_percent(mhigh)}) | "
             f"{r['sd_points']:.1f} points | {r['median_block_half_width_points']:.1f} points | "
-            f"{r['blocks_inside_recorded_interval']} of {len(r['blocks'])} | {pct(rec['predicted_gain'])} | "
+            f"{r['blocks_inside_recorded_interval']} of {len(r['blocks'])} | {signed_percent(rec['predicted_gain'])} | "
             f"{r['predicted_off_recorded_points']:.1f} / {r['predicted_off_mean_points']:.1f} points |"
         )
     s = info["summary"]
@@ -209,7 +206,7 @@ def main() -> int:
             blocks[name].append(in_a_fresh_process(run, args.rounds))
             b = blocks[name][-1]
             print(
-                f"block {k + 1}/{args.blocks} {name}: {pct(b['gain'])} ({pct(b['gain_ci95'][0])}..{pct(b['gain_ci95'][1])}), "
+                f"block {k + 1}/{args.blocks} {name}: {signed_percent(b['gain'])} ({signed_percent(b['gain_ci95'][0])}..{signed_percent(b['gain_ci95'][1])}), "
                 f"{(time.perf_counter() - started) / 60:.1f} min",
                 file=sys.stderr,
                 flush=True,

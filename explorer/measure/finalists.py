@@ -57,6 +57,7 @@ from explorer.measure.loop import Timer as KernelTimer
 from explorer.measure.needs import LoopError
 from explorer.search.result import MEASURED_PICK, best_distinct_trials
 from explorer.spec import Arch
+from explorer.units import percent_range, si, signed_percent
 
 if TYPE_CHECKING:
     from explorer.report.document import Block
@@ -422,15 +423,14 @@ def finalists_text(data: Mapping[str, Any]) -> str:
     low, high = c["measured_gain_ci95"]
     return (
         f"{head}; the best's gain over uniform width at matched FLOPs in those rounds: measured "
-        f"{100 * c['measured_gain']:+.1f}% (95% interval {100 * low:+.1f}% to {100 * high:+.1f}%), predicted "
-        f"{100 * c['predicted_gain']:+.1f}%"
+        f"{signed_percent(c['measured_gain'])} (95% interval {percent_range(low, high)}), predicted "
+        f"{signed_percent(c['predicted_gain'])}"
     )
 
 
 def report_blocks(folder: Path) -> list[Block]:
     """The search report's section on the finalists of run folder `folder` (none without finalists.json)."""
     from explorer.report.document import Heading, Table, Text
-    from explorer.units import si
 
     path = folder / FINALISTS_JSON
     if not path.is_file():

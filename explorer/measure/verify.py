@@ -60,7 +60,7 @@ from explorer.measure.loop import (
 from explorer.measure.timing import bootstrap_median_ci95, gain_by_round
 from explorer.report.document import HTML, MARKDOWN, Block, Heading, Items, Table, Text, html_blocks, to_markdown
 from explorer.spec import Arch
-from explorer.units import si
+from explorer.units import percent_range, si, signed_percent
 
 
 class VerifyError(ValueError):
@@ -219,10 +219,10 @@ def across(sessions: Sequence[Mapping[str, Any]], predicted_gain: float) -> dict
 
 def across_text(a: Mapping[str, Any]) -> str:
     """`across` in words (the verdict's last clause)."""
-    gains = ", ".join(f"{100 * g:+.1f}%" for g in a["measured_gains"])
+    gains = ", ".join(signed_percent(g) for g in a["measured_gains"])
     return (
         f"over the {a['sessions']} sessions of explore verify here so far (oldest first) the measured gain was "
-        f"{gains}: mean {100 * a['mean_gain']:+.1f}%, {a['spread_points']:.1f} points apart (SD "
+        f"{gains}: mean {signed_percent(a['mean_gain'])}, {a['spread_points']:.1f} points apart (SD "
         f"{a['sd_points']:.1f}); the prediction is {a['predicted_off_mean_points']:.1f} points off their mean"
     )
 
@@ -471,17 +471,17 @@ def verdict_text(
         "slower": "the searched network is measured slower than uniform width",
         "indistinguishable": "the searched network is measured indistinguishable from uniform width",
     }[measured]
-    interval = f"{100 * measured_gain:+.1f}%, 95% interval {100 * ci95[0]:+.1f}% to {100 * ci95[1]:+.1f}%"
+    interval = f"{signed_percent(measured_gain)}, 95% interval {percent_range(*ci95)}"
     if agreement.startswith("off"):
-        tail = f"the prediction ({100 * predicted_gain:+.1f}%) disagrees: {agreement}"
+        tail = f"the prediction ({signed_percent(predicted_gain)}) disagrees: {agreement}"
     else:
-        tail = f"the prediction ({100 * predicted_gain:+.1f}%) agrees ({agreement})"
+        tail = f"the prediction ({signed_percent(predicted_gain)}) agrees ({agreement})"
     if predicted_ci95 is not None:
         low, high = predicted_ci95
         holds = "holds" if low <= measured_gain <= high else "misses"
         tail += (
-            f"; the table's errors on whole networks put the prediction's 95% interval at {100 * low:+.1f}% to "
-            f"{100 * high:+.1f}%, which {holds} the measured gain"
+            f"; the table's errors on whole networks put the prediction's 95% interval at {percent_range(low, high)}, "
+            f"which {holds} the measured gain"
         )
     return f"{what} ({interval}); {tail}"
 
@@ -490,8 +490,8 @@ def search_measured_text(c: Mapping[str, Any]) -> str:
     """How the gain the search measured (its finalists' confirmation) compares with verify's."""
     low, high = c["measured_gain_ci95"]
     return (
-        f"the search measured its pick's gain itself, {100 * c['measured_gain']:+.1f}% (95% interval {100 * low:+.1f}% "
-        f"to {100 * high:+.1f}%, {c['rounds']} rounds after timing {c['finalists']} finalists whole), which "
+        f"the search measured its pick's gain itself, {signed_percent(c['measured_gain'])} (95% interval "
+        f"{percent_range(low, high)}, {c['rounds']} rounds after timing {c['finalists']} finalists whole), which "
         + ("agrees with" if c["agrees"] else "disagrees with")
         + f" this measurement ({c['agreement']})"
     )
@@ -510,8 +510,8 @@ def section_blocks(v: Verification) -> list[Block]:
         for c in v.candidates
     )
     gain = (
-        f"predicted {100 * v.predicted_gain:+.1f}%, measured {100 * v.measured_gain:+.1f}% (95% interval "
-        f"{100 * v.measured_gain_ci95[0]:+.1f}% to {100 * v.measured_gain_ci95[1]:+.1f}%), off by {v.gain_error_points:.1f} points"
+        f"predicted {signed_percent(v.predicted_gain)}, measured {signed_percent(v.measured_gain)} (95% interval "
+        f"{percent_range(*v.measured_gain_ci95)}), off by {v.gain_error_points:.1f} points"
     )
     return [
         Heading("Measured on this machine (explore verify)"),
@@ -540,7 +540,7 @@ def section_blocks(v: Verification) -> list[Block]:
                     (
                         (
                             "the prediction's 95% interval, from the table's errors on whole networks left out of its fit",
-                            f"{100 * v.predicted_gain_ci95[0]:+.1f}% to {100 * v.predicted_gain_ci95[1]:+.1f}% "
+                            f"{percent_range(*v.predicted_gain_ci95)} "
                             + (
                                 "(holds the measured gain)"
                                 if v.inside_predicted_interval
