@@ -7,11 +7,24 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# One compilation cache for the whole run, shared by the xdist workers (they inherit the controller's
+# environment) and the processes tests start: tests build the same networks in many processes, and
+# compiling them again was a fifth of the suite's time. Every program is cached (no minimum compile
+# time), under a size limit so that reads and writes take JAX's file lock (no half-written entry is
+# read). Keys hold the jax version, backend and XLA flags; timings leave compilation out either way.
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ.get("JAX_COMPILATION_CACHE_DIR") or tempfile.mkdtemp(
+    prefix="explorer-tests-jax-cache-"
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2**31))
 
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +37,15 @@ from explorer.search import SearchPlan, Settings, plan_search
 from explorer.search.problem import Scorer
 from explorer.space import Space
 from explorer.spec import Arch, Op
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The run's own compilation cache is removed when it ends, by the process that made it (a
+    cache named by the caller stays)."""
+    cache = Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
+    made = cache.parent == Path(tempfile.gettempdir()) and cache.name.startswith("explorer-tests-jax-cache-")
+    if made and not hasattr(config, "workerinput"):
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 def single(op: Op, input_shape: tuple[int, ...] = (14, 14, 8)) -> Arch:
