@@ -56,6 +56,9 @@ def test_verify_times_the_searched_uniform_and_base_networks(
     for c in v["candidates"]:
         low, high = c["measured_ci95_s"]
         assert 0 < low <= c["measured_s"] <= high
+        # which network the prediction misses, and by how much: a column of the printed table
+        row = next(line for line in printed.splitlines() if line.startswith(f"| {c['label']} |"))
+        assert row.rstrip(" |").endswith(f"| {c['predicted_s'] / c['measured_s'] - 1:+.1%}"), row
     assert v["predicted_gain"] == pytest.approx(matched["predicted_s"] / searched["predicted_s"] - 1)
     low, high = v["measured_gain_ci95"]
     assert low <= v["measured_gain"] <= high

@@ -506,6 +506,7 @@ def section_blocks(v: Verification) -> list[Block]:
             si(c.predicted_s, "s"),
             si(c.measured_s, "s"),
             f"{si(c.measured_ci95_s[0], 's')} - {si(c.measured_ci95_s[1], 's')}",
+            signed_percent(c.predicted_s / c.measured_s - 1),
         )
         for c in v.candidates
     )
@@ -529,7 +530,9 @@ def section_blocks(v: Verification) -> list[Block]:
             + f" on platform '{v.platform}'. Intervals: 95% bootstrap."
         ),
         Table(
-            ("network", "FLOPs/sample", "predicted", "measured (median)", "95% interval"), rows, frozenset({1, 2, 3, 4})
+            ("network", "FLOPs/sample", "predicted", "measured (median)", "95% interval", "predicted / measured - 1"),
+            rows,
+            frozenset({1, 2, 3, 4, 5}),
         ),
         Items(
             (
