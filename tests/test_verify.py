@@ -420,3 +420,35 @@ def test_the_recorded_fresh_pricing_is_what_its_script_states_again(tmp_path: Pa
         assert (
             r["predicted_recorded"] == v["predicted_gain"] and r["measured"]["recorded session"] == v["measured_gain"]
         )
+
+
+def test_the_neighbour_protocols_run_what_they_say_and_the_recorded_report_follows_its_json() -> None:
+    """scripts/neighbour_study.py: per round, 'listed' runs every network once in the order given,
+    'shuffled' once each in a drawn order, 'no base' leaves the base out, 'warm' runs each twice in a
+    row and times the second; one untimed round first. The recorded neighbours.md is what its JSON gives."""
+    import random
+
+    study = load_script("neighbour_study")
+    calls: list[str] = []
+    runs = {
+        label: (lambda label=label: calls.append(label))
+        for label in ("searched", "uniform below", "uniform above", "base")
+    }
+    for protocol in study.PROTOCOLS:
+        calls.clear()
+        times = study.time_block(runs, protocol, 3, random.Random(0))
+        labels = [k for k in runs if not (protocol == "no base" and k == "base")]
+        assert sorted(times) == sorted(labels) and all(len(t) == 3 for t in times.values())
+        per_round = len(labels) * (2 if protocol == "warm" else 1)
+        rounds = [calls[i : i + per_round] for i in range(0, len(calls), per_round)]
+        assert len(rounds) == 4 and all(sorted(r) == sorted(labels * (per_round // len(labels))) for r in rounds)
+        if protocol == "listed":
+            assert all(r == labels for r in rounds)
+        if protocol == "warm":  # each network twice in a row
+            assert all(r[0::2] == r[1::2] for r in rounds)
+    recorded = ROOT / "reports" / "neighbour-study"
+    info = json.loads((recorded / "neighbours.json").read_text())
+    assert study.markdown(info) == (recorded / "neighbours.md").read_text()
+    for r in info["runs"]:  # the gain read round by round lies in its interval
+        for p in r["protocols"].values():
+            assert p["gain_ci95"][0] <= p["gain"] <= p["gain_ci95"][1]
