@@ -465,6 +465,7 @@ def load_arch_named(name: str) -> Arch:
         "verify-table-upper-cpu-finalists-budgets",
         "verify-table-upper-cpu-mobilenet_v2-finalists-budgets",
         "verify-table-upper-epyc",  # another CPU, its own table
+        "verify-table-upper-epyc-mobilenet_v2",
     ],
 )
 def test_the_recorded_finalists_read_back(session: str) -> None:

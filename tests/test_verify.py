@@ -251,6 +251,7 @@ def test_the_stage_swaps_of_recorded_runs_are_valid_networks_made_of_their_paren
         "verify-table-upper-cpu-finalists-budgets",
         "verify-table-upper-cpu-mobilenet_v2-finalists-budgets",
         "verify-table-upper-epyc",  # another CPU, its own table
+        "verify-table-upper-epyc-mobilenet_v2",
     ],
 )
 def test_a_recorded_closed_loop_prices_its_gain_again_from_its_recorded_table(session: str) -> None:
