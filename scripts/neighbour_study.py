@@ -62,14 +62,10 @@ def study(run: Path, rounds: int, blocks: int, seed: int) -> dict[str, Any]:
     import numpy as np
 
     from explorer.measure.timing import bootstrap_median_ci95, compiled_forward, gain_by_round
-    from explorer.measure.verify import compared_networks, priced, read_verification
-    from explorer.search import load_run
+    from explorer.measure.verify import compared_with_flops, read_verification
 
-    archs = compared_networks(run)
+    archs, flops = compared_with_flops(run)
     recorded = read_verification(run / "verify.json")
-    folder = load_run(run)
-    options = folder.record().options(folder.platform())
-    _, flops = priced(archs, options)
     runs = {label: compiled_forward(arch, recorded.batch, recorded.dtype)[0] for label, arch in archs.items()}
     rng = random.Random(seed)
     pooled: dict[str, dict[str, list[float]]] = {p: {} for p in PROTOCOLS}
@@ -103,6 +99,10 @@ def study(run: Path, rounds: int, blocks: int, seed: int) -> dict[str, Any]:
     }
 
 
+def milliseconds(seconds: dict[str, float]) -> dict[str, str]:
+    return {label: f"{s * 1e3:.2f} ms" for label, s in seconds.items()}
+
+
 def markdown(info: dict[str, Any]) -> str:
     from explorer.units import percent_range, signed_percent
 
@@ -118,13 +118,13 @@ def markdown(info: dict[str, Any]) -> str:
     ]
     for r in info["runs"]:
         for protocol, p in r["protocols"].items():
-            ms = {k: f"{v * 1e3:.2f} ms" for k, v in p["median_s"].items()}
+            ms = milliseconds(p["median_s"])
             lines.append(
                 f"| {Path(r['run']).name} | {protocol} | {ms['searched']} | {ms['uniform below']} | "
                 f"{ms['uniform above']} | {ms.get('base', '-')} | {signed_percent(p['gain'])} "
                 f"({percent_range(*p['gain_ci95'])}) |"
             )
-        pred = {k: f"{v * 1e3:.2f} ms" for k, v in r["predicted_s"].items()}
+        pred = milliseconds(r["predicted_s"])
         here = "" if r["recorded_device"] == info["device"] else f", on {r['recorded_device']}"
         lines.append(
             f"| {Path(r['run']).name} | verify.json: predicted by its table{here} | {pred['searched']} | "

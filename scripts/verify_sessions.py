@@ -40,13 +40,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def block(run: Path, rounds: int) -> dict[str, Any]:
     """One block, in this process: the run's compared networks timed with verify's protocol (its
     batch, dtype and FLOPs per sample as `explore verify` prices them)."""
-    from explorer.measure.verify import compared_networks, measure_gain, priced
+    from explorer.measure.verify import compared_with_flops, measure_gain
     from explorer.search import load_run
 
-    folder = load_run(run)
-    platform, record = folder.platform(), folder.record()
-    archs = compared_networks(run)
-    _, flops = priced(archs, record.options(platform))
+    record = load_run(run).record()
+    archs, flops = compared_with_flops(run)
     runs, gain, ci = measure_gain(archs, flops, record.batch, record.dtype, rounds)
     return {
         "gain": gain,
@@ -59,16 +57,13 @@ def timed_another_network(run: Path) -> str | None:
     """Why the run's recorded verify.json cannot be re-timed: it is not verify's, or it timed another
     network than its best_arch.json holds now (by digest, or by FLOPs in a file from before digests);
     None where it is the same network."""
-    from explorer.measure.verify import VerifyError, compared_networks, priced, read_verification, same_network
-    from explorer.search import load_run
+    from explorer.measure.verify import VerifyError, compared_with_flops, read_verification, same_network
 
     try:
         v = read_verification(run / "verify.json")
     except VerifyError as exc:
         return str(exc)
-    folder = load_run(run)
-    archs = compared_networks(run)
-    _, flops = priced(archs, folder.record().options(folder.platform()))
+    archs, flops = compared_with_flops(run)
     if v.candidates and not same_network(v, flops["searched"], archs["searched"].digest()):
         return "its verify.json timed another network than its best_arch.json holds now; run explore verify on it again"
     return None

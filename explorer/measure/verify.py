@@ -250,6 +250,17 @@ def compared_networks(run: Path) -> dict[str, Arch]:
     }
 
 
+def compared_with_flops(run: Path) -> tuple[dict[str, Arch], dict[str, float]]:
+    """`compared_networks(run)` and their FLOPs per sample as `explore verify` prices them under the
+    run's own options (`priced`; with 'uniform (matched FLOPs)'): what re-timing a recorded loop needs."""
+    from explorer.search import load_run
+
+    folder = load_run(run)
+    archs = compared_networks(run)
+    _, flops = priced(archs, folder.record().options(folder.platform()))
+    return archs, flops
+
+
 def priced(archs: Mapping[str, Arch], options: ScoringOptions) -> tuple[dict[str, float], dict[str, float]]:
     """(predicted seconds, FLOPs per sample) of each of `compared_networks`' networks under
     `options`, with 'uniform (matched FLOPs)': uniform width interpolated linearly in FLOPs between
