@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -17,6 +18,7 @@ from explorer.cost.analyze import analyze
 from explorer.cost.platforms import platform_from_dict
 from explorer.cost.table import LatencyTable, gain_interval, table_gain_interval
 from explorer.measure.verify import judge, verdict_text
+from explorer.space import load_space
 from explorer.spec import load_arch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -454,3 +456,74 @@ def test_the_neighbour_protocols_run_what_they_say_and_the_recorded_report_follo
     for r in info["runs"]:  # the gain read round by round lies in its interval
         for p in r["protocols"].values():
             assert p["gain_ci95"][0] <= p["gain"] <= p["gain_ci95"][1]
+
+
+def test_a_kernels_context_effect_and_its_price_from_other_networks_are_as_derived_by_hand() -> None:
+    """scripts/in_network_context.py: kernel K runs 1, 2 and 4 ms in networks a, b, c in the first
+    cycle and 1, 2 and 1 ms in the second. The cycles' medians are 2 and 1 ms, so a's log ratios are
+    log(1/2) and log(1/1): mean log(1/2)/2, SD |log 2|/sqrt(2); c's are log 2 and 0. A shape one
+    network runs alone has no effect. Priced from the others, a network running K twice and J (run
+    by no other) once costs 2 x median(K elsewhere) + its own J price."""
+    import math
+
+    ctx = load_script("in_network_context")
+    k, j = ("conv", "float32", 1, 8, 8), ("pool", "float32", 1, 8, 8)
+    cycles = [
+        {"a": {k: 1e-3, j: 5e-4}, "b": {k: 2e-3}, "c": {k: 4e-3}},
+        {"a": {k: 1e-3, j: 6e-4}, "b": {k: 2e-3}, "c": {k: 1e-3}},
+    ]
+    effects = ctx.context_effects(cycles)
+    assert ("a", j) not in effects
+    mean, sd = effects[("a", k)]
+    assert mean == pytest.approx(math.log(0.5) / 2) and sd == pytest.approx(math.log(2) / math.sqrt(2))
+    mean, sd = effects[("c", k)]
+    assert mean == pytest.approx(math.log(2) / 2) and sd == pytest.approx(math.log(2) / math.sqrt(2))
+    seconds, covered = ctx.leave_one_out(cycles[0], "a", {k: 2, j: 1}, {k: 9.0, j: 7e-4})
+    assert seconds == pytest.approx(2 * 3e-3 + 7e-4) and covered == 2  # median of 2 and 4 ms
+    seconds, covered = ctx.leave_one_out(cycles[1], "c", {k: 1}, {k: 9.0})
+    assert seconds == pytest.approx(1.5e-3) and covered == 1
+
+
+def test_the_recorded_in_network_context_report_follows_its_json() -> None:
+    """reports/in-network-context: context.md is what its JSON gives; each network's price from the
+    other networks covers at most its kernels."""
+    ctx = load_script("in_network_context")
+    recorded = ROOT / "reports" / "in-network-context"
+    data = json.loads((recorded / "context.json").read_text())
+    assert ctx.report(data, Path("reports/in-network-context")) == (recorded / "context.md").read_text()
+    for run in data["runs"].values():
+        assert all(0 <= n["kernels_from_others"] <= n["kernels"] for n in run["networks"].values())
+        assert run["systematic"] <= run["pairs"]
+
+
+def test_the_blend_at_w_1_with_the_tables_own_terms_is_the_table_model_and_the_recorded_report_follows_its_json() -> (
+    None
+):
+    """scripts/blend_study.py: a kernel priced as scale x table^w x kernel model^(1 - w) is, at w = 1
+    with the table's own per-pass time and in-network scales, `analyze`'s table-model latency (a
+    network with bottlenecks and one of another space whose kernels fall back); at w = 0 its
+    kernel-model times. The recorded blend.md is what its JSON gives."""
+    from explorer.cost.rules import LAYER_CLASSES
+    from explorer.cost.table import load_table, table_path
+    from explorer.measure.profile import table_options
+
+    blend = load_script("blend_study")
+    options = table_options(ROOT / "reports" / "profile-epyc")
+    table = load_table(table_path(options.plat))  # type: ignore[arg-type]
+    assert table.per_kernel_s == 0.0
+    scales = np.array([table.scales[c] for c in LAYER_CLASSES])
+    space = load_space("resnet18", bottlenecks=True)
+    archs = [space.uniform(0.6), space.apply({}, {s.op: 16 for s in space.bottlenecks[:3]}), load_arch("mobilenet_v2")]
+    for arch in archs:
+        table_s, kernel_s, classes = blend.parts(arch, options)
+        everywhere = np.ones(len(classes), bool)
+        at_one = blend.blended_s(table.per_pass_s, 1.0, scales, table_s, kernel_s, classes, everywhere)
+        assert at_one == pytest.approx(analyze(arch, options).latency_s, rel=1e-9)
+        at_zero = blend.blended_s(0.0, 0.0, np.ones(len(LAYER_CLASSES)), table_s, kernel_s, classes, everywhere)
+        kernel = analyze(arch, dataclasses.replace(options, latency_model="kernel"))
+        assert at_zero == pytest.approx(sum(k.time_s for k in kernel.kernels), rel=1e-9)
+    for space_name in ("resnet18", "mobilenet_v2"):
+        recorded = ROOT / "reports" / "blend-study" / space_name
+        data = json.loads((recorded / "blend.json").read_text())
+        assert blend.report(data, Path("reports/blend-study") / space_name) == (recorded / "blend.md").read_text()
+        assert data["fits"]["table (w = 1)"]["w"] == 1.0 and data["fits"]["kernel model (w = 0)"]["w"] == 0.0
