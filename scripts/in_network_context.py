@@ -37,7 +37,7 @@ import random
 import statistics
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -162,7 +162,7 @@ def main() -> int:
         networks |= {label: compared[label] for label in ("uniform below", "uniform above")}
         pick = f"rank {finalists['pick_rank']}"
         needs = {label: kernel_needs(arch, options) for label, arch in networks.items()}
-        counts = {label: dict(_count(n.key for n in arch_needs)) for label, arch_needs in needs.items()}
+        counts = {label: Counter(n.key for n in arch_needs) for label, arch_needs in needs.items()}
         priced = {label: analyze(arch, options) for label, arch in networks.items()}
         own_s = {}
         for label, arch_needs in needs.items():
@@ -237,13 +237,6 @@ def main() -> int:
     write_text(args.out / "context.md", report(out, args.out))
     print(report(out, args.out))
     return 0
-
-
-def _count(keys: Any) -> dict[Key, int]:
-    counts: dict[Key, int] = defaultdict(int)
-    for key in keys:
-        counts[key] += 1
-    return counts
 
 
 def report(data: Mapping[str, Any], out: Path) -> str:

@@ -464,8 +464,6 @@ def test_a_kernels_context_effect_and_its_price_from_other_networks_are_as_deriv
     log(1/2) and log(1/1): mean log(1/2)/2, SD |log 2|/sqrt(2); c's are log 2 and 0. A shape one
     network runs alone has no effect. Priced from the others, a network running K twice and J (run
     by no other) once costs 2 x median(K elsewhere) + its own J price."""
-    import math
-
     ctx = load_script("in_network_context")
     k, j = ("conv", "float32", 1, 8, 8), ("pool", "float32", 1, 8, 8)
     cycles = [
@@ -498,9 +496,7 @@ def test_the_recorded_in_network_context_report_follows_its_json() -> None:
             assert run["systematic"] <= run["pairs"]
 
 
-def test_the_blend_at_w_1_with_the_tables_own_terms_is_the_table_model_and_the_recorded_report_follows_its_json() -> (
-    None
-):
+def test_the_blend_at_w_1_is_the_table_model_at_w_0_the_kernel_model_and_its_report_follows_its_json() -> None:
     """scripts/blend_study.py: a kernel priced as scale x table^w x kernel model^(1 - w) is, at w = 1
     with the table's own per-pass time and in-network scales, `analyze`'s table-model latency (a
     network with bottlenecks and one of another space whose kernels fall back); at w = 0 its
@@ -516,6 +512,7 @@ def test_the_blend_at_w_1_with_the_tables_own_terms_is_the_table_model_and_the_r
     scales = np.array([table.scales[c] for c in LAYER_CLASSES])
     space = load_space("resnet18", bottlenecks=True)
     archs = [space.uniform(0.6), space.apply({}, {s.op: 16 for s in space.bottlenecks[:3]}), load_arch("mobilenet_v2")]
+    assert analyze(archs[-1], options).fallback_kernels  # not profiled: its kernels fall back
     for arch in archs:
         table_s, kernel_s, classes = blend.parts(arch, options)
         everywhere = np.ones(len(classes), bool)
