@@ -526,3 +526,42 @@ def test_the_blend_at_w_1_is_the_table_model_at_w_0_the_kernel_model_and_its_rep
         data = json.loads((recorded / "blend.json").read_text())
         assert blend.report(data, Path("reports/blend-study") / space_name) == (recorded / "blend.md").read_text()
         assert data["fits"]["table (w = 1)"]["w"] == 1.0 and data["fits"]["kernel model (w = 0)"]["w"] == 0.0
+
+
+def test_cliffs_sort_rows_by_alignment_and_price_their_throughput_by_hand() -> None:
+    """scripts/cliffs.py: 264 = 8 x 33 is 8-aligned, 256 64-aligned, 3 (the stem's input) none; a 3x3
+    conv 7x7->7x7 of 256->256 channels is 2 x 49 x 9 x 256 x 256 FLOPs; two timings of one shape count
+    once, at their median; depth = best alignment's median / the 8-aligned median. The recorded
+    cliffs.md is what its JSON gives."""
+    from explorer.cost.table import TableRow
+
+    cliffs = load_script("cliffs")
+    assert cliffs.alignment(264, 264) == 8 and cliffs.alignment(256, 128) == 64 and cliffs.alignment(3, 32) == 1
+    assert cliffs.alignment(48, 40) == 8 and cliffs.alignment(96, 160) == 32
+    sig = "conv[kernel=3 padding=1 bias=false] 7x7->7x7"
+    assert cliffs.conv_flops(sig, 256, 256) == 2 * 49 * 9 * 256 * 256
+    assert cliffs.conv_flops("conv[kernel=1 stride=2 padding=0 bias=false] 14x14->7x7", 8, 16) == 2 * 49 * 8 * 16
+    assert cliffs.conv_flops("maxpool[kernel=3 stride=2 padding=1] 112x112->56x56", 32, 32) is None
+
+    def row(cin: int, cout: int, seconds: float, source: str = "measured") -> TableRow:
+        return TableRow(sig, "gemm", "float32", 1, cin, cout, seconds, source=source)
+
+    flops_256, flops_264 = 2 * 49 * 9 * 256 * 256, 2 * 49 * 9 * 264 * 264
+    rows = [
+        row(256, 256, flops_256 / 80e9),
+        row(256, 256, flops_256 / 60e9),  # a second timing: the two read as their geometric mean
+        row(264, 264, flops_264 / 40e9),
+        row(264, 264, 1.0, "interpolated"),  # dropped: the shape was timed
+        row(3, 32, 1e-3),  # no alignment: left out
+    ]
+    table = cliffs.cliff_table(rows)[sig]
+    assert table["rows"] == {"8": 1, "64": 1}
+    assert table["gflop_per_s"]["8"] == pytest.approx(40.0, rel=1e-5)
+    assert table["gflop_per_s"]["64"] == pytest.approx((80 * 60) ** 0.5, rel=1e-5)  # 256's two timings
+    assert table["depth"] == pytest.approx((80 * 60) ** 0.5 / 40, rel=1e-5)
+    recorded = ROOT / "reports" / "cliffs-epyc"
+    data = json.loads((recorded / "cliffs.json").read_text())
+    assert cliffs.report(data, Path("reports/cliffs-epyc")) == (recorded / "cliffs.md").read_text()
+    for loop in data["loops"].values():
+        for n in loop["networks"].values():
+            assert n["eight_aligned_s"] <= n["convs_s"] <= n["latency_s"]
