@@ -5,10 +5,11 @@
         reports/verify-table-upper-epyc/2.5GFLOPs --context reports/in-network-context/context.json \
         --out reports/cliffs-epyc
 
-1. Cliffs: for every convolution signature of the table (groups 1), the throughput of its timed
-   rows (FLOPs = 2 x output positions x kernel area x in x out channels, over the row's time alone),
-   by the channel counts' alignment: the largest power of two (8 to 64) dividing both. The depth
-   of a signature's cliff is its best alignment's median throughput over its 8-aligned median.
+1. Cliffs (`explorer.measure.cliffs.cliff_table`, which `explore profile` records too): for every
+   convolution signature of the table (groups 1), the throughput of its timed rows (FLOPs = 2 x
+   output positions x kernel area x in x out channels, over the row's time alone), by the channel
+   counts' alignment: the largest power of two (8 to 64) dividing both. The depth of a signature's
+   cliff is its best alignment's median throughput over its 8-aligned median.
 2. Per closed loop (run folders under `--runs`): the convolutions of the searched network and of
    the uniform pair `explore verify` compares it with, and how much of each network's table time
    runs in 8-aligned convolutions (channel counts not multiples of 16): the time a search can win
@@ -25,62 +26,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import sys
-from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-ALIGNMENTS = (8, 16, 32, 64)
-_CONV = re.compile(r"^conv\[kernel=(\d+)(?: stride=\d+)? padding=\d+ bias=\w+\] \d+x\d+->(\d+)x(\d+)$")
-
-
-def alignment(*channels: int) -> int:
-    """The largest of `ALIGNMENTS` dividing every channel count (1 where 8 does not)."""
-    return max((a for a in ALIGNMENTS if all(c % a == 0 for c in channels)), default=1)
-
-
-def conv_flops(signature: str, in_channels: int, out_channels: int) -> float | None:
-    """FLOPs of one convolution (groups 1) from its table signature, or None for another kernel."""
-    m = _CONV.match(signature)
-    if m is None:
-        return None
-    k, out_h, out_w = int(m[1]), int(m[2]), int(m[3])
-    return 2.0 * out_h * out_w * k * k * in_channels * out_channels
-
-
-def cliff_table(rows: Any) -> dict[str, dict[str, Any]]:
-    """Per convolution signature: per alignment the count and median GFLOP/s of its timed rows (a shape
-    timed several times counts once, at its median time; a shape with a channel count 8 does not
-    divide, the stem's 3 input channels, is left out), and the cliff's depth."""
-    from explorer.cost.table import combine
-
-    out: dict[str, dict[str, Any]] = {}
-    by: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in combine(rows):
-        flops = conv_flops(r.signature, r.in_channels, r.out_channels)
-        if flops is None or r.source == "interpolated" or r.time_s <= 0:
-            continue
-        aligned = alignment(r.in_channels, r.out_channels)
-        if aligned in ALIGNMENTS:  # not the stem, whose 3 input channels no search moves
-            by[r.signature][aligned].append(flops / r.time_s / 1e9)
-    for signature, groups in sorted(by.items()):
-        medians = {a: statistics.median(v) for a, v in sorted(groups.items())}
-        out[signature] = {
-            "rows": {str(a): len(v) for a, v in sorted(groups.items())},
-            "gflop_per_s": {str(a): m for a, m in medians.items()},
-            "depth": max(medians.values()) / medians[8] if 8 in medians else None,
-        }
-    return out
 
 
 def main() -> int:
     from explorer.cost import analyze
     from explorer.cost.table import load_table, table_path
     from explorer.files import write_text
+    from explorer.measure.cliffs import alignment, cliff_table, conv_flops
     from explorer.measure.finalists import read_finalists
     from explorer.measure.needs import kernel_needs
     from explorer.measure.profile import table_options
@@ -152,6 +111,7 @@ def main() -> int:
 
 def report(data: Mapping[str, Any], out: Path) -> str:
     """cliffs.md from cliffs.json's data (written into `out`)."""
+    from explorer.measure.cliffs import ALIGNMENTS
     from explorer.units import signed_percent
 
     ms = 1e3

@@ -110,6 +110,12 @@ def test_profile_times_a_designed_subset_resumes_and_refuses_a_foreign_table(
     assert side["interpolation"]["held_out"] == held
     errors = [abs(e["interpolated_s"] / e["measured_s"] - 1) for e in side["interpolation"].get("points", [])]
     assert side["interpolation"].get("median_abs_error", 0) == pytest.approx(float(np.median(errors)) if errors else 0)
+    from explorer.measure.cliffs import cliff_table
+
+    every = parse_rows((out / "profile.csv").read_text(), "profile.csv")
+    # recorded from the table as written; this space's one conv reads the 3-channel input, which no
+    # alignment divides, so it holds none (the grouping is checked by hand in test_verify)
+    assert side["cliffs"]["signatures"] == cliff_table(every) == {} and "depth" in side["cliffs"]["what"]
     fit = side["per_pass"]
     _check_the_fit_is_optimal(fit)
     assert fit["per_kernel_s"] == 0 and side["cost_minutes"] > 0

@@ -534,14 +534,18 @@ def test_cliffs_sort_rows_by_alignment_and_price_their_throughput_by_hand() -> N
     once, at their median; depth = best alignment's median / the 8-aligned median. The recorded
     cliffs.md is what its JSON gives."""
     from explorer.cost.table import TableRow
+    from explorer.measure import cliffs
 
-    cliffs = load_script("cliffs")
+    script = load_script("cliffs")
     assert cliffs.alignment(264, 264) == 8 and cliffs.alignment(256, 128) == 64 and cliffs.alignment(3, 32) == 1
     assert cliffs.alignment(48, 40) == 8 and cliffs.alignment(96, 160) == 32
     sig = "conv[kernel=3 padding=1 bias=false] 7x7->7x7"
     assert cliffs.conv_flops(sig, 256, 256) == 2 * 49 * 9 * 256 * 256
     assert cliffs.conv_flops("conv[kernel=1 stride=2 padding=0 bias=false] 14x14->7x7", 8, 16) == 2 * 49 * 8 * 16
     assert cliffs.conv_flops("maxpool[kernel=3 stride=2 padding=1] 112x112->56x56", 32, 32) is None
+    assert cliffs.conv_flops("conv[kernel=3 padding=1 groups=0 bias=false] 56x56->56x56", 72, 72) is None  # depthwise
+    fused = "conv[kernel=3 padding=1 bias=false]+bn+act[fn=relu] 56x56->56x56"  # a cudnn kernel with its epilogue
+    assert cliffs.conv_flops(fused, 16, 32) == 2 * 3136 * 9 * 16 * 32
 
     def row(cin: int, cout: int, seconds: float, source: str = "measured") -> TableRow:
         return TableRow(sig, "gemm", "float32", 1, cin, cout, seconds, source=source)
@@ -559,9 +563,12 @@ def test_cliffs_sort_rows_by_alignment_and_price_their_throughput_by_hand() -> N
     assert table["gflop_per_s"]["8"] == pytest.approx(40.0, rel=1e-5)
     assert table["gflop_per_s"]["64"] == pytest.approx((80 * 60) ** 0.5, rel=1e-5)  # 256's two timings
     assert table["depth"] == pytest.approx((80 * 60) ** 0.5 / 40, rel=1e-5)
+    assert cliffs.deepest({sig: table, "flat": {"depth": 1.0}, "none": {"depth": None}}) == [(sig, table["depth"])]
+    assert "1.73x slower than the best aligned in " + sig in (cliffs.cliffs_text({sig: table}) or "")
+    assert cliffs.cliffs_text({"flat": {"depth": 1.0}}) is None
     recorded = ROOT / "reports" / "cliffs-epyc"
     data = json.loads((recorded / "cliffs.json").read_text())
-    assert cliffs.report(data, Path("reports/cliffs-epyc")) == (recorded / "cliffs.md").read_text()
+    assert script.report(data, Path("reports/cliffs-epyc")) == (recorded / "cliffs.md").read_text()
     for loop in data["loops"].values():
         for n in loop["networks"].values():
             assert n["eight_aligned_s"] <= n["convs_s"] <= n["latency_s"]

@@ -639,6 +639,7 @@ def prune_scores(args: argparse.Namespace, base: Arch, target: Path) -> ChannelI
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    from explorer.measure.cliffs import cliffs_text
     from explorer.measure.profile import ProfileError, ProfileSettings, profile
     from explorer.space import load_space, parse_keep
 
@@ -696,6 +697,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
             f"  interpolation on {interp['held_out']} held-out kernels: median |error| {interp['median_abs_error']:.1%}, "
             f"90th percentile {interp['p90_abs_error']:.1%}"
         )
+    cliffs = cliffs_text(p["cliffs"]["signatures"])
+    if cliffs:
+        print(f"  {cliffs} ({result.sidecar.name}: cliffs)")
     if not result.complete:
         print("  incomplete: rerun the same command to resume; missing kernels are timed by the kernel model")
     print(f"  wrote {result.table}, {result.sidecar.name}, {result.platform_file.name}")

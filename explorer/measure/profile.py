@@ -83,6 +83,7 @@ from explorer.cost.table import (
 )
 from explorer.cost.timers import QUANTITIES, UnitTimes
 from explorer.files import dumps_json, read_json, read_text, write_text
+from explorer.measure.cliffs import cliff_table
 from explorer.measure.needs import (
     Need,
     append_rows,
@@ -930,6 +931,11 @@ def profile(
         kept = combine(every)
         provenance["shapes"] |= {source: sum(r.source == source for r in kept) for source in ("fit", "interpolated")}
         provenance["between_timings"] = timings_agreement(every)  # the fit networks' kernels too
+    provenance["cliffs"] = {
+        "what": "median GFLOP/s of the timed dense convolutions by the largest of 8, 16, 32, 64 dividing both "
+        "channel counts; depth: the best alignment's median / the 8-aligned median (explorer.measure.cliffs)",
+        "signatures": cliff_table(parse_rows(read_text(table_file, "latency table", TableError), str(table_file))),
+    }
     session["wall_s"] = round(time.perf_counter() - started, 1)
     provenance["cost_minutes"] = round(sum(s.get("wall_s", 0.0) for s in sessions) / 60, 2)
     write_text(side, dumps_json(provenance))
