@@ -409,3 +409,40 @@ def test_a_table_folders_options_are_its_platform_and_its_sidecars_dtype_and_bat
     with pytest.raises(ProfileError, match="holds no profiled table") as caught:
         table_options(tmp_path)
     assert "\n" not in str(caught.value)
+
+
+def test_explore_profile_records_and_prints_the_cliffs_its_timings_show(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With a timer under which every convolution runs at 40 GFLOP/s where its channel counts are
+    multiples of 8 but not 16 and at 80 GFLOP/s where they are multiples of 16, `explore profile`
+    records those medians per signature in profile.json (cliffs), a depth of exactly 2 wherever a
+    signature has both, and prints the deepest: the cliffs are read off the table it wrote."""
+    from explorer.measure import profile as P
+    from explorer.measure.cliffs import alignment
+
+    def fake(kernels, runtime, repeats, warmup, order_seed=None):  # type: ignore[no-untyped-def]
+        out = []
+        for arch, name, _, _ in kernels:
+            node = next(n for n in arch.nodes if n.op.name == (name if isinstance(name, str) else name[0]))
+            if node.op.kind != "conv" or node.input_shapes[0][-1] % 8:  # not a conv, or the stem's 3 channels
+                out.append((1e-6, 9e-7, 1.1e-6))
+                continue
+            cin, (h, w, cout) = node.input_shapes[0][-1], node.output_shape
+            flops = 2 * h * w * node.op.kernel**2 * cin * cout
+            t = flops / (40e9 if alignment(cin, cout) == 8 else 80e9)
+            out.append((t, t * 0.99, t * 1.01))
+        return out
+
+    monkeypatch.setattr(P, "time_kernels", fake)
+    out = tmp_path / "table"
+    assert run("tiny", "--platform", MEASURED, "--out", str(out), "--repeats", "6", "--networks", "0") == 0
+    printed = capsys.readouterr().out
+    cliffs = json.loads((out / "profile.json").read_text())["cliffs"]["signatures"]
+    both = [c for c in cliffs.values() if "8" in c["rows"] and len(c["rows"]) > 1]
+    assert both, "the tiny space runs convolutions on both sides of a cliff"
+    for c in cliffs.values():
+        for a, gflops in c["gflop_per_s"].items():
+            assert gflops == pytest.approx(40.0 if a == "8" else 80.0, rel=1e-4)
+    assert all(c["depth"] == pytest.approx(2.0, rel=1e-4) for c in both)
+    assert "multiples of 8 but not 16 run 2.00x slower than the best aligned in conv[" in printed
