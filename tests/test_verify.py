@@ -566,9 +566,10 @@ def test_cliffs_sort_rows_by_alignment_and_price_their_throughput_by_hand() -> N
     assert cliffs.deepest({sig: table, "flat": {"depth": 1.0}, "none": {"depth": None}}) == [(sig, table["depth"])]
     assert "1.73x slower than the best aligned in " + sig in (cliffs.cliffs_text({sig: table}) or "")
     assert cliffs.cliffs_text({"flat": {"depth": 1.0}}) is None
-    recorded = ROOT / "reports" / "cliffs-epyc"
-    data = json.loads((recorded / "cliffs.json").read_text())
-    assert script.report(data, Path("reports/cliffs-epyc")) == (recorded / "cliffs.md").read_text()
-    for loop in data["loops"].values():
-        for n in loop["networks"].values():
-            assert n["eight_aligned_s"] <= n["convs_s"] <= n["latency_s"]
+    for name in ("cliffs-epyc", "cliffs-xeon"):
+        recorded = ROOT / "reports" / name
+        data = json.loads((recorded / "cliffs.json").read_text())
+        assert script.report(data, Path("reports") / name) == (recorded / "cliffs.md").read_text()
+        for loop in data["loops"].values():
+            for n in loop["networks"].values():
+                assert n["eight_aligned_s"] <= n["convs_s"] <= n["latency_s"]
