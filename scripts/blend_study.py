@@ -42,6 +42,8 @@ FITS = {
 }
 """Each fit: which kernels the blend applies to ('all', or 'conv': 3x3 and 1x1 convolutions) and
 its weight w (None: fitted)."""
+CONV_CLASSES = ("conv", "conv1x1")
+"""The classes `FITS`' 'conv' blends (3x3 and 1x1 convolutions)."""
 SCALE_BOUNDS = (0.5, 3.0)
 HOLD = 0.05
 
@@ -61,6 +63,29 @@ def blended_s(
     fell_back = classes < 0
     t = np.where(blended & ~fell_back, table_s**w * kernel_s ** (1.0 - w), table_s)
     return float(per_pass_s + np.sum(np.where(fell_back, 1.0, scales[classes]) * t))
+
+
+def network_s(theta: np.ndarray, p: tuple[np.ndarray, np.ndarray, np.ndarray], where: str) -> float:
+    """`blended_s` of a network's `parts` under theta = (per-pass seconds, w, a scale per class of
+    `LAYER_CLASSES`), blending the kernels `where` names ('all', or 'conv': `CONV_CLASSES`)."""
+    from explorer.cost.rules import LAYER_CLASSES
+
+    table_s, kernel_s, classes = p
+    if where == "conv":
+        blended = np.isin(classes, [LAYER_CLASSES.index(c) for c in CONV_CLASSES])
+    else:
+        blended = np.ones(len(classes), bool)
+    return blended_s(theta[0], theta[1], theta[2:], table_s, kernel_s, classes, blended)
+
+
+def residuals(
+    theta: np.ndarray, networks: Sequence[tuple[Any, float]], where: str, fixed_w: float | None
+) -> list[float]:
+    """Log errors of `network_s` on (parts, measured seconds) pairs, then each scale's log x `HOLD`
+    (held towards 1); with `fixed_w`, w is that whatever theta says."""
+    if fixed_w is not None:
+        theta = np.r_[theta[0], fixed_w, theta[2:]]
+    return [math.log(network_s(theta, p, where) / m) for p, m in networks] + [HOLD * math.log(s) for s in theta[2:]]
 
 
 def parts(arch: Any, options: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -99,7 +124,6 @@ def main() -> int:
     options = table_options(args.table)
     side = json.loads((args.table / "profile.json").read_text())
     classes = list(LAYER_CLASSES)
-    convs = np.array([c in ("conv", "conv1x1") for c in classes])
 
     fit_networks = [
         (parts(arch, options), float(n["measured_s"]))
@@ -124,27 +148,16 @@ def main() -> int:
         "fits": {},
     }
     for name, (where, fixed_w) in FITS.items():
-        blended_mask = (lambda cls: convs[cls]) if where == "conv" else (lambda cls: np.ones(len(cls), bool))
-
-        def price(theta: np.ndarray, p: tuple[np.ndarray, np.ndarray, np.ndarray], mask: Any = blended_mask) -> float:
-            table_s, kernel_s, cls = p
-            return blended_s(theta[0], theta[1], theta[2:], table_s, kernel_s, cls, mask(cls))
-
-        def residuals(theta: np.ndarray, fixed: float | None = fixed_w, price: Any = price) -> list[float]:
-            if fixed is not None:
-                theta = np.r_[theta[0], fixed, theta[2:]]
-            return [math.log(price(theta, p) / m) for p, m in fit_networks] + [HOLD * math.log(s) for s in theta[2:]]
-
         start = np.r_[1e-3, 0.5 if fixed_w is None else fixed_w, np.ones(len(classes))]
         low = np.r_[0.0, 0.0, np.full(len(classes), SCALE_BOUNDS[0])]
         high = np.r_[1.0, 1.0, np.full(len(classes), SCALE_BOUNDS[1])]
-        theta = least_squares(residuals, start, bounds=(low, high)).x
+        theta = least_squares(residuals, start, bounds=(low, high), args=(fit_networks, where, fixed_w)).x
         if fixed_w is not None:
             theta[1] = fixed_w
-        predicted = [price(theta, p) for _, p, _ in held]
+        predicted = [network_s(theta, p, where) for _, p, _ in held]
         gains = {}
         for run, networks, measured, v in loops:
-            seconds = {label: price(theta, p) for label, p in networks.items()}
+            seconds = {label: network_s(theta, p, where) for label, p in networks.items()}
             flops = {
                 label: measured[label]["flops_per_sample"] for label in ("searched", "uniform below", "uniform above")
             }
@@ -162,7 +175,9 @@ def main() -> int:
             "blended": where,
             "per_pass_s": float(theta[0]),
             "scales": {c: round(float(s), 4) for c, s in zip(classes, theta[2:], strict=True)},
-            "fit_median_abs_error": float(np.median([abs(price(theta, p) / m - 1) for p, m in fit_networks])),
+            "fit_median_abs_error": float(
+                np.median([abs(network_s(theta, p, where) / m - 1) for p, m in fit_networks])
+            ),
             "validate": agreement(predicted, [row["measured_s"] for _, _, row in held]).to_dict(),
             "gains": gains,
         }

@@ -64,10 +64,11 @@ def main() -> int:
     }
     for run in args.runs:
         compared = compared_networks(run)
-        networks = {}
+        networks, flops = {}, {}
         for label in ("searched", "uniform below", "uniform above"):
             arch = compared[label]
             result = analyze(arch, options)
+            flops[label] = result.flops / options.batch
             seconds = {k.name: k.time_s for k in result.kernels}
             convs = [
                 {
@@ -90,12 +91,12 @@ def main() -> int:
         gains = None
         if found is not None:
             finalists = read_finalists(run / "finalists.json")
-            flops = {k: analyze(compared[k], options).flops for k in ("uniform below", "uniform above")}
             timed = found["networks"]
+            pair = ("uniform below", "uniform above")
             gains = sorted(
                 uniform_at_searched(
-                    {"searched": timed[f"rank {f['rank']}"]["whole_s"]} | {k: timed[k]["whole_s"] for k in flops},
-                    {"searched": f["flops_per_sample"] * options.batch} | flops,
+                    {"searched": timed[f"rank {f['rank']}"]["whole_s"]} | {k: timed[k]["whole_s"] for k in pair},
+                    {"searched": f["flops_per_sample"]} | {k: flops[k] for k in pair},
                 )
                 / timed[f"rank {f['rank']}"]["whole_s"]
                 - 1

@@ -56,7 +56,6 @@ def main() -> int:
     from explorer.measure.verify import compared_networks
     from explorer.search import load_run
     from explorer.search.baselines import at_flops
-    from explorer.space import load_space
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=RUNS, help=f"a run_verify.py output folder (default {RUNS})")
@@ -74,8 +73,7 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    record = load_run(runs[0]).record()
-    space = load_space(record.space, keep=record.keep, align=record.align, bottlenecks=record.bottlenecks)
+    space = load_run(runs[0]).record().load_space()
     fit = fit_networks(space, args.networks, seed=0)
     compared = {run.name: compared_networks(run) for run in runs}
     flat = [a for c in compared.values() for a in c.values()]

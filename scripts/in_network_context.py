@@ -107,7 +107,6 @@ def main() -> int:
     from explorer.measure.verify import compared_networks, uniform_at_searched
     from explorer.search import load_run
     from explorer.search.problem import arch_from_params
-    from explorer.space import load_space
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run folders of a --measure-finalists loop")
@@ -147,8 +146,7 @@ def main() -> int:
         runtime = options.plat.runtime
         assert runtime is not None
         folder = load_run(run)
-        record = folder.record()
-        space = load_space(record.space, keep=record.keep, align=record.align, bottlenecks=record.bottlenecks)
+        space = folder.record().load_space()
         finalists = read_finalists(run / "finalists.json")
         study = optuna.load_study(storage=folder.storage(), study_name=str(folder.summary()["study"]))
         trials = {t.number: t for t in study.get_trials(deepcopy=False)}
@@ -210,9 +208,7 @@ def main() -> int:
         for (_, key), (m, _) in effects.items():
             per_key[key].append(m)
         widest = sorted(per_key.items(), key=lambda kv: -(max(kv[1]) - min(kv[1])))[:8]
-        flops = {"searched": priced[pick].flops} | {
-            k: analyze(compared[k], options).flops for k in ("uniform below", "uniform above")
-        }
+        flops = {"searched": priced[pick].flops} | {k: priced[k].flops for k in ("uniform below", "uniform above")}
         gain = {}
         for field in ("whole_s", "span_s", "table_s", "others_s"):
             seconds = {"searched": rows[pick][field]} | {k: rows[k][field] for k in ("uniform below", "uniform above")}

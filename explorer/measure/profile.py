@@ -925,6 +925,7 @@ def profile(
         f"{platform.key!r} with the kernel table {TABLE_CSV}. Use with: --platform THIS_FILE --latency-model table"
     )
     write_text(platform_file, platform_text(platform, key, TABLE_CSV, note))
+    every = all_rows  # the table as written, until the fit adds its networks' kernels
     if settings.networks and complete:
         provenance["per_pass"] = fit_per_pass(space, platform_file, settings, stream, round_order)
         every = parse_rows(read_text(table_file, "latency table", TableError), str(table_file))
@@ -934,7 +935,7 @@ def profile(
     provenance["cliffs"] = {
         "what": "median GFLOP/s of the timed dense convolutions by the largest of 8, 16, 32, 64 dividing both "
         "channel counts; depth: the best alignment's median / the 8-aligned median (explorer.measure.cliffs)",
-        "signatures": cliff_table(parse_rows(read_text(table_file, "latency table", TableError), str(table_file))),
+        "signatures": cliff_table(every),
     }
     session["wall_s"] = round(time.perf_counter() - started, 1)
     provenance["cost_minutes"] = round(sum(s.get("wall_s", 0.0) for s in sessions) / 60, 2)

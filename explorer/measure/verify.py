@@ -231,7 +231,6 @@ def compared_networks(run: Path) -> dict[str, Arch]:
     """The networks `explore verify` compares for run folder `run`: 'searched', 'uniform below' and
     'uniform above' (the uniform widths whose FLOPs bracket the searched network's) and 'base'."""
     from explorer.search import load_run
-    from explorer.space import load_space
 
     folder = load_run(run)
     summary, s = folder.summary(), folder.record()
@@ -240,7 +239,7 @@ def compared_networks(run: Path) -> dict[str, Arch]:
             f"run_dir={str(run)!r}: the searched network's FLOPs lie outside the uniform-width curve, "
             "so there is no uniform network at matched FLOPs to compare with"
         )
-    space = load_space(s.space, keep=s.keep, align=s.align, bottlenecks=s.bottlenecks)
+    space = s.load_space()
     low, high = summary["matched_uniform"]["between"]
     return {
         "searched": folder.best_arch(),

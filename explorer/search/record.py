@@ -17,6 +17,7 @@ from explorer.cost.platforms import Platform
 from explorer.search.importance import ChannelImportance, ImportanceError
 from explorer.search.problem import SearchError
 from explorer.search.settings import DEFAULTS, SCORING_FIELDS, SearchPlan, Settings, plan_search
+from explorer.space import Space, load_space
 from explorer.spec.ops import short_repr
 
 OLDER = {"convention": "dense", "latency_model": "roofline"}
@@ -108,6 +109,10 @@ class StudyRecord:
         return dataclasses.replace(
             DEFAULTS, scoring=self.options(), **{name: getattr(self, name) for name in SETTINGS}, **changes
         )
+
+    def load_space(self) -> Space:
+        """The recorded space: its name or file with the recorded keep range, alignment and bottlenecks."""
+        return load_space(self.space, keep=self.keep, align=self.align, bottlenecks=self.bottlenecks)
 
     def options(self, platform: str | Platform | None = None) -> ScoringOptions:
         """The recorded scoring options on `platform` (default: the recorded key)."""
