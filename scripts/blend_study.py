@@ -224,4 +224,8 @@ def report(data: Mapping[str, Any], out: Path) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (ValueError, OSError) as exc:  # a folder that is not a table, a run or a recorded file: one line
+        print(f"blend_study: {exc}", file=sys.stderr)
+        sys.exit(2)

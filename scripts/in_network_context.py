@@ -140,12 +140,12 @@ def main() -> int:
         "runs": {},
     }
     for run in args.runs:
+        folder = load_run(run, argument="--runs")  # a folder that is no run is named before its table
         table_dir = run.parent / "table"
         options = table_options(table_dir)
         table = load_table(table_path(options.plat))  # type: ignore[arg-type]
         runtime = options.plat.runtime
         assert runtime is not None
-        folder = load_run(run)
         space = folder.record().load_space()
         finalists = read_finalists(run / "finalists.json")
         study = optuna.load_study(storage=folder.storage(), study_name=str(folder.summary()["study"]))
@@ -288,4 +288,8 @@ def report(data: Mapping[str, Any], out: Path) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (ValueError, OSError) as exc:  # a folder that is not a table, a run or a recorded file: one line
+        print(f"in_network_context: {exc}", file=sys.stderr)
+        sys.exit(2)
