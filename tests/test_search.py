@@ -481,3 +481,40 @@ def test_the_search_reports_the_matched_flops_comparison(tmp_path: Path, capsys:
     info = pareto_info(result, "flops", "attainable_flops_per_s")
     assert len(info.curve) == len(result.curve) > 3
     assert [x for x, _ in info.curve] == sorted(x for x, _ in info.curve)  # wider multiplier, more FLOPs
+
+
+def test_a_space_with_no_width_to_search_only_a_bottleneck_slot_searches_scores_and_profiles(tmp_path: Path) -> None:
+    """The seed article's Inception example: one 5x5 conv whose only choice is an optional 1x1
+    bottleneck (no width group). The batch scorer, the search and the profiler's lattice take it;
+    the search's best is the best of its 8 networks by brute force."""
+    import io
+
+    from explorer.cost.options import ScoringOptions
+    from explorer.cost.platforms import get_platform
+    from explorer.measure.profile import lattice_shapes
+    from explorer.search.batch import BatchScorer
+
+    space = load_space("inception_5x5")
+    (slot,) = space.bottlenecks
+    assert space.groups == ()
+    batch = BatchScorer(space, platform="v100", check=0)
+    widths, reductions = batch.random(6, seed=1)
+    assert widths.shape == (6, 0) and reductions.shape == (6, 1)
+    scores = batch.score(widths, reductions)
+    for k in range(6):
+        arch = space.apply({}, {slot.op: int(reductions[k, 0])} if reductions[k, 0] else {})
+        assert scores.latency_s[k] == pytest.approx(analyze(arch, batch.options).latency_s, rel=1e-12)
+        assert scores.flops[k] == analyze(arch, batch.options).flops
+    plan = plan_search(space, "v100", "100MFLOPs", settings=Settings(trials=8), out=tmp_path / "run")
+    result = run_search(plan, stream=io.StringIO())
+    scorer = plan.scorer()
+    every = [scorer.score(space.apply({}, {slot.op: r} if r else {})) for r in (0, *slot.choices())]
+    best = None
+    for scored in every:
+        if scored.feasible and scorer.better(scored, best):
+            best = scored
+    assert best is not None and result.best is not None
+    assert result.best.bottlenecks() == best.bottlenecks() and result.best.values == best.values
+    shapes = lattice_shapes(space, ScoringOptions(platform=get_platform("xeon-8380")), "xla")
+    counted = {(sig, c, o) for sig, s in shapes.items() for c, o in s.shapes}
+    assert len(counted) == sum(len(s.shapes) for s in shapes.values()) > len(slot.choices())

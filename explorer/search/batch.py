@@ -164,7 +164,9 @@ class BatchScorer:
         """n random candidates: widths (n, G) uniform on each group's choices; reductions (n, S),
         0 (no bottleneck) or a width, each slot on with probability `bottleneck_share`."""
         rng = np.random.default_rng(seed)
-        widths = np.stack([rng.choice(np.array(g.choices()), n) for g in self.groups], axis=1).reshape(n, -1)
+        widths = np.zeros((n, len(self.groups)), dtype=np.int64)
+        for k, g in enumerate(self.groups):
+            widths[:, k] = rng.choice(np.array(g.choices()), n)
         reductions = np.zeros((n, len(self.slots)), dtype=np.int64)
         for k, s in enumerate(self.slots):
             on = rng.random(n) < bottleneck_share
@@ -318,13 +320,22 @@ class BatchScorer:
         """Per-layer counts (N, layers, quantities) for candidates; layers as `self.layers`."""
         return np.ascontiguousarray(self._counts(widths, reductions).transpose(0, 2, 1))
 
+    def _widths(self, widths: np.ndarray, reductions: np.ndarray | None) -> np.ndarray:
+        """`widths` as an int64 array (N, groups). A space with no width to search (a bottleneck slot
+        alone) has N rows of none: as many as `widths` has rows, else `reductions`, else one."""
+        widths = np.asarray(widths, dtype=np.int64)
+        if self.groups:
+            return widths.reshape(-1, len(self.groups))
+        rows = widths if widths.ndim == 2 else np.atleast_2d(reductions) if reductions is not None else [()]
+        return np.zeros((len(rows), 0), dtype=np.int64)
+
     def _candidates(
         self, widths: np.ndarray, reductions: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Candidates as int64 arrays, widths (N, groups) and reductions (N, slots; None: every slot
         off), checked (`_validate`), and their lattice offsets: the widths' (N, groups) and the
         slots' (N, slots), a slot that is off read at its lowest width."""
-        widths = np.asarray(widths, dtype=np.int64).reshape(-1, len(self.groups))
+        widths = self._widths(widths, reductions)
         n = len(widths)
         if reductions is None:
             reductions = np.zeros((n, len(self.slots)), dtype=np.int64)
@@ -376,7 +387,7 @@ class BatchScorer:
 
     def score(self, widths: np.ndarray, reductions: np.ndarray | None = None, chunk: int = 4096) -> BatchScores:
         """Totals and roofline of every candidate (rows of `widths`, and of `reductions`: 0 = none)."""
-        widths = np.asarray(widths, dtype=np.int64).reshape(-1, len(self.groups))
+        widths = self._widths(widths, reductions)
         parts = []
         for start in range(0, len(widths), chunk):
             red = None if reductions is None else np.asarray(reductions)[start : start + chunk]
