@@ -283,6 +283,16 @@ def test_explore_times_its_finalists_and_verify_reads_the_searchs_measurement(
     assert main(["verify", str(run), "--rounds", "6"]) == 0
     v = json.loads((run / "verify.json").read_text())
     c = v["search_measured"]
+    from explorer.measure.verify import compared_networks, fallback_verdict
+
+    options = ScoringOptions(platform=get_platform(str(platform_file)), latency_model="table")
+    lacked = {label: len(analyze(a, options).fallback_kernels) for label, a in compared_networks(run).items()}
+    assert v["fallback_kernels"] == lacked  # each compared network's kernels the table lacked
+    assert ("kernels not in the table" in (run / "report.md").read_text()) == any(lacked.values())
+    assert fallback_verdict({"searched": 2, "uniform below": 0, "base": 5}) == (
+        "the prediction is not all measured: the table lacks 2 of the searched network's, 5 of the base network's "
+        "kernels, priced by the kernel model (profile them, or search with --measure-loop)"
+    )
     assert v["candidates"][0]["flops_per_sample"] == pytest.approx(rows[record["pick_rank"]]["flops_per_sample"])
     # the pick is the network verify timed: the search hashed it from the study, verify from best_arch.json
     assert rows[record["pick_rank"]]["sha256"] == v["searched_sha256"] and len({r["sha256"] for r in rows}) == 3

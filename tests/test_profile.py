@@ -5,6 +5,7 @@ another device refused, and the interpolation and intervals as formulas."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -188,6 +189,7 @@ def test_profile_times_a_designed_subset_resumes_and_refuses_a_foreign_table(
         (["--platform", "tpu-v4"], "--platform 'tpu-v4' has no runtime/processors entry"),
         (["--platform", "{tmp}/none.toml"], "--platform '{tmp}/none.toml': no such file"),
         (["--dtype", "float64"], "--dtype 'float64'"),
+        (["--dtype", "int8"], "--dtype 'int8' is not a floating-point dtype"),
     ],
 )
 def test_profile_refuses_bad_input_in_one_line(
@@ -446,3 +448,77 @@ def test_explore_profile_records_and_prints_the_cliffs_its_timings_show(
             assert gflops == pytest.approx(40.0 if a == "8" else 80.0, rel=1e-4)
     assert all(c["depth"] == pytest.approx(2.0, rel=1e-4) for c in both)
     assert "multiples of 8 but not 16 run 2.00x slower than the best aligned in conv[" in printed
+
+
+def test_a_resume_keeps_its_design_drops_a_row_cut_off_mid_write_and_a_table_is_complete_once_fitted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows depend on the design (--grid, --held-out, ...): a resume under another is refused in one
+    line. A run stopped while writing a row leaves it cut off: the resume drops it and times that
+    kernel again. A table is complete only once its whole-network terms are written: stopped in the
+    fit, it says so, and the resume fits. bfloat16 kernels whose batch norm returns float32 time."""
+    from explorer.measure import profile as profiling
+    from explorer.measure.profile import ProfileSettings
+    from explorer.space import load_space
+
+    space, out = small_space(tmp_path), tmp_path / "table"
+    common = [space, "--platform", MEASURED, "--out", str(out), "--repeats", "6", "--held-out", "1"]
+    common += ["--exhaustive-up-to", "10", "--timings", "1", "--dtype", "bfloat16"]
+    assert run(*common, "--grid", "3", "--networks", "0", "--max-kernels", "6") == 0
+    capsys.readouterr()
+    assert run(*common, "--grid", "4", "--networks", "0") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "designed with --grid 3 (not 4)" in err[0] and "give another --out" in err[0]
+
+    lines = (out / "profile.csv").read_text().splitlines()
+    timed = [line for line in lines[1:] if ",interpolated," not in line]
+    assert len(timed) == 6
+    (out / "profile.csv").write_text("\n".join([lines[0], *timed[:-1], timed[-1][: len(timed[-1]) // 2]]))
+    settings = ProfileSettings(
+        dtype="bfloat16", repeats=6, grid=3, held_out=1, exhaustive_up_to=10, timings=1, networks=2
+    )
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(profiling, "fit_per_pass", stopped)
+    printed = io.StringIO()
+    with pytest.raises(KeyboardInterrupt):  # every kernel timed, stopped in the fit
+        profiling.profile(load_space(space), get_platform(MEASURED), out, settings, stream=printed)
+    assert "its last row was cut off mid-write; dropped, to be timed again" in printed.getvalue()
+    side = json.loads((out / "profile.json").read_text())
+    assert side["complete"] is False and "per_pass" not in side
+    every = [r for r in rows(out / "profile.csv") if r["source"] != "interpolated"]
+    keys = [(r["signature"], r["in_channels"], r["out_channels"]) for r in every]
+    assert len(keys) == len(set(keys)) == 4 * 3 + 4  # the cut-off row timed again, once; the design complete
+    assert all(r["dtype"] == "bfloat16" and float(r["time_s"]) >= 0 for r in every)
+    monkeypatch.undo()
+    assert run(*common, "--grid", "3", "--networks", "2") == 0
+    assert "fitting the whole-network terms" in capsys.readouterr().out
+    side = json.loads((out / "profile.json").read_text())
+    assert side["complete"] is True and side["per_pass"]["scales"]
+
+
+def test_a_fit_that_describes_its_networks_poorly_says_why() -> None:
+    """A large left-out error, a scale at a bound or a per-pass time of half a network each warn."""
+    from explorer.measure.profile import SCALE_BOUNDS, fit_warning
+
+    good = {"conv": 1.05, "elementwise": 0.98}
+    assert fit_warning(1e-4, good, 0.04, 1e-3) == ""
+    assert fit_warning(1e-4, good, 0.18, 1e-3).startswith("whole networks are predicted 18% off (median, each left out")
+    bound = fit_warning(1e-4, {"conv": SCALE_BOUNDS[1], "dense": 1.0}, 0.04, 1e-3)
+    assert f"in-network scales at a bound of {list(SCALE_BOUNDS)} (conv {SCALE_BOUNDS[1]:.2f})" in bound
+    assert "the per-pass time is 60% of a network's" in fit_warning(6e-4, good, 0.04, 1e-3)
+    assert fit_warning(6e-4, good, 0.04, 1e-3).endswith("predictions carry that error")
+
+
+def test_profiling_a_gpu_platform_where_jax_runs_on_the_cpu_warns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import jax
+
+    (tmp_path / "file").write_text("")
+    assert run("tiny", "--platform", "t4", "--out", str(tmp_path / "file")) == 2  # stops at --out, after the warning
+    err = capsys.readouterr().err
+    gpu = jax.default_backend() == "gpu"
+    assert ("describes a GPU (runtime cudnn), and JAX runs on" in err) == (not gpu)

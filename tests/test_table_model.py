@@ -160,7 +160,10 @@ def test_table_upper_prices_each_interpolated_kernel_at_its_margin(tmp_path: Pat
 
 
 @pytest.mark.parametrize("model", ["table", "table-upper"])
-@pytest.mark.parametrize(("space_name", "share"), [("tiny", 0.7), ("tiny_bottlenecks", 0.7), ("resnet18", 0.6)])
+@pytest.mark.parametrize(
+    ("space_name", "share"),
+    [("tiny", 0.7), ("tiny_bottlenecks", 0.7), ("resnet18", 0.6), ("mobilenet_v2", 0.6), ("alexnet", 0.6)],
+)  # residual adds, a concat (tiny's mix), bottlenecks, depthwise convs, a flatten into dense layers
 def test_the_batch_scorer_agrees_with_analyze_under_the_table_model(
     tmp_path: Path, space_name: str, share: float, model: str
 ) -> None:
@@ -236,3 +239,96 @@ def test_bad_tables_are_refused_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"none.csv' is not a file \(run `explore profile`"):
         analyze("tiny", platform=gone, latency_model="table")
     assert math.isfinite(analyze("tiny", platform=platform, latency_model="kernel").latency_s)
+
+
+def test_score_and_a_search_say_which_kernels_the_table_lacked_and_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A table's figures are the device's only where its kernels are in the table: `explore score`
+    counts those that are not and says why (another batch, dtype, space or keep range than the
+    table's), a search says it of every network its comparison reads and records them in
+    summary.json, and its check command names the platform file it was given."""
+    import json
+
+    from explorer.cli import main
+
+    drop = "bn+act[fn=relu] 32x32->32x32"  # the stem's element-wise kernel
+    platform_file = write_table(tmp_path / "t", "tiny", drop=drop)
+    side = platform_file.parent / "profile.json"
+    side.write_text(dumps_json({**json.loads(side.read_text()), "space": {"name": "tiny", "keep": [0.5, 1.0]}}))
+    score = ["score", "tiny", "--platform", str(platform_file), "--latency-model", "table", "--quiet"]
+    assert main(score) == 0
+    out = capsys.readouterr().out
+    assert (
+        "table model, 19 kernels: 18 from the table measured on the device (explore profile), 1 not in it, priced "
+        "by the kernel model, plus the per-pass term and in-network scales fitted on whole networks" in out
+    )
+    assert "not measured: 1 of 19 kernels are not in the table (stem.bn); its widths or layers lie outside what " in out
+    assert "(space tiny, keep 0.5-1, float32, batch 1)" in out
+    assert main([*score, "--batch", "2"]) == 0
+    assert "the table was profiled with batch 1 (here 2): profile what is priced here" in capsys.readouterr().out
+    side.write_text(dumps_json({k: v for k, v in json.loads(side.read_text()).items() if k != "per_pass"}))
+    assert main(score) == 0  # no whole-network terms: kernels timed alone, summed
+    assert "; no whole-network terms fitted (profiled with --networks 0" in capsys.readouterr().out
+
+    run = tmp_path / "run"
+    search = ["--space", "tiny", "--platform", str(platform_file), "--latency-model", "table", "--budget", "40MFLOPs"]
+    assert main([*search, "--trials", "6", "--keep", "0.25-1.0", "--out", str(run), "--no-report"]) == 0
+    out = capsys.readouterr().out
+    fallbacks = json.loads((run / "summary.json").read_text())["table_fallbacks"]
+    assert fallbacks["base"] == {"kernels": 19, "fell_back": ["stem.bn"]} and "searched" in fallbacks
+    uniform = [label for label in fallbacks if label.startswith("uniform x")]
+    assert 1 <= len(uniform) <= 2 and all(f["fell_back"] == ["stem.bn"] for f in fallbacks.values())
+    counts = "; ".join(f"{label} 1 of {f['kernels']}" for label, f in fallbacks.items())
+    assert (
+        f"not measured: the table lacks kernels of the networks compared ({counts}), priced by the kernel model" in out
+    )
+    assert "the table was profiled with keep 0.5-1 (here 0.25-1)" in out
+    assert f"check: explore score {run / 'best_arch.json'} --platform {platform_file} --dtype" in out
+    assert main(["report", str(run), "--out", str(tmp_path / "report")]) == 0  # the report says it too
+    capsys.readouterr()
+    assert (
+        f"Not measured: the table lacks kernels of the networks compared ({counts})"
+        in (tmp_path / "report" / "report.md").read_text()
+    )
+
+    whole = write_table(tmp_path / "whole", "tiny")  # every kernel in the table
+    assert (
+        main([*search[:3], str(whole), *search[4:], "--trials", "6", "--out", str(tmp_path / "r2"), "--no-report"]) == 0
+    )
+    out = capsys.readouterr().out
+    labels = list(json.loads((tmp_path / "r2" / "summary.json").read_text())["table_fallbacks"])
+    assert f"every kernel of the {', '.join(labels)} networks is in the table: none priced by the kernel model" in out
+
+
+def test_a_run_folder_finds_its_table_from_another_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run stores its table's path as the search was given it (relative to where it ran): read from
+    elsewhere, the run folder and the folders above it are searched for it."""
+    import json
+
+    from explorer.search.files import RunFolder
+
+    monkeypatch.chdir(tmp_path)
+    write_table(tmp_path / "tables" / "t", "tiny")
+    platform = get_platform("tables/t/platform.toml")
+    assert platform.extra["table"] == "tables/t/profile.csv"
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"settings": {}, "platform": platform.to_dict(), "study": "explore"}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    found = RunFolder(Path("../runs/r1")).platform()
+    assert Path(found.extra["table"]).resolve() == (tmp_path / "tables" / "t" / "profile.csv").resolve()
+    assert analyze("tiny", platform=found, latency_model="table").fallback_kernels == ()
+    monkeypatch.chdir(tmp_path)  # from where it ran: as stored
+    assert RunFolder(Path("runs/r1")).platform().extra["table"] == "tables/t/profile.csv"
+    (tmp_path / "tables" / "t" / "profile.csv").unlink()  # found nowhere: as stored, and the model says why
+    monkeypatch.chdir(elsewhere)
+    lost = RunFolder(Path("../runs/r1")).platform()
+    assert lost.extra["table"] == "tables/t/profile.csv"
+    from explorer.cost.table import missing
+
+    assert "is not a file" in (missing(lost) or "")

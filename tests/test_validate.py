@@ -196,3 +196,50 @@ def test_validate_on_a_profiled_platform_adds_the_table_model(
     assert main([*argv[:5], "--n", "2", *argv[7:], "--repeats", "2", "--out", str(out)]) == 0
     warned = [line for line in capsys.readouterr().err.splitlines() if "kernel table" in line]
     assert len(warned) == 1 and "profiled with XLA_FLAGS='--xla_cpu_experimental_ynn_fusion_type=x'" in warned[0]
+
+
+def test_validate_says_which_kernels_the_table_lacked_reads_its_keep_and_warns_without_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The table's figures mix in the kernel model where a network's kernels are not in it: validate
+    counts them per network and says so; it draws its variants from the keep range the table was
+    profiled over unless told otherwise; a table named but missing is a warning, not a silent gap."""
+    from test_table_model import write_table
+
+    from explorer.measure.validate import table_fallbacks_text
+
+    platform_file = write_table(tmp_path / "table", "tiny", drop="bn+act[fn=relu] 32x32->32x32")  # the stem's
+    side = platform_file.parent / "profile.json"
+    side.write_text(json.dumps({**json.loads(side.read_text()), "space": {"name": "tiny", "keep": [0.5, 1.0]}}))
+    out = tmp_path / "val"
+    argv = ["validate", "--platform", str(platform_file), "--space", "tiny", "--n", "3", "--bases", "tiny"]
+    assert main([*argv, "--repeats", "2", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "variants in the table's keep range 0.5-1 (--keep to change it)" in captured.err
+    data = json.loads((out / "validation.json").read_text())
+    platform = get_platform(str(platform_file))
+    from explorer.measure.validate import Row
+
+    rows = [Row(**{k: v for k, v in r.items() if k in Row.__dataclass_fields__}) for r in data["rows"]]
+    assert [r.table_fallbacks for r in rows] == [1] * 4  # every network's stem
+    tiny = next(r for r in rows if r.label == "tiny")
+    assert tiny.table_fallbacks == len(analyze("tiny", platform=platform, latency_model="table").fallback_kernels)
+    text = table_fallbacks_text(rows)
+    assert text == (
+        "4 kernels of 4 of the 4 networks are not in the table, priced by the kernel model "
+        "(tiny-v0-s0, tiny-v1-s0, tiny-v2-s0, ...): the table's figures mix in the kernel model's"
+    )
+    assert text in captured.out and f"**kernels not in the table**: {text}" in (out / "report.md").read_text()
+    from explorer.measure.sets import variants
+
+    params = [r.params for r in rows[:3]]  # the variants were drawn from the table's keep range
+    assert params == [analyze(a).params for _, _, a in variants("tiny", 3, 0, (0.5, 1.0))]
+    assert params != [analyze(a).params for _, _, a in variants("tiny", 3, 0, (0.25, 1.0))]
+    assert table_fallbacks_text([dataclasses.replace(r, table_fallbacks=0) for r in rows]) == (
+        "every kernel of the 4 networks is in the table (none priced by the kernel model)"
+    )
+    (platform_file.parent / "profile.csv").unlink()
+    assert main([*argv, "--repeats", "2", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "the table model is left out" in captured.err and "is not a file" in captured.err
+    assert json.loads((out / "validation.json").read_text())["table"] is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 from typing import Any
 
 from explorer.conventions import BYTES_PER_ELEMENT, MAC_CONVENTIONS, TRAFFIC_MODELS, canonical_dtype
@@ -61,6 +62,13 @@ def platform_from_args(args: argparse.Namespace, dtype: str) -> Platform:
     platform = get_platform(args.platform or DEFAULT_PLATFORM)
     platform.peak(canonical_dtype(dtype))  # fails early, listing the dtypes it has
     return platform
+
+
+def platform_flags(args: argparse.Namespace, platform: Platform) -> str:
+    """The flags that give `platform` again, as the command line gave it (a file as a file)."""
+    if args.peak is not None:
+        return f"--peak {shlex.quote(args.peak)} --bandwidth {shlex.quote(args.bandwidth)}"
+    return f"--platform {shlex.quote(args.platform) if args.platform else platform.key}"
 
 
 def scoring_flags(args: argparse.Namespace) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from explorer.cli.common import (
     UsageError,
     add_platform_args,
     interrupted_by,
+    platform_flags,
     platform_from_args,
     scoring_flags,
 )
@@ -286,6 +287,9 @@ def cmd_search(args: argparse.Namespace) -> int:
             ("  " if result.uniform is not None else "\n  ")
             + matched_text(result.matched, result.best, plan.settings.scoring)
         )
+    lacked = result.table_fallback_text()
+    if lacked is not None:
+        print(f"  {lacked}")
     if result.pareto:
         from explorer.report.search import pareto_header, pareto_rows
 
@@ -313,7 +317,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     s, o = plan.settings, plan.settings.scoring
     if result.best is not None:
         print(
-            f"  check: explore score {plan.out / BEST_ARCH_JSON} --platform {plan.platform.key} --dtype {o.dtype} "
+            f"  check: explore score {plan.out / BEST_ARCH_JSON} {platform_flags(args, plan.platform)} --dtype {o.dtype} "
             f"--batch {o.batch} --traffic {o.traffic} --convention {o.convention} --latency-model {o.latency_model}"
         )
     if result.worker_failures:

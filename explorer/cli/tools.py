@@ -86,7 +86,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     val.add_argument("--platform", default="measured.toml", help="platform file or key (default measured.toml)")
     val.add_argument("--space", default="resnet18", help="space whose random variants are measured (default resnet18)")
     val.add_argument("--n", type=int, default=30, help="random variants of the space (default 30)")
-    val.add_argument("--keep", default="0.25-1.0", help="keep-ratio range of the variants (default 0.25-1.0)")
+    val.add_argument(
+        "--keep",
+        help="keep-ratio range of the variants (default 0.25-1.0; on a platform naming a profiled table, the table's)",
+    )
     val.add_argument(
         "--bases",
         help=f"comma-separated base networks to add (default {','.join(('resnet18', 'mobilenet_v2', '...'))})",
@@ -204,6 +207,17 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(layer_table(result))
         print()
     print(summary(result, platform))
+    if result.fallback_kernels:
+        from explorer.cost.table import mismatch, profiled_text
+
+        why = mismatch(options) or (
+            f"its widths or layers lie outside what the table profiled ({profiled_text(platform)}); profile them "
+            "(explore profile)"
+        )
+        print(
+            f"  not measured: {len(result.fallback_kernels)} of {len(result.kernels)} kernels are not in the table "
+            f"({', '.join(result.fallback_kernels[:4])}{', ...' if len(result.fallback_kernels) > 4 else ''}); {why}"
+        )
     if args.report:
         from explorer.report import score_report, write_report
 
@@ -512,7 +526,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from explorer.measure.report import write_outputs
-    from explorer.measure.validate import DEFAULT_BASES, choose_archs, validate
+    from explorer.measure.validate import DEFAULT_BASES, choose_archs, table_fallbacks_text, validate
 
     platform = get_platform(args.platform)
     platform.peak("float32")
@@ -532,7 +546,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
             raise UsageError(f"--runtime onnxruntime: {exc}") from None
     elif args.runtime != "jax":
         raise UsageError(f"--runtime {args.runtime!r} is not known; use jax or onnxruntime")
-    archs = choose_archs(args.space, args.n, args.seed, bases, keep=parse_keep(args.keep))
+    from explorer.cost.table import missing as table_missing
+    from explorer.cost.table import profiled_keep, table_path
+
+    keep = args.keep
+    if table_path(platform) is not None:
+        why = table_missing(platform)
+        if why is not None:
+            print(f"explore: warning: --platform {args.platform}: {why}; the table model is left out", file=sys.stderr)
+        elif keep is None and (keep := profiled_keep(platform)) is not None:
+            print(f"explore validate: variants in the table's keep range {keep} (--keep to change it)", file=sys.stderr)
+    archs = choose_archs(args.space, args.n, args.seed, bases, keep=parse_keep(keep or "0.25-1.0"))
     if len(archs) < 3:
         raise UsageError("validation needs at least 3 architectures (raise --n or add --bases)")
     if "explore calibrate" not in platform.source:
@@ -581,6 +605,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 f"  {name:<11} Spearman {s.spearman:.3f}, Kendall {s.kendall:.3f}, median predicted/measured "
                 f"{s.median_ratio:.2f}, median |error| {s.median_abs_error:.0%}"
             )
+        if name == "table" and s is not None:
+            print(f"  {'':<11} {table_fallbacks_text(v.rows)}")
     print(f"  wrote {out}/{HTML}, {MARKDOWN}, validation.csv, validation.json  ({v.wall_s:.0f} s)")
     return 0
 
@@ -647,7 +673,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         dtype = canonical_dtype(args.dtype)
     except ValueError as exc:
         raise UsageError(f"--dtype {args.dtype!r}: {exc}") from None
-    flags = {"batch": "--batch", "repeats": "--repeats", "grid": "--grid", "held_out": "--held-out",
+    flags = {"dtype": "--dtype", "batch": "--batch", "repeats": "--repeats", "grid": "--grid", "held_out": "--held-out",
              "networks": "--networks", "max_kernels": "--max-kernels", "budget_minutes": "--budget-minutes",
              "exhaustive_up_to": "--exhaustive-up-to", "timings": "--timings"}  # fmt: skip
     settings = ProfileSettings(
@@ -674,6 +700,15 @@ def cmd_profile(args: argparse.Namespace) -> int:
         bottlenecks=not args.no_bottlenecks,
     )
     platform = get_platform(args.platform)
+    import jax
+
+    if platform.runtime == "cudnn" and jax.default_backend() != "gpu":
+        print(
+            f"explore: warning: --platform {args.platform} describes a GPU (runtime cudnn), and JAX runs on "
+            f"{jax.default_backend()} here: its kernels are planned as cuDNN fuses them but timed on this "
+            f"{jax.default_backend()} (give the platform file `explore calibrate` writes here)",
+            file=sys.stderr,
+        )
     out = writable(args.out or f"runs/profile-{space.name}-{dtype}-b{args.batch}", "out")
     try:
         result = profile(space, platform, out, settings, stream=sys.stdout)

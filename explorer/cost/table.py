@@ -37,6 +37,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final
 
 import numpy as np
@@ -100,6 +101,94 @@ def table_path(platform: Platform) -> Path | None:
     """The table a platform names (`extra.table`), or None."""
     value = platform.extra.get("table") if platform.extra else None
     return Path(value) if isinstance(value, str) and value else None
+
+
+def located(platform: Platform, near: Path | None) -> Platform:
+    """`platform` with its table found from here: a run stores the table's path as the search was
+    given it, relative to the folder it ran in; read from another folder, a relative path that is
+    not a file here is looked for under `near` (the run folder) and each folder above it, and the
+    first that holds it is used. As it is otherwise (no table, an absolute path, or found nowhere)."""
+    path = table_path(platform)
+    if path is None or near is None or path.is_absolute() or path.is_file():
+        return platform
+    where = near.resolve()
+    for folder in (where, *where.parents):
+        if (folder / path).is_file():
+            return dataclasses.replace(
+                platform, extra=MappingProxyType({**platform.extra, "table": str(folder / path)})
+            )
+    return platform
+
+
+def _provenance(platform: Platform) -> Mapping[str, Any] | None:
+    """The sidecar of the table `platform` names, as read (None: no table, or not readable)."""
+    path = table_path(platform)
+    if path is None or not path.is_file():
+        return None
+    try:
+        return load_table(path).provenance
+    except TableError:
+        return None
+
+
+def _profiled_space(info: Mapping[str, Any]) -> tuple[str | None, tuple[float, float] | None, int | None]:
+    """(space name, keep range, align) a table sidecar records (None where it records none)."""
+    space = info.get("space") if isinstance(info.get("space"), Mapping) else {}
+    keep = space.get("keep")
+    keep_range = (float(keep[0]), float(keep[1])) if isinstance(keep, Sequence) and len(keep) == 2 else None
+    return space.get("name"), keep_range, space.get("align")
+
+
+def mismatch(options: ScoringOptions, space: str | None = None, keep: Sequence[float] | None = None) -> str | None:
+    """How what `options` price (and the `space` of widths in `keep`) differs from what their
+    platform's table was profiled for: its dtype, batch, space and keep range, in words; None where
+    they agree (or there is no table to read)."""
+    info = _provenance(options.plat)
+    if info is None:
+        return None
+    name, profiled_range, _ = _profiled_space(info)
+    differs = [
+        f"{what} {theirs} (here {ours})"
+        for what, theirs, ours in (
+            ("dtype", info.get("dtype"), options.dtype),
+            ("batch", info.get("batch"), options.batch),
+            ("space", name, space),
+        )
+        if ours is not None and theirs is not None and theirs != ours
+    ]
+    if keep is not None and profiled_range is not None and (keep[0] < profiled_range[0] or keep[1] > profiled_range[1]):
+        differs.append(f"keep {profiled_range[0]:g}-{profiled_range[1]:g} (here {keep[0]:g}-{keep[1]:g})")
+    if not differs:
+        return None
+    return f"the table was profiled with {', '.join(differs)}: profile what is priced here (explore profile)"
+
+
+def profiled_text(platform: Platform) -> str:
+    """What the table `platform` names was profiled for, in words ('space resnet18, keep 0.5-1, align 8,
+    float32, batch 1'; '' without a readable table)."""
+    info = _provenance(platform) or {}
+    name, keep, align = _profiled_space(info)
+    parts = [
+        f"space {name}" if name else "",
+        f"keep {keep[0]:g}-{keep[1]:g}" if keep else "",
+        f"align {align}" if align else "",
+        str(info.get("dtype") or ""),
+        f"batch {info['batch']}" if info.get("batch") else "",
+    ]
+    return ", ".join(p for p in parts if p)
+
+
+def profiled_keep(platform: Platform) -> str | None:
+    """The keep-ratio range the table `platform` names was profiled over, as --keep takes it ('0.5-1';
+    None without a readable table or a recorded range)."""
+    keep = _profiled_space(_provenance(platform) or {})[1]
+    return f"{keep[0]:g}-{keep[1]:g}" if keep else None
+
+
+def table_fitted(platform: Platform) -> bool | None:
+    """Whether the table `platform` names has its whole-network terms fitted (None: no readable table)."""
+    info = _provenance(platform)
+    return None if info is None else bool(info.get("per_pass"))
 
 
 def missing(platform: Platform) -> str | None:

@@ -143,10 +143,15 @@ def open_table(options: ScoringOptions, settings: LoopSettings) -> TableHandle:
 
     plat = options.plat
     path = table_path(plat)
-    if path is None or not path.is_file():
+    if path is None:
         raise LoopError(
             f"platform={plat.key!r} names no latency table (extra.table); run `explore profile` and pass the "
             "platform file it writes"
+        )
+    if not path.is_file():
+        raise LoopError(
+            f"platform={plat.key!r} names the latency table {str(path)!r}, which is not a file here; run from the "
+            "folder the search ran in, or pass the platform file `explore profile` wrote"
         )
     side = sidecar_path(path)
     info = read_json(side, "latency table sidecar", LoopError)

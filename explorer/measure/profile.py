@@ -59,6 +59,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from explorer.conventions import canonical_dtype
 from explorer.cost.fusion import plan_kernels
 from explorer.cost.latency import resolve_options
 from explorer.cost.options import ScoringOptions
@@ -189,7 +190,30 @@ class ProfileSettings:
         for name, value, ok, why in checks:
             if not ok:
                 return f"{name}={value!r} {why}"
+        if not _float_dtype(self.dtype):
+            return (
+                f"dtype={self.dtype!r} is not a floating-point dtype: the network's Flax layers compute in floating "
+                "point, so kernels are profiled in float32, bfloat16 or float16"
+            )
         return None
+
+    def design(self) -> dict[str, int]:
+        """What decides which shapes are timed: a table resumes only with the same."""
+        return {
+            "grid": self.grid,
+            "held_out": self.held_out,
+            "exhaustive_up_to": self.exhaustive_up_to,
+            "seed": self.seed,
+        }
+
+
+def _float_dtype(dtype: str) -> bool:
+    import jax.numpy as jnp
+
+    try:
+        return bool(jnp.issubdtype(jnp.dtype(canonical_dtype(dtype)), jnp.floating))
+    except (TypeError, ValueError):
+        return True  # an unknown name: the platform's dtype check names it
 
 
 # ---------------------------------------------------------------- the shapes of a space
@@ -516,7 +540,8 @@ def kernel_loop(arch: Arch, kernel_name: str | Sequence[str], runtime: str, batc
     graph, state = nnx.split(nnx.eval_shape(Kernel))
     state = jax.tree.map(lambda s: jnp.full(s.shape, 0.01, s.dtype), state)
     inputs = [jnp.ones((batch, *shape), kdtype) for shape in external.values()]
-    out = jax.ShapeDtypeStruct((batch, *members[-1].output_shape), kdtype)
+    # the dtype the kernel's last layer returns (a batch norm's float32 statistics promote a bfloat16 input)
+    out = jax.eval_shape(lambda st, ins: nnx.merge(graph, st)(ins), state, inputs)
 
     def body(i: Any, carry: tuple[list[jax.Array], jax.Array]) -> tuple[list[jax.Array], jax.Array]:
         xs, _ = carry
@@ -635,7 +660,9 @@ def provenance_now() -> dict[str, Any]:
 FOREIGN_KEYS = ("device", "backend", "jax", "jaxlib", "xla_flags")
 
 
-SETTING_KEYS = ("dtype", "batch", "runtime", "space")
+SETTING_KEYS = ("dtype", "batch", "runtime", "space", "design")
+"""What a table's rows depend on: a resume must ask for the same (`design`: recorded from this
+version on; a table without it resumes under any design)."""
 
 
 def profiled_space(info: Mapping[str, Any]) -> Space:
@@ -671,6 +698,19 @@ def check_resumable(old: Mapping[str, Any], new: Mapping[str, Any], path: Path, 
             f"{LOOP_BODY!r}; give another --out"
         )
     for key in SETTING_KEYS:
+        if key == "design" and key not in old:
+            continue
+        if key == "design" and old[key] != new.get(key):
+            theirs, ours = old[key] or {}, new.get(key) or {}
+            diff = ", ".join(
+                f"--{k.replace('_', '-')} {theirs.get(k)!r} (not {ours.get(k)!r})"
+                for k in sorted(set(theirs) | set(ours))
+                if theirs.get(k) != ours.get(k)
+            )
+            raise ProfileError(
+                f"out={str(path.parent)!r} holds a table designed with {diff}; resume with the table's design, "
+                "or give another --out"
+            )
         if old.get(key) != new.get(key):
             raise ProfileError(
                 f"out={str(path.parent)!r} holds a table of {key}={old.get(key)!r}, not {new.get(key)!r}; "
@@ -774,6 +814,7 @@ def profile(
         "batch": settings.batch,
         "runtime": platform.runtime,
         "space": {"name": space.origin or space.name, "keep": list(space.keep), "align": space.align},
+        "design": settings.design(),
     }
     old: dict[str, Any] = {}
     rows: list[TableRow] = []
@@ -789,7 +830,15 @@ def profile(
             )
         check_resumable(old, {**here, **setting}, table_file, settings.accept_foreign)
         try:
-            rows = list(parse_rows(read_text(table_file, "latency table", TableError), str(table_file)))
+            text = read_text(table_file, "latency table", TableError)
+        except TableError as exc:
+            raise ProfileError(str(exc)) from None
+        if text and not text.endswith("\n"):  # a run stopped while writing its last row: time that kernel again
+            text = text[: text.rfind("\n") + 1]
+            write_text(table_file, text)
+            print(f"  {table_file}: its last row was cut off mid-write; dropped, to be timed again", file=stream)
+        try:
+            rows = list(parse_rows(text, str(table_file)))
         except TableError as exc:
             raise ProfileError(str(exc)) from None
         rows = [r for r in rows if r.source != "interpolated"]  # recomputed at the end
@@ -916,7 +965,7 @@ def profile(
     session["kernels_timed"] = timed_now  # timings
     session["wall_s"] = round(time.perf_counter() - started, 1)
     sessions.append(session)
-    provenance["complete"] = complete
+    provenance["complete"] = complete and not settings.networks  # with the fit: once it is written
     write_text(side, dumps_json(provenance))
     platform_file = out / PLATFORM_TOML
     key = f"{platform.key}-table"
@@ -932,6 +981,7 @@ def profile(
         kept = combine(every)
         provenance["shapes"] |= {source: sum(r.source == source for r in kept) for source in ("fit", "interpolated")}
         provenance["between_timings"] = timings_agreement(every)  # the fit networks' kernels too
+        provenance["complete"] = True
     provenance["cliffs"] = {
         "what": "median GFLOP/s of the timed dense convolutions by the largest of 8, 16, 32, 64 dividing both "
         "channel counts; depth: the best alignment's median / the 8-aligned median (explorer.measure.cliffs)",
@@ -1213,6 +1263,9 @@ def fit_per_pass(
         file=stream,
         flush=True,
     )
+    warning = fit_warning(per_pass, scales, statistics.median(errors_out), sum(measured) / len(measured))
+    if warning:
+        print(f"  warning: {warning}", file=stream, flush=True)
     return {
         "per_pass_s": per_pass,
         "per_kernel_s": 0.0,
@@ -1225,7 +1278,36 @@ def fit_per_pass(
         "median_abs_error_left_out": statistics.median(errors_out),
         "networks": networks,
         "fit_kernels_timed": fit_kernels,
-    }
+    } | ({"warning": warning} if warning else {})
+
+
+FIT_WARN_ERROR = 0.10
+"""A whole-network fit whose median error, each network left out, exceeds this is worth a warning."""
+
+
+def fit_warning(per_pass_s: float, scales: Mapping[str, float], error_left_out: float, mean_network_s: float) -> str:
+    """Why the whole-network fit describes the networks poorly, in words ('' where it does not): a
+    median left-out error over `FIT_WARN_ERROR`, an in-network scale at a bound of `SCALE_BOUNDS`,
+    or a per-pass time of half a network's or more: kernels timed alone then miss much of what a
+    network runs here (another dtype's conversions between layers, say)."""
+    why = []
+    if error_left_out > FIT_WARN_ERROR:
+        why.append(f"whole networks are predicted {error_left_out:.0%} off (median, each left out of the fit)")
+    bound = [
+        f"{c} {v:.2f}"
+        for c, v in scales.items()
+        if math.isclose(v, SCALE_BOUNDS[0]) or math.isclose(v, SCALE_BOUNDS[1])
+    ]
+    if bound:
+        why.append(f"in-network scales at a bound of {list(SCALE_BOUNDS)} ({', '.join(bound)})")
+    if per_pass_s >= 0.5 * mean_network_s:
+        why.append(f"the per-pass time is {per_pass_s / mean_network_s:.0%} of a network's")
+    if not why:
+        return ""
+    return (
+        "; ".join(why)
+        + ": the kernels timed alone miss much of what these networks run here, and predictions carry that error"
+    )
 
 
 def time_fit_kernels(

@@ -11,7 +11,7 @@ from explorer.cost.rules import LAYER_CLASSES
 from explorer.cost.timers import efficiency_table
 from explorer.files import atomic_write, dumps_json, write_csv, write_text
 from explorer.measure.agreement import Agreement
-from explorer.measure.validate import Validation
+from explorer.measure.validate import Validation, table_fallbacks_text
 from explorer.report import figures as F
 from explorer.report.document import Block, Heading, Items, Maker, Picture, Table, Text, write_report
 from explorer.units import si
@@ -223,6 +223,11 @@ def write_outputs(v: Validation, out: Path) -> list[Path]:
                         )
                     ]
                     if v.kernel_spearman_ci
+                    else []
+                ),
+                *(
+                    [("kernels not in the table", table_fallbacks_text(v.rows))]
+                    if any(r.table_fallbacks is not None for r in v.rows)
                     else []
                 ),
                 ("wall time", f"{v.wall_s:.0f} s"),

@@ -59,6 +59,8 @@ class Row:
     """The kernel model's prediction (None where the platform cannot run it)."""
     table_s: float | None = None
     """The measured-table model's prediction (None where the platform names no table)."""
+    table_fallbacks: int | None = None
+    """How many of its kernels the table lacked, priced by the kernel model (None: no table)."""
     runs_s: list[float] = field(default_factory=list)
     """Every timed run (interleaved rounds)."""
 
@@ -99,6 +101,19 @@ class Validation:
     """Median over architectures of the interquartile range of the timed runs / their median."""
     measurement: str = ""
     """What was timed, and how (the runtime)."""
+
+
+def table_fallbacks_text(rows: Sequence[Row]) -> str:
+    """How many kernels of the validated networks the table lacked, in words."""
+    counts = [r.table_fallbacks for r in rows if r.table_fallbacks is not None]
+    if not any(counts):
+        return f"every kernel of the {len(counts)} networks is in the table (none priced by the kernel model)"
+    lacking = [r.label for r in rows if r.table_fallbacks]
+    return (
+        f"{sum(counts)} kernels of {len(lacking)} of the {len(counts)} networks are not in the table, priced by the "
+        f"kernel model ({', '.join(lacking[:3])}{', ...' if len(lacking) > 3 else ''}): the table's figures mix "
+        "in the kernel model's"
+    )
 
 
 def kind_factors(rows: Sequence[Row]) -> dict[str, float]:
@@ -176,10 +191,8 @@ def validate(
             ).latency_s
         except KernelModelError:
             kernel_s = None
-        table_s = (
-            analyze(arch, platform=platform, dtype=dtype, batch=batch, latency_model="table").latency_s
-            if has_table
-            else None
+        by_table = (
+            analyze(arch, platform=platform, dtype=dtype, batch=batch, latency_model="table") if has_table else None
         )
         measured, compile_s, runs = timed[i]
         row = Row(
@@ -194,7 +207,8 @@ def validate(
             class_s=class_times_s(result, arch),
             layers_s=isolated_layers_s(arch, batch, max(3, repeats // 2), cache, dtype, timer) if per_layer else None,
             kernel_s=kernel_s,
-            table_s=table_s,
+            table_s=by_table.latency_s if by_table else None,
+            table_fallbacks=len(by_table.fallback_kernels) if by_table else None,
             runs_s=runs,
         )
         rows.append(row)

@@ -141,6 +141,10 @@ class Verification:
     searched_sha256: str = ""
     """`Arch.digest` of the searched network timed (empty in a verify.json from before it was
     recorded): which network this is, where FLOPs alone could match another."""
+    fallback_kernels: dict[str, int] | None = None
+    """A run on a measured table: per network compared, how many of its kernels the table lacked, so
+    that the prediction prices them with the kernel model (None: a verify.json from before it was
+    recorded, or a run on no table)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -337,6 +341,13 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
         print(f"  the table against this machine now: {drift_text(drift)}", file=stream, flush=True)
     predicted_with = estimate_of(s.latency_model)
     predicted, flops = priced(archs, dataclasses.replace(s.options(platform), latency_model=predicted_with))
+    fallbacks = (
+        {label: len(analyze(arch, s.options(platform)).fallback_kernels) for label, arch in archs.items()}
+        if table
+        else None
+    )
+    if fallbacks and any(fallbacks.values()):
+        print(f"  {fallback_verdict(fallbacks)}", file=stream, flush=True)
     device = device_name()
     digest = archs["searched"].digest()
     earlier, dropped = earlier_sessions(run, device, flags, flops["searched"], digest)
@@ -363,6 +374,8 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
     error = abs(predicted_gain - measured_gain) * 100
     interval = table_gain_interval(s.options(platform), predicted_gain) if table else None
     verdict = verdict_text(predicted_gain, measured_gain, ci, measured, agreement, interval)
+    if fallbacks and any(fallbacks.values()):
+        verdict += "; " + fallback_verdict(fallbacks)
     loop = loop_check(run, archs["searched"], s.options(platform), compared) if table else None
     search_measured, not_compared = confirmed_gain(run, flops["searched"], digest)
     if not_compared is not None:
@@ -399,6 +412,7 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
         measure_loop=loop,
         date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         searched_sha256=digest,
+        fallback_kernels=fallbacks,
     )
     v.sessions = [*earlier, session_of(v)]
     v.across_sessions = across(v.sessions, predicted_gain)
@@ -464,6 +478,15 @@ def judge(predicted_gain: float, measured_gain: float, ci95: tuple[float, float]
     if off <= AGREEMENT_POINTS:
         return measured, True, f"within {AGREEMENT_POINTS:g} points"
     return measured, False, f"off by {off:.1f} points"
+
+
+def fallback_verdict(fallbacks: Mapping[str, int]) -> str:
+    """The networks whose kernels the table lacked, in words: their predictions are partly the kernel model's."""
+    lacked = ", ".join(f"{n} of the {label} network's" for label, n in fallbacks.items() if n)
+    return (
+        f"the prediction is not all measured: the table lacks {lacked} kernels, priced by the kernel model "
+        "(profile them, or search with --measure-loop)"
+    )
 
 
 def verdict_text(
@@ -570,6 +593,11 @@ def section_blocks(v: Verification) -> list[Block]:
                     else ()
                 ),
                 ("verdict", v.verdict),
+                *(
+                    (("kernels not in the table", fallback_verdict(v.fallback_kernels)),)
+                    if v.fallback_kernels and any(v.fallback_kernels.values())
+                    else ()
+                ),
                 *((("the table against this machine now", drift_text(v.drift)),) if v.drift else ()),
                 *((("measurement loop", loop_text(v.measure_loop)),) if v.measure_loop else ()),
             )

@@ -57,7 +57,7 @@ def score_report(result: Analysis, platform: Platform) -> tuple[list[Block], dic
         ),
         ("memory traffic", f"{si(result.bytes, 'B')}; intensity {result.intensity:.1f} FLOP/byte"),
         (
-            latency_label(result),
+            latency_label(result, platform),
             f"latency {si(result.latency_s, 's')} per batch, {result.images_per_s:,.0f} images/s, "
             f"attainable {si(result.attainable_flops_per_s, 'FLOP/s')} "
             f"({result.attainable_flops_per_s / result.peak_flops_per_s:.0%} of peak), "

@@ -153,6 +153,9 @@ def search_report(result: SearchResult, extra: Sequence[Block] = ()) -> tuple[li
     if result.best is not None:
         sentence = matched_text(result.matched, result.best, o)
         blocks.append(Text(sentence[0].upper() + sentence[1:] + "."))
+    lacked = result.table_fallback_text()
+    if lacked is not None:
+        blocks.append(Text(lacked[0].upper() + lacked[1:] + "."))
     blocks += list(extra)
     blocks += [
         Heading("Roofline of the best architecture"),

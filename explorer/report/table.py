@@ -8,6 +8,7 @@ from explorer.conventions import FLOPS_PER_MAC, TRAFFIC_MODELS
 from explorer.cost.analyze import Analysis
 from explorer.cost.latency import LATENCY_MODELS
 from explorer.cost.platforms import Platform
+from explorer.cost.table import table_fitted
 from explorer.units import printable, si
 
 
@@ -76,11 +77,26 @@ def layer_table(result: Analysis) -> str:
     return render(layer_rows(result), LAYER_HEADER, right=LAYER_RIGHT)
 
 
-def latency_label(result: Analysis) -> str:
-    """Which model produced the latency, in words."""
+def latency_label(result: Analysis, platform: Platform | None = None) -> str:
+    """Which model produced the latency, in words; for a measured table, how many kernels it priced
+    and (with the `platform`) whether its whole-network terms were fitted."""
     model = LATENCY_MODELS.get(result.latency_model)
     if model is None:
         return result.latency_model
+    if model.table:
+        n, lacked = len(result.kernels), len(result.fallback_kernels)
+        text = f"{model.name} model, {n} kernels: {n - lacked} from the table measured on the device (explore profile)"
+        if lacked:
+            text += f", {lacked} not in it, priced by the kernel model"
+        fitted = table_fitted(platform) if platform is not None else None
+        if fitted is not None:
+            text += (
+                ", plus the per-pass term and in-network scales fitted on whole networks"
+                if fitted
+                else "; no whole-network terms fitted (profiled with --networks 0, or the fit not finished): "
+                "kernels timed alone, summed"
+            )
+        return text
     if model.kernels:
         return f"{model.name} model, {len(result.kernels)} kernels: {model.description}"
     return f"{model.name} model, per layer: {model.description}"
@@ -101,7 +117,7 @@ def summary(result: Analysis, platform: Platform) -> str:
         f"({si(result.bytes / b, 'B')} per sample); intensity {result.intensity:.1f} FLOP/B",
         f"  peak memory of a forward pass: {si(result.peak_memory_bytes, 'B')} = weights {si(result.weight_bytes, 'B')} "
         f"+ feature maps alive at once {si(result.peak_activation_bytes, 'B')}",
-        f"  {latency_label(result)}: latency {si(result.latency_s, 's')} per batch, {result.images_per_s:,.0f} images/s, "
+        f"  {latency_label(result, platform)}: latency {si(result.latency_s, 's')} per batch, {result.images_per_s:,.0f} images/s, "
         f"attainable {si(result.attainable_flops_per_s, 'FLOP/s')} "
         f"({result.attainable_flops_per_s / result.peak_flops_per_s:.0%} of peak); "
         f"{result.memory_bound_share:.0%} of the time in memory-bound {'kernels' if result.kernels else 'layers'}",

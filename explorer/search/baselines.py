@@ -91,6 +91,23 @@ def matched_text(matched: Matched | None, scored: Scored | None, options: Scorin
     )
 
 
+def fallback_text(fallbacks: dict[str, dict[str, Any]] | None, mismatch: str | None = None) -> str | None:
+    """One sentence on the kernels a table lacked among the networks a search compares (`SearchResult.
+    table_fallbacks`), with why where the table was made for another dtype, batch or space
+    (`explorer.cost.table.mismatch`); None where the search reads no table."""
+    if fallbacks is None:
+        return None
+    missing = {label: f for label, f in fallbacks.items() if f["fell_back"]}
+    if not missing:
+        return f"every kernel of the {', '.join(fallbacks)} networks is in the table: none priced by the kernel model"
+    counts = "; ".join(f"{label} {len(f['fell_back'])} of {f['kernels']}" for label, f in missing.items())
+    return (
+        f"not measured: the table lacks kernels of the networks compared ({counts}), priced by the kernel model "
+        "instead, so times and gains that read them are the kernel model's, not the device's"
+        + (f"; {mismatch}" if mismatch else "; profile those widths (or run the search with --measure-loop)")
+    )
+
+
 def speedup_interval_text(speedup: float, options: ScoringOptions | None) -> str:
     """' (95% interval 1.35x-1.56x, from the table's errors ...)' where `options` price with a
     measured table whose fit left out whole networks; '' otherwise."""

@@ -76,8 +76,11 @@ class RunFolder:
         return StudyRecord.from_dict(self.summary()["settings"])
 
     def platform(self) -> Platform:
+        """The platform the search ran on, its latency table (if any) found from here (`located`)."""
+        from explorer.cost.table import located
+
         try:
-            return platform_from_dict(self.summary()["platform"])
+            return located(platform_from_dict(self.summary()["platform"]), self.path)
         except (KeyError, TypeError, ValueError) as exc:
             raise SearchError(f"{self._where()}: {SUMMARY_JSON} holds no platform ({exc})") from None
 
@@ -229,7 +232,7 @@ def summary_data(result: SearchResult) -> dict[str, Any]:
         "wall_s": result.wall_s,
         "storage": result.storage_url,
         "study": result.study.study_name,
-    }
+    } | ({"table_fallbacks": fallbacks} if (fallbacks := result.table_fallbacks()) is not None else {})
 
 
 def summary_row(scored: Scored | None, with_arch: bool = False) -> dict[str, Any]:

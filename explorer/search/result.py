@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import optuna
 
@@ -73,6 +74,37 @@ class SearchResult:
     def record(self) -> StudyRecord:
         return StudyRecord.from_plan(self.plan)
 
+    def table_fallbacks(self) -> dict[str, dict[str, Any]] | None:
+        """Where the search prices with a measured table: per network its comparison reads (the
+        searched network, the uniform networks on either side of its FLOPs, the base), how many
+        kernels it runs and which the table lacked (priced by the kernel model instead). None where
+        the search reads no table."""
+        from explorer.cost.latency import reads_table
+
+        if not reads_table(self.plan.settings.scoring.latency_model):
+            return None
+        scorer = self.plan.report_scorer()
+        compared: dict[str, Scored] = {"base": self.base}
+        if self.best is not None:
+            compared["searched"] = self.best
+        if self.matched is not None:
+            for m in dict.fromkeys(self.matched.between):
+                compared[f"uniform x{m:.3f}"] = scorer.score(self.space.uniform(m))
+        return {
+            label: {"kernels": len(s.result.kernels), "fell_back": list(s.result.fallback_kernels)}
+            for label, s in compared.items()
+        }
+
+    def table_fallback_text(self) -> str | None:
+        """`table_fallbacks` in one sentence, with how the table differs from what the search priced
+        (`explorer.cost.table.mismatch`); None where the search reads no table."""
+        from explorer.cost.table import mismatch
+        from explorer.search.baselines import fallback_text
+
+        space = self.space
+        why = mismatch(self.plan.settings.scoring, space.origin or space.name, space.keep)
+        return fallback_text(self.table_fallbacks(), why)
+
 
 def summarise(study: optuna.Study, plan: SearchPlan, *, out: Path | None = None, wall_s: float = 0.0) -> SearchResult:
     """The best trial, the Pareto front, the base network and the best uniform width of a study, all
@@ -105,6 +137,11 @@ def plan_from_study(study: optuna.Study, *, storage: str | None = None) -> Searc
     attrs = study.user_attrs
     record = StudyRecord.from_dict(attrs["settings"])
     platform = platform_from_dict(attrs["platform"]) if "platform" in attrs else None
+    db = StorageURL.parse(storage).path if storage is not None else None
+    if platform is not None and db is not None:  # a run folder's study.db: its table found from here
+        from explorer.cost.table import located
+
+        platform = located(platform, db.parent)
     plan = record.plan(platform, study=study.study_name, storage=storage)
     if "budget" in attrs:  # as stored: the floor of an older version's rule stays the floor it searched under
         plan = dataclasses.replace(plan, budget=Budget(**attrs["budget"]))
