@@ -332,3 +332,47 @@ def test_a_run_folder_finds_its_table_from_another_working_folder(
     from explorer.cost.table import missing
 
     assert "is not a file" in (missing(lost) or "")
+
+
+@pytest.mark.parametrize("space_name", ["tiny", "tiny_bottlenecks"])
+def test_a_lattice_too_large_to_enumerate_whole_is_enumerated_side_by_side(
+    space_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a kernel's variables have too many combinations but its input and output channels move
+    with disjoint variables (a concat's sum of branches in, the next layer's own width out), each
+    side is enumerated alone: the same shapes as every combination, on fewer rows, nothing sampled,
+    and each shape's example network runs that kernel at those channels."""
+    from explorer.measure import profile as profiling
+
+    space = load_space(space_name)
+    options = ScoringOptions(platform=get_platform("xeon-8380"))
+    rows_read: list[int] = []
+    counts = BatchScorer.counts
+
+    def counted(self, widths, reductions):  # type: ignore[no-untyped-def]
+        rows_read.append(len(widths))
+        return counts(self, widths, reductions)
+
+    monkeypatch.setattr(BatchScorer, "counts", counted)
+    whole = lattice_shapes(space, options, "xla")
+    every_combination = sum(rows_read)
+    rows_read.clear()
+    monkeypatch.setattr(profiling, "MAX_ENUMERATED", 100)  # the grouped conv after the concat is past it
+    sampled = []
+    monkeypatch.setattr(profiling.np.random, "default_rng", sampled.append)  # made, never drawn from
+    sides = lattice_shapes(space, options, "xla")
+    assert sampled == [0]
+    assert sum(rows_read) < every_combination
+    assert {k: set(s.shapes) for k, s in sides.items()} == {k: set(s.shapes) for k, s in whole.items()}
+    for signature, sig in sides.items():
+        for (cin, cout), shape in sig.shapes.items():
+            arch = space.apply(
+                dict(zip((g.key for g in space.groups), shape.widths, strict=True)),
+                {s.op: r for s, r in zip(space.bottlenecks, shape.reductions, strict=True) if r},
+            )
+            plan, names = plan_kernels(arch, "xla", 1), [n.op.name for n in arch.nodes]
+            k = next(i for i, kernel in enumerate(plan.kernels) if kernel.name == shape.example)
+            assert kernel_keys(arch, plan, 4, 1).signatures[k] == signature
+            main = arch.nodes[names.index(plan.kernels[k].members[0])]
+            last = arch.nodes[names.index(plan.kernels[k].members[-1])]
+            assert (sum(s[-1] for s in main.input_shapes), last.output_shape[-1]) == (cin, cout)

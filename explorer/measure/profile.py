@@ -312,34 +312,83 @@ def lattice_shapes(space: Space, options: ScoringOptions, runtime: str) -> dict[
     pin, pout = channels(np.array(probes, dtype=np.int64))
     first_of = {b: base_of.index(b) for b in range(len(bases))}
     involved: list[set[int]] = [set() for _ in plan.kernels]
+    moves_in: list[set[int]] = [set() for _ in plan.kernels]  # the variables that move its input channels
+    moves_out: list[set[int]] = [set() for _ in plan.kernels]
     for r, (v, b) in enumerate(zip(moved_var, base_of, strict=True)):
         if v >= 0:
             ref = first_of[b]
-            for k in np.flatnonzero((pin[r] != pin[ref]) | (pout[r] != pout[ref])):
-                involved[k].add(v)
+            for k in np.flatnonzero(pin[r] != pin[ref]):
+                moves_in[k].add(v)
+            for k in np.flatnonzero(pout[r] != pout[ref]):
+                moves_out[k].add(v)
+    for k in range(len(plan.kernels)):
+        involved[k] = moves_in[k] | moves_out[k]
 
-    rng = np.random.default_rng(0)
-    out: dict[str, Signature] = {}
     default = np.array(low + [0] * len(slots), dtype=np.int64)
-    for k, kernel in enumerate(plan.kernels):
-        variables = sorted(involved[k])
-        total = math.prod(len(values[v]) for v in variables)
-        if total <= MAX_ENUMERATED:
-            combos = np.array(list(itertools.product(*(values[v] for v in variables))), dtype=np.int64)
-        else:
-            combos = np.stack([rng.choice(values[v], MAX_ENUMERATED) for v in variables], axis=1)
+
+    def lattice_rows(variables: Sequence[int], combos: np.ndarray) -> np.ndarray:
         rows = np.repeat(default[None, :], max(len(combos), 1), axis=0)
         if variables:
             rows[:, variables] = combos.reshape(len(rows), len(variables))
-        cin, cout = channels(rows)
-        pairs = np.stack([cin[:, k], cout[:, k]], axis=1)
+        return rows
+
+    def distinct(rows: np.ndarray, cin: np.ndarray, cout: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A kernel's distinct (in, out) channel pairs over `rows`, each with the first row giving it."""
+        pairs = np.stack([cin, cout], axis=1)
         _, first = np.unique(pairs, axis=0, return_index=True)
+        return pairs[first], rows[first]
+
+    def count(variables: Sequence[int]) -> int:
+        return math.prod(len(values[v]) for v in variables)
+
+    # A kernel's channels enumerated over every combination of the variables that move them; where
+    # those are too many but its input and output channels move with disjoint variables, each side
+    # is enumerated alone and the shapes are their product (a concat's channels, the sum of its
+    # branches, and the next layer's own width). Kernels on the same variables share their rows.
+    variables_of = [sorted(involved[k]) for k in range(len(plan.kernels))]
+    together: dict[tuple[int, ...], list[tuple[int, str]]] = {}
+    for k, variables in enumerate(variables_of):
+        side_in, side_out = sorted(moves_in[k]), sorted(moves_out[k])
+        if count(variables) <= MAX_ENUMERATED:
+            together.setdefault(tuple(variables), []).append((k, "both"))
+        elif not moves_in[k] & moves_out[k] and max(count(side_in), count(side_out)) <= MAX_ENUMERATED:
+            together.setdefault(tuple(side_in), []).append((k, "in"))
+            together.setdefault(tuple(side_out), []).append((k, "out"))
+    enumerated: dict[tuple[int, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for variables, uses in together.items():
+        combos = np.array(list(itertools.product(*(values[v] for v in variables))), dtype=np.int64)
+        rows = lattice_rows(variables, combos)
+        cin, cout = channels(rows)
+        enumerated |= {(k, side): (rows, cin[:, k], cout[:, k]) for k, side in uses}
+        del cin, cout
+    found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for k in range(len(plan.kernels)):
+        if (k, "both") in enumerated:
+            found[k] = distinct(*enumerated.pop((k, "both")))
+        elif (k, "in") in enumerated:
+            rows_in, cin, _ = enumerated.pop((k, "in"))
+            rows_out, _, cout = enumerated.pop((k, "out"))
+            ins, first_in = np.unique(cin, return_index=True)
+            outs, first_out = np.unique(cout, return_index=True)
+            side_out = sorted(moves_out[k])
+            examples = np.repeat(rows_in[first_in], len(outs), axis=0)  # in order of (in, out), as np.unique
+            examples[:, side_out] = np.tile(rows_out[first_out][:, side_out], (len(ins), 1))
+            found[k] = (np.stack(np.meshgrid(ins, outs, indexing="ij"), axis=-1).reshape(-1, 2), examples)
+
+    rng = np.random.default_rng(0)
+    out: dict[str, Signature] = {}
+    for k, kernel in enumerate(plan.kernels):
+        if k in found:
+            pairs, firsts = found.pop(k)
+        else:  # too many combinations, on shared variables: a seeded sample of them
+            variables = variables_of[k]
+            rows = lattice_rows(variables, np.stack([rng.choice(values[v], MAX_ENUMERATED) for v in variables], axis=1))
+            cin, cout = channels(rows)
+            pairs, firsts = distinct(rows, cin[:, k], cout[:, k])
         sig = out.setdefault(keys.signatures[k], Signature(keys.signatures[k], keys.kinds[k]))
-        for i in first:
-            c, o = int(pairs[i, 0]), int(pairs[i, 1])
+        for (c, o), row in zip(pairs.tolist(), firsts, strict=True):
             if o <= 0 or (c, o) in sig.shapes:
                 continue
-            row = rows[i]
             sig.shapes[(c, o)] = Shape(
                 sig.signature,
                 sig.kind,
