@@ -94,6 +94,7 @@ def test_measured_csv_rows_and_their_errors() -> None:
         ("arch,latency_ms\nx,-1\n", "line 2: latency_ms='-1' must be a positive"),
         ("arch,latency_ms\nx,fast\n", "not a number"),
         ("", "empty"),
+        ("arch,latency_ms\ntiny,1\nresnet18,2\ntiny,1\n", r"line 4: arch='tiny' is listed again \(first on line 2\)"),
     ):
         with pytest.raises(ValueError, match=message):
             F.read_measured(text, "m.csv")
@@ -141,3 +142,19 @@ def test_explore_calibrate_measured_writes_a_platform_that_predicts_the_device(
     csv.write_text("arch,latency_ms\n" + "".join(f"{a},1\n" for a in picked[:4]))
     assert main(["calibrate", "--measured", str(csv), "--platform", "rtx2080ti", "--out", str(out)]) == 2
     assert main(["calibrate", "--measured", str(csv), "--out", str(out)]) == 2  # no prior platform
+
+
+def test_a_prior_platform_without_a_runtime_asks_for_runtime_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from explorer.cli import main
+
+    measured = tmp_path / "m.csv"
+    measured.write_text("arch,latency_ms\n" + "".join(f"{n},1\n" for n in ("tiny", "resnet18", "vgg16")))
+    assert (
+        main(["calibrate", "--measured", str(measured), "--platform", "tpu-v4", "--out", str(tmp_path / "d.toml")]) == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1 and "--platform tpu-v4 has no runtime to fit the device's kernels under; give --runtime" in err[0]
+    )

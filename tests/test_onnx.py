@@ -142,6 +142,20 @@ def test_a_wrong_weight_is_caught() -> None:
     assert not result.passed and result.max_abs_diff > 100 * result.tolerance
 
 
+def test_a_network_of_tiny_outputs_is_checked_against_its_own_scale() -> None:
+    """Weights scaled down until the outputs are near 1e-6: the export still passes, and an export
+    whose classifier outputs zeros fails (a tolerance floored at 1 would pass it)."""
+    arch = load_arch("tiny")
+    arrays = X.random_arrays(arch)
+    small = dict(arrays, **{k: v * 1e-6 for k, v in arrays.items() if k.startswith("fc.")})
+    model = flax_model(arch, small)
+    good = X.check(model, X.session(X.to_onnx(arch, small)))
+    assert good.passed and 0 < good.max_abs_output < 1e-3
+    zeroed = dict(small, **{k: np.zeros_like(v) for k, v in small.items() if k.startswith("fc.")})
+    bad = X.check(model, X.session(X.to_onnx(arch, zeroed)))
+    assert not bad.passed and bad.max_abs_diff == pytest.approx(bad.max_abs_output)
+
+
 def test_bad_weights_and_options_are_one_line_errors() -> None:
     arch = load_arch("tiny")
     arrays = X.random_arrays(arch)
@@ -162,10 +176,14 @@ def test_explore_export_writes_a_checked_model(tmp_path: Path, capsys: pytest.Ca
     out = tmp_path / "tiny.onnx"
     assert main(["export", "tiny", "--weights", str(weights), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "equal within float32 rounding" in printed and "input NCHW (32, 32, 3)" in printed
+    assert "equal within float32 rounding" in printed and "input NCHW (batch, 3, 32, 32)," in printed
+    import onnx
+
+    dims = [d.dim_value or d.dim_param for d in onnx.load(out).graph.input[0].type.tensor_type.shape.dim]
+    assert dims[1:] == [3, 32, 32]  # as printed
     x = np.random.default_rng(0).normal(size=(1, 32, 32, 3)).astype(np.float32)
     expected = np.asarray(flax_model(arch, arrays)(jnp.asarray(x)))
-    assert np.abs(X.run(X.session(out), x) - expected).max() <= X.RELATIVE_TOLERANCE * max(1, np.abs(expected).max())
+    assert np.abs(X.run(X.session(out), x) - expected).max() <= X.RELATIVE_TOLERANCE * np.abs(expected).max()
     assert main(["export", "tiny", "--out", str(tmp_path / "m.pt")]) == 2
     assert main(["export", "tiny", "--out", str(out), "--input-layout", "hwc"]) == 2
     errors = capsys.readouterr().err

@@ -315,6 +315,15 @@ def test_weights_files_round_trip_and_bad_files_are_named(tmp_path: Path) -> Non
         load_weights(arch, tmp_path / "bad.safetensors")
     with pytest.raises(WeightsError, match="arrays missing"):
         load_weights(load_arch("resnet18"), path)
+    from explorer.deploy.weights import read_arrays
+
+    arrays, _ = read_arrays(path)
+    nan = dict(arrays, **{"fc.bias": np.where(np.arange(arrays["fc.bias"].size) % 3 == 0, np.nan, arrays["fc.bias"])})
+    with pytest.raises(WeightsError, match=r"'fc.bias' holds 4 NaN or infinite values; give finite weights"):
+        from_arrays(arch, nan)
+    whole = dict(arrays, **{"fc.kernel": arrays["fc.kernel"].astype(np.int32)})
+    with pytest.raises(WeightsError, match=r"'fc.kernel' holds int32 values; weights are floating point"):
+        from_arrays(arch, whole)
 
 
 def test_the_prune_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -337,7 +346,8 @@ def test_the_prune_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
         str(tmp_path / "target.json"),
     ]
     assert main([*argv, "--out", str(tmp_path / "small.safetensors")]) == 0
-    printed = capsys.readouterr().out
+    printed, err = capsys.readouterr()
+    assert "warning" not in err  # the output layer kept
     assert f"{analyze(target).params:,} params, = the analytic count" in printed
     assert "truncated-SVD relative error" in printed
     model = load_weights(target, tmp_path / "small.safetensors")
@@ -349,6 +359,14 @@ def test_the_prune_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
         main([*argv[:3], str(tmp_path / "none.safetensors"), *argv[4:], "--out", str(tmp_path / "y.safetensors")]) == 2
     )
     assert "--weights" in capsys.readouterr().err
+    import json
+
+    spec = json.loads((tmp_path / "target.json").read_text())
+    next(op for op in spec["ops"] if op["name"] == "fc")["out"] = 900  # a target that drops 100 classes
+    (tmp_path / "fewer.json").write_text(json.dumps(spec))
+    assert main([*argv[:5], str(tmp_path / "fewer.json"), "--out", str(tmp_path / "fewer.safetensors")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the target's output is (900,), the base's (1000,): pruning drops outputs (classes)" in err
 
 
 def test_prune_writes_torchvision_layout_that_reads_back_bit_exact(

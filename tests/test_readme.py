@@ -127,3 +127,9 @@ def test_the_layout_names_every_module() -> None:
         if path.is_dir() or path.suffix in (".py", ".toml"):
             name = path.name + ("/" if path.is_dir() else "")
             assert re.search(rf"(^|\s|\(){re.escape(name.rstrip('/'))}", listed), path.relative_to(ROOT)
+
+
+def test_files_md_counts_the_catalogs_platforms() -> None:
+    from explorer.cost.platforms import catalog
+
+    assert f"{len(catalog())} platforms with dense peak TFLOP/s" in (ROOT / "docs" / "files.md").read_text()

@@ -281,7 +281,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     if result.best is not None and result.uniform is not None:
         gain = result.best.values[0] / result.uniform.values[0] - 1
         unit = OBJECTIVES[objective].unit
-        print(f"\n  per-layer search vs best uniform width: {gain:+.1%} {objective} ({unit}), the objective")
+        print(
+            f"\n  per-layer search vs best uniform width: {gain:+.1%} {objective}{f' ({unit})' if unit else ''}, the objective"
+        )
     if result.best is not None:
         print(
             ("  " if result.uniform is not None else "\n  ")

@@ -293,10 +293,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         path, model = export(arch, out, weights=args.weights, input_layout=args.input_layout)
     except ImportError as exc:
         raise UsageError(f"explore export: {exc}") from None
-    layout = args.input_layout.upper() if len(arch.input_shape) == 3 else "(batch, features)"
+    if len(arch.input_shape) == 3:  # the spec's (height, width, channels), in the file's layout
+        h, w, c = arch.input_shape
+        layout = f"{args.input_layout.upper()} (batch, {', '.join(map(str, (c, h, w) if args.input_layout == 'nchw' else (h, w, c)))})"
+    else:
+        layout = f"(batch, {arch.input_shape[0]})"
     print(
-        f"wrote {path} ({si(path.stat().st_size, 'B')}): {arch.name}, opset {OPSET}, float32, input {layout} "
-        f"{arch.input_shape} per sample, weights {'from ' + args.weights if args.weights else 'of build_model (seed 0)'}"
+        f"wrote {path} ({si(path.stat().st_size, 'B')}): {arch.name}, opset {OPSET}, float32, input {layout}, "
+        f"weights {'from ' + args.weights if args.weights else 'of build_model (seed 0)'}"
     )
     if args.no_check:
         return 0
@@ -412,6 +416,11 @@ def cmd_calibrate_measured(args: argparse.Namespace) -> int:
         raise UsageError("--measured and --select need --platform: the prior platform nearest the device")
     prior = get_platform(args.platform)
     runtime = args.runtime or prior.runtime
+    if runtime is None:
+        raise UsageError(
+            f"--platform {args.platform} has no runtime to fit the device's kernels under; give --runtime, one of: "
+            f"{', '.join(RUNTIMES)}"
+        )
     if runtime not in RUNTIMES:
         raise UsageError(f"--runtime {runtime!r} is not known; use one of: {', '.join(RUNTIMES)}")
     if args.batch < 1:
@@ -787,6 +796,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
             print(f"  {shown}: {full} -> {before} channels")
     for op, error in result.bottleneck_errors.items():
         print(f"  new bottleneck before {op}: truncated-SVD relative error {error:.3f}")
+    base_out, target_out = base.nodes[-1].output_shape, target.nodes[-1].output_shape
+    if base_out != target_out:
+        print(
+            f"explore: warning: the target's output is {target_out}, the base's {base_out}: pruning drops outputs "
+            f"(classes) by {criterion}, which changes what the network's outputs mean; keep the output layer "
+            "fixed in the space (`fixed`) to keep them",
+            file=sys.stderr,
+        )
     # shapes checked by prune; no model to build. A pruned network keeps its base's torchvision names.
     save_arrays(result.arrays, target, out, layout=args.layout, family=torchvision_family(base))
     print(

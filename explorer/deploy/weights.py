@@ -150,6 +150,11 @@ def from_arrays(arch: Arch, arrays: Mapping[str, np.ndarray], *, strict: bool = 
         value = np.asarray(arrays[key])
         if tuple(value.shape) != shape:
             raise WeightsError(f"weights: {key!r} has shape {tuple(value.shape)}; {arch.name!r} needs {shape}")
+        if value.dtype.kind != "f":
+            raise WeightsError(f"weights: {key!r} holds {value.dtype} values; weights are floating point")
+        if not np.isfinite(value).all():
+            bad = int(np.size(value) - np.isfinite(value).sum())
+            raise WeightsError(f"weights: {key!r} holds {bad} NaN or infinite values; give finite weights")
         variable = variables[key]
         _assign(variable, jnp.asarray(value, dtype=variable.dtype))
     if any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in jax.tree.leaves(nnx.state(model))):

@@ -461,6 +461,7 @@ def read_measured(text: str, where: str) -> list[tuple[str, float]]:
         )
     col, lat = header.index("arch"), header.index(units[0])
     rows = []
+    first_line: dict[str, int] = {}
     for line, row in enumerate(reader, start=2):
         if not row or not "".join(row).strip():
             continue
@@ -472,7 +473,14 @@ def read_measured(text: str, where: str) -> list[tuple[str, float]]:
             raise ValueError(f"{where}, line {line}: {units[0]}={row[lat]!r} is not a number") from None
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{where}, line {line}: {units[0]}={row[lat]!r} must be a positive, finite latency")
-        rows.append((row[col].strip(), value))
+        name = row[col].strip()
+        if name in first_line:  # a repeat would count as another network in the fit and its leave-one-out
+            raise ValueError(
+                f"{where}, line {line}: arch={name!r} is listed again (first on line {first_line[name]}); give each "
+                "network once, with the median of its timings"
+            )
+        first_line[name] = line
+        rows.append((name, value))
     return rows
 
 

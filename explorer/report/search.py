@@ -148,7 +148,10 @@ def search_report(result: SearchResult, extra: Sequence[Block] = ()) -> tuple[li
         gain = result.best.values[0] / result.uniform.values[0] - 1
         unit = OBJECTIVES[s.objective[0]].unit
         blocks.append(
-            Text(f"Per-layer search vs the best uniform width multiplier: {gain:+.1%} {s.objective[0]} ({unit}).")
+            Text(
+                f"Per-layer search vs the best uniform width multiplier: {gain:+.1%} {s.objective[0]}"
+                + (f" ({unit})." if unit else ".")
+            )
         )
     if result.best is not None:
         sentence = matched_text(result.matched, result.best, o)
