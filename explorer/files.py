@@ -107,6 +107,20 @@ def shipped_or_file(
     raise error(unknown())
 
 
+def found_near(text: str, near: Path | None) -> str:
+    """A relative file path a run stored as it was given (relative to the folder it ran in), found
+    from here: as it is where it names a file here (or is absolute, or `near` is None); else under
+    `near` (the run folder) or the nearest folder above it that holds it; as it is if none does."""
+    path = Path(text)
+    if near is None or path.is_absolute() or path.is_file():
+        return text
+    where = near.resolve()
+    for folder in (where, *where.parents):
+        if (folder / path).is_file():
+            return str(folder / path)
+    return text
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp)` on a unique temporary file beside `path`, then rename it over `path`."""
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

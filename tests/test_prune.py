@@ -355,6 +355,8 @@ def test_the_prune_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
     assert read_arrays(tmp_path / "small.safetensors")[1]["layout"] == "flax"  # the default --layout
     assert main([*argv, "--out", str(tmp_path / "x.npz")]) == 2
     assert "--out" in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "." / "base.safetensors")]) == 2
+    assert "is the --weights file: it would replace the weights it prunes" in capsys.readouterr().err
     assert (
         main([*argv[:3], str(tmp_path / "none.safetensors"), *argv[4:], "--out", str(tmp_path / "y.safetensors")]) == 2
     )

@@ -518,3 +518,34 @@ def test_a_space_with_no_width_to_search_only_a_bottleneck_slot_searches_scores_
     shapes = lattice_shapes(space, ScoringOptions(platform=get_platform("xeon-8380")), "xla")
     counted = {(sig, c, o) for sig, s in shapes.items() for c, o in s.shapes}
     assert len(counted) == sum(len(s.shapes) for s in shapes.values()) > len(slot.choices())
+
+
+def test_a_run_of_a_space_file_given_relative_is_read_from_another_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run stores its space file as it was given, relative to where the search ran: `explore report`
+    and `explore verify`'s reading of the run find it from elsewhere (under the run folder or a folder
+    above it)."""
+    from explorer.search import load_run
+
+    root = Path(__file__).resolve().parents[1] / "search_spaces"
+    (tmp_path / "spaces").mkdir()
+    shutil.copy(root / "tiny.json", tmp_path / "spaces" / "tiny.json")
+    text = (root / "tiny.space.toml").read_text().replace('arch = "tiny"', 'arch = "tiny.json"')
+    (tmp_path / "spaces" / "mine.space.toml").write_text(text)  # its network beside it, as a file
+    monkeypatch.chdir(tmp_path)
+    argv = ["--space", "spaces/mine.space.toml", "--platform", "v100", "--budget", "40MFLOPs", "--trials", "4"]
+    assert main([*argv, "--out", "runs/r", "--no-report"]) == 0
+    assert (
+        json.loads((tmp_path / "runs" / "r" / "summary.json").read_text())["settings"]["space"]
+        == "spaces/mine.space.toml"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["report", "../runs/r", "--out", "rep"]) == 0
+    assert (elsewhere / "rep" / "report.md").is_file()
+    record = load_run("../runs/r").record()
+    assert Path(record.space).resolve() == (tmp_path / "spaces" / "mine.space.toml").resolve()
+    assert record.load_space().arch == load_space(str(tmp_path / "spaces" / "mine.space.toml")).arch

@@ -769,6 +769,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise UsageError(f"--out {args.out!r}: write a .safetensors file, e.g. --out pruned.safetensors")
+    if out.exists() and Path(args.weights).exists() and out.resolve() == Path(args.weights).resolve():
+        raise UsageError(
+            f"--out {args.out!r} is the --weights file: it would replace the weights it prunes; give another --out"
+        )
     writable(out.parent if str(out.parent) else Path("."), "out")
     with_bottleneck = [op.name for op in target.ops if isinstance(op, Conv) and op.bottleneck is not None]
     if args.layout == "torchvision" and with_bottleneck:

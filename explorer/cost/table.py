@@ -48,7 +48,7 @@ from explorer.cost.options import ScoringOptions
 from explorer.cost.platforms import Platform
 from explorer.cost.rules import LAYER_CLASSES, layer_class
 from explorer.cost.timers import Unit, UnitTimes
-from explorer.files import read_json, read_text
+from explorer.files import found_near, read_json, read_text
 from explorer.spec import Arch
 from explorer.spec.ops import op_to_dict
 
@@ -109,15 +109,10 @@ def located(platform: Platform, near: Path | None) -> Platform:
     not a file here is looked for under `near` (the run folder) and each folder above it, and the
     first that holds it is used. As it is otherwise (no table, an absolute path, or found nowhere)."""
     path = table_path(platform)
-    if path is None or near is None or path.is_absolute() or path.is_file():
+    found = found_near(str(path), near) if path is not None else None
+    if found is None or found == str(path):
         return platform
-    where = near.resolve()
-    for folder in (where, *where.parents):
-        if (folder / path).is_file():
-            return dataclasses.replace(
-                platform, extra=MappingProxyType({**platform.extra, "table": str(folder / path)})
-            )
-    return platform
+    return dataclasses.replace(platform, extra=MappingProxyType({**platform.extra, "table": found}))
 
 
 def _provenance(platform: Platform) -> Mapping[str, Any] | None:

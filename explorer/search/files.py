@@ -73,7 +73,8 @@ class RunFolder:
         return data
 
     def record(self) -> StudyRecord:
-        return StudyRecord.from_dict(self.summary()["settings"])
+        """The search's record, its space file (if one) found from here (`StudyRecord.found_from`)."""
+        return StudyRecord.from_dict(self.summary()["settings"]).found_from(self.path)
 
     def platform(self) -> Platform:
         """The platform the search ran on, its latency table (if any) found from here (`located`)."""

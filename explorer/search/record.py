@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from explorer.cost.options import ScoringOptions
 from explorer.cost.platforms import Platform
+from explorer.files import found_near
 from explorer.search.importance import ChannelImportance, ImportanceError
 from explorer.search.problem import SearchError
 from explorer.search.settings import DEFAULTS, SCORING_FIELDS, SearchPlan, Settings, plan_search
@@ -109,6 +111,13 @@ class StudyRecord:
         return dataclasses.replace(
             DEFAULTS, scoring=self.options(), **{name: getattr(self, name) for name in SETTINGS}, **changes
         )
+
+    def found_from(self, folder: Path | None) -> StudyRecord:
+        """This record with a space file given relative to where the search ran found from here
+        (`explorer.files.found_near`: under `folder`, the run folder, or a folder above it)."""
+        if folder is None or not Path(self.space).suffix:  # a shipped space's name
+            return self
+        return dataclasses.replace(self, space=found_near(self.space, folder))
 
     def load_space(self) -> Space:
         """The recorded space: its name or file with the recorded keep range, alignment and bottlenecks."""

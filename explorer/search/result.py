@@ -135,9 +135,9 @@ def summarise(study: optuna.Study, plan: SearchPlan, *, out: Path | None = None,
 def plan_from_study(study: optuna.Study, *, storage: str | None = None) -> SearchPlan:
     """The plan of a study made by `run_search`, from what it stores (record, platform, budgets)."""
     attrs = study.user_attrs
-    record = StudyRecord.from_dict(attrs["settings"])
     platform = platform_from_dict(attrs["platform"]) if "platform" in attrs else None
     db = StorageURL.parse(storage).path if storage is not None else None
+    record = StudyRecord.from_dict(attrs["settings"]).found_from(db.parent if db is not None else None)
     if platform is not None and db is not None:  # a run folder's study.db: its table found from here
         from explorer.cost.table import located
 
