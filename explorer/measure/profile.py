@@ -311,7 +311,6 @@ def lattice_shapes(space: Space, options: ScoringOptions, runtime: str) -> dict[
                     base_of.append(b)
     pin, pout = channels(np.array(probes, dtype=np.int64))
     first_of = {b: base_of.index(b) for b in range(len(bases))}
-    involved: list[set[int]] = [set() for _ in plan.kernels]
     moves_in: list[set[int]] = [set() for _ in plan.kernels]  # the variables that move its input channels
     moves_out: list[set[int]] = [set() for _ in plan.kernels]
     for r, (v, b) in enumerate(zip(moved_var, base_of, strict=True)):
@@ -321,8 +320,6 @@ def lattice_shapes(space: Space, options: ScoringOptions, runtime: str) -> dict[
                 moves_in[k].add(v)
             for k in np.flatnonzero(pout[r] != pout[ref]):
                 moves_out[k].add(v)
-    for k in range(len(plan.kernels)):
-        involved[k] = moves_in[k] | moves_out[k]
 
     default = np.array(low + [0] * len(slots), dtype=np.int64)
 
@@ -345,7 +342,7 @@ def lattice_shapes(space: Space, options: ScoringOptions, runtime: str) -> dict[
     # those are too many but its input and output channels move with disjoint variables, each side
     # is enumerated alone and the shapes are their product (a concat's channels, the sum of its
     # branches, and the next layer's own width). Kernels on the same variables share their rows.
-    variables_of = [sorted(involved[k]) for k in range(len(plan.kernels))]
+    variables_of = [sorted(a | b) for a, b in zip(moves_in, moves_out, strict=True)]
     together: dict[tuple[int, ...], list[tuple[int, str]]] = {}
     for k, variables in enumerate(variables_of):
         side_in, side_out = sorted(moves_in[k]), sorted(moves_out[k])
@@ -709,9 +706,9 @@ def provenance_now() -> dict[str, Any]:
 FOREIGN_KEYS = ("device", "backend", "jax", "jaxlib", "xla_flags")
 
 
-SETTING_KEYS = ("dtype", "batch", "runtime", "space", "design")
-"""What a table's rows depend on: a resume must ask for the same (`design`: recorded from this
-version on; a table without it resumes under any design)."""
+SETTING_KEYS = ("dtype", "batch", "runtime", "space")
+"""What a table's rows depend on: a resume must ask for the same, and for the same `design`
+(`ProfileSettings.design`; recorded from this version on: a table without it resumes under any)."""
 
 
 def profiled_space(info: Mapping[str, Any]) -> Space:
@@ -747,24 +744,22 @@ def check_resumable(old: Mapping[str, Any], new: Mapping[str, Any], path: Path, 
             f"{LOOP_BODY!r}; give another --out"
         )
     for key in SETTING_KEYS:
-        if key == "design" and key not in old:
-            continue
-        if key == "design" and old[key] != new.get(key):
-            theirs, ours = old[key] or {}, new.get(key) or {}
-            diff = ", ".join(
-                f"--{k.replace('_', '-')} {theirs.get(k)!r} (not {ours.get(k)!r})"
-                for k in sorted(set(theirs) | set(ours))
-                if theirs.get(k) != ours.get(k)
-            )
-            raise ProfileError(
-                f"out={str(path.parent)!r} holds a table designed with {diff}; resume with the table's design, "
-                "or give another --out"
-            )
         if old.get(key) != new.get(key):
             raise ProfileError(
                 f"out={str(path.parent)!r} holds a table of {key}={old.get(key)!r}, not {new.get(key)!r}; "
                 "give another --out"
             )
+    theirs, ours = old.get("design") or {}, new.get("design") or {}
+    if "design" in old and theirs != ours:
+        diff = ", ".join(
+            f"--{k.replace('_', '-')} {theirs.get(k)!r} (not {ours.get(k)!r})"
+            for k in sorted(set(theirs) | set(ours))
+            if theirs.get(k) != ours.get(k)
+        )
+        raise ProfileError(
+            f"out={str(path.parent)!r} holds a table designed with {diff}; resume with the table's design, "
+            "or give another --out"
+        )
     if accept_foreign:
         return
     for key in FOREIGN_KEYS:
