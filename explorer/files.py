@@ -9,13 +9,14 @@ interrupted run) sees the old file or the new one, never a mix.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
 import stat
 import tempfile
 import tomllib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,22 @@ def dumps_json(data: Any) -> str:
         return value
 
     return json.dumps(finite(data), indent=1, allow_nan=False) + "\n"
+
+
+def content_digest(data: Any) -> str:
+    """sha256 of JSON-like `data` by value: keys sorted, every number as a float (64 and 64.0 alike,
+    booleans kept), so the same contents give the same digest however they were written or loaded."""
+
+    def by_value(x: Any) -> Any:
+        if isinstance(x, Mapping):
+            return {str(k): by_value(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [by_value(v) for v in x]
+        if isinstance(x, int | float) and not isinstance(x, bool):
+            return float(x)
+        return x
+
+    return hashlib.sha256(json.dumps(by_value(data), sort_keys=True).encode()).hexdigest()
 
 
 def writable(folder: str | Path, argument: str) -> Path:

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from explorer.files import read_toml, shipped_or_file
+from explorer.files import content_digest, read_toml, shipped_or_file
 from explorer.spec import Arch, Conv, SpecError, base_names, load_arch, pair, spaces_dir
 from explorer.spec.channels import channel_behaviour, input_channels, tie_groups
 from explorer.spec.ops import MAX_SIZE
@@ -116,6 +116,18 @@ class Space:
         """Number of distinct architectures in the space."""
         n = math.prod(len(g.choices()) for g in self.groups)
         return n * math.prod(1 + len(s.choices()) for s in self.bottlenecks)
+
+    def digest(self) -> str:
+        """sha256 of what the space searches: its base network (`Arch.digest`), width groups and
+        bottleneck slots, not its name or source; a study or an ablation cell stores it, so a space
+        or spec file edited since is told from the one that was searched."""
+        return content_digest(
+            {
+                "arch": self.arch.digest(),
+                "groups": [dataclasses.asdict(g) for g in self.groups],
+                "bottlenecks": [dataclasses.asdict(s) for s in self.bottlenecks],
+            }
+        )
 
     def describe(self) -> str:
         lines = [f"space {self.name}: base {self.arch.name}, keep {self.keep[0]}-{self.keep[1]}, align {self.align}"]

@@ -4,6 +4,7 @@ compute-bound at batch 256), stored cells reused, design-space samples that real
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -145,3 +146,45 @@ def test_bad_ablation_files_fail_in_one_line(
 def test_unknown_ablation_lists_the_built_in_ones(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ablate", "bottleneckz"]) == 2
     assert "built in: inception, vgg-vs-mobilenet, bottlenecks" in capsys.readouterr().err
+
+
+def test_a_stored_cell_is_run_again_when_a_file_it_names_was_edited(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Cells are keyed by names; what the names stand for is compared too (platform, spec, space)."""
+    spec = load_arch("tiny").to_dict()
+    (tmp_path / "net.json").write_text(json.dumps(spec))
+    (tmp_path / "net.space.toml").write_text('arch = "net.json"\nkeep = [0.5, 1.0]\nalign = 4\n')
+    gpu = '[gpu]\nname = "a GPU"\npeak_tflop_per_s = { float32 = 10.0 }\nbandwidth_gb_per_s = BW\n'
+    (tmp_path / "gpu.toml").write_text(gpu.replace("BW", "500"))
+    base = f'platform = "{tmp_path / "gpu.toml"}", latency_model = "roofline", trials = 8, budget = "20MFLOPs"'
+    (tmp_path / "fixed.toml").write_text(
+        f'[fixed]\nbase = {{ {base} }}\nfactors = {{ arch = ["{tmp_path / "net.json"}"], batch = [1, 2] }}\n'
+    )
+    (tmp_path / "searched.toml").write_text(
+        f'[searched]\nbase = {{ {base} }}\nfactors = {{ space = ["{tmp_path / "net.space.toml"}"] }}\n'
+    )
+    out = tmp_path / "out"
+
+    def run(name: str, expect: str) -> dict[object, dict[str, object]]:
+        result = A.run_ablation(A.get_ablation(str(tmp_path / f"{name}.toml")), out / name, jobs=1, stream=sys.stderr)
+        said = capsys.readouterr().err
+        assert not result.errors and expect in said, said
+        return {r["cell"]["batch"]: r for r in result.rows}
+
+    fixed, searched = run("fixed", "(0 stored, 2 to run)"), run("searched", "(0 stored, 1 to run)")
+    assert run("fixed", "(2 stored, 0 to run)") == fixed and run("searched", "(1 stored, 0 to run)") == searched
+    (tmp_path / "gpu.toml").write_text(gpu.replace("BW", "250"))  # half the bandwidth: every cell reads it
+    slower = run("fixed", "2 stored cell(s) were run on a platform, spec or space file edited since")
+    ref = analyze(load_arch(str(tmp_path / "net.json")), platform=str(tmp_path / "gpu.toml"), latency_model="roofline")
+    assert slower[1]["latency_s"] == pytest.approx(ref.latency_s) and ref.latency_s > fixed[1]["latency_s"]
+    run("searched", "(0 stored, 1 to run)")
+    journals = list((out / "searched" / "cells").glob("*.log"))
+    assert len(journals) == 2  # the study on the old platform is kept beside the new one
+    spec["ops"][0] |= {"kernel": 5, "padding": 2}  # a 5x5 stem: the spec the fixed cells and the space both name
+    (tmp_path / "net.json").write_text(json.dumps(spec))
+    wider = run("fixed", "(0 stored, 2 to run)")
+    assert wider[1]["params"] == analyze(load_arch(str(tmp_path / "net.json")), platform="v100").params
+    assert wider[1]["params"] > slower[1]["params"]
+    run("searched", "(0 stored, 1 to run)")
+    run("searched", "(1 stored, 0 to run)")

@@ -40,7 +40,7 @@ from explorer.measure.loop import (
 )
 from explorer.measure.needs import timed_keys, timing_passes
 from explorer.measure.profile import lattice_shapes, platform_text, provenance_now
-from explorer.search import DEFAULTS, plan_search, run_search
+from explorer.search import DEFAULTS, SearchError, plan_search, run_search
 from explorer.search.encoding import Lattice
 from explorer.search.screen import Screen
 from explorer.space import load_space
@@ -472,3 +472,27 @@ def test_drift_times_the_longest_timed_kernels_again_and_writes_nothing(table_te
     side_path.write_text(json.dumps({**json.loads(side_path.read_text()), "device": "gpu: another one"}))
     with pytest.raises(LoopError, match="device='gpu: another one'"):
         table_drift(arch, options, timer=slower)
+
+
+def test_a_search_resumes_on_the_same_table_from_anywhere_and_not_on_an_edited_one(
+    table_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The study records the table's contents (rows, fitted terms), not its path."""
+    platform = fresh(table_template, tmp_path)
+    monkeypatch.chdir(platform.parent)
+    first = run_search(plan_search("tiny", "platform.toml", BUDGET, settings=dataclasses.replace(
+        DEFAULTS, scoring=dataclasses.replace(DEFAULTS.scoring, latency_model="table"), trials=4,
+    ), storage=f"sqlite:///{tmp_path / 's.db'}"))  # fmt: skip
+    assert len(first.study.trials) == 4
+    monkeypatch.chdir(tmp_path)  # the same table, named from another folder: resumed
+    again = run_search(plan_search("tiny", str(platform), BUDGET, settings=dataclasses.replace(
+        DEFAULTS, scoring=dataclasses.replace(DEFAULTS.scoring, latency_model="table"), trials=6,
+    ), storage=f"sqlite:///{tmp_path / 's.db'}"))  # fmt: skip
+    assert len(again.study.trials) == 6
+    table = platform.parent / "profile.csv"
+    rows = parse_rows(table.read_text(), "t")
+    table.write_text(table_text([dataclasses.replace(rows[0], time_s=rows[0].time_s * 2), *rows[1:]]))
+    with pytest.raises(SearchError, match=r"the platform is not the one searched: its numbers, or its latency table"):
+        run_search(plan_search("tiny", str(platform), BUDGET, settings=dataclasses.replace(
+            DEFAULTS, scoring=dataclasses.replace(DEFAULTS.scoring, latency_model="table"), trials=8,
+        ), storage=f"sqlite:///{tmp_path / 's.db'}"))  # fmt: skip

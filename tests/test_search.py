@@ -342,7 +342,7 @@ def test_the_study_record_round_trips_every_field() -> None:
     stored_keys = (  # the keys studies have stored since before this type
         "space platform dtype batch traffic latency_model convention budget_flops floor params memory_bytes "
         "latency_s objective sampler seed keep align bottlenecks"
-    )
+    ) + " space_sha256 platform_sha256"  # and since then, the digests of the contents the names stand for
     assert list(data) == stored_keys.split()
     assert json.loads(json.dumps(data)) == data and data["keep"] == [0.5, 0.75]
     assert StudyRecord.from_dict(data) == record
@@ -365,6 +365,47 @@ def test_a_record_refuses_a_resume_naming_every_difference() -> None:
     for bad in ([], {"space": "tiny"}, {"space": "tiny", "platform": "v100", "objective": "throughput"}):
         with pytest.raises(SearchError, match="is not a study record"):
             StudyRecord.from_dict(bad)
+
+
+def test_a_resume_is_refused_when_the_space_spec_or_platform_file_was_edited(tmp_path: Path) -> None:
+    """The names match, the contents do not: trials scored on the old files must not mix with new ones."""
+    spec = load_arch("tiny").to_dict()
+    (tmp_path / "net.json").write_text(json.dumps(spec))
+    (tmp_path / "net.space.toml").write_text('arch = "net.json"\nkeep = [0.5, 1.0]\nalign = 4\n')
+    gpu = '[gpu]\nname = "NAME"\npeak_tflop_per_s = { float32 = 10.0 }\nbandwidth_gb_per_s = BW\nsource = "S"\n'
+    (tmp_path / "gpu.toml").write_text(gpu.replace("BW", "500"))
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+
+    def resume(trials: int) -> int:
+        plan = plan_for(
+            str(tmp_path / "net.space.toml"), 3e6, str(tmp_path / "gpu.toml"), storage=storage, trials=trials
+        )
+        return len(run_search(plan).study.trials)
+
+    assert resume(4) == 4
+    (tmp_path / "gpu.toml").write_text(
+        gpu.replace("BW", "500").replace("NAME", "renamed").replace('"S"', '"a datasheet"')
+    )
+    assert resume(6) == 6  # a name or source says nothing the search prices with
+    (tmp_path / "gpu.toml").write_text(gpu.replace("BW", "400"))
+    with pytest.raises(
+        SearchError, match=r"\(the platform is not the one searched: .*\(sha256 stored [0-9a-f]{12}, now"
+    ):
+        resume(8)
+    (tmp_path / "gpu.toml").write_text(gpu.replace("BW", "500"))
+    spec["ops"][0] |= {"kernel": 5, "padding": 2}
+    (tmp_path / "net.json").write_text(json.dumps(spec))
+    with pytest.raises(SearchError, match=r"the space is not the one searched: its file or the spec file it names"):
+        resume(8)
+    (tmp_path / "net.space.toml").write_text('arch = "tiny"\nkeep = [0.5, 1.0]\nalign = 4\n')  # the same network
+    assert resume(8) == 8
+    (tmp_path / "net.space.toml").write_text('arch = "tiny"\nkeep = [0.5, 1.0]\nalign = 4\nfixed = ["stem"]\n')
+    with pytest.raises(SearchError, match="the space is not the one searched"):
+        resume(10)
+    study = optuna.load_study(study_name="explore", storage=storage)
+    older = {k: v for k, v in study.user_attrs["settings"].items() if not k.endswith("_sha256")}
+    study.set_user_attr("settings", older)  # a study stored before the digests: resumed on the names alone
+    assert resume(10) == 10
 
 
 def test_every_default_is_declared_once_in_settings() -> None:

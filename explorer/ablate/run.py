@@ -29,7 +29,7 @@ import optuna
 from explorer.ablate.grid import EDF_METRICS, Ablation, cell_key, cell_label, normalise
 from explorer.cost.analyze import analyze
 from explorer.cost.platforms import get_platform
-from explorer.files import dumps_json, write_text
+from explorer.files import content_digest, dumps_json, write_text
 from explorer.search import DEFAULTS as SEARCH
 from explorer.search import Budget, Metrics, Scored, SearchPlan, Settings, best_uniform, plan_search, run_search
 from explorer.search.batch import BatchScorer, BatchScores
@@ -60,8 +60,42 @@ def cell_plan(cell: Mapping[str, Any], storage: str | None = None) -> SearchPlan
     return plan_search(cell["space"], cell["platform"], cell["budget"], params, settings, storage=storage, files=False)
 
 
-def run_cell(cell: Mapping[str, Any], folder: str) -> dict[str, Any]:
-    """Score or search one cell; returns its row (and writes it to FOLDER/KEY.json)."""
+def cell_inputs(cell: Mapping[str, Any], memo: dict[tuple[Any, ...], str | None] | None = None) -> str | None:
+    """sha256 of the contents a cell's names stand for: its platform (`priced_digest`: a platform or
+    latency table file edited since reads otherwise) and its spec (a fixed cell) or space with the
+    cell's keep range, alignment and bottlenecks (`Space.digest`). A stored cell is reused only with
+    the same; None where they cannot be loaded (the cell's run says why)."""
+    from explorer.cost.table import priced_digest
+    from explorer.space import load_space
+
+    memo = {} if memo is None else memo
+    if cell["method"] == "fixed":
+        what: tuple[Any, ...] = ("arch", cell["arch"])
+    else:
+        what = ("space", cell["space"], cell["keep"], cell["align"], bool(cell["bottlenecks"]))
+    parts = []
+    for key in (("platform", cell["platform"]), what):
+        if key not in memo:
+            try:
+                if key[0] == "platform":
+                    memo[key] = priced_digest(get_platform(key[1]))
+                elif key[0] == "arch":
+                    memo[key] = load_arch(key[1]).digest()
+                else:
+                    keep = parse_keep(key[2]) if key[2] else None
+                    memo[key] = load_space(key[1], keep=keep, align=key[3], bottlenecks=key[4]).digest()
+            except (
+                ValueError,
+                OSError,
+            ):  # the library's input errors are ValueErrors: the cell fails with its own line
+                memo[key] = None
+        parts.append(memo[key])
+    return None if None in parts else content_digest(parts)
+
+
+def run_cell(cell: Mapping[str, Any], folder: str, inputs: str | None = None) -> dict[str, Any]:
+    """Score or search one cell; returns its row (and writes it to FOLDER/KEY.json, with `inputs`:
+    its `cell_inputs`)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     start = time.monotonic()
     row: dict[str, Any]
@@ -94,7 +128,7 @@ def run_cell(cell: Mapping[str, Any], folder: str) -> dict[str, Any]:
         row["bottleneck_count"] = len(scored.bottlenecks()) if scored else 0
         if cell["method"] == "uniform":
             row["multiplier"] = multiplier
-    row = {"cell": dict(cell), **row, "seconds": time.monotonic() - start}
+    row = {"cell": dict(cell), **row, "seconds": time.monotonic() - start, "inputs": inputs}
     write_text(Path(folder) / f"{cell_key(cell)}.json", dumps_json(row))  # atomic: never half-written
     return row
 
@@ -137,13 +171,26 @@ def run_ablation(
     rows: dict[int, dict[str, Any]] = {}
     todo = []
     first_of: dict[str, int] = {}  # identical cells run once
+    memo: dict[tuple[Any, ...], str | None] = {}
+    inputs = [cell_inputs(cell, memo) for cell in cells]
+    changed = unknown = 0
     for i, cell in enumerate(cells):
-        stored = folder / f"{cell_key(cell)}.json"
-        data = _stored_cell(stored)
+        key = cell_key(cell)
+        data = _stored_cell(folder / f"{key}.json")
         if data is not None and data.get("cell") == cell:
-            rows[i] = data
-        elif cell_key(cell) not in first_of:
-            first_of[cell_key(cell)] = i
+            if "inputs" not in data:  # stored before cells recorded their inputs: reused as they are
+                unknown += 1
+                rows[i] = data
+                continue
+            if data["inputs"] == inputs[i] and inputs[i] is not None:
+                rows[i] = data
+                continue
+            changed += key not in first_of
+            journal = folder / f"{key}.log"
+            if journal.exists() and key not in first_of:  # its trials were scored on the old contents
+                journal.replace(folder / f"{key}.{str(data['inputs'])[:12]}.log")
+        if key not in first_of:
+            first_of[key] = i
             todo.append(i)
     reused = len(rows)
     print(
@@ -151,10 +198,24 @@ def run_ablation(
         file=stream,
         flush=True,
     )
+    if changed:
+        print(
+            f"  {changed} stored cell(s) were run on a platform, spec or space file edited since: run again "
+            "(a searched cell's old study is kept beside it as KEY.OLD-SHA256.log)",
+            file=stream,
+        )
+    if unknown:
+        print(
+            f"  {unknown} stored cell(s) predate recorded inputs: reused as stored "
+            "(delete their KEY.json in cells/ to run them on the files as they are now)",
+            file=stream,
+        )
     errors: list[str] = []
     if todo:
         with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=get_context("spawn")) as pool:
-            pending: dict[Future[dict[str, Any]], int] = {pool.submit(run_cell, cells[i], str(folder)): i for i in todo}
+            pending: dict[Future[dict[str, Any]], int] = {
+                pool.submit(run_cell, cells[i], str(folder), inputs[i]): i for i in todo
+            }
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:

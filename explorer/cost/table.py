@@ -48,7 +48,7 @@ from explorer.cost.options import ScoringOptions
 from explorer.cost.platforms import Platform
 from explorer.cost.rules import LAYER_CLASSES, layer_class
 from explorer.cost.timers import Unit, UnitTimes
-from explorer.files import found_near, read_json, read_text
+from explorer.files import content_digest, found_near, read_json, read_text
 from explorer.spec import Arch
 from explorer.spec.ops import op_to_dict
 
@@ -101,6 +101,30 @@ def table_path(platform: Platform) -> Path | None:
     """The table a platform names (`extra.table`), or None."""
     value = platform.extra.get("table") if platform.extra else None
     return Path(value) if isinstance(value, str) and value else None
+
+
+def priced_digest(platform: Platform) -> str:
+    """sha256 of what `platform` prices with: every field but its key, name and source, and for a
+    platform naming a latency table, the table's rows as the model reads them and its fitted terms
+    in place of its path (a table read from another folder is the same table; one profiled further
+    or refitted is not). A table that cannot be read counts by its path."""
+    data = platform.to_dict()
+    for descriptive in ("key", "name", "source"):
+        data.pop(descriptive, None)
+    path = table_path(platform)
+    if path is not None:
+        try:
+            table = load_table(path)
+        except TableError:
+            pass
+        else:
+            data["extra"] = dict(data["extra"]) | {
+                "table": {
+                    "rows": [r.cells() for r in table.rows],
+                    **{k: table.provenance.get(k) for k in ("per_pass", "interpolation")},
+                }
+            }
+    return content_digest(data)
 
 
 def located(platform: Platform, near: Path | None) -> Platform:

@@ -15,12 +15,21 @@ from typing import Any
 
 from explorer.cost.options import ScoringOptions
 from explorer.cost.platforms import Platform
+from explorer.cost.table import priced_digest
 from explorer.files import found_near
 from explorer.search.importance import ChannelImportance, ImportanceError
 from explorer.search.problem import SearchError
 from explorer.search.settings import DEFAULTS, SCORING_FIELDS, SearchPlan, Settings, plan_search
 from explorer.space import Space, load_space
 from explorer.spec.ops import short_repr
+
+DIGESTS = {
+    "space_sha256": "the space is not the one searched: its file or the spec file it names was edited",
+    "platform_sha256": "the platform is not the one searched: its numbers, or its latency table's rows or fitted "
+    "terms, changed",
+}
+"""The recorded digests of contents, and what a difference means: compared on resume only where the
+names match (a different name already says why) and the stored record has them."""
 
 OLDER = {"convention": "dense", "latency_model": "roofline"}
 """What a record from before a field existed meant: the only convention and latency model searched then."""
@@ -54,6 +63,11 @@ class StudyRecord:
     """The channel scores the `importance` objective sums (`ChannelImportance.to_json`: criterion,
     weights file and its SHA-256, data file, the scores), stored so that workers, resumes and reports
     read the same scores without the files; None without weights."""
+    space_sha256: str | None = None
+    """`Space.digest` of the space searched: its file (or its spec's) edited since reads otherwise."""
+    platform_sha256: str | None = None
+    """`explorer.cost.table.priced_digest` of the platform: its numbers and, where it names one, its
+    latency table's rows and fitted terms. None in records from before either digest was stored."""
 
     @classmethod
     def from_plan(cls, plan: SearchPlan) -> StudyRecord:
@@ -66,6 +80,8 @@ class StudyRecord:
             memory_bytes=b.memory_bytes,
             latency_s=b.latency_s,
             importance=plan.importance.to_json() if plan.importance is not None else None,
+            space_sha256=plan.space.digest(),
+            platform_sha256=priced_digest(plan.platform),
             **{name: getattr(plan.settings.scoring, name) for name in SCORING_FIELDS},
             **{name: getattr(plan.settings, name) for name in SETTINGS},
         )
@@ -88,7 +104,7 @@ class StudyRecord:
         values = (
             {name: getattr(DEFAULTS.scoring, name) for name in SCORING_FIELDS}
             | {name: getattr(DEFAULTS, name) for name in SETTINGS}
-            | dict.fromkeys(("budget_flops", "params", "memory_bytes", "latency_s", "importance"))
+            | dict.fromkeys(("budget_flops", "params", "memory_bytes", "latency_s", "importance", *DIGESTS))
             | OLDER
             | {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
         )
@@ -102,6 +118,9 @@ class StudyRecord:
             values["bottlenecks"] = bool(values["bottlenecks"])
             if values["importance"] is not None and not isinstance(values["importance"], Mapping):
                 raise TypeError(f"importance={short_repr(values['importance'])} is not a mapping")
+            for name in DIGESTS:
+                if values[name] is not None and not isinstance(values[name], str):
+                    raise TypeError(f"{name}={short_repr(values[name])} is not a sha256")
         except (TypeError, ValueError) as exc:
             raise SearchError(f"record={short_repr(data)} is not a study record ({exc})") from None
         return cls(**values)
@@ -161,7 +180,15 @@ class StudyRecord:
                 record["importance"] = {k: v for k, v in record["importance"].items() if k != "groups"}
             else:
                 record["importance"] = None
-        changes = [f"{k}: stored {stored[k]!r}, asked {v!r}" for k, v in wanted.items() if stored[k] != v]
+        changes = [
+            f"{k}: stored {stored[k]!r}, asked {v!r}" for k, v in wanted.items() if k not in DIGESTS and stored[k] != v
+        ]
+        if not changes:  # the same names: are they the same contents? (unknown in records without digests)
+            changes = [
+                f"{DIGESTS[k]} (sha256 stored {stored[k][:12]}, now {v[:12]})"
+                for k, v in wanted.items()
+                if k in DIGESTS and stored[k] is not None and v is not None and stored[k] != v
+            ]
         if changes:
             raise SearchError(
                 f"study={study!r} exists with different settings ({', '.join(changes)}); use another `study` or `out`"

@@ -72,7 +72,9 @@ class SearchResult:
 
     @property
     def record(self) -> StudyRecord:
-        return StudyRecord.from_plan(self.plan)
+        """What the study stores (its contents' digests as they were when it was made), else the plan's."""
+        stored = self.study.user_attrs.get("settings")
+        return StudyRecord.from_dict(stored) if stored is not None else StudyRecord.from_plan(self.plan)
 
     def table_fallbacks(self) -> dict[str, dict[str, Any]] | None:
         """Where the search prices with a measured table: per network its comparison reads (the

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from explorer.files import content_digest
 from explorer.spec.ops import (
     INPUT,
     MAX_SIZE,
@@ -85,8 +84,7 @@ class Arch:
         """sha256 of the network itself: its input shape and ops (op names included: they wire the
         graph), not the arch's name or source, and numbers by value (64 and 64.0 alike), so the same
         network gives the same digest however it was named, written or loaded."""
-        network = {"input": list(self.input_shape), "ops": [op_to_dict(op) for op in self.ops]}
-        return hashlib.sha256(json.dumps(_by_value(network), sort_keys=True).encode()).hexdigest()
+        return content_digest({"input": list(self.input_shape), "ops": [op_to_dict(op) for op in self.ops]})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,17 +93,6 @@ class Arch:
             "input": list(self.input_shape),
             "ops": [op_to_dict(op) for op in self.ops],
         }
-
-
-def _by_value(x: Any) -> Any:
-    """`x` (JSON-like) with every number as a float (booleans kept): for `Arch.digest`."""
-    if isinstance(x, dict):
-        return {k: _by_value(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_by_value(v) for v in x]
-    if isinstance(x, int | float) and not isinstance(x, bool):
-        return float(x)
-    return x
 
 
 def bottleneck_names(op_name: str) -> tuple[str, str]:
