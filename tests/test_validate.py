@@ -18,6 +18,7 @@ from explorer.cost.rules import layer_class
 from explorer.cost.timers import efficiency_table
 from explorer.measure.agreement import agreement, merge_near_ties
 from explorer.measure.calibrate import class_times_s, nearest_catalog_entry
+from explorer.measure.timing import device_name, not_measured_here
 from explorer.measure.validate import Row, kind_factors
 from explorer.spec import Act, Arch, BatchNorm, Conv, Dense, GlobalAvgPool, MaxPool, load_arch
 
@@ -136,6 +137,24 @@ def test_quick_calibration_writes_a_platform_file_the_catalog_accepts(
     assert f"nearest catalog entry: {near.key} ({near.name})" in printed
     # the file is usable right away
     assert main(["score", "tiny", "--platform", str(path), "--quiet"]) == 0
+    assert not_measured_here(platform.source) is None  # measured here: validate and verify warn of nothing
+
+
+def test_a_platform_is_measured_here_only_when_calibrated_on_a_device_named_as_this_one() -> None:
+    here = device_name()
+    elsewhere = "gpu: NVIDIA A100-SXM4-40GB" if here.startswith("cpu") else "cpu: Intel Xeon, 2 cores"
+    assert not_measured_here(f"measured by `explore calibrate` on {here}, 2026-12-07 (jax 0.10.2)") is None
+    assert not_measured_here(f"fitted by `explore calibrate` on {here}, 2026-01-02: 20 measurements") is None
+    for source, why in (
+        (f"measured by `explore calibrate` on {elsewhere}, 2026-12-07 (jax)", f"was measured on {elsewhere}, and"),
+        (
+            "fitted by explore calibrate --measured from 12 networks of phone.csv (batch 1, tflite)",
+            "timed on the device",
+        ),
+        ("NVIDIA V100 datasheet", "was not measured on this machine"),
+        ("", "was not measured on this machine"),
+    ):
+        assert why in str(not_measured_here(source)), source
 
 
 def test_validate_on_tiny_models_writes_its_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -568,10 +568,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     archs = choose_archs(args.space, args.n, args.seed, bases, keep=parse_keep(keep or "0.25-1.0"))
     if len(archs) < 3:
         raise UsageError("validation needs at least 3 architectures (raise --n or add --bases)")
-    if "explore calibrate" not in platform.source:
+    from explorer.measure.timing import not_measured_here
+
+    if (why := not_measured_here(platform.source)) is not None:
         print(
-            f"explore: warning: --platform {args.platform} was not measured on this machine, which is the one "
-            "timed; its predictions and these timings describe different hardware (run `explore calibrate` first)",
+            f"explore: warning: --platform {args.platform} {why}; its predictions and these timings, "
+            "taken here, may describe different hardware",
             file=sys.stderr,
         )
     from explorer.cost.table import TableError, profiled_flags, xla_flags_now
@@ -635,8 +637,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if not v.measured_here:
         print(
-            f"explore: warning: the run's platform {v.platform!r} was not measured on this machine (`explore calibrate`); "
-            "its predictions describe other hardware than the one timed here",
+            f"explore: warning: the run's platform {v.platform!r} {v.not_measured_why}; its predictions may "
+            "describe other hardware than the one timed here",
             file=sys.stderr,
         )
     written = write_verification(v, run)

@@ -9,6 +9,7 @@ not bandwidth (about 4-5 GB/s instead of 28-35 GB/s on a 2-core cloud CPU).
 from __future__ import annotations
 
 import random
+import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -47,6 +48,32 @@ def device_name() -> str:
     except OSError:
         pass
     return f"cpu: {model}, {os.cpu_count()} cores"
+
+
+CALIBRATED_ON = re.compile(r"by `explore calibrate` on (?P<device>.+?), (?P<date>\d{4}-\d{2}-\d{2})")
+"""The device in the source `explore calibrate` writes ("measured by `explore calibrate` on DEVICE,
+DATE ..." or "fitted by ..."); `calibrate --measured` fits numbers timed elsewhere and names none."""
+
+
+def measured_on(source: str) -> str | None:
+    """The device a platform's `source` says `explore calibrate` measured it on (`device_name`'s
+    words), or None: a datasheet, a file of your own, or a fit of whole networks timed elsewhere
+    (`explore calibrate --measured`)."""
+    found = CALIBRATED_ON.search(source)
+    return found["device"] if found else None
+
+
+def not_measured_here(source: str) -> str | None:
+    """Why a platform's numbers may describe other hardware than this machine (None: measured on a
+    device named as this one is). For the warnings of `explore validate` and `explore verify`."""
+    device = measured_on(source)
+    if device is None:
+        if "calibrate --measured" in source:
+            return "was fitted from whole networks timed on the device they came from (explore calibrate --measured)"
+        return "was not measured on this machine (run `explore calibrate` here)"
+    if device != (here := device_name()):
+        return f"was measured on {device}, and this machine is {here}"
+    return None
 
 
 def processor_count() -> int:

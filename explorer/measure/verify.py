@@ -111,7 +111,10 @@ class Verification:
     """The latency model the predictions are stated with: the run's, or the one whose estimates it
     prices above on purpose (`table` for a `table-upper` run; `LatencyModel.estimate`)."""
     measured_here: bool = True
-    """Whether the run's platform was measured on this machine (`explore calibrate`)."""
+    """Whether the run's platform was measured on this machine: by `explore calibrate` on a device
+    named as this one is (`explorer.measure.timing.not_measured_here`)."""
+    not_measured_why: str = ""
+    """Where `measured_here` is false, why (e.g. "was measured on cpu: ..., and this machine is ...")."""
     drift: dict[str, Any] | None = None
     """A run on a measured table: the searched network's longest timed kernels timed again here
     (`explorer.measure.loop.table_drift`): their median now / table time and its 95% interval, or
@@ -315,7 +318,7 @@ def labelled_networks(runs: Sequence[Path]) -> dict[str, Arch]:
 
 def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verification:
     """Time the searched, matched-uniform and base networks of `run` here and compare with the predictions."""
-    from explorer.measure.timing import device_name
+    from explorer.measure.timing import device_name, not_measured_here
     from explorer.search import load_run
 
     folder = load_run(run)
@@ -384,6 +387,7 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
         _, agrees_search, why = judge(search_measured["measured_gain"], measured_gain, ci)
         search_measured |= {"agrees": agrees_search, "agreement": why}
         verdict += "; " + search_measured_text(search_measured)
+    why = not_measured_here(platform.source)
     v = Verification(
         run=run.name,
         platform=platform.key,
@@ -404,7 +408,8 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
         agreement=agreement,
         faster=measured == "faster",
         verdict=verdict,
-        measured_here="explore calibrate" in platform.source,
+        measured_here=why is None,
+        not_measured_why=why or "",
         drift=drift,
         predicted_gain_ci95=interval,
         inside_predicted_interval=None if interval is None else interval[0] <= measured_gain <= interval[1],
