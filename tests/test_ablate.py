@@ -188,3 +188,23 @@ def test_a_stored_cell_is_run_again_when_a_file_it_names_was_edited(
     assert wider[1]["params"] > slower[1]["params"]
     run("searched", "(0 stored, 1 to run)")
     run("searched", "(1 stored, 0 to run)")
+    for stored in (out / "searched" / "cells").glob("*.json"):
+        stored.unlink()  # as if the cell had been interrupted, its journal left
+    (tmp_path / "gpu.toml").write_text(gpu.replace("BW", "300"))  # ... and then its platform edited
+    run("searched", "(0 stored, 1 to run)")
+    assert len(list((out / "searched" / "cells").glob("*.log"))) == 4  # each contents' study in its own journal
+
+
+def test_a_run_folder_is_an_arch_as_its_best_network(tmp_path: Path) -> None:
+    """`explore score RUN` and an ablation's `arch = [RUN]` read the network the search found."""
+    assert (
+        main(["--space", "tiny", "--budget", "3MFLOPs", "--trials", "6", "--out", str(tmp_path / "run"), "--no-report"])
+        == 0
+    )
+    best = load_arch(str(tmp_path / "run" / "best_arch.json"))
+    assert load_arch(str(tmp_path / "run")) == best and best.digest() != load_arch("tiny").digest()
+    (tmp_path / "ab.toml").write_text(
+        f'[runs]\nbase = {{ platform = "v100" }}\nfactors = {{ arch = ["{tmp_path / "run"}", "tiny"] }}\n'
+    )
+    result = A.run_ablation(A.get_ablation(str(tmp_path / "ab.toml")), tmp_path / "out", jobs=1)
+    assert [r["params"] for r in result.rows] == [analyze(best).params, analyze(load_arch("tiny")).params]

@@ -296,7 +296,7 @@ CLI_CASES: list[tuple[str, dict[str, object], list[str], str]] = [
         ["score", "a.json"],
         "ceil_mode=True",
     ),
-    ("spec is a folder", {"d.json/": ""}, ["score", "d.json"], "spec file d.json: not a regular file"),
+    ("spec is a folder", {"d.json/": ""}, ["score", "d.json"], "ARCH 'd.json' is a folder without best_arch.json"),
     ("spec is /dev/zero", {}, ["score", "/dev/zero"], "spec file /dev/zero: not a regular file"),
     ("spec is a FIFO", {"f.json": FIFO}, ["score", "f.json"], "spec file f.json: not a regular file"),
     ("spec too large", {"a.json": " " * (17 * 2**20)}, ["score", "a.json"], "bytes, more than the 16,777,216 allowed"),
@@ -638,6 +638,19 @@ CLI_CASES: list[tuple[str, dict[str, object], list[str], str]] = [
         "--json '/proc/x/y.json': cannot write",
     ),
     ("calibrate out not toml", {}, ["calibrate", "--out", "x"], "a platform file ends in .toml"),
+    (
+        "measured CSV naming no network",
+        {"m.csv": "arch,latency_ms\ntiny,1\n\nnope,2\n" + "".join(f"x{i},1\n" for i in range(10))},
+        ["calibrate", "--measured", "m.csv", "--platform", "v100", "--runtime", "cudnn"],
+        "m.csv, line 4: ARCH 'nope' is not a known architecture",
+    ),
+    (
+        "candidates naming no network",
+        {"c.txt": "tiny\n# a comment\nnb201:|bogus~0|\n"},
+        ["calibrate", "--select", "1", "--candidates", "c.txt", "--platform", "v100", "--runtime", "cudnn"],
+        "c.txt, line 3: NB201 arch '|bogus~0|' has 1 nodes",
+    ),
+    ("spec a folder but no run", {"r/": None}, ["score", "r"], "ARCH 'r' is a folder without best_arch.json"),
     ("validate n negative", {}, ["validate", "--platform", "v100", "--n", "-1"], "--n -1 must be >= 0"),
 ]
 

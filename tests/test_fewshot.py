@@ -87,7 +87,7 @@ def test_selection_spreads_over_what_decides_latency() -> None:
 
 def test_measured_csv_rows_and_their_errors() -> None:
     rows = F.read_measured("arch,latency_us\nnb201:|a|,1500\n\nresnet18,2e3\n", "m.csv")
-    assert rows == [("nb201:|a|", 1.5e-3), ("resnet18", 2e-3)]
+    assert rows == [F.MeasuredRow("nb201:|a|", 1.5e-3, 2), F.MeasuredRow("resnet18", 2e-3, 4)]
     for text, message in (
         ("arch,latency\nx,1\n", "unit"),
         ("net,latency_ms\nx,1\n", "`arch` column"),

@@ -545,6 +545,8 @@ def test_a_search_interrupted_while_timing_its_finalists_resumes(
         json.loads((run / FINALISTS_JSON).read_text())["pick"]
         == json.loads((run / "summary.json").read_text())["best"]["trial"]
     )
+    # the finalists' rows went into the table for the networks compared, not the trials: the same command resumes
+    assert main(args) == 0, capsys.readouterr().err
 
 
 def test_a_pick_holds_only_while_its_finalists_are_the_studys_best(table_template: Path, tmp_path: Path) -> None:

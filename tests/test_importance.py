@@ -311,7 +311,13 @@ def test_the_record_keeps_the_scores_and_refuses_other_weights() -> None:
         (["--weights", "{w}", "--importance", "taylor", "--data", "{tmp}/none.npz"], "--data"),
         (["--weights", "{w}", "--importance", "taylor", "--data", "{bad}"], "--data"),
         (["--weights", "{w}", "--data", "{bad}"], "--data"),
+        (
+            ["--weights", "{w}", "--importance", "taylor", "--data", "{noy}"],
+            "--data '{noy}' has no array y (it holds x)",
+        ),
+        (["--weights", "{w}", "--importance", "taylor", "--data", "{floaty}"], "y holds float64 values; give integer"),
         (["--weights", "{tmp}/none.safetensors", "--objective", "importance"], "--weights"),
+        (["--weights", "{w}", "--objective", "importance", "--bottlenecks"], "search with --no-bottlenecks"),
     ],
 )
 def test_bad_importance_input_is_one_line_naming_the_flag(
@@ -320,12 +326,18 @@ def test_bad_importance_input_is_one_line_naming_the_flag(
     arch = load_space("digits_resnet").arch
     save_arrays(random_arrays(arch), arch, tmp_path / "w.safetensors")
     np.savez(tmp_path / "bad.npz", x=np.zeros((4, 3, 3, 1), np.float32), y=np.zeros(4, np.int32))  # wrong shape
-    names = {"w": str(tmp_path / "w.safetensors"), "tmp": str(tmp_path), "bad": str(tmp_path / "bad.npz")}
-    argv = ["--space", "digits_resnet", "--no-bottlenecks", "--platform", "v100", "--latency", "300us"]
-    argv += [a.format(**names) for a in extra]
+    np.savez(tmp_path / "noy.npz", x=np.zeros((4, *arch.input_shape), np.float32))
+    np.savez(tmp_path / "floaty.npz", x=np.zeros((4, *arch.input_shape), np.float32), y=np.arange(4.0))
+    names = {k: str(tmp_path / f) for k, f in (("w", "w.safetensors"), ("bad", "bad.npz"), ("noy", "noy.npz"))}
+    names |= {"tmp": str(tmp_path), "floaty": str(tmp_path / "floaty.npz")}
+    space = "digits_resnet" if "--bottlenecks" not in extra else str(tmp_path / "slots.space.toml")
+    (tmp_path / "slots.space.toml").write_text('arch = "digits_resnet"\n[bottleneck]\nallow = ["*"]\n')
+    argv = ["--space", space, "--platform", "v100", "--latency", "300us"]
+    argv += [a.format(**names) for a in extra if a != "--bottlenecks"]
+    argv += [] if "--bottlenecks" in extra else ["--no-bottlenecks"]
     assert main([*argv, "--out", str(tmp_path / "run"), "--trials", "2", "--no-report"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and err.startswith("explore: error:") and flag in err, err
+    assert err.count("\n") == 0 and err.startswith("explore: error:") and flag.format(**names) in err, err
 
 
 def test_a_space_with_new_bottlenecks_is_refused() -> None:

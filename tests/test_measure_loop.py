@@ -491,8 +491,21 @@ def test_a_search_resumes_on_the_same_table_from_anywhere_and_not_on_an_edited_o
     assert len(again.study.trials) == 6
     table = platform.parent / "profile.csv"
     rows = parse_rows(table.read_text(), "t")
+
+    def resume(trials: int, model: str = "table", study: str = "explore") -> int:
+        settings = dataclasses.replace(
+            DEFAULTS, scoring=dataclasses.replace(DEFAULTS.scoring, latency_model=model), trials=trials, study=study
+        )
+        return len(
+            run_search(
+                plan_search("tiny", str(platform), BUDGET, settings=settings, storage=f"sqlite:///{tmp_path / 's.db'}")
+            ).study.trials
+        )
+
+    assert resume(4, "roofline", study="roofline") == 4
+    table.write_text(table_text([dataclasses.replace(r, example="elsewhere") for r in reversed(rows)]))
+    assert resume(8) == 8  # the same rows in another order, other example networks: the same table
     table.write_text(table_text([dataclasses.replace(rows[0], time_s=rows[0].time_s * 2), *rows[1:]]))
     with pytest.raises(SearchError, match=r"the platform is not the one searched: its numbers, or its latency table"):
-        run_search(plan_search("tiny", str(platform), BUDGET, settings=dataclasses.replace(
-            DEFAULTS, scoring=dataclasses.replace(DEFAULTS.scoring, latency_model="table"), trials=8,
-        ), storage=f"sqlite:///{tmp_path / 's.db'}"))  # fmt: skip
+        resume(10)
+    assert resume(6, "roofline", study="roofline") == 6  # a model that reads no table: its edit changes nothing

@@ -361,6 +361,8 @@ def test_the_prune_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
         main([*argv[:3], str(tmp_path / "none.safetensors"), *argv[4:], "--out", str(tmp_path / "y.safetensors")]) == 2
     )
     assert "--weights" in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "t.safetensors"), "--criterion", "taylor"]) == 2
+    assert "--criterion 'taylor' needs gradients on data: give --data" in capsys.readouterr().err
     import json
 
     spec = json.loads((tmp_path / "target.json").read_text())

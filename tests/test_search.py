@@ -399,6 +399,12 @@ def test_a_resume_is_refused_when_the_space_spec_or_platform_file_was_edited(tmp
         resume(8)
     (tmp_path / "net.space.toml").write_text('arch = "tiny"\nkeep = [0.5, 1.0]\nalign = 4\n')  # the same network
     assert resume(8) == 8
+    (tmp_path / "copy").mkdir()
+    shutil.copy(tmp_path / "net.space.toml", tmp_path / "copy" / "net.space.toml")
+    plan = plan_for(
+        str(tmp_path / "copy" / "." / "net.space.toml"), 3e6, str(tmp_path / "gpu.toml"), storage=storage, trials=9
+    )
+    assert len(run_search(plan).study.trials) == 9  # the same space under another path
     (tmp_path / "net.space.toml").write_text('arch = "tiny"\nkeep = [0.5, 1.0]\nalign = 4\nfixed = ["stem"]\n')
     with pytest.raises(SearchError, match="the space is not the one searched"):
         resume(10)

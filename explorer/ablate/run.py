@@ -93,6 +93,13 @@ def cell_inputs(cell: Mapping[str, Any], memo: dict[tuple[Any, ...], str | None]
     return None if None in parts else content_digest(parts)
 
 
+def journal_name(cell: Mapping[str, Any], inputs: str | None) -> str:
+    """A searched cell's Optuna journal: named by its key and the contents it searched (`cell_inputs`),
+    so an interrupted cell resumes only on the same files, and one whose files were edited starts a
+    journal of its own beside the old one (which the same contents, restored, resume)."""
+    return f"{cell_key(cell)}.{inputs[:12]}.log" if inputs else f"{cell_key(cell)}.log"
+
+
 def run_cell(cell: Mapping[str, Any], folder: str, inputs: str | None = None) -> dict[str, Any]:
     """Score or search one cell; returns its row (and writes it to FOLDER/KEY.json, with `inputs`:
     its `cell_inputs`)."""
@@ -112,7 +119,7 @@ def run_cell(cell: Mapping[str, Any], folder: str, inputs: str | None = None) ->
         )
         row = Metrics.of(result).to_json() | {"widths": {}}
     else:
-        journal = str(Path(folder) / f"{cell_key(cell)}.log") if cell["method"] == "searched" else None
+        journal = str(Path(folder) / journal_name(cell, inputs)) if cell["method"] == "searched" else None
         plan = cell_plan(cell, storage=journal)
         scorer = plan.scorer()
         multiplier = None
@@ -179,16 +186,14 @@ def run_ablation(
         data = _stored_cell(folder / f"{key}.json")
         if data is not None and data.get("cell") == cell:
             if "inputs" not in data:  # stored before cells recorded their inputs: reused as they are
-                unknown += 1
+                unknown += key not in first_of
+                first_of.setdefault(key, i)
                 rows[i] = data
                 continue
             if data["inputs"] == inputs[i] and inputs[i] is not None:
                 rows[i] = data
                 continue
             changed += key not in first_of
-            journal = folder / f"{key}.log"
-            if journal.exists() and key not in first_of:  # its trials were scored on the old contents
-                journal.replace(folder / f"{key}.{str(data['inputs'])[:12]}.log")
         if key not in first_of:
             first_of[key] = i
             todo.append(i)
@@ -201,7 +206,7 @@ def run_ablation(
     if changed:
         print(
             f"  {changed} stored cell(s) were run on a platform, spec or space file edited since: run again "
-            "(a searched cell's old study is kept beside it as KEY.OLD-SHA256.log)",
+            "(a searched cell's old study stays in its journal, KEY.OLD-SHA256.log)",
             file=stream,
         )
     if unknown:

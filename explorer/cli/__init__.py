@@ -124,9 +124,15 @@ FLAGS = {
 _ARGUMENT = re.compile(r"^(" + "|".join(FLAGS) + r")=|`(" + "|".join(FLAGS) + r")`")
 
 
+SETTINGS_AS_FLAGS = {"`bottlenecks`=False": "--no-bottlenecks"}
+"""Library settings a flag sets without a value."""
+
+
 def to_flags(text: str) -> str:
     """'keep=(0.5, 2.0): ...; raise `budget`' -> '--keep (0.5, 2.0): ...; raise --budget': the argument a
     library error starts with, and any argument it names in backticks, become the flags that set them."""
+    for setting, flag in SETTINGS_AS_FLAGS.items():
+        text = text.replace(setting, flag)
     return _ARGUMENT.sub(lambda m: FLAGS[m.group(1)] + " " if m.group(1) else FLAGS[m.group(2)], text)
 
 

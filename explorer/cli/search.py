@@ -415,6 +415,7 @@ def run_finalists(plan: SearchPlan, result: SearchResult, settings: FinalistSett
     from explorer.measure.loop import record_table_state
     from explorer.measure.needs import LoopError
     from explorer.search.files import write_run
+    from explorer.search.record import restamp_platform
     from explorer.search.result import summarise
 
     try:
@@ -423,6 +424,7 @@ def run_finalists(plan: SearchPlan, result: SearchResult, settings: FinalistSett
         raise UsageError(str(exc)) from None
     finally:  # the rows it added are for the networks it compared: the same command resumes on the table
         record_table_state(plan)
+        restamp_platform(result.study, plan)
     print(f"  {finalists_text(record)}", file=sys.stderr, flush=True)
     again = summarise(result.study, plan, out=plan.out, wall_s=result.wall_s)
     again.storage_url, again.worker_failures = result.storage_url, result.worker_failures

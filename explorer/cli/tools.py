@@ -430,13 +430,17 @@ def cmd_calibrate_measured(args: argparse.Namespace) -> int:
         if args.candidates:
             path = Path(args.candidates)
             text = read_text(path, "candidates file", UsageError)
-            names = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
-            base = path.parent
+            listed = [
+                (line.strip(), f"{path.name}, line {n}")
+                for n, line in enumerate(text.splitlines(), start=1)
+                if line.strip() and not line.startswith("#")
+            ]
+            names, places, base = [name for name, _ in listed], [place for _, place in listed], path.parent
         else:
-            names, base = fewshot.all_nb201_strings(), None
+            names, places, base = fewshot.all_nb201_strings(), None, None
         if not 1 <= args.select <= len(names):
             raise UsageError(f"--select {args.select} must be between 1 and the {len(names)} candidates")
-        bank = fewshot.bank_of(names, runtime, args.batch, dtype, base)
+        bank = fewshot.bank_of(names, runtime, args.batch, dtype, base, places)
         chosen = [names[i] for i in fewshot.select_networks(bank, args.select)]
         print(f"measure these {len(chosen)} networks (batch {args.batch}), then run explore calibrate --measured CSV:")
         for name in chosen:
@@ -653,6 +657,8 @@ def prune_scores(args: argparse.Namespace, base: Arch, target: Path) -> ChannelI
     scores of --data; None otherwise."""
     from explorer.deploy.saliency import channel_importance, file_sha256
 
+    if args.criterion == "taylor" and args.data is None:
+        raise UsageError("--criterion 'taylor' needs gradients on data: give --data (an .npz file of x and y)")
     if args.criterion == "taylor" or args.data is not None:
         if args.criterion not in (None, "taylor"):
             raise UsageError(f"--data {args.data!r} is read only by --criterion taylor; leave it out")

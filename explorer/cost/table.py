@@ -103,28 +103,32 @@ def table_path(platform: Platform) -> Path | None:
     return Path(value) if isinstance(value, str) and value else None
 
 
-def priced_digest(platform: Platform) -> str:
-    """sha256 of what `platform` prices with: every field but its key, name and source, and for a
-    platform naming a latency table, the table's rows as the model reads them and its fitted terms
-    in place of its path (a table read from another folder is the same table; one profiled further
-    or refitted is not). A table that cannot be read counts by its path."""
+def priced_digest(platform: Platform, *, with_table: bool = True) -> str:
+    """sha256 of the numbers `platform` prices with: every field but its key, name and source, and
+    without the notes in `extra` or its kernel parameters' source (words, not numbers). `with_table`
+    (a latency model that reads the table): the table's rows as the model reads them (key order,
+    without their example networks) and its fitted terms, in place of its path, so a table read from
+    another folder is the same table and one profiled further or refitted is not; a table that
+    cannot be read counts by its path."""
     data = platform.to_dict()
     for descriptive in ("key", "name", "source"):
         data.pop(descriptive, None)
+    extra: dict[str, Any] = {k: v for k, v in data.pop("extra", {}).items() if not isinstance(v, str)}
+    if "kernel_params" in data:
+        data["kernel_params"] = {k: v for k, v in data["kernel_params"].items() if k != "source"}
     path = table_path(platform)
-    if path is not None:
+    if with_table and path is not None:
         try:
             table = load_table(path)
         except TableError:
-            pass
+            extra["table"] = str(path)
         else:
-            data["extra"] = dict(data["extra"]) | {
-                "table": {
-                    "rows": [r.cells() for r in table.rows],
-                    **{k: table.provenance.get(k) for k in ("per_pass", "interpolation")},
-                }
+            rows = sorted(table.rows, key=lambda r: r.key)
+            extra["table"] = {
+                "rows": [[*r.key, r.kind, r.time_s, r.ci95_low_s, r.ci95_high_s, r.source] for r in rows],
+                **{k: table.provenance.get(k) for k in ("per_pass", "interpolation")},
             }
-    return content_digest(data)
+    return content_digest(data | {"extra": extra})
 
 
 def located(platform: Platform, near: Path | None) -> Platform:

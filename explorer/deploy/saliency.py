@@ -50,18 +50,30 @@ def read_data(path: str | Path, arch: Arch) -> tuple[np.ndarray, np.ndarray]:
         raise ImportanceError(f"data={str(path)!r} is over {MAX_DATA_BYTES >> 20} MiB; a few batches are enough")
     try:
         with np.load(path, allow_pickle=False) as f:
+            missing = [name for name in ("x", "y") if name not in f.files]
+            if missing:
+                holds = f"it holds {', '.join(f.files)}" if f.files else "it holds no array"
+                raise ImportanceError(
+                    f"data={str(path)!r} has no array {' or '.join(missing)} ({holds}); it needs x (images, NHWC) "
+                    "and y (integer labels): np.savez(FILE, x=images, y=labels)"
+                )
             x, y = np.asarray(f["x"]), np.asarray(f["y"])
-    except KeyError as exc:
-        raise ImportanceError(f"data={str(path)!r} has no array {exc}; it needs x (images) and y (labels)") from None
+    except ImportanceError:
+        raise
     except (OSError, ValueError) as exc:
         raise ImportanceError(f"data={str(path)!r} is not an .npz file ({type(exc).__name__}: {exc})") from None
     if x.ndim != 4 or tuple(x.shape[1:]) != tuple(arch.input_shape):
         raise ImportanceError(
             f"data={str(path)!r}: x has shape {x.shape}; {arch.name!r} reads (N, {', '.join(map(str, arch.input_shape))})"
         )
-    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer) or len(x) == 0:
+    if y.shape != (len(x),) or len(x) == 0:
         raise ImportanceError(
-            f"data={str(path)!r}: y must hold one integer label per image ({len(x)}); it is {y.shape}"
+            f"data={str(path)!r}: y must hold one integer label per image ({len(x)}); it has shape {y.shape}"
+        )
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ImportanceError(
+            f"data={str(path)!r}: y holds {y.dtype} values; give integer class indices (y.astype(int) where they are "
+            "whole numbers; not one-hot rows)"
         )
     classes = arch.nodes[-1].output_shape[-1]
     if y.min() < 0 or y.max() >= classes:

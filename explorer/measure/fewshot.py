@@ -445,9 +445,9 @@ UNITS: Final[dict[str, float]] = {"latency_s": 1.0, "latency_ms": 1e-3, "latency
 """Latency columns a measured CSV may have, with their unit in seconds."""
 
 
-def read_measured(text: str, where: str) -> list[tuple[str, float]]:
-    """(network, latency in seconds) rows of a measured CSV: a header with `arch` and one of `UNITS`'
-    columns; a network is a spec file, a shipped name or an NB201 arch string (`nb201:|...|`)."""
+def read_measured(text: str, where: str) -> list[MeasuredRow]:
+    """The rows of a measured CSV: a header with `arch` and one of `UNITS`' columns; a network is a
+    spec file, a shipped name or an NB201 arch string (`nb201:|...|`)."""
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if header is None:
@@ -480,7 +480,7 @@ def read_measured(text: str, where: str) -> list[tuple[str, float]]:
                 "network once, with the median of its timings"
             )
         first_line[name] = line
-        rows.append((name, value))
+        rows.append(MeasuredRow(name, value, line))
     return rows
 
 
@@ -548,18 +548,50 @@ def all_nb201_strings() -> list[str]:
     return [nb.PREFIX + nb.arch_string(ops) for ops in itertools.product(nb.OPS, repeat=len(nb.EDGES))]
 
 
-def bank_of(networks: Sequence[str], runtime: str, batch: int, dtype: str, base: Path | None = None) -> KernelBank:
+def bank_of(
+    networks: Sequence[str],
+    runtime: str,
+    batch: int,
+    dtype: str,
+    base: Path | None = None,
+    where: Sequence[str] | None = None,
+) -> KernelBank:
     """The bank of networks named as `explore` names them (NB201 strings, shipped names, spec files;
-    a relative file is looked up beside `base` first). All-NB201 under `eager` takes the fast path."""
+    a relative file is looked up beside `base` first). All-NB201 under `eager` takes the fast path.
+    `where`: each network's place in the file that lists it ("m.csv, line 3"), which a network that
+    cannot be loaded is named by."""
     from explorer.spec import load_arch
 
+    places = list(where) if where is not None else [None] * len(networks)
     if runtime == "eager" and networks and all(nb.is_nb201(n) for n in networks):
+        for name, place in zip(networks, places, strict=True):  # each parsed here, to name a bad one's line
+            try:
+                nb.parse_arch_string(name.removeprefix(nb.PREFIX))
+            except ValueError as exc:
+                raise _placed(exc, place) from None
         return nb201_bank(networks, runtime, batch, dtype)
     archs = []
-    for name in networks:
+    for name, place in zip(networks, places, strict=True):
         beside = base / name if base is not None and not nb.is_nb201(name) else None
-        archs.append(load_arch(beside if beside is not None and beside.is_file() else name))
+        try:
+            archs.append(load_arch(beside if beside is not None and beside.is_file() else name))
+        except ValueError as exc:
+            raise _placed(exc, place) from None
     return bank_from_archs(archs, runtime, batch, dtype, labels=list(networks))
+
+
+def _placed(exc: ValueError, place: str | None) -> ValueError:
+    """`exc` prefixed with where its network is listed (as it is without a place)."""
+    return exc if place is None else ValueError(f"{place}: {exc}")
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredRow:
+    """A row of a measured CSV: the network as named, its latency, and the line it is on."""
+
+    network: str
+    latency_s: float
+    line: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -572,7 +604,7 @@ class Calibrated:
 
 
 def calibrate_measured(
-    rows: Sequence[tuple[str, float]],
+    rows: Sequence[MeasuredRow],
     prior: Platform,
     runtime: str,
     *,
@@ -588,8 +620,8 @@ def calibrate_measured(
             f"{where}: {len(rows)} measured networks are too few; measure at least {MIN_NETWORKS}, e.g. those "
             f"`explore calibrate --select {MIN_NETWORKS}` picks"
         )
-    bank = bank_of([r[0] for r in rows], runtime, batch, dtype, base)
-    measured = np.array([r[1] for r in rows])
+    bank = bank_of([r.network for r in rows], runtime, batch, dtype, base, [f"{where}, line {r.line}" for r in rows])
+    measured = np.array([r.latency_s for r in rows])
     device = prior_device(prior, runtime, dtype)
     fit = fit_few_shot(bank, measured, device)
     loo = leave_one_out(bank, measured, device)

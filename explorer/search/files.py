@@ -21,9 +21,9 @@ from explorer.search.result import SearchResult, load_result
 from explorer.search.settings import DEFAULTS
 from explorer.search.storage import STUDY_DB, open_storage
 from explorer.spec import Arch, dump_arch, load_arch
+from explorer.spec.io import BEST_ARCH_JSON
 
 SUMMARY_JSON = "summary.json"
-BEST_ARCH_JSON = "best_arch.json"
 TRIALS_CSV = "trials.csv"
 VERIFY_JSON = "verify.json"
 """The files of a run folder besides STUDY_DB (`explorer.search.storage`) and the report's

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import optuna
+
+from explorer.cost.latency import reads_table
 from explorer.cost.options import ScoringOptions
 from explorer.cost.platforms import Platform
 from explorer.cost.table import priced_digest
@@ -64,10 +67,12 @@ class StudyRecord:
     weights file and its SHA-256, data file, the scores), stored so that workers, resumes and reports
     read the same scores without the files; None without weights."""
     space_sha256: str | None = None
-    """`Space.digest` of the space searched: its file (or its spec's) edited since reads otherwise."""
+    """`Space.digest` of the space searched: its file (or its spec's) edited since reads otherwise, and
+    the same space named by another path (or copied elsewhere) resumes."""
     platform_sha256: str | None = None
-    """`explorer.cost.table.priced_digest` of the platform: its numbers and, where it names one, its
-    latency table's rows and fitted terms. None in records from before either digest was stored."""
+    """`explorer.cost.table.priced_digest` of the platform: its numbers and, where the latency model
+    reads one, its latency table's rows and fitted terms. None in records from before either digest
+    was stored."""
 
     @classmethod
     def from_plan(cls, plan: SearchPlan) -> StudyRecord:
@@ -81,7 +86,7 @@ class StudyRecord:
             latency_s=b.latency_s,
             importance=plan.importance.to_json() if plan.importance is not None else None,
             space_sha256=plan.space.digest(),
-            platform_sha256=priced_digest(plan.platform),
+            platform_sha256=priced_digest(plan.platform, with_table=reads_table(plan.settings.scoring.latency_model)),
             **{name: getattr(plan.settings.scoring, name) for name in SCORING_FIELDS},
             **{name: getattr(plan.settings, name) for name in SETTINGS},
         )
@@ -180,8 +185,11 @@ class StudyRecord:
                 record["importance"] = {k: v for k, v in record["importance"].items() if k != "groups"}
             else:
                 record["importance"] = None
-        changes = [
-            f"{k}: stored {stored[k]!r}, asked {v!r}" for k, v in wanted.items() if k not in DIGESTS and stored[k] != v
+        same_space = stored["space_sha256"] is not None and stored["space_sha256"] == wanted["space_sha256"]
+        changes = [  # a space file named by another path, or copied elsewhere, is the same space
+            f"{k}: stored {stored[k]!r}, asked {v!r}"
+            for k, v in wanted.items()
+            if k not in DIGESTS and stored[k] != v and not (k == "space" and same_space)
         ]
         if not changes:  # the same names: are they the same contents? (unknown in records without digests)
             changes = [
@@ -199,3 +207,13 @@ SETTINGS = tuple(
     f.name for f in dataclasses.fields(StudyRecord) if f.name in {g.name for g in dataclasses.fields(Settings)}
 )
 """The recorded fields that are `Settings` fields of the same name (the scoring options' are `SCORING_FIELDS`)."""
+
+
+def restamp_platform(study: optuna.Study, plan: SearchPlan) -> None:
+    """After a stage of the run itself added rows to its table for the networks it compares, not
+    for its trials (the finalists timed whole): the stored record stands on the table as it is now,
+    so the same command resumes on it (as loop.json does, `explorer.measure.loop.record_table_state`)."""
+    stored = study.user_attrs.get("settings")
+    if isinstance(stored, Mapping) and stored.get("platform_sha256") is not None:
+        now = StudyRecord.from_plan(plan).platform_sha256
+        study.set_user_attr("settings", {**stored, "platform_sha256": now})

@@ -57,6 +57,8 @@ class SearchResult:
     """The uniform curve at the best network's FLOPs (None: no best, or its FLOPs are off the curve)."""
     pareto_matched: list[Matched | None] = field(default_factory=list)
     """The uniform curve at each Pareto point's FLOPs, in `pareto`'s order."""
+    _fallbacks: list[dict[str, dict[str, Any]] | None] = field(default_factory=list, repr=False, compare=False)
+    """`table_fallbacks` once computed (printed, summary.json and the report read it)."""
 
     @property
     def space(self) -> Space:
@@ -81,6 +83,11 @@ class SearchResult:
         searched network, the uniform networks on either side of its FLOPs, the base), how many
         kernels it runs and which the table lacked (priced by the kernel model instead). None where
         the search reads no table."""
+        if not self._fallbacks:
+            self._fallbacks.append(self._table_fallbacks())
+        return self._fallbacks[0]
+
+    def _table_fallbacks(self) -> dict[str, dict[str, Any]] | None:
         from explorer.cost.latency import reads_table
 
         if not reads_table(self.plan.settings.scoring.latency_model):

@@ -14,6 +14,9 @@ from explorer.spec import nb201
 from explorer.spec.graph import Arch
 from explorer.spec.ops import OP_KINDS, Op, SpecError, closest, short_repr
 
+BEST_ARCH_JSON = "best_arch.json"
+"""The file a search writes its best network to in its run folder (which `load_arch` also reads)."""
+
 
 def op_from_dict(data: Mapping[str, Any], where: str) -> Op:
     """Parse one op; `where` names the file or context for errors."""
@@ -158,7 +161,8 @@ def _load_base(name: str) -> Arch:
 
 def load_arch(name_or_path: str | Path) -> Arch:
     """A shipped base architecture by name (e.g. "resnet18"), a NAS-Bench-201 network by its arch
-    string (`nb201:|nor_conv_3x3~0|+|...|`, `explorer.spec.nb201`) or a spec JSON file.
+    string (`nb201:|nor_conv_3x3~0|+|...|`, `explorer.spec.nb201`), a spec JSON file, or a run
+    folder (its `best_arch.json`).
 
     A spec file may be a bare spec or a search result holding one under "arch".
     """
@@ -174,11 +178,18 @@ def load_arch(name_or_path: str | Path) -> Arch:
         error=SpecError,
         unknown=lambda: (
             f"ARCH {text!r} is not a known architecture{closest(text, names)}; known: {', '.join(names)}; "
-            "or give a .json spec file"
+            "or give a .json spec file or a run folder"
         ),
     )
     if path is None:
         return _load_base(text)
+    if path.is_dir():  # a run folder: the network its search found
+        if not (path / BEST_ARCH_JSON).is_file():
+            raise SpecError(
+                f"ARCH {text!r} is a folder without {BEST_ARCH_JSON}; give a spec .json file or a run folder "
+                "whose search found a feasible network"
+            )
+        path = path / BEST_ARCH_JSON
     data = read_json(path)
     if isinstance(data, dict) and "arch" in data and "ops" not in data:
         data = data["arch"]
