@@ -19,7 +19,10 @@ from explorer.units import si
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     score = sub.add_parser("score", help="per-layer counts and roofline of one architecture")
-    score.add_argument("arch", help="a base architecture name (see `explore spaces`) or a spec .json file")
+    score.add_argument(
+        "arch",
+        help="a base architecture name (see `explore spaces`), an nb201:|...| string, a spec .json file or a run folder",
+    )
     add_platform_args(score)
     score.add_argument("--json", help="also write the analysis as JSON to this path ('-': JSON only, to stdout)")
     score.add_argument("--quiet", action="store_true", help="totals only, no per-layer table")

@@ -43,6 +43,7 @@ from typing import Any, Final
 import numpy as np
 
 from explorer.cost.fusion import KernelPlan, plan_kernels
+from explorer.cost.kernel_params import default_params
 from explorer.cost.kernels import KernelTimer, machine
 from explorer.cost.options import ScoringOptions
 from explorer.cost.platforms import Platform
@@ -104,8 +105,9 @@ def table_path(platform: Platform) -> Path | None:
 
 
 def priced_digest(platform: Platform, *, with_table: bool = True) -> str:
-    """sha256 of the numbers `platform` prices with: every field but its key, name and source, and
-    without the notes in `extra` or its kernel parameters' source (words, not numbers). `with_table`
+    """sha256 of the numbers `platform` prices with: every field but its key, name and source (with
+    the kernel parameters this version ships for its runtime where it gives none), and without the
+    notes in `extra` or its kernel parameters' source (words, not numbers). `with_table`
     (a latency model that reads the table): the table's rows as the model reads them (key order,
     without their example networks) and its fitted terms, in place of its path, so a table read from
     another folder is the same table and one profiled further or refitted is not; a table that
@@ -114,6 +116,9 @@ def priced_digest(platform: Platform, *, with_table: bool = True) -> str:
     for descriptive in ("key", "name", "source"):
         data.pop(descriptive, None)
     extra: dict[str, Any] = {k: v for k, v in data.pop("extra", {}).items() if not isinstance(v, str)}
+    shipped = default_params().get(platform.runtime) if platform.runtime is not None else None
+    if "kernel_params" not in data and shipped is not None:  # the constants this version ships price it
+        data["kernel_params"] = shipped.to_dict()
     if "kernel_params" in data:
         data["kernel_params"] = {k: v for k, v in data["kernel_params"].items() if k != "source"}
     path = table_path(platform)
