@@ -208,3 +208,17 @@ def test_a_run_folder_is_an_arch_as_its_best_network(tmp_path: Path) -> None:
     )
     result = A.run_ablation(A.get_ablation(str(tmp_path / "ab.toml")), tmp_path / "out", jobs=1)
     assert [r["params"] for r in result.rows] == [analyze(best).params, analyze(load_arch("tiny")).params]
+
+
+def test_one_job_runs_in_this_process_so_a_script_needs_no_main_guard(tmp_path: Path) -> None:
+    """With spawned workers, a script without `if __name__ == "__main__":` failed every cell silently."""
+    import subprocess
+
+    script = tmp_path / "ablation_script.py"
+    script.write_text(
+        "from pathlib import Path\nfrom explorer import ablate\n"
+        f"result = ablate.run_ablation(ablate.get_ablation('inception'), Path({str(tmp_path / 'out')!r}), jobs=1)\n"
+        "assert not result.errors, result.errors\nprint(len(result.rows))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == "4", done.stderr

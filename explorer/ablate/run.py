@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -140,6 +140,33 @@ def run_cell(cell: Mapping[str, Any], folder: str, inputs: str | None = None) ->
     return row
 
 
+def _run_cells(
+    todo: Sequence[tuple[int, Mapping[str, Any], str | None]], folder: str, jobs: int
+) -> Iterator[tuple[int, dict[str, Any] | None, Exception | None]]:
+    """(index, row, None) for each cell that ran, (index, None, error) for each that failed, as they
+    finish: in this process with one job (a script needs no `__main__` guard, and nothing is
+    spawned), else in `jobs` spawned processes."""
+    if jobs == 1 or len(todo) <= 1:
+        for i, cell, inputs in todo:
+            try:
+                yield i, run_cell(cell, folder, inputs), None
+            except Exception as exc:  # reported with the cell; the others run
+                yield i, None, exc
+        return
+    with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=get_context("spawn")) as pool:
+        pending: dict[Future[dict[str, Any]], int] = {
+            pool.submit(run_cell, cell, folder, inputs): i for i, cell, inputs in todo
+        }
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                i = pending.pop(future)
+                try:
+                    yield i, future.result(), None
+                except Exception as exc:  # reported with the cell; the others run
+                    yield i, None, exc
+
+
 def _stored_cell(path: Path) -> dict[str, Any] | None:
     """A finished cell's row, or None when there is none (or it cannot be read: it is run again)."""
     try:
@@ -216,30 +243,19 @@ def run_ablation(
             file=stream,
         )
     errors: list[str] = []
-    if todo:
-        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=get_context("spawn")) as pool:
-            pending: dict[Future[dict[str, Any]], int] = {
-                pool.submit(run_cell, cells[i], str(folder), inputs[i]): i for i in todo
-            }
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    i = pending.pop(future)
-                    try:
-                        rows[i] = future.result()
-                    except Exception as exc:  # a bad cell must not lose the others
-                        errors.append(f"{cell_label(cells[i], ablation)}: {type(exc).__name__}: {exc}")
-                        print(f"  cell failed: {errors[-1]}", file=stream, flush=True)
-                        continue
-                    r = rows[i]
-                    value = (
-                        si(r["attainable_flops_per_s"], "FLOP/s") if "attainable_flops_per_s" in r else "none feasible"
-                    )
-                    print(
-                        f"  [{len(rows)}/{len(cells)}] {cell_label(cells[i], ablation)}: {value} ({r['seconds']:.1f} s)",
-                        file=stream,
-                        flush=True,
-                    )
+    for i, row, exc in _run_cells([(i, cells[i], inputs[i]) for i in todo], str(folder), jobs):
+        if exc is not None:  # a bad cell must not lose the others
+            errors.append(f"{cell_label(cells[i], ablation)}: {type(exc).__name__}: {exc}")
+            print(f"  cell failed: {errors[-1]}", file=stream, flush=True)
+            continue
+        assert row is not None
+        rows[i] = row
+        value = si(row["attainable_flops_per_s"], "FLOP/s") if "attainable_flops_per_s" in row else "none feasible"
+        print(
+            f"  [{len(rows)}/{len(cells)}] {cell_label(cells[i], ablation)}: {value} ({row['seconds']:.1f} s)",
+            file=stream,
+            flush=True,
+        )
     for i, cell in enumerate(cells):
         first = first_of.get(cell_key(cell))
         if i not in rows and first is not None and first in rows:
