@@ -214,7 +214,6 @@ def test_a_trained_bottleneck_is_narrowed_like_a_width() -> None:
         ({"res.conv1": {"out": 32}}, "wider than the base's 16"),
         ({"res.conv1": {"kernel": 5, "padding": 2}}, "kernel=5 differs from the base's 3"),
         ({"mix.branch2": {"bottleneck": None}}, "drops the base's trained bottleneck"),
-        ({"mix.branch1": {"out": 8}}, "a grouped conv (4 groups)"),
     ],
 )
 def test_targets_that_are_not_prunings_are_refused_in_one_line(change: dict, message: str) -> None:
@@ -543,3 +542,66 @@ def test_zoo_weights_map_to_torchvision_names_and_layout(name: str) -> None:
         assert tv[key].shape == shape, key
     back = from_torchvision(arch, {**tv, "aux1.fc1.weight": np.zeros(3)})  # extra torchvision heads are ignored
     assert set(back) == set(ours) and all(np.array_equal(back[k], ours[k]) for k in ours)
+
+
+@pytest.mark.parametrize("kept_per_group", [(3, 3, 3, 3), (4, 2, 3, 3), (6, 0, 6, 0), (1, 5, 5, 1)])
+def test_a_grouped_conv_keeps_each_connection_its_kept_channels_still_share(kept_per_group: tuple[int, ...]) -> None:
+    """The oracle, written from the definition pair by pair: the pruned conv's q-th group reads the
+    q-th slice of the kept inputs and writes the q-th of the kept outputs; a weight carries over where
+    the input fed that output in the base (same base group) and both landed in the same slice."""
+    from explorer.deploy.prune import _conv_kernel
+
+    rng = np.random.default_rng(sum(kept_per_group))
+    groups, block_in, block_out = 4, 6, 5
+    kernel = rng.normal(size=(2, 2, block_in, groups * block_out))  # HWIO
+    ins = np.concatenate(
+        [q * block_in + np.sort(rng.choice(block_in, k, replace=False)) for q, k in enumerate(kept_per_group)]
+    )
+    outs = np.concatenate([q * block_out + np.sort(rng.choice(block_out, 2, replace=False)) for q in range(groups)])
+    pruned, error = _conv_kernel(kernel, groups, groups * block_in, ins, outs)
+    per_in, per_out = len(ins) // groups, len(outs) // groups
+    assert pruned.shape == (2, 2, per_in, len(outs))
+    expected = np.zeros_like(pruned)
+    lost = connected = 0.0
+    for r, i in enumerate(ins):
+        for c, o in enumerate(outs):
+            if i // block_in != o // block_out:
+                continue  # never connected in the base
+            w = kernel[:, :, i % block_in, o]
+            connected += float(np.sum(w**2))
+            if r // per_in == c // per_out:
+                expected[:, :, r % per_in, c] = w
+            else:
+                lost += float(np.sum(w**2))
+    np.testing.assert_array_equal(pruned, expected)
+    balanced = len(set(kept_per_group)) == 1
+    assert (error is None) == balanced and (lost == 0) == balanced
+    if not balanced:
+        assert error == pytest.approx(np.sqrt(lost / connected))
+
+
+def test_a_searched_network_whose_concat_feeds_a_grouped_conv_unevenly_is_pruned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tiny's concat of three pruned widths feeds a 4-group conv: a search's widths seldom keep its
+    inputs balanced over the groups; the result still prunes, to the analytic count, and says what it lost."""
+    base = load_arch("tiny")
+    save_weights(build_model(base, rngs=nnx.Rngs(0)), tmp_path / "tiny.safetensors")
+    space = build_space(base, keep=(0.25, 1.0), align=4)
+    widths = {g.key: g.low for g in space.groups} | {"mix.branch2": 24}  # the concat: 4 + 24 + 4 of 16, 24, 16
+    target = space.apply(widths, {}, name="uneven")
+    result = prune(base, to_arrays(build_model(base, rngs=nnx.Rngs(0))), target)
+    assert set(result.regrouped_errors) == {"grouped"} and 0 < result.regrouped_errors["grouped"] < 1
+    assert result.params == analyze(target).params
+    assert result.model()(jnp.ones((1, *base.input_shape))).shape == (1, 10)
+    even = prune(base, to_arrays(build_model(base, rngs=nnx.Rngs(0))), space.uniform(0.5))
+    assert even.regrouped_errors == {}  # the uniform network keeps every group's share: exact
+    from explorer.spec import dump_arch
+
+    dump_arch(target, tmp_path / "uneven.json")
+    argv = ["prune", "tiny", "--weights", str(tmp_path / "tiny.safetensors"), "--target", str(tmp_path / "uneven.json")]
+    assert main([*argv, "--out", str(tmp_path / "uneven.safetensors")]) == 0
+    printed = capsys.readouterr().out
+    error = result.regrouped_errors["grouped"]
+    assert "grouped conv grouped: its kept input channels are not balanced" in printed
+    assert f"(relative error {error:.3f}: fine-tune to recover)" in printed

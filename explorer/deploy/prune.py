@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -65,6 +65,10 @@ class Pruned:
     """Tie groups: ops whose kept channels are one choice."""
     bottleneck_errors: dict[str, float]
     """Op -> relative Frobenius error of the new bottleneck's factorisation of its conv."""
+    regrouped_errors: dict[str, float] = field(default_factory=dict)
+    """Grouped conv -> relative Frobenius error of the connections its kept inputs lost by landing in
+    another group than the outputs they fed (a concat of unevenly pruned widths feeds it); 0 where
+    none carried weight. Only the grouped convs whose kept inputs are not balanced over its groups."""
 
     def model(self) -> Network:
         return from_arrays(self.arch, self.arrays)
@@ -123,21 +127,35 @@ def _svd_bottleneck(kernel: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray,
     return reduce.astype(kernel.dtype), conv.astype(kernel.dtype), error
 
 
-def _conv_kernel(name: str, kernel: np.ndarray, groups: int, cin: int, ins: np.ndarray, outs: np.ndarray) -> np.ndarray:
+def _conv_kernel(
+    kernel: np.ndarray, groups: int, cin: int, ins: np.ndarray, outs: np.ndarray
+) -> tuple[np.ndarray, float | None]:
+    """The kept part of a conv's kernel (HWIO), and for a grouped conv whose kept input channels do
+    not fall evenly over its groups, the relative Frobenius error of what is lost (else None).
+
+    The pruned conv has `groups` groups too: its q-th reads the q-th equal slice of the kept inputs
+    (in their order) and writes the q-th of the kept outputs. Where the kept inputs are balanced over
+    the base's groups, each slice is one base group's, and the weights carry over exactly. Where they
+    are not (a concat of widths pruned unevenly feeds it), a kept input can land in another group
+    than the outputs it fed: that connection starts at zero, and the error is sqrt(lost^2 / kept^2)
+    over the weights between kept channels (0 where every one carried over)."""
     if groups == 1:
-        return kernel[:, :, ins, :][..., outs]
+        return kernel[:, :, ins, :][..., outs], None
     block_in, block_out = cin // groups, kernel.shape[-1] // groups
-    parts = []
+    per_in, per_out = len(ins) // groups, len(outs) // groups
+    pruned = np.zeros((*kernel.shape[:2], per_in, len(outs)), dtype=kernel.dtype)
     for q in range(groups):
-        local_in = ins[(ins // block_in) == q] - q * block_in
-        local_out = outs[(outs // block_out) == q]
-        parts.append(kernel[:, :, local_in, :][..., local_out])
-    if len({p.shape[2] for p in parts}) != 1 or len({p.shape[3] for p in parts}) != 1:
-        raise PruneError(
-            f"op {name!r}: a grouped conv ({groups} groups) whose kept input channels are not balanced over its "
-            "groups (its input is a concat, or mixes pruned widths); keep the widths that feed it"
-        )
-    return np.concatenate(parts, axis=-1)
+        i, o = ins[q * per_in : (q + 1) * per_in], outs[q * per_out : (q + 1) * per_out]
+        same = (i // block_in)[:, None] == (o // block_out)[None, :]  # an input feeds the outputs of its own group
+        pruned[..., q * per_out : (q + 1) * per_out] = np.where(same, kernel[:, :, i % block_in, :][..., o], 0)
+    if np.all(np.bincount(ins // block_in, minlength=groups) == per_in):  # each slice one base group's
+        return pruned, None
+    connected = sum(
+        float(np.sum(kernel[:, :, ins[ins // block_in == p] - p * block_in, :][..., outs[outs // block_out == p]] ** 2))
+        for p in range(groups)
+    )
+    carried = float(np.sum(pruned.astype(np.float64) ** 2))
+    return pruned, math.sqrt(max(connected - carried, 0.0) / connected) if connected > 0 else 0.0
 
 
 def channel_scores(
@@ -215,20 +233,21 @@ def prune(
             kept[name] = (np.arange(h * w)[:, None] * c + kept[n.inputs[0]][None, :]).reshape(-1)
         else:
             kept[name] = kept[n.inputs[0]]
-    out, errors = _slice(base, target, arrays, kept)
+    out, errors, regrouped = _slice(base, target, arrays, kept)
     wanted = expected_shapes(target)  # every array present, every shape right (abstract: nothing allocated)
     wrong = [k for k in wanted.keys() | out.keys() if k not in out or k not in wanted or out[k].shape != wanted[k]]
     if wrong:
         raise PruneError(f"pruned weights do not fit target={target.name!r} at {sorted(wrong)[0]!r}")
-    return Pruned(target, out, kept, tuple(g.members for g in scores.groups), errors)
+    return Pruned(target, out, kept, tuple(g.members for g in scores.groups), errors, regrouped)
 
 
 def _slice(
     base: Arch, target: Arch, arrays: Mapping[str, np.ndarray], kept: Mapping[str, np.ndarray]
-) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, float]]:
     by_name = {n.op.name: n for n in base.nodes}
     out: dict[str, np.ndarray] = {}
     errors: dict[str, float] = {}
+    regrouped: dict[str, float] = {}
     for tn in target.nodes:
         name = tn.op.name
         if isinstance(tn.op, Conv):
@@ -243,7 +262,9 @@ def _slice(
             if bn.op.is_depthwise(cin):  # one input per output channel
                 kernel = np.asarray(arrays[f"{name}.kernel"])[..., outs]
             else:
-                kernel = _conv_kernel(name, np.asarray(arrays[f"{name}.kernel"]), groups, cin, ins, outs)
+                kernel, lost = _conv_kernel(np.asarray(arrays[f"{name}.kernel"]), groups, cin, ins, outs)
+                if lost is not None:
+                    regrouped[name] = lost
             if new_bottleneck:
                 r = int(target.op(name).bottleneck)  # type: ignore[attr-defined]
                 reduce, kernel, errors[name] = _svd_bottleneck(kernel, r)
@@ -262,4 +283,4 @@ def _slice(
         elif isinstance(tn.op, BatchNorm):
             for field in ("scale", "bias", "mean", "var"):
                 out[f"{name}.{field}"] = np.asarray(arrays[f"{name}.{field}"])[kept[name]]
-    return out, errors
+    return out, errors, regrouped
