@@ -36,7 +36,7 @@ import pytest
 from explorer.search import SearchPlan, Settings, plan_search
 from explorer.search.problem import Scorer
 from explorer.space import Space
-from explorer.spec import Arch, Op
+from explorer.spec import Arch, Op, load_arch
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -264,3 +264,17 @@ def missing_tool(what: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{what} is not installed; .ci/run installs it")
     pytest.skip(f"{what} is not installed (.ci/run installs it)")
+
+
+GPU_TEMPLATE = '[gpu]\nname = "NAME"\npeak_tflop_per_s = { float32 = 10.0 }\nbandwidth_gb_per_s = BW\nsource = "S"\n'
+"""A platform file to edit: NAME, BW (GB/s) and S (its source) to replace."""
+
+
+def editable_files(folder: Path) -> dict[str, Any]:
+    """tiny's spec as `net.json`, a space file `net.space.toml` naming it and a platform `gpu.toml`
+    (`GPU_TEMPLATE` at 500 GB/s) in `folder`, for tests that edit them; returns the spec as a dict."""
+    spec = load_arch("tiny").to_dict()
+    (folder / "net.json").write_text(json.dumps(spec))
+    (folder / "net.space.toml").write_text('arch = "net.json"\nkeep = [0.5, 1.0]\nalign = 4\n')
+    (folder / "gpu.toml").write_text(GPU_TEMPLATE.replace("BW", "500"))
+    return spec

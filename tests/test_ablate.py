@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import GPU_TEMPLATE, editable_files
 from explorer import ablate as A
 from explorer.ablate.run import sample_feasible
 from explorer.cli import main
@@ -152,11 +153,7 @@ def test_a_stored_cell_is_run_again_when_a_file_it_names_was_edited(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Cells are keyed by names; what the names stand for is compared too (platform, spec, space)."""
-    spec = load_arch("tiny").to_dict()
-    (tmp_path / "net.json").write_text(json.dumps(spec))
-    (tmp_path / "net.space.toml").write_text('arch = "net.json"\nkeep = [0.5, 1.0]\nalign = 4\n')
-    gpu = '[gpu]\nname = "a GPU"\npeak_tflop_per_s = { float32 = 10.0 }\nbandwidth_gb_per_s = BW\n'
-    (tmp_path / "gpu.toml").write_text(gpu.replace("BW", "500"))
+    spec, gpu = editable_files(tmp_path), GPU_TEMPLATE
     base = f'platform = "{tmp_path / "gpu.toml"}", latency_model = "roofline", trials = 8, budget = "20MFLOPs"'
     (tmp_path / "fixed.toml").write_text(
         f'[fixed]\nbase = {{ {base} }}\nfactors = {{ arch = ["{tmp_path / "net.json"}"], batch = [1, 2] }}\n'

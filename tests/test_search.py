@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from conftest import TINY_SEARCH, every_analysis, plan_for, reaped
+from conftest import GPU_TEMPLATE, TINY_SEARCH, editable_files, every_analysis, plan_for, reaped
 from explorer.cli import main
 from explorer.cost.analyze import analyze
 from explorer.search import (
@@ -369,11 +369,7 @@ def test_a_record_refuses_a_resume_naming_every_difference() -> None:
 
 def test_a_resume_is_refused_when_the_space_spec_or_platform_file_was_edited(tmp_path: Path) -> None:
     """The names match, the contents do not: trials scored on the old files must not mix with new ones."""
-    spec = load_arch("tiny").to_dict()
-    (tmp_path / "net.json").write_text(json.dumps(spec))
-    (tmp_path / "net.space.toml").write_text('arch = "net.json"\nkeep = [0.5, 1.0]\nalign = 4\n')
-    gpu = '[gpu]\nname = "NAME"\npeak_tflop_per_s = { float32 = 10.0 }\nbandwidth_gb_per_s = BW\nsource = "S"\n'
-    (tmp_path / "gpu.toml").write_text(gpu.replace("BW", "500"))
+    spec, gpu = editable_files(tmp_path), GPU_TEMPLATE
     storage = f"sqlite:///{tmp_path / 's.db'}"
 
     def resume(trials: int) -> int:
