@@ -84,10 +84,7 @@ def cell_inputs(cell: Mapping[str, Any], memo: dict[tuple[Any, ...], str | None]
                 else:
                     keep = parse_keep(key[2]) if key[2] else None
                     memo[key] = load_space(key[1], keep=keep, align=key[3], bottlenecks=key[4]).digest()
-            except (
-                ValueError,
-                OSError,
-            ):  # the library's input errors are ValueErrors: the cell fails with its own line
+            except (ValueError, OSError):  # a bad name or file: the cell's run fails with its own line
                 memo[key] = None
         parts.append(memo[key])
     return None if None in parts else content_digest(parts)
