@@ -544,8 +544,19 @@ def test_zoo_weights_map_to_torchvision_names_and_layout(name: str) -> None:
     assert set(back) == set(ours) and all(np.array_equal(back[k], ours[k]) for k in ours)
 
 
-@pytest.mark.parametrize("kept_per_group", [(3, 3, 3, 3), (4, 2, 3, 3), (6, 0, 6, 0), (1, 5, 5, 1)])
-def test_a_grouped_conv_keeps_each_connection_its_kept_channels_still_share(kept_per_group: tuple[int, ...]) -> None:
+@pytest.mark.parametrize(
+    ("kept_per_group", "out_per_group"),
+    [
+        ((3, 3, 3, 3), (2, 2, 2, 2)),
+        ((4, 2, 3, 3), (2, 2, 2, 2)),
+        ((6, 0, 6, 0), (2, 2, 2, 2)),
+        ((1, 5, 5, 1), (2, 2, 2, 2)),
+        ((3, 3, 3, 3), (3, 1, 2, 2)),
+    ],
+)
+def test_a_grouped_conv_keeps_each_connection_its_kept_channels_still_share(
+    kept_per_group: tuple[int, ...], out_per_group: tuple[int, ...]
+) -> None:
     """The oracle, written from the definition pair by pair: the pruned conv's q-th group reads the
     q-th slice of the kept inputs and writes the q-th of the kept outputs; a weight carries over where
     the input fed that output in the base (same base group) and both landed in the same slice."""
@@ -557,7 +568,9 @@ def test_a_grouped_conv_keeps_each_connection_its_kept_channels_still_share(kept
     ins = np.concatenate(
         [q * block_in + np.sort(rng.choice(block_in, k, replace=False)) for q, k in enumerate(kept_per_group)]
     )
-    outs = np.concatenate([q * block_out + np.sort(rng.choice(block_out, 2, replace=False)) for q in range(groups)])
+    outs = np.concatenate(
+        [q * block_out + np.sort(rng.choice(block_out, k, replace=False)) for q, k in enumerate(out_per_group)]
+    )
     pruned, error = _conv_kernel(kernel, groups, groups * block_in, ins, outs)
     per_in, per_out = len(ins) // groups, len(outs) // groups
     assert pruned.shape == (2, 2, per_in, len(outs))
@@ -574,7 +587,7 @@ def test_a_grouped_conv_keeps_each_connection_its_kept_channels_still_share(kept
             else:
                 lost += float(np.sum(w**2))
     np.testing.assert_array_equal(pruned, expected)
-    balanced = len(set(kept_per_group)) == 1
+    balanced = len(set(kept_per_group)) == len(set(out_per_group)) == 1
     assert (error is None) == balanced and (lost == 0) == balanced
     if not balanced:
         assert error == pytest.approx(np.sqrt(lost / connected))
@@ -603,5 +616,38 @@ def test_a_searched_network_whose_concat_feeds_a_grouped_conv_unevenly_is_pruned
     assert main([*argv, "--out", str(tmp_path / "uneven.safetensors")]) == 0
     printed = capsys.readouterr().out
     error = result.regrouped_errors["grouped"]
-    assert "grouped conv grouped: its kept input channels are not balanced" in printed
+    assert "grouped conv grouped: its kept channels are not balanced" in printed
     assert f"(relative error {error:.3f}: fine-tune to recover)" in printed
+
+
+def test_channels_tied_across_convs_of_different_group_counts_stay_balanced_over_each() -> None:
+    """x (2 groups) and y (3 groups) are tied by an add: their kept outputs must be balanced over 2
+    and over 3 groups at once, i.e. over lcm(2, 3) = 6 blocks; so must the stem's, which feeds both."""
+    ops = (
+        Conv(name="stem", out=12, kernel=3, padding=1, bias=False),
+        BatchNorm(name="stem.bn"),
+        Act(name="stem.act", fn="relu"),
+        Conv(name="x", inputs=("stem.act",), out=12, kernel=1, padding=0, groups=2),
+        Conv(name="y", inputs=("stem.act",), out=12, kernel=1, padding=0, groups=3),
+        Add(name="add", inputs=("x", "y")),
+        Act(name="act", fn="relu"),
+        GlobalAvgPool(name="gap"),
+        Dense(name="fc", out=5),
+    )
+    arch = Arch(name="mixed-groups", input_shape=(8, 8, 3), ops=ops)
+    target = arch.replace_ops({"stem": {"out": 6}, "x": {"out": 6}, "y": {"out": 6}})
+    for seed in range(8):  # random channel scores: any ranking must keep both convs' groups balanced
+        pruned = prune(arch, trained_like(arch, seed), target, "random", seed)
+        assert pruned.regrouped_errors == {}, seed
+        for name, groups in (("x", 2), ("y", 3)):
+            block = 12 // groups
+            assert np.all(np.bincount(pruned.kept[name] // block, minlength=groups) == 6 // groups), (seed, name)
+    arrays = trained_like(arch, 0)  # the stem's and the add's dead channels, one in each block of 2
+    for name, dead in (("stem", [1, 2, 5, 6, 9, 10]), ("x", [0, 3, 4, 7, 9, 10]), ("y", [0, 3, 4, 7, 9, 10])):
+        arrays[f"{name}.kernel"][..., dead] = 0.0
+        if f"{name}.bias" in arrays:
+            arrays[f"{name}.bias"][dead] = 0.0
+    arrays["stem.bn.scale"][[1, 2, 5, 6, 9, 10]] = arrays["stem.bn.bias"][[1, 2, 5, 6, 9, 10]] = 0.0
+    pruned = prune(arch, arrays, target)
+    assert pruned.regrouped_errors == {} and pruned.params == analyze(target).params
+    np.testing.assert_allclose(outputs(target, pruned.arrays), outputs(arch, arrays), rtol=2e-5, atol=2e-5)

@@ -813,8 +813,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         print(f"  new bottleneck before {op}: truncated-SVD relative error {error:.3f}")
     for op, error in result.regrouped_errors.items():
         print(
-            f"  grouped conv {op}: its kept input channels are not balanced over its groups (a concat of widths "
-            f"pruned unevenly feeds it); the connections of those that moved to another group start at zero "
+            f"  grouped conv {op}: its kept channels are not balanced over its groups (a concat of widths pruned "
+            f"unevenly feeds it); the connections of those that moved to another group start at zero "
             f"(relative error {error:.3f}: fine-tune to recover)"
         )
     base_out, target_out = base.nodes[-1].output_shape, target.nodes[-1].output_shape

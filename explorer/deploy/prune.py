@@ -68,7 +68,7 @@ class Pruned:
     regrouped_errors: dict[str, float] = field(default_factory=dict)
     """Grouped conv -> relative Frobenius error of the connections its kept inputs lost by landing in
     another group than the outputs they fed (a concat of unevenly pruned widths feeds it); 0 where
-    none carried weight. Only the grouped convs whose kept inputs are not balanced over its groups."""
+    none carried weight. Only the grouped convs whose kept channels are not balanced over its groups."""
 
     def model(self) -> Network:
         return from_arrays(self.arch, self.arrays)
@@ -130,15 +130,15 @@ def _svd_bottleneck(kernel: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray,
 def _conv_kernel(
     kernel: np.ndarray, groups: int, cin: int, ins: np.ndarray, outs: np.ndarray
 ) -> tuple[np.ndarray, float | None]:
-    """The kept part of a conv's kernel (HWIO), and for a grouped conv whose kept input channels do
-    not fall evenly over its groups, the relative Frobenius error of what is lost (else None).
+    """The kept part of a conv's kernel (HWIO), and for a grouped conv whose kept input or output
+    channels do not fall evenly over its groups, the relative Frobenius error of what is lost (else None).
 
     The pruned conv has `groups` groups too: its q-th reads the q-th equal slice of the kept inputs
-    (in their order) and writes the q-th of the kept outputs. Where the kept inputs are balanced over
-    the base's groups, each slice is one base group's, and the weights carry over exactly. Where they
-    are not (a concat of widths pruned unevenly feeds it), a kept input can land in another group
-    than the outputs it fed: that connection starts at zero, and the error is sqrt(lost^2 / kept^2)
-    over the weights between kept channels (0 where every one carried over)."""
+    (in their order) and writes the q-th slice of the kept outputs. Where both are balanced over the
+    base's groups, each slice is one base group's, and the weights carry over exactly. Where they are
+    not (a concat of widths pruned unevenly feeds it), a kept input can land in another group than
+    the outputs it fed: that connection starts at zero, and the error is sqrt(lost^2 / kept^2) over
+    the weights between kept channels (0 where every one carried over)."""
     if groups == 1:
         return kernel[:, :, ins, :][..., outs], None
     block_in, block_out = cin // groups, kernel.shape[-1] // groups
@@ -148,8 +148,9 @@ def _conv_kernel(
         i, o = ins[q * per_in : (q + 1) * per_in], outs[q * per_out : (q + 1) * per_out]
         same = (i // block_in)[:, None] == (o // block_out)[None, :]  # an input feeds the outputs of its own group
         pruned[..., q * per_out : (q + 1) * per_out] = np.where(same, kernel[:, :, i % block_in, :][..., o], 0)
-    if np.all(np.bincount(ins // block_in, minlength=groups) == per_in):  # each slice one base group's
-        return pruned, None
+    if all(np.all(np.bincount(kept // block, minlength=groups) == len(kept) // groups)
+           for kept, block in ((ins, block_in), (outs, block_out))):  # fmt: skip
+        return pruned, None  # each slice one base group's: every connection carried over
     connected = sum(
         float(np.sum(kernel[:, :, ins[ins // block_in == p] - p * block_in, :][..., outs[outs // block_out == p]] ** 2))
         for p in range(groups)

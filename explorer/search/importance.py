@@ -179,7 +179,7 @@ class ChannelImportance:
             widths = {len(s) for s in member}
             if len(widths) != 1:
                 raise ImportanceError(f"scores: tied ops {tie.members} have scores of different lengths {widths}")
-            block = max(blocks.get(m, 1) for m in tie.members)
+            block = math.lcm(*(blocks.get(m, 1) for m in tie.members))  # balanced over every member's groups
             groups.append(GroupScore(tie.members, group_score(member), block))
         return cls(arch=arch.name, criterion=criterion, groups=tuple(groups), **source)
 
