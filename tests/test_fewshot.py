@@ -95,9 +95,29 @@ def test_measured_csv_rows_and_their_errors() -> None:
         ("arch,latency_ms\nx,fast\n", "not a number"),
         ("", "empty"),
         ("arch,latency_ms\ntiny,1\nresnet18,2\ntiny,1\n", r"line 4: arch='tiny' is listed again \(first on line 2\)"),
+        ('arch,latency_ms\n"a\nb",1\n\nx,fast\n', "line 5: latency_ms='fast'"),  # a quoted field spans 2 lines
     ):
         with pytest.raises(ValueError, match=message):
             F.read_measured(text, "m.csv")
+    spreadsheet = "\ufeffarch,latency_ms\r\n# timed on the phone\r\ntiny,1\r\n"  # BOM, CRLF, a comment row
+    assert F.read_measured(spreadsheet, "m.csv") == [F.MeasuredRow("tiny", 1e-3, 3)]
+
+
+def test_a_candidates_file_and_the_template_it_leads_to(tmp_path: Path) -> None:
+    text = "\ufefftiny  # the test net\n\n   # an indented comment\nspecs/a.json\nnb201:|nor_conv_3x3~0|\n"
+    assert F.read_candidates(text, "c.txt") == [
+        ("tiny", "c.txt, line 1"),
+        ("specs/a.json", "c.txt, line 4"),
+        ("nb201:|nor_conv_3x3~0|", "c.txt, line 5"),
+    ]
+    with pytest.raises(ValueError, match=r"c.txt, line 3: 'tiny' is listed again \(first on line 1\)"):
+        F.read_candidates("tiny\nresnet18\ntiny # again\n", "c.txt")
+    (tmp_path / "cands" / "specs").mkdir(parents=True)
+    (tmp_path / "cands" / "specs" / "a.json").write_text("{}")
+    out = tmp_path / "elsewhere" / "m.csv"  # the template names the spec from its own folder
+    names = F.template_names(["specs/a.json", "tiny", "specs/none.json"], tmp_path / "cands", out)
+    assert names == [str(Path("..") / "cands" / "specs" / "a.json"), "tiny", "specs/none.json"]
+    assert (out.parent / names[0]).resolve() == (tmp_path / "cands" / "specs" / "a.json").resolve()
 
 
 def test_explore_calibrate_measured_writes_a_platform_that_predicts_the_device(

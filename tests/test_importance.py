@@ -393,3 +393,45 @@ def test_the_report_draws_the_importance_latency_front() -> None:
     assert swept is not None and swept.rows
     _blocks, makers = search_report(result)
     assert "front" in makers and makers["front"]() is not None
+
+
+def _npy(path: Path) -> None:
+    np.save(path.with_suffix(".npy"), np.zeros((4, 32, 32, 3), np.float32))
+    path.with_suffix(".npy").rename(path)
+
+
+def _truncated(path: Path) -> None:
+    np.savez(path, x=np.zeros((4, 32, 32, 3), np.float32), y=np.arange(4))
+    path.write_bytes(path.read_bytes()[:500])
+
+
+X, Y = np.zeros((4, 32, 32, 3), np.float32), np.arange(4)
+
+
+@pytest.mark.parametrize(
+    ("write", "message"),
+    [
+        (_npy, "holds one array (an .npy file), not an .npz archive"),
+        (lambda p: p.write_bytes(b""), "cannot be read as an .npz archive (EOFError"),
+        (_truncated, "cannot be read as an .npz archive"),
+        (lambda p: np.savez(p, x=np.array([object()] * 4), y=Y, allow_pickle=True), "Object arrays cannot be loaded"),
+        (lambda p: np.savez(p, y=Y), "has no array x (it holds y)"),
+        (np.savez, "has no array x or y (it holds no array)"),
+        (lambda p: np.savez(p, x=np.full_like(X, np.nan), y=Y), "x holds NaN or inf values"),
+        (lambda p: np.savez(p, x=X.astype(np.complex64), y=Y), "x holds complex64 values"),
+        (lambda p: np.savez(p, x=X[:0], y=Y[:0]), "x holds no images"),
+        (lambda p: np.savez(p, x=X, y=np.eye(10)[Y]), "one-hot rows; give class indices (y.argmax(axis=1))"),
+        (lambda p: np.savez(p, x=X, y=Y[:3]), "one integer label per image (4); it has shape (3,)"),
+        (lambda p: np.savez(p, x=X, y=Y.astype(bool)), "y holds bool values; give integer class indices"),
+    ],
+)
+def test_a_data_file_that_cannot_be_read_is_one_line_naming_it(write: object, message: str, tmp_path: Path) -> None:
+    from explorer.deploy.saliency import read_data
+    from explorer.spec import load_arch
+
+    path = tmp_path / "d.npz"
+    write(path)  # type: ignore[operator]
+    with pytest.raises(ImportanceError) as caught:
+        read_data(path, load_arch("tiny"))
+    text = str(caught.value).replace(" of numeric arrays", "")
+    assert text.startswith(f"data={str(path)!r}") and "\n" not in text and message in text, text

@@ -433,11 +433,7 @@ def cmd_calibrate_measured(args: argparse.Namespace) -> int:
         if args.candidates:
             path = Path(args.candidates)
             text = read_text(path, "candidates file", UsageError)
-            listed = [
-                (line.strip(), f"{path.name}, line {n}")
-                for n, line in enumerate(text.splitlines(), start=1)
-                if line.strip() and not line.startswith("#")
-            ]
+            listed = fewshot.read_candidates(text, path.name)
             names, places, base = [name for name, _ in listed], [place for _, place in listed], path.parent
         else:
             names, places, base = fewshot.all_nb201_strings(), None, None
@@ -452,7 +448,8 @@ def cmd_calibrate_measured(args: argparse.Namespace) -> int:
             out = Path(args.out)
             if out.suffix != ".csv":
                 raise UsageError(f"--out {args.out!r}: with --select, a CSV template, e.g. --out measure.csv")
-            write_text(out, "arch,latency_ms\n" + "".join(f"{name},\n" for name in chosen))
+            rows = fewshot.template_names(chosen, base, out)
+            write_text(out, "arch,latency_ms\n" + "".join(f"{name},\n" for name in rows))
             print(f"  wrote {out}: fill in latency_ms")
         return 0
     path = Path(args.measured)

@@ -21,6 +21,7 @@ shape and `y` (N,) integer labels.
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -49,24 +50,44 @@ def read_data(path: str | Path, arch: Arch) -> tuple[np.ndarray, np.ndarray]:
     if path.stat().st_size > MAX_DATA_BYTES:
         raise ImportanceError(f"data={str(path)!r} is over {MAX_DATA_BYTES >> 20} MiB; a few batches are enough")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [name for name in ("x", "y") if name not in f.files]
-            if missing:
-                holds = f"it holds {', '.join(f.files)}" if f.files else "it holds no array"
+        with path.open("rb") as fh:  # ours to close: numpy leaves a file it opened open on a damaged archive
+            loaded = np.load(fh, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
                 raise ImportanceError(
-                    f"data={str(path)!r} has no array {' or '.join(missing)} ({holds}); it needs x (images, NHWC) "
-                    "and y (integer labels): np.savez(FILE, x=images, y=labels)"
+                    f"data={str(path)!r} holds one array (an .npy file), not an .npz archive; it needs x (images, "
+                    "NHWC) and y (integer labels): np.savez(FILE, x=images, y=labels)"
                 )
-            x, y = np.asarray(f["x"]), np.asarray(f["y"])
+            with loaded as f:
+                missing = [name for name in ("x", "y") if name not in f.files]
+                if missing:
+                    holds = f"it holds {', '.join(f.files)}" if f.files else "it holds no array"
+                    raise ImportanceError(
+                        f"data={str(path)!r} has no array {' or '.join(missing)} ({holds}); it needs x (images, "
+                        "NHWC) and y (integer labels): np.savez(FILE, x=images, y=labels)"
+                    )
+                x, y = np.asarray(f["x"]), np.asarray(f["y"])
     except ImportanceError:
         raise
-    except (OSError, ValueError) as exc:
-        raise ImportanceError(f"data={str(path)!r} is not an .npz file ({type(exc).__name__}: {exc})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # damaged, empty, pickled or not numpy's
+        raise ImportanceError(
+            f"data={str(path)!r} cannot be read as an .npz archive of numeric arrays ({type(exc).__name__}: {exc}); "
+            "write it with np.savez(FILE, x=images, y=labels)"
+        ) from None
     if x.ndim != 4 or tuple(x.shape[1:]) != tuple(arch.input_shape):
         raise ImportanceError(
             f"data={str(path)!r}: x has shape {x.shape}; {arch.name!r} reads (N, {', '.join(map(str, arch.input_shape))})"
         )
-    if y.shape != (len(x),) or len(x) == 0:
+    if len(x) == 0:
+        raise ImportanceError(f"data={str(path)!r}: x holds no images; a few batches are enough")
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise ImportanceError(f"data={str(path)!r}: x holds {x.dtype} values; give images as real numbers")
+    if not np.all(np.isfinite(x)):
+        raise ImportanceError(f"data={str(path)!r}: x holds NaN or inf values; give finite images")
+    if y.ndim == 2 and len(y) == len(x):
+        raise ImportanceError(
+            f"data={str(path)!r}: y has shape {y.shape}, one-hot rows; give class indices (y.argmax(axis=1))"
+        )
+    if y.shape != (len(x),):
         raise ImportanceError(
             f"data={str(path)!r}: y must hold one integer label per image ({len(x)}); it has shape {y.shape}"
         )

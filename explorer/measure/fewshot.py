@@ -27,6 +27,7 @@ import dataclasses
 import gzip
 import io
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -447,8 +448,10 @@ UNITS: Final[dict[str, float]] = {"latency_s": 1.0, "latency_ms": 1e-3, "latency
 
 def read_measured(text: str, where: str) -> list[MeasuredRow]:
     """The rows of a measured CSV: a header with `arch` and one of `UNITS`' columns; a network is a
-    spec file, a shipped name or an NB201 arch string (`nb201:|...|`)."""
-    reader = csv.reader(io.StringIO(text))
+    spec file, a shipped name or an NB201 arch string (`nb201:|...|`). A row whose first field starts
+    with `#` is a comment; a byte-order mark (as spreadsheets write) is ignored; lines are counted as
+    in the file (a quoted field may span several)."""
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
     header = next(reader, None)
     if header is None:
         raise ValueError(f"{where}: empty; give a header row, e.g. arch,latency_ms")
@@ -462,8 +465,9 @@ def read_measured(text: str, where: str) -> list[MeasuredRow]:
     col, lat = header.index("arch"), header.index(units[0])
     rows = []
     first_line: dict[str, int] = {}
-    for line, row in enumerate(reader, start=2):
-        if not row or not "".join(row).strip():
+    for row in reader:
+        line = reader.line_num
+        if not row or not "".join(row).strip() or row[0].strip().startswith("#"):
             continue
         if len(row) != len(header):
             raise ValueError(f"{where}, line {line}: {len(row)} fields for a header of {len(header)}")
@@ -578,6 +582,36 @@ def bank_of(
         except ValueError as exc:
             raise _placed(exc, place) from None
     return bank_from_archs(archs, runtime, batch, dtype, labels=list(networks))
+
+
+def read_candidates(text: str, where: str) -> list[tuple[str, str]]:
+    """(network, "FILE, line N") of a candidates file: one network per line as `explore` names it;
+    blank lines and `#` comments (whole-line or after a space) are skipped; a network listed twice
+    is refused, naming both lines (`--select` would count it twice)."""
+    listed: list[tuple[str, str]] = []
+    first: dict[str, int] = {}
+    for n, line in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
+        name = re.sub(r"(^|\s)#.*$", "", line).strip()
+        if not name:
+            continue
+        if name in first:
+            raise ValueError(f"{where}, line {n}: {name!r} is listed again (first on line {first[name]}); list it once")
+        first[name] = n
+        listed.append((name, f"{where}, line {n}"))
+    return listed
+
+
+def template_names(chosen: Sequence[str], base: Path | None, out: Path) -> list[str]:
+    """The chosen networks as the CSV template at `out` must name them: a spec file found beside the
+    candidates file (`base`) as a path from the template's folder (which `--measured` reads it from)."""
+    import os
+
+    names = []
+    for name in chosen:
+        beside = base / name if base is not None and not nb.is_nb201(name) else None
+        moved = beside is not None and beside.is_file() and not Path(name).is_absolute()
+        names.append(os.path.relpath(beside, out.parent) if moved else name)  # type: ignore[arg-type]
+    return names
 
 
 def _placed(exc: ValueError, place: str | None) -> ValueError:
