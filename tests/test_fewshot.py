@@ -112,12 +112,24 @@ def test_a_candidates_file_and_the_template_it_leads_to(tmp_path: Path) -> None:
     ]
     with pytest.raises(ValueError, match=r"c.txt, line 3: 'tiny' is listed again \(first on line 1\)"):
         F.read_candidates("tiny\nresnet18\ntiny # again\n", "c.txt")
+    assert F.read_candidates("\"tiny\"\n'resnet18'\n", "c.txt") == [
+        ("tiny", "c.txt, line 1"),
+        ("resnet18", "c.txt, line 2"),
+    ]
     (tmp_path / "cands" / "specs").mkdir(parents=True)
     (tmp_path / "cands" / "specs" / "a.json").write_text("{}")
     out = tmp_path / "elsewhere" / "m.csv"  # the template names the spec from its own folder
     names = F.template_names(["specs/a.json", "tiny", "specs/none.json"], tmp_path / "cands", out)
     assert names == [str(Path("..") / "cands" / "specs" / "a.json"), "tiny", "specs/none.json"]
     assert (out.parent / names[0]).resolve() == (tmp_path / "cands" / "specs" / "a.json").resolve()
+    from explorer.spec import dump_arch, load_arch
+
+    dump_arch(load_arch("tiny"), tmp_path / "cands" / "specs" / "same.json")  # tiny under another name
+    with pytest.raises(
+        ValueError, match=r"c.txt, line 3: 'specs/same.json' is the network 'tiny' is \(c.txt, line 1\)"
+    ):
+        F.bank_of(["tiny", "resnet18", "specs/same.json"], "cudnn", 1, "float32", tmp_path / "cands",
+                  ["c.txt, line 1", "c.txt, line 2", "c.txt, line 3"])  # fmt: skip
 
 
 def test_explore_calibrate_measured_writes_a_platform_that_predicts_the_device(

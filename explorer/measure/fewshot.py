@@ -575,12 +575,17 @@ def bank_of(
                 raise _placed(exc, place) from None
         return nb201_bank(networks, runtime, batch, dtype)
     archs = []
+    seen: dict[str, tuple[str, str | None]] = {}  # digest -> the first name and place of that network
     for name, place in zip(networks, places, strict=True):
         beside = base / name if base is not None and not nb.is_nb201(name) else None
         try:
-            archs.append(load_arch(beside if beside is not None and beside.is_file() else name))
+            arch = load_arch(beside if beside is not None and beside.is_file() else name)
         except ValueError as exc:
             raise _placed(exc, place) from None
+        first = seen.setdefault(arch.digest(), (name, place))
+        if first != (name, place) and place is not None:  # one network under two names would count twice
+            raise ValueError(f"{place}: {name!r} is the network {first[0]!r} is ({first[1]}); give each network once")
+        archs.append(arch)
     return bank_from_archs(archs, runtime, batch, dtype, labels=list(networks))
 
 
@@ -592,6 +597,8 @@ def read_candidates(text: str, where: str) -> list[tuple[str, str]]:
     first: dict[str, int] = {}
     for n, line in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
         name = re.sub(r"(^|\s)#.*$", "", line).strip()
+        if len(name) > 1 and name[0] == name[-1] and name[0] in "'\"":  # a quoted name
+            name = name[1:-1].strip()
         if not name:
             continue
         if name in first:
