@@ -61,11 +61,11 @@ def cell_plan(cell: Mapping[str, Any], storage: str | None = None) -> SearchPlan
 
 
 def cell_inputs(cell: Mapping[str, Any], memo: dict[tuple[Any, ...], str | None] | None = None) -> str | None:
-    """sha256 of the contents a cell's names stand for: its platform (`priced_digest`: a platform or
-    latency table file edited since reads otherwise) and its spec (a fixed cell) or space with the
+    """sha256 of the contents a cell's names stand for: its platform (`platform_digest`, as a study
+    records it: a platform file, or a latency table its model reads, edited since reads otherwise) and its spec (a fixed cell) or space with the
     cell's keep range, alignment and bottlenecks (`Space.digest`). A stored cell is reused only with
     the same; None where they cannot be loaded (the cell's run says why)."""
-    from explorer.cost.table import priced_digest
+    from explorer.search.record import platform_digest
     from explorer.space import load_space
 
     memo = {} if memo is None else memo
@@ -74,11 +74,11 @@ def cell_inputs(cell: Mapping[str, Any], memo: dict[tuple[Any, ...], str | None]
     else:
         what = ("space", cell["space"], cell["keep"], cell["align"], bool(cell["bottlenecks"]))
     parts = []
-    for key in (("platform", cell["platform"]), what):
+    for key in (("platform", cell["platform"], cell["latency_model"]), what):
         if key not in memo:
             try:
                 if key[0] == "platform":
-                    memo[key] = priced_digest(get_platform(key[1]))
+                    memo[key] = platform_digest(get_platform(key[1]), key[2])
                 elif key[0] == "arch":
                     memo[key] = load_arch(key[1]).digest()
                 else:

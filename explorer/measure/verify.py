@@ -41,7 +41,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from explorer.cost.analyze import analyze
+from explorer.cost.analyze import Analysis, analyze
 from explorer.cost.latency import estimate_of, reads_table
 from explorer.cost.options import ScoringOptions
 from explorer.cost.table import table_gain_interval, xla_flags_now
@@ -271,10 +271,13 @@ def priced(archs: Mapping[str, Arch], options: ScoringOptions) -> tuple[dict[str
     """(predicted seconds, FLOPs per sample) of each of `compared_networks`' networks under
     `options`, with 'uniform (matched FLOPs)': uniform width interpolated linearly in FLOPs between
     the networks below and above, at the searched network's FLOPs."""
-    predicted, flops = {}, {}
-    for label, arch in archs.items():
-        result = analyze(arch, options)
-        predicted[label], flops[label] = result.latency_s, result.flops / options.batch
+    return prices_of({label: analyze(arch, options) for label, arch in archs.items()}, options.batch)
+
+
+def prices_of(analyses: Mapping[str, Analysis], batch: int) -> tuple[dict[str, float], dict[str, float]]:
+    """`priced` from the compared networks' analyses (at `batch`), for a caller that reads them too."""
+    predicted = {label: a.latency_s for label, a in analyses.items()}
+    flops = {label: a.flops / batch for label, a in analyses.items()}
     predicted["uniform (matched FLOPs)"] = uniform_at_searched(predicted, flops)
     flops["uniform (matched FLOPs)"] = flops["searched"]
     return predicted, flops
@@ -343,12 +346,11 @@ def verify(run: Path, *, rounds: int = 30, stream: TextIO = sys.stderr) -> Verif
             drift = {"skipped": exc.what}
         print(f"  the table against this machine now: {drift_text(drift)}", file=stream, flush=True)
     predicted_with = estimate_of(s.latency_model)
-    predicted, flops = priced(archs, dataclasses.replace(s.options(platform), latency_model=predicted_with))
-    fallbacks = (
-        {label: len(analyze(arch, s.options(platform)).fallback_kernels) for label, arch in archs.items()}
-        if table
-        else None
-    )
+    options = dataclasses.replace(s.options(platform), latency_model=predicted_with)
+    analyses = {label: analyze(arch, options) for label, arch in archs.items()}
+    predicted, flops = prices_of(analyses, options.batch)
+    # the model the predictions are stated with reads the same table as the run's (table for table-upper)
+    fallbacks = {label: len(a.fallback_kernels) for label, a in analyses.items()} if table else None
     if fallbacks and any(fallbacks.values()):
         print(f"  {fallback_verdict(fallbacks)}", file=stream, flush=True)
     device = device_name()

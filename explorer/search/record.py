@@ -15,7 +15,7 @@ from typing import Any
 
 import optuna
 
-from explorer.cost.latency import reads_table
+from explorer.cost.latency import reads_table, resolve_latency_model
 from explorer.cost.options import ScoringOptions
 from explorer.cost.platforms import Platform
 from explorer.cost.table import priced_digest
@@ -33,6 +33,13 @@ DIGESTS = {
 }
 """The recorded digests of contents, and what a difference means: compared on resume only where the
 names match (a different name already says why) and the stored record has them."""
+
+
+def platform_digest(platform: Platform, latency_model: str | None) -> str:
+    """What a study (and an ablation cell) records of its platform: `priced_digest`, with the table's
+    contents where `latency_model` (resolved on `platform`: 'auto' picks) reads one."""
+    return priced_digest(platform, with_table=reads_table(resolve_latency_model(latency_model, platform)))
+
 
 OLDER = {"convention": "dense", "latency_model": "roofline"}
 """What a record from before a field existed meant: the only convention and latency model searched then."""
@@ -86,7 +93,7 @@ class StudyRecord:
             latency_s=b.latency_s,
             importance=plan.importance.to_json() if plan.importance is not None else None,
             space_sha256=plan.space.digest(),
-            platform_sha256=priced_digest(plan.platform, with_table=reads_table(plan.settings.scoring.latency_model)),
+            platform_sha256=platform_digest(plan.platform, plan.settings.scoring.latency_model),
             **{name: getattr(plan.settings.scoring, name) for name in SCORING_FIELDS},
             **{name: getattr(plan.settings, name) for name in SETTINGS},
         )
