@@ -52,10 +52,9 @@ def _pool_padding(node: Node) -> list[tuple[int, int]]:
     op = node.op
     assert isinstance(op, Pool)
     h, w, _ = node.input_shapes[0]
-    kh, kw = pair(op.kernel)
-    stride = int(op.stride or kh)
-    rows = padding_amounts(op, h, kh, stride, op.padding, 0, op.ceil_mode)
-    cols = padding_amounts(op, w, kw, stride, op.padding, 1, op.ceil_mode)
+    (kh, kw), (sh, sw) = pair(op.kernel), pair(op.stride)  # type: ignore[arg-type]
+    rows = padding_amounts(op, h, kh, sh, op.padding, 0, op.ceil_mode)
+    cols = padding_amounts(op, w, kw, sw, op.padding, 1, op.ceil_mode)
     return [rows[:2], cols[:2]]
 
 
@@ -87,7 +86,7 @@ def _make_conv(node: Node, rngs: nnx.Rngs, param_dtype: Any) -> Layer:
         cin,
         cout,
         kernel_size=pair(op.kernel),
-        strides=op.stride,
+        strides=pair(op.stride),
         padding=_conv_padding(op.padding),
         feature_group_count=groups,
         use_bias=op.bias,
@@ -125,13 +124,13 @@ def _act(node: Node, layer: Layer, xs: Sequence[jax.Array]) -> jax.Array:
 def _max_pool(node: Node, layer: Layer, xs: Sequence[jax.Array]) -> jax.Array:
     op = node.op
     assert isinstance(op, MaxPool)
-    return nnx.max_pool(xs[0], pair(op.kernel), (op.stride, op.stride), _pool_padding(node))
+    return nnx.max_pool(xs[0], pair(op.kernel), pair(op.stride), _pool_padding(node))
 
 
 def _avg_pool(node: Node, layer: Layer, xs: Sequence[jax.Array]) -> jax.Array:
     op = node.op
     assert isinstance(op, AvgPool)
-    return nnx.avg_pool(xs[0], pair(op.kernel), (op.stride, op.stride), _pool_padding(node), count_include_pad=False)
+    return nnx.avg_pool(xs[0], pair(op.kernel), pair(op.stride), _pool_padding(node), count_include_pad=False)
 
 
 def _global_avg_pool(node: Node, layer: Layer, xs: Sequence[jax.Array]) -> jax.Array:

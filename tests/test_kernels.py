@@ -157,6 +157,24 @@ def test_every_kernel_with_work_pays_its_overhead_once() -> None:
     assert kernel_times(plan, empty, _machine(overhead_s=7e-6), 4).time_s.sum() == 0  # no work, no launch
 
 
+def test_a_kernel_whose_launch_outweighs_its_work_is_overhead_bound() -> None:
+    """The launch overhead (7 us here) is the part of a kernel's time beyond its compute and memory
+    terms; where it exceeds both the kernel is 'overhead'-bound, else the larger term bounds it."""
+    platform = get_platform("v100")
+    params = dataclasses.replace(PLAIN, overhead_s=7e-6, loop_overhead_s=2e-6)
+    r = analyze(residual_block(), platform=dataclasses.replace(platform, kernel_params=params), latency_model="kernel")
+    by_name = {layer.name: layer for layer in r.layers}
+    for k in r.kernels:
+        work = max(k.compute_s, k.memory_s)
+        assert k.overhead_s == pytest.approx(k.time_s - work)  # PLAIN: time = max(compute, memory) + launch
+        assert by_name[k.name].bound == ("overhead" if k.overhead_s > work else "compute" if k.compute_s >= k.memory_s else "memory")
+    assert by_name["fc"].bound == "overhead"  # 10 x 16 MACs against 7 us
+    big = Arch(name="big", input_shape=(56, 56, 256), ops=(Conv(name="c", out=256, kernel=3, bias=False),))
+    heavy = analyze(big, platform=dataclasses.replace(platform, kernel_params=params), latency_model="kernel")
+    assert heavy.layers[0].bound == "compute"  # 1.85 GMACs: about 0.24 ms at the V100's peak, against 7 us
+    assert analyze(big, platform="v100", latency_model="roofline").layers[0].bound == "compute"  # no overhead term
+
+
 def test_the_forward_pass_pays_the_dispatch_once() -> None:
 
     platform = get_platform("v100")

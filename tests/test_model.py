@@ -37,6 +37,33 @@ def test_intermediate_shapes_match_the_spec(base_archs: dict[str, Arch]) -> None
         assert out.shape[1:] == prefix.output_shape, cut
 
 
+def test_strides_per_axis_and_pools_at_their_padding_limit_run_as_the_spec_says() -> None:
+    """The built model's shapes are the spec's with a stride per axis, and a pool padded by half
+    its kernel (the most the spec allows) gives finite outputs (more would give -inf or 0/0)."""
+    from explorer.spec import arch_from_dict
+
+    arch = arch_from_dict(
+        {
+            "name": "t",
+            "input": [17, 23, 3],
+            "ops": [
+                {"name": "c", "kind": "conv", "out": 4, "kernel": [3, 5], "stride": [2, 3]},
+                {"name": "m", "kind": "maxpool", "kernel": [2, 3], "padding": [1, 1]},
+                {"name": "a", "kind": "avgpool", "kernel": [3, 2], "stride": [1, 2], "padding": [1, 1]},
+                {"name": "gap", "kind": "gap"},
+            ],
+        }
+    )
+    model = build_model(arch, rngs=nnx.Rngs(0))
+    for cut in ("c", "m", "a"):
+        index = next(i for i, op in enumerate(arch.ops) if op.name == cut)
+        prefix = Arch(name="prefix", input_shape=arch.input_shape, ops=arch.ops[: index + 1])
+        out = build_model(prefix, rngs=nnx.Rngs(0))(-jnp.ones((1, *arch.input_shape)))
+        assert out.shape[1:] == prefix.output_shape, cut
+        assert bool(jnp.isfinite(out).all()), cut
+    assert param_count(model) == analyze(arch).params
+
+
 def test_wrong_input_shape_is_refused(base_archs: dict[str, Arch]) -> None:
     model = build_model(base_archs["tiny"])
     with pytest.raises(ValueError, match="does not match"):

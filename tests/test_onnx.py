@@ -56,7 +56,7 @@ EVERY_KIND = {
     "name": "every_kind",
     "input": [29, 21, 3],
     "ops": [
-        {"name": "c1", "kind": "conv", "out": 8, "kernel": [3, 5], "stride": 2},
+        {"name": "c1", "kind": "conv", "out": 8, "kernel": [3, 5], "stride": [2, 1]},
         {"name": "c1.act", "kind": "act", "fn": "silu"},
         {"name": "p1", "kind": "maxpool", "kernel": 3, "stride": 2, "ceil_mode": True},
         {"name": "c2", "kind": "conv", "out": 8, "kernel": [3, 1], "padding": [1, 0], "bias": False},
@@ -65,7 +65,8 @@ EVERY_KIND = {
         {"name": "sum", "kind": "add", "inputs": ["c2", "half", "zero"]},
         {"name": "sum.act", "kind": "act", "fn": "tanh"},
         {"name": "ap", "kind": "avgpool", "inputs": ["sum.act"], "kernel": 3, "stride": 1, "padding": "same"},
-        {"name": "cat", "kind": "concat", "inputs": ["sum.act", "ap"]},
+        {"name": "rect", "kind": "maxpool", "inputs": ["sum.act"], "kernel": [1, 3], "stride": [1, 1], "padding": [0, 1]},
+        {"name": "cat", "kind": "concat", "inputs": ["sum.act", "ap", "rect"]},
         {"name": "grouped", "kind": "conv", "out": 8, "kernel": 3, "padding": "valid", "groups": 2},
         {"name": "f1", "kind": "flatten"},
         {"name": "f1.act", "kind": "act", "fn": "sigmoid"},

@@ -22,6 +22,48 @@ def test_same_padding_is_ceil_of_x_over_s() -> None:
         assert arch.output_shape[0] == -(-x // s)
 
 
+def test_a_stride_per_axis_and_a_rectangular_pool_follow_the_formula_on_each_axis() -> None:
+    """M = floor((X - K + 2P)/S) + 1 per axis, with (Sh, Sw); a pool's stride defaults to its kernel
+    on both axes (PyTorch: kernel (2, 3) moves by (2, 3))."""
+    x, y = 29, 22
+    data = {
+        "name": "t",
+        "input": [x, y, 3],
+        "ops": [
+            {"name": "c", "kind": "conv", "out": 4, "kernel": [3, 5], "stride": [2, 3], "padding": [1, 2]},
+            {"name": "p", "kind": "maxpool", "kernel": [2, 3]},
+            {"name": "q", "kind": "avgpool", "kernel": 3, "stride": [1, 2], "padding": 1},
+        ],
+    }
+    arch = arch_from_dict(data)
+    c = ((x - 3 + 2) // 2 + 1, (y - 5 + 4) // 3 + 1)
+    p = ((c[0] - 2) // 2 + 1, (c[1] - 3) // 3 + 1)
+    q = ((p[0] - 3 + 2) // 1 + 1, (p[1] - 3 + 2) // 2 + 1)
+    assert [n.output_shape for n in arch.nodes] == [(*c, 4), (*p, 4), (*q, 4)]
+    assert arch.op("p").stride == (2, 3)
+    assert arch_from_dict(json.loads(json.dumps(arch.to_dict()))) == arch  # written and read back
+
+
+@pytest.mark.parametrize(
+    ("pool", "message"),
+    [
+        ({"kernel": 2, "padding": 2}, "padding=2 is more than half the kernel 2: some windows would hold only padding; use padding <= 1"),
+        ({"kernel": 3, "padding": [1, 2]}, "padding=[1, 2] is more than half the kernel 3"),
+        ({"kernel": [3, 5], "padding": [2, 2]}, "use padding <= [1, 2]"),
+        ({"kernel": 2, "stride": [2, 0]}, "stride=0 must be a positive integer"),
+        ({"kernel": 2, "stride": [2, 2, 2]}, "stride=[2, 2, 2] is not a stride; give an int or [sh, sw]"),
+    ],
+)
+def test_a_pool_whose_windows_could_hold_only_padding_is_refused(pool: dict[str, object], message: str) -> None:
+    data = {"name": "t", "input": [9, 10, 2], "ops": [{"name": "p", "kind": "avgpool"} | pool]}
+    with pytest.raises(SpecError) as info:
+        arch_from_dict(data, "t.json")
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+    for fine in ({"kernel": 2, "padding": 1}, {"kernel": [3, 5], "padding": [1, 2]}, {"kernel": 3, "padding": "same"}):
+        arch_from_dict({"name": "t", "input": [9, 10, 2], "ops": [{"name": "p", "kind": "maxpool"} | fine]})
+
+
 def test_spec_json_round_trip(tmp_path: Path) -> None:
     arch = load_arch("googlenet")
     dump_arch(arch, tmp_path / "g.json")

@@ -59,6 +59,9 @@ class KernelResult:
     compute_s: float
     memory_s: float
     time_s: float
+    overhead_s: float = 0.0
+    """The fixed part of time_s (launch, dispatch): the kernel is 'overhead'-bound where it exceeds
+    compute_s and memory_s."""
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -100,6 +103,7 @@ class Detail:
                         compute_s=float(times.compute_s[0, i]),
                         memory_s=float(times.memory_s[0, i]),
                         time_s=float(times.time_s[0, i]),
+                        overhead_s=0.0 if times.overhead_s is None else float(times.overhead_s[0, i]),
                     )
                     for i, u in enumerate(units)
                 )
@@ -319,7 +323,13 @@ def _timed_layers(
             i, unit = hit
             time_s = float(times.time_s[0, i])
             compute_s, memory_s = float(times.compute_s[0, i]), float(times.memory_s[0, i])
-            bound = "none" if time_s == 0 else ("compute" if compute_s >= memory_s else "memory")
+            overhead_s = 0.0 if times.overhead_s is None else float(times.overhead_s[0, i])
+            if time_s == 0:
+                bound = "none"
+            elif overhead_s > max(compute_s, memory_s):
+                bound = "overhead"
+            else:
+                bound = "compute" if compute_s >= memory_s else "memory"
             attainable = sum(flops_of[m] for m in unit.members) / time_s if time_s else 0.0
         out.append(
             LayerResult(

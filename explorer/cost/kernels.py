@@ -238,6 +238,8 @@ class KernelTimes:
     memory_s: np.ndarray
     time_s: np.ndarray
     bytes: np.ndarray
+    overhead_s: np.ndarray
+    """The fixed part of time_s: launch and host dispatch, beyond the compute and memory terms."""
 
 
 def time_kernels(
@@ -280,7 +282,7 @@ def time_kernels(
     if p.op_dispatch_s > 0 or p.library_dispatch_s > 0:  # eager: the host dispatches every op
         host = p.op_dispatch_s + np.where(f.gemm | f.library, p.library_dispatch_s, 0.0)
         device = device + host - p.dispatch_overlap * np.minimum(device, host)  # the shorter hides under the longer
-    return KernelTimes(compute, memory, np.where(busy, device, 0.0), f.bytes)
+    return KernelTimes(compute, memory, np.where(busy, device, 0.0), f.bytes, np.where(busy, device - body, 0.0))
 
 
 def kernel_times(plan: KernelPlan, q: Mapping[str, np.ndarray], machine: Machine, itemsize: int) -> KernelTimes:
@@ -337,7 +339,7 @@ class KernelTimer:
     def __call__(self, q: Mapping[str, np.ndarray]) -> UnitTimes:
         t = kernel_times(self.plan, q, self.machine, self.itemsize)
         per_pass = np.where(t.time_s.sum(axis=-1) > 0, self.machine.params.call_overhead_s, 0.0)
-        return UnitTimes(t.compute_s, t.memory_s, t.time_s, t.bytes, per_pass)
+        return UnitTimes(t.compute_s, t.memory_s, t.time_s, t.bytes, per_pass, overhead_s=t.overhead_s)
 
 
 def kernel_timer(arch: Arch, options: ScoringOptions) -> KernelTimer:

@@ -12,7 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Bound = Literal["compute", "memory", "none"]
+Bound = Literal["compute", "memory", "overhead", "none"]
+"""What bounds a layer's time: the compute roof, the bandwidth slope, or, under a latency model
+with a fixed cost per kernel (the kernel model's launch and dispatch), that cost where it exceeds
+both ('overhead'); 'none' for a layer that takes no time of its own (fused into another's kernel)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

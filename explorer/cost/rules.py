@@ -168,9 +168,9 @@ def conv_rule(op: Conv, node: Node, ctx: RuleContext) -> Work:
     h, w, cin = node.input_shapes[0]
     oh, ow, cout = node.output_shape
     groups, _ = op.channels(cin)
-    kh, kw = pair(op.kernel)
+    (kh, kw), (sh, sw) = pair(op.kernel), pair(op.stride)
     if ctx.convention == "exact":
-        taps = valid_taps(op, h, kh, op.stride, op.padding, 0) * valid_taps(op, w, kw, op.stride, op.padding, 1)
+        taps = valid_taps(op, h, kh, sh, op.padding, 0) * valid_taps(op, w, kw, sw, op.padding, 1)
     else:
         taps = oh * kh * ow * kw
     per_tap = cin // groups * cout

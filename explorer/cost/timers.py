@@ -45,6 +45,9 @@ class UnitTimes:
     fallback: np.ndarray | None = None
     """(N, units) True where a measured model lacked the unit and the kernel model timed it (the
     table model, `explorer.cost.table`); None for models that measure nothing."""
+    overhead_s: np.ndarray | None = None
+    """(N, units) the fixed part of each unit's time (launch, dispatch), for models that have one
+    (the kernel model); a unit where it exceeds both compute_s and memory_s is 'overhead'-bound."""
 
 
 class Timer(Protocol):

@@ -141,11 +141,10 @@ Emitter = Callable[[_Graph, Node, list[str], str], None]
 
 def _pads(node: Node, op: Conv | Pool) -> list[int]:
     h, w, _ = node.input_shapes[0]
-    kh, kw = pair(op.kernel)
-    stride = int(op.stride or kh)
+    (kh, kw), (sh, sw) = pair(op.kernel), pair(op.stride)  # type: ignore[arg-type]
     ceil_mode = isinstance(op, Pool) and op.ceil_mode
-    rows = padding_amounts(op, h, kh, stride, op.padding, 0, ceil_mode)
-    cols = padding_amounts(op, w, kw, stride, op.padding, 1, ceil_mode)
+    rows = padding_amounts(op, h, kh, sh, op.padding, 0, ceil_mode)
+    cols = padding_amounts(op, w, kw, sw, op.padding, 1, ceil_mode)
     return [rows[0], cols[0], rows[1], cols[1]]  # ONNX: begin of every axis, then end
 
 
@@ -164,7 +163,7 @@ def _conv(g: _Graph, node: Node, xs: list[str], out: str) -> None:
         out,
         op.name,
         kernel_shape=[kh, kw],
-        strides=[op.stride, op.stride],
+        strides=list(pair(op.stride)),
         pads=_pads(node, op),
         group=groups,
     )
@@ -227,7 +226,7 @@ def _pool(g: _Graph, node: Node, xs: list[str], out: str) -> None:
     op = node.op
     assert isinstance(op, Pool)
     kh, kw = pair(op.kernel)
-    attrs: dict[str, Any] = {"kernel_shape": [kh, kw], "strides": [op.stride, op.stride], "pads": _pads(node, op)}
+    attrs: dict[str, Any] = {"kernel_shape": [kh, kw], "strides": list(pair(op.stride)), "pads": _pads(node, op)}
     if isinstance(op, AvgPool):
         attrs["count_include_pad"] = 0  # as the spec (and Flax's avg_pool(count_include_pad=False))
     # ceil_mode stays 0: a max pool's ceil mode is its high padding, given explicitly (padded taps are ignored)

@@ -70,12 +70,10 @@ def load_table(gpu: str, dtype: str, kind: str, data: Path = DATA) -> list[Sampl
                 n, c, h, w, k, r, s, ph, pw, sh, sw = (
                     int(row[x]) for x in ("N", "C", "H", "W", "K", "R", "S", "pad_h", "pad_w", "stride_h", "stride_w")
                 )
-                if sh != sw:
-                    raise ValueError(f"{path}: row {i + 2} has stride {sh}x{sw}; the spec takes one stride")
-                conv = Conv(name="conv", out=k, kernel=(r, s), stride=sh, padding=(ph, pw), bias=False)
+                conv = Conv(name="conv", out=k, kernel=(r, s), stride=(sh, sw), padding=(ph, pw), bias=False)
                 arch = Arch(name=f"conv{i}", input_shape=(h, w, c), ops=(conv,))
                 batch, measured = n, float(row["forward_ms"]) * 1e-3
-                label = f"{row['app'] or 'conv'}: N{n} C{c} {h}x{w} K{k} {r}x{s}/{sh}"
+                label = f"{row['app'] or 'conv'}: N{n} C{c} {h}x{w} K{k} {r}x{s}/{sh if sh == sw else f'{sh}x{sw}'}"
             else:
                 m, n, k = int(row["M"]), int(row["N"]), int(row["K"])
                 arch = Arch(name=f"gemm{i}", input_shape=(k,), ops=(Dense(name="gemm", out=m, bias=False),))

@@ -47,7 +47,7 @@ STYLE: dict[str, Any] = {
     "figure.autolayout": False,  # so that `set_layout_engine(None)` removes the layout engine
     "figure.constrained_layout.use": False,
 }
-BOUND_COLORS = {"compute": "#1f77b4", "memory": "#d62728", "none": "#7f7f7f"}
+BOUND_COLORS = {"compute": "#1f77b4", "memory": "#d62728", "overhead": "#ff7f0e", "none": "#7f7f7f"}
 
 
 # ---------------------------------------------------------------- roofline
@@ -163,7 +163,7 @@ def draw_roofline(info: RooflineInfo, ax: Axes) -> None:
     )
     model = LATENCY_MODELS.get(info.latency_model)
     unit = "kernel" if model is not None and model.kernels else "layer"
-    for bound in ("compute", "memory"):
+    for bound in ("compute", "memory", "overhead"):
         points = [p for p in info.layers if p.bound == bound]
         if points:
             ax.scatter(

@@ -74,7 +74,24 @@ def layer_rows(result: Analysis) -> list[list[str]]:
 
 
 def layer_table(result: Analysis) -> str:
-    return render(layer_rows(result), LAYER_HEADER, right=LAYER_RIGHT)
+    table = render(layer_rows(result), LAYER_HEADER, right=LAYER_RIGHT)
+    if result.batch > 1:  # the summary gives per-sample totals; the rows are the whole batch's
+        return f"per layer, for the whole batch of {result.batch} (output: per sample)\n{table}"
+    return table
+
+
+def _percent(share: float) -> str:
+    """A share as a percentage, with two significant digits below 1% (0.3%, not 0%)."""
+    return f"{share * 100:.2g}%" if 0 < share < 0.01 else f"{share:.0%}"
+
+
+def _time_shares(result: Analysis) -> str:
+    unit = "kernels" if result.kernels else "layers"
+    text = f"{result.memory_bound_share:.0%} of the time in memory-bound {unit}"
+    overhead = sum(layer.time_s for layer in result.layers if layer.bound == "overhead")
+    if overhead and result.latency_s:
+        text += f", {overhead / result.latency_s:.0%} in {unit} bound by their launch overhead"
+    return text
 
 
 def latency_label(result: Analysis, platform: Platform | None = None) -> str:
@@ -117,10 +134,10 @@ def summary(result: Analysis, platform: Platform) -> str:
         f"({si(result.bytes / b, 'B')} per sample); intensity {result.intensity:.1f} FLOP/B",
         f"  peak memory of a forward pass: {si(result.peak_memory_bytes, 'B')} = weights {si(result.weight_bytes, 'B')} "
         f"+ feature maps alive at once {si(result.peak_activation_bytes, 'B')}",
-        f"  {latency_label(result, platform)}: latency {si(result.latency_s, 's')} per batch, {result.images_per_s:,.0f} images/s, "
+        f"  {latency_label(result, platform)}: latency {si(result.latency_s, 's')} per batch, "
+        f"{f'{result.images_per_s:,.0f}' if result.latency_s else '-'} images/s, "
         f"attainable {si(result.attainable_flops_per_s, 'FLOP/s')} "
-        f"({result.attainable_flops_per_s / result.peak_flops_per_s:.0%} of peak); "
-        f"{result.memory_bound_share:.0%} of the time in memory-bound {'kernels' if result.kernels else 'layers'}",
+        f"({_percent(result.attainable_flops_per_s / result.peak_flops_per_s)} of peak); {_time_shares(result)}",
         f"  roofline, whole model (classic): {point.bound}-bound, attainable {si(point.attainable_flops_per_s, 'FLOP/s')}, "
         f"latency {si(point.time_s, 's')}",
     ]

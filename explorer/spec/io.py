@@ -57,7 +57,7 @@ def op_from_dict(data: Mapping[str, Any], where: str) -> Op:
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "out": (int,),
-    "stride": (int,),
+    "stride": (int, list),
     "groups": (int,),
     "bottleneck": (int,),
     "bias": (bool,),

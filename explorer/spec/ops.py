@@ -93,15 +93,17 @@ def _positive(op: Op, name: str, value: Any) -> None:
         raise op_error(op, name, value, f"is larger than {MAX_SIZE:,}", f"give a realistic {name}")
 
 
-def _kernel(op: Op, value: Any) -> int | tuple[int, int]:
-    """An int or [kh, kw] of positive ints, checked (never truncated or cut short)."""
+def _kernel(op: Op, value: Any, name: str = "kernel") -> int | tuple[int, int]:
+    """An int or [h, w] of positive ints (a kernel size, or with `name` a stride), checked (never
+    truncated or cut short)."""
     if isinstance(value, list | tuple):
         if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise op_error(op, "kernel", value, "is not a kernel size", "give an int or [kh, kw] of positive ints")
+            what = "a kernel size" if name == "kernel" else f"a {name}"
+            raise op_error(op, name, value, f"is not {what}", f"give an int or [{name[0]}h, {name[0]}w] of positive ints")
         for v in value:
-            _positive(op, "kernel", v)
+            _positive(op, name, v)
         return (value[0], value[1])
-    _positive(op, "kernel", value)
+    _positive(op, name, value)
     return value
 
 
@@ -157,12 +159,12 @@ def _check_padding(op: Op, padding: Any) -> Padding:
 
 
 def _spatial(
-    op: Op, shape: Shape, kernel: Any, stride: int, padding: Padding, ceil_mode: bool = False
+    op: Op, shape: Shape, kernel: Any, stride: Any, padding: Padding, ceil_mode: bool = False
 ) -> tuple[int, int]:
     h, w, _ = op.need_map(shape)
-    kh, kw = pair(kernel)
-    oh = padding_amounts(op, h, kh, stride, padding, 0, ceil_mode)[2]
-    ow = padding_amounts(op, w, kw, stride, padding, 1, ceil_mode)[2]
+    (kh, kw), (sh, sw) = pair(kernel), pair(stride)
+    oh = padding_amounts(op, h, kh, sh, padding, 0, ceil_mode)[2]
+    ow = padding_amounts(op, w, kw, sw, padding, 1, ceil_mode)[2]
     return oh, ow
 
 
@@ -175,7 +177,7 @@ class Conv(Op):
     kind: ClassVar[str] = "conv"
     out: int | None = None
     kernel: int | tuple[int, int] = 3
-    stride: int = 1
+    stride: int | tuple[int, int] = 1
     padding: Padding = "same"
     groups: int = 1
     bias: bool = True
@@ -184,7 +186,7 @@ class Conv(Op):
     def __post_init__(self) -> None:
         object.__setattr__(self, "padding", _check_padding(self, self.padding))
         object.__setattr__(self, "kernel", _kernel(self, self.kernel))
-        _positive(self, "stride", self.stride)
+        object.__setattr__(self, "stride", _kernel(self, self.stride, "stride"))
         if self.out is not None:
             _positive(self, "out", self.out)
         elif self.groups != 0:
@@ -271,20 +273,32 @@ class Act(Op):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Pool(Op):
-    """Max or average pooling over `kernel` windows; `stride` defaults to the kernel."""
+    """Max or average pooling over `kernel` windows; `stride` defaults to the kernel (both axes).
+    Explicit padding is at most half the kernel on each axis (PyTorch's rule): more would leave
+    windows holding only padding, whose max is -inf and whose mean is 0/0."""
 
     kind: ClassVar[str] = "pool"
     kernel: int | tuple[int, int] = 2
-    stride: int | None = None
+    stride: int | tuple[int, int] | None = None
     padding: Padding = 0
     ceil_mode: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "padding", _check_padding(self, self.padding))
         object.__setattr__(self, "kernel", _kernel(self, self.kernel))
-        if self.stride is None:
-            object.__setattr__(self, "stride", pair(self.kernel)[0])
-        _positive(self, "stride", self.stride)
+        object.__setattr__(self, "stride", _kernel(self, self.kernel if self.stride is None else self.stride, "stride"))
+        if isinstance(self.padding, int | tuple):
+            most = tuple(k // 2 for k in pair(self.kernel))
+            if any(p > m for p, m in zip(pair(self.padding), most, strict=True)):
+                limit = most[0] if most[0] == most[1] else list(most)
+                raise op_error(
+                    self,
+                    "padding",
+                    self.padding if isinstance(self.padding, int) else list(self.padding),
+                    f"is more than half the kernel {self.kernel if isinstance(self.kernel, int) else list(self.kernel)}: "
+                    "some windows would hold only padding",
+                    f"use padding <= {limit}, or a larger kernel",
+                )
 
     def out_shape(self, shapes: Sequence[Shape]) -> Shape:
         self.check_arity(shapes)
