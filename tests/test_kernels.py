@@ -167,7 +167,9 @@ def test_a_kernel_whose_launch_outweighs_its_work_is_overhead_bound() -> None:
     for k in r.kernels:
         work = max(k.compute_s, k.memory_s)
         assert k.overhead_s == pytest.approx(k.time_s - work)  # PLAIN: time = max(compute, memory) + launch
-        assert by_name[k.name].bound == ("overhead" if k.overhead_s > work else "compute" if k.compute_s >= k.memory_s else "memory")
+        assert by_name[k.name].bound == (
+            "overhead" if k.overhead_s > work else "compute" if k.compute_s >= k.memory_s else "memory"
+        )
     assert by_name["fc"].bound == "overhead"  # 10 x 16 MACs against 7 us
     big = Arch(name="big", input_shape=(56, 56, 256), ops=(Conv(name="c", out=256, kernel=3, bias=False),))
     heavy = analyze(big, platform=dataclasses.replace(platform, kernel_params=params), latency_model="kernel")

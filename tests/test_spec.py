@@ -47,7 +47,10 @@ def test_a_stride_per_axis_and_a_rectangular_pool_follow_the_formula_on_each_axi
 @pytest.mark.parametrize(
     ("pool", "message"),
     [
-        ({"kernel": 2, "padding": 2}, "padding=2 is more than half the kernel 2: some windows would hold only padding; use padding <= 1"),
+        (
+            {"kernel": 2, "padding": 2},
+            "padding=2 is more than half the kernel 2: some windows would hold only padding; use padding <= 1",
+        ),
         ({"kernel": 3, "padding": [1, 2]}, "padding=[1, 2] is more than half the kernel 3"),
         ({"kernel": [3, 5], "padding": [2, 2]}, "use padding <= [1, 2]"),
         ({"kernel": 2, "stride": [2, 0]}, "stride=0 must be a positive integer"),

@@ -204,7 +204,9 @@ def _facts(node: Node, runtime: str) -> _Facts:
             assert isinstance(op, Conv)
             oh, ow, _ = node.output_shape
             groups = op.channels(cin)[0]
-            winograd = runtime in WINOGRAD_RUNTIMES and pair(op.kernel) == (3, 3) and pair(op.stride) == (1, 1) and groups == 1
+            winograd = (
+                runtime in WINOGRAD_RUNTIMES and pair(op.kernel) == (3, 3) and pair(op.stride) == (1, 1) and groups == 1
+            )
             padding = (-(-oh // 4) * 4) * (-(-ow // 4) * 4) / (oh * ow)
             return make(
                 _Facts, (op.name, node.inputs, kind, epilogue, add, oh * ow, groups, winograd, padding, False, False)

@@ -99,7 +99,9 @@ def _kernel(op: Op, value: Any, name: str = "kernel") -> int | tuple[int, int]:
     if isinstance(value, list | tuple):
         if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             what = "a kernel size" if name == "kernel" else f"a {name}"
-            raise op_error(op, name, value, f"is not {what}", f"give an int or [{name[0]}h, {name[0]}w] of positive ints")
+            raise op_error(
+                op, name, value, f"is not {what}", f"give an int or [{name[0]}h, {name[0]}w] of positive ints"
+            )
         for v in value:
             _positive(op, name, v)
         return (value[0], value[1])
