@@ -45,6 +45,7 @@ def position_ceiling(table: object, column: str) -> float:
 def main() -> int:
     sys.path.insert(0, str(ROOT))
     from explorer.cost.analyze import analyze
+    from explorer.cost.platforms import get_platform
     from explorer.files import write_text
     from explorer.measure import fewshot as F
     from explorer.measure import fewshot_nb201 as V
@@ -205,8 +206,11 @@ def main() -> int:
     ]
     for r in results:
         f = r.selected_fit
+        prior_bandwidth = get_platform(V.COLUMNS[r.column].prior).bandwidth_bytes_per_s
+        kept = abs(f["bandwidth_bytes_per_s"] / prior_bandwidth - 1) <= 1e-4  # the networks do not tell it
+        bandwidth = f"{f['bandwidth_bytes_per_s'] / 1e9:.4g}" + (" (the prior's: not identified)" if kept else "")
         lines.append(
-            f"| {r.column} | {f['peak_flops_per_s'] / 1e12:.3g} | {f['bandwidth_bytes_per_s'] / 1e9:.4g} | "
+            f"| {r.column} | {f['peak_flops_per_s'] / 1e12:.3g} | {bandwidth} | "
             f"{1e6 * f['op_dispatch_s']:.1f} | {1e6 * f['library_dispatch_s']:.1f} | {1e6 * f['call_overhead_s']:.0f} |"
         )
     conv3 = analyze(

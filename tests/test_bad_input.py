@@ -42,6 +42,18 @@ CLI_CASES: list[tuple[str, dict[str, object], list[str], str]] = [
     ("dtype the platform lacks", {}, ["score", "tiny", "--platform", "t4", "--dtype", "tf32"], "has no tf32 peak"),
     ("peak without bandwidth", {}, ["score", "tiny", "--peak", "10T"], "--peak and --bandwidth go together"),
     ("negative peak", {}, ["score", "tiny", "--peak=-5T", "--bandwidth", "1GB/s"], "--peak '-5T' is not a quantity"),
+    (
+        "peak without a unit",
+        {},
+        ["score", "tiny", "--peak", "15.7", "--bandwidth", "900GB/s"],
+        "give the unit, e.g. --peak",
+    ),
+    (
+        "peak over bandwidth no chip has",
+        {"p.toml": "[x]\npeak_tflop_per_s = { float32 = 13400 }\nbandwidth_gb_per_s = 0.616\n"},
+        ["score", "tiny", "--platform", "p.toml"],
+        "is a ridge point of 2.18e+07 FLOP/byte",
+    ),
     ("unknown space", {}, ["--budget", "2GFLOPs", "--space", "resnet99"], "--space 'resnet99' is not known"),
     ("missing spec file", {}, ["score", "nothere.json"], "ARCH 'nothere.json': no such file"),
     (
@@ -314,7 +326,7 @@ CLI_CASES: list[tuple[str, dict[str, object], list[str], str]] = [
         "peak overflows",
         {"p.toml": PLATFORM % "1e300"},
         ["score", "tiny", "--platform", "p.toml"],
-        "is inf in base units",
+        "float32=1e+300 is above 1e+06 TFLOP/s, which no chip comes near; give it in TFLOP/s",
     ),
     (
         "bandwidth underflows",

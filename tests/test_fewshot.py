@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -190,3 +191,62 @@ def test_a_prior_platform_without_a_runtime_asks_for_runtime_in_one_line(
     assert (
         len(err) == 1 and "--platform tpu-v4 has no runtime to fit the device's kernels under; give --runtime" in err[0]
     )
+
+
+def test_latencies_in_another_unit_than_their_column_are_refused_and_a_fair_fit_records_its_batch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A made-up device's latencies written 1000x off (seconds under latency_ms, microseconds under it)
+    make the fit move a constant implausibly far from its prior: one line, naming it and the unit. The
+    same latencies in their unit fit, and the platform file records the batch it was measured at."""
+    from explorer.cli import main
+
+    bank = F.nb201_bank(SOME[:12], "eager", 32)
+    made = F.predict_s(bank, truth(F.prior_device(get_platform("rtx2080ti"), "eager")))
+    csv, out = tmp_path / "m.csv", tmp_path / "d.toml"
+    run = ["calibrate", "--measured", str(csv), "--platform", "rtx2080ti", "--runtime", "eager", "--batch", "32"]
+    for factor in (1e-3, 1e3):  # seconds or microseconds written as milliseconds
+        csv.write_text("arch,latency_ms\n" + "".join(f"{a},{t * 1e3 * factor}\n" for a, t in zip(SOME, made)))
+        assert main([*run, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "prior standard deviations" in err[0] and "latency_ms" in err[0], err
+        assert err[0].startswith("explore: error: m.csv: the fit puts ") and not out.exists()
+    csv.write_text("arch,latency_ms\n" + "".join(f"{a},{t * 1e3}\n" for a, t in zip(SOME, made)))
+    assert main([*run, "--out", str(out)]) == 0
+    device = get_platform(str(out))
+    assert device.extra["measured_batch"] == 32 and device.batch_note(32) is None
+    assert "measured at batch 32; at batch 256" in str(device.batch_note(256))
+    capsys.readouterr()
+    assert main(["score", "tiny", "--platform", str(out), "--batch", "256", "--quiet"]) == 0
+    assert "was fitted on networks measured at batch 32" in capsys.readouterr().err
+    csv.write_text("arch,latency_ms\n" + "".join(f"{a},2.5\n" for a in SOME[:12]))
+    assert main([*run, "--out", str(out)]) == 2
+    assert "every network's latency is the same (0.0025 s)" in capsys.readouterr().err
+
+
+def test_the_selection_does_not_depend_on_the_order_networks_are_listed_in() -> None:
+    """NB201's networks share selection features (ties): the pick goes by name, so the command (all
+    strings in product order), a report (HELP's order) and a shuffled candidates file agree."""
+    bank = F.nb201_bank(ALL, "eager", 1)
+    order = RNG.permutation(len(ALL))
+    shuffled = F.nb201_bank([ALL[i] for i in order], "eager", 1)
+    picked = {bank.labels[i] for i in F.select_networks(bank, 10)}
+    assert picked == {shuffled.labels[i] for i in F.select_networks(shuffled, 10)}
+    assert len({tuple(v) for v in bank.selection_features()}) < len(ALL) // 10  # the ties are real
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+            "looks like an NB201 arch string; write it with the prefix: nb201:|none~0|",
+        ),
+        ("nb201:|none~0| + |none~0|none~1|+|none~0|none~1|none~2|", "has spaces inside; write it without them"),
+    ],
+)
+def test_nb201_strings_written_as_help_prints_them_get_the_fix(text: str, message: str) -> None:
+    from explorer.spec import SpecError, load_arch
+
+    with pytest.raises(SpecError, match=re.escape(message)):
+        load_arch(text)

@@ -336,6 +336,48 @@ def test_bad_kernel_fields_are_refused_in_one_line(tmp_path: Path, line: str, me
         load_platform_file(path)
 
 
+def _shipped_kernel_table(runtime: str, *, without: tuple[str, ...] = (), **change: float) -> str:
+    params = dataclasses.replace(default_params()[runtime], **change)
+    return "\n".join(line for line in params.toml_lines() if line.split(" = ")[0] not in ("source", *without))
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        # units mixed up: a ridge point no chip has (the catalog's lie between 9 and 810 FLOP/byte)
+        (
+            "peak_tflop_per_s = { float32 = 13.4e12 }\nbandwidth_gb_per_s = 616e9",
+            "peak_tflop_per_s.float32=13400000000000.0 is above 1e\\+06 TFLOP/s",
+        ),
+        ("peak_tflop_per_s = { float32 = 13400 }\nbandwidth_gb_per_s = 0.616", "give the peak in TFLOP/s"),
+        ("peak_tflop_per_s = { float32 = 1e-6 }\nbandwidth_gb_per_s = 900", "outside the \\[0.001, 100000\\]"),
+        # overheads written in microseconds
+        (
+            f"peak_tflop_per_s = {{ float32 = 14 }}\nbandwidth_gb_per_s = 616\nprocessors = 68\nruntime = 'cudnn'\n"
+            f"[x.kernel]\n{_shipped_kernel_table('cudnn', overhead_s=14.0)}",
+            "overhead_s=14.0 is 14 seconds per kernel",
+        ),
+        (
+            f"peak_tflop_per_s = {{ float32 = 14 }}\nbandwidth_gb_per_s = 616\nprocessors = 68\nruntime = 'eager'\n"
+            f"[x.kernel]\n{_shipped_kernel_table('eager', without=('op_dispatch_s',))}",
+            "runtime='eager' needs the host dispatch",
+        ),
+    ],
+)
+def test_a_platform_written_in_other_units_is_refused_in_one_line(tmp_path: Path, body: str, message: str) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(f"[x]\n{body}\n")
+    with pytest.raises(PlatformError, match=message) as info:
+        load_platform_file(path)
+    assert "\n" not in str(info.value)
+    fine = _shipped_kernel_table("eager")
+    path.write_text(
+        f"[x]\npeak_tflop_per_s = {{ float32 = 14 }}\nbandwidth_gb_per_s = 616\nprocessors = 68\n"
+        f"runtime = 'eager'\n[x.kernel]\n{fine}\n"
+    )
+    assert load_platform_file(path)["x"].kernel_params.op_dispatch_s == default_params()["eager"].op_dispatch_s
+
+
 def test_a_calibrated_platform_round_trips_its_kernel_constants() -> None:
     from explorer.cost.platforms import platform_from_dict
 

@@ -203,6 +203,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     platform = options.plat
     arch = load_arch(args.arch)
     result = analyze(arch, options)
+    note = platform.batch_note(options.batch)
+    if note is not None:
+        print(f"explore score: note: {note}", file=sys.stderr)
     if args.json == "-":
         sys.stdout.write(dumps_json(result.to_dict() | {"platform_info": platform.to_dict()}))
         return 0
@@ -428,7 +431,16 @@ def cmd_calibrate_measured(args: argparse.Namespace) -> int:
         raise UsageError(f"--runtime {runtime!r} is not known; use one of: {', '.join(RUNTIMES)}")
     if args.batch < 1:
         raise UsageError(f"--batch {args.batch} must be >= 1")
+    if not args.key.strip():
+        raise UsageError("--key '' is empty; give the platform's key, e.g. --key measured")
     dtype = canonical_dtype(args.dtypes.split(",")[0].strip())
+    if dtype not in prior.peak_flops_per_s:
+        raise UsageError(
+            f"--dtypes {args.dtypes!r}: the prior --platform {args.platform} has no {dtype} peak (it has: "
+            f"{', '.join(prior.peak_flops_per_s)}); give one of those"
+        )
+    if args.out and args.select is not None and Path(args.out).suffix != ".csv":
+        raise UsageError(f"--out {args.out!r}: with --select, a CSV template, e.g. --out measure.csv")
     if args.select is not None:
         if args.candidates:
             path = Path(args.candidates)
@@ -467,9 +479,17 @@ def cmd_calibrate_measured(args: argparse.Namespace) -> int:
         f"  effective peak {si(fit.device.peak_flops_per_s, 'FLOP/s')} ({fit.peak_scale:.3g} x the prior's), "
         f"bandwidth {si(fit.device.bandwidth_bytes_per_s, 'B/s')} ({fit.bandwidth_scale:.3g} x)"
     )
-    for name in fit.free:
+    moved, kept = fit.moved()
+    for name in moved:
         if name not in fewshot.SCALES:
             print(f"  {name} = {getattr(fit.device.params, name):.4g} (prior {getattr(fit.prior.params, name):.4g})")
+    if kept:
+        print(f"  left at the prior (these networks do not tell them): {', '.join(kept)}")
+    if runtime != prior.runtime:
+        print(
+            f"  note: {prior.key} runs {prior.runtime}, not {runtime}: the fit started from constants shipped for "
+            f"{runtime} ({fit.prior.params.source or 'no source given'}), not from the prior's own"
+        )
     print(
         f"  leave-one-out over the {len(rows)} networks: Spearman {loo.spearman:.3f}, median |error| "
         f"{loo.median_abs_error:.1%}"

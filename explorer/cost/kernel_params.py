@@ -76,6 +76,11 @@ class KernelParams:
             value = data[name]
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
                 raise KernelModelError(f"{where}: {name}={value!r} must be a finite number >= 0")
+            if name.endswith("_s") and value >= MAX_OVERHEAD_S:
+                raise KernelModelError(
+                    f"{where}: {name}={value!r} is {value:g} seconds per {'pass' if name == 'call_overhead_s' else 'kernel'}; "
+                    f"times are in seconds (5e-06 for 5 us)"
+                )
             values[name] = float(value)
         for share in ("compute_efficiency", "memory_efficiency", "vector_efficiency", "depthwise_efficiency"):
             if not 0 < values[share] <= 1:
@@ -89,6 +94,9 @@ class KernelParams:
         return cls(**values)
 
 
+MAX_OVERHEAD_S: Final[float] = 1.0
+"""A fixed time per kernel or pass (launch, dispatch) of a second or more is a unit mistake (the
+fitted ones lie between 0.3 and 60 us)."""
 OPTIONAL: Final[dict[str, float]] = {"op_dispatch_s": 0.0, "library_dispatch_s": 0.0, "dispatch_overlap": 0.0}
 """Parameters a table may leave out (those added after files were written), with the value that keeps
 the model as it was."""

@@ -21,6 +21,14 @@ DEFAULT_PLATFORM = "v100"
 
 TERA = 1e12
 GIGA = 1e9
+MOST_TFLOP_PER_S = 1e6
+MOST_GB_PER_S = 1e8
+"""1 EFLOP/s and 100 PB/s: far above any chip (a wafer-scale one: 125 PFLOP/s, 21 PB/s); a peak or
+bandwidth above them was written in base units."""
+RIDGE_FLOPS_PER_BYTE = (1e-3, 1e5)
+"""The ridge points (peak / bandwidth) a platform file may give: the catalog's lie between 9 and 810
+FLOP/byte and the CPUs calibrated from phones' and boards' networks near 0.03; outside this range a
+peak or a bandwidth was written in another unit than its key names."""
 
 
 class PlatformError(ValueError):
@@ -59,6 +67,17 @@ class Platform:
     def ridge_flops_per_byte(self, dtype: str) -> float:
         """Arithmetic intensity (FLOP/byte) where the bandwidth slope meets the compute roof."""
         return self.peak(dtype) / self.bandwidth_bytes_per_s
+
+    def batch_note(self, batch: int) -> str | None:
+        """A warning where this platform's constants were fitted on networks measured at another batch
+        (`explore calibrate --measured` records it as `extra.measured_batch`): the fit extrapolates."""
+        fitted = self.extra.get("measured_batch")
+        if not isinstance(fitted, int) or isinstance(fitted, bool) or fitted == batch:
+            return None
+        return (
+            f"platform {self.key!r} was fitted on networks measured at batch {fitted}; at batch {batch} its constants "
+            f"are extrapolated and may be far off (measure at batch {batch} and run explore calibrate --measured again)"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -143,10 +162,17 @@ def _kernel_fields(where: str, table: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _number(where: str, key: str, value: Any, scale: float = 1.0) -> float:
-    """A positive number times `scale` (its unit), finite and at least 1 in base units (FLOP/s, B/s, B)."""
+def _number(where: str, key: str, value: Any, scale: float = 1.0, most: float = math.inf) -> float:
+    """A positive number times `scale` (its unit), finite and at least 1 in base units (FLOP/s, B/s, B),
+    and at most `most` in the key's unit."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
         raise PlatformError(f"{where}: {key}={short_repr(value)} must be a positive, finite number")
+    if value > most:
+        unit = "TFLOP/s" if key.startswith("peak_tflop") else "GB/s"
+        raise PlatformError(
+            f"{where}: {key}={value!r} is above {most:g} {unit}, which no chip comes near; give it in {unit}, as "
+            "the key's name says"
+        )
     scaled = float(value) * scale
     if not 1.0 <= scaled < math.inf:
         raise PlatformError(
@@ -208,13 +234,33 @@ def platform_from_table(key: str, table: Mapping[str, Any], where: str) -> Platf
             raise PlatformError(
                 f"{where}: peak_tflop_per_s has unknown dtype {dtype!r}; use {', '.join(BYTES_PER_ELEMENT)}"
             )
-        peak_flops[dtype] = _number(where, f"peak_tflop_per_s.{dtype}", value, TERA)
+        peak_flops[dtype] = _number(where, f"peak_tflop_per_s.{dtype}", value, TERA, MOST_TFLOP_PER_S)
+    bandwidth = _number(where, "bandwidth_gb_per_s", table["bandwidth_gb_per_s"], GIGA, MOST_GB_PER_S)
+    for dtype, peak in peak_flops.items():
+        ridge = peak / bandwidth
+        if not RIDGE_FLOPS_PER_BYTE[0] <= ridge <= RIDGE_FLOPS_PER_BYTE[1]:
+            low, high = RIDGE_FLOPS_PER_BYTE
+            raise PlatformError(
+                f"{where}: peak_tflop_per_s.{dtype}={peaks[dtype]!r} over bandwidth_gb_per_s="
+                f"{table['bandwidth_gb_per_s']!r} is a ridge point of {ridge:.3g} FLOP/byte, outside the "
+                f"[{low:g}, {high:g}] of any chip; give the peak in TFLOP/s (1e12 FLOP/s) and the bandwidth in GB/s (1e9 B/s)"
+            )
+    runtime, kernel = table.get("runtime"), table.get("kernel")
+    if runtime == "eager" and isinstance(kernel, Mapping):
+        from explorer.cost.kernel_params import EAGER_PARAMS
+
+        missing = [name for name in EAGER_PARAMS if name not in kernel]
+        if missing:
+            raise PlatformError(
+                f"{where}: runtime='eager' needs the host dispatch in its [kernel] table, which lacks {', '.join(missing)}; "
+                "give each (0 where there is none), or leave out the [kernel] table for the shipped [eager] constants"
+            )
     memory = table.get("memory_gb")
     return Platform(
         key=key,
         name=str(table.get("name", key)),
         peak_flops_per_s=MappingProxyType(peak_flops),
-        bandwidth_bytes_per_s=_number(where, "bandwidth_gb_per_s", table["bandwidth_gb_per_s"], GIGA),
+        bandwidth_bytes_per_s=bandwidth,
         memory_bytes=None if memory is None else _number(where, "memory_gb", memory, GIGA),
         source=str(table.get("source", "")),
         extra=MappingProxyType(_extra(where, table.get("extra", {}))),
@@ -275,9 +321,17 @@ def custom_platform(
     *, peak_flops_per_s: float, bandwidth_bytes_per_s: float, dtype: str = "float32", name: str = "custom"
 ) -> Platform:
     """A one-dtype platform from two numbers (the `--peak`/`--bandwidth` flags)."""
-    for what, value in (("peak_flops_per_s", peak_flops_per_s), ("bandwidth_bytes_per_s", bandwidth_bytes_per_s)):
+    for what, value, unit in (
+        ("peak_flops_per_s", peak_flops_per_s, "FLOP/s"),
+        ("bandwidth_bytes_per_s", bandwidth_bytes_per_s, "B/s"),
+    ):
         if not 1.0 <= value < math.inf:
             raise PlatformError(f"{what}={value!r} must be at least 1 and finite")
+        if value < 1e6:  # a microcontroller does 1e8 FLOP/s: this is a number without its unit
+            raise PlatformError(
+                f"{what}={value:g} {unit} is less than a microcontroller's; give the unit, e.g. "
+                + ("--peak 15.7T (TFLOP/s)" if unit == "FLOP/s" else "--bandwidth 900GB/s")
+            )
     return Platform(
         key=name,
         name=name,

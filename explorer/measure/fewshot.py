@@ -69,6 +69,11 @@ PRIOR_WIDTHS: Final[dict[str, float]] = {
 (compute and memory efficiency: the scales hold them; the blend, prologue, depthwise efficiency and
 dispatch overlap) stay the prior's."""
 SCALES: Final[tuple[str, str]] = ("peak_scale", "bandwidth_scale")
+IMPLAUSIBLE_SD: Final[float] = 5.0
+"""A fitted constant further than this many prior standard deviations (`PRIOR_WIDTHS`) from its prior
+is refused: latencies in another unit than their column names do that (seconds in `latency_ms` put a
+GPU at 250x its datasheet, microseconds put a host dispatch at 27 ms per op: 7 to 9 deviations), where
+the fits of HELP's eleven devices from their catalog or Xeon priors stay within 3.3."""
 
 
 # ---------------------------------------------------------------- kernels of many networks
@@ -333,6 +338,18 @@ class FewShotFit:
     train: Agreement
     """The fit on its own networks (not a validation: see `leave_one_out`)."""
 
+    def moved(self) -> tuple[list[str], list[str]]:
+        """The free constants the fit moved from the prior, and those it left there (to within 0.01%:
+        the networks do not tell them apart, e.g. a CPU's bandwidth where no kernel is memory-bound)."""
+        moved, kept = [], []
+        for name in self.free:
+            if name in SCALES:
+                now, was = getattr(self, name), 1.0
+            else:
+                now, was = getattr(self.device.params, name), getattr(self.prior.params, name)
+            (moved if abs(now - was) > 1e-4 * abs(was) else kept).append(name)
+        return moved, kept
+
 
 def _free(prior: Device) -> list[str]:
     p = prior.params
@@ -389,6 +406,11 @@ def fit_few_shot(bank: KernelBank, measured_s: Sequence[float] | np.ndarray, pri
         )
     if not np.all(np.isfinite(measured) & (measured > 0)):
         raise ValueError("measured_s must be positive, finite latencies in seconds")
+    if np.ptp(measured) == 0:
+        raise ValueError(
+            f"every network's latency is the same ({measured[0]:.6g} s): nothing to fit or rank; give each "
+            "network its own timing"
+        )
     free = _free(prior)
     start = np.array([0.0 if n in SCALES else _encode(n, getattr(prior.params, n)) for n in free])
     widths = np.array([PRIOR_WIDTHS[n] for n in free])
@@ -401,9 +423,31 @@ def fit_few_shot(bank: KernelBank, measured_s: Sequence[float] | np.ndarray, pri
         return np.concatenate([data, (x - start) / widths])
 
     result = least_squares(residuals, start, loss="soft_l1", f_scale=2.0, max_nfev=300)
+    _check_plausible(prior, free, result.x, start, widths, measured)
     device, peak_scale, bandwidth_scale = _device(prior, free, result.x)
     fitted = agreement(predict_s(bank, device), measured)
     return FewShotFit(device, prior, bank.runtime, peak_scale, bandwidth_scale, tuple(free), len(measured), fitted)
+
+
+def _check_plausible(
+    prior: Device, free: Sequence[str], x: np.ndarray, start: np.ndarray, widths: np.ndarray, measured: np.ndarray
+) -> None:
+    """Refuse a fit that had to move a constant implausibly far from its prior (`IMPLAUSIBLE_SD`), in
+    one line naming it, its value and the likely cause."""
+    deviations = np.abs(x - start) / widths
+    worst = int(np.argmax(deviations))
+    if deviations[worst] <= IMPLAUSIBLE_SD:
+        return
+    name = free[worst]
+    was = 1.0 if name in SCALES else getattr(prior.params, name)
+    now = _decode(name, float(x[worst]))
+    unit = "x the prior's" if name in SCALES else "s"
+    raise ValueError(
+        f"the fit puts {name} at {now:.3g} {unit} against the prior's {was:.3g} ({deviations[worst]:.1f} prior "
+        f"standard deviations; the networks' median latency is {float(np.median(measured)):.3g} s): are the "
+        "latencies in the unit their column names (latency_s, latency_ms, latency_us)? If they are, choose a "
+        "--platform prior nearer the device"
+    )
 
 
 def leave_one_out(bank: KernelBank, measured_s: Sequence[float] | np.ndarray, prior: Device) -> Agreement:
@@ -424,10 +468,12 @@ def leave_one_out(bank: KernelBank, measured_s: Sequence[float] | np.ndarray, pr
 def select_networks(bank: KernelBank, n: int = MIN_NETWORKS) -> list[int]:
     """`n` networks of `bank` spread over what decides latency: farthest-point sampling over the
     standardised `KernelBank.selection_features`, from the network nearest their median (a typical
-    one), each next the one farthest from all chosen. Deterministic."""
+    one), each next the one farthest from all chosen. Deterministic, and the same for the same networks
+    listed in any order (NB201's 15,625 have 210 distinct features: ties go by name)."""
     if not 1 <= n <= len(bank.labels):
         raise ValueError(f"n={n} must be between 1 and the {len(bank.labels)} candidate networks")
-    x = bank.selection_features()
+    order = np.argsort(np.array(bank.labels), kind="stable")  # ties go by name, not by the list's order
+    x = bank.selection_features()[order]
     spread = x.std(axis=0)
     z = (x - np.median(x, axis=0)) / np.where(spread > 0, spread, 1.0)
     chosen = [int(np.argmin((z**2).sum(axis=1)))]
@@ -436,7 +482,7 @@ def select_networks(bank: KernelBank, n: int = MIN_NETWORKS) -> list[int]:
         nxt = int(np.argmax(distance))
         chosen.append(nxt)
         distance = np.minimum(distance, ((z - z[nxt]) ** 2).sum(axis=1))
-    return chosen
+    return [int(order[i]) for i in chosen]
 
 
 # ---------------------------------------------------------------- files
@@ -488,16 +534,20 @@ def read_measured(text: str, where: str) -> list[MeasuredRow]:
     return rows
 
 
-def platform_text(fit: FewShotFit, prior: Platform, key: str, dtype: str, source: str, loo: Agreement | None) -> str:
+def platform_text(
+    fit: FewShotFit, prior: Platform, key: str, dtype: str, source: str, loo: Agreement | None, batch: int | None = None
+) -> str:
     """The fitted device as a platform file (the catalog's schema; `--platform FILE` reads it)."""
     import json
 
     q = json.dumps
     d = fit.device
+    moved, kept = fit.moved()
     lines = [
         f"# Written by `explore calibrate --measured`: {source}.",
         f"# Prior: {prior.key} ({prior.name}); effective peak = {fit.peak_scale:.4g} x the prior's, "
-        f"bandwidth = {fit.bandwidth_scale:.4g} x; fitted: {', '.join(fit.free)}.",
+        f"bandwidth = {fit.bandwidth_scale:.4g} x; fitted: {', '.join(moved) or 'none'}"
+        + (f"; left at the prior (these networks do not tell them): {', '.join(kept)}." if kept else "."),
         f"# Fit on its own {fit.n} networks: Spearman {fit.train.spearman:.3f}, median |error| "
         f"{fit.train.median_abs_error:.1%}"
         + (
@@ -506,7 +556,7 @@ def platform_text(fit: FewShotFit, prior: Platform, key: str, dtype: str, source
             else "."
         ),
         f"[{q(key)}]",
-        f"name = {q(f'{prior.name}, calibrated from {fit.n} measured networks')}",
+        f"name = {q(f'a device calibrated from {fit.n} measured networks (prior: {prior.name})')}",
         f"peak_tflop_per_s = {{ {dtype} = {d.peak_flops_per_s / 1e12:.6g} }}",
         f"bandwidth_gb_per_s = {d.bandwidth_bytes_per_s / 1e9:.6g}",
         f"source = {q(source)}",
@@ -514,6 +564,7 @@ def platform_text(fit: FewShotFit, prior: Platform, key: str, dtype: str, source
         f"runtime = {q(fit.runtime)}",
         f"tiles = {[list(t) for t in d.tiles]}",
         "",
+        *([f"[{q(key)}.extra]", f"measured_batch = {batch}", ""] if batch is not None else []),
         f"[{q(key)}.kernel]",
         *dataclasses.replace(d.params, source=source).toml_lines(),
     ]
@@ -664,7 +715,10 @@ def calibrate_measured(
     bank = bank_of([r.network for r in rows], runtime, batch, dtype, base, [f"{where}, line {r.line}" for r in rows])
     measured = np.array([r.latency_s for r in rows])
     device = prior_device(prior, runtime, dtype)
-    fit = fit_few_shot(bank, measured, device)
-    loo = leave_one_out(bank, measured, device)
+    try:
+        fit = fit_few_shot(bank, measured, device)
+        loo = leave_one_out(bank, measured, device)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
     source = f"fitted by explore calibrate --measured from {len(rows)} networks of {where} (batch {batch}, {runtime})"
-    return Calibrated(fit, loo, platform_text(fit, prior, key, dtype, source, loo))
+    return Calibrated(fit, loo, platform_text(fit, prior, key, dtype, source, loo, batch))
