@@ -206,12 +206,14 @@ def test_latencies_in_another_unit_than_their_column_are_refused_and_a_fair_fit_
     csv, out = tmp_path / "m.csv", tmp_path / "d.toml"
     run = ["calibrate", "--measured", str(csv), "--platform", "rtx2080ti", "--runtime", "eager", "--batch", "32"]
     for factor in (1e-3, 1e3):  # seconds or microseconds written as milliseconds
-        csv.write_text("arch,latency_ms\n" + "".join(f"{a},{t * 1e3 * factor}\n" for a, t in zip(SOME, made)))
+        csv.write_text(
+            "arch,latency_ms\n" + "".join(f"{a},{t * 1e3 * factor}\n" for a, t in zip(SOME[:12], made, strict=True))
+        )
         assert main([*run, "--out", str(out)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "prior standard deviations" in err[0] and "latency_ms" in err[0], err
         assert err[0].startswith("explore: error: m.csv: the fit puts ") and not out.exists()
-    csv.write_text("arch,latency_ms\n" + "".join(f"{a},{t * 1e3}\n" for a, t in zip(SOME, made)))
+    csv.write_text("arch,latency_ms\n" + "".join(f"{a},{t * 1e3}\n" for a, t in zip(SOME[:12], made, strict=True)))
     assert main([*run, "--out", str(out)]) == 0
     device = get_platform(str(out))
     assert device.extra["measured_batch"] == 32 and device.batch_note(32) is None

@@ -170,7 +170,9 @@ def load_arch(name_or_path: str | Path) -> Arch:
     if text.startswith(nb201.PREFIX):
         return _load_nb201(text)
     if text.startswith("|") and text.endswith("|") and "~" in text:
-        raise SpecError(f"ARCH {text!r} looks like an NB201 arch string; write it with the prefix: {nb201.PREFIX}{text}")
+        raise SpecError(
+            f"ARCH {text!r} looks like an NB201 arch string; write it with the prefix: {nb201.PREFIX}{text}"
+        )
     names = base_names()
     path = files.shipped_or_file(
         text,

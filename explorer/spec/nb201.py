@@ -60,7 +60,9 @@ def parse_arch_string(text: str) -> tuple[str, ...]:
     """The six edge ops of an NB201 arch string, in `EDGES` order; a SpecError names what is wrong."""
     body = text.strip()
     if any(c.isspace() for c in body):
-        raise SpecError(f"NB201 arch {text!r} has spaces inside; write it without them, e.g. {arch_string(('none',) * 6)}")
+        raise SpecError(
+            f"NB201 arch {text!r} has spaces inside; write it without them, e.g. {arch_string(('none',) * 6)}"
+        )
     if not (body.startswith("|") and body.endswith("|")):
         raise SpecError(
             f"NB201 arch {text!r} must look like |op~0|+|op~0|op~1|+|op~0|op~1|op~2| (ops: {', '.join(OPS)})"
