@@ -184,6 +184,8 @@ def writable(folder: str | Path, argument: str) -> Path:
     if str(folder).strip() == "":
         raise ValueError(f"{argument}={str(folder)!r} is empty; give a folder")
     out = Path(folder)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{argument}={str(out)!r} is a file, not a folder; give a folder (or remove the file)")
     try:
         out.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)  # unique: workers start together

@@ -125,6 +125,12 @@ CLI_CASES: list[tuple[str, dict[str, object], list[str], str]] = [
     ),
     # space files
     (
+        "space: nothing to search",
+        {"s.space.toml": 'arch = "tiny"\nfixed = ["*"]\n[bottleneck]\nallow = []\n'},
+        ["--budget", "5MFLOPs", "--space", "s.space.toml"],
+        "--space 's.space.toml' has nothing to search: every width is fixed",
+    ),
+    (
         "space: keep reversed",
         {"s.space.toml": 'arch = "resnet18"\nkeep = [0.9, 0.5]\n'},
         ["--budget", "2GFLOPs", "--space", "s.space.toml"],
@@ -546,6 +552,13 @@ CLI_CASES: list[tuple[str, dict[str, object], list[str], str]] = [
         "--set 'batch=x': batch must be an integer",
     ),
     ("ablation: --set bool text", {}, ["ablate", "inception", "--set", "bottlenecks=maybe"], "must be true or false"),
+    ("ablation: --set method", {}, ["ablate", "inception", "--set", "method=foo"], "method 'foo' is not one of"),
+    (
+        "ablation: --set a factor",
+        {},
+        ["ablate", "inception", "--set", "traffic=rw", "--out", "o"],
+        "--set traffic=rw: 'traffic' is a factor of ablation 'inception'",
+    ),
     ("ablation: --set batch zero", {}, ["ablate", "inception", "--set", "batch=0"], "batch=0 must be an integer >= 1"),
     ("ablation: jobs zero", {}, ["ablate", "inception", "--jobs", "0"], "--jobs 0 must be >= 1"),
     # storages and studies

@@ -42,7 +42,14 @@ def test_listings(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["platforms"]) == 0
     assert "jetson-nano" in capsys.readouterr().out
     assert main(["spaces"]) == 0
-    assert "googlenet" in capsys.readouterr().out
+    listed = {line.split()[0] for line in capsys.readouterr().out.splitlines()[2:] if line and not line.startswith(" ")}
+    from explorer.space import load_space, spaces_dir
+    from explorer.spec import base_names
+
+    files = {p.name.removesuffix(".space.toml") for p in spaces_dir().glob("*.space.toml")}
+    assert listed == files | set(base_names()) and {"nb201", "tiny_bottlenecks", "googlenet"} <= listed
+    for name in listed:  # every name listed is one --space takes
+        load_space(name)
 
 
 @pytest.mark.parametrize(

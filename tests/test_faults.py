@@ -81,6 +81,51 @@ def test_a_torn_journal_record_is_cut_not_made_permanent(tmp_path: Path) -> None
     assert len(run_search(plan_for("tiny", 3e6, trials=8, storage=str(journal))).study.trials) == 8
 
 
+def test_a_lock_a_killed_writer_left_beside_a_relative_journal_does_not_hang_the_rerun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGKILL mid-append leaves Optuna's lock, a symlink PATH.lock; named by a relative path it
+    dangled (it resolves from its own folder) and every rerun waited for it forever. Now the journal is
+    opened by its absolute path, a dangling lock goes at once, and a standing one whose journal does
+    not change goes after `STALE_LOCK_S`."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "j").mkdir()
+    journal = Path("j") / "study.log"
+    run_search(plan_for("tiny", 3e6, trials=4, storage=str(journal)))
+    lock = Path("j/study.log.lock")
+    for target in ("j/study.log", str((tmp_path / "j" / "study.log").resolve())):  # as older versions, and now
+        os.symlink(target, lock)  # the lock a kill left
+        started = time.monotonic()
+        assert len(run_search(plan_for("tiny", 3e6, trials=6, storage=str(journal))).study.trials) == 6
+        assert time.monotonic() - started < 30 and not lock.is_symlink()
+        for line in journal.read_bytes().splitlines():
+            json.loads(line)
+
+
+def test_a_study_resumed_by_another_version_of_the_cost_model_says_so(tmp_path: Path) -> None:
+    """Stored trials keep the numbers they were scored with; a resume by code whose cost model differs
+    (or by a version from before the stamp) says so once, and a resume by the same code says nothing."""
+    import io
+
+    import optuna
+
+    from explorer.search.record import SCORED_BY, scoring_digest
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    first = run_search(plan_for("tiny", 3e6, trials=3, storage=storage), stream=io.StringIO())
+    assert first.study.user_attrs[SCORED_BY] == scoring_digest()
+    same = io.StringIO()
+    run_search(plan_for("tiny", 3e6, trials=4, storage=storage), stream=same)
+    assert "scored by" not in same.getvalue()
+    for stamp, words in (("0" * 64, "another version (sha256 000000000000"), (None, "an older version")):
+        study = optuna.load_study(study_name="explore", storage=storage)
+        study.set_user_attr(SCORED_BY, stamp)
+        other = io.StringIO()
+        run_search(plan_for("tiny", 3e6, trials=5, storage=storage), stream=other)
+        notes = [line for line in other.getvalue().splitlines() if "scored by" in line]
+        assert len(notes) == 1 and words in notes[0] and "use a new --study or --out" in notes[0], other.getvalue()
+
+
 def test_identical_ablation_cells_run_once_and_every_result_file_is_whole(tmp_path: Path) -> None:
     (tmp_path / "a.toml").write_text(
         "[x]\nbase = { space = 'tiny', budget = '3MFLOPs', trials = 6 }\nfactors = { batch = [1, 1, 1] }\n"

@@ -197,6 +197,52 @@ def test_a_full_rank_bottleneck_reproduces_the_convolution() -> None:
     assert 0.0 < half.bottleneck_errors["res.conv1"] < 1.0
 
 
+def test_a_new_bottleneck_before_a_grouped_conv_is_factorised_group_by_group() -> None:
+    """tiny's 'grouped' conv (4 groups of 14 inputs): a full-rank bottleneck (2 x 14 per group)
+    reproduces it, and a narrower one's error is the groups' SVD tails over the kernel's energy,
+    computed here from the definition."""
+    arch = load_arch("tiny")
+    arrays = trained_like(arch, 4)
+    full = arch.replace_ops({"grouped": {"bottleneck": 4 * 28}})
+    pruned = prune(arch, arrays, full)
+    assert pruned.bottleneck_errors["grouped"] == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(outputs(full, pruned.arrays), outputs(arch, arrays), rtol=1e-4, atol=1e-4)
+    kernel = arrays["grouped.kernel"].astype(np.float64)  # (3, 3, 14, 64): 16 outputs per group
+    narrow = prune(arch, arrays, arch.replace_ops({"grouped": {"bottleneck": 32}}))  # 8 per group: rank 4 each
+    tails = 0.0
+    for q in range(4):
+        part = kernel[..., 16 * q : 16 * (q + 1)].transpose(2, 0, 1, 3).reshape(14, -1)  # inputs x (taps, outputs)
+        tails += float(np.sum(np.linalg.svd(part, compute_uv=False)[4:] ** 2))
+    assert 0 < narrow.bottleneck_errors["grouped"] == pytest.approx(np.sqrt(tails / np.sum(kernel**2)), rel=1e-5)
+
+
+def test_a_depthwise_conv_with_a_channel_multiplier_prunes_its_outputs_with_its_inputs() -> None:
+    """Input channel c of a depthwise conv with multiplier 2 feeds outputs 2c and 2c + 1: pruning the
+    stem's dead channels (zero filters, zero depthwise biases) drops both and changes no output."""
+    arch = Arch(
+        name="dwm",
+        input_shape=(6, 6, 3),
+        ops=(
+            Conv(name="stem", out=4, kernel=3, padding=1, bias=False),
+            Conv(name="dw", out=8, kernel=3, padding=1, groups=0),
+            Act(name="dw.act", fn="relu"),
+            Conv(name="pw", out=5, kernel=1, padding=0),
+            GlobalAvgPool(name="gap"),
+            Dense(name="fc", out=3),
+        ),
+    )
+    arrays = trained_like(arch, 5)
+    assert prune(arch, arrays, arch).params == analyze(arch).params  # the identity prunes
+    dead = [1, 2]
+    arrays["stem.kernel"][..., dead] = 0.0
+    arrays["dw.bias"][[2, 3, 4, 5]] = 0.0  # the outputs of input channels 1 and 2
+    target = arch.replace_ops({"stem": {"out": 2}, "dw": {"out": 4}})
+    pruned = prune(arch, arrays, target, criterion="l1")
+    assert list(pruned.kept["stem"]) == [0, 3] and list(pruned.kept["dw"]) == [0, 1, 6, 7]
+    np.testing.assert_allclose(outputs(target, pruned.arrays), outputs(arch, arrays), rtol=1e-5, atol=1e-5)
+    assert pruned.params == analyze(target).params
+
+
 def test_a_trained_bottleneck_is_narrowed_like_a_width() -> None:
     arch = load_arch("tiny")  # mix.branch2 has a bottleneck of 8
     arrays = trained_like(arch, 3)

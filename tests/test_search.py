@@ -505,6 +505,14 @@ def test_matched_uniform_interpolates_the_curve_at_the_same_flops() -> None:
     assert matched.latency_s == pytest.approx(3 * lat)  # halfway between 2x and 4x, by FLOPs
     assert matched.speedup == pytest.approx(3.0) and matched.images_per_s == pytest.approx(1 / (3 * lat))
     assert matched_uniform(curve[:1], scored) is None  # off the curve: no comparison is made up
+    from explorer.search.baselines import matched_text
+    from explorer.units import si
+
+    text = matched_text(matched, scored)  # the two points 3x apart in FLOPs, one parameter each
+    assert f"the curve is read between {si(f * 0.5, 'FLOPs')} and {si(f * 1.5, 'FLOPs')}" in text
+    assert "over the" not in text and "parameters, over the" in matched_text(matched, scored, params_budget=0.5)
+    near = [UniformPoint(0.9, _metrics_at(f * 1.05, 4 * lat)), UniformPoint(0.5, _metrics_at(f * 0.99, 2 * lat))]  # type: ignore[arg-type]
+    assert "no uniform network" not in matched_text(matched_uniform(near, scored), scored, params_budget=1)
 
 
 def test_the_search_reports_the_matched_flops_comparison(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

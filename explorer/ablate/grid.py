@@ -70,6 +70,17 @@ class Ablation:
     where: str = ""
     """The file and table it came from, for messages: 'ablation file a.toml [x]'."""
 
+    def check_overrides(self, overrides: Mapping[str, Any] | None) -> None:
+        """`--set` fixes what the factors leave: a factor set for every cell would collapse the grid
+        into copies of one cell."""
+        for key in overrides or {}:
+            if key in self.factors:
+                values = ", ".join(map(str, self.factors[key]))
+                raise AblationError(
+                    f"--set {key}={overrides[key]}: {key!r} is a factor of ablation {self.name!r} ({values}), which "
+                    "--set would make the same in every cell; --set fixes the other settings"
+                )
+
     def cells(self, overrides: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Every combination of the factors over the base, with defaults filled in."""
         names = list(self.factors)
@@ -151,6 +162,8 @@ def check_setting(where: str, key: str, value: Any) -> None:
     if not ok:
         wanted = {bool: "true or false", int: f"an integer >= {least}", float: "a number in [0, 1]"}.get(kind, "text")
         raise AblationError(f"{where}: {key}={short_repr(value)} must be {wanted}")
+    if key == "method" and value not in METHODS[:3]:
+        raise AblationError(f"{where}: method {value!r} is not one of: searched, uniform, base")
 
 
 def _ablation(name: str, table: Any, where: str) -> Ablation:
@@ -176,9 +189,6 @@ def _ablation(name: str, table: Any, where: str) -> Ablation:
             raise AblationError(f"{where}: factor {key!r} has no values")
         for value in values:
             check_setting(where, key, value)
-    for method in [*factors.get("method", ()), base.get("method", "searched")]:
-        if method not in METHODS[:3]:
-            raise AblationError(f"{where}: method {method!r} is not one of: searched, uniform, base")
     reference = _table(where, "reference", table.get("reference", {}))
     for key, value in reference.items():
         if key not in factors or value not in factors[key]:

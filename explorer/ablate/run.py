@@ -197,6 +197,7 @@ def run_ablation(
     start = time.monotonic()
     folder = out / "cells"
     folder.mkdir(parents=True, exist_ok=True)
+    ablation.check_overrides(overrides)
     cells = ablation.cells(overrides)
     reference = ablation.reference_cell(overrides)
     rows: dict[int, dict[str, Any]] = {}

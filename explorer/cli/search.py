@@ -181,6 +181,8 @@ def study_counts(url: str, study: str) -> str:
         import optuna
 
         trials = optuna.load_study(study_name=study, storage=url).get_trials(deepcopy=False)
+    except KeyError:  # optuna: no study of that name (the run stopped before it was made)
+        return "none yet: the run stopped before the study was made"
     except Exception as exc:
         return f"could not read it back ({type(exc).__name__})"
     states = [t.state.name.lower() for t in trials]
@@ -287,7 +289,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if result.best is not None:
         print(
             ("  " if result.uniform is not None else "\n  ")
-            + matched_text(result.matched, result.best, plan.settings.scoring)
+            + matched_text(result.matched, result.best, plan.settings.scoring, plan.budget.params)
         )
     lacked = result.table_fallback_text()
     if lacked is not None:
@@ -315,7 +317,15 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(f"\n  wrote {plan.out}/{', '.join(written)}  ({result.wall_s:.1f} s)")
     if not args.no_report:
         print("  writing the report ...", file=sys.stderr, flush=True)
-        print(f"  report: {write_search_report(result, plan.out, plan.out, strict=False)}")
+        try:
+            print(f"  report: {write_search_report(result, plan.out, plan.out, strict=False)}")
+        except KeyboardInterrupt:
+            print(
+                f"\nexplore: {interrupted_by()} while writing the report; the search is complete and its files are "
+                f"written in {plan.out}: run explore report {plan.out} to write the report",
+                file=sys.stderr,
+            )
+            return 143 if SIGNAL["name"] == "SIGTERM" else 130
     s, o = plan.settings, plan.settings.scoring
     if result.best is not None:
         print(

@@ -288,6 +288,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".onnx":
         raise UsageError(f"--out {args.out!r}: write an .onnx file, e.g. --out model.onnx")
+    if out.is_dir():
+        raise UsageError(f"--out {args.out!r} is a folder; give the .onnx file to write, e.g. --out model.onnx")
     writable(out.parent if str(out.parent) else Path("."), "out")
     source = Path(args.arch)
     if source.is_dir():
@@ -327,23 +329,45 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_spaces(args: argparse.Namespace) -> int:
     from explorer.cost.analyze import analyze
     from explorer.report.table import render, shape_text
-    from explorer.spec import base_names, load_arch
+    from explorer.space import load_space, spaces_dir
+    from explorer.spec import base_names
 
+    files = {p.name.removesuffix(".space.toml") for p in spaces_dir().glob("*.space.toml")}
     rows = []
-    for name in base_names():
-        arch = load_arch(name)
+    for name in sorted(files | set(base_names())):  # every name --space takes: a space file, or a base's defaults
+        space = load_space(name)
+        arch = space.arch
         r = analyze(arch, platform="v100")
         rows.append(
             [
                 name,
+                arch.name if len(arch.name) <= 24 else arch.name[:23] + "…",
                 shape_text(arch.input_shape),
                 str(len(arch.nodes)),
                 si(r.macs, "MACs"),
                 si(r.flops, "FLOPs"),
                 si(r.params),
+                str(len(space.groups)),
+                str(len(space.bottlenecks)),
+                f"{space.size():.3g}",
+                "file" if name in files else "defaults",
             ]
         )
-    print(render(rows, ["space", "input", "layers", "MACs", "FLOPs", "params"], {2, 3, 4, 5}))
+    header = [
+        "space",
+        "base",
+        "input",
+        "layers",
+        "MACs",
+        "FLOPs",
+        "params",
+        "widths",
+        "bottlenecks",
+        "networks",
+        "from",
+    ]
+    print(render(rows, header, set(range(3, 10))))
+    print("  (base counts per sample; `from`: a search_spaces/NAME.space.toml file, or the base with default ranges)")
     return 0
 
 
@@ -797,6 +821,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise UsageError(f"--out {args.out!r}: write a .safetensors file, e.g. --out pruned.safetensors")
+    if out.is_dir():
+        raise UsageError(
+            f"--out {args.out!r} is a folder; give the .safetensors file to write, e.g. --out pruned.safetensors"
+        )
     if out.exists() and Path(args.weights).exists() and out.resolve() == Path(args.weights).resolve():
         raise UsageError(
             f"--out {args.out!r} is the --weights file: it would replace the weights it prunes; give another --out"
@@ -830,8 +858,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         print(f"  new bottleneck before {op}: truncated-SVD relative error {error:.3f}")
     for op, error in result.regrouped_errors.items():
         print(
-            f"  grouped conv {op}: its kept channels are not balanced over its groups (a concat of widths pruned "
-            f"unevenly feeds it); the connections of those that moved to another group start at zero "
+            f"  grouped conv {op}: its kept channels are not balanced over its groups (a concat feeds it, whose "
+            f"inputs were pruned each by its own ranking); the connections of those that moved to another group start at zero "
             f"(relative error {error:.3f}: fine-tune to recover)"
         )
     base_out, target_out = base.nodes[-1].output_shape, target.nodes[-1].output_shape

@@ -67,7 +67,7 @@ class Pruned:
     """Op -> relative Frobenius error of the new bottleneck's factorisation of its conv."""
     regrouped_errors: dict[str, float] = field(default_factory=dict)
     """Grouped conv -> relative Frobenius error of the connections its kept inputs lost by landing in
-    another group than the outputs they fed (a concat of unevenly pruned widths feeds it); 0 where
+    another group than the outputs they fed (a concat of inputs ranked apart feeds it); 0 where
     none carried weight. Only the grouped convs whose kept channels are not balanced over its groups."""
 
     def model(self) -> Network:
@@ -80,9 +80,16 @@ class Pruned:
 
 
 def _check_target(base: Arch, target: Arch) -> None:
-    if [(op.name, op.kind) for op in base.ops] != [(op.name, op.kind) for op in target.ops]:
+    ours, theirs = [(op.name, op.kind) for op in base.ops], [(op.name, op.kind) for op in target.ops]
+    if ours != theirs:
+        at = next(
+            (i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b), min(len(ours), len(theirs))
+        )
+        first = f"its op {at + 1} is {theirs[at][0]!r} ({theirs[at][1]})" if at < len(theirs) else "it ends there"
+        where = f"the base's is {ours[at][0]!r} ({ours[at][1]})" if at < len(ours) else "the base ends there"
         raise PruneError(
-            f"target={target.name!r} has other ops than base={base.name!r}; a pruning keeps every op, in order"
+            f"target={target.name!r} has other ops than base={base.name!r} ({len(theirs)} ops against {len(ours)}; "
+            f"{first}, {where}): a pruning keeps every op, in order"
         )
     if base.input_shape != target.input_shape:
         raise PruneError(
@@ -111,8 +118,25 @@ def _check_target(base: Arch, target: Arch) -> None:
             raise PruneError(f"target op {b.name!r}: bottleneck={bn_b} is wider than the base's {bn_a}")
 
 
-def _svd_bottleneck(kernel: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """(reduce kernel (1, 1, cin, r), conv kernel (kh, kw, r, cout), relative error) of `kernel`."""
+def _svd_bottleneck(kernel: np.ndarray, r: int, groups: int = 1) -> tuple[np.ndarray, np.ndarray, float]:
+    """(reduce kernel (1, 1, cin, r), conv kernel (kh, kw, r / groups, cout), relative error) of a
+    conv's `kernel` (kh, kw, cin / groups, cout). A grouped conv's groups are factorised one by one:
+    the reduce conv maps the q-th block of inputs to the q-th r / groups of its channels (zeros
+    elsewhere), which the grouped conv's q-th group reads; the error is over all groups."""
+    if groups > 1:
+        kh, kw, per_in, cout = kernel.shape
+        r_g, out_g = r // groups, cout // groups
+        reduce = np.zeros((1, 1, per_in * groups, r), dtype=kernel.dtype)
+        conv = np.zeros((kh, kw, r_g, cout), dtype=kernel.dtype)
+        lost = total = 0.0
+        for q in range(groups):
+            part = kernel[..., q * out_g : (q + 1) * out_g]
+            red, cv, err = _svd_bottleneck(part, r_g)
+            reduce[0, 0, q * per_in : (q + 1) * per_in, q * r_g : (q + 1) * r_g] = red[0, 0]
+            conv[..., q * out_g : (q + 1) * out_g] = cv
+            energy = float(np.sum(part.astype(np.float64) ** 2))
+            lost, total = lost + err**2 * energy, total + energy
+        return reduce, conv, math.sqrt(lost / total) if total > 0 else 0.0
     kh, kw, cin, cout = kernel.shape
     m = kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout).astype(np.float64)
     u, s, vt = np.linalg.svd(m, full_matrices=False)
@@ -136,7 +160,7 @@ def _conv_kernel(
     The pruned conv has `groups` groups too: its q-th reads the q-th equal slice of the kept inputs
     (in their order) and writes the q-th slice of the kept outputs. Where both are balanced over the
     base's groups, each slice is one base group's, and the weights carry over exactly. Where they are
-    not (a concat of widths pruned unevenly feeds it), a kept input can land in another group than
+    not (a concat of inputs ranked each by its own scores feeds it), a kept input can land in another group than
     the outputs it fed: that connection starts at zero, and the error is sqrt(lost^2 / kept^2) over
     the weights between kept channels (0 where every one carried over)."""
     if groups == 1:
@@ -232,6 +256,9 @@ def prune(
         elif isinstance(n.op, Flatten) and len(n.input_shapes[0]) == 3:
             h, w, c = n.input_shapes[0]
             kept[name] = (np.arange(h * w)[:, None] * c + kept[n.inputs[0]][None, :]).reshape(-1)
+        elif isinstance(n.op, Conv) and n.output_shape[-1] != n.input_shapes[0][-1]:  # depthwise, channel multiplier m
+            m = n.output_shape[-1] // n.input_shapes[0][-1]  # input channel c feeds outputs c*m .. c*m + m - 1
+            kept[name] = (kept[n.inputs[0]][:, None] * m + np.arange(m)[None, :]).reshape(-1)
         else:
             kept[name] = kept[n.inputs[0]]
     out, errors, regrouped = _slice(base, target, arrays, kept)
@@ -268,7 +295,7 @@ def _slice(
                     regrouped[name] = lost
             if new_bottleneck:
                 r = int(target.op(name).bottleneck)  # type: ignore[attr-defined]
-                reduce, kernel, errors[name] = _svd_bottleneck(kernel, r)
+                reduce, kernel, errors[name] = _svd_bottleneck(kernel, r, 1 if bn.op.is_depthwise(cin) else groups)
                 out[f"{reduce_name}.kernel"] = reduce
                 if tn.op.bias:
                     out[f"{reduce_name}.bias"] = np.zeros(r, dtype=reduce.dtype)

@@ -226,9 +226,18 @@ def load_weights(arch: Arch, path: str | Path) -> Network:
     metadata says which, and the torchvision family; without it, torchvision names are recognised by
     their `weight` arrays and the family by the arch's name)."""
     arrays, meta = read_arrays(path)
-    if meta.get("layout") == "flax" or not any(k.endswith(".weight") for k in arrays):
-        return from_arrays(arch, arrays)
-    return from_arrays(arch, from_torchvision(arch, arrays, family=meta.get("family")))
+    try:
+        if meta.get("layout") == "flax" or not any(k.endswith(".weight") for k in arrays):
+            return from_arrays(arch, arrays)
+        return from_arrays(arch, from_torchvision(arch, arrays, family=meta.get("family")))
+    except WeightsError as exc:
+        made_for = meta.get("arch")
+        hint = (
+            f"; the file holds the weights of {made_for!r}: give that network, or weights of {arch.name!r}"
+            if made_for and made_for != arch.name
+            else ""
+        )
+        raise WeightsError(f"{Path(path).name}: {exc}{hint}") from None
 
 
 def torchvision_family(arch: Arch) -> str | None:

@@ -154,7 +154,7 @@ def search_report(result: SearchResult, extra: Sequence[Block] = ()) -> tuple[li
             )
         )
     if result.best is not None:
-        sentence = matched_text(result.matched, result.best, o)
+        sentence = matched_text(result.matched, result.best, o, result.plan.budget.params)
         blocks.append(Text(sentence[0].upper() + sentence[1:] + "."))
     lacked = result.table_fallback_text()
     if lacked is not None:

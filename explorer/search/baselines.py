@@ -71,12 +71,23 @@ class Matched(NamedTuple):
     """Multipliers of the two curve points interpolated between."""
     speedup: float
     """Uniform latency / the compared network's latency: above 1, the compared network is faster."""
+    bracket_flops: tuple[float, float] = (0.0, 0.0)
+    """FLOPs per sample of the two curve points."""
+    bracket_params: tuple[int, int] = (0, 0)
+    """Parameters of the two curve points (the comparison is at equal work, whatever a budget allows)."""
 
 
-def matched_text(matched: Matched | None, scored: Scored | None, options: ScoringOptions | None = None) -> str:
+def matched_text(
+    matched: Matched | None,
+    scored: Scored | None,
+    options: ScoringOptions | None = None,
+    params_budget: float | None = None,
+) -> str:
     """One sentence comparing a network with the uniform-width curve at the same FLOPs; with the
     search's `options` on a measured table, the speedup's 95% interval from the table's errors on
-    whole networks (`explorer.cost.table.table_gain_interval`)."""
+    whole networks (`explorer.cost.table.table_gain_interval`). It says where the curve has no network
+    near those FLOPs (its two points more than 10% apart) and where the uniform networks it reads
+    break `params_budget` (equal work, not what the budget allows)."""
     if scored is None:
         return "no feasible architecture to compare with the uniform-width curve"
     if matched is None:
@@ -88,7 +99,23 @@ def matched_text(matched: Matched | None, scored: Scored | None, options: Scorin
         f"{si(matched.latency_s, 's')} per batch ({matched.images_per_s:,.0f} images/s); the searched network "
         f"{si(m.latency_s, 's')} ({m.images_per_s:,.0f} images/s): {matched.speedup:.3f}x the speed"
         + speedup_interval_text(matched.speedup, options)
+        + _bracket_notes(matched, params_budget)
     )
+
+
+def _bracket_notes(matched: Matched, params_budget: float | None) -> str:
+    (fa, fb), (pa, pb) = matched.bracket_flops, matched.bracket_params
+    notes = []
+    if fa > 0 and fb > 1.1 * fa:
+        notes.append(
+            f"no uniform network has these FLOPs: the curve is read between {si(fa, 'FLOPs')} and {si(fb, 'FLOPs')}"
+        )
+    if params_budget is not None and max(pa, pb) > params_budget:
+        notes.append(
+            f"those uniform networks have {si(pa)}-{si(pb)} parameters, over the {si(params_budget)} budget (equal "
+            "work, not a network the budget allows)"
+        )
+    return "".join(f"; {note}" for note in notes)
 
 
 def fallback_text(fallbacks: dict[str, dict[str, Any]] | None, mismatch: str | None = None) -> str | None:
@@ -142,7 +169,13 @@ def matched_uniform(curve: Sequence[UniformPoint], scored: Scored) -> Matched | 
             latency = at_flops(flops, fa, fb, a.metrics.latency_s, b.metrics.latency_s)
             batch = scored.result.batch
             return Matched(
-                flops, latency, batch / latency, (a.multiplier, b.multiplier), latency / scored.metrics.latency_s
+                flops,
+                latency,
+                batch / latency,
+                (a.multiplier, b.multiplier),
+                latency / scored.metrics.latency_s,
+                (fa, fb),
+                (a.metrics.params, b.metrics.params),
             )
     return None
 

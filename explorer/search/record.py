@@ -8,6 +8,8 @@ plan = StudyRecord.from_dict(stored).plan(platform, study="explore")  # a worker
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,43 @@ DIGESTS = {
 }
 """The recorded digests of contents, and what a difference means: compared on resume only where the
 names match (a different name already says why) and the stored record has them."""
+
+
+SCORED_BY = "scored_by"
+"""The study attribute that names the version of the code that scored its trials (`scoring_digest`)."""
+
+
+@functools.cache
+def scoring_digest() -> str:
+    """sha256 of the code and data that turn a spec into a trial's numbers: the spec, cost and space
+    modules, the catalog and kernel constants, the batch scorer and the metrics. A study resumed by
+    another version keeps the numbers its trials were stored with, which this tells apart."""
+    root = Path(__file__).resolve().parents[1]
+    modules = [root / "space.py", root / "search" / "batch.py", root / "search" / "metrics.py"]
+    files = sorted(
+        [*(root / "spec").glob("*.py"), *(root / "cost").glob("*.py"), *(root / "cost").glob("*.toml"), *modules]
+    )
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def scored_by_note(study: optuna.Study) -> str | None:
+    """A note where a resumed study's stored trials were scored by another version of the code."""
+    stored = study.user_attrs.get(SCORED_BY)
+    if stored == scoring_digest() or not study.trials:
+        return None
+    which = (
+        f"another version (sha256 {stored[:12]}, now {scoring_digest()[:12]})"
+        if isinstance(stored, str)
+        else "an older version"
+    )
+    return (
+        f"note: this study's {len(study.trials)} stored trials were scored by {which} of explorer's cost model; "
+        "they keep the numbers stored then (trials.csv), while the summary and report rescore the networks they "
+        "name; use a new --study or --out to score every trial with this version"
+    )
 
 
 def platform_digest(platform: Platform, latency_model: str | None) -> str:

@@ -26,7 +26,7 @@ import optuna
 
 from explorer.search.files import trial_counts, write_run
 from explorer.search.problem import OBJECTIVES, Scorer, is_feasible, make_objective, sign
-from explorer.search.record import StudyRecord
+from explorer.search.record import SCORED_BY, StudyRecord, scored_by_note, scoring_digest
 from explorer.search.result import WALL_S, SearchResult, plan_from_study, summarise
 from explorer.search.samplers import CLAIM, BatchSampler, make_sampler
 from explorer.search.settings import SearchPlan
@@ -138,6 +138,7 @@ def run_search(plan: SearchPlan, *, stream: TextIO = sys.stderr) -> SearchResult
         )
         stored = study.user_attrs.get("settings")
         asked = StudyRecord.from_plan(plan)
+        version_note = None
         if stored is None:
             with warnings.catch_warnings():  # experimental in some Optuna versions; the names are for dashboards
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -145,14 +146,18 @@ def run_search(plan: SearchPlan, *, stream: TextIO = sys.stderr) -> SearchResult
             study.set_user_attr("settings", asked.to_dict())
             study.set_user_attr("platform", plan.platform.to_dict())
             study.set_user_attr("budget", asdict(plan.budget))
+            study.set_user_attr(SCORED_BY, scoring_digest())
         else:
             StudyRecord.from_dict(stored).check_same(asked, study=s.study)
+            version_note = scored_by_note(study)
         # under the claim lock every live worker has named its trials, so a nameless running one is an orphan
         failed = fail_stale(study, claimed=not isinstance(lock, nullcontext))
         shared = url is not None and isinstance(sampler, BatchSampler)  # what `write_known` must know
         if shared:
             _register(study)
 
+    if version_note is not None:
+        print(f"  {version_note}", file=stream)
     if failed:
         print(f"  marked {failed} trial(s) of dead workers as failed (they count as finished)", file=stream)
     finished = sum(1 for t in study.trials if t.state.is_finished())

@@ -309,6 +309,11 @@ def plan_search(
         space_ref = space
         built = load_space(space, keep=settings.keep, align=settings.align, bottlenecks=settings.bottlenecks)
         settings = dataclasses.replace(settings, keep=built.keep, align=built.align)
+    if not any(len(g.choices()) > 1 for g in built.groups) and not built.bottlenecks:
+        raise SearchError(
+            f"space={space_ref!r} has nothing to search: every width is fixed or has one choice, and no bottleneck "
+            "slot is open; free some widths (`fixed` in the space file, or a wider --keep) or allow bottlenecks"
+        )
     if latency is not None and not isinstance(latency, str) and not (_number(latency) and latency > 0):
         raise SearchError(f"latency={short_repr(latency)} must be seconds: a positive number or text such as '150us'")
     latency_s = parse_latency(latency) if isinstance(latency, str) else (None if latency is None else float(latency))
@@ -337,6 +342,12 @@ def plan_search(
         raise SearchError(
             f"objective={','.join(settings.objective)!r}: importance sums the trained channels each width keeps; "
             "give the base network's `weights`"
+        )
+    if importance is not None and not WEIGHTED & set(settings.objective):
+        raise SearchError(
+            f"weights={importance.weights or importance.arch!r}: the channel scores of trained weights serve the "
+            f"importance objective, and objective={','.join(settings.objective)!r} has none (they would be stored "
+            "unused, and later rank the channels explore prune keeps); add importance to `objective`, or drop `weights`"
         )
     if importance is not None:
         if built.bottlenecks:
@@ -383,7 +394,11 @@ def plan_search(
     if out is not None and str(out).strip() == "":
         raise SearchError("out='' is empty; give a folder, or leave it out for runs/...")
     if files:
-        base = Path(out) if out is not None else default_run_folder(space_ref, platform, settings, budget, latency)
+        budgets = (  # one budget, however it was written (2GFLOPs, 2e9, 1GMACs), names one folder
+            None if budget_flops is None else si(budget_flops, "FLOPs", 6),
+            None if latency_s is None else si(latency_s, "s", 6),
+        )
+        base = Path(out) if out is not None else default_run_folder(space_ref, platform, settings, *budgets)
         run_folder = writable(study_folder(base, settings.study), "out")
         if storage is None:
             storage = f"sqlite:///{base / STUDY_DB}"

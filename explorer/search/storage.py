@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +82,32 @@ def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+STALE_LOCK_S = 5.0
+"""How long a journal's lock may stand, with the journal unchanged, before opening it takes the lock
+as a killed writer's: an append holds it for milliseconds."""
+
+
+def clear_stale_lock(path: Path, wait_s: float = STALE_LOCK_S) -> bool:
+    """Remove the lock a writer killed mid-append left beside journal `path` (Optuna's lock is a
+    symlink named PATH.lock; a kill leaves it, and every later append would wait for it). A dangling
+    link (older versions linked a relative path, which resolves from the lock's folder) goes at once;
+    one that still stands after `wait_s` while the journal does not change goes then. True if removed."""
+    lock = Path(f"{path}.lock")
+    if not lock.is_symlink():
+        return False
+    if not lock.exists():
+        lock.unlink(missing_ok=True)
+        return True
+    mtime = path.stat().st_mtime if path.exists() else None
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        if not lock.is_symlink() or (path.exists() and path.stat().st_mtime != mtime):
+            return False  # released, or a live writer is appending
+    lock.unlink(missing_ok=True)
+    return True
+
+
 def repair_journal(path: Path) -> int:
     """Cut a torn last record (a write cut short by a kill) off a journal file, so that the next
     record is not appended to it and the damage made permanent; returns the bytes removed."""
@@ -87,6 +115,7 @@ def repair_journal(path: Path) -> int:
 
     if not path.exists():
         return 0
+    path = Path(os.path.abspath(path))
     lock = JournalFileSymlinkLock(str(path))  # the lock Optuna's own appends take: no live write is cut
     if not lock.acquire():
         return 0
@@ -151,9 +180,11 @@ def _open(where: StorageURL) -> optuna.storages.BaseStorage:
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         assert where.path is not None
-        repair_journal(where.path)
-        _check_journal(where.path)
-        return JournalStorage(JournalFileBackend(where.url))
+        path = Path(os.path.abspath(where.path))  # the lock links to its journal: a relative link would dangle
+        clear_stale_lock(path)
+        repair_journal(path)
+        _check_journal(path)
+        return JournalStorage(JournalFileBackend(str(path)))
     return optuna.storages.RDBStorage(where.url)
 
 
