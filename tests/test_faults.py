@@ -88,7 +88,10 @@ def test_a_lock_a_killed_writer_left_beside_a_relative_journal_does_not_hang_the
     dangled (it resolves from its own folder) and every rerun waited for it forever. Now the journal is
     opened by its absolute path, a dangling lock goes at once, and a standing one whose journal does
     not change goes after `STALE_LOCK_S`."""
+    from explorer.search import storage
+
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(storage, "STALE_LOCK_S", 0.5)
     (tmp_path / "j").mkdir()
     journal = Path("j") / "study.log"
     run_search(plan_for("tiny", 3e6, trials=4, storage=str(journal)))

@@ -175,6 +175,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def interrupted(what_is_kept: str) -> int:
+    """Say, on stderr, that a signal stopped the run and what it kept; the exit status for it."""
+    print(f"\nexplore: {interrupted_by()}; {what_is_kept}", file=sys.stderr)
+    return 143 if SIGNAL["name"] == "SIGTERM" else 130
+
+
 def study_counts(url: str, study: str) -> str:
     """'N complete, M failed' of a stored study, or why it cannot be read."""
     try:
@@ -270,12 +276,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         if finalists is not None and result.best is not None:
             result = run_finalists(plan, result, finalists)
     except KeyboardInterrupt:
-        print(
-            f"\nexplore: {interrupted_by()}; completed trials are kept in {plan.storage} (study {settings.study!r}): "
-            f"{study_counts(plan.storage, settings.study)}. Run the same command again to resume.",
-            file=sys.stderr,
+        return interrupted(
+            f"completed trials are kept in {plan.storage} (study {settings.study!r}): "
+            f"{study_counts(plan.storage, settings.study)}. Run the same command again to resume."
         )
-        return 143 if SIGNAL["name"] == "SIGTERM" else 130
 
     print()
     print(render(comparison_rows(result), list(COMPARISON_HEADER), set(range(1, len(COMPARISON_HEADER) - 1))))
@@ -320,12 +324,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         try:
             print(f"  report: {write_search_report(result, plan.out, plan.out, strict=False)}")
         except KeyboardInterrupt:
-            print(
-                f"\nexplore: {interrupted_by()} while writing the report; the search is complete and its files are "
-                f"written in {plan.out}: run explore report {plan.out} to write the report",
-                file=sys.stderr,
+            return interrupted(
+                f"while writing the report, the search is complete and its files are written in {plan.out}: "
+                f"run explore report {plan.out} to write the report"
             )
-            return 143 if SIGNAL["name"] == "SIGTERM" else 130
     s, o = plan.settings, plan.settings.scoring
     if result.best is not None:
         print(

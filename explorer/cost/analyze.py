@@ -103,7 +103,9 @@ class Detail:
                         compute_s=float(times.compute_s[0, i]),
                         memory_s=float(times.memory_s[0, i]),
                         time_s=float(times.time_s[0, i]),
-                        overhead_s=0.0 if times.overhead_s is None else float(times.overhead_s[0, i]),
+                        overhead_s=0.0
+                        if times.overhead_s is None or times.time_s[0, i] == 0
+                        else float(times.overhead_s[0, i]),
                     )
                     for i, u in enumerate(units)
                 )

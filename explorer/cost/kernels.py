@@ -239,7 +239,8 @@ class KernelTimes:
     time_s: np.ndarray
     bytes: np.ndarray
     overhead_s: np.ndarray
-    """The fixed part of time_s: launch and host dispatch, beyond the compute and memory terms."""
+    """The fixed part of time_s: launch and host dispatch, beyond the compute and memory terms (a
+    read-only view where it is the same for every candidate; meaningful where time_s > 0)."""
 
 
 def time_kernels(
@@ -279,10 +280,13 @@ def time_kernels(
         body = top * ((compute / safe) ** p.blend + (memory / safe) ** p.blend) ** (1.0 / p.blend)
     overhead = np.where(f.gemm | f.library, p.overhead_s, p.loop_overhead_s)
     device = overhead + body
+    fixed = overhead  # the time beyond compute and memory: per kernel only, unless the host dispatches
     if p.op_dispatch_s > 0 or p.library_dispatch_s > 0:  # eager: the host dispatches every op
         host = p.op_dispatch_s + np.where(f.gemm | f.library, p.library_dispatch_s, 0.0)
         device = device + host - p.dispatch_overlap * np.minimum(device, host)  # the shorter hides under the longer
-    return KernelTimes(compute, memory, np.where(busy, device, 0.0), f.bytes, np.where(busy, device - body, 0.0))
+        fixed = device - body
+    time_s = np.where(busy, device, 0.0)
+    return KernelTimes(compute, memory, time_s, f.bytes, np.broadcast_to(fixed, time_s.shape))
 
 
 def kernel_times(plan: KernelPlan, q: Mapping[str, np.ndarray], machine: Machine, itemsize: int) -> KernelTimes:

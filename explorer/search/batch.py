@@ -400,8 +400,10 @@ class BatchScorer:
         t = self._timer(q)
         time_s = np.ascontiguousarray(t.time_s)  # summed row by row in one order, whatever layout the timer gave
         memory_bound = (t.memory_s > t.compute_s) & (time_s > 0)
-        if t.overhead_s is not None:  # a kernel whose launch outweighs both is overhead-bound (as `analyze` says)
-            memory_bound &= t.overhead_s <= np.maximum(t.compute_s, t.memory_s)
+        if (
+            t.overhead_s is not None
+        ):  # a kernel whose launch outweighs memory (> compute) is overhead-bound, as `analyze` says
+            memory_bound &= t.overhead_s <= t.memory_s
         totals = [q[name].sum(axis=1) for name in TOTALS]
         latency = time_s.sum(axis=1) + t.per_pass_s
         return (*totals, latency, np.ascontiguousarray(np.where(memory_bound, time_s, 0.0)).sum(axis=1))

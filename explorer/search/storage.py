@@ -87,11 +87,12 @@ STALE_LOCK_S = 5.0
 as a killed writer's: an append holds it for milliseconds."""
 
 
-def clear_stale_lock(path: Path, wait_s: float = STALE_LOCK_S) -> bool:
+def clear_stale_lock(path: Path, wait_s: float | None = None) -> bool:
     """Remove the lock a writer killed mid-append left beside journal `path` (Optuna's lock is a
     symlink named PATH.lock; a kill leaves it, and every later append would wait for it). A dangling
     link (older versions linked a relative path, which resolves from the lock's folder) goes at once;
-    one that still stands after `wait_s` while the journal does not change goes then. True if removed."""
+    one that still stands after `wait_s` (default `STALE_LOCK_S`) while the journal does not change goes
+    then. True if removed."""
     lock = Path(f"{path}.lock")
     if not lock.is_symlink():
         return False
@@ -99,7 +100,7 @@ def clear_stale_lock(path: Path, wait_s: float = STALE_LOCK_S) -> bool:
         lock.unlink(missing_ok=True)
         return True
     mtime = path.stat().st_mtime if path.exists() else None
-    deadline = time.monotonic() + wait_s
+    deadline = time.monotonic() + (STALE_LOCK_S if wait_s is None else wait_s)
     while time.monotonic() < deadline:
         time.sleep(0.05)
         if not lock.is_symlink() or (path.exists() and path.stat().st_mtime != mtime):
