@@ -104,7 +104,7 @@ def outputs(arch: Arch, arrays: dict[str, np.ndarray], seed: int = 0) -> np.ndar
     return np.asarray(from_arrays(arch, arrays)(x))
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_pruning_dead_channels_changes_no_output_and_ties_hold(data: st.DataObject) -> None:
     """Kill some channels of each tie group: zero their filters and every per-channel weight that
@@ -398,6 +398,12 @@ def test_the_prune_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
     model = load_weights(target, tmp_path / "small.safetensors")
     assert model(jnp.ones((1, *base.input_shape))).shape == (1, 1000)
     assert read_arrays(tmp_path / "small.safetensors")[1]["layout"] == "flax"  # the default --layout
+    assert "replaced" not in printed
+    (tmp_path / "folder.safetensors").mkdir()
+    assert main([*argv, "--out", str(tmp_path / "folder.safetensors")]) == 2
+    assert "is a folder; give the .safetensors file to write" in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "small.safetensors")]) == 0  # the same again: it says it replaced
+    assert "; it replaced the file that was there" in capsys.readouterr().out
     assert main([*argv, "--out", str(tmp_path / "x.npz")]) == 2
     assert "--out" in capsys.readouterr().err
     assert main([*argv, "--out", str(tmp_path / "." / "base.safetensors")]) == 2

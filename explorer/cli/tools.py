@@ -297,6 +297,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         source = load_run(source, argument="arch").best_arch_file()
     arch = load_arch(source)
+    replaced = " (it replaced the file that was there)" if out.exists() else ""
     try:
         path, model = export(arch, out, weights=args.weights, input_layout=args.input_layout)
     except ImportError as exc:
@@ -308,7 +309,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         layout = f"(batch, {arch.input_shape[0]})"
     print(
         f"wrote {path} ({si(path.stat().st_size, 'B')}): {arch.name}, opset {OPSET}, float32, input {layout}, "
-        f"weights {'from ' + args.weights if args.weights else 'of build_model (seed 0)'}"
+        f"weights {'from ' + args.weights if args.weights else 'of build_model (seed 0)'}{replaced}"
     )
     if args.no_check:
         return 0
@@ -871,9 +872,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     # shapes checked by prune; no model to build. A pruned network keeps its base's torchvision names.
+    replaced = "; it replaced the file that was there" if out.exists() else ""
     save_arrays(result.arrays, target, out, layout=args.layout, family=torchvision_family(base))
     print(
         f"wrote {out} in {args.layout} layout "
-        f"(load with explorer.deploy.weights.load_weights(load_arch({str(target_path)!r}), ...))"
+        f"(load with explorer.deploy.weights.load_weights(load_arch({str(target_path)!r}), ...)){replaced}"
     )
     return 0

@@ -27,8 +27,8 @@ MOST_GB_PER_S = 1e8
 bandwidth above them was written in base units."""
 RIDGE_FLOPS_PER_BYTE = (1e-3, 1e5)
 """The ridge points (peak / bandwidth) a platform file may give: the catalog's lie between 9 and 810
-FLOP/byte and the CPUs calibrated from phones' and boards' networks near 0.03; outside this range a
-peak or a bandwidth was written in another unit than its key names."""
+FLOP/byte, and the devices calibrated from HELP's networks (Xeons, a Raspberry Pi, a phone) between
+0.07 and 0.4; outside this range a peak or a bandwidth was written in another unit than its key names."""
 
 
 class PlatformError(ValueError):
