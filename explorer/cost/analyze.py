@@ -214,8 +214,12 @@ class Analysis(Counts):
     @property
     def memory_bound_share(self) -> float:
         """Share of the latency spent in memory-bound layers."""
-        memory = sum(layer.time_s for layer in self.layers if layer.bound == "memory")
-        return memory / self.latency_s if self.latency_s else 0.0
+        return self.bound_share("memory")
+
+    def bound_share(self, bound: Bound) -> float:
+        """Share of the latency spent in layers (kernels) that `bound` bounds."""
+        spent = sum(layer.time_s for layer in self.layers if layer.bound == bound)
+        return spent / self.latency_s if self.latency_s else 0.0
 
     def per_sample(self) -> dict[str, float]:
         """Totals / batch: per-sample cost with weights amortised over the batch."""

@@ -88,9 +88,9 @@ def _percent(share: float) -> str:
 def _time_shares(result: Analysis) -> str:
     unit = "kernels" if result.kernels else "layers"
     text = f"{result.memory_bound_share:.0%} of the time in memory-bound {unit}"
-    overhead = sum(layer.time_s for layer in result.layers if layer.bound == "overhead")
-    if overhead and result.latency_s:
-        text += f", {overhead / result.latency_s:.0%} in {unit} bound by their launch overhead"
+    overhead = result.bound_share("overhead")
+    if overhead:
+        text += f", {overhead:.0%} in {unit} bound by their launch overhead"
     return text
 
 

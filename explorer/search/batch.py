@@ -400,9 +400,7 @@ class BatchScorer:
         t = self._timer(q)
         time_s = np.ascontiguousarray(t.time_s)  # summed row by row in one order, whatever layout the timer gave
         memory_bound = (t.memory_s > t.compute_s) & (time_s > 0)
-        if (
-            t.overhead_s is not None
-        ):  # a kernel whose launch outweighs memory (> compute) is overhead-bound, as `analyze` says
+        if t.overhead_s is not None:  # launch outweighing memory (> compute): overhead-bound, as `analyze` says
             memory_bound &= t.overhead_s <= t.memory_s
         totals = [q[name].sum(axis=1) for name in TOTALS]
         latency = time_s.sum(axis=1) + t.per_pass_s
