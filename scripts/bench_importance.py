@@ -201,7 +201,10 @@ def run_one(
     x_train, x_test, y_train, y_test = split
     base = space.arch
     start = time.monotonic()
-    model = train(build_model(base, rngs=nnx.Rngs(seed)), x_train, y_train, EPOCHS, LEARNING_RATE, seed=seed)
+    base_model = build_model(
+        base, rngs=nnx.Rngs(seed), init="flax"
+    )  # Flax's own draws: the recorded results start from them
+    model = train(base_model, x_train, y_train, EPOCHS, LEARNING_RATE, seed=seed)
     arrays = to_arrays(model)
     base_accuracy = accuracy(model, x_test, y_test)
     print(f"{name} seed {seed}: base {base_accuracy:.4f} ({time.monotonic() - start:.0f} s)", flush=True)

@@ -67,31 +67,42 @@ def data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return x_train, x_test, y_train.astype(np.int32), y_test.astype(np.int32)
 
 
+def _loss(model: Network, xb: jax.Array, yb: jax.Array) -> jax.Array:
+    return optax.softmax_cross_entropy_with_integer_labels(model(xb), yb).mean()
+
+
+@nnx.jit
+def _step(model: Network, optimizer: nnx.Optimizer, xb: jax.Array, yb: jax.Array) -> jax.Array:
+    """One Adam step; compiled once per network shape and schedule (module level: the searched
+    network and its random-channel twin share one program)."""
+    loss, grads = nnx.value_and_grad(_loss)(model, xb, yb)
+    optimizer.update(model, grads)
+    return loss
+
+
+_SCHEDULES: dict[tuple[float, int], optax.Schedule] = {}
+
+
 def train(model: Network, x: np.ndarray, y: np.ndarray, epochs: int, rate: float, seed: int) -> Network:
-    optimizer = nnx.Optimizer(
-        model, optax.adam(optax.cosine_decay_schedule(rate, epochs * math.ceil(len(x) / BATCH))), wrt=nnx.Param
-    )
-
-    @nnx.jit
-    def step(model: Network, optimizer: nnx.Optimizer, xb: jax.Array, yb: jax.Array) -> jax.Array:
-        def loss_fn(m: Network) -> jax.Array:
-            return optax.softmax_cross_entropy_with_integer_labels(m(xb), yb).mean()
-
-        loss, grads = nnx.value_and_grad(loss_fn)(model)
-        optimizer.update(model, grads)
-        return loss
-
+    steps = epochs * math.ceil(len(x) / BATCH)
+    schedule = _SCHEDULES.setdefault((rate, steps), optax.cosine_decay_schedule(rate, steps))
+    optimizer = nnx.Optimizer(model, optax.adam(schedule), wrt=nnx.Param)
     rng = np.random.default_rng(seed)
     for _ in range(epochs):
         order = rng.permutation(len(x))
         for start in range(0, len(x) - BATCH + 1, BATCH):
             idx = order[start : start + BATCH]
-            step(model, optimizer, jnp.asarray(x[idx]), jnp.asarray(y[idx]))
+            _step(model, optimizer, jnp.asarray(x[idx]), jnp.asarray(y[idx]))
     return model
 
 
+@nnx.jit
+def _logits(model: Network, xb: jax.Array) -> jax.Array:
+    return model(xb)
+
+
 def accuracy(model: Network, x: np.ndarray, y: np.ndarray) -> float:
-    logits = nnx.jit(lambda m, xb: m(xb))(model, jnp.asarray(x))
+    logits = _logits(model, jnp.asarray(x))
     return float((np.asarray(logits).argmax(-1) == y).mean())
 
 
@@ -99,18 +110,18 @@ def synflow(arch: Arch, arrays: dict[str, np.ndarray]) -> float:
     """SynFlow (Tanaka et al., 2020): sum of |theta * dR/dtheta| with R the output sum of the
     network with |weights| on an all-ones input; log10 of it (it spans orders of magnitude)."""
     model = from_arrays(arch, {k: np.abs(v) for k, v in arrays.items()})
-    x = jnp.ones((1, *arch.input_shape))
-
-    def r(m: Network) -> jax.Array:
-        return m(x).sum()
-
-    grads = nnx.jit(nnx.grad(r))(model)  # one compiled program, not one per op
+    grads = _synflow_grads(model, jnp.ones((1, *arch.input_shape)))  # one compiled program, not one per op
     params = nnx.state(model, nnx.Param)
     total = sum(  # summed on the host, in float64: an eager jnp op per leaf would compile per shape
         float(np.abs(np.asarray(p, np.float64) * np.asarray(g, np.float64)).sum())
         for p, g in zip(jax.tree.leaves(params), jax.tree.leaves(grads), strict=True)
     )
     return math.log10(total) if total > 0 else float("-inf")
+
+
+@nnx.jit
+def _synflow_grads(model: Network, x: jax.Array) -> nnx.State:
+    return nnx.grad(lambda m: m(x).sum())(model)
 
 
 def measured_latency_s(models: dict[str, Network], arch_of: dict[str, Arch], repeats: int = 40) -> dict[str, float]:
@@ -155,7 +166,10 @@ def main() -> int:
     base = space.arch
     platform = get_platform(str(PLATFORM))
     print(f"training {base.name} ({analyze(base).params:,} params) for {epochs} epochs ...", flush=True)
-    model = train(build_model(base, rngs=nnx.Rngs(0)), x_train, y_train, epochs, LEARNING_RATE, seed=0)
+    base_model = build_model(
+        base, rngs=nnx.Rngs(0), init="flax"
+    )  # Flax's own draws: the recorded results start from them
+    model = train(base_model, x_train, y_train, epochs, LEARNING_RATE, seed=0)
     base_accuracy = accuracy(model, x_test, y_test)
     arrays = to_arrays(model)
     base_flops = analyze(base).flops

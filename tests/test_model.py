@@ -17,6 +17,63 @@ def test_every_base_architecture_param_count_equals_analytic(base_archs: dict[st
         assert param_count(abstract_model(arch)) == analyze(arch).params, name
 
 
+def test_initial_weights_are_drawn_as_flaxs_initialisers_draw_them_and_compile_nothing(
+    base_archs: dict[str, Arch], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Kernels against Flax's own `lecun_normal` on the same shapes (two-sample Kolmogorov-Smirnov),
+    every other weight against Flax's module defaults; one seed, one set of weights; and building a
+    network of shapes never seen before compiles no XLA program (an initialiser per shape cost 0.25 s)."""
+    import logging
+
+    import numpy as np
+    from scipy.stats import ks_2samp
+
+    arch = base_archs["resnet18"]
+    build_model(base_archs["tiny"], rngs=nnx.Rngs(2))  # the key's own small programs compile once
+    with caplog.at_level(logging.WARNING), jax.log_compiles():
+        model = build_model(arch, rngs=nnx.Rngs(3))
+    assert not [r for r in caplog.records if "Compiling" in r.getMessage()]
+    flax_model = nnx.eval_shape(lambda: build_model(arch))  # under a trace: Flax's own modules
+    # the shapes-only model build_model filled is a copy: the next one is still shapes only
+    assert all(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in jax.tree.leaves(nnx.state(abstract_model(arch))))
+    ours = dict(nnx.iter_graph(model))
+    compared = {(7, 7, 3, 64), (3, 3, 256, 256), (1, 1, 128, 256), (512, 1000)}  # stem, 3x3, 1x1, dense
+    for path, variable in nnx.iter_graph(flax_model):
+        if not isinstance(variable, nnx.Variable):
+            continue
+        value = np.asarray(ours[path][...])
+        assert value.shape == variable.shape and value.dtype == variable.dtype, path
+        if path[-1] == "kernel":
+            if value.shape in compared:  # one per shape: Flax's initialiser compiles per shape
+                reference = np.asarray(nnx.initializers.lecun_normal()(jax.random.key(7), value.shape))
+                assert ks_2samp(value.ravel(), reference.ravel()).pvalue > 1e-4, path
+            fan_in = np.prod(value.shape[:-1])  # HWIO: all but the outputs
+            assert np.abs(value).max() <= 2 / np.sqrt(fan_in) / 0.8796256610342398 * (1 + 1e-6)
+        else:  # nnx.Conv/Linear bias 0; nnx.BatchNorm scale 1, bias 0, mean 0, var 1
+            default = {"bias": 0.0, "scale": 1.0, "mean": 0.0, "var": 1.0}[path[-1]]
+            assert np.all(value == default), path
+    tiny = base_archs["tiny"]
+    kernel = np.asarray(build_model(tiny, rngs=nnx.Rngs(3)).layers["grouped"].kernel[...])
+    assert np.array_equal(kernel, np.asarray(build_model(tiny, rngs=nnx.Rngs(3)).layers["grouped"].kernel[...]))
+    assert not np.array_equal(kernel, np.asarray(build_model(tiny, rngs=nnx.Rngs(4)).layers["grouped"].kernel[...]))
+    half = build_model(tiny, param_dtype=jnp.bfloat16)
+    assert {leaf.dtype for leaf in jax.tree.leaves(nnx.state(half, nnx.Param))} == {jnp.dtype(jnp.bfloat16)}
+    # init="flax": Flax's own draws, the values the module itself holds when built eagerly
+    from explorer.model import Network
+    from explorer.spec import Conv, Dense, GlobalAvgPool
+
+    small = Arch(
+        name="small",
+        input_shape=(6, 6, 3),
+        ops=(Conv(name="c", out=5), GlobalAvgPool(name="g"), Dense(name="d", out=4)),
+    )
+    flax_drawn = nnx.state(build_model(small, rngs=nnx.Rngs(5), init="flax"))
+    eager = nnx.state(Network(small, rngs=nnx.Rngs(5)))
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(flax_drawn), jax.tree.leaves(eager), strict=True))
+    with pytest.raises(ValueError, match="init='jax' is not known; use one of: host, flax"):
+        build_model(small, init="jax")
+
+
 @pytest.mark.parametrize("name", ["tiny", "resnet18"])
 def test_forward_pass_output_shape(name: str, base_archs: dict[str, Arch]) -> None:
     arch = base_archs[name]

@@ -154,12 +154,59 @@ def test_report_command_rewrites_cleanly(run_dir: Path, tmp_path: Path, capsys: 
     assert "report:" in capsys.readouterr().out
     after = (run_dir / "report.md").read_text()
     assert (run_dir / "figures" / "mine.png").read_bytes() == b"a user's file"  # only its own figures are replaced
-    for stem in FIGURE_STEMS:
-        assert (run_dir / "figures" / f"{stem}.png").stat().st_mtime_ns > before_png[f"{stem}.png"]
+    for stem in FIGURE_STEMS:  # drawn from the same data: not drawn again (the sweep is redone each time)
+        again = (run_dir / "figures" / f"{stem}.png").stat().st_mtime_ns
+        assert (again > before_png[f"{stem}.png"]) == (stem == "importance"), stem
     assert not list((run_dir / "figures").glob(".*.tmp")) and not list(run_dir.glob(".*.tmp"))
     # only the wall-time line may differ (the run measured its own time; the report reads the trials')
     diff = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True) if a != b]
     assert all("wall time" in a for a, _ in diff), diff
+
+
+KEYED_SCRIPT = """
+import sys
+from explorer.report import search_report
+from explorer.search import load_result
+from explorer.report.figures import Drawing
+result = load_result(f"sqlite:///{sys.argv[1]}/study.db")
+print({stem: m.key() for stem, m in search_report(result)[1].items() if isinstance(m, Drawing)})
+"""
+
+
+def test_a_figure_drawn_from_the_same_data_is_not_drawn_again(
+    run_dir: Path, result: SearchResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each figure's files hold the key of what it was drawn from; the key is the same in another
+    process (hash seeds differ) and changes with the data; a file without it is drawn again."""
+    import ast
+    import subprocess
+    import sys
+
+    makers = search_report(result)[1]
+    keys = {stem: m.key() for stem, m in makers.items() if isinstance(m, F.Drawing)}
+    assert set(keys) == {"pareto", "front", "roofline", "channels", "progress"} and None not in keys.values()
+    elsewhere = subprocess.run(
+        [sys.executable, "-c", KEYED_SCRIPT, str(run_dir)], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert ast.literal_eval(elsewhere.stdout.strip()) == keys
+    for stem in FIGURE_STEMS - {"importance"}:
+        for ext in ("png", "svg"):
+            assert keys[stem].encode() in (run_dir / "figures" / f"{stem}.{ext}").read_bytes(), (stem, ext)
+    drawn: list[str] = []
+    real = F.render
+    monkeypatch.setattr(F, "render", lambda draw, infos, size: drawn.append(draw.__name__) or real(draw, infos, size))
+    folder = tmp_path / "figures"
+    shutil.copytree(run_dir / "figures", folder)
+    roofline = makers["roofline"]
+    assert F.save(roofline, folder, "roofline") == [folder / "roofline.png", folder / "roofline.svg"] and drawn == []
+    wider = F.Drawing(roofline.draw, roofline.infos, (9, 5.5))  # other data: another key, drawn
+    assert wider.key() != roofline.key()
+    F.save(wider, folder, "roofline")
+    assert drawn == ["draw_roofline"] and wider.key().encode() in (folder / "roofline.svg").read_bytes()
+    (folder / "pareto.svg").write_bytes((run_dir / "figures" / "channels.svg").read_bytes())  # not this figure's
+    F.save(makers["pareto"], folder, "pareto")
+    assert drawn == ["draw_roofline", "draw_pareto"]
+    assert keys["pareto"].encode() in (folder / "pareto.svg").read_bytes()
 
 
 def test_report_from_storage_url_into_another_folder(run_dir: Path, tmp_path: Path) -> None:

@@ -24,11 +24,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from explorer.model import Network, build_model
+from explorer.model import Network, abstract_model, assign, to_device
 from explorer.spec import Arch, BatchNorm, Conv, Dense, Op
 
 FIELDS = {Conv: ("kernel", "bias"), Dense: ("kernel", "bias"), BatchNorm: ("scale", "bias", "mean", "var")}
@@ -126,18 +125,14 @@ def to_arrays(model: Network) -> dict[str, np.ndarray]:
 
 def expected_shapes(arch: Arch) -> dict[str, tuple[int, ...]]:
     """The name and Flax shape of every array a model of `arch` holds."""
-    return {k: tuple(v.shape) for k, v in _variables(_abstract(arch)).items()}
-
-
-def _abstract(arch: Arch) -> Network:
-    return nnx.eval_shape(lambda: build_model(arch))
+    return {k: tuple(v.shape) for k, v in _variables(abstract_model(arch)).items()}
 
 
 def from_arrays(arch: Arch, arrays: Mapping[str, np.ndarray], *, strict: bool = True) -> Network:
     """A model of `arch` holding `arrays` (Flax layout); a missing, extra or misshapen array is an
     error naming it (with `strict=False`, extra arrays are ignored). The model is built with shapes
     only and then given the arrays, so no initialiser runs (nor compiles, once per new shape)."""
-    model = _abstract(arch)
+    model = abstract_model(arch)
     wanted = {k: tuple(v.shape) for k, v in _variables(model).items()}
     missing = [k for k in wanted if k not in arrays]
     if missing:
@@ -156,20 +151,10 @@ def from_arrays(arch: Arch, arrays: Mapping[str, np.ndarray], *, strict: bool = 
             bad = int(np.size(value) - np.isfinite(value).sum())
             raise WeightsError(f"weights: {key!r} holds {bad} NaN or infinite values; give finite weights")
         variable = variables[key]
-        _assign(variable, jnp.asarray(value, dtype=variable.dtype))
+        assign(variable, to_device(value, variable.dtype))
     if any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in jax.tree.leaves(nnx.state(model))):
         raise WeightsError(f"weights: {arch.name!r} holds state that is not a weight array; explorer cannot load it")
     return model
-
-
-def _assign(variable: nnx.Variable, value: jax.Array) -> None:
-    """Replace a variable's value, an abstract one's included: `set_value` from flax 0.12.x on; before
-    it, assigning `.value` (`variable[...] = ` writes into the abstract value in later versions)."""
-    setter = getattr(variable, "set_value", None)
-    if setter is not None:
-        setter(value)
-    else:
-        variable.value = value
 
 
 def save_weights(model: Network, path: str | Path) -> Path:

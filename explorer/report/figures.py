@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import gc
 import os
+import pickle
 import select
 import signal
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -308,20 +311,86 @@ def annotation_boxes(fig: Figure) -> list[list[Any]]:
     return [[_text_box(a, renderer) for a in ax.texts if isinstance(a, Annotation) and a.get_text()] for ax in fig.axes]
 
 
+@dataclass(frozen=True, slots=True)
+class Drawing:
+    """One figure of a report as data: `draw(info, axes)` for each of `infos`, one panel each, in a
+    figure of `size` inches (`render`); no figure where an info is None. Called, it renders.
+
+    Its `key` digests the drawing (the infos pickled, the size, the code of the module that draws
+    and of this one, matplotlib's version): `save` writes the key into both files and draws no
+    figure whose PNG and SVG already hold it, so rewriting a report (`explore report` after
+    `explore verify`) draws only what changed."""
+
+    draw: Callable[[Any, Axes], None]
+    infos: tuple[Any, ...]
+    size: tuple[float, float]
+
+    def __call__(self) -> Figure | None:
+        if any(info is None for info in self.infos):
+            return None
+        return render(self.draw, self.infos, self.size)
+
+    def key(self) -> str | None:
+        """sha256 hex of what the figure is drawn from; None where an info cannot be pickled."""
+        import hashlib
+        import io
+
+        import matplotlib
+
+        data = io.BytesIO()
+        try:
+            _KeyPickler(data, protocol=5).dump((self.draw.__module__, self.draw.__qualname__, self.infos, self.size))
+        except Exception:  # an info pickle cannot hold: the figure is drawn every time
+            return None
+        digest = hashlib.sha256(data.getbuffer())
+        for module in sorted({__name__, self.draw.__module__}):  # sorted: a set's order changes by process
+            digest.update(Path(sys.modules[module].__file__ or "").read_bytes())
+        digest.update(matplotlib.__version__.encode())
+        return digest.hexdigest()
+
+
+class _KeyPickler(pickle.Pickler):
+    """Pickles a function (an info's cell formatter, a lambda) as its name and bytecode: what it
+    does, the same in every process, where pickle itself refuses a lambda."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, types.FunctionType):
+            code = obj.__code__
+            consts = [c for c in code.co_consts if not isinstance(c, types.CodeType)]
+            return str, (f"{obj.__module__}.{obj.__qualname__} {code.co_code.hex()} {consts!r}",)
+        return NotImplemented
+
+
+FIGURE_KEY = "explorer-figure"
+"""The metadata entry of a figure file that holds its `Drawing.key` (PNG text, SVG dc:identifier)."""
+
+
+def _drawn_before(paths: Sequence[Path], key: str) -> bool:
+    """Both files exist and hold `key` (written into each by `save`)."""
+    needle = key.encode()
+    return all(path.is_file() and needle in path.read_bytes() for path in paths)
+
+
 def save(make: Callable[[], Figure | None], folder: Path, stem: str) -> list[Path]:
     """Build a figure under the report style and write STEM.png and STEM.svg into `folder`
-    (nothing when `make` returns None)."""
+    (nothing when `make` returns None). A `Drawing` whose files already hold its key is not drawn
+    again: the files stay as they are."""
     from matplotlib import style
 
     folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{stem}.png", folder / f"{stem}.svg"]
+    key = make.key() if isinstance(make, Drawing) else None
+    if key is not None and _drawn_before(paths, key):
+        return paths
     with style.context(STYLE):
         fig = make()
         if fig is None:
             return []
-        paths = [folder / f"{stem}.png", folder / f"{stem}.svg"]
         for path in paths:
             kind = path.suffix[1:]
-            metadata = {"Date": None} if kind == "svg" else {"Software": None}
+            metadata: dict[str, str | None] = {"Date": None} if kind == "svg" else {"Software": None}
+            if key is not None:
+                metadata["Identifier" if kind == "svg" else FIGURE_KEY] = f"{FIGURE_KEY} {key}"
             atomic_write(
                 path, lambda tmp, kind=kind, metadata=metadata: fig.savefig(tmp, format=kind, metadata=metadata)
             )

@@ -81,4 +81,4 @@ def score_report(result: Analysis, platform: Platform) -> tuple[list[Block], dic
         Heading(f"Per-layer table (whole batch of {result.batch})"),
         layer_table(result),
     ]
-    return blocks, {"roofline": lambda: F.render(F.draw_roofline, [roofline], (8, 5.5))}
+    return blocks, {"roofline": F.Drawing(F.draw_roofline, (roofline,), (8, 5.5))}

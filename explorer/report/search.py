@@ -126,12 +126,12 @@ def search_report(result: SearchResult, extra: Sequence[Block] = ()) -> tuple[li
     channels, progress = SF.channel_info(result), SF.progress_info(result, trials)
     n_widths = sum(1 for op in result.space.arch.ops if getattr(op, "out", None) is not None)
     makers: dict[str, Maker] = {  # the costliest first: two processes share them out best so
-        "pareto": lambda: F.render(SF.draw_pareto, paretos, (13, 5)),
-        "front": lambda: F.maybe(SF.draw_pareto, front, (7, 5)),
+        "pareto": F.Drawing(SF.draw_pareto, tuple(paretos), (13, 5)),
+        "front": F.Drawing(SF.draw_pareto, (front,), (7, 5)),
         "importance": lambda: F.maybe(sweep.draw_importance, sweep.importance_info(result), (8, 4.5)),
-        "roofline": lambda: F.render(F.draw_roofline, [roofline], (8, 5.5)),
-        "channels": lambda: F.render(SF.draw_channels, [channels], (max(7.0, 0.3 * n_widths), 4.5)),
-        "progress": lambda: F.render(SF.draw_progress, [progress], (8, 4)),
+        "roofline": F.Drawing(F.draw_roofline, (roofline,), (8, 5.5)),
+        "channels": F.Drawing(SF.draw_channels, (channels,), (max(7.0, 0.3 * n_widths), 4.5)),
+        "progress": F.Drawing(SF.draw_progress, (progress,), (8, 4)),
     }
     title = f"explore: {result.plan.space_ref} on {result.platform.name}, {o.dtype}, batch {o.batch}"
     blocks: list[Block] = [
