@@ -228,7 +228,8 @@ def build_model(
 
     The draws are made on the host (NumPy, seeded from one key of `rngs.params`), into a model
     built with shapes only: Flax's initialisers compile once per new weight shape, 0.25 s each on
-    2 CPU cores, so building even `tiny` took 8.6 s and ResNet-18 7 s. The same seed gives the same
+    2 CPU cores, so a first build of `tiny` took 6.8 s and ResNet-18 7.9 s (now 0.4 and 0.9 s,
+    reports/bench_build_model.md). The same seed gives the same
     weights; the values are not those Flax's initialisers would draw.
 
     `init="flax"` draws them with Flax's initialisers, in one compiled program (seconds): the very
