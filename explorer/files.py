@@ -179,6 +179,15 @@ def content_digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(by_value(data), sort_keys=True).encode()).hexdigest()
 
 
+def source_digest(files: Iterable[Path], root: Path) -> str:
+    """sha256 of files (each named by its path under `root`, then its bytes): which version of the
+    code made a stored result."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def writable(folder: str | Path, argument: str) -> Path:
     """`folder`, created if needed; a ValueError naming `argument` when it cannot be written."""
     if str(folder).strip() == "":

@@ -207,6 +207,8 @@ def test_a_figure_drawn_from_the_same_data_is_not_drawn_again(
     F.save(makers["pareto"], folder, "pareto")
     assert drawn == ["draw_roofline", "draw_pareto"]
     assert keys["pareto"].encode() in (folder / "pareto.svg").read_bytes()
+    monkeypatch.setattr(F, "_package_digest", lambda: "another version of the package")  # any code change: drawn again
+    assert roofline.key() != keys["roofline"]
 
 
 def test_report_from_storage_url_into_another_folder(run_dir: Path, tmp_path: Path) -> None:

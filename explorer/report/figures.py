@@ -13,6 +13,7 @@ FLOPs per sample, latency per batch in seconds, parameters as a count.
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import pickle
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from explorer.cost.analyze import Analysis
 from explorer.cost.latency import LATENCY_MODELS, latency_label
-from explorer.files import atomic_write
+from explorer.files import atomic_write, source_digest
 from explorer.units import printable
 
 if TYPE_CHECKING:
@@ -316,8 +317,8 @@ class Drawing:
     """One figure of a report as data: `draw(info, axes)` for each of `infos`, one panel each, in a
     figure of `size` inches (`render`); no figure where an info is None. Called, it renders.
 
-    Its `key` digests the drawing (the infos pickled, the size, the code of the module that draws
-    and of this one, matplotlib's version): `save` writes the key into both files and draws no
+    Its `key` digests the drawing (the infos pickled, the size, the package's code, matplotlib's
+    version): `save` writes the key into both files and draws no
     figure whose PNG and SVG already hold it, so rewriting a report (`explore report` after
     `explore verify`) draws only what changed."""
 
@@ -343,10 +344,16 @@ class Drawing:
         except Exception:  # an info pickle cannot hold: the figure is drawn every time
             return None
         digest = hashlib.sha256(data.getbuffer())
-        for module in sorted({__name__, self.draw.__module__}):  # sorted: a set's order changes by process
-            digest.update(Path(sys.modules[module].__file__ or "").read_bytes())
-        digest.update(matplotlib.__version__.encode())
+        digest.update(f"{_package_digest()} matplotlib {matplotlib.__version__}".encode())
         return digest.hexdigest()
+
+
+@functools.cache
+def _package_digest() -> str:
+    """sha256 of every module of the package: a drawing calls helpers across it (units, labels,
+    the metrics' formats), so any change of the code draws the figures again."""
+    root = Path(__file__).resolve().parents[1]
+    return source_digest(sorted(root.rglob("*.py")), root)
 
 
 class _KeyPickler(pickle.Pickler):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from explorer.cost.latency import reads_table, resolve_latency_model
 from explorer.cost.options import ScoringOptions
 from explorer.cost.platforms import Platform
 from explorer.cost.table import priced_digest
-from explorer.files import found_near
+from explorer.files import found_near, source_digest
 from explorer.search.importance import ChannelImportance, ImportanceError
 from explorer.search.problem import SearchError
 from explorer.search.settings import DEFAULTS, SCORING_FIELDS, SearchPlan, Settings, plan_search
@@ -51,10 +50,7 @@ def scoring_digest() -> str:
     files = sorted(
         [*(root / "spec").glob("*.py"), *(root / "cost").glob("*.py"), *(root / "cost").glob("*.toml"), *modules]
     )
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
+    return source_digest(files, root)
 
 
 def scored_by_note(study: optuna.Study) -> str | None:
