@@ -93,6 +93,53 @@ def test_a_platform_can_name_the_eager_runtime(tmp_path: Path) -> None:
     assert "eager" in RUNTIMES
 
 
+CPU = '[cpu]\npeak_tflop_per_s = { float32 = 0.5 }\nbandwidth_gb_per_s = 40\nprocessors = 8\nruntime = "eager"\n'
+
+
+def test_a_platform_names_its_shipped_prior_and_an_unnamed_gpu_prior_is_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """runtime="eager" with no kernel constants runs a GPU's prior ([eager]: kernels overlap the host's
+    dispatch), and score and search say so; `kernel = "eager_cpu"` names the CPU's, which prices the
+    network exactly as a [KEY.kernel] table holding [eager_cpu]'s numbers and a CPU's tiles does."""
+    from explorer.cli import main
+    from explorer.cost.platforms import catalog
+
+    path = tmp_path / "cpu.toml"
+    path.write_text(CPU)
+    assert "a GPU's prior" in get_platform(str(path)).prior_note()
+    assert main(["score", "tiny", "--platform", str(path), "--quiet"]) == 0
+    assert 'for a CPU give kernel = "eager_cpu"' in capsys.readouterr().err
+    assert main(["--space", "tiny", "--platform", str(path), "--budget", "3MFLOPs", "--trials", "4", "--no-report",
+                 "--out", str(tmp_path / "run")]) == 0  # fmt: skip
+    assert "note: platform 'cpu' runs eager with the shipped [eager] kernel constants" in capsys.readouterr().out
+    assert all(p.prior_note() is None for p in catalog().values())
+    named = tmp_path / "named.toml"
+    named.write_text(CPU + 'kernel = "eager_cpu"\n')
+    cpu = get_platform(str(named))
+    assert cpu.prior_note() is None and cpu.kernel_params == default_params()["eager_cpu"]
+    assert cpu.tiles == DEFAULT_TILES["xla"]
+    written = tmp_path / "written.toml"  # the same constants, written out
+    tiles = ", ".join(f"[{r}, {c}]" for r, c in DEFAULT_TILES["xla"])
+    written.write_text(
+        CPU + f"tiles = [{tiles}]\n\n[cpu.kernel]\n" + "\n".join(default_params()["eager_cpu"].toml_lines()) + "\n"
+    )
+    by_name, by_value = (analyze(block(), platform=get_platform(str(f))) for f in (named, written))
+    assert by_name.latency_s == by_value.latency_s
+    assert by_name.latency_s != analyze(block(), platform=get_platform(str(path))).latency_s
+    for kernel, message in (
+        (
+            '"eager_gpu"',
+            "kernel='eager_gpu' is not a shipped table of kernel constants; use one of: cudnn, xla, eager, eager_cpu",
+        ),
+        ('"xla"', r"needs a host dispatch, which the shipped \[xla\] constants lack"),
+        ("5", "kernel=5 must be a table of kernel-model parameters or the name of a shipped one"),
+    ):
+        named.write_text(CPU + f"kernel = {kernel}\n")
+        with pytest.raises(PlatformError, match=message):
+            load_platform_file(named)
+
+
 def test_old_tables_without_the_dispatch_terms_still_load_and_bad_overlap_is_refused(tmp_path: Path) -> None:
     table = {k: v for k, v in default_params()["cudnn"].to_dict().items() if "dispatch" not in k}
     assert KernelParams.from_mapping(table, "old").op_dispatch_s == 0.0

@@ -203,8 +203,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     platform = options.plat
     arch = load_arch(args.arch)
     result = analyze(arch, options)
-    note = platform.batch_note(options.batch)
-    if note is not None:
+    for note in platform.notes(options.batch):
         print(f"explore score: note: {note}", file=sys.stderr)
     if args.json == "-":
         sys.stdout.write(dumps_json(result.to_dict() | {"platform_info": platform.to_dict()}))

@@ -86,6 +86,12 @@ DEFAULT_TILES["eager"] = DEFAULT_TILES[
 """Tile shapes per runtime, used where a platform gives none (`tiles` in the catalog)."""
 
 
+def prior_tiles(table: str) -> tuple[tuple[int, int], ...]:
+    """The default tiles that go with shipped kernel-constant table `table` (kernel_params.toml): its
+    runtime's, and a CPU's (`xla`) for `eager_cpu`, PyTorch eager on a CPU."""
+    return DEFAULT_TILES["xla" if table == "eager_cpu" else table]
+
+
 # ---------------------------------------------------------------- timing
 
 

@@ -79,6 +79,22 @@ class Platform:
             f"are extrapolated and may be far off (measure at batch {batch} and run explore calibrate --measured again)"
         )
 
+    def prior_note(self) -> str | None:
+        """A warning where the kernel model runs this platform on a GPU's prior without saying so:
+        `runtime = "eager"` and no kernel constants (the shipped `[eager]` ones overlap a GPU's kernels
+        with the host's dispatch; a CPU runs them in turn)."""
+        if self.runtime != "eager" or self.kernel_params is not None:
+            return None
+        return (
+            f"platform {self.key!r} runs eager with the shipped [eager] kernel constants, a GPU's prior (its kernels "
+            'overlap the host\'s dispatch); for a CPU give kernel = "eager_cpu" in its platform table, or fit the '
+            "device's own (explore calibrate --measured)"
+        )
+
+    def notes(self, batch: int) -> list[str]:
+        """Every warning about using this platform's constants at `batch` (`batch_note`, `prior_note`)."""
+        return [note for note in (self.batch_note(batch), self.prior_note()) if note is not None]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "key": self.key,
@@ -117,7 +133,10 @@ def _kernel_params(value: Any, where: str) -> Any:
     from explorer.cost.kernel_params import KernelParams
 
     if not isinstance(value, Mapping):
-        raise PlatformError(f"{where}: kernel={short_repr(value)} must be a table of kernel-model parameters")
+        raise PlatformError(
+            f"{where}: kernel={short_repr(value)} must be a table of kernel-model parameters or the name of a shipped "
+            "one (explorer/cost/kernel_params.toml)"
+        )
     try:
         return KernelParams.from_mapping(value, where)
     except KernelModelError as e:
@@ -157,9 +176,26 @@ def _kernel_fields(where: str, table: Mapping[str, Any]) -> dict[str, Any]:
                 f"{where}: tiles={short_repr(tiles)} must be a list of [rows, channels] pairs, e.g. [[128, 128], [64, 64]]"
             )
         out["tiles"] = tuple(tuple(t) for t in tiles)
-    if "kernel" in table:
+    if isinstance(table.get("kernel"), str):  # a shipped table by name, e.g. kernel = "eager_cpu"
+        out.update(_shipped_kernel(where, table["kernel"], out.get("tiles")))
+    elif "kernel" in table:
         out["kernel_params"] = _kernel_params(table["kernel"], f"{where} kernel")
     return out
+
+
+def _shipped_kernel(where: str, name: str, tiles: Any) -> dict[str, Any]:
+    """`kernel = "NAME"`: the kernel constants of table NAME of kernel_params.toml, with that table's
+    default tiles where the file gives none (`[eager_cpu]`: a CPU's, `[xla]`'s)."""
+    from explorer.cost.kernel_params import default_params
+    from explorer.cost.kernels import prior_tiles
+
+    shipped = default_params()
+    if name not in shipped:
+        raise PlatformError(
+            f"{where}: kernel={name!r} is not a shipped table of kernel constants; use one of: {', '.join(shipped)}, "
+            "or a [KEY.kernel] table of your own"
+        )
+    return {"kernel_params": shipped[name], "tiles": tiles or prior_tiles(name)}
 
 
 def _number(where: str, key: str, value: Any, scale: float = 1.0, most: float = math.inf) -> float:
@@ -246,10 +282,17 @@ def platform_from_table(key: str, table: Mapping[str, Any], where: str) -> Platf
                 f"[{low:g}, {high:g}] of any chip; give the peak in TFLOP/s (1e12 FLOP/s) and the bandwidth in GB/s (1e9 B/s)"
             )
     runtime, kernel = table.get("runtime"), table.get("kernel")
-    if runtime == "eager" and isinstance(kernel, Mapping):
-        from explorer.cost.kernel_params import EAGER_PARAMS
+    if runtime == "eager" and isinstance(kernel, Mapping | str):
+        from explorer.cost.kernel_params import EAGER_PARAMS, PARAMS_PATH
 
-        missing = [name for name in EAGER_PARAMS if name not in kernel]
+        shipped = read_toml(PARAMS_PATH, "kernel parameter file", PlatformError) if isinstance(kernel, str) else {}
+        given = shipped.get(kernel, EAGER_PARAMS) if isinstance(kernel, str) else kernel  # an unknown name: below
+        missing = [name for name in EAGER_PARAMS if name not in given]
+        if missing and isinstance(kernel, str):
+            raise PlatformError(
+                f"{where}: runtime='eager' needs a host dispatch, which the shipped [{kernel}] constants lack; "
+                'give kernel = "eager" (a GPU) or "eager_cpu" (a CPU), or a [KEY.kernel] table of your own'
+            )
         if missing:
             raise PlatformError(
                 f"{where}: runtime='eager' needs the host dispatch in its [kernel] table, which lacks {', '.join(missing)}; "

@@ -39,7 +39,7 @@ from explorer.conventions import BYTES_PER_ELEMENT
 from explorer.cost.analyze import analyze
 from explorer.cost.fusion import FUSING_RUNTIMES, RUNTIMES, plan_kernels
 from explorer.cost.kernel_params import KernelParams, default_params
-from explorer.cost.kernels import DEFAULT_TILES, KernelFeatures, kernel_features, time_kernels
+from explorer.cost.kernels import KernelFeatures, kernel_features, prior_tiles, time_kernels
 from explorer.cost.platforms import Platform
 from explorer.cost.timers import layer_quantities
 from explorer.measure.agreement import Agreement, agreement
@@ -317,7 +317,7 @@ def prior_device(platform: Platform, runtime: str, dtype: str = "float32") -> De
     params = (
         platform.kernel_params if platform.kernel_params is not None and platform.runtime == runtime else None
     ) or default_params()[table]
-    tiles = platform.tiles or DEFAULT_TILES["xla" if table == "eager_cpu" else runtime]
+    tiles = platform.tiles or prior_tiles(table)
     return Device(platform.peak(dtype), platform.bandwidth_bytes_per_s, platform.processors, tiles, params)
 
 

@@ -181,9 +181,7 @@ class SearchPlan:
                 f"  note: the budget is above the largest network of the space "
                 f"({si(self.flops_range[1], 'FLOPs')}); searching anyway"
             )
-        batch_note = p.batch_note(o.batch)
-        if batch_note is not None:
-            lines.append(f"  note: {batch_note}")
+        lines += [f"  note: {note}" for note in p.notes(o.batch)]
         if self.importance is not None:
             lines.append(f"  importance: {self.importance.describe()}, normalised per layer, summed per tie group")
         lines.append(
