@@ -241,9 +241,10 @@ def build_model(
     rngs = rngs if rngs is not None else nnx.Rngs(0)
     if init == "flax":
         return nnx.jit(lambda r: Network(arch, rngs=r, param_dtype=param_dtype))(rngs)
-    key = rngs.params()
-    if isinstance(key, jax.core.Tracer):  # under jit or eval_shape: Flax's initialisers compile nothing of their own
-        return Network(arch, rngs=rngs, param_dtype=param_dtype)
+    stream = rngs.params  # the stream Flax's initialisers draw from
+    if isinstance(stream.key[...], jax.core.Tracer):  # under jit or eval_shape: Flax's initialisers compile nothing
+        return Network(arch, rngs=rngs, param_dtype=param_dtype)  # of their own, and draw from the untouched stream
+    key = stream()
     if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.key_data(key)
     draw = np.random.default_rng(np.asarray(key, np.uint32).ravel().tolist())

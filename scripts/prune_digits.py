@@ -80,13 +80,16 @@ def _step(model: Network, optimizer: nnx.Optimizer, xb: jax.Array, yb: jax.Array
     return loss
 
 
-_SCHEDULES: dict[tuple[float, int], optax.Schedule] = {}
+_OPTIMISERS: dict[tuple[float, int], optax.GradientTransformation] = {}
+"""One Adam per (rate, steps): the optimiser's transformation is part of the step's compiled program."""
 
 
 def train(model: Network, x: np.ndarray, y: np.ndarray, epochs: int, rate: float, seed: int) -> Network:
     steps = epochs * math.ceil(len(x) / BATCH)
-    schedule = _SCHEDULES.setdefault((rate, steps), optax.cosine_decay_schedule(rate, steps))
-    optimizer = nnx.Optimizer(model, optax.adam(schedule), wrt=nnx.Param)
+    key = (rate, steps)
+    if key not in _OPTIMISERS:
+        _OPTIMISERS[key] = optax.adam(optax.cosine_decay_schedule(rate, steps))
+    optimizer = nnx.Optimizer(model, _OPTIMISERS[key], wrt=nnx.Param)
     rng = np.random.default_rng(seed)
     for _ in range(epochs):
         order = rng.permutation(len(x))

@@ -70,6 +70,8 @@ def test_initial_weights_are_drawn_as_flaxs_initialisers_draw_them_and_compile_n
     flax_drawn = nnx.state(build_model(small, rngs=nnx.Rngs(5), init="flax"))
     eager = nnx.state(Network(small, rngs=nnx.Rngs(5)))
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(flax_drawn), jax.tree.leaves(eager), strict=True))
+    traced = nnx.state(nnx.jit(lambda r: build_model(small, rngs=r))(nnx.Rngs(5)))  # Flax's draws, from the same key
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(traced), jax.tree.leaves(eager), strict=True))
     with pytest.raises(ValueError, match="init='jax' is not known; use one of: host, flax"):
         build_model(small, init="jax")
 

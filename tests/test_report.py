@@ -207,6 +207,25 @@ def test_a_figure_drawn_from_the_same_data_is_not_drawn_again(
     F.save(makers["pareto"], folder, "pareto")
     assert drawn == ["draw_roofline", "draw_pareto"]
     assert keys["pareto"].encode() in (folder / "pareto.svg").read_bytes()
+    whole = (folder / "pareto.png").read_bytes()
+    (folder / "pareto.png").write_bytes(whole[: len(whole) // 2])  # cut short: the key is in it, the image is not
+    F.save(makers["pareto"], folder, "pareto")
+    assert drawn == ["draw_roofline", "draw_pareto", "draw_pareto"] and (folder / "pareto.png").read_bytes() == whole
+    with matplotlib.rc_context({"font.family": "monospace"}):  # a user's matplotlibrc under the report's style
+        assert roofline.key() != keys["roofline"]
+    # what a function does, not its name: closures, defaults and the names it calls tell formatters apart
+    import functools
+
+    def cell(digits: int) -> Any:
+        return lambda v: round(v, digits)
+
+    def as_key(*infos: Any) -> str | None:
+        return F.Drawing(F.draw_roofline, infos, (8, 5.5)).key()
+
+    assert len({as_key(cell(1)), as_key(cell(3)), as_key(lambda v, k=1.0: v * k), as_key(lambda v, k=2.0: v * k),
+                as_key(lambda v: abs(v) + 1), as_key(lambda v: round(v) + 1)}) == 6  # fmt: skip
+    for draw in (lambda info, ax: None, functools.partial(F.draw_roofline), cell):  # state not in its name: no key
+        assert F.Drawing(draw, roofline.infos, (8, 5.5)).key() is None
     monkeypatch.setattr(F, "_package_digest", lambda: "another version of the package")  # any code change: drawn again
     assert roofline.key() != keys["roofline"]
 

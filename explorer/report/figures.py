@@ -318,7 +318,7 @@ class Drawing:
     figure of `size` inches (`render`); no figure where an info is None. Called, it renders.
 
     Its `key` digests the drawing (the infos pickled, the size, the package's code, matplotlib's
-    version): `save` writes the key into both files and draws no
+    version and settings): `save` writes the key into both files and draws no
     figure whose PNG and SVG already hold it, so rewriting a report (`explore report` after
     `explore verify`) draws only what changed."""
 
@@ -332,39 +332,57 @@ class Drawing:
         return render(self.draw, self.infos, self.size)
 
     def key(self) -> str | None:
-        """sha256 hex of what the figure is drawn from; None where an info cannot be pickled."""
+        """sha256 hex of what the figure is drawn from; None (drawn every time) where that cannot be
+        told: a `draw` that is not a module-level function, an info pickle cannot hold, or package
+        code that cannot be read."""
         import hashlib
         import io
 
         import matplotlib
+        from matplotlib import style
 
+        draw = self.draw
+        if not isinstance(draw, types.FunctionType) or draw.__closure__ or draw.__qualname__ != draw.__name__:
+            return None  # a closure, method or partial: its state is not in its name
         data = io.BytesIO()
         try:
-            _KeyPickler(data, protocol=5).dump((self.draw.__module__, self.draw.__qualname__, self.infos, self.size))
-        except Exception:  # an info pickle cannot hold: the figure is drawn every time
+            _KeyPickler(data, protocol=5).dump((draw.__module__, draw.__qualname__, self.infos, self.size))
+            package = _package_digest()
+        except Exception:  # an info pickle cannot hold, or unreadable code: the figure is drawn every time
             return None
+        with style.context(STYLE):  # the user's matplotlibrc beneath the report's style, fonts included
+            rc = repr(sorted(matplotlib.rcParams.items(), key=lambda item: item[0]))
         digest = hashlib.sha256(data.getbuffer())
-        digest.update(f"{_package_digest()} matplotlib {matplotlib.__version__}".encode())
+        digest.update(f"{package} matplotlib {matplotlib.__version__} {rc}".encode())
         return digest.hexdigest()
 
 
 @functools.cache
 def _package_digest() -> str:
     """sha256 of every module of the package: a drawing calls helpers across it (units, labels,
-    the metrics' formats), so any change of the code draws the figures again."""
+    the metrics' formats), so any change of the code draws the figures again. Editors' lock and
+    backup files (names starting with '.') are not modules."""
     root = Path(__file__).resolve().parents[1]
-    return source_digest(sorted(root.rglob("*.py")), root)
+    modules = [p for p in root.rglob("*.py") if not p.name.startswith(".") and p.is_file()]
+    return source_digest(sorted(modules), root)
+
+
+def _code_key(code: types.CodeType) -> tuple[Any, ...]:
+    """What a code object does: its bytecode, the names it reads and its constants (nested code too)."""
+    consts = tuple(_code_key(c) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    return code.co_code, code.co_names, consts
 
 
 class _KeyPickler(pickle.Pickler):
-    """Pickles a function (an info's cell formatter, a lambda) as its name and bytecode: what it
-    does, the same in every process, where pickle itself refuses a lambda."""
+    """Pickles a function (an info's cell formatter, a lambda) as its name, its code, its defaults
+    and the values it closes over: what it does, the same in every process, where pickle itself
+    refuses a lambda."""
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, types.FunctionType):
-            code = obj.__code__
-            consts = [c for c in code.co_consts if not isinstance(c, types.CodeType)]
-            return str, (f"{obj.__module__}.{obj.__qualname__} {code.co_code.hex()} {consts!r}",)
+            cells = tuple(cell.cell_contents for cell in obj.__closure__ or ())
+            what = (obj.__module__, obj.__qualname__, _code_key(obj.__code__), obj.__defaults__, obj.__kwdefaults__)
+            return tuple, ((*what, cells),)
         return NotImplemented
 
 
@@ -373,9 +391,15 @@ FIGURE_KEY = "explorer-figure"
 
 
 def _drawn_before(paths: Sequence[Path], key: str) -> bool:
-    """Both files exist and hold `key` (written into each by `save`)."""
-    needle = key.encode()
-    return all(path.is_file() and needle in path.read_bytes() for path in paths)
+    """Both files exist whole (a PNG's last chunk is IEND, an SVG ends with `</svg>`) and hold the
+    metadata entry `save` wrote for `key`."""
+    needle = f"{FIGURE_KEY} {key}".encode()
+    for path in paths:
+        data = path.read_bytes() if path.is_file() else b""
+        whole = data[-12:-4] == b"\x00\x00\x00\x00IEND" if path.suffix == ".png" else data.rstrip().endswith(b"</svg>")
+        if not whole or needle not in data:
+            return False
+    return True
 
 
 def save(make: Callable[[], Figure | None], folder: Path, stem: str) -> list[Path]:
