@@ -51,7 +51,7 @@ from typing import Any, Final
 import numpy as np
 
 from explorer.cost.fusion import KernelModelError, KernelPlan, plan_kernels
-from explorer.cost.kernel_params import KernelParams, default_params
+from explorer.cost.kernel_params import DEFAULT_TILES, KernelParams, default_params
 from explorer.cost.options import ScoringOptions
 from explorer.cost.timers import Unit, UnitTimes
 from explorer.spec import (
@@ -62,36 +62,6 @@ SPLITS: Final[tuple[int, ...]] = (1, 2, 4, 8, 16)
 """Split-K factors a GEMM may use to fill the processors when it has few output tiles."""
 _SPLIT_K = np.array(SPLITS[1:], dtype=float)
 _SPLIT_K.flags.writeable = False
-DEFAULT_TILES: Final[dict[str, tuple[tuple[int, int], ...]]] = {
-    # CUTLASS/cuBLAS threadblock tiles (rows x output channels) for SIMT and tensor-core GEMMs
-    "cudnn": (
-        (128, 128),
-        (128, 64),
-        (64, 128),
-        (64, 64),
-        (128, 32),
-        (32, 128),
-        (64, 32),
-        (32, 64),
-        (32, 32),
-        (8, 128),
-        (128, 8),
-    ),  # the last two: skinny tiles of matrix-vector kernels (a batch of a few rows)
-    # CPU GEMM register/cache blocks: rows x output channels in multiples of the 8-lane AVX2 vector
-    "xla": ((64, 32), (32, 16), (16, 8)),
-}
-DEFAULT_TILES["eager"] = DEFAULT_TILES[
-    "cudnn"
-]  # PyTorch eager on a GPU calls cuDNN; a CPU's platform file names its own
-"""Tile shapes per runtime, used where a platform gives none (`tiles` in the catalog)."""
-
-
-def prior_tiles(table: str) -> tuple[tuple[int, int], ...]:
-    """The default tiles that go with shipped kernel-constant table `table` (kernel_params.toml): its
-    runtime's, and a CPU's (`xla`) for `eager_cpu`, PyTorch eager on a CPU."""
-    return DEFAULT_TILES["xla" if table == "eager_cpu" else table]
-
-
 # ---------------------------------------------------------------- timing
 
 

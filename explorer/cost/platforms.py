@@ -186,8 +186,7 @@ def _kernel_fields(where: str, table: Mapping[str, Any]) -> dict[str, Any]:
 def _shipped_kernel(where: str, name: str, tiles: Any) -> dict[str, Any]:
     """`kernel = "NAME"`: the kernel constants of table NAME of kernel_params.toml, with that table's
     default tiles where the file gives none (`[eager_cpu]`: a CPU's, `[xla]`'s)."""
-    from explorer.cost.kernel_params import default_params
-    from explorer.cost.kernels import prior_tiles
+    from explorer.cost.kernel_params import default_params, prior_tiles
 
     shipped = default_params()
     if name not in shipped:

@@ -38,8 +38,8 @@ import numpy as np
 from explorer.conventions import BYTES_PER_ELEMENT
 from explorer.cost.analyze import analyze
 from explorer.cost.fusion import FUSING_RUNTIMES, RUNTIMES, plan_kernels
-from explorer.cost.kernel_params import KernelParams, default_params
-from explorer.cost.kernels import KernelFeatures, kernel_features, prior_tiles, time_kernels
+from explorer.cost.kernel_params import KernelParams, default_params, prior_tiles
+from explorer.cost.kernels import KernelFeatures, kernel_features, time_kernels
 from explorer.cost.platforms import Platform
 from explorer.cost.timers import layer_quantities
 from explorer.measure.agreement import Agreement, agreement
