@@ -97,3 +97,24 @@ def test_platform_file_and_its_errors(tmp_path) -> None:
     path.write_text("[mine]\npeak_tflop_per_s = { fp64 = 1 }\nbandwidth_gb_per_s = 500\n")
     with pytest.raises(ValueError, match="unknown dtype 'fp64'"):
         get_platform(str(path))
+
+
+def test_a_layer_or_network_that_moves_no_bytes_has_no_intensity_in_its_json() -> None:
+    """An in-place activation moves nothing: its intensity is undefined, null in the JSON (the
+    table's '-'), and a network of nothing else has none either, as its whole-model roofline."""
+    import json
+
+    from explorer.files import dumps_json
+    from explorer.report.table import layer_table
+    from explorer.spec import Act, Arch
+
+    both = Arch(name="b", input_shape=(4, 4, 3), ops=(Conv(name="c", out=4), Act(name="r", fn="relu")))
+    result = analyze(both, platform="v100", latency_model="roofline")
+    layers = {layer["name"]: layer for layer in json.loads(dumps_json(result.to_dict()))["layers"]}
+    assert layers["r"]["bytes"] == 0 and layers["r"]["intensity"] is None
+    assert layers["c"]["intensity"] == pytest.approx(layers["c"]["total_flops"] / layers["c"]["bytes"])
+    row = next(line for line in layer_table(result).splitlines() if line.startswith("r "))
+    assert row.split()[-3] == "-"  # the table's intensity column
+    alone = json.loads(dumps_json(analyze(Arch(name="a", input_shape=(4, 4, 3), ops=(Act(name="r", fn="relu"),)),
+                                          platform="v100").to_dict()))  # fmt: skip
+    assert alone["bytes"] == 0 and alone["intensity"] is None and alone["model_roofline"]["intensity"] is None

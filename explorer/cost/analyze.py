@@ -44,7 +44,7 @@ class LayerResult(Counts):
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["output_shape"] = list(self.output_shape)
         out["total_flops"] = self.total_flops
-        out["intensity"] = self.intensity
+        out["intensity"] = self.intensity if self.bytes else None  # nothing moved: no intensity (the table's '-')
         return out
 
 
@@ -247,7 +247,7 @@ class Analysis(Counts):
             "ridge_flops_per_byte": self.ridge_flops_per_byte,
             **{f.name: getattr(self, f.name) for f in dataclasses.fields(Counts)},
             "total_flops": self.total_flops,
-            "intensity": self.intensity,
+            "intensity": self.intensity if self.bytes else None,  # as model_roofline's
             "attainable_flops_per_s": self.attainable_flops_per_s,
             "latency_s": self.latency_s,
             "dispatch_s": self.dispatch_s,

@@ -107,7 +107,7 @@ class Counts:
 
     @property
     def intensity(self) -> float:
-        """Arithmetic intensity in FLOP/byte: total_flops / bytes (0 where nothing moves)."""
+        """Arithmetic intensity in FLOP/byte: total_flops / bytes (0 where nothing moves; null in the JSON)."""
         return self.total_flops / self.bytes if self.bytes else 0.0
 
 
