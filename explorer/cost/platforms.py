@@ -177,15 +177,16 @@ def _kernel_fields(where: str, table: Mapping[str, Any]) -> dict[str, Any]:
             )
         out["tiles"] = tuple(tuple(t) for t in tiles)
     if isinstance(table.get("kernel"), str):  # a shipped table by name, e.g. kernel = "eager_cpu"
-        out.update(_shipped_kernel(where, table["kernel"], out.get("tiles")))
+        out.update(_shipped_kernel(where, table["kernel"], out.get("tiles"), table.get("runtime")))
     elif "kernel" in table:
         out["kernel_params"] = _kernel_params(table["kernel"], f"{where} kernel")
     return out
 
 
-def _shipped_kernel(where: str, name: str, tiles: Any) -> dict[str, Any]:
+def _shipped_kernel(where: str, name: str, tiles: Any, runtime: Any) -> dict[str, Any]:
     """`kernel = "NAME"`: the kernel constants of table NAME of kernel_params.toml, with that table's
-    default tiles where the file gives none (`[eager_cpu]`: a CPU's, `[xla]`'s)."""
+    default tiles where the file gives none (`[eager_cpu]`: a CPU's, `[xla]`'s). Under the eager
+    runtime the table must hold a host dispatch."""
     from explorer.cost.kernel_params import default_params, prior_tiles
 
     shipped = default_params()
@@ -194,7 +195,13 @@ def _shipped_kernel(where: str, name: str, tiles: Any) -> dict[str, Any]:
             f"{where}: kernel={name!r} is not a shipped table of kernel constants; use one of: {', '.join(shipped)}, "
             "or a [KEY.kernel] table of your own"
         )
-    return {"kernel_params": shipped[name], "tiles": tiles or prior_tiles(name)}
+    params = shipped[name]
+    if runtime == "eager" and params.op_dispatch_s == params.library_dispatch_s == 0:
+        raise PlatformError(
+            f"{where}: runtime='eager' needs a host dispatch, which the shipped [{name}] constants lack; "
+            'give kernel = "eager" (a GPU) or "eager_cpu" (a CPU), or a [KEY.kernel] table of your own'
+        )
+    return {"kernel_params": params, "tiles": tiles or prior_tiles(name)}
 
 
 def _number(where: str, key: str, value: Any, scale: float = 1.0, most: float = math.inf) -> float:
@@ -281,17 +288,10 @@ def platform_from_table(key: str, table: Mapping[str, Any], where: str) -> Platf
                 f"[{low:g}, {high:g}] of any chip; give the peak in TFLOP/s (1e12 FLOP/s) and the bandwidth in GB/s (1e9 B/s)"
             )
     runtime, kernel = table.get("runtime"), table.get("kernel")
-    if runtime == "eager" and isinstance(kernel, Mapping | str):
-        from explorer.cost.kernel_params import EAGER_PARAMS, PARAMS_PATH
+    if runtime == "eager" and isinstance(kernel, Mapping):  # a shipped table by name: `_shipped_kernel` checks it
+        from explorer.cost.kernel_params import EAGER_PARAMS
 
-        shipped = read_toml(PARAMS_PATH, "kernel parameter file", PlatformError) if isinstance(kernel, str) else {}
-        given = shipped.get(kernel, EAGER_PARAMS) if isinstance(kernel, str) else kernel  # an unknown name: below
-        missing = [name for name in EAGER_PARAMS if name not in given]
-        if missing and isinstance(kernel, str):
-            raise PlatformError(
-                f"{where}: runtime='eager' needs a host dispatch, which the shipped [{kernel}] constants lack; "
-                'give kernel = "eager" (a GPU) or "eager_cpu" (a CPU), or a [KEY.kernel] table of your own'
-            )
+        missing = [name for name in EAGER_PARAMS if name not in kernel]
         if missing:
             raise PlatformError(
                 f"{where}: runtime='eager' needs the host dispatch in its [kernel] table, which lacks {', '.join(missing)}; "
