@@ -285,6 +285,13 @@ def to_device(value: np.ndarray, dtype: Any) -> jax.Array:
     return jax.device_put(np.asarray(value, dtype=dtype))
 
 
+def filled(value: float, shaped: Any) -> Any:
+    """Every leaf of `shaped` (shapes and dtypes: an abstract model's state, `jax.ShapeDtypeStruct`s)
+    as a device array holding `value`, made on the host (`to_device`): weights and inputs whose values
+    do not change a time."""
+    return jax.tree.map(lambda s: to_device(np.full(s.shape, value, np.float32), s.dtype), shaped)
+
+
 def assign(variable: nnx.Variable, value: jax.Array) -> None:
     """Replace a variable's value, an abstract one's included: `set_value` from flax 0.12.x on; before
     it, assigning `.value` (`variable[...] = ` writes into the abstract value in later versions)."""

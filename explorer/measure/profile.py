@@ -537,7 +537,7 @@ def kernel_loop(arch: Arch, kernel_name: str | Sequence[str], runtime: str, batc
     import jax.numpy as jnp
     from flax import nnx
 
-    from explorer.model import builder, to_device
+    from explorer.model import builder, filled
 
     plan = plan_kernels(arch, runtime, batch)
     names = {kernel_name} if isinstance(kernel_name, str) else set(kernel_name)
@@ -584,10 +584,8 @@ def kernel_loop(arch: Arch, kernel_name: str | Sequence[str], runtime: str, batc
             return env[members[-1].op.name]
 
     graph, state = nnx.split(nnx.eval_shape(Kernel))
-    state = jax.tree.map(
-        lambda s: to_device(np.full(s.shape, 0.01, np.float32), s.dtype), state
-    )  # no program per shape
-    inputs = [to_device(np.ones((batch, *shape), np.float32), kdtype) for shape in external.values()]
+    state = filled(0.01, state)
+    inputs = [filled(1.0, jax.ShapeDtypeStruct((batch, *shape), kdtype)) for shape in external.values()]
     # the dtype the kernel's last layer returns (a batch norm's float32 statistics promote a bfloat16 input)
     out = jax.eval_shape(lambda st, ins: nnx.merge(graph, st)(ins), state, inputs)
 
@@ -618,11 +616,11 @@ def kernel_program(
     kernel). The output buffer is donated back to every call."""
     import jax.numpy as jnp
 
-    from explorer.model import to_device
+    from explorer.model import filled
 
     loop = kernel_loop(arch, kernel_name, runtime, batch, dtype)
     run, state, inputs = loop.compiled, loop.state, loop.inputs
-    held = {"out": to_device(np.zeros(loop.out.shape, np.float32), loop.out.dtype)}
+    held = {"out": filled(0.0, loop.out)}
 
     def calls(n: int) -> Callable[[], None]:
         count = jnp.int32(n)

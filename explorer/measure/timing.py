@@ -156,16 +156,13 @@ def forward_program(arch: Arch, batch: int, dtype: str = "float32") -> tuple[Any
     compile seconds): `compiled(weights, input)` runs one pass; `compiled.as_text()` is its program."""
     import jax
     import jax.numpy as jnp
-    import numpy as np
     from flax import nnx
 
-    from explorer.model import abstract_model, to_device
+    from explorer.model import abstract_model, filled
 
     graph, state = nnx.split(abstract_model(arch, param_dtype=jnp.dtype(dtype)))
-    state = jax.tree.map(
-        lambda s: to_device(np.full(s.shape, 0.01, np.float32), s.dtype), state
-    )  # no program per shape
-    x = to_device(np.ones((batch, *arch.input_shape), np.float32), jnp.dtype(dtype))
+    state = filled(0.01, state)
+    x = filled(1.0, jax.ShapeDtypeStruct((batch, *arch.input_shape), jnp.dtype(dtype)))
     start = time.perf_counter()
     forward = jax.jit(lambda st, inp: nnx.merge(graph, st)(inp)).lower(state, x).compile()
     return forward, state, x, time.perf_counter() - start
